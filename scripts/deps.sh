@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install what edgevault needs to build, test and run its demo on Debian 12.
+set -e
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: run as root (it installs Debian packages)" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+	build-essential autoconf automake libtool pkg-config \
+	libssl-dev libsodium-dev libsqlite3-dev libp11-kit-dev libinih-dev check \
+	p11-kit softhsm2 opensc openssl libengine-pkcs11-openssl sqlite3 \
+	gnutls-bin python3 python3-pykcs11 valgrind >/dev/null

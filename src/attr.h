@@ -1,0 +1,77 @@
+/*
+ * Attribute lists: an object's attributes, or a caller's template copied
+ * in. Values are owned by the list. Lists stay sorted by type, so lookups
+ * are a binary search.
+ *
+ * Secret attribute values (the CKA_VALUE of a private or secret key, the
+ * RSA private components) never live in an ev_attrs: they stay in the
+ * key's secure memory (see key.h).
+ */
+#ifndef EV_ATTR_H
+#define EV_ATTR_H
+
+#include "common.h"
+
+typedef struct ev_attrs {
+	CK_ATTRIBUTE *v; /* sorted by type; pValue malloc'ed, or NULL when ulValueLen == 0 */
+	size_t n;
+	size_t cap;
+} ev_attrs;
+
+/* An empty list, or NULL when out of memory. */
+ev_attrs *ev_attrs_new(void);
+
+/* Free the list and its values. NULL is a no-op. */
+void ev_attrs_free(ev_attrs *a);
+
+/* A deep copy, or NULL when out of memory. */
+ev_attrs *ev_attrs_dup(const ev_attrs *a);
+
+/*
+ * Copy a caller's template in. Returns CKR_ARGUMENTS_BAD for a NULL
+ * template with a non-zero count, CKR_ATTRIBUTE_VALUE_INVALID for a NULL
+ * value with a non-zero length, CKR_TEMPLATE_INCONSISTENT for a type given
+ * twice with different values, CKR_HOST_MEMORY.
+ */
+CK_RV ev_attrs_from_template(const CK_ATTRIBUTE *tmpl, CK_ULONG count, ev_attrs **out);
+
+/* Set (replace or add) an attribute; copies len bytes from val. */
+CK_RV ev_attrs_set(ev_attrs *a, CK_ATTRIBUTE_TYPE type, const void *val, CK_ULONG len);
+CK_RV ev_attrs_set_bool(ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_BBOOL v);
+CK_RV ev_attrs_set_ulong(ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG v);
+
+/* Set only if absent. */
+CK_RV ev_attrs_default_bool(ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_BBOOL v);
+CK_RV ev_attrs_default_ulong(ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG v);
+CK_RV ev_attrs_default(ev_attrs *a, CK_ATTRIBUTE_TYPE type, const void *val, CK_ULONG len);
+
+/* Remove an attribute if present. */
+void ev_attrs_del(ev_attrs *a, CK_ATTRIBUTE_TYPE type);
+
+/* The attribute, or NULL if absent. The pointer is valid until the next change. */
+const CK_ATTRIBUTE *ev_attrs_get(const ev_attrs *a, CK_ATTRIBUTE_TYPE type);
+
+/*
+ * Typed reads. Return CKR_OK and store the value, EVR_NOT_FOUND when absent,
+ * CKR_ATTRIBUTE_VALUE_INVALID when the stored length is wrong for the type.
+ */
+CK_RV ev_attrs_bool(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_BBOOL *out);
+CK_RV ev_attrs_ulong(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG *out);
+
+/* The boolean's value, or dflt when absent or malformed. */
+int ev_attrs_is_true(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, int dflt);
+
+/* 1 if every attribute of tmpl is present in a with an equal value. */
+int ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
+
+/* Whether an attribute type holds a CK_BBOOL / a CK_ULONG by the spec. */
+int ev_attr_type_is_bool(CK_ATTRIBUTE_TYPE type);
+int ev_attr_type_is_ulong(CK_ATTRIBUTE_TYPE type);
+
+/*
+ * Whether (class, type) is secret key material, kept only in secure memory:
+ * CKA_VALUE of private and secret keys, the RSA private components.
+ */
+int ev_attr_is_secret(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type);
+
+#endif

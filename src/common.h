@@ -1,0 +1,27 @@
+/*
+ * Shared definitions for the edgevault module's internals.
+ */
+#ifndef EV_COMMON_H
+#define EV_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pkcs11/pkcs11.h"
+
+#define EV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* For verify, unwrap and check functions: ignoring the answer is a bug. */
+#define EV_MUST_CHECK __attribute__((warn_unused_result))
+
+/*
+ * Internal "not found" answer of lookups in the store and the caches.
+ * Never returned to a PKCS#11 caller: every caller maps it to the CKR its
+ * function defines (CKR_OBJECT_HANDLE_INVALID, CKR_SLOT_ID_INVALID, ...).
+ */
+#define EVR_NOT_FOUND (CKR_VENDOR_DEFINED | 0x45560001UL)
+
+/* Copy a C string into a blank-padded, unterminated PKCS#11 text field. */
+void ev_padded_copy(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
+
+#endif

@@ -1,0 +1,144 @@
+/* Slot and token management. */
+#include "mech/mech.h"
+#include "module.h"
+#include "pin.h"
+#include "session.h"
+#include "token.h"
+
+CK_RV
+C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
+{
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_slot_list(tokenPresent, pSlotList, pulCount);
+}
+
+CK_RV
+C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+{
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_slot_info(slotID, pInfo);
+}
+
+CK_RV
+C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+{
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_token_info(slotID, pInfo);
+}
+
+CK_RV
+C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList,
+    CK_ULONG_PTR pulCount)
+{
+	int is_free;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_slot_is_free(slotID, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	return ev_mech_list(pMechanismList, pulCount);
+}
+
+CK_RV
+C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo)
+{
+	const ev_mech *m;
+	int is_free;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_slot_is_free(slotID, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	m = ev_mech_find(type);
+	if (m == NULL)
+		return CKR_MECHANISM_INVALID;
+	ev_mech_info(m, pInfo);
+	return CKR_OK;
+}
+
+CK_RV
+C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
+{
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pPin == NULL || pLabel == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_token_init(slotID, pPin, ulPinLen, pLabel);
+}
+
+CK_RV
+C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	if (ev_session_state(s) != CKS_RW_SO_FUNCTIONS)
+		rv = CKR_USER_NOT_LOGGED_IN;
+	else if (pPin == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (ulPinLen < EV_PIN_MIN_LEN || ulPinLen > EV_PIN_MAX_LEN)
+		rv = CKR_PIN_LEN_RANGE;
+	else
+		rv = ev_token_set_pin(s->token, CKU_USER, pPin, ulPinLen);
+	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
+    CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+{
+	CK_USER_TYPE who;
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	/* The PIN of whoever is logged in; the user's in a public session. */
+	who = ev_session_so(s) ? CKU_SO : CKU_USER;
+	if (!ev_session_rw(s))
+		rv = CKR_SESSION_READ_ONLY;
+	else if (pOldPin == NULL || pNewPin == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else if (ulNewLen < EV_PIN_MIN_LEN || ulNewLen > EV_PIN_MAX_LEN)
+		rv = CKR_PIN_LEN_RANGE;
+	else
+		rv = ev_token_check_pin(s->token, who, pOldPin, ulOldLen);
+	if (rv == CKR_OK)
+		rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
+	ev_session_release(s);
+	return rv;
+}

@@ -1,0 +1,62 @@
+/*
+ * The key hierarchy (doc/key-protection.md):
+ *   root key (upstream) --seals--> zone key --wraps--> operational keys.
+ *
+ * A zone key is 32 random bytes in secure memory, sealed by the root with
+ * associated data naming the device and the zone. Operational key material
+ * is wrapped by its zone key with XChaCha20-Poly1305 (libsodium), with
+ * associated data binding the zone id, object id, generation and a digest
+ * of the object's immutable attributes. Every blob starts with a format
+ * version byte.
+ */
+#ifndef EV_KEYRING_H
+#define EV_KEYRING_H
+
+#include "attr.h"
+#include "common.h"
+#include "root/root.h"
+#include "secmem.h"
+
+#define EV_ZONE_KEY_LEN 32
+#define EV_ATTR_DIGEST_LEN 32
+#define EV_WRAP_VERSION 1
+
+/* A fresh random zone key. */
+CK_RV ev_zone_key_new(ev_secret **key);
+
+/* Seal/unseal a zone key under the root, bound to device and zone id. */
+CK_RV ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id,
+    const ev_secret *key, unsigned char **blob, size_t *len);
+CK_RV ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id,
+    const unsigned char *blob, size_t len, ev_secret **key) EV_MUST_CHECK;
+
+/* What a wrapped blob is bound to. */
+typedef struct ev_wrap_binding {
+	int64_t zone_id;
+	int64_t object_id;
+	int64_t generation;
+	unsigned char attr_digest[EV_ATTR_DIGEST_LEN];
+} ev_wrap_binding;
+
+/*
+ * Digest (BLAKE2b-256) of the attributes that must never change for a
+ * wrapped object: class, key type, and those that can only be set at
+ * creation or only move one way (CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
+ * CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_PRIVATE, CKA_TOKEN,
+ * CKA_EC_PARAMS, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_VALUE_LEN).
+ */
+void ev_attr_digest(const ev_attrs *attrs, unsigned char out[EV_ATTR_DIGEST_LEN]);
+
+/* Wrap secret material under a zone key. *blob malloc'ed. */
+CK_RV ev_wrap(const ev_secret *zone_key, const ev_wrap_binding *b, const ev_secret *plain,
+    unsigned char **blob, size_t *len);
+
+/*
+ * Unwrap. CKR_ENCRYPTED_DATA_INVALID when the blob is malformed, of an
+ * unknown version, or does not authenticate under this key and binding
+ * (moved to another zone or object, or an attribute changed).
+ */
+CK_RV ev_unwrap(const ev_secret *zone_key, const ev_wrap_binding *b, const unsigned char *blob,
+    size_t len, ev_secret **plain) EV_MUST_CHECK;
+
+#endif

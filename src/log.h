@@ -1,0 +1,17 @@
+/*
+ * Diagnostics. Messages go to stderr when $EDGEVAULT_DEBUG is set, and
+ * warnings and errors to syslog (LOG_USER, ident "edgevault").
+ * Never pass a secret, a PIN or key material to these functions.
+ */
+#ifndef EV_LOG_H
+#define EV_LOG_H
+
+#include <syslog.h>
+
+void ev_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ev_debug(...) ev_log(LOG_DEBUG, __VA_ARGS__)
+#define ev_warn(...) ev_log(LOG_WARNING, __VA_ARGS__)
+#define ev_error(...) ev_log(LOG_ERR, __VA_ARGS__)
+
+#endif

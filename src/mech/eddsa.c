@@ -1,0 +1,74 @@
+/*
+ * CKM_EDDSA: pure Ed25519. OpenSSL signs Ed25519 in one call only, so a
+ * multi-part operation is buffered by mech.c (op->buffered) and signed at
+ * the end. Ed25519ph and Ed25519ctx (phFlag, context data) are refused:
+ * OpenSSL 3.0 does not offer them.
+ */
+#include "mech_int.h"
+
+#define EV_ED25519_SIG_LEN 64
+
+static CK_RV
+eddsa_params_ok(const CK_MECHANISM *mech)
+{
+	const CK_EDDSA_PARAMS *p;
+
+	if (mech->pParameter == NULL && mech->ulParameterLen == 0)
+		return CKR_OK;
+	if (mech->pParameter == NULL || mech->ulParameterLen != sizeof(CK_EDDSA_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	p = mech->pParameter;
+	if (p->phFlag != CK_FALSE || p->ulContextDataLen != 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	return CKR_OK;
+}
+
+static CK_RV
+eddsa_init(ev_op *op, const CK_MECHANISM *mech)
+{
+	CK_RV rv;
+	int ok;
+
+	rv = eddsa_params_ok(mech);
+	if (rv != CKR_OK)
+		return rv;
+	if (EVP_PKEY_get_id(op->key->pkey) != EVP_PKEY_ED25519)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	op->outsize = EV_ED25519_SIG_LEN;
+	op->buffered = 1;
+	op->mdctx = EVP_MD_CTX_new();
+	if (op->mdctx == NULL)
+		return CKR_HOST_MEMORY;
+	if (op->kind == EV_OP_SIGN)
+		ok = EVP_DigestSignInit(op->mdctx, NULL, NULL, NULL, op->key->pkey);
+	else
+		ok = EVP_DigestVerifyInit(op->mdctx, NULL, NULL, NULL, op->key->pkey);
+	return ok > 0 ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
+static CK_RV
+eddsa_oneshot(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+{
+	size_t len = *outlen;
+
+	if (EVP_DigestSign(op->mdctx, out, &len, in, inlen) <= 0)
+		return CKR_FUNCTION_FAILED;
+	*outlen = len;
+	return CKR_OK;
+}
+
+static CK_RV
+eddsa_verify(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig, CK_ULONG siglen)
+{
+	if (siglen != EV_ED25519_SIG_LEN)
+		return CKR_SIGNATURE_LEN_RANGE;
+	if (EVP_DigestVerify(op->mdctx, sig, siglen, in, inlen) != 1)
+		return CKR_SIGNATURE_INVALID;
+	return CKR_OK;
+}
+
+const ev_mech_ops ev_eddsa_ops = {
+	.init = eddsa_init,
+	.oneshot = eddsa_oneshot,
+	.verify = eddsa_verify,
+};

@@ -1,0 +1,167 @@
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "secmem.h"
+#include "session.h"
+#include "token.h"
+
+ev_module *ev_mod;
+
+CK_RV
+ev_check_init(void)
+{
+	/* A child after fork() inherits the pointer but not the right to use it. */
+	if (ev_mod == NULL || ev_mod->pid != getpid())
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	return CKR_OK;
+}
+
+static void
+free_token_cb(CK_ULONG key, void *val, void *arg)
+{
+	ev_token_free(val);
+}
+
+static void
+free_object_cb(CK_ULONG key, void *val, void *arg)
+{
+	ev_object_free(val);
+}
+
+static void
+free_session_cb(CK_ULONG key, void *val, void *arg)
+{
+	ev_session *s = val;
+
+	ev_active_end(&s->enc);
+	ev_active_end(&s->dec);
+	ev_active_end(&s->sign);
+	ev_active_end(&s->verify);
+	ev_active_end(&s->digest);
+	free(s->found);
+	ev_mutex_free(s->lock);
+	free(s);
+}
+
+/*
+ * Free everything but the store and the root, which the caller closes (in
+ * C_Finalize) or abandons (in a child after fork, where closing them could
+ * disturb the parent's database locks or upstream sessions).
+ */
+static void
+free_state(ev_module *m)
+{
+	ev_map_each(&m->sessions, free_session_cb, NULL);
+	ev_map_clear(&m->sessions);
+	ev_map_each(&m->objects, free_object_cb, NULL);
+	ev_map_clear(&m->objects);
+	ev_map_each(&m->tokens, free_token_cb, NULL);
+	ev_map_clear(&m->tokens);
+	ev_mutex_free(m->store_lock);
+	ev_rwlock_free(m->lock);
+	ev_config_free(m->cfg);
+	free(m);
+}
+
+CK_RV
+ev_module_init(const CK_C_INITIALIZE_ARGS *args)
+{
+	ev_root *inherited_root = NULL;
+	ev_module *m = NULL;
+	char err[256] = "";
+	CK_RV rv;
+
+	if (ev_mod != NULL) {
+		if (ev_mod->pid == getpid())
+			return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+		/*
+		 * A child after fork(): the parent's state is a copy we may
+		 * free, but its database connection and upstream sessions are
+		 * shared with the parent and must not be closed from here.
+		 */
+		ev_store_abandon(ev_mod->store);
+		inherited_root = ev_mod->root;
+		if (inherited_root != NULL)
+			ev_root_forked(inherited_root);
+		free_state(ev_mod);
+		ev_mod = NULL;
+	}
+	rv = ev_lock_setup(args);
+	if (rv != CKR_OK)
+		goto out;
+	if (ev_secmem_init() != 0) {
+		ev_error("cannot initialise libsodium");
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	m->pid = getpid();
+	m->next_session = 1;
+	m->next_object = 1;
+	m->root = inherited_root;
+	inherited_root = NULL; /* transferred */
+	m->lock = ev_rwlock_new();
+	m->store_lock = ev_mutex_new();
+	if (m->lock == NULL || m->store_lock == NULL) {
+		rv = CKR_CANT_LOCK;
+		goto out;
+	}
+	rv = ev_config_load(ev_config_path(), &m->cfg, err, sizeof(err));
+	if (rv != CKR_OK) {
+		ev_error("%s", err);
+		goto out;
+	}
+	rv = ev_store_open(m->cfg->store_dir, EV_STORE_CREATE, &m->store, err, sizeof(err));
+	if (rv != CKR_OK) {
+		ev_error("%s", err);
+		goto out;
+	}
+	ev_mod = m;
+	m = NULL; /* transferred */
+out:
+	if (m != NULL) {
+		ev_store_close(m->store);
+		ev_root_free(m->root);
+		free_state(m);
+	}
+	ev_root_free(inherited_root);
+	return rv;
+}
+
+void
+ev_module_fini(void)
+{
+	ev_module *m = ev_mod;
+
+	if (m == NULL)
+		return;
+	ev_mod = NULL;
+	ev_store_close(m->store);
+	ev_root_free(m->root);
+	free_state(m);
+}
+
+CK_RV
+ev_module_root(ev_root **root)
+{
+	char err[256] = "";
+	CK_RV rv;
+
+	if (ev_mod->root == NULL) {
+		rv = ev_root_open(ev_mod->cfg, EV_ROOT_CREATE_KEY, &ev_mod->root, err, sizeof(err));
+		if (rv != CKR_OK) {
+			ev_error("root of trust: %s", err);
+			return rv;
+		}
+	}
+	*root = ev_mod->root;
+	return CKR_OK;
+}

@@ -1,0 +1,61 @@
+/*
+ * The module's process-wide state between C_Initialize and C_Finalize.
+ *
+ * Locking, outermost first (take them only in this order):
+ *   ev_mod->lock (rwlock)   the session table, the token table, the object
+ *                           map; read-locked on the hot path, write-locked
+ *                           only to add or remove entries
+ *   session->lock           one operation at a time per session
+ *   token->lock             login state, zone key
+ *   ev_mod->store_lock      the SQLite connection and the root
+ */
+#ifndef EV_MODULE_H
+#define EV_MODULE_H
+
+#include <sys/types.h>
+
+#include "common.h"
+#include "config.h"
+#include "handles.h"
+#include "lock.h"
+#include "root/root.h"
+#include "store.h"
+
+typedef struct ev_module {
+	pid_t pid;               /* the process that called C_Initialize */
+	ev_config *cfg;
+	ev_rwlock *lock;
+	ev_map sessions;         /* CK_SESSION_HANDLE -> ev_session */
+	ev_map tokens;           /* slot ID -> ev_token */
+	ev_map objects;          /* CK_OBJECT_HANDLE -> ev_object (loaded token objects and session objects) */
+	CK_ULONG next_session;
+	CK_ULONG next_object;    /* for session objects */
+	ev_mutex *store_lock;
+	ev_store *store;
+	ev_root *root;           /* reached on first need */
+} ev_module;
+
+/* The state, or NULL when not initialised (or in a child after fork). */
+extern ev_module *ev_mod;
+
+/*
+ * CKR_OK when the module is initialised in this process, else
+ * CKR_CRYPTOKI_NOT_INITIALIZED. Every entry point but C_Initialize,
+ * C_GetFunctionList and the interface functions starts with it.
+ */
+CK_RV ev_check_init(void) EV_MUST_CHECK;
+
+/* Set up and tear down the state (C_Initialize, C_Finalize). */
+CK_RV ev_module_init(const CK_C_INITIALIZE_ARGS *args);
+void ev_module_fini(void);
+
+/*
+ * The root, reached on first need with ev_mod->store_lock held by the
+ * caller. CKR_DEVICE_ERROR (unreachable), CKR_PIN_INCORRECT (upstream PIN).
+ */
+CK_RV ev_module_root(ev_root **root);
+
+/* Session object handles live above this bit so they never meet a store id. */
+#define EV_SESSION_OBJECT_BIT ((CK_ULONG)1 << (sizeof(CK_ULONG) * 8 - 2))
+
+#endif

@@ -1,0 +1,1323 @@
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "keyring.h"
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "pkcs11/edgevault.h"
+
+/*
+ * What each class of object may carry. An attribute outside its class's
+ * list is CKR_ATTRIBUTE_TYPE_INVALID in any template.
+ */
+static const CK_ATTRIBUTE_TYPE common_attrs[] = {
+	CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE, CKA_LABEL, CKA_COPYABLE,
+	CKA_DESTROYABLE, CKA_UNIQUE_ID,
+};
+static const CK_ATTRIBUTE_TYPE data_attrs[] = {
+	CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE,
+};
+static const CK_ATTRIBUTE_TYPE cert_attrs[] = {
+	CKA_CERTIFICATE_TYPE, CKA_TRUSTED, CKA_CERTIFICATE_CATEGORY, CKA_CHECK_VALUE,
+	CKA_START_DATE, CKA_END_DATE, CKA_PUBLIC_KEY_INFO, CKA_SUBJECT, CKA_ID, CKA_ISSUER,
+	CKA_SERIAL_NUMBER, CKA_VALUE, CKA_URL, CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+	CKA_HASH_OF_ISSUER_PUBLIC_KEY, CKA_JAVA_MIDP_SECURITY_DOMAIN, CKA_NAME_HASH_ALGORITHM,
+};
+static const CK_ATTRIBUTE_TYPE key_attrs[] = {
+	CKA_KEY_TYPE, CKA_ID, CKA_START_DATE, CKA_END_DATE, CKA_DERIVE, CKA_LOCAL,
+	CKA_KEY_GEN_MECHANISM, CKA_ALLOWED_MECHANISMS, CKA_EV_GENERATION,
+};
+static const CK_ATTRIBUTE_TYPE public_attrs[] = {
+	CKA_SUBJECT, CKA_ENCRYPT, CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_WRAP, CKA_TRUSTED,
+	CKA_PUBLIC_KEY_INFO, CKA_MODULUS, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS,
+	CKA_EC_POINT,
+};
+static const CK_ATTRIBUTE_TYPE private_attrs[] = {
+	CKA_SUBJECT, CKA_SENSITIVE, CKA_DECRYPT, CKA_SIGN, CKA_SIGN_RECOVER, CKA_UNWRAP,
+	CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED,
+	CKA_ALWAYS_AUTHENTICATE, CKA_PUBLIC_KEY_INFO, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
+	CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
+	CKA_COEFFICIENT, CKA_EC_PARAMS, CKA_VALUE,
+};
+static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
+	CKA_SENSITIVE, CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP,
+	CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_CHECK_VALUE,
+	CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED, CKA_VALUE, CKA_VALUE_LEN,
+};
+
+/* Set by the module alone: never in a caller's template for a new object. */
+static const CK_ATTRIBUTE_TYPE module_set_attrs[] = {
+	CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE,
+	CKA_UNIQUE_ID, CKA_EV_GENERATION,
+};
+
+/* What C_SetAttributeValue may change (when CKA_MODIFIABLE is true). */
+static const CK_ATTRIBUTE_TYPE modifiable_attrs[] = {
+	CKA_LABEL, CKA_ID, CKA_START_DATE, CKA_END_DATE, CKA_SUBJECT, CKA_DERIVE, CKA_ENCRYPT,
+	CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP, CKA_SIGN_RECOVER,
+	CKA_VERIFY_RECOVER, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED,
+	CKA_APPLICATION, CKA_OBJECT_ID, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_COPYABLE,
+	CKA_DESTROYABLE, CKA_ALLOWED_MECHANISMS, CKA_CERTIFICATE_CATEGORY, CKA_URL,
+};
+
+/* What C_CopyObject's template may change besides the modifiable ones. */
+static const CK_ATTRIBUTE_TYPE copy_attrs[] = {
+	CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE,
+};
+
+static int
+in_list(const CK_ATTRIBUTE_TYPE *list, size_t n, CK_ATTRIBUTE_TYPE t)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (list[i] == t)
+			return 1;
+	return 0;
+}
+
+#define IN(list, t) in_list(list, EV_ARRAY_SIZE(list), t)
+
+static int
+valid_for_class(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t)
+{
+	if (IN(common_attrs, t))
+		return 1;
+	switch (cls) {
+	case CKO_DATA:
+		return IN(data_attrs, t);
+	case CKO_CERTIFICATE:
+		return IN(cert_attrs, t);
+	case CKO_PUBLIC_KEY:
+		return IN(key_attrs, t) || IN(public_attrs, t);
+	case CKO_PRIVATE_KEY:
+		return IN(key_attrs, t) || IN(private_attrs, t);
+	case CKO_SECRET_KEY:
+		return IN(key_attrs, t) || IN(secret_attrs, t);
+	default:
+		return 0;
+	}
+}
+
+static int
+is_key_class(CK_OBJECT_CLASS cls)
+{
+	return cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY || cls == CKO_SECRET_KEY;
+}
+
+static int
+key_type_ok(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
+{
+	if (cls == CKO_SECRET_KEY)
+		return kt == CKK_AES || kt == CKK_GENERIC_SECRET || kt == CKK_SHA256_HMAC ||
+		    kt == CKK_SHA384_HMAC || kt == CKK_SHA512_HMAC;
+	return kt == CKK_EC || kt == CKK_EC_EDWARDS || kt == CKK_RSA;
+}
+
+/* Material attributes that generation, unwrapping and derivation produce themselves. */
+static int
+is_material(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t)
+{
+	if (ev_attr_is_secret(cls, t))
+		return 1;
+	return t == CKA_MODULUS || t == CKA_EC_POINT ||
+	    (t == CKA_PUBLIC_EXPONENT && cls == CKO_PRIVATE_KEY) ||
+	    (t == CKA_VALUE_LEN && cls != CKO_SECRET_KEY) || t == CKA_PUBLIC_KEY_INFO;
+}
+
+void
+ev_object_free(ev_object *o)
+{
+	if (o == NULL)
+		return;
+	ev_key_free(atomic_load(&o->key));
+	ev_attrs_free(o->attrs);
+	free(o->wrapped);
+	ev_rwlock_free(o->lock);
+	free(o);
+}
+
+void
+ev_object_put(ev_object *o)
+{
+	if (o != NULL && atomic_fetch_sub(&o->refs, 1) == 1)
+		ev_object_free(o);
+}
+
+static ev_object *
+object_alloc(void)
+{
+	ev_object *o = calloc(1, sizeof(*o));
+
+	if (o == NULL)
+		return NULL;
+	o->lock = ev_rwlock_new();
+	if (o->lock == NULL) {
+		free(o);
+		return NULL;
+	}
+	atomic_init(&o->refs, 1);
+	atomic_init(&o->key, NULL);
+	return o;
+}
+
+/* Whether a session may see an object at all. */
+static int
+visible(const ev_session *s, const ev_object *o)
+{
+	if (o->destroyed || o->token != s->token)
+		return 0;
+	return !o->private || ev_session_user(s);
+}
+
+/* Build an in-memory object from its store record (consumed). */
+static CK_RV
+from_record(ev_token *t, ev_obj_rec *rec, ev_object **out)
+{
+	ev_object *o = object_alloc();
+
+	if (o == NULL)
+		return CKR_HOST_MEMORY;
+	o->handle = (CK_OBJECT_HANDLE)rec->id;
+	o->token = t;
+	o->cls = rec->cls;
+	o->on_token = 1;
+	o->private = rec->private;
+	o->generation = rec->generation;
+	o->attrs = rec->attrs;
+	rec->attrs = NULL; /* transferred */
+	o->wrapped = rec->wrapped;
+	o->wrapped_len = rec->wrapped_len;
+	rec->wrapped = NULL; /* transferred */
+	*out = o;
+	return CKR_OK;
+}
+
+/* Look up or load an object (no visibility check); returns a reference. */
+static CK_RV
+lookup(ev_token *t, CK_OBJECT_HANDLE h, ev_object **out)
+{
+	ev_obj_rec rec = { 0 };
+	ev_object *o, *other;
+	CK_RV rv;
+
+	if (h == CK_INVALID_HANDLE)
+		return CKR_OBJECT_HANDLE_INVALID;
+	rv = ev_rwlock_rdlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	o = ev_map_get(&ev_mod->objects, h);
+	if (o != NULL)
+		atomic_fetch_add(&o->refs, 1);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (o != NULL) {
+		*out = o;
+		return CKR_OK;
+	}
+	if (h & EV_SESSION_OBJECT_BIT)
+		return CKR_OBJECT_HANDLE_INVALID;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_obj_get(ev_mod->store, (int64_t)h, &rec);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		return CKR_OBJECT_HANDLE_INVALID;
+	if (rv != CKR_OK)
+		return rv;
+	if (rec.zone != t->id) {
+		ev_obj_rec_clear(&rec);
+		return CKR_OBJECT_HANDLE_INVALID;
+	}
+	rv = from_record(t, &rec, &o);
+	ev_obj_rec_clear(&rec);
+	if (rv != CKR_OK)
+		return rv;
+
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK) {
+		ev_object_free(o);
+		return rv;
+	}
+	other = ev_map_get(&ev_mod->objects, h);
+	if (other != NULL) {
+		/* Another thread loaded it first: use theirs. */
+		ev_object_free(o);
+		o = other;
+	} else {
+		rv = ev_map_put(&ev_mod->objects, h, o);
+		if (rv != CKR_OK) {
+			ev_rwlock_unlock(ev_mod->lock);
+			ev_object_free(o);
+			return rv;
+		}
+	}
+	atomic_fetch_add(&o->refs, 1); /* the caller's; the map holds the first */
+	ev_rwlock_unlock(ev_mod->lock);
+	*out = o;
+	return CKR_OK;
+}
+
+CK_RV
+ev_object_get(ev_session *s, CK_OBJECT_HANDLE h, ev_object **out)
+{
+	ev_object *o;
+	CK_RV rv;
+
+	rv = lookup(s->token, h, &o);
+	if (rv != CKR_OK)
+		return rv;
+	if (!visible(s, o)) {
+		ev_object_put(o);
+		return CKR_OBJECT_HANDLE_INVALID;
+	}
+	*out = o;
+	return CKR_OK;
+}
+
+static CK_KEY_TYPE
+key_type_of(const ev_object *o)
+{
+	CK_ULONG kt = CK_UNAVAILABLE_INFORMATION;
+
+	(void)ev_attrs_ulong(o->attrs, CKA_KEY_TYPE, &kt);
+	return kt;
+}
+
+static void
+binding_of(const ev_object *o, const ev_attrs *attrs, ev_wrap_binding *b)
+{
+	b->zone_id = o->token->id;
+	b->object_id = (int64_t)o->handle;
+	b->generation = o->generation;
+	ev_attr_digest(attrs, b->attr_digest);
+}
+
+CK_RV
+ev_object_key(ev_object *o, const ev_key **out)
+{
+	ev_key *k = atomic_load_explicit(&o->key, memory_order_acquire);
+	const ev_secret *zk;
+	ev_secret *plain = NULL;
+	ev_wrap_binding b;
+	CK_RV rv;
+
+	if (k != NULL) {
+		*out = k;
+		return CKR_OK;
+	}
+	if (!is_key_class(o->cls))
+		return CKR_KEY_HANDLE_INVALID;
+	rv = ev_mutex_lock(o->token->lock);
+	if (rv != CKR_OK)
+		return rv;
+	k = atomic_load(&o->key);
+	if (k != NULL)
+		goto done;
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		goto unlock;
+	if (o->wrapped != NULL) {
+		rv = ev_token_zone_key(o->token, &zk);
+		if (rv == CKR_OK) {
+			binding_of(o, o->attrs, &b);
+			rv = ev_unwrap(zk, &b, o->wrapped, o->wrapped_len, &plain);
+			if (rv == CKR_ENCRYPTED_DATA_INVALID) {
+				ev_error("object %lu: wrapped key does not authenticate",
+				    (unsigned long)o->handle);
+				rv = CKR_DEVICE_ERROR;
+			}
+		}
+		if (rv == CKR_OK) {
+			rv = ev_key_import_secret(o->cls, key_type_of(o), plain, &k);
+			if (rv != CKR_OK)
+				rv = CKR_DEVICE_ERROR;
+		}
+	} else if (o->cls == CKO_PUBLIC_KEY) {
+		rv = ev_key_from_template(o->cls, key_type_of(o), o->attrs->v, o->attrs->n, &k);
+	} else {
+		rv = CKR_DEVICE_ERROR;
+	}
+	ev_rwlock_unlock(o->lock);
+	ev_secret_free(plain);
+	if (rv != CKR_OK)
+		goto unlock;
+	atomic_store_explicit(&o->key, k, memory_order_release);
+done:
+	*out = k;
+unlock:
+	ev_mutex_unlock(o->token->lock);
+	return rv;
+}
+
+/* CKA_ALLOWED_MECHANISMS, when present and not empty, lists what a key may do. */
+static int
+mech_allowed(const ev_attrs *a, CK_MECHANISM_TYPE m)
+{
+	const CK_ATTRIBUTE *at = ev_attrs_get(a, CKA_ALLOWED_MECHANISMS);
+	CK_ULONG i, n;
+
+	if (at == NULL || at->ulValueLen == 0)
+		return 1;
+	n = at->ulValueLen / sizeof(CK_MECHANISM_TYPE);
+	for (i = 0; i < n; i++) {
+		CK_MECHANISM_TYPE t;
+
+		memcpy(&t, (const unsigned char *)at->pValue + i * sizeof(t), sizeof(t));
+		if (t == m)
+			return 1;
+	}
+	return 0;
+}
+
+/* Today as CK_DATE text (YYYYMMDD), for CKA_START_DATE / CKA_END_DATE. */
+static void
+today(char out[8])
+{
+	char buf[9];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(buf, sizeof(buf), "%Y%m%d", &tm);
+	memcpy(out, buf, 8);
+}
+
+static int
+date_ok(const ev_attrs *a)
+{
+	const CK_ATTRIBUTE *start = ev_attrs_get(a, CKA_START_DATE);
+	const CK_ATTRIBUTE *end = ev_attrs_get(a, CKA_END_DATE);
+	char now[8];
+
+	today(now);
+	/* An empty date means no limit (the default). */
+	if (start != NULL && start->ulValueLen == 8 && memcmp(now, start->pValue, 8) < 0)
+		return 0;
+	if (end != NULL && end->ulValueLen == 8 && memcmp(now, end->pValue, 8) > 0)
+		return 0;
+	return 1;
+}
+
+CK_RV
+ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
+{
+	CK_RV rv;
+
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (!ev_attrs_is_true(o->attrs, usage, 0) || !date_ok(o->attrs))
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	else if (!mech_allowed(o->attrs, mech))
+		rv = CKR_MECHANISM_INVALID;
+	ev_rwlock_unlock(o->lock);
+	return rv;
+}
+
+/* Defaults PKCS#11 leaves to the token: chosen to be safe. */
+static CK_RV
+apply_defaults(ev_attrs *a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
+{
+	static const CK_BYTE empty[1];
+	CK_RV rv = CKR_OK;
+
+#define DFL_BOOL(t, v) \
+	if (rv == CKR_OK) \
+	rv = ev_attrs_default_bool(a, t, v)
+#define DFL_EMPTY(t) \
+	if (rv == CKR_OK) \
+	rv = ev_attrs_default(a, t, empty, 0)
+
+	DFL_BOOL(CKA_TOKEN, CK_FALSE);
+	DFL_BOOL(CKA_PRIVATE, cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY);
+	DFL_BOOL(CKA_MODIFIABLE, CK_TRUE);
+	DFL_BOOL(CKA_COPYABLE, CK_TRUE);
+	DFL_BOOL(CKA_DESTROYABLE, CK_TRUE);
+	DFL_EMPTY(CKA_LABEL);
+	switch (cls) {
+	case CKO_DATA:
+		DFL_EMPTY(CKA_APPLICATION);
+		DFL_EMPTY(CKA_VALUE);
+		break;
+	case CKO_CERTIFICATE:
+		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
+		if (rv == CKR_OK)
+			rv = ev_attrs_default_ulong(a, CKA_CERTIFICATE_CATEGORY, 0);
+		DFL_EMPTY(CKA_ID);
+		DFL_EMPTY(CKA_ISSUER);
+		DFL_EMPTY(CKA_SERIAL_NUMBER);
+		DFL_EMPTY(CKA_START_DATE);
+		DFL_EMPTY(CKA_END_DATE);
+		break;
+	case CKO_PUBLIC_KEY:
+	case CKO_PRIVATE_KEY:
+	case CKO_SECRET_KEY:
+		DFL_EMPTY(CKA_ID);
+		DFL_EMPTY(CKA_START_DATE);
+		DFL_EMPTY(CKA_END_DATE);
+		DFL_BOOL(CKA_DERIVE, CK_FALSE);
+		DFL_EMPTY(CKA_ALLOWED_MECHANISMS);
+		break;
+	}
+	switch (cls) {
+	case CKO_PUBLIC_KEY:
+		DFL_EMPTY(CKA_SUBJECT);
+		DFL_BOOL(CKA_ENCRYPT, kt == CKK_RSA);
+		DFL_BOOL(CKA_VERIFY, CK_TRUE);
+		DFL_BOOL(CKA_VERIFY_RECOVER, CK_FALSE);
+		DFL_BOOL(CKA_WRAP, kt == CKK_RSA);
+		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
+		break;
+	case CKO_PRIVATE_KEY:
+		DFL_EMPTY(CKA_SUBJECT);
+		DFL_BOOL(CKA_SENSITIVE, CK_TRUE);
+		DFL_BOOL(CKA_DECRYPT, kt == CKK_RSA);
+		DFL_BOOL(CKA_SIGN, CK_TRUE);
+		DFL_BOOL(CKA_SIGN_RECOVER, CK_FALSE);
+		DFL_BOOL(CKA_UNWRAP, kt == CKK_RSA);
+		DFL_BOOL(CKA_EXTRACTABLE, CK_FALSE);
+		DFL_BOOL(CKA_WRAP_WITH_TRUSTED, CK_FALSE);
+		DFL_BOOL(CKA_ALWAYS_AUTHENTICATE, CK_FALSE);
+		break;
+	case CKO_SECRET_KEY:
+		DFL_BOOL(CKA_SENSITIVE, CK_TRUE);
+		DFL_BOOL(CKA_ENCRYPT, CK_TRUE);
+		DFL_BOOL(CKA_DECRYPT, CK_TRUE);
+		DFL_BOOL(CKA_SIGN, CK_TRUE);
+		DFL_BOOL(CKA_VERIFY, CK_TRUE);
+		DFL_BOOL(CKA_WRAP, CK_TRUE);
+		DFL_BOOL(CKA_UNWRAP, CK_TRUE);
+		DFL_BOOL(CKA_EXTRACTABLE, CK_FALSE);
+		DFL_BOOL(CKA_WRAP_WITH_TRUSTED, CK_FALSE);
+		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
+		break;
+	}
+#undef DFL_BOOL
+#undef DFL_EMPTY
+	return rv;
+}
+
+/* Fill a certificate's subject, issuer and serial from its DER when absent. */
+static CK_RV
+cert_fields(ev_attrs *a)
+{
+	const CK_ATTRIBUTE *v = ev_attrs_get(a, CKA_VALUE);
+	const unsigned char *p;
+	unsigned char *der = NULL;
+	CK_ULONG type;
+	X509 *x = NULL;
+	int len;
+	CK_RV rv = CKR_OK;
+
+	if (ev_attrs_ulong(a, CKA_CERTIFICATE_TYPE, &type) != CKR_OK)
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (type != CKC_X_509)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if (v == NULL || v->ulValueLen == 0)
+		return CKR_TEMPLATE_INCOMPLETE;
+	p = v->pValue;
+	x = d2i_X509(NULL, &p, (long)v->ulValueLen);
+	if (x == NULL)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if (ev_attrs_get(a, CKA_SUBJECT) == NULL) {
+		len = i2d_X509_NAME(X509_get_subject_name(x), &der);
+		rv = len > 0 ? ev_attrs_set(a, CKA_SUBJECT, der, (CK_ULONG)len) : CKR_GENERAL_ERROR;
+		OPENSSL_free(der);
+		der = NULL;
+	}
+	if (rv == CKR_OK && ev_attrs_get(a, CKA_ISSUER) == NULL) {
+		len = i2d_X509_NAME(X509_get_issuer_name(x), &der);
+		rv = len > 0 ? ev_attrs_set(a, CKA_ISSUER, der, (CK_ULONG)len) : CKR_GENERAL_ERROR;
+		OPENSSL_free(der);
+		der = NULL;
+	}
+	if (rv == CKR_OK && ev_attrs_get(a, CKA_SERIAL_NUMBER) == NULL) {
+		len = i2d_ASN1_INTEGER(X509_get_serialNumber(x), &der);
+		rv = len > 0 ? ev_attrs_set(a, CKA_SERIAL_NUMBER, der, (CK_ULONG)len) :
+			       CKR_GENERAL_ERROR;
+		OPENSSL_free(der);
+	}
+	X509_free(x);
+	return rv;
+}
+
+/* Insert a token object and its wrapped material in one transaction. */
+static CK_RV
+store_new(ev_object *o, const ev_key *key)
+{
+	ev_secret *plain = NULL;
+	const ev_secret *zk = NULL;
+	ev_obj_rec rec = { 0 };
+	ev_wrap_binding b;
+	int has_secret = key != NULL && (o->cls == CKO_PRIVATE_KEY || o->cls == CKO_SECRET_KEY);
+	int in_tx = 0;
+	CK_RV rv;
+
+	/* Lock order: token before store. */
+	rv = ev_mutex_lock(o->token->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (has_secret) {
+		rv = ev_token_zone_key(o->token, &zk);
+		if (rv == CKR_OK)
+			rv = ev_key_export_secret(key, &plain);
+		if (rv != CKR_OK)
+			goto out_token;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		goto out_token;
+	rec.zone = o->token->id;
+	rec.cls = o->cls;
+	rec.private = o->private;
+	rec.generation = o->generation;
+	rec.attrs = o->attrs;
+	rv = ev_store_begin(ev_mod->store);
+	if (rv != CKR_OK)
+		goto out;
+	in_tx = 1;
+	rv = ev_store_obj_insert(ev_mod->store, &rec);
+	if (rv != CKR_OK)
+		goto out;
+	o->handle = (CK_OBJECT_HANDLE)rec.id;
+	if (has_secret) {
+		binding_of(o, o->attrs, &b);
+		rv = ev_wrap(zk, &b, plain, &o->wrapped, &o->wrapped_len);
+		if (rv != CKR_OK)
+			goto out;
+		rv = ev_store_obj_set_wrapped(ev_mod->store, rec.id, o->wrapped, o->wrapped_len);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	rv = ev_store_commit(ev_mod->store);
+	in_tx = rv != CKR_OK;
+out:
+	if (in_tx)
+		(void)ev_store_rollback(ev_mod->store);
+	ev_mutex_unlock(ev_mod->store_lock);
+out_token:
+	ev_mutex_unlock(o->token->lock);
+	ev_secret_free(plain);
+	return rv;
+}
+
+/* Check a caller's template for a new object of a class. */
+static CK_RV
+check_template(const ev_session *s, ev_origin origin, CK_OBJECT_CLASS cls,
+    const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < count; i++) {
+		CK_ATTRIBUTE_TYPE t = tmpl[i].type;
+
+		if (!valid_for_class(cls, t))
+			return CKR_ATTRIBUTE_TYPE_INVALID;
+		if (IN(module_set_attrs, t))
+			return CKR_ATTRIBUTE_READ_ONLY;
+		if (origin != EV_ORIGIN_CREATE && origin != EV_ORIGIN_COPY && is_material(cls, t))
+			return CKR_TEMPLATE_INCONSISTENT;
+		if (origin == EV_ORIGIN_COPY && !IN(copy_attrs, t) && !IN(modifiable_attrs, t))
+			return CKR_ATTRIBUTE_READ_ONLY;
+		if (t == CKA_TRUSTED && tmpl[i].ulValueLen == sizeof(CK_BBOOL) &&
+		    *(CK_BBOOL *)tmpl[i].pValue && !ev_session_so(s))
+			return CKR_ATTRIBUTE_READ_ONLY;
+	}
+	return CKR_OK;
+}
+
+/* The module-derived attributes of a new key. */
+static CK_RV
+key_provenance(ev_attrs *a, ev_origin origin, CK_OBJECT_CLASS cls, CK_MECHANISM_TYPE mech,
+    const ev_attrs *base)
+{
+	int sensitive = ev_attrs_is_true(a, CKA_SENSITIVE, 0);
+	int extractable = ev_attrs_is_true(a, CKA_EXTRACTABLE, 0);
+	CK_RV rv;
+
+	if (origin == EV_ORIGIN_COPY)
+		return CKR_OK; /* a copy keeps its source's history */
+	rv = ev_attrs_set_bool(a, CKA_LOCAL, origin == EV_ORIGIN_GENERATE);
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(a, CKA_KEY_GEN_MECHANISM,
+		    origin == EV_ORIGIN_GENERATE ? mech : CK_UNAVAILABLE_INFORMATION);
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(a, CKA_EV_GENERATION, 1);
+	if (rv != CKR_OK || cls == CKO_PUBLIC_KEY)
+		return rv;
+	/* Imported material was seen outside: it was never "always" anything. */
+	if (origin == EV_ORIGIN_CREATE || origin == EV_ORIGIN_UNWRAP) {
+		sensitive = 0;
+		extractable = 1;
+	}
+	if (origin == EV_ORIGIN_DERIVE && base != NULL) {
+		sensitive = sensitive && ev_attrs_is_true(base, CKA_ALWAYS_SENSITIVE, 0);
+		extractable = extractable || !ev_attrs_is_true(base, CKA_NEVER_EXTRACTABLE, 0);
+	}
+	rv = ev_attrs_set_bool(a, CKA_ALWAYS_SENSITIVE, sensitive);
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_bool(a, CKA_NEVER_EXTRACTABLE, !extractable);
+	return rv;
+}
+
+CK_RV
+ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, CK_OBJECT_HANDLE *out)
+{
+	CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)-1;
+	CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
+	ev_attrs *a = NULL;
+	ev_object *o = NULL;
+	CK_ULONG i;
+	CK_RV rv;
+
+	if (tmpl == NULL && count > 0) {
+		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	/* The class decides what is secret, so find it before copying anything. */
+	if (base != NULL)
+		(void)ev_attrs_ulong(base, CKA_CLASS, &cls);
+	for (i = 0; i < count; i++) {
+		if (tmpl[i].type != CKA_CLASS)
+			continue;
+		if (tmpl[i].pValue == NULL || tmpl[i].ulValueLen != sizeof(CK_OBJECT_CLASS)) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		if (base != NULL && ev_attrs_get(base, CKA_CLASS) != NULL &&
+		    *(CK_OBJECT_CLASS *)tmpl[i].pValue != cls) {
+			rv = CKR_TEMPLATE_INCONSISTENT;
+			goto out;
+		}
+		cls = *(CK_OBJECT_CLASS *)tmpl[i].pValue;
+	}
+	if (cls == (CK_OBJECT_CLASS)-1) {
+		rv = CKR_TEMPLATE_INCOMPLETE;
+		goto out;
+	}
+	if (cls != CKO_DATA && cls != CKO_CERTIFICATE && !is_key_class(cls)) {
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		goto out;
+	}
+	rv = check_template(s, origin, cls, tmpl, count);
+	if (rv != CKR_OK)
+		goto out;
+
+	a = base != NULL ? ev_attrs_dup(base) : ev_attrs_new();
+	if (a == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		const CK_ATTRIBUTE *t = &tmpl[i];
+		const CK_ATTRIBUTE *prev;
+
+		if (ev_attr_is_secret(cls, t->type))
+			continue; /* material stays in the key, never in attributes */
+		if (t->pValue == NULL && t->ulValueLen > 0) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		if ((ev_attr_type_is_bool(t->type) && t->ulValueLen != sizeof(CK_BBOOL)) ||
+		    (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG))) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		prev = ev_attrs_get(a, t->type);
+		if (prev != NULL && origin != EV_ORIGIN_COPY && base != NULL &&
+		    ev_attrs_get(base, t->type) != NULL &&
+		    (prev->ulValueLen != t->ulValueLen ||
+			memcmp(prev->pValue, t->pValue, t->ulValueLen) != 0)) {
+			/* The template contradicts what the mechanism decides. */
+			rv = CKR_TEMPLATE_INCONSISTENT;
+			goto out;
+		}
+		rv = ev_attrs_set(a, t->type, t->pValue, t->ulValueLen);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (origin == EV_ORIGIN_COPY && base != NULL) {
+		/* One-way attributes move only their way in a copy too. */
+		if (ev_attrs_is_true(base, CKA_SENSITIVE, 0) && !ev_attrs_is_true(a, CKA_SENSITIVE, 0))
+			rv = CKR_ATTRIBUTE_READ_ONLY;
+		if (!ev_attrs_is_true(base, CKA_EXTRACTABLE, 1) &&
+		    ev_attrs_is_true(a, CKA_EXTRACTABLE, 0))
+			rv = CKR_ATTRIBUTE_READ_ONLY;
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (is_key_class(cls)) {
+		if (ev_attrs_ulong(a, CKA_KEY_TYPE, &kt) != CKR_OK) {
+			rv = key != NULL ? ev_attrs_set_ulong(a, CKA_KEY_TYPE, key->type) :
+					   CKR_TEMPLATE_INCOMPLETE;
+			if (rv != CKR_OK)
+				goto out;
+			kt = key->type;
+		}
+		if (!key_type_ok(cls, kt)) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		if (key == NULL) {
+			if (origin != EV_ORIGIN_CREATE) {
+				rv = CKR_GENERAL_ERROR;
+				goto out;
+			}
+			rv = ev_key_from_template(cls, kt, tmpl, count, &key);
+			if (rv != CKR_OK)
+				goto out;
+		} else if (key->cls != cls ||
+		    (key->type != kt && cls != CKO_SECRET_KEY)) {
+			rv = CKR_TEMPLATE_INCONSISTENT;
+			goto out;
+		}
+		if (origin != EV_ORIGIN_COPY) {
+			rv = ev_key_public_attrs(key, a);
+			if (rv != CKR_OK)
+				goto out;
+			/* The caller's key type stands for secret keys (HMAC types). */
+			rv = ev_attrs_set_ulong(a, CKA_KEY_TYPE, kt);
+			if (rv != CKR_OK)
+				goto out;
+		}
+	} else if (key != NULL) {
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
+	rv = apply_defaults(a, cls, kt);
+	if (rv == CKR_OK && cls == CKO_CERTIFICATE)
+		rv = cert_fields(a);
+	if (rv == CKR_OK && is_key_class(cls))
+		rv = key_provenance(a, origin, cls, gen_mech, base);
+	if (rv != CKR_OK)
+		goto out;
+
+	o = object_alloc();
+	if (o == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	o->token = s->token;
+	o->cls = cls;
+	o->on_token = ev_attrs_is_true(a, CKA_TOKEN, 0);
+	o->private = ev_attrs_is_true(a, CKA_PRIVATE, 1);
+	o->generation = 1;
+	if (origin == EV_ORIGIN_COPY && base != NULL) {
+		CK_ULONG g;
+
+		if (ev_attrs_ulong(base, CKA_EV_GENERATION, &g) == CKR_OK)
+			o->generation = (int64_t)g;
+	}
+	o->attrs = a;
+	a = NULL; /* transferred */
+
+	/* Session rights, from the PKCS#11 access table. */
+	if (o->on_token && !ev_session_rw(s)) {
+		rv = CKR_SESSION_READ_ONLY;
+		goto out;
+	}
+	if (o->private && !ev_session_user(s)) {
+		rv = CKR_USER_NOT_LOGGED_IN;
+		goto out;
+	}
+	if (o->on_token) {
+		rv = store_new(o, key);
+		if (rv != CKR_OK)
+			goto out;
+	} else {
+		o->owner = s->handle;
+	}
+	atomic_store(&o->key, key);
+	key = NULL; /* transferred */
+
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	if (!o->on_token)
+		o->handle = EV_SESSION_OBJECT_BIT | ev_mod->next_object++;
+	rv = ev_map_put(&ev_mod->objects, o->handle, o);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	*out = o->handle;
+	o = NULL; /* transferred to the map */
+out:
+	/* A token object already stored but not mapped is found again on next use. */
+	ev_object_free(o);
+	ev_attrs_free(a);
+	ev_key_free(key);
+	return rv;
+}
+
+/* May this session change this object (the PKCS#11 access table)? */
+static CK_RV
+may_write(const ev_session *s, const ev_object *o)
+{
+	if (o->on_token && !ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	return CKR_OK;
+}
+
+CK_RV
+ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
+{
+	ev_object *o;
+	CK_RV rv;
+
+	rv = ev_object_get(s, h, &o);
+	if (rv != CKR_OK)
+		return rv;
+	rv = may_write(s, o);
+	if (rv == CKR_OK && !ev_attrs_is_true(o->attrs, CKA_DESTROYABLE, 1))
+		rv = CKR_ACTION_PROHIBITED;
+	if (rv != CKR_OK)
+		goto out;
+	if (o->on_token) {
+		rv = ev_mutex_lock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			goto out;
+		rv = ev_store_obj_delete(ev_mod->store, (int64_t)o->handle);
+		ev_mutex_unlock(ev_mod->store_lock);
+		if (rv == EVR_NOT_FOUND)
+			rv = CKR_OK; /* already gone, by another process */
+		if (rv != CKR_OK)
+			goto out;
+	}
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	if (ev_map_del(&ev_mod->objects, h) == o) {
+		o->destroyed = 1;
+		atomic_fetch_sub(&o->refs, 1); /* the map's; ours keeps it alive */
+	}
+	ev_rwlock_unlock(ev_mod->lock);
+out:
+	ev_object_put(o);
+	return rv;
+}
+
+/* One attribute's value for C_GetAttributeValue; *val owned by the caller only when *owned. */
+static CK_RV
+attr_value(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_secret **secret, const CK_ATTRIBUTE **plain)
+{
+	const ev_key *k;
+	CK_RV rv;
+
+	*secret = NULL;
+	*plain = NULL;
+	if (ev_attr_is_secret(o->cls, type) && is_key_class(o->cls)) {
+		if (!valid_for_class(o->cls, type))
+			return CKR_ATTRIBUTE_TYPE_INVALID;
+		if (ev_attrs_is_true(o->attrs, CKA_SENSITIVE, 1) ||
+		    !ev_attrs_is_true(o->attrs, CKA_EXTRACTABLE, 0))
+			return CKR_ATTRIBUTE_SENSITIVE;
+		rv = ev_object_key(o, &k);
+		if (rv != CKR_OK)
+			return rv;
+		return ev_key_secret_attr(k, type, secret);
+	}
+	*plain = ev_attrs_get(o->attrs, type);
+	return *plain != NULL ? CKR_OK : CKR_ATTRIBUTE_TYPE_INVALID;
+}
+
+CK_RV
+ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	CK_RV rv = CKR_OK, r;
+	CK_ULONG i;
+
+	if (tmpl == NULL && count > 0)
+		return CKR_ARGUMENTS_BAD;
+	r = ev_rwlock_rdlock(o->lock);
+	if (r != CKR_OK)
+		return r;
+	for (i = 0; i < count; i++) {
+		CK_ATTRIBUTE *t = &tmpl[i];
+		const CK_ATTRIBUTE *plain;
+		ev_secret *secret;
+		const void *val;
+		CK_ULONG len;
+
+		r = attr_value(o, t->type, &secret, &plain);
+		if (r != CKR_OK) {
+			t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			/* Keep going: every attribute gets its answer (PKCS#11 5.7). */
+			if (r != CKR_ATTRIBUTE_SENSITIVE && r != CKR_ATTRIBUTE_TYPE_INVALID) {
+				rv = r;
+				break;
+			}
+			rv = r;
+			continue;
+		}
+		val = secret != NULL ? (const void *)secret->data : plain->pValue;
+		len = secret != NULL ? (CK_ULONG)secret->len : plain->ulValueLen;
+		if (t->pValue == NULL) {
+			t->ulValueLen = len;
+		} else if (t->ulValueLen >= len) {
+			if (len > 0)
+				memcpy(t->pValue, val, len);
+			t->ulValueLen = len;
+		} else {
+			t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			if (rv == CKR_OK)
+				rv = CKR_BUFFER_TOO_SMALL;
+		}
+		ev_secret_free(secret);
+	}
+	ev_rwlock_unlock(o->lock);
+	return rv;
+}
+
+CK_RV
+ev_object_set_attrs(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	ev_attrs *n = NULL;
+	CK_ULONG i;
+	CK_RV rv;
+
+	if (tmpl == NULL && count > 0)
+		return CKR_ARGUMENTS_BAD;
+	rv = may_write(s, o);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rwlock_wrlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (!ev_attrs_is_true(o->attrs, CKA_MODIFIABLE, 1)) {
+		rv = CKR_ACTION_PROHIBITED;
+		goto out;
+	}
+	n = ev_attrs_dup(o->attrs);
+	if (n == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		const CK_ATTRIBUTE *t = &tmpl[i];
+
+		if (!valid_for_class(o->cls, t->type)) {
+			rv = CKR_ATTRIBUTE_TYPE_INVALID;
+			goto out;
+		}
+		if (!IN(modifiable_attrs, t->type)) {
+			rv = CKR_ATTRIBUTE_READ_ONLY;
+			goto out;
+		}
+		if (t->pValue == NULL && t->ulValueLen > 0) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		if (ev_attr_type_is_bool(t->type)) {
+			CK_BBOOL v;
+
+			if (t->ulValueLen != sizeof(CK_BBOOL)) {
+				rv = CKR_ATTRIBUTE_VALUE_INVALID;
+				goto out;
+			}
+			v = *(const CK_BBOOL *)t->pValue;
+			/* One-way attributes: they only ever move towards safety. */
+			if ((t->type == CKA_SENSITIVE && !v && ev_attrs_is_true(n, t->type, 0)) ||
+			    (t->type == CKA_EXTRACTABLE && v && !ev_attrs_is_true(n, t->type, 1)) ||
+			    (t->type == CKA_WRAP_WITH_TRUSTED && !v &&
+				ev_attrs_is_true(n, t->type, 0)) ||
+			    (t->type == CKA_COPYABLE && v && !ev_attrs_is_true(n, t->type, 1)) ||
+			    (t->type == CKA_TRUSTED && v && !ev_session_so(s))) {
+				rv = CKR_ATTRIBUTE_READ_ONLY;
+				goto out;
+			}
+		}
+		if (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG)) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		rv = ev_attrs_set(n, t->type, t->pValue, t->ulValueLen);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (o->on_token) {
+		rv = ev_mutex_lock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			goto out;
+		rv = ev_store_obj_set_attrs(ev_mod->store, (int64_t)o->handle, n);
+		ev_mutex_unlock(ev_mod->store_lock);
+		if (rv == EVR_NOT_FOUND)
+			rv = CKR_OBJECT_HANDLE_INVALID;
+		if (rv != CKR_OK)
+			goto out;
+	}
+	ev_attrs_free(o->attrs);
+	o->attrs = n;
+	n = NULL; /* transferred */
+out:
+	ev_rwlock_unlock(o->lock);
+	ev_attrs_free(n);
+	return rv;
+}
+
+CK_RV
+ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    CK_OBJECT_HANDLE *out)
+{
+	ev_attrs *base = NULL;
+	ev_key *key = NULL;
+	const ev_key *k;
+	ev_secret *plain = NULL;
+	CK_RV rv;
+
+	if (!ev_attrs_is_true(o->attrs, CKA_COPYABLE, 1))
+		return CKR_ACTION_PROHIBITED;
+	if (is_key_class(o->cls)) {
+		/* The copy gets its own material, re-wrapped under its own identity. */
+		rv = ev_object_key(o, &k);
+		if (rv != CKR_OK)
+			return rv;
+		if (k->cls == CKO_PUBLIC_KEY) {
+			rv = ev_key_from_template(o->cls, k->type, o->attrs->v, o->attrs->n, &key);
+		} else {
+			rv = ev_key_export_secret(k, &plain);
+			if (rv == CKR_OK)
+				rv = ev_key_import_secret(o->cls, k->type, plain, &key);
+		}
+		ev_secret_free(plain);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK) {
+		ev_key_free(key);
+		return rv;
+	}
+	base = ev_attrs_dup(o->attrs);
+	ev_rwlock_unlock(o->lock);
+	if (base == NULL) {
+		ev_key_free(key);
+		return CKR_HOST_MEMORY;
+	}
+	ev_attrs_del(base, CKA_UNIQUE_ID);
+	rv = ev_object_new(s, EV_ORIGIN_COPY, tmpl, count, base, key, CK_UNAVAILABLE_INFORMATION,
+	    out);
+	ev_attrs_free(base);
+	return rv;
+}
+
+CK_ULONG
+ev_object_size(const ev_object *o)
+{
+	CK_ULONG size = o->wrapped_len;
+	size_t i;
+
+	for (i = 0; i < o->attrs->n; i++)
+		size += sizeof(CK_ATTRIBUTE) + o->attrs->v[i].ulValueLen;
+	return size;
+}
+
+struct find_ctx {
+	ev_session *s;
+	const CK_ATTRIBUTE *tmpl;
+	CK_ULONG count;
+	CK_OBJECT_HANDLE *v;
+	size_t n, cap;
+	CK_RV rv;
+};
+
+static void
+push(struct find_ctx *f, CK_OBJECT_HANDLE h)
+{
+	if (f->rv != CKR_OK)
+		return;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		CK_OBJECT_HANDLE *v = realloc(f->v, cap * sizeof(*v));
+
+		if (v == NULL) {
+			f->rv = CKR_HOST_MEMORY;
+			return;
+		}
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = h;
+}
+
+static void
+find_session_cb(CK_ULONG key, void *val, void *arg)
+{
+	struct find_ctx *f = arg;
+	ev_object *o = val;
+
+	if (!(key & EV_SESSION_OBJECT_BIT) || !visible(f->s, o))
+		return;
+	if (ev_rwlock_rdlock(o->lock) != CKR_OK)
+		return;
+	if (ev_attrs_match(o->attrs, f->tmpl, f->count))
+		push(f, key);
+	ev_rwlock_unlock(o->lock);
+}
+
+CK_RV
+ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	struct find_ctx f = { s, tmpl, count, NULL, 0, 0, CKR_OK };
+	ev_obj_query q = { 0 };
+	int64_t *ids = NULL;
+	size_t nids = 0, i;
+	CK_BBOOL token = CK_FALSE;
+	int want_token = 1, want_session = 1;
+	CK_RV rv;
+
+	if (tmpl == NULL && count > 0)
+		return CKR_ARGUMENTS_BAD;
+	for (i = 0; i < count; i++) {
+		const CK_ATTRIBUTE *t = &tmpl[i];
+
+		if (t->pValue == NULL && t->ulValueLen > 0)
+			return CKR_ARGUMENTS_BAD;
+		switch (t->type) {
+		case CKA_TOKEN:
+			if (t->ulValueLen == sizeof(CK_BBOOL)) {
+				token = *(CK_BBOOL *)t->pValue;
+				want_token = token != CK_FALSE;
+				want_session = token == CK_FALSE;
+			}
+			break;
+		case CKA_CLASS:
+			if (t->ulValueLen == sizeof(CK_ULONG)) {
+				q.has_class = 1;
+				q.cls = *(CK_ULONG *)t->pValue;
+			}
+			break;
+		case CKA_KEY_TYPE:
+			if (t->ulValueLen == sizeof(CK_ULONG)) {
+				q.has_key_type = 1;
+				q.key_type = *(CK_ULONG *)t->pValue;
+			}
+			break;
+		case CKA_LABEL:
+			q.has_label = 1;
+			q.label = t->pValue;
+			q.label_len = t->ulValueLen;
+			break;
+		case CKA_ID:
+			q.has_ckid = 1;
+			q.ckid = t->pValue;
+			q.ckid_len = t->ulValueLen;
+			break;
+		}
+	}
+	if (want_token) {
+		q.zone = s->token->id;
+		q.include_private = ev_session_user(s);
+		rv = ev_mutex_lock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			return rv;
+		rv = ev_store_obj_find(ev_mod->store, &q, &ids, &nids);
+		ev_mutex_unlock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			return rv;
+		for (i = 0; i < nids && f.rv == CKR_OK; i++) {
+			ev_object *o;
+
+			if (lookup(s->token, (CK_OBJECT_HANDLE)ids[i], &o) != CKR_OK)
+				continue; /* gone meanwhile */
+			if (visible(s, o) && ev_rwlock_rdlock(o->lock) == CKR_OK) {
+				if (ev_attrs_match(o->attrs, tmpl, count))
+					push(&f, o->handle);
+				ev_rwlock_unlock(o->lock);
+			}
+			ev_object_put(o);
+		}
+		free(ids);
+	}
+	if (want_session && f.rv == CKR_OK) {
+		rv = ev_rwlock_rdlock(ev_mod->lock);
+		if (rv != CKR_OK) {
+			free(f.v);
+			return rv;
+		}
+		ev_map_each(&ev_mod->objects, find_session_cb, &f);
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+	if (f.rv != CKR_OK) {
+		free(f.v);
+		return f.rv;
+	}
+	free(s->found);
+	s->found = f.v;
+	s->nfound = f.n;
+	s->pos = 0;
+	s->finding = 1;
+	return CKR_OK;
+}
+
+struct drop_ctx {
+	CK_SESSION_HANDLE owner;
+	ev_token *token;
+	int private_only;
+	ev_object **v;
+	size_t n;
+};
+
+static void
+drop_cb(CK_ULONG key, void *val, void *arg)
+{
+	struct drop_ctx *d = arg;
+	ev_object *o = val;
+
+	if ((key & EV_SESSION_OBJECT_BIT) && o->owner == d->owner)
+		d->v[d->n++] = o;
+}
+
+void
+ev_object_drop_session(CK_SESSION_HANDLE h)
+{
+	struct drop_ctx d = { h, NULL, 0, NULL, 0 };
+	size_t i;
+
+	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
+		return;
+	d.v = calloc(ev_mod->objects.live + 1, sizeof(*d.v));
+	if (d.v != NULL) {
+		ev_map_each(&ev_mod->objects, drop_cb, &d);
+		for (i = 0; i < d.n; i++) {
+			ev_map_del(&ev_mod->objects, d.v[i]->handle);
+			d.v[i]->destroyed = 1;
+		}
+	}
+	ev_rwlock_unlock(ev_mod->lock);
+	for (i = 0; i < d.n; i++)
+		ev_object_put(d.v[i]);
+	free(d.v);
+}
+
+static void
+wipe_cb(CK_ULONG key, void *val, void *arg)
+{
+	struct drop_ctx *d = arg;
+	ev_object *o = val;
+
+	/* Only material that can be unwrapped again is dropped: session keys are their object. */
+	if (o->token != d->token || o->wrapped == NULL || (d->private_only && !o->private))
+		return;
+	ev_key_free(atomic_exchange(&o->key, NULL));
+}
+
+void
+ev_object_wipe_token(ev_token *t, int private_only)
+{
+	struct drop_ctx d = { 0, t, private_only, NULL, 0 };
+
+	if (ev_mutex_lock(t->lock) != CKR_OK)
+		return;
+	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
+		ev_map_each(&ev_mod->objects, wipe_cb, &d);
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+	ev_mutex_unlock(t->lock);
+}

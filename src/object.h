@@ -1,0 +1,114 @@
+/*
+ * Objects: token objects (in the store, handle = store id, loaded into the
+ * process on first use) and session objects (in memory only).
+ *
+ * Objects are reference counted: ev_object_get() returns a reference,
+ * ev_object_put() drops it; a destroyed object is freed when the last
+ * operation using it lets go.
+ */
+#ifndef EV_OBJECT_H
+#define EV_OBJECT_H
+
+#include <stdatomic.h>
+
+#include "attr.h"
+#include "common.h"
+#include "key.h"
+#include "lock.h"
+#include "session.h"
+#include "token.h"
+
+typedef struct ev_object {
+	CK_OBJECT_HANDLE handle;
+	ev_token *token;
+	atomic_int refs;
+	int destroyed;
+	CK_OBJECT_CLASS cls;
+	int on_token;            /* CKA_TOKEN */
+	int private;             /* CKA_PRIVATE */
+	CK_SESSION_HANDLE owner; /* session objects: the creating session */
+	int64_t generation;
+	ev_rwlock *lock;         /* guards attrs: read by every operation's init */
+	ev_attrs *attrs;         /* every non-secret attribute */
+	unsigned char *wrapped;  /* token objects with secret material */
+	size_t wrapped_len;
+	_Atomic(ev_key *) key;   /* material: set once under token->lock, read without it */
+} ev_object;
+
+/* Where a new object comes from: decides CKA_LOCAL and friends. */
+typedef enum ev_origin {
+	EV_ORIGIN_CREATE,   /* C_CreateObject */
+	EV_ORIGIN_GENERATE, /* C_GenerateKey(Pair) */
+	EV_ORIGIN_UNWRAP,   /* C_UnwrapKey */
+	EV_ORIGIN_DERIVE,   /* C_DeriveKey */
+	EV_ORIGIN_COPY,     /* C_CopyObject */
+} ev_origin;
+
+/*
+ * A visible object of the session's token: CKR_OBJECT_HANDLE_INVALID when
+ * absent, destroyed, of another token, or private while the user is not
+ * logged in. Returns a reference.
+ */
+CK_RV ev_object_get(ev_session *s, CK_OBJECT_HANDLE h, ev_object **out) EV_MUST_CHECK;
+
+/* Drop a reference. NULL is a no-op. */
+void ev_object_put(ev_object *o);
+
+/*
+ * The object's key material, unwrapped on first use and then cached.
+ * Borrowed: valid while the caller holds its reference and the session
+ * stays logged in. CKR_KEY_HANDLE_INVALID for objects that are not keys.
+ */
+CK_RV ev_object_key(ev_object *o, const ev_key **key);
+
+/*
+ * May this key serve an operation: its usage attribute (CKA_SIGN, ...)
+ * is true (else CKR_KEY_FUNCTION_NOT_PERMITTED), the mechanism is in its
+ * CKA_ALLOWED_MECHANISMS when that is not empty (else
+ * CKR_MECHANISM_INVALID), and today is within CKA_START_DATE and
+ * CKA_END_DATE (else CKR_KEY_FUNCTION_NOT_PERMITTED).
+ */
+CK_RV ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech);
+
+/*
+ * Make a new object from a caller's template and, for keys, material:
+ * applies defaults, refuses attributes the origin may not set
+ * (CKR_ATTRIBUTE_READ_ONLY, CKR_ATTRIBUTE_TYPE_INVALID,
+ * CKR_TEMPLATE_INCONSISTENT, CKR_TEMPLATE_INCOMPLETE), checks session
+ * rights (CKR_SESSION_READ_ONLY, CKR_USER_NOT_LOGGED_IN), wraps the
+ * material and stores token objects in one transaction. key is consumed
+ * (owned by the object or freed). gen_mech is the generating mechanism or
+ * CK_UNAVAILABLE_INFORMATION. extra (may be NULL) are attributes the
+ * module sets on top of the template (e.g. inherited by C_CopyObject).
+ */
+CK_RV ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, CK_OBJECT_HANDLE *out);
+
+/* C_DestroyObject. */
+CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h);
+
+/* C_GetAttributeValue / C_SetAttributeValue on an object. */
+CK_RV ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count);
+CK_RV ev_object_set_attrs(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl,
+    CK_ULONG count);
+
+/* C_CopyObject. */
+CK_RV ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    CK_OBJECT_HANDLE *out);
+
+/* C_GetObjectSize: an estimate of the stored size. */
+CK_ULONG ev_object_size(const ev_object *o);
+
+/* Search: C_FindObjectsInit collects matching handles into the session. */
+CK_RV ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
+
+/* Destroy the session objects a session created (C_CloseSession). */
+void ev_object_drop_session(CK_SESSION_HANDLE h);
+
+/* Wipe the cached key material of a token's objects (private ones only, or all). */
+void ev_object_wipe_token(ev_token *t, int private_only);
+
+/* Free an object outright (C_Finalize). */
+void ev_object_free(ev_object *o);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * The upstream root of trust, behind one small interface. The root key
+ * never leaves the root: sealing and unsealing zone keys happen inside it.
+ *
+ * Backends: "pkcs11" (another PKCS#11 module, loaded with p11-kit; the root
+ * key is an AES-256 key in its token, sensitive and not extractable, used
+ * with CKM_AES_GCM). "tpm2" follows in its own issue.
+ *
+ * An ev_root is used by one thread at a time: callers serialise.
+ */
+#ifndef EV_ROOT_H
+#define EV_ROOT_H
+
+#include "common.h"
+/* Not "config.h": from src/root/ that finds autoconf's config.h (-I.) first. */
+#include "../config.h"
+#include "secmem.h"
+
+typedef struct ev_root ev_root;
+
+struct ev_root_ops {
+	const char *name;
+	CK_RV (*seal)(ev_root *r, const unsigned char *aad, size_t aadlen,
+	    const ev_secret *plain, unsigned char **blob, size_t *bloblen);
+	CK_RV (*unseal)(ev_root *r, const unsigned char *aad, size_t aadlen,
+	    const unsigned char *blob, size_t bloblen, ev_secret **plain);
+	void (*forked)(ev_root *r);
+	void (*free)(ev_root *r);
+};
+
+struct ev_root {
+	const struct ev_root_ops *ops;
+};
+
+#define EV_ROOT_CREATE_KEY 0x1u /* create the root key if it is absent */
+
+/*
+ * Reach the root named by the configuration: load the upstream module,
+ * find the token by label, log in with the configured PIN, find the root
+ * key (creating it with EV_ROOT_CREATE_KEY). On failure *out is NULL and
+ * err says what is wrong in words an operator can act on ("cannot load
+ * upstream module X: ...", "no upstream token labelled X", "upstream PIN
+ * rejected", "root key X not found"). Errors: CKR_DEVICE_ERROR (root
+ * unreachable), CKR_PIN_INCORRECT (upstream PIN rejected),
+ * CKR_GENERAL_ERROR (configuration), CKR_HOST_MEMORY.
+ */
+CK_RV ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, size_t errlen);
+
+/*
+ * Seal a secret: *blob (malloc'ed) can only be opened by this root with the
+ * same associated data. The blob starts with a format version byte.
+ */
+CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
+    unsigned char **blob, size_t *bloblen);
+
+/*
+ * Open a sealed blob. CKR_ENCRYPTED_DATA_INVALID when the blob or its
+ * associated data do not authenticate; CKR_DEVICE_ERROR when the root
+ * cannot be reached. *plain is in secure memory, owned by the caller.
+ */
+CK_RV ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen,
+    const unsigned char *blob, size_t bloblen, ev_secret **plain) EV_MUST_CHECK;
+
+/* In a child after fork(): drop the parent's upstream sessions and state
+ * without disturbing the parent; the next call reconnects. */
+void ev_root_forked(ev_root *r);
+
+/* Log out, close and unload. NULL is a no-op. */
+void ev_root_free(ev_root *r);
+
+/* Backend constructors (used by ev_root_open). */
+CK_RV ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err,
+    size_t errlen);
+
+/*
+ * Load a PKCS#11 module with p11-kit (unmanaged, so the module sees its own
+ * C_Initialize). Kept in its own file because p11-kit's headers carry their
+ * own PKCS#11 definitions. Returns the module's function list (a
+ * CK_FUNCTION_LIST *, passed as void * because p11kit_load.c cannot see
+ * our CK_FUNCTION_LIST type; the structures are ABI-identical), or NULL
+ * with a message in err. Release with ev_p11kit_release(); NULL is a no-op.
+ */
+void *ev_p11kit_load(const char *path, char *err, size_t errlen);
+void ev_p11kit_release(void *module);
+
+#endif

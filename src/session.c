@@ -1,0 +1,616 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "session.h"
+
+CK_STATE
+ev_session_state(const ev_session *s)
+{
+	int rw = (s->flags & CKF_RW_SESSION) != 0;
+
+	switch (s->token->login) {
+	case CKU_SO:
+		return CKS_RW_SO_FUNCTIONS;
+	case CKU_USER:
+		return rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+	default:
+		return rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+	}
+}
+
+int
+ev_session_rw(const ev_session *s)
+{
+	return (s->flags & CKF_RW_SESSION) != 0;
+}
+
+int
+ev_session_user(const ev_session *s)
+{
+	return s->token->login == CKU_USER;
+}
+
+int
+ev_session_so(const ev_session *s)
+{
+	return s->token->login == CKU_SO;
+}
+
+void
+ev_active_end(ev_active *a)
+{
+	ev_op_free(a->op);
+	a->op = NULL;
+	ev_object_put(a->key);
+	a->key = NULL;
+}
+
+static void
+end_all(ev_session *s)
+{
+	ev_active_end(&s->enc);
+	ev_active_end(&s->dec);
+	ev_active_end(&s->sign);
+	ev_active_end(&s->verify);
+	ev_active_end(&s->digest);
+	free(s->found);
+	s->found = NULL;
+	s->nfound = s->pos = 0;
+	s->finding = 0;
+}
+
+static void
+session_free(ev_session *s)
+{
+	end_all(s);
+	ev_mutex_free(s->lock);
+	free(s);
+}
+
+CK_RV
+ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
+{
+	ev_session *s = NULL;
+	ev_token *t;
+	CK_RV rv;
+
+	if (!(flags & CKF_SERIAL_SESSION))
+		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	rv = ev_token_get(slot, &t);
+	if (rv != CKR_OK)
+		return rv;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return CKR_HOST_MEMORY;
+	s->token = t;
+	s->flags = flags & (CKF_RW_SESSION | CKF_SERIAL_SESSION);
+	atomic_init(&s->refs, 1);
+	s->lock = ev_mutex_new();
+	if (s->lock == NULL) {
+		free(s);
+		return CKR_CANT_LOCK;
+	}
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	/* An SO session is read-write; no read-only session may join it. */
+	if (t->login == CKU_SO && !(flags & CKF_RW_SESSION)) {
+		rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
+		goto unlock;
+	}
+	s->handle = ev_mod->next_session++;
+	rv = ev_map_put(&ev_mod->sessions, s->handle, s);
+	if (rv != CKR_OK)
+		goto unlock;
+	t->sessions++;
+	if (flags & CKF_RW_SESSION)
+		t->rw_sessions++;
+	*out = s->handle;
+	s = NULL; /* transferred */
+unlock:
+	ev_rwlock_unlock(ev_mod->lock);
+out:
+	if (s != NULL)
+		session_free(s);
+	return rv;
+}
+
+CK_RV
+ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out)
+{
+	ev_session *s;
+	CK_RV rv;
+
+	rv = ev_rwlock_rdlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	s = ev_map_get(&ev_mod->sessions, h);
+	if (s != NULL)
+		atomic_fetch_add(&s->refs, 1);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (s == NULL)
+		return CKR_SESSION_HANDLE_INVALID;
+	rv = ev_mutex_lock(s->lock);
+	if (rv != CKR_OK) {
+		if (atomic_fetch_sub(&s->refs, 1) == 1)
+			session_free(s);
+		return rv;
+	}
+	if (s->closed) {
+		ev_session_release(s);
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	*out = s;
+	return CKR_OK;
+}
+
+void
+ev_session_release(ev_session *s)
+{
+	ev_mutex_unlock(s->lock);
+	if (atomic_fetch_sub(&s->refs, 1) == 1)
+		session_free(s);
+}
+
+/* The last session of a token has closed: PKCS#11 logs the user out. */
+static void
+token_idle(ev_token *t)
+{
+	if (ev_mutex_lock(t->lock) != CKR_OK)
+		return;
+	t->login = EV_NOBODY;
+	ev_token_forget_key(t);
+	ev_mutex_unlock(t->lock);
+	ev_object_wipe_token(t, 0);
+}
+
+/* Unlink a session from the table; the caller holds the write lock. */
+static int
+unlink_locked(ev_session *s)
+{
+	ev_map_del(&ev_mod->sessions, s->handle);
+	s->token->sessions--;
+	if (s->flags & CKF_RW_SESSION)
+		s->token->rw_sessions--;
+	return s->token->sessions == 0;
+}
+
+/* Close an unlinked session: end its work, drop its objects, drop the table's reference. */
+static void
+finish_close(ev_session *s)
+{
+	if (ev_mutex_lock(s->lock) == CKR_OK) {
+		s->closed = 1;
+		end_all(s);
+		ev_mutex_unlock(s->lock);
+	}
+	ev_object_drop_session(s->handle);
+	if (atomic_fetch_sub(&s->refs, 1) == 1)
+		session_free(s);
+}
+
+CK_RV
+ev_session_close(CK_SESSION_HANDLE h)
+{
+	ev_session *s;
+	ev_token *t;
+	int idle;
+	CK_RV rv;
+
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	s = ev_map_get(&ev_mod->sessions, h);
+	if (s == NULL) {
+		ev_rwlock_unlock(ev_mod->lock);
+		return CKR_SESSION_HANDLE_INVALID;
+	}
+	t = s->token;
+	idle = unlink_locked(s);
+	ev_rwlock_unlock(ev_mod->lock);
+	finish_close(s);
+	if (idle)
+		token_idle(t);
+	return CKR_OK;
+}
+
+struct collect {
+	ev_session **v;
+	size_t n;
+	ev_token *token; /* NULL: every token */
+	ev_session *skip;
+};
+
+static void
+collect_cb(CK_ULONG key, void *val, void *arg)
+{
+	struct collect *c = arg;
+	ev_session *s = val;
+
+	if ((c->token == NULL || s->token == c->token) && s != c->skip)
+		c->v[c->n++] = s;
+}
+
+/* The sessions of a token (or all), each with a reference taken. */
+static CK_RV
+collect_sessions(ev_token *t, ev_session *skip, struct collect *c, int write)
+{
+	size_t i;
+	CK_RV rv;
+
+	memset(c, 0, sizeof(*c));
+	c->token = t;
+	c->skip = skip;
+	rv = write ? ev_rwlock_wrlock(ev_mod->lock) : ev_rwlock_rdlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	c->v = calloc(ev_mod->sessions.live + 1, sizeof(*c->v));
+	if (c->v == NULL) {
+		ev_rwlock_unlock(ev_mod->lock);
+		return CKR_HOST_MEMORY;
+	}
+	ev_map_each(&ev_mod->sessions, collect_cb, c);
+	for (i = 0; i < c->n; i++)
+		atomic_fetch_add(&c->v[i]->refs, 1);
+	if (!write)
+		ev_rwlock_unlock(ev_mod->lock);
+	return CKR_OK;
+}
+
+CK_RV
+ev_session_close_all(CK_SLOT_ID slot, int all)
+{
+	ev_token *t = NULL;
+	struct collect c;
+	int *idle;
+	size_t i;
+	CK_RV rv;
+
+	if (!all) {
+		rv = ev_token_get(slot, &t);
+		if (rv == CKR_TOKEN_NOT_RECOGNIZED)
+			return CKR_OK; /* the free slot has no sessions */
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = collect_sessions(t, NULL, &c, 1);
+	if (rv != CKR_OK)
+		return rv;
+	/* Remember, under the lock, which sessions were their token's last. */
+	idle = calloc(c.n + 1, sizeof(*idle));
+	if (idle == NULL) {
+		ev_rwlock_unlock(ev_mod->lock);
+		for (i = 0; i < c.n; i++)
+			atomic_fetch_sub(&c.v[i]->refs, 1);
+		free(c.v);
+		return CKR_HOST_MEMORY;
+	}
+	for (i = 0; i < c.n; i++)
+		idle[i] = unlink_locked(c.v[i]);
+	ev_rwlock_unlock(ev_mod->lock);
+	for (i = 0; i < c.n; i++) {
+		ev_session *s = c.v[i];
+		ev_token *st = s->token;
+
+		finish_close(s); /* the table's reference */
+		if (atomic_fetch_sub(&s->refs, 1) == 1)
+			session_free(s); /* ours */
+		if (idle[i])
+			token_idle(st);
+	}
+	free(idle);
+	free(c.v);
+	return CKR_OK;
+}
+
+void
+ev_session_end_token_ops(ev_token *t)
+{
+	struct collect c;
+	size_t i;
+
+	if (collect_sessions(t, NULL, &c, 0) != CKR_OK)
+		return;
+	for (i = 0; i < c.n; i++) {
+		ev_session *s = c.v[i];
+
+		if (ev_mutex_lock(s->lock) == CKR_OK) {
+			end_all(s);
+			ev_mutex_unlock(s->lock);
+		}
+		if (atomic_fetch_sub(&s->refs, 1) == 1)
+			session_free(s);
+	}
+	free(c.v);
+}
+
+CK_RV
+ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	ev_token *t = s->token;
+	const ev_secret *zk;
+	CK_ULONG ro_sessions;
+	CK_RV rv;
+
+	if (who != CKU_SO && who != CKU_USER && who != CKU_CONTEXT_SPECIFIC)
+		return CKR_USER_TYPE_INVALID;
+	rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (who == CKU_CONTEXT_SPECIFIC) {
+		/* Re-authentication for a key that asks for it, by the logged-in user. */
+		rv = t->login == EV_NOBODY ? CKR_USER_NOT_LOGGED_IN :
+		    ev_token_check_pin(t, t->login, pin, len);
+		goto out;
+	}
+	if (t->login == who) {
+		rv = CKR_USER_ALREADY_LOGGED_IN;
+		goto out;
+	}
+	if (t->login != EV_NOBODY) {
+		rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+		goto out;
+	}
+	if (who == CKU_SO) {
+		rv = ev_rwlock_rdlock(ev_mod->lock);
+		if (rv != CKR_OK)
+			goto out;
+		ro_sessions = t->sessions - t->rw_sessions;
+		ev_rwlock_unlock(ev_mod->lock);
+		if (ro_sessions > 0) {
+			rv = CKR_SESSION_READ_ONLY_EXISTS;
+			goto out;
+		}
+	}
+	rv = ev_token_check_pin(t, who, pin, len);
+	if (rv != CKR_OK)
+		goto out;
+	if (who == CKU_USER) {
+		/* Unlock the zone now, so an unreachable root shows at login. */
+		rv = ev_token_zone_key(t, &zk);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	t->login = who;
+out:
+	ev_mutex_unlock(t->lock);
+	return rv;
+}
+
+CK_RV
+ev_session_logout(ev_session *s)
+{
+	ev_token *t = s->token;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (t->login == EV_NOBODY) {
+		ev_mutex_unlock(t->lock);
+		return CKR_USER_NOT_LOGGED_IN;
+	}
+	t->login = EV_NOBODY;
+	ev_token_forget_key(t);
+	ev_mutex_unlock(t->lock);
+
+	/* No operation may keep using key material the logout wipes. */
+	end_all(s);
+	{
+		struct collect c;
+		size_t i;
+
+		if (collect_sessions(t, s, &c, 0) == CKR_OK) {
+			for (i = 0; i < c.n; i++) {
+				if (ev_mutex_lock(c.v[i]->lock) == CKR_OK) {
+					end_all(c.v[i]);
+					ev_mutex_unlock(c.v[i]->lock);
+				}
+				if (atomic_fetch_sub(&c.v[i]->refs, 1) == 1)
+					session_free(c.v[i]);
+			}
+			free(c.v);
+		}
+	}
+	ev_object_wipe_token(t, 1);
+	return CKR_OK;
+}
+
+ev_active *
+ev_session_active(ev_session *s, ev_op_kind kind)
+{
+	switch (kind) {
+	case EV_OP_ENCRYPT:
+		return &s->enc;
+	case EV_OP_DECRYPT:
+		return &s->dec;
+	case EV_OP_SIGN:
+		return &s->sign;
+	case EV_OP_VERIFY:
+		return &s->verify;
+	case EV_OP_DIGEST:
+		return &s->digest;
+	}
+	return NULL;
+}
+
+/* The attribute that must be true for a key to serve an operation. */
+static CK_ATTRIBUTE_TYPE
+usage_attr(ev_op_kind kind)
+{
+	switch (kind) {
+	case EV_OP_ENCRYPT:
+		return CKA_ENCRYPT;
+	case EV_OP_DECRYPT:
+		return CKA_DECRYPT;
+	case EV_OP_SIGN:
+		return CKA_SIGN;
+	case EV_OP_VERIFY:
+		return CKA_VERIFY;
+	default:
+		return 0;
+	}
+}
+
+CK_RV
+ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_OBJECT_HANDLE hkey)
+{
+	ev_active *a = ev_session_active(s, kind);
+	const ev_key *key = NULL;
+	ev_object *o = NULL;
+	ev_op *op = NULL;
+	CK_RV rv;
+
+	if (a == NULL)
+		return CKR_GENERAL_ERROR;
+	if (a->op != NULL)
+		return CKR_OPERATION_ACTIVE;
+	if (ev_mech_find(mech->mechanism) == NULL)
+		return CKR_MECHANISM_INVALID;
+	if (kind != EV_OP_DIGEST) {
+		rv = ev_object_get(s, hkey, &o);
+		if (rv == CKR_OBJECT_HANDLE_INVALID)
+			rv = CKR_KEY_HANDLE_INVALID;
+		if (rv != CKR_OK)
+			return rv;
+		if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY &&
+		    o->cls != CKO_SECRET_KEY) {
+			rv = CKR_KEY_HANDLE_INVALID;
+			goto out;
+		}
+		rv = ev_object_usable(o, usage_attr(kind), mech->mechanism);
+		if (rv != CKR_OK)
+			goto out;
+		rv = ev_object_key(o, &key);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	rv = ev_op_new(kind, mech, key, &op);
+	if (rv != CKR_OK)
+		goto out;
+	a->op = op;
+	a->key = o;
+	o = NULL; /* transferred */
+out:
+	ev_object_put(o);
+	return rv;
+}
+
+CK_RV
+ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *mech,
+    CK_OBJECT_HANDLE key)
+{
+	ev_session *s;
+	CK_RV rv;
+
+	rv = ev_check_init();
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(h, &s);
+	if (rv != CKR_OK)
+		return rv;
+	if (mech == NULL)
+		rv = CKR_ARGUMENTS_BAD;
+	else
+		rv = ev_session_op_init(s, kind, mech, key);
+	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
+    CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+{
+	/* Encryption and decryption updates produce output; the others only absorb. */
+	int update_out = kind == EV_OP_ENCRYPT || kind == EV_OP_DECRYPT;
+	ev_active *a;
+	ev_session *s;
+	CK_RV rv;
+
+	rv = ev_check_init();
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(h, &s);
+	if (rv != CKR_OK)
+		return rv;
+	a = ev_session_active(s, kind);
+	if (a->op == NULL) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if ((step != EV_STEP_FINAL && in == NULL && inlen > 0) ||
+	    ((step != EV_STEP_UPDATE || update_out) && outlen == NULL)) {
+		rv = CKR_ARGUMENTS_BAD;
+		ev_active_end(a);
+		goto out;
+	}
+	switch (step) {
+	case EV_STEP_ONESHOT:
+		if (ev_op_in_multipart(a->op)) {
+			rv = CKR_OPERATION_ACTIVE;
+			goto out;
+		}
+		rv = ev_op_oneshot(a->op, in, inlen, out, outlen);
+		break;
+	case EV_STEP_UPDATE:
+		rv = ev_op_update(a->op, in, inlen, update_out ? out : NULL,
+		    update_out ? outlen : NULL);
+		break;
+	case EV_STEP_FINAL:
+		rv = ev_op_final(a->op, out, outlen);
+		break;
+	}
+	if (!ev_op_active(a->op))
+		ev_active_end(a);
+out:
+	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULONG len,
+    const CK_BYTE *sig, CK_ULONG siglen)
+{
+	ev_session *s;
+	CK_RV rv;
+
+	rv = ev_check_init();
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(h, &s);
+	if (rv != CKR_OK)
+		return rv;
+	if (s->verify.op == NULL) {
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if ((step != EV_STEP_FINAL && data == NULL && len > 0) ||
+	    (step != EV_STEP_UPDATE && sig == NULL)) {
+		rv = CKR_ARGUMENTS_BAD;
+		ev_active_end(&s->verify);
+		goto out;
+	}
+	switch (step) {
+	case EV_STEP_ONESHOT:
+		if (ev_op_in_multipart(s->verify.op)) {
+			rv = CKR_OPERATION_ACTIVE;
+			goto out;
+		}
+		rv = ev_op_verify(s->verify.op, data, len, sig, siglen);
+		break;
+	case EV_STEP_UPDATE:
+		rv = ev_op_update(s->verify.op, data, len, NULL, NULL);
+		break;
+	case EV_STEP_FINAL:
+		rv = ev_op_verify_final(s->verify.op, sig, siglen);
+		break;
+	}
+	if (!ev_op_active(s->verify.op))
+		ev_active_end(&s->verify);
+out:
+	ev_session_release(s);
+	return rv;
+}

@@ -1,0 +1,112 @@
+/*
+ * Sessions: their state, their active operations and searches.
+ *
+ * A session is reference counted: ev_session_acquire() finds it under the
+ * module's read lock, takes a reference and then its own lock, so a
+ * concurrent C_CloseSession can never free it under a caller.
+ */
+#ifndef EV_SESSION_H
+#define EV_SESSION_H
+
+#include <stdatomic.h>
+
+#include "common.h"
+#include "lock.h"
+#include "mech/mech.h"
+#include "token.h"
+
+struct ev_object;
+
+/* One active cryptographic operation and the key object it holds. */
+typedef struct ev_active {
+	ev_op *op;
+	struct ev_object *key; /* a reference; NULL for digests */
+} ev_active;
+
+typedef struct ev_session {
+	CK_SESSION_HANDLE handle;
+	ev_token *token;
+	CK_FLAGS flags;          /* CKF_RW_SESSION | CKF_SERIAL_SESSION */
+	atomic_int refs;
+	int closed;              /* under lock */
+	ev_mutex *lock;
+	ev_active enc, dec, sign, verify, digest;
+	CK_OBJECT_HANDLE *found; /* search results */
+	size_t nfound, pos;
+	int finding;
+} ev_session;
+
+/* C_OpenSession. */
+CK_RV ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out);
+
+/* C_CloseSession: ends its operations, destroys its session objects. */
+CK_RV ev_session_close(CK_SESSION_HANDLE h);
+
+/* C_CloseAllSessions (slot) and C_Finalize (every slot: all = 1). */
+CK_RV ev_session_close_all(CK_SLOT_ID slot, int all);
+
+/*
+ * Find a session, take a reference and lock it. CKR_SESSION_HANDLE_INVALID.
+ * Release with ev_session_release().
+ */
+CK_RV ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out) EV_MUST_CHECK;
+void ev_session_release(ev_session *s);
+
+/* The PKCS#11 session state (CKS_RO_PUBLIC_SESSION ... CKS_RW_SO_FUNCTIONS). */
+CK_STATE ev_session_state(const ev_session *s);
+
+/* State predicates, one line each where they are used. */
+int ev_session_rw(const ev_session *s);
+int ev_session_user(const ev_session *s); /* the normal user is logged in */
+int ev_session_so(const ev_session *s);
+
+/* End one operation (frees op and drops the key reference). */
+void ev_active_end(ev_active *a);
+
+/* End every operation and search of every session of a token (logout). */
+void ev_session_end_token_ops(ev_token *t);
+
+/* C_Login / C_Logout. */
+CK_RV ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len);
+CK_RV ev_session_logout(ev_session *s);
+
+/*
+ * Start an operation of a kind in a session with a key handle (0 for
+ * digests): checks the key's usage attribute for the operation
+ * (CKR_KEY_FUNCTION_NOT_PERMITTED), the mechanism against the key, and
+ * that no operation of that kind is active (CKR_OPERATION_ACTIVE).
+ */
+CK_RV ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech,
+    CK_OBJECT_HANDLE key);
+
+/* The active operation of a kind, or NULL. */
+ev_active *ev_session_active(ev_session *s, ev_op_kind kind);
+
+/* Which call of an operation: single-part, update, or final. */
+typedef enum ev_step {
+	EV_STEP_ONESHOT,
+	EV_STEP_UPDATE,
+	EV_STEP_FINAL,
+} ev_step;
+
+/*
+ * The body of C_EncryptInit, C_DecryptInit, C_SignInit, C_VerifyInit,
+ * C_DigestInit: find the session, check the arguments, start.
+ */
+CK_RV ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *mech,
+    CK_OBJECT_HANDLE key);
+
+/*
+ * The body of every data call of encryption, decryption, signing and
+ * digesting (C_Encrypt, C_EncryptUpdate, C_EncryptFinal, C_Sign, ...):
+ * ends the operation as PKCS#11 says (any error but CKR_BUFFER_TOO_SMALL,
+ * and success with an output buffer, of a final or single-part call).
+ */
+CK_RV ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step,
+    const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen);
+
+/* The body of C_Verify, C_VerifyUpdate, C_VerifyFinal. */
+CK_RV ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data,
+    CK_ULONG len, const CK_BYTE *sig, CK_ULONG siglen);
+
+#endif

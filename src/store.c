@@ -1,0 +1,1475 @@
+/*
+ * The SQLite store. See store.h for the contract.
+ *
+ * Every statement is prepared once per connection (lazily, on first use)
+ * and kept in the ev_store, because object lookups and counter updates run
+ * on the hot path of sessions. A statement is always left reset and with
+ * its bindings cleared, so values bound with SQLITE_STATIC never outlive
+ * the call that bound them.
+ *
+ * Nothing is built from values: every value is bound. The only SQL made
+ * at run time is the search in ev_store_obj_find(), assembled from
+ * constant fragments so that each combination of filters gets a
+ * statement the planner can answer from an index.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+
+/* The schema version this code writes and understands. */
+#define EV_SCHEMA_VERSION 1
+
+/* Writers wait this long for one another before giving up. */
+#define EV_BUSY_TIMEOUT_MS 10000
+
+enum st_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SP_BEGIN,
+	ST_SP_RELEASE,
+	ST_SP_ROLLBACK,
+	ST_DATA_VERSION,
+	ST_META_GET,
+	ST_META_SET,
+	ST_ZONE_NEXT_ID,
+	ST_ZONE_INSERT,
+	ST_ZONE_GET,
+	ST_ZONE_LIST,
+	ST_ZONE_SET_SO_PIN,
+	ST_ZONE_SET_USER_PIN,
+	ST_ZONE_SET_SO_FAILS,
+	ST_ZONE_SET_USER_FAILS,
+	ST_ZONE_DELETE,
+	ST_OBJ_INSERT,
+	ST_OBJ_SET_COLUMNS,
+	ST_OBJ_CLASS,
+	ST_OBJ_SET_WRAPPED,
+	ST_OBJ_GET,
+	ST_OBJ_DELETE,
+	ST_OBJ_COUNT_ALL,
+	ST_OBJ_COUNT_PUBLIC,
+	ST_ATTR_INSERT,
+	ST_ATTR_DELETE_ALL,
+	ST__COUNT
+};
+
+static const char *const st_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SP_BEGIN] = "SAVEPOINT ev_op",
+    [ST_SP_RELEASE] = "RELEASE ev_op",
+    [ST_SP_ROLLBACK] = "ROLLBACK TO ev_op",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+		    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    /*
+     * sqlite_sequence remembers the highest id ever handed out, even
+     * after that zone is deleted; max(id) covers a table whose sequence
+     * row is missing (nothing inserted yet, or the row was removed).
+     */
+    [ST_ZONE_NEXT_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+			"WHERE name = 'zones'), 0), coalesce((SELECT max(id) FROM zones), 0)) + 1",
+    [ST_ZONE_INSERT] = "INSERT INTO zones(id, label, serial, sealed_key, so_pin, user_pin, "
+		       "so_fails, user_fails, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_ZONE_GET] = "SELECT label, serial, sealed_key, so_pin, user_pin, so_fails, user_fails, "
+		    "created FROM zones WHERE id = ?1",
+    [ST_ZONE_LIST] = "SELECT id FROM zones ORDER BY id",
+    [ST_ZONE_SET_SO_PIN] = "UPDATE zones SET so_pin = ?2, so_fails = 0 WHERE id = ?1",
+    [ST_ZONE_SET_USER_PIN] = "UPDATE zones SET user_pin = ?2, user_fails = 0 WHERE id = ?1",
+    [ST_ZONE_SET_SO_FAILS] = "UPDATE zones SET so_fails = ?2 WHERE id = ?1",
+    [ST_ZONE_SET_USER_FAILS] = "UPDATE zones SET user_fails = ?2 WHERE id = ?1",
+    [ST_ZONE_DELETE] = "DELETE FROM zones WHERE id = ?1",
+    [ST_OBJ_INSERT] = "INSERT INTO objects(zone, class, key_type, label, ckid, private, "
+		      "generation, wrapped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* Class and privacy are kept when the new list does not name them. */
+    [ST_OBJ_SET_COLUMNS] = "UPDATE objects SET class = coalesce(?2, class), key_type = ?3, "
+			   "label = ?4, ckid = ?5, private = coalesce(?6, private) "
+			   "WHERE id = ?1",
+    [ST_OBJ_CLASS] = "SELECT class FROM objects WHERE id = ?1",
+    [ST_OBJ_SET_WRAPPED] = "UPDATE objects SET wrapped = ?2 WHERE id = ?1",
+    /* One statement, so the object and its attributes come from one snapshot. */
+    [ST_OBJ_GET] = "SELECT o.zone, o.class, o.private, o.generation, o.wrapped, a.type, a.value "
+		   "FROM objects o LEFT JOIN attrs a ON a.object = o.id WHERE o.id = ?1 "
+		   "ORDER BY a.type",
+    [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+    [ST_OBJ_COUNT_ALL] = "SELECT count(*) FROM objects WHERE zone = ?1",
+    [ST_OBJ_COUNT_PUBLIC] = "SELECT count(*) FROM objects WHERE zone = ?1 AND private = 0",
+    [ST_ATTR_INSERT] = "INSERT INTO attrs(object, type, value) VALUES(?1, ?2, ?3)",
+    [ST_ATTR_DELETE_ALL] = "DELETE FROM attrs WHERE object = ?1",
+};
+
+/* Filters of ev_store_obj_find(), as bits of the index into find_st[]. */
+#define FIND_PRIVATE 0x01u /* private objects included */
+#define FIND_CLASS 0x02u
+#define FIND_KEY_TYPE 0x04u
+#define FIND_LABEL 0x08u
+#define FIND_CKID 0x10u
+#define FIND_VARIANTS 0x20u
+
+struct ev_store {
+	sqlite3 *db;
+	char *path;
+	dev_t dev; /* identity of the database file, for ev_store_abandon() */
+	ino_t ino;
+	int relock_fd[2]; /* after abandon: descriptors holding re-taken locks, or -1 */
+	sqlite3_stmt *st[ST__COUNT];
+	sqlite3_stmt *find_st[FIND_VARIANTS];
+	ev_store *abandoned_next;
+};
+
+/*
+ * Connections given up by a child after fork(). They are never closed
+ * (see ev_store_abandon()); keeping them on a list keeps them reachable
+ * so leak checkers and readers of a core dump see where they went.
+ */
+static ev_store *abandoned;
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Schema, one step per version: steps[v] turns a version v-1 database
+ * into version v. A later version appends a step; existing steps never
+ * change, since stores in the field have already run them.
+ */
+static const char *const schema_v1[] = {
+    "CREATE TABLE meta ("
+    " key TEXT PRIMARY KEY,"
+    " value BLOB)",
+    "CREATE TABLE zones ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " label BLOB,"
+    " serial TEXT,"
+    " sealed_key BLOB NOT NULL,"
+    " so_pin TEXT,"
+    " user_pin TEXT,"
+    " so_fails INTEGER NOT NULL DEFAULT 0,"
+    " user_fails INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER)",
+    "CREATE TABLE objects ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " zone INTEGER NOT NULL REFERENCES zones(id) ON DELETE CASCADE,"
+    " class INTEGER,"
+    " key_type INTEGER,"
+    " label BLOB,"
+    " ckid BLOB,"
+    " private INTEGER NOT NULL DEFAULT 1,"
+    " generation INTEGER NOT NULL DEFAULT 1,"
+    " wrapped BLOB)",
+    "CREATE INDEX objects_zone_label ON objects(zone, label)",
+    "CREATE INDEX objects_zone_ckid ON objects(zone, ckid)",
+    "CREATE INDEX objects_zone_class ON objects(zone, class)",
+    "CREATE TABLE attrs ("
+    " object INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,"
+    " type INTEGER NOT NULL,"
+    " value BLOB,"
+    " PRIMARY KEY(object, type)) WITHOUT ROWID",
+    NULL,
+};
+
+static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
+    [1] = schema_v1,
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static CK_RV
+db_error(ev_store *s, const char *what)
+{
+	ev_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+	return CKR_DEVICE_ERROR;
+}
+
+/* The cached statement, prepared on first use; NULL (logged) on failure. */
+static sqlite3_stmt *
+stmt(ev_store *s, enum st_id id)
+{
+	int rc;
+
+	if (s->st[id] != NULL)
+		return s->st[id];
+	rc = sqlite3_prepare_v3(s->db, st_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id], NULL);
+	if (rc != SQLITE_OK) {
+		ev_error("store: prepare %d: %s", (int)id, sqlite3_errmsg(s->db));
+		s->st[id] = NULL;
+	}
+	return s->st[id];
+}
+
+/*
+ * Return a statement to its idle state. sqlite3_reset() repeats the error
+ * of the last step, which the caller has already handled, so its answer
+ * carries nothing new.
+ */
+static void
+done(sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+}
+
+/*
+ * Bind bytes as a BLOB. A zero-length value stays a zero-length BLOB,
+ * never NULL: an empty CKA_LABEL is present and must match only an empty
+ * label, while an absent one is NULL (bound with sqlite3_bind_null()).
+ */
+static int
+bind_bytes(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+	if (len == 0)
+		return sqlite3_bind_zeroblob(st, i, 0);
+	return sqlite3_bind_blob64(st, i, p, len, SQLITE_STATIC);
+}
+
+static int
+bind_text_or_null(sqlite3_stmt *st, int i, const char *str)
+{
+	if (str == NULL)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, str, -1, SQLITE_STATIC);
+}
+
+/* Run a statement that returns no rows. */
+static CK_RV
+exec_st(ev_store *s, enum st_id id, const char *what)
+{
+	sqlite3_stmt *st = stmt(s, id);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, what);
+	done(st);
+	return rv;
+}
+
+/* Copy a column's bytes into a new allocation (one byte when empty, so never NULL). */
+static CK_RV
+column_dup(sqlite3_stmt *st, int col, unsigned char **out, size_t *len)
+{
+	const void *p = sqlite3_column_blob(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+
+	*out = malloc(n > 0 ? n : 1);
+	if (*out == NULL)
+		return CKR_HOST_MEMORY;
+	if (n > 0)
+		memcpy(*out, p, n);
+	*len = n;
+	return CKR_OK;
+}
+
+/*
+ * A scope for a call made of several statements, so that it is atomic on
+ * its own: a write transaction when the caller has none, else a savepoint
+ * in the caller's transaction (so a failed call leaves the caller's
+ * earlier work intact).
+ */
+static CK_RV
+op_begin(ev_store *s, int *own)
+{
+	*own = sqlite3_get_autocommit(s->db);
+	return exec_st(s, *own ? ST_BEGIN : ST_SP_BEGIN, "begin");
+}
+
+static CK_RV
+op_end(ev_store *s, int own, CK_RV rv)
+{
+	CK_RV rv2;
+
+	if (rv == CKR_OK) {
+		rv2 = exec_st(s, own ? ST_COMMIT : ST_SP_RELEASE, "commit");
+		if (rv2 == CKR_OK)
+			return CKR_OK;
+		rv = rv2;
+	}
+	if (own) {
+		if (!sqlite3_get_autocommit(s->db))
+			(void)exec_st(s, ST_ROLLBACK, "rollback");
+	} else {
+		/* ROLLBACK TO keeps the savepoint open; RELEASE ends it. */
+		(void)exec_st(s, ST_SP_ROLLBACK, "rollback");
+		(void)exec_st(s, ST_SP_RELEASE, "release");
+	}
+	return rv;
+}
+
+/*
+ * SQLite's lock layout (file format documentation: "the lock-byte page",
+ * and the WAL-index "DMS" lock). Every process with the database open in
+ * WAL mode holds a read lock on the SHARED range of the database file and
+ * on the DMS byte of the -shm file for as long as it is connected.
+ */
+#define SQLITE_SHARED_FIRST (0x40000000L + 2)
+#define SQLITE_SHARED_SIZE 510
+#define SQLITE_SHM_DMS 128
+
+/* Take a read lock on [start, start+len) of path, keeping the descriptor open. */
+static int
+relock(const char *path, off_t start, off_t len, dev_t dev, ino_t ino)
+{
+	struct flock fl;
+	struct stat sb;
+	int fd, i;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &sb) != 0 || (ino != 0 && (sb.st_dev != dev || sb.st_ino != ino)))
+		goto fail;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_RDLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = start;
+	fl.l_len = len;
+	/* A write lock is only held for a moment (a closing connection's check). */
+	for (i = 0; i < 500; i++) {
+		if (fcntl(fd, F_SETLK, &fl) == 0)
+			return fd;
+		if (errno != EAGAIN && errno != EACCES && errno != EINTR)
+			break;
+		usleep(10000);
+	}
+fail:
+	(void)close(fd);
+	return -1;
+}
+
+static void
+store_free(ev_store *s)
+{
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(s->st); i++)
+		(void)sqlite3_finalize(s->st[i]);
+	for (i = 0; i < EV_ARRAY_SIZE(s->find_st); i++)
+		(void)sqlite3_finalize(s->find_st[i]);
+	if (s->db != NULL && sqlite3_close(s->db) != SQLITE_OK)
+		ev_error("store: close: %s", sqlite3_errmsg(s->db));
+	free(s->path);
+	free(s);
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. */
+static int
+make_dirs(const char *dir)
+{
+	char *p, *q;
+	int ret = -1;
+
+	p = strdup(dir);
+	if (p == NULL)
+		return -1;
+	for (q = p + 1;; q++) {
+		if (*q != '/' && *q != '\0')
+			continue;
+		char c = *q;
+
+		*q = '\0';
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			goto out;
+		*q = c;
+		if (c == '\0')
+			break;
+	}
+	ret = 0;
+out:
+	free(p);
+	return ret;
+}
+
+/* Run a PRAGMA that answers one row; the answer's text is copied to buf. */
+static int
+pragma(ev_store *s, const char *sql, char *buf, size_t buflen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+
+		if (buf != NULL)
+			snprintf(buf, buflen, "%s", t ? (const char *)t : "");
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	else
+		rc = sqlite3_errcode(s->db);
+	(void)sqlite3_finalize(st);
+	return rc;
+}
+
+/* The stored schema version: 0 for an empty database. */
+static int
+schema_version(ev_store *s, long long *version)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*version = 0;
+	rc = sqlite3_prepare_v2(
+	    s->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1,
+	    &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = sqlite3_errcode(s->db);
+		goto out;
+	}
+	if (sqlite3_column_int(st, 0) == 0) {
+		rc = SQLITE_OK;
+		goto out;
+	}
+	(void)sqlite3_finalize(st);
+	st = NULL;
+	rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+				&st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*version = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_OK;
+	} else {
+		rc = sqlite3_errcode(s->db);
+	}
+out:
+	(void)sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Bring the schema to EV_SCHEMA_VERSION. The version is read again under
+ * the write lock, so two processes opening a new store at once run each
+ * step exactly once.
+ */
+static CK_RV
+migrate(ev_store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	long long version;
+	int rc, v, i;
+	CK_RV rv = CKR_DEVICE_ERROR;
+
+	rc = schema_version(s, &version);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (version == EV_SCHEMA_VERSION)
+		return CKR_OK;
+	if (version > EV_SCHEMA_VERSION)
+		goto newer;
+
+	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = schema_version(s, &version);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (version > EV_SCHEMA_VERSION)
+		goto newer;
+	if (version < 0) {
+		set_err(err, errlen, "store %s: invalid schema version %lld", s->path, version);
+		ev_error("store: %s: invalid schema version", s->path);
+		goto out;
+	}
+	for (v = (int)version + 1; v <= EV_SCHEMA_VERSION; v++) {
+		for (i = 0; schema_steps[v][i] != NULL; i++) {
+			rc = sqlite3_exec(s->db, schema_steps[v][i], NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				goto fail;
+		}
+		ev_debug("store: %s: schema upgraded to version %d", s->path, v);
+	}
+	rc = sqlite3_prepare_v2(s->db,
+				"INSERT INTO meta(key, value) VALUES('schema_version', ?1) "
+				"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_bind_int64(st, 1, EV_SCHEMA_VERSION);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto fail;
+	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rv = CKR_OK;
+	goto out;
+
+newer:
+	set_err(err, errlen,
+		"store %s has schema version %lld, newer than this edgevault supports (%d)",
+		s->path, version, EV_SCHEMA_VERSION);
+	ev_error("store: %s: schema version %lld is newer than supported (%d)", s->path, version,
+		 EV_SCHEMA_VERSION);
+	goto out;
+fail:
+	set_err(err, errlen, "store %s: cannot create or upgrade the schema: %s", s->path,
+		sqlite3_errmsg(s->db));
+	ev_error("store: %s: schema: %s", s->path, sqlite3_errmsg(s->db));
+out:
+	(void)sqlite3_finalize(st);
+	if (rv != CKR_OK && !sqlite3_get_autocommit(s->db))
+		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rv;
+}
+
+/* A read-only open does no schema work: it only accepts the current schema. */
+static CK_RV
+check_schema(ev_store *s, char *err, size_t errlen)
+{
+	long long version;
+
+	if (schema_version(s, &version) != SQLITE_OK) {
+		set_err(err, errlen, "store %s: cannot read the schema: %s", s->path,
+			sqlite3_errmsg(s->db));
+		ev_error("store: %s: schema: %s", s->path, sqlite3_errmsg(s->db));
+		return CKR_DEVICE_ERROR;
+	}
+	if (version == EV_SCHEMA_VERSION)
+		return CKR_OK;
+	if (version > EV_SCHEMA_VERSION) {
+		set_err(err, errlen,
+			"store %s has schema version %lld, newer than this edgevault supports (%d)",
+			s->path, version, EV_SCHEMA_VERSION);
+	} else if (version == 0) {
+		set_err(err, errlen, "store %s is not initialised", s->path);
+	} else {
+		set_err(err, errlen,
+			"store %s has schema version %lld (current %d): open it read-write once "
+			"to upgrade",
+			s->path, version, EV_SCHEMA_VERSION);
+	}
+	ev_error("store: %s: schema version %lld, expected %d", s->path, version,
+		 EV_SCHEMA_VERSION);
+	return CKR_DEVICE_ERROR;
+}
+
+CK_RV
+ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t errlen)
+{
+	ev_store *s = NULL;
+	struct stat sb;
+	char mode[16];
+	int rc, fd, oflags;
+	int readonly = (flags & EV_STORE_READONLY) != 0;
+	CK_RV rv = CKR_DEVICE_ERROR;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL)
+		return CKR_DEVICE_ERROR;
+	*out = NULL;
+	if (dir == NULL || *dir == '\0') {
+		set_err(err, errlen, "no store directory given");
+		return CKR_DEVICE_ERROR;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return CKR_HOST_MEMORY;
+	s->relock_fd[0] = s->relock_fd[1] = -1;
+	if (asprintf(&s->path, "%s/%s", dir, EV_STORE_FILE) < 0) {
+		s->path = NULL;
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+
+	if ((flags & EV_STORE_CREATE) && !readonly) {
+		if (make_dirs(dir) != 0) {
+			set_err(err, errlen, "cannot create store directory %s: %s", dir,
+				strerror(errno));
+			ev_error("store: cannot create directory %s: %m", dir);
+			goto out;
+		}
+		/*
+		 * Create the file ourselves so it is 0600 from the start:
+		 * SQLite would use 0644. Its -wal and -shm files copy the
+		 * database file's mode.
+		 */
+		fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			set_err(err, errlen, "cannot create store %s: %s", s->path,
+				strerror(errno));
+			ev_error("store: cannot create %s: %m", s->path);
+			goto out;
+		}
+		(void)close(fd);
+	} else if (stat(s->path, &sb) != 0) {
+		if (errno == ENOENT)
+			set_err(err, errlen, "store %s does not exist", s->path);
+		else
+			set_err(err, errlen, "cannot access store %s: %s", s->path,
+				strerror(errno));
+		ev_error("store: cannot access %s: %m", s->path);
+		goto out;
+	}
+
+	oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+	/* Callers serialise each ev_store, so SQLite's own mutex would only cost. */
+	oflags |= SQLITE_OPEN_NOMUTEX;
+	rc = sqlite3_open_v2(s->path, &s->db, oflags, NULL);
+	if (rc != SQLITE_OK)
+		goto db_fail;
+	if (sqlite3_extended_result_codes(s->db, 1) != SQLITE_OK)
+		goto db_fail;
+	if (stat(s->path, &sb) == 0) {
+		s->dev = sb.st_dev;
+		s->ino = sb.st_ino;
+	}
+	if (sqlite3_busy_timeout(s->db, EV_BUSY_TIMEOUT_MS) != SQLITE_OK)
+		goto db_fail;
+	if (pragma(s, "PRAGMA foreign_keys = ON", NULL, 0) != SQLITE_OK)
+		goto db_fail;
+	if (!readonly) {
+		/* WAL: readers never wait for a writer, and other processes may read. */
+		if (pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) != SQLITE_OK)
+			goto db_fail;
+		if (strcmp(mode, "wal") != 0) {
+			set_err(err, errlen, "store %s: cannot enable WAL mode (got %s)", s->path,
+				mode);
+			ev_error("store: %s: cannot enable WAL mode", s->path);
+			goto out;
+		}
+		/* A committed key must survive a power loss: sync the WAL on every commit. */
+		if (pragma(s, "PRAGMA synchronous = FULL", NULL, 0) != SQLITE_OK)
+			goto db_fail;
+		rv = migrate(s, err, errlen);
+	} else {
+		rv = check_schema(s, err, errlen);
+	}
+	if (rv != CKR_OK)
+		goto out;
+
+	*out = s;
+	s = NULL; /* transferred */
+	rv = CKR_OK;
+	goto out;
+
+db_fail:
+	if (s->db == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	set_err(err, errlen, "cannot open store %s: %s", s->path, sqlite3_errmsg(s->db));
+	ev_error("store: open %s: %s", s->path, sqlite3_errmsg(s->db));
+	rv = CKR_DEVICE_ERROR;
+out:
+	if (s != NULL)
+		store_free(s);
+	return rv;
+}
+
+void
+ev_store_close(ev_store *s)
+{
+	if (s == NULL)
+		return;
+	store_free(s);
+}
+
+void
+ev_store_abandon(ev_store *s)
+{
+	char shm[PATH_MAX];
+
+	if (s == NULL)
+		return;
+	/*
+	 * Closing a connection inherited across fork() would act on the
+	 * parent's state: it may checkpoint and delete the WAL file or
+	 * reset the shared-memory index the parent is using, or roll back
+	 * a transaction the parent has open. So the child never touches it
+	 * again: no finalize, no close.
+	 *
+	 * But POSIX locks are not inherited, while SQLite's per-process
+	 * record of them is: it believes this process holds the locks the
+	 * parent held, so a new connection opened here takes none of its
+	 * own. Other processes would then think nobody else is connected:
+	 * the last one to close checkpoints and deletes the WAL this child
+	 * still writes to, and the child's later commits are lost. So take
+	 * back, in this process, the two locks every connected process
+	 * holds (the abandoned connection can never release them, and
+	 * closing these descriptors would drop every lock this process
+	 * has on the files, so they stay open too).
+	 */
+	if (s->relock_fd[0] < 0)
+		s->relock_fd[0] =
+		    relock(s->path, SQLITE_SHARED_FIRST, SQLITE_SHARED_SIZE, s->dev, s->ino);
+	if (s->relock_fd[1] < 0 &&
+	    (size_t)snprintf(shm, sizeof(shm), "%s-shm", s->path) < sizeof(shm))
+		s->relock_fd[1] = relock(shm, SQLITE_SHM_DMS, 1, 0, 0);
+	if (s->relock_fd[0] < 0 || s->relock_fd[1] < 0)
+		ev_warn("store: %s: cannot take back the store locks after fork", s->path);
+
+	pthread_mutex_lock(&abandoned_lock);
+	s->abandoned_next = abandoned;
+	abandoned = s;
+	pthread_mutex_unlock(&abandoned_lock);
+}
+
+CK_RV
+ev_store_begin(ev_store *s)
+{
+	return exec_st(s, ST_BEGIN, "begin");
+}
+
+CK_RV
+ev_store_commit(ev_store *s)
+{
+	return exec_st(s, ST_COMMIT, "commit");
+}
+
+CK_RV
+ev_store_rollback(ev_store *s)
+{
+	if (sqlite3_get_autocommit(s->db))
+		return CKR_OK;
+	return exec_st(s, ST_ROLLBACK, "rollback");
+}
+
+CK_RV
+ev_store_data_version(ev_store *s, int64_t *version)
+{
+	sqlite3_stmt *st = stmt(s, ST_DATA_VERSION);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*version = sqlite3_column_int64(st, 0);
+	else
+		rv = db_error(s, "data_version");
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_meta_get(ev_store *s, const char *key, unsigned char **val, size_t *len)
+{
+	sqlite3_stmt *st = stmt(s, ST_META_GET);
+	CK_RV rv;
+	int rc;
+
+	*val = NULL;
+	*len = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
+		rv = db_error(s, "meta get");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		rv = EVR_NOT_FOUND;
+	else if (rc == SQLITE_ROW)
+		rv = column_dup(st, 0, val, len);
+	else
+		rv = db_error(s, "meta get");
+out:
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_meta_set(ev_store *s, const char *key, const void *val, size_t len)
+{
+	sqlite3_stmt *st = stmt(s, ST_META_SET);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    bind_bytes(st, 2, val, len) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "meta set");
+	done(st);
+	return rv;
+}
+
+void
+ev_zone_rec_clear(ev_zone_rec *z)
+{
+	if (z == NULL)
+		return;
+	free(z->sealed);
+	/* PIN hashes are not PINs, but there is no reason to leave them in the heap. */
+	if (z->so_pin != NULL) {
+		sodium_memzero(z->so_pin, strlen(z->so_pin));
+		free(z->so_pin);
+	}
+	if (z->user_pin != NULL) {
+		sodium_memzero(z->user_pin, strlen(z->user_pin));
+		free(z->user_pin);
+	}
+	memset(z, 0, sizeof(*z));
+}
+
+CK_RV
+ev_store_zone_next_id(ev_store *s, int64_t *id)
+{
+	sqlite3_stmt *st = stmt(s, ST_ZONE_NEXT_ID);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*id = sqlite3_column_int64(st, 0);
+	else
+		rv = db_error(s, "zone next id");
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_zone_insert(ev_store *s, const ev_zone_rec *z)
+{
+	sqlite3_stmt *st;
+	size_t serial_len = strnlen(z->serial, sizeof(z->serial) - 1);
+	CK_RV rv = CKR_OK;
+
+	if (z->id < 1) {
+		ev_error("store: zone insert: invalid zone id");
+		return CKR_DEVICE_ERROR;
+	}
+	st = stmt(s, ST_ZONE_INSERT);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int64(st, 1, z->id) != SQLITE_OK ||
+	    sqlite3_bind_blob(st, 2, z->label, sizeof(z->label), SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, z->serial, (int)serial_len, SQLITE_STATIC) != SQLITE_OK ||
+	    bind_bytes(st, 4, z->sealed, z->sealed != NULL ? z->sealed_len : 0) != SQLITE_OK ||
+	    bind_text_or_null(st, 5, z->so_pin) != SQLITE_OK ||
+	    bind_text_or_null(st, 6, z->user_pin) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, z->so_fails) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, z->user_fails) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 9, z->created) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "zone insert");
+	done(st);
+	return rv;
+}
+
+static CK_RV
+column_strdup(sqlite3_stmt *st, int col, char **out)
+{
+	const unsigned char *t;
+
+	*out = NULL;
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return CKR_OK;
+	t = sqlite3_column_text(st, col);
+	if (t == NULL)
+		return CKR_HOST_MEMORY;
+	*out = strdup((const char *)t);
+	return *out != NULL ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+CK_RV
+ev_store_zone_get(ev_store *s, int64_t id, ev_zone_rec *z)
+{
+	sqlite3_stmt *st = stmt(s, ST_ZONE_GET);
+	const void *p;
+	size_t n;
+	int rc;
+	CK_RV rv;
+
+	memset(z, 0, sizeof(*z));
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		rv = db_error(s, "zone get");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		rv = EVR_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		rv = db_error(s, "zone get");
+		goto out;
+	}
+	z->id = id;
+	memset(z->label, ' ', sizeof(z->label));
+	p = sqlite3_column_blob(st, 0);
+	n = (size_t)sqlite3_column_bytes(st, 0);
+	if (p != NULL)
+		memcpy(z->label, p, n < sizeof(z->label) ? n : sizeof(z->label));
+	p = sqlite3_column_text(st, 1);
+	if (p != NULL)
+		snprintf(z->serial, sizeof(z->serial), "%s", (const char *)p);
+	rv = column_dup(st, 2, &z->sealed, &z->sealed_len);
+	if (rv == CKR_OK)
+		rv = column_strdup(st, 3, &z->so_pin);
+	if (rv == CKR_OK)
+		rv = column_strdup(st, 4, &z->user_pin);
+	if (rv != CKR_OK)
+		goto out;
+	z->so_fails = (unsigned)sqlite3_column_int64(st, 5);
+	z->user_fails = (unsigned)sqlite3_column_int64(st, 6);
+	z->created = sqlite3_column_int64(st, 7);
+out:
+	done(st);
+	if (rv != CKR_OK)
+		ev_zone_rec_clear(z);
+	return rv;
+}
+
+/* Collect the first column of every row as ids; *ids is NULL when there are none. */
+static CK_RV
+collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
+{
+	int64_t *v = NULL, *nv;
+	size_t cnt = 0, cap = 0;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (nv == NULL) {
+				rv = CKR_HOST_MEMORY;
+				goto out;
+			}
+			v = nv;
+		}
+		v[cnt++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, what);
+out:
+	if (rv != CKR_OK) {
+		free(v);
+		v = NULL;
+		cnt = 0;
+	}
+	*ids = v;
+	*n = cnt;
+	return rv;
+}
+
+CK_RV
+ev_store_zone_list(ev_store *s, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, ST_ZONE_LIST);
+	CK_RV rv;
+
+	*ids = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rv = collect_ids(s, st, "zone list", ids, n);
+	done(st);
+	return rv;
+}
+
+/*
+ * Finish an UPDATE or DELETE of one row whose parameters are bound:
+ * EVR_NOT_FOUND when no row had that id.
+ */
+static CK_RV
+finish_one(ev_store *s, sqlite3_stmt *st, int bind_rc, const char *what)
+{
+	CK_RV rv = CKR_OK;
+
+	if (bind_rc != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, what);
+	else if (sqlite3_changes(s->db) == 0)
+		rv = EVR_NOT_FOUND;
+	done(st);
+	return rv;
+}
+
+static CK_RV
+by_id(ev_store *s, enum st_id id_st, int64_t id, const char *what)
+{
+	sqlite3_stmt *st = stmt(s, id_st);
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	return finish_one(s, st, sqlite3_bind_int64(st, 1, id), what);
+}
+
+static CK_RV
+by_id_text(ev_store *s, enum st_id id_st, int64_t id, const char *text, const char *what)
+{
+	sqlite3_stmt *st = stmt(s, id_st);
+	int rc;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = bind_text_or_null(st, 2, text);
+	return finish_one(s, st, rc, what);
+}
+
+static CK_RV
+by_id_int(ev_store *s, enum st_id id_st, int64_t id, int64_t num, const char *what)
+{
+	sqlite3_stmt *st = stmt(s, id_st);
+	int rc;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, num);
+	return finish_one(s, st, rc, what);
+}
+
+CK_RV
+ev_store_zone_set_pin(ev_store *s, int64_t id, CK_USER_TYPE which, const char *hash)
+{
+	if (which == CKU_SO)
+		return by_id_text(s, ST_ZONE_SET_SO_PIN, id, hash, "zone set pin");
+	if (which == CKU_USER)
+		return by_id_text(s, ST_ZONE_SET_USER_PIN, id, hash, "zone set pin");
+	ev_error("store: zone set pin: invalid user type %lu", (unsigned long)which);
+	return CKR_DEVICE_ERROR;
+}
+
+CK_RV
+ev_store_zone_set_fails(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned fails)
+{
+	if (which == CKU_SO)
+		return by_id_int(s, ST_ZONE_SET_SO_FAILS, id, fails, "zone set fails");
+	if (which == CKU_USER)
+		return by_id_int(s, ST_ZONE_SET_USER_FAILS, id, fails, "zone set fails");
+	ev_error("store: zone set fails: invalid user type %lu", (unsigned long)which);
+	return CKR_DEVICE_ERROR;
+}
+
+CK_RV
+ev_store_zone_delete(ev_store *s, int64_t id)
+{
+	/* Objects and their attributes go with it: ON DELETE CASCADE. */
+	return by_id(s, ST_ZONE_DELETE, id, "zone delete");
+}
+
+void
+ev_obj_rec_clear(ev_obj_rec *o)
+{
+	if (o == NULL)
+		return;
+	free(o->wrapped);
+	ev_attrs_free(o->attrs);
+	memset(o, 0, sizeof(*o));
+}
+
+/*
+ * The indexed columns of an object, taken from its attributes. Label and
+ * CKA_ID are NULL when absent and a zero-length BLOB when empty. Class and
+ * privacy are "unknown" (has_* = 0) when absent, so that the caller can
+ * fall back; a malformed CKA_PRIVATE counts as private, the safe side.
+ * A NULL list is an object without attributes.
+ */
+struct obj_cols {
+	int has_class;
+	CK_ULONG cls;
+	int has_key_type;
+	CK_ULONG key_type;
+	const CK_ATTRIBUTE *label;
+	const CK_ATTRIBUTE *ckid;
+	int has_private;
+	int private;
+};
+
+static void
+obj_cols_from(const ev_attrs *a, struct obj_cols *c)
+{
+	CK_BBOOL b;
+	CK_RV rv;
+
+	memset(c, 0, sizeof(*c));
+	if (a == NULL)
+		return;
+	c->has_class = ev_attrs_ulong(a, CKA_CLASS, &c->cls) == CKR_OK;
+	c->has_key_type = ev_attrs_ulong(a, CKA_KEY_TYPE, &c->key_type) == CKR_OK;
+	c->label = ev_attrs_get(a, CKA_LABEL);
+	c->ckid = ev_attrs_get(a, CKA_ID);
+	rv = ev_attrs_bool(a, CKA_PRIVATE, &b);
+	if (rv == CKR_OK) {
+		c->has_private = 1;
+		c->private = b != CK_FALSE;
+	} else if (rv != EVR_NOT_FOUND) {
+		c->has_private = 1;
+		c->private = 1;
+	}
+}
+
+static int
+bind_attr_or_null(sqlite3_stmt *st, int i, const CK_ATTRIBUTE *at)
+{
+	if (at == NULL)
+		return sqlite3_bind_null(st, i);
+	return bind_bytes(st, i, at->pValue, at->ulValueLen);
+}
+
+/* Write every attribute of a as rows of object id (which has none yet). */
+static CK_RV
+insert_attrs(ev_store *s, int64_t id, CK_OBJECT_CLASS cls, const ev_attrs *a)
+{
+	sqlite3_stmt *st = stmt(s, ST_ATTR_INSERT);
+	size_t i;
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	for (i = 0; a != NULL && i < a->n; i++) {
+		const CK_ATTRIBUTE *at = &a->v[i];
+
+		/* Key material never reaches the disk in the clear, whatever the caller did. */
+		if (ev_attr_is_secret(cls, at->type)) {
+			ev_error("store: refusing to store secret attribute 0x%lx",
+				 (unsigned long)at->type);
+			rv = CKR_DEVICE_ERROR;
+			break;
+		}
+		/* Types are CK_ULONG; stored as their 64-bit pattern, read back the same way. */
+		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint64_t)at->type) != SQLITE_OK ||
+		    bind_bytes(st, 3, at->pValue, at->ulValueLen) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE) {
+			rv = db_error(s, "attribute insert");
+			break;
+		}
+		done(st);
+	}
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_insert(ev_store *s, ev_obj_rec *o)
+{
+	sqlite3_stmt *st;
+	struct obj_cols c;
+	CK_OBJECT_CLASS cls;
+	int64_t id = 0;
+	int own = 0;
+	CK_RV rv;
+
+	obj_cols_from(o->attrs, &c);
+	cls = c.has_class ? c.cls : o->cls;
+	rv = op_begin(s, &own);
+	if (rv != CKR_OK)
+		return rv;
+	st = stmt(s, ST_OBJ_INSERT);
+	if (st == NULL) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, o->zone) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint64_t)cls) != SQLITE_OK ||
+	    (c.has_key_type ? sqlite3_bind_int64(st, 3, (sqlite3_int64)(uint64_t)c.key_type)
+			    : sqlite3_bind_null(st, 3)) != SQLITE_OK ||
+	    bind_attr_or_null(st, 4, c.label) != SQLITE_OK ||
+	    bind_attr_or_null(st, 5, c.ckid) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 6, c.has_private ? c.private : o->private != 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, o->generation) != SQLITE_OK ||
+	    (o->wrapped != NULL ? bind_bytes(st, 8, o->wrapped, o->wrapped_len)
+				: sqlite3_bind_null(st, 8)) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		rv = db_error(s, "object insert");
+		goto out;
+	}
+	id = sqlite3_last_insert_rowid(s->db);
+	rv = insert_attrs(s, id, cls, o->attrs);
+out:
+	done(st);
+	rv = op_end(s, own, rv);
+	if (rv == CKR_OK)
+		o->id = id;
+	return rv;
+}
+
+CK_RV
+ev_store_obj_set_wrapped(ev_store *s, int64_t id, const unsigned char *blob, size_t len)
+{
+	sqlite3_stmt *st = stmt(s, ST_OBJ_SET_WRAPPED);
+	CK_RV rv = CKR_OK;
+	int rc;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = blob != NULL ? bind_bytes(st, 2, blob, len) : sqlite3_bind_null(st, 2);
+	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "object set wrapped");
+	else if (sqlite3_changes(s->db) == 0)
+		rv = EVR_NOT_FOUND;
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_set_attrs(ev_store *s, int64_t id, const ev_attrs *attrs)
+{
+	sqlite3_stmt *st = NULL;
+	struct obj_cols c;
+	CK_OBJECT_CLASS cls = 0;
+	int own = 0;
+	CK_RV rv;
+
+	obj_cols_from(attrs, &c);
+	rv = op_begin(s, &own);
+	if (rv != CKR_OK)
+		return rv;
+	st = stmt(s, ST_OBJ_SET_COLUMNS);
+	if (st == NULL) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    (c.has_class ? sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint64_t)c.cls)
+			 : sqlite3_bind_null(st, 2)) != SQLITE_OK ||
+	    (c.has_key_type ? sqlite3_bind_int64(st, 3, (sqlite3_int64)(uint64_t)c.key_type)
+			    : sqlite3_bind_null(st, 3)) != SQLITE_OK ||
+	    bind_attr_or_null(st, 4, c.label) != SQLITE_OK ||
+	    bind_attr_or_null(st, 5, c.ckid) != SQLITE_OK ||
+	    (c.has_private ? sqlite3_bind_int(st, 6, c.private) : sqlite3_bind_null(st, 6)) !=
+		SQLITE_OK) {
+		rv = db_error(s, "object set attributes");
+		goto out;
+	}
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rv = db_error(s, "object set attributes");
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		rv = EVR_NOT_FOUND;
+		goto out;
+	}
+	done(st);
+	/* The class the object ends up with decides which attributes are secret. */
+	if (c.has_class) {
+		cls = c.cls;
+	} else {
+		st = stmt(s, ST_OBJ_CLASS);
+		if (st == NULL) {
+			rv = CKR_DEVICE_ERROR;
+			goto out;
+		}
+		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+			rv = db_error(s, "object set attributes");
+			goto out;
+		}
+		cls = (CK_OBJECT_CLASS)(uint64_t)sqlite3_column_int64(st, 0);
+	}
+	done(st);
+	st = stmt(s, ST_ATTR_DELETE_ALL);
+	if (st == NULL) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+		rv = db_error(s, "object set attributes");
+		goto out;
+	}
+	done(st);
+	st = NULL;
+	rv = insert_attrs(s, id, cls, attrs);
+out:
+	done(st);
+	return op_end(s, own, rv);
+}
+
+CK_RV
+ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o)
+{
+	sqlite3_stmt *st = stmt(s, ST_OBJ_GET);
+	int rc, first = 1;
+	CK_RV rv = CKR_OK;
+
+	memset(o, 0, sizeof(*o));
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	o->attrs = ev_attrs_new();
+	if (o->attrs == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		rv = db_error(s, "object get");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (first) {
+			first = 0;
+			o->id = id;
+			o->zone = sqlite3_column_int64(st, 0);
+			o->cls = (CK_OBJECT_CLASS)(uint64_t)sqlite3_column_int64(st, 1);
+			o->private = sqlite3_column_int(st, 2) != 0;
+			o->generation = sqlite3_column_int64(st, 3);
+			if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+				rv = column_dup(st, 4, &o->wrapped, &o->wrapped_len);
+				if (rv != CKR_OK)
+					goto out;
+			}
+		}
+		/* No attribute row: the LEFT JOIN gives NULL for a.type. */
+		if (sqlite3_column_type(st, 5) == SQLITE_NULL)
+			continue;
+		rv =
+		    ev_attrs_set(o->attrs, (CK_ATTRIBUTE_TYPE)(uint64_t)sqlite3_column_int64(st, 5),
+				 sqlite3_column_blob(st, 6), (CK_ULONG)sqlite3_column_bytes(st, 6));
+		if (rv != CKR_OK) {
+			if (rv != CKR_HOST_MEMORY) {
+				ev_error("store: object get: bad attribute row");
+				rv = CKR_DEVICE_ERROR;
+			}
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, "object get");
+	else if (first)
+		rv = EVR_NOT_FOUND;
+out:
+	done(st);
+	if (rv != CKR_OK)
+		ev_obj_rec_clear(o);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_delete(ev_store *s, int64_t id)
+{
+	/* The attribute rows go with it: ON DELETE CASCADE. */
+	return by_id(s, ST_OBJ_DELETE, id, "object delete");
+}
+
+/* The search statement for a combination of filters, built and prepared once. */
+static sqlite3_stmt *
+find_stmt(ev_store *s, unsigned variant)
+{
+	const char *cls;
+	char sql[256];
+	int rc;
+
+	if (s->find_st[variant] != NULL)
+		return s->find_st[variant];
+	/*
+	 * Constant fragments only; fixed parameter numbers whichever are
+	 * present. With a label or CKA_ID, the unary + keeps the planner off
+	 * the (zone, class) index: without statistics it rates both alike,
+	 * but a class matches many objects and a label or id a few.
+	 */
+	if (!(variant & FIND_CLASS))
+		cls = "";
+	else if (variant & (FIND_LABEL | FIND_CKID))
+		cls = " AND +class = ?2";
+	else
+		cls = " AND class = ?2";
+	snprintf(sql, sizeof(sql), "SELECT id FROM objects WHERE zone = ?1%s%s%s%s%s ORDER BY id",
+		 (variant & FIND_PRIVATE) ? "" : " AND private = 0", cls,
+		 (variant & FIND_KEY_TYPE) ? " AND key_type = ?3" : "",
+		 (variant & FIND_LABEL) ? " AND label = ?4" : "",
+		 (variant & FIND_CKID) ? " AND ckid = ?5" : "");
+	rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->find_st[variant],
+				NULL);
+	if (rc != SQLITE_OK) {
+		ev_error("store: prepare find %u: %s", variant, sqlite3_errmsg(s->db));
+		s->find_st[variant] = NULL;
+	}
+	return s->find_st[variant];
+}
+
+CK_RV
+ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st;
+	unsigned variant = 0;
+	int rc;
+	CK_RV rv;
+
+	*ids = NULL;
+	*n = 0;
+	if (q->include_private)
+		variant |= FIND_PRIVATE;
+	if (q->has_class)
+		variant |= FIND_CLASS;
+	if (q->has_key_type)
+		variant |= FIND_KEY_TYPE;
+	if (q->has_label)
+		variant |= FIND_LABEL;
+	if (q->has_ckid)
+		variant |= FIND_CKID;
+	st = find_stmt(s, variant);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, q->zone);
+	if (rc == SQLITE_OK && q->has_class)
+		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint64_t)q->cls);
+	if (rc == SQLITE_OK && q->has_key_type)
+		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)(uint64_t)q->key_type);
+	if (rc == SQLITE_OK && q->has_label)
+		rc = bind_bytes(st, 4, q->label, q->label_len);
+	if (rc == SQLITE_OK && q->has_ckid)
+		rc = bind_bytes(st, 5, q->ckid, q->ckid_len);
+	if (rc != SQLITE_OK) {
+		rv = db_error(s, "object find");
+		goto out;
+	}
+	rv = collect_ids(s, st, "object find", ids, n);
+out:
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_count(ev_store *s, int64_t zone, int include_private, CK_ULONG *count)
+{
+	sqlite3_stmt *st = stmt(s, include_private ? ST_OBJ_COUNT_ALL : ST_OBJ_COUNT_PUBLIC);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int64(st, 1, zone) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		rv = db_error(s, "object count");
+	else
+		*count = (CK_ULONG)sqlite3_column_int64(st, 0);
+	done(st);
+	return rv;
+}

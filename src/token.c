@@ -1,0 +1,476 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "keyring.h"
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "pin.h"
+#include "pkcs11/edgevault.h"
+#include "session.h"
+#include "token.h"
+
+void
+ev_token_free(ev_token *t)
+{
+	if (t == NULL)
+		return;
+	ev_secret_free(t->zone_key);
+	ev_mutex_free(t->lock);
+	free(t);
+}
+
+/* Zone ids and the free slot's id, read under the store lock. */
+static CK_RV
+read_slots(int64_t **ids, size_t *n, int64_t *free_id)
+{
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_zone_list(ev_mod->store, ids, n);
+	if (rv == CKR_OK)
+		rv = ev_store_zone_next_id(ev_mod->store, free_id);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv != CKR_OK) {
+		free(*ids);
+		*ids = NULL;
+	}
+	return rv;
+}
+
+CK_RV
+ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count)
+{
+	int64_t *ids = NULL, free_id;
+	size_t n = 0, i;
+	CK_ULONG need;
+	CK_RV rv;
+
+	rv = read_slots(&ids, &n, &free_id);
+	if (rv != CKR_OK)
+		return rv;
+	/* The free slot holds an uninitialised token: present either way. */
+	need = n + 1;
+	if (list == NULL) {
+		*count = need;
+		goto out;
+	}
+	if (*count < need) {
+		*count = need;
+		rv = CKR_BUFFER_TOO_SMALL;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		list[i] = (CK_SLOT_ID)ids[i];
+	list[n] = (CK_SLOT_ID)free_id;
+	*count = need;
+out:
+	free(ids);
+	return rv;
+}
+
+static CK_RV
+slot_exists(CK_SLOT_ID slot, int *is_free)
+{
+	int64_t *ids = NULL, free_id;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = read_slots(&ids, &n, &free_id);
+	if (rv != CKR_OK)
+		return rv;
+	rv = CKR_SLOT_ID_INVALID;
+	if ((int64_t)slot == free_id) {
+		*is_free = 1;
+		rv = CKR_OK;
+	}
+	for (i = 0; i < n && rv != CKR_OK; i++) {
+		if ((int64_t)slot == ids[i]) {
+			*is_free = 0;
+			rv = CKR_OK;
+		}
+	}
+	free(ids);
+	return rv;
+}
+
+CK_RV
+ev_slot_is_free(CK_SLOT_ID slot, int *is_free)
+{
+	return slot_exists(slot, is_free);
+}
+
+CK_RV
+ev_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO *info)
+{
+	int is_free;
+	char desc[64];
+	CK_RV rv;
+
+	rv = slot_exists(slot, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	memset(info, 0, sizeof(*info));
+	if (is_free)
+		snprintf(desc, sizeof(desc), "edgevault free slot");
+	else
+		snprintf(desc, sizeof(desc), "edgevault zone %lu", (unsigned long)slot);
+	ev_padded_copy(info->slotDescription, sizeof(info->slotDescription), desc);
+	ev_padded_copy(info->manufacturerID, sizeof(info->manufacturerID), EDGEVAULT_MANUFACTURER);
+	info->flags = CKF_TOKEN_PRESENT;
+	info->hardwareVersion.major = 0;
+	info->hardwareVersion.minor = 1;
+	info->firmwareVersion.major = 0;
+	info->firmwareVersion.minor = 1;
+	return CKR_OK;
+}
+
+CK_RV
+ev_token_get(CK_SLOT_ID slot, ev_token **out)
+{
+	ev_token *t;
+	int is_free;
+	CK_RV rv;
+
+	rv = ev_rwlock_rdlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	t = ev_map_get(&ev_mod->tokens, slot);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (t != NULL) {
+		*out = t;
+		return CKR_OK;
+	}
+	rv = slot_exists(slot, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	if (is_free)
+		return CKR_TOKEN_NOT_RECOGNIZED;
+
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	/* Another thread may have loaded it meanwhile. */
+	t = ev_map_get(&ev_mod->tokens, slot);
+	if (t == NULL) {
+		t = calloc(1, sizeof(*t));
+		if (t == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		t->id = (int64_t)slot;
+		t->login = EV_NOBODY;
+		t->lock = ev_mutex_new();
+		if (t->lock == NULL) {
+			free(t);
+			rv = CKR_CANT_LOCK;
+			goto out;
+		}
+		rv = ev_map_put(&ev_mod->tokens, slot, t);
+		if (rv != CKR_OK) {
+			ev_token_free(t);
+			goto out;
+		}
+	}
+	*out = t;
+out:
+	ev_rwlock_unlock(ev_mod->lock);
+	return rv;
+}
+
+/* The PIN flags PKCS#11 reports for a failure count. */
+static CK_FLAGS
+pin_flags(unsigned fails, unsigned max, CK_FLAGS low, CK_FLAGS final, CK_FLAGS locked)
+{
+	if (fails >= max)
+		return locked;
+	if (fails + 1 == max)
+		return final | low;
+	if (fails > 0)
+		return low;
+	return 0;
+}
+
+CK_RV
+ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
+{
+	ev_zone_rec z = { 0 };
+	unsigned max = ev_mod->cfg->pin_max_fails;
+	CK_ULONG count = 0;
+	ev_token *t = NULL;
+	int is_free;
+	CK_RV rv;
+
+	rv = slot_exists(slot, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	memset(info, 0, sizeof(*info));
+	ev_padded_copy(info->manufacturerID, sizeof(info->manufacturerID), EDGEVAULT_MANUFACTURER);
+	ev_padded_copy(info->model, sizeof(info->model), "zone");
+	info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+	info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+	info->ulMaxPinLen = EV_PIN_MAX_LEN;
+	info->ulMinPinLen = EV_PIN_MIN_LEN;
+	info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->hardwareVersion.minor = 1;
+	info->firmwareVersion.minor = 1;
+	memset(info->utcTime, ' ', sizeof(info->utcTime));
+	info->flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+	if (is_free) {
+		ev_padded_copy(info->label, sizeof(info->label), "");
+		ev_padded_copy(info->serialNumber, sizeof(info->serialNumber), "");
+		return CKR_OK;
+	}
+	rv = ev_token_get(slot, &t);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == CKR_OK)
+		rv = ev_store_obj_count(ev_mod->store, t->id, 1, &count);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv != CKR_OK)
+		goto out;
+	memcpy(info->label, z.label, sizeof(info->label));
+	ev_padded_copy(info->serialNumber, sizeof(info->serialNumber), z.serial);
+	info->flags |= CKF_TOKEN_INITIALIZED;
+	if (z.user_pin != NULL)
+		info->flags |= CKF_USER_PIN_INITIALIZED;
+	info->flags |= pin_flags(z.user_fails, max, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY,
+	    CKF_USER_PIN_LOCKED);
+	info->flags |= pin_flags(z.so_fails, max, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY,
+	    CKF_SO_PIN_LOCKED);
+	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
+		info->ulSessionCount = t->sessions;
+		info->ulRwSessionCount = t->rw_sessions;
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+out:
+	ev_zone_rec_clear(&z);
+	return rv;
+}
+
+/* Labels are compared and stored as the 32 blank-padded bytes. */
+static CK_RV
+create_zone(int64_t id, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
+{
+	ev_secret *zk = NULL;
+	ev_zone_rec z = { 0 };
+	unsigned char serial[8];
+	ev_root *root;
+	CK_RV rv;
+
+	z.id = id;
+	memcpy(z.label, label, sizeof(z.label));
+	randombytes_buf(serial, sizeof(serial));
+	sodium_bin2hex(z.serial, sizeof(z.serial), serial, sizeof(serial));
+	z.created = (int64_t)time(NULL);
+	rv = ev_pin_hash(pin, pinlen, ev_mod->cfg->argon2_ops, ev_mod->cfg->argon2_mem, &z.so_pin);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_zone_key_new(&zk);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_module_root(&root);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, id, zk, &z.sealed, &z.sealed_len);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_store_zone_insert(ev_mod->store, &z);
+out:
+	ev_secret_free(zk);
+	ev_zone_rec_clear(&z);
+	return rv;
+}
+
+CK_RV
+ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
+{
+	ev_token *t = NULL;
+	int is_free;
+	CK_RV rv;
+
+	rv = slot_exists(slot, &is_free);
+	if (rv != CKR_OK)
+		return rv;
+	if (pinlen < EV_PIN_MIN_LEN || pinlen > EV_PIN_MAX_LEN)
+		return CKR_PIN_LEN_RANGE;
+	if (!is_free) {
+		/*
+		 * Re-initialising a zone: the SO proves who they are, the
+		 * zone's objects go, and the zone starts again with a new key.
+		 */
+		rv = ev_token_get(slot, &t);
+		if (rv != CKR_OK)
+			return rv;
+		rv = ev_rwlock_rdlock(ev_mod->lock);
+		if (rv != CKR_OK)
+			return rv;
+		rv = t->sessions > 0 ? CKR_SESSION_EXISTS : CKR_OK;
+		ev_rwlock_unlock(ev_mod->lock);
+		if (rv != CKR_OK)
+			return rv;
+		rv = ev_token_check_pin(t, CKU_SO, pin, pinlen);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_begin(ev_mod->store);
+	if (rv != CKR_OK)
+		goto unlock;
+	if (!is_free) {
+		rv = ev_store_zone_delete(ev_mod->store, (int64_t)slot);
+		if (rv != CKR_OK)
+			goto rollback;
+	}
+	rv = create_zone((int64_t)slot, pin, pinlen, label);
+	if (rv != CKR_OK)
+		goto rollback;
+	rv = ev_store_commit(ev_mod->store);
+	if (rv == CKR_OK)
+		goto unlock;
+rollback:
+	(void)ev_store_rollback(ev_mod->store);
+unlock:
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
+	if (rv == CKR_OK && t != NULL) {
+		/* Nothing of the old zone may survive in this process. */
+		if (ev_mutex_lock(t->lock) == CKR_OK) {
+			ev_token_forget_key(t);
+			t->login = EV_NOBODY;
+			ev_mutex_unlock(t->lock);
+		}
+		ev_object_wipe_token(t, 0);
+	}
+	return rv;
+}
+
+CK_RV
+ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	unsigned max = ev_mod->cfg->pin_max_fails, fails;
+	ev_zone_rec z = { 0 };
+	const char *hash;
+	int ok;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv != CKR_OK)
+		goto out;
+	hash = who == CKU_SO ? z.so_pin : z.user_pin;
+	fails = who == CKU_SO ? z.so_fails : z.user_fails;
+	if (hash == NULL) {
+		rv = CKR_USER_PIN_NOT_INITIALIZED;
+		goto out;
+	}
+	if (fails >= max) {
+		rv = CKR_PIN_LOCKED;
+		goto out;
+	}
+	if (len < EV_PIN_MIN_LEN || len > EV_PIN_MAX_LEN)
+		ok = 0;
+	else
+		ok = ev_pin_verify(hash, pin, len);
+	if (ok) {
+		if (fails != 0)
+			rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, 0);
+	} else {
+		/* The counter is persistent: restarting does not buy more guesses. */
+		rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, fails + 1);
+		if (rv == CKR_OK)
+			rv = fails + 1 >= max ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+		ev_warn("zone %lld: %s PIN rejected (%u of %u)", (long long)t->id,
+		    who == CKU_SO ? "SO" : "user", fails + 1, max);
+	}
+out:
+	ev_mutex_unlock(ev_mod->store_lock);
+	ev_zone_rec_clear(&z);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
+	return rv;
+}
+
+CK_RV
+ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	char *hash = NULL;
+	CK_RV rv;
+
+	rv = ev_pin_hash(pin, len, ev_mod->cfg->argon2_ops, ev_mod->cfg->argon2_mem, &hash);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv == CKR_OK) {
+		rv = ev_store_zone_set_pin(ev_mod->store, t->id, who, hash);
+		ev_mutex_unlock(ev_mod->store_lock);
+	}
+	free(hash);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	return rv;
+}
+
+CK_RV
+ev_token_zone_key(ev_token *t, const ev_secret **key)
+{
+	ev_zone_rec z = { 0 };
+	ev_root *root;
+	CK_RV rv;
+
+	if (t->zone_key != NULL) {
+		*key = t->zone_key;
+		return CKR_OK;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv == CKR_OK)
+		rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z.sealed,
+		    z.sealed_len, &t->zone_key);
+	ev_mutex_unlock(ev_mod->store_lock);
+	ev_zone_rec_clear(&z);
+	if (rv == CKR_ENCRYPTED_DATA_INVALID) {
+		/* The store and the root disagree: not something the caller can fix. */
+		ev_error("zone %lld: the zone key does not unseal under this root",
+		    (long long)t->id);
+		rv = CKR_DEVICE_ERROR;
+	}
+	if (rv == CKR_OK)
+		*key = t->zone_key;
+	return rv;
+}
+
+void
+ev_token_forget_key(ev_token *t)
+{
+	ev_secret_free(t->zone_key);
+	t->zone_key = NULL;
+}

@@ -1,0 +1,74 @@
+/*
+ * Zones as tokens. Each zone in the store is a slot whose ID is the zone
+ * id; one more slot, the free slot, always follows them: its ID is the id
+ * the next zone will get, and C_InitToken on it creates that zone.
+ *
+ * Login state is per token and per process (PKCS#11: per application), so
+ * it lives here, with the zone key once it has been unsealed.
+ */
+#ifndef EV_TOKEN_H
+#define EV_TOKEN_H
+
+#include "common.h"
+#include "lock.h"
+#include "secmem.h"
+
+#define EV_NOBODY ((CK_USER_TYPE)-1)
+
+typedef struct ev_token {
+	int64_t id;              /* = slot ID */
+	ev_mutex *lock;          /* login state, zone key, key materialisation */
+	CK_USER_TYPE login;      /* EV_NOBODY, CKU_USER or CKU_SO */
+	ev_secret *zone_key;     /* while unsealed */
+	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
+	CK_ULONG rw_sessions;
+} ev_token;
+
+/* Free a token, wiping its zone key. NULL is a no-op. */
+void ev_token_free(ev_token *t);
+
+/* C_GetSlotList. */
+CK_RV ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count);
+
+/* C_GetSlotInfo. CKR_SLOT_ID_INVALID. */
+CK_RV ev_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO *info);
+
+/* Whether slot is the free slot now. */
+CK_RV ev_slot_is_free(CK_SLOT_ID slot, int *is_free);
+
+/*
+ * The token of a zone slot, loaded on first use and kept until
+ * C_Finalize. CKR_SLOT_ID_INVALID for no such slot,
+ * CKR_TOKEN_NOT_RECOGNIZED for the free slot (no zone yet).
+ * Takes ev_mod->lock itself: call without it.
+ */
+CK_RV ev_token_get(CK_SLOT_ID slot, ev_token **out);
+
+/* C_GetTokenInfo for a slot (the free slot answers as an uninitialised token). */
+CK_RV ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info);
+
+/* C_InitToken. */
+CK_RV ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
+    const CK_UTF8CHAR *label);
+
+/*
+ * Check a PIN of a zone against the store, counting failures and locking
+ * out at the configured maximum. CKR_PIN_INCORRECT, CKR_PIN_LOCKED,
+ * CKR_USER_PIN_NOT_INITIALIZED.
+ */
+CK_RV ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+    EV_MUST_CHECK;
+
+/* Set a PIN (hash and store it). CKR_PIN_LEN_RANGE. */
+CK_RV ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len);
+
+/*
+ * The zone key, unsealed on first need. Caller holds t->lock; the pointer
+ * is valid while it does.
+ */
+CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key);
+
+/* Forget the zone key (wiped). Caller holds t->lock. */
+void ev_token_forget_key(ev_token *t);
+
+#endif

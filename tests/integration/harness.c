@@ -1,0 +1,174 @@
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct ev_env env;
+
+void
+env_sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+static const char *
+softhsm_path(void)
+{
+	const char *p = getenv("EV_SOFTHSM");
+
+	return p != NULL ? p : "/usr/lib/softhsm/libsofthsm2.so";
+}
+
+void
+env_write_config(const char *extra)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	    "[store]\ndir = %s/store\n"
+	    "[device]\nid = test-device\n"
+	    "[root]\nbackend = pkcs11\nmodule = %s\ntoken_label = root\n"
+	    "pin_file = %s/root.pin\nkey_label = edgevault-root\n"
+	    "[pin]\nmax_fails = 3\nargon2_ops = 1\nargon2_mem_kib = 64\n%s",
+	    env.dir, softhsm_path(), env.dir, extra != NULL ? extra : "");
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+void
+env_setup(void)
+{
+	const char *module = getenv("EV_MODULE");
+	char path[512];
+	CK_INTERFACE *iface = NULL;
+	CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
+	CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR);
+	FILE *f;
+
+	ck_assert_msg(module != NULL, "EV_MODULE is not set (run through make check)");
+	memset(&env, 0, sizeof(env));
+	snprintf(env.dir, sizeof(env.dir), "%s/ev-it-XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(env.dir));
+
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+	    env.dir);
+	ck_assert_int_eq(fclose(f), 0);
+	setenv("SOFTHSM2_CONF", path, 1);
+	env_sh("mkdir -p %s/tokens && softhsm2-util --init-token --free --label root "
+	       "--pin %s --so-pin %s >/dev/null",
+	    env.dir, ROOT_PIN, "root-so-1234");
+
+	snprintf(path, sizeof(path), "%s/root.pin", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", ROOT_PIN);
+	ck_assert_int_eq(fclose(f), 0);
+	env_write_config(NULL);
+	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
+	setenv("EDGEVAULT_CONF", path, 1);
+
+	env.dl = dlopen(module, RTLD_NOW | RTLD_LOCAL);
+	ck_assert_msg(env.dl != NULL, "dlopen %s: %s", module, dlerror());
+	*(void **)&get_interface = dlsym(env.dl, "C_GetInterface");
+	*(void **)&get_list = dlsym(env.dl, "C_GetFunctionList");
+	ck_assert_ptr_nonnull(get_interface);
+	ck_assert_ptr_nonnull(get_list);
+	ck_assert_int_eq(get_interface(NULL, NULL, &iface, 0), CKR_OK);
+	env.f = iface->pFunctionList;
+	ck_assert_int_eq(get_list(&env.f240), CKR_OK);
+}
+
+void
+env_teardown(void)
+{
+	if (env.f != NULL)
+		(void)env.f->C_Finalize(NULL);
+	if (env.dl != NULL)
+		dlclose(env.dl);
+	if (env.dir[0] != '\0' && getenv("EV_KEEP") == NULL) {
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env.dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", env.dir);
+	}
+	memset(&env, 0, sizeof(env));
+}
+
+void
+env_init(void)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+
+	ck_assert_int_eq(env.f->C_Initialize(&args), CKR_OK);
+}
+
+void
+env_label(CK_UTF8CHAR out[32], const char *label)
+{
+	size_t n = strlen(label);
+
+	memset(out, ' ', 32);
+	memcpy(out, label, n > 32 ? 32 : n);
+}
+
+CK_SLOT_ID
+env_new_zone(const char *label)
+{
+	CK_SLOT_ID slots[64];
+	CK_ULONG n = 64;
+	CK_UTF8CHAR lab[32];
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+
+	ck_assert_int_eq(env.f->C_GetSlotList(CK_FALSE, slots, &n), CKR_OK);
+	ck_assert_uint_ge(n, 1);
+	slot = slots[n - 1]; /* the free slot comes last */
+	env_label(lab, label);
+	ck_assert_int_eq(env.f->C_InitToken(slot, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN), lab),
+	    CKR_OK);
+	ck_assert_int_eq(env.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+			     NULL, &h),
+	    CKR_OK);
+	ck_assert_int_eq(env.f->C_Login(h, CKU_SO, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN)), CKR_OK);
+	ck_assert_int_eq(env.f->C_InitPIN(h, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)), CKR_OK);
+	ck_assert_int_eq(env.f->C_Logout(h), CKR_OK);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	return slot;
+}
+
+CK_SESSION_HANDLE
+env_session(CK_SLOT_ID slot, int rw, int user)
+{
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	ck_assert_int_eq(env.f->C_OpenSession(slot,
+			     CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL, NULL, &h),
+	    CKR_OK);
+	if (user) {
+		rv = env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+		ck_assert_msg(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN, "C_Login: 0x%lx",
+		    rv);
+	}
+	return h;
+}

@@ -1,0 +1,51 @@
+/*
+ * Integration test harness: each test gets its own temporary directory
+ * with a fresh SoftHSMv2 token as the root, an edgevault configuration and
+ * store, and the built module loaded with dlopen() as applications load it.
+ */
+#ifndef EV_HARNESS_H
+#define EV_HARNESS_H
+
+#include <check.h>
+
+#include "pkcs11/pkcs11.h"
+
+#define SO_PIN "so-secret"
+#define USER_PIN "user-secret"
+#define ROOT_PIN "root-pin-1234"
+
+struct ev_env {
+	char dir[256];
+	void *dl;
+	CK_FUNCTION_LIST_3_0 *f;
+	CK_FUNCTION_LIST *f240;
+};
+
+/* The current test's environment (set up by env_setup). */
+extern struct ev_env env;
+
+/* Make the directory, the root token, the config; load the module (not initialised). */
+void env_setup(void);
+
+/* Finalize (if needed), unload, remove the directory. */
+void env_teardown(void);
+
+/* Write the config with extra lines appended (for tests that change it). */
+void env_write_config(const char *extra);
+
+/* C_Initialize with OS locking. */
+void env_init(void);
+
+/* Create a zone on the free slot with SO_PIN, set USER_PIN; return its slot. */
+CK_SLOT_ID env_new_zone(const char *label);
+
+/* Open a session on slot (rw or not) and, if user, log the user in. */
+CK_SESSION_HANDLE env_session(CK_SLOT_ID slot, int rw, int user);
+
+/* The 32-byte blank-padded form of a label. */
+void env_label(CK_UTF8CHAR out[32], const char *label);
+
+/* Run a shell command; fail the test when it fails. */
+void env_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

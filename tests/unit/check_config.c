@@ -1,0 +1,479 @@
+/*
+ * Unit tests of the configuration loader (src/config.c). Each test writes
+ * its files into its own temporary directory and removes it.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "config.h"
+
+static char tmpdir[256];
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_config_XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void
+teardown(void)
+{
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* tmpdir/name, in a static buffer (one of a few, rotating). */
+static const char *
+path_of(const char *name)
+{
+	static char bufs[4][400];
+	static int i;
+	char *p = bufs[i++ % 4];
+
+	snprintf(p, 400, "%s/%s", tmpdir, name);
+	return p;
+}
+
+static const char *
+write_file(const char *name, const char *text, mode_t mode)
+{
+	const char *p = path_of(name);
+	FILE *f = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(p, mode), 0);
+	return p;
+}
+
+/* Load text as a configuration; expect failure; return the message. */
+static const char *
+load_fails(const char *text)
+{
+	static char err[512];
+	const char *p = write_file("edgevault.conf", text, 0644);
+	ev_config *c = (ev_config *)1;
+	CK_RV rv;
+
+	err[0] = '\0';
+	rv = ev_config_load(p, &c, err, sizeof(err));
+	ck_assert_msg(rv == CKR_GENERAL_ERROR, "loaded (0x%lx) what should fail:\n%s",
+		      (unsigned long)rv, text);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(err, p) != NULL, "error does not name the file: %s", err);
+	return err;
+}
+
+static ev_config *
+load_ok(const char *text)
+{
+	char err[512] = "";
+	const char *p = write_file("edgevault.conf", text, 0644);
+	ev_config *c = NULL;
+	CK_RV rv;
+
+	rv = ev_config_load(p, &c, err, sizeof(err));
+	ck_assert_msg(rv == CKR_OK, "load failed (0x%lx): %s", (unsigned long)rv, err);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+/* err mentions every one of the given strings. */
+#define ck_assert_err_has(err, s)                                                                  \
+	ck_assert_msg(strstr((err), (s)) != NULL, "\"%s\" not in error: %s", (s), (err))
+
+START_TEST(test_full_file)
+{
+	ev_config *c = load_ok("; every setting\n"
+			       "[store]\n"
+			       "dir = /var/lib/edgevault\n"
+			       "\n"
+			       "[device]\n"
+			       "id = edge-0042\n"
+			       "[root]\n"
+			       "backend = pkcs11\n"
+			       "module = /usr/lib/softhsm/libsofthsm2.so\n"
+			       "token_label = edgevault root\n"
+			       "pin_file = /etc/edgevault/root.pin\n"
+			       "key_label = my-root\n"
+			       "# comment\n"
+			       "[pin]\n"
+			       "max_fails = 5\n"
+			       "argon2_ops = 4\n"
+			       "argon2_mem_kib = 65536\n");
+
+	ck_assert_str_eq(c->path, path_of("edgevault.conf"));
+	ck_assert_str_eq(c->store_dir, "/var/lib/edgevault");
+	ck_assert_str_eq(c->device_id, "edge-0042");
+	ck_assert_str_eq(c->root_backend, "pkcs11");
+	ck_assert_str_eq(c->root_module, "/usr/lib/softhsm/libsofthsm2.so");
+	ck_assert_str_eq(c->root_token_label, "edgevault root");
+	ck_assert_str_eq(c->root_pin_file, "/etc/edgevault/root.pin");
+	ck_assert_ptr_null(c->root_pin_env);
+	ck_assert_str_eq(c->root_key_label, "my-root");
+	ck_assert_uint_eq(c->pin_max_fails, 5);
+	ck_assert_uint_eq(c->argon2_ops, 4);
+	ck_assert_uint_eq(c->argon2_mem, 65536u * 1024u);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+	char host[256];
+	ev_config *c = load_ok("[store]\ndir = /s\n"
+			       "[root]\nmodule = /m.so\ntoken_label = t\npin_env = EV_TEST_PIN\n");
+
+	ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	ck_assert_str_eq(c->device_id, host);
+	ck_assert_str_eq(c->root_backend, "pkcs11");
+	ck_assert_str_eq(c->root_key_label, "edgevault-root");
+	ck_assert_str_eq(c->root_pin_env, "EV_TEST_PIN");
+	ck_assert_uint_eq(c->pin_max_fails, 10);
+	ck_assert_uint_eq(c->argon2_ops, crypto_pwhash_OPSLIMIT_MODERATE);
+	ck_assert_uint_eq(c->argon2_mem, crypto_pwhash_MEMLIMIT_MODERATE);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_other_backend)
+{
+	/* A backend other than pkcs11 does not need the pkcs11 settings here;
+	 * ev_root_open refuses backends it does not know. */
+	ev_config *c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\n");
+
+	ck_assert_str_eq(c->root_backend, "tpm2");
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_missing_required)
+{
+	const char *e;
+
+	e = load_fails("[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n");
+	ck_assert_err_has(e, "[store] dir");
+	e = load_fails("[store]\ndir = /s\n");
+	ck_assert_err_has(e, "[root] module");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\npin_env = X\n");
+	ck_assert_err_has(e, "token_label");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n");
+	ck_assert_err_has(e, "pin_file");
+	ck_assert_err_has(e, "pin_env");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
+		       "pin_env = X\npin_file = /p\n");
+	ck_assert_err_has(e, "both");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\npin_env = X\n"
+		       "token_label = 0123456789012345678901234567890123\n");
+	ck_assert_err_has(e, "32 bytes");
+}
+END_TEST
+
+START_TEST(test_unknown_key)
+{
+	const char *e;
+	char want[450];
+
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\nmodul = /m.so\n");
+	snprintf(want, sizeof(want), "%s:5:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "\"modul\"");
+	ck_assert_err_has(e, "[root]");
+
+	/* A known key in the wrong section is unknown there. */
+	e = load_fails("[store]\ndir = /s\nmodule = /m.so\n");
+	snprintf(want, sizeof(want), "%s:3:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "module");
+
+	e = load_fails("dir = /s\n[store]\n");
+	snprintf(want, sizeof(want), "%s:1:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "outside any section");
+}
+END_TEST
+
+START_TEST(test_unknown_section)
+{
+	const char *e;
+	char want[450];
+
+	e = load_fails("[store]\ndir = /s\n\n; roots, misspelt\n[roots]\nmodule = /m.so\n");
+	snprintf(want, sizeof(want), "%s:6:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[roots]");
+}
+END_TEST
+
+START_TEST(test_duplicate_and_empty)
+{
+	const char *e;
+	char want[450];
+
+	e = load_fails("[store]\ndir = /a\n[store]\ndir = /b\n");
+	snprintf(want, sizeof(want), "%s:4:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "twice");
+
+	e = load_fails("[store]\ndir =\n");
+	ck_assert_err_has(e, "empty");
+}
+END_TEST
+
+START_TEST(test_syntax_and_long_line)
+{
+	const char *e;
+	char text[600];
+	char want[450];
+
+	e = load_fails("[store]\ndir = /s\nthis line has no equals sign\n");
+	snprintf(want, sizeof(want), "%s:3:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+
+	snprintf(text, sizeof(text), "[store]\ndir = /%0400d\n", 0);
+	e = load_fails(text);
+	snprintf(want, sizeof(want), "%s:2:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "longer");
+}
+END_TEST
+
+static const char *
+with_pin_line(const char *line)
+{
+	static char text[400];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nmodule = /m.so\n"
+		 "token_label = t\npin_env = X\n[pin]\n%s\n",
+		 line);
+	return text;
+}
+
+START_TEST(test_bad_numbers)
+{
+	static const char *bad[] = {
+	    "max_fails = abc",	       "max_fails = 10x",
+	    "max_fails = 10 x",	       "max_fails = -1",
+	    "max_fails = +5",	       "max_fails = 0",
+	    "max_fails = 1001",	       "max_fails = 99999999999999999999999",
+	    "max_fails = 0x10",	       "argon2_ops = 0",
+	    "argon2_ops = 4294967296", "argon2_ops = 1.5",
+	    "argon2_mem_kib = 1",      "argon2_mem_kib = 18446744073709551615",
+	    "argon2_mem_kib = 7",
+	};
+	char want[450];
+	const char *e;
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		e = load_fails(with_pin_line(bad[i]));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "whole number");
+	}
+}
+END_TEST
+
+START_TEST(test_good_numbers)
+{
+	ev_config *c = load_ok(with_pin_line("argon2_mem_kib = 8"));
+
+	ck_assert_uint_eq(c->argon2_mem, crypto_pwhash_argon2id_MEMLIMIT_MIN);
+	ev_config_free(c);
+	c = load_ok(with_pin_line("max_fails = 1000"));
+	ck_assert_uint_eq(c->pin_max_fails, 1000);
+	ev_config_free(c);
+	c = load_ok(with_pin_line("argon2_ops = 4294967295"));
+	ck_assert_uint_eq(c->argon2_ops, 4294967295ULL);
+	ev_config_free(c);
+	c = load_ok(with_pin_line("max_fails = 0007 ; an inline comment"));
+	ck_assert_uint_eq(c->pin_max_fails, 7);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+	char err[512] = "";
+	ev_config *c = (ev_config *)1;
+
+	ck_assert_uint_eq(ev_config_load(path_of("nope.conf"), &c, err, sizeof(err)),
+			  CKR_GENERAL_ERROR);
+	ck_assert_ptr_null(c);
+	ck_assert_err_has(err, path_of("nope.conf"));
+}
+END_TEST
+
+START_TEST(test_config_path)
+{
+	ck_assert_int_eq(setenv("EDGEVAULT_CONF", "/x/y.conf", 1), 0);
+	ck_assert_str_eq(ev_config_path(), "/x/y.conf");
+	ck_assert_int_eq(setenv("EDGEVAULT_CONF", "", 1), 0);
+	ck_assert_str_eq(ev_config_path(), EV_CONFIG_DEFAULT_PATH);
+	ck_assert_int_eq(unsetenv("EDGEVAULT_CONF"), 0);
+	ck_assert_str_eq(ev_config_path(), EV_CONFIG_DEFAULT_PATH);
+}
+END_TEST
+
+START_TEST(test_pin_env)
+{
+	ev_config *c = load_ok("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
+			       "pin_env = EV_TEST_ROOT_PIN\n");
+	ev_secret *pin = (ev_secret *)1;
+	char err[512] = "";
+
+	ck_assert_int_eq(setenv("EV_TEST_ROOT_PIN", "s3cret pin", 1), 0);
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(pin->len, 10);
+	ck_assert_int_eq(memcmp(pin->data, "s3cret pin", 10), 0);
+	ev_secret_free(pin);
+
+	ck_assert_int_eq(unsetenv("EV_TEST_ROOT_PIN"), 0);
+	pin = (ev_secret *)1;
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_ptr_null(pin);
+	ck_assert_err_has(err, "EV_TEST_ROOT_PIN");
+	ev_config_free(c);
+}
+END_TEST
+
+static ev_config *
+with_pin_file(const char *name)
+{
+	char text[600];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nmodule = /m.so\n"
+		 "token_label = t\npin_file = %s\n",
+		 path_of(name));
+	return load_ok(text);
+}
+
+static void
+expect_pin(ev_config *c, const char *want)
+{
+	ev_secret *pin = NULL;
+	char err[512] = "";
+	CK_RV rv;
+
+	rv = ev_config_root_pin(c, &pin, err, sizeof(err));
+	ck_assert_msg(rv == CKR_OK, "0x%lx %s", (unsigned long)rv, err);
+	ck_assert_uint_eq(pin->len, strlen(want));
+	ck_assert_int_eq(memcmp(pin->data, want, pin->len), 0);
+	ev_secret_free(pin);
+}
+
+START_TEST(test_pin_file)
+{
+	ev_config *c = with_pin_file("root.pin");
+
+	write_file("root.pin", "1234\n", 0600);
+	expect_pin(c, "1234");
+	write_file("root.pin", "1234", 0600);
+	expect_pin(c, "1234");
+	write_file("root.pin", "1234\r\n", 0600);
+	expect_pin(c, "1234");
+	/* Only one newline is taken off; spaces are part of the PIN. */
+	write_file("root.pin", " 12 34 \n\n", 0600);
+	expect_pin(c, " 12 34 \n");
+	/* Readable by others: a warning, not a failure. */
+	write_file("root.pin", "5678\n", 0644);
+	expect_pin(c, "5678");
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_pin_file_bad)
+{
+	ev_config *c = with_pin_file("root.pin");
+	ev_secret *pin = (ev_secret *)1;
+	char err[512] = "";
+	char big[2000];
+
+	/* Missing. */
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_ptr_null(pin);
+	ck_assert_err_has(err, path_of("root.pin"));
+	ck_assert_err_has(err, "No such file");
+
+	/* Empty, or only a newline. */
+	write_file("root.pin", "\n", 0600);
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_err_has(err, "empty");
+
+	/* Too long. */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file("root.pin", big, 0600);
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_err_has(err, "longer");
+
+	/* A directory. */
+	ck_assert_int_eq(remove(path_of("root.pin")), 0);
+	ck_assert_int_eq(mkdir(path_of("root.pin"), 0700), 0);
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_err_has(err, "regular file");
+	ev_config_free(c);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_full_file);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_other_backend);
+	tcase_add_test(tc, test_missing_required);
+	tcase_add_test(tc, test_unknown_key);
+	tcase_add_test(tc, test_unknown_section);
+	tcase_add_test(tc, test_duplicate_and_empty);
+	tcase_add_test(tc, test_syntax_and_long_line);
+	tcase_add_test(tc, test_bad_numbers);
+	tcase_add_test(tc, test_good_numbers);
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_config_path);
+	tcase_add_test(tc, test_pin_env);
+	tcase_add_test(tc, test_pin_file);
+	tcase_add_test(tc, test_pin_file_bad);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	/* libsodium's allocator needs it before the first ev_secret. */
+	if (ev_secmem_init() != 0)
+		return EXIT_FAILURE;
+	sr = srunner_create(config_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,1309 @@
+/*
+ * Unit tests of the SQLite store (src/store.c). Each test makes its own
+ * temporary store directory and removes it.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "attr.h"
+#include "store.h"
+
+static char tmpdir[256];
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_store_XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void
+teardown(void)
+{
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The store directory of a test: a subdirectory, so CREATE has to make it. */
+static const char *
+store_dir(void)
+{
+	static char dir[300];
+
+	snprintf(dir, sizeof(dir), "%s/store", tmpdir);
+	return dir;
+}
+
+static ev_store *
+open_store(unsigned flags)
+{
+	ev_store *s = NULL;
+	char err[256];
+	CK_RV rv;
+
+	rv = ev_store_open(store_dir(), flags, &s, err, sizeof(err));
+	ck_assert_msg(rv == CKR_OK, "open failed: 0x%lx %s", (unsigned long)rv, err);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+static ev_store *
+new_store(void)
+{
+	return open_store(EV_STORE_CREATE);
+}
+
+/* Run SQL on the store's file through a separate, plain connection. */
+static void
+raw_sql(const char *sql)
+{
+	char path[400];
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+		      msg ? msg : "");
+	sqlite3_free(msg);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The single integer a query answers, through a separate connection. */
+static long long
+raw_int(const char *sql)
+{
+	char path[400];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	return v;
+}
+
+static void
+make_zone(ev_store *s, int64_t id)
+{
+	static unsigned char sealed[] = {1, 2, 3, 0, 4};
+	ev_zone_rec z;
+
+	memset(&z, 0, sizeof(z));
+	z.id = id;
+	ev_padded_copy(z.label, sizeof(z.label), "zone");
+	snprintf(z.serial, sizeof(z.serial), "%016llx", (unsigned long long)id);
+	z.sealed = sealed;
+	z.sealed_len = sizeof(sealed);
+	z.created = 1700000000;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+}
+
+/*
+ * Insert an object. label/ckid NULL means absent; key_type (CK_ULONG)-1
+ * means absent. Returns its id.
+ */
+static int64_t
+make_obj(ev_store *s, int64_t zone, CK_OBJECT_CLASS cls, CK_KEY_TYPE key_type, const char *label,
+	 const char *ckid, int priv)
+{
+	ev_obj_rec o;
+
+	memset(&o, 0, sizeof(o));
+	o.zone = zone;
+	o.cls = cls;
+	o.private = priv;
+	o.generation = 1;
+	o.attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(o.attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_CLASS, cls), CKR_OK);
+	if (key_type != (CK_KEY_TYPE)-1)
+		ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_KEY_TYPE, key_type), CKR_OK);
+	if (label != NULL)
+		ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_LABEL, label, strlen(label)), CKR_OK);
+	if (ckid != NULL)
+		ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_ID, ckid, strlen(ckid)), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(o.attrs, CKA_PRIVATE, priv ? CK_TRUE : CK_FALSE),
+			 CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(o.attrs, CKA_TOKEN, CK_TRUE), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	ck_assert_int_gt(o.id, 0);
+	ev_attrs_free(o.attrs);
+	return o.id;
+}
+
+/* Run a query; return the number of hits and copy up to max ids. */
+static size_t
+find(ev_store *s, const ev_obj_query *q, int64_t *out, size_t max)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+
+	ck_assert_int_eq(ev_store_obj_find(s, q, &ids, &n), CKR_OK);
+	for (i = 1; i < n; i++)
+		ck_assert_int_lt(ids[i - 1], ids[i]);
+	for (i = 0; i < n && i < max; i++)
+		out[i] = ids[i];
+	if (n == 0)
+		ck_assert_ptr_null(ids);
+	free(ids);
+	return n;
+}
+
+START_TEST(test_create_reopen)
+{
+	ev_store *s = new_store();
+	unsigned char *val = NULL;
+	size_t len = 0;
+	char path[400];
+	struct stat sb;
+	ev_zone_rec z;
+
+	ck_assert_int_eq(ev_store_meta_set(s, "device", "abc", 3), CKR_OK);
+	make_zone(s, 1);
+	ev_store_close(s);
+
+	ck_assert_int_eq(stat(store_dir(), &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_meta_get(s, "device", &val, &len), CKR_OK);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_mem_eq(val, "abc", 3);
+	free(val);
+	ck_assert_int_eq(ev_store_meta_get(s, "nothing", &val, &len), EVR_NOT_FOUND);
+	ck_assert_ptr_null(val);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_str_eq(z.serial, "0000000000000001");
+	ev_zone_rec_clear(&z);
+	/* Opening an existing store with CREATE is fine too. */
+	ev_store_close(s);
+	s = new_store();
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ev_zone_rec_clear(&z);
+	ev_store_close(s);
+	ev_store_close(NULL);
+}
+END_TEST
+
+START_TEST(test_wal_mode)
+{
+	ev_store *s = new_store();
+	const char *sql = "PRAGMA journal_mode";
+
+	ev_store_close(s);
+	/* WAL is persistent in the file: a plain connection sees it. */
+	{
+		char path[400];
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+
+		snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+		ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+		ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+}
+END_TEST
+
+START_TEST(test_missing_without_create)
+{
+	ev_store *s = (ev_store *)&s;
+	char err[256];
+	CK_RV rv;
+
+	rv = ev_store_open(store_dir(), 0, &s, err, sizeof(err));
+	ck_assert_int_eq(rv, CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, store_dir()));
+	ck_assert_ptr_nonnull(strstr(err, "does not exist"));
+
+	/* Same for a read-only open, which never creates. */
+	rv = ev_store_open(store_dir(), EV_STORE_READONLY | EV_STORE_CREATE, &s, err, sizeof(err));
+	ck_assert_int_eq(rv, CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "does not exist"));
+
+	/* NULL err is allowed. */
+	ck_assert_int_eq(ev_store_open(store_dir(), 0, &s, NULL, 0), CKR_DEVICE_ERROR);
+}
+END_TEST
+
+START_TEST(test_not_a_database)
+{
+	char path[400], err[256];
+	ev_store *s = NULL;
+	FILE *f;
+
+	ck_assert_int_eq(mkdir(store_dir(), 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not a database ", f);
+	fclose(f);
+	ck_assert_int_eq(ev_store_open(store_dir(), 0, &s, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, path));
+}
+END_TEST
+
+START_TEST(test_readonly)
+{
+	ev_store *s = new_store();
+	ev_zone_rec z;
+	int64_t *ids = NULL;
+	size_t n = 0;
+
+	make_zone(s, 1);
+	make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "d", NULL, 0);
+	ev_store_close(s);
+
+	s = open_store(EV_STORE_READONLY);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_list(s, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	free(ids);
+
+	memset(&z, 0, sizeof(z));
+	z.id = 2;
+	z.sealed = (unsigned char *)"x";
+	z.sealed_len = 1;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "k", "v", 1), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_zone_delete(s, 1), CKR_DEVICE_ERROR);
+	/* A transaction can be opened (SQLite allows it) but nothing written in it. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ev_store_close(s);
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_zone_get(s, 2, &z), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ev_zone_rec_clear(&z);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_schema_version)
+{
+	ev_store *s = new_store();
+	unsigned char *val = NULL;
+	size_t len = 0;
+
+	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
+	ck_assert_uint_eq(len, 1);
+	ck_assert_mem_eq(val, "1", 1);
+	free(val);
+	ev_store_close(s);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+				 "AND name LIKE 'objects_zone_%'"),
+			 3);
+}
+END_TEST
+
+START_TEST(test_newer_schema_refused)
+{
+	ev_store *s = new_store();
+	char err[256];
+
+	ev_store_close(s);
+	raw_sql("UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+
+	s = (ev_store *)&s;
+	ck_assert_int_eq(ev_store_open(store_dir(), 0, &s, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "newer"));
+	ck_assert_ptr_nonnull(strstr(err, "99"));
+	ck_assert_int_eq(ev_store_open(store_dir(), EV_STORE_READONLY, &s, err, sizeof(err)),
+			 CKR_DEVICE_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "newer"));
+	/* The store is left as it was. */
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 99);
+}
+END_TEST
+
+START_TEST(test_readonly_uninitialised)
+{
+	char path[400], err[256];
+	ev_store *s = NULL;
+	FILE *f;
+
+	/* An empty file is a valid, empty database: read-only cannot set it up. */
+	ck_assert_int_eq(mkdir(store_dir(), 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(ev_store_open(store_dir(), EV_STORE_READONLY, &s, err, sizeof(err)),
+			 CKR_DEVICE_ERROR);
+	ck_assert_ptr_nonnull(strstr(err, "not initialised"));
+	s = open_store(0);
+	ev_store_close(s);
+	s = open_store(EV_STORE_READONLY);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_insert_get)
+{
+	ev_store *s = new_store();
+	unsigned char sealed[300];
+	ev_zone_rec z, g;
+	size_t i;
+
+	for (i = 0; i < sizeof(sealed); i++)
+		sealed[i] = (unsigned char)(i * 7);
+	memset(&z, 0, sizeof(z));
+	z.id = 3;
+	memcpy(z.label, "label with 32 characters exactly", 32);
+	snprintf(z.serial, sizeof(z.serial), "ABCDEF0123456789");
+	z.sealed = sealed;
+	z.sealed_len = sizeof(sealed);
+	z.so_pin = "$argon2id$v=19$so";
+	z.user_pin = NULL;
+	z.so_fails = 2;
+	z.user_fails = 0;
+	z.created = 1712345678;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+	/* The id is taken. */
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_DEVICE_ERROR);
+	z.id = 0;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_DEVICE_ERROR);
+
+	ck_assert_int_eq(ev_store_zone_get(s, 3, &g), CKR_OK);
+	ck_assert_int_eq(g.id, 3);
+	ck_assert_mem_eq(g.label, "label with 32 characters exactly", 32);
+	ck_assert_str_eq(g.serial, "ABCDEF0123456789");
+	ck_assert_uint_eq(g.sealed_len, sizeof(sealed));
+	ck_assert_mem_eq(g.sealed, sealed, sizeof(sealed));
+	ck_assert_str_eq(g.so_pin, "$argon2id$v=19$so");
+	ck_assert_ptr_null(g.user_pin);
+	ck_assert_uint_eq(g.so_fails, 2);
+	ck_assert_uint_eq(g.user_fails, 0);
+	ck_assert_int_eq(g.created, 1712345678);
+	ev_zone_rec_clear(&g);
+	ck_assert_ptr_null(g.sealed);
+
+	ck_assert_int_eq(ev_store_zone_get(s, 4, &g), EVR_NOT_FOUND);
+	ev_zone_rec_clear(&g);
+	ev_zone_rec_clear(NULL);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_list_next_id)
+{
+	ev_store *s = new_store();
+	int64_t *ids = NULL, id = 0;
+	size_t n = 7;
+
+	ck_assert_int_eq(ev_store_zone_list(s, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(ids);
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 1);
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 3);
+	ck_assert_int_eq(ev_store_zone_delete(s, 2), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_delete(s, 2), EVR_NOT_FOUND);
+	/* The id of a deleted zone is never given out again, even after a reopen. */
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 3);
+	ev_store_close(s);
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 3);
+
+	make_zone(s, 7);
+	make_zone(s, 3);
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 8);
+	ck_assert_int_eq(ev_store_zone_delete(s, 7), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_next_id(s, &id), CKR_OK);
+	ck_assert_int_eq(id, 8);
+
+	ck_assert_int_eq(ev_store_zone_list(s, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(ids[0], 1);
+	ck_assert_int_eq(ids[1], 3);
+	free(ids);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_pins_fails)
+{
+	ev_store *s = new_store();
+	ev_zone_rec z;
+
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, CKU_SO, 3), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, CKU_USER, 5), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.so_fails, 3);
+	ck_assert_uint_eq(z.user_fails, 5);
+	ck_assert_ptr_null(z.so_pin);
+	ck_assert_ptr_null(z.user_pin);
+	ev_zone_rec_clear(&z);
+
+	/* Setting a PIN resets its own counter only. */
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_USER, "$argon2id$user"), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_str_eq(z.user_pin, "$argon2id$user");
+	ck_assert_uint_eq(z.user_fails, 0);
+	ck_assert_uint_eq(z.so_fails, 3);
+	ev_zone_rec_clear(&z);
+
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_SO, "$argon2id$so"), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_str_eq(z.so_pin, "$argon2id$so");
+	ck_assert_str_eq(z.user_pin, "$argon2id$user");
+	ck_assert_uint_eq(z.so_fails, 0);
+	ev_zone_rec_clear(&z);
+
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_USER, NULL), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_ptr_null(z.user_pin);
+	ev_zone_rec_clear(&z);
+
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 9, CKU_USER, "x"), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 9, CKU_USER, 1), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_CONTEXT_SPECIFIC, "x"), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, 42, 1), CKR_DEVICE_ERROR);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_delete_cascades)
+{
+	ev_store *s = new_store();
+	int64_t a, b, c;
+	ev_obj_rec o;
+	CK_ULONG count = 0;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	a = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "a", NULL, 0);
+	b = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "b", "id", 1);
+	c = make_obj(s, 2, CKO_DATA, (CK_KEY_TYPE)-1, "c", NULL, 0);
+	ck_assert_int_eq(ev_store_zone_delete(s, 1), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, a, &o), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_get(s, b, &o), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_get(s, c, &o), CKR_OK);
+	ev_obj_rec_clear(&o);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 0);
+	ev_store_close(s);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM objects"), 1);
+	/* Only object c's attribute rows are left. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM attrs WHERE object != (SELECT id FROM "
+				 "objects)"),
+			 0);
+	ck_assert_int_gt(raw_int("SELECT count(*) FROM attrs"), 0);
+}
+END_TEST
+
+START_TEST(test_obj_ids)
+{
+	ev_store *s = new_store();
+	int64_t a, b, c, d;
+	ev_obj_rec o;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	a = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "a", NULL, 0);
+	b = make_obj(s, 2, CKO_DATA, (CK_KEY_TYPE)-1, "b", NULL, 0);
+	c = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "c", NULL, 0);
+	ck_assert_int_lt(a, b);
+	ck_assert_int_lt(b, c);
+	ck_assert_int_eq(ev_store_obj_delete(s, c), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_delete(s, c), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_get(s, c, &o), EVR_NOT_FOUND);
+	/* The handle of a deleted object is never reused, even after a reopen. */
+	ev_store_close(s);
+	s = open_store(0);
+	d = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "d", NULL, 0);
+	ck_assert_int_gt(d, c);
+
+	/* An object must belong to an existing zone. */
+	memset(&o, 0, sizeof(o));
+	o.zone = 99;
+	o.cls = CKO_DATA;
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(o.id, 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_get_exact)
+{
+	ev_store *s = new_store();
+	unsigned char big[5000], wrapped[77];
+	const CK_ATTRIBUTE *at;
+	ev_obj_rec o, g;
+	size_t i;
+	CK_ULONG ul;
+
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i ^ (i >> 8));
+	for (i = 0; i < sizeof(wrapped); i++)
+		wrapped[i] = (unsigned char)(255 - i);
+	make_zone(s, 1);
+
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_PRIVATE_KEY;
+	o.private = 1;
+	o.generation = 4;
+	o.wrapped = wrapped;
+	o.wrapped_len = sizeof(wrapped);
+	o.attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(o.attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_CLASS, CKO_PRIVATE_KEY), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_KEY_TYPE, CKK_EC), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_LABEL, "", 0), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_ID, "\0\1\2", 3), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_EC_PARAMS, big, sizeof(big)), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(o.attrs, CKA_SENSITIVE, CK_TRUE), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_VENDOR_DEFINED | 0x45560000UL, "vv", 2), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_VENDOR_DEFINED | 0x7fffffffUL, "w", 1), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKF_ARRAY_ATTRIBUTE | 0x211UL, "arr", 3), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+
+	ck_assert_int_eq(ev_store_obj_get(s, o.id, &g), CKR_OK);
+	ck_assert_int_eq(g.id, o.id);
+	ck_assert_int_eq(g.zone, 1);
+	ck_assert_uint_eq(g.cls, CKO_PRIVATE_KEY);
+	ck_assert_int_eq(g.private, 1);
+	ck_assert_int_eq(g.generation, 4);
+	ck_assert_uint_eq(g.wrapped_len, sizeof(wrapped));
+	ck_assert_mem_eq(g.wrapped, wrapped, sizeof(wrapped));
+	ck_assert_uint_eq(g.attrs->n, o.attrs->n);
+	for (i = 0; i < o.attrs->n; i++) {
+		ck_assert_uint_eq(g.attrs->v[i].type, o.attrs->v[i].type);
+		ck_assert_uint_eq(g.attrs->v[i].ulValueLen, o.attrs->v[i].ulValueLen);
+		if (o.attrs->v[i].ulValueLen > 0)
+			ck_assert_mem_eq(g.attrs->v[i].pValue, o.attrs->v[i].pValue,
+					 o.attrs->v[i].ulValueLen);
+	}
+	at = ev_attrs_get(g.attrs, CKA_LABEL);
+	ck_assert_ptr_nonnull(at);
+	ck_assert_uint_eq(at->ulValueLen, 0);
+	ck_assert_int_eq(ev_attrs_ulong(g.attrs, CKA_KEY_TYPE, &ul), CKR_OK);
+	ck_assert_uint_eq(ul, CKK_EC);
+	ev_obj_rec_clear(&g);
+	ev_attrs_free(o.attrs);
+
+	/* No wrapped blob and no attributes at all. */
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_DATA;
+	o.generation = 1;
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, o.id, &g), CKR_OK);
+	ck_assert_ptr_null(g.wrapped);
+	ck_assert_uint_eq(g.wrapped_len, 0);
+	ck_assert_uint_eq(g.cls, CKO_DATA);
+	ck_assert_int_eq(g.private, 0);
+	ck_assert_ptr_nonnull(g.attrs);
+	ck_assert_uint_eq(g.attrs->n, 0);
+	ev_obj_rec_clear(&g);
+	ev_obj_rec_clear(NULL);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_secret_refused)
+{
+	ev_store *s = new_store();
+	ev_obj_rec o;
+	CK_ULONG count = 9;
+
+	make_zone(s, 1);
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_SECRET_KEY;
+	o.attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(o.attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_CLASS, CKO_SECRET_KEY), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_VALUE, "0123456789abcdef", 16), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 0);
+	ev_attrs_free(o.attrs);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_set_attrs)
+{
+	ev_store *s = new_store();
+	ev_obj_query q;
+	ev_obj_rec g;
+	ev_attrs *a;
+	int64_t id, hits[4];
+
+	make_zone(s, 1);
+	id = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "old", "id1", 0);
+
+	a = ev_attrs_new();
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(ev_attrs_set_ulong(a, CKA_CLASS, CKO_SECRET_KEY), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_ulong(a, CKA_KEY_TYPE, CKK_GENERIC_SECRET), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(a, CKA_LABEL, "new", 3), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(a, CKA_PRIVATE, CK_TRUE), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(a, CKA_APPLICATION, "app", 3), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(s, id, a), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(s, id + 100, a), EVR_NOT_FOUND);
+
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_uint_eq(g.attrs->n, a->n);
+	ck_assert_ptr_null(ev_attrs_get(g.attrs, CKA_ID));
+	ck_assert_ptr_null(ev_attrs_get(g.attrs, CKA_TOKEN));
+	ck_assert_ptr_nonnull(ev_attrs_get(g.attrs, CKA_APPLICATION));
+	ck_assert_int_eq(g.private, 1);
+	ev_obj_rec_clear(&g);
+
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	q.has_label = 1;
+	q.label = "new";
+	q.label_len = 3;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 1);
+	ck_assert_int_eq(hits[0], id);
+	q.label = "old";
+	ck_assert_uint_eq(find(s, &q, hits, 4), 0);
+	q.has_label = 0;
+	q.has_ckid = 1;
+	q.ckid = "id1";
+	q.ckid_len = 3;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 0);
+	q.has_ckid = 0;
+	q.has_key_type = 1;
+	q.key_type = CKK_GENERIC_SECRET;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 1);
+	q.key_type = CKK_AES;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 0);
+	/* Now private: hidden from a public search. */
+	q.has_key_type = 0;
+	q.include_private = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 0);
+
+	/* A secret attribute is refused and the old attributes stay. */
+	ck_assert_int_eq(ev_attrs_set(a, CKA_VALUE, "k", 1), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(s, id, a), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_ptr_null(ev_attrs_get(g.attrs, CKA_VALUE));
+	ck_assert_ptr_nonnull(ev_attrs_get(g.attrs, CKA_APPLICATION));
+	ev_obj_rec_clear(&g);
+	ev_attrs_free(a);
+
+	/* Without CKA_CLASS or CKA_PRIVATE in the list, class and privacy are kept. */
+	a = ev_attrs_new();
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(ev_attrs_set(a, CKA_LABEL, "bare", 4), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(s, id, a), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_uint_eq(g.cls, CKO_SECRET_KEY);
+	ck_assert_int_eq(g.private, 1);
+	ck_assert_uint_eq(g.attrs->n, 1);
+	ev_obj_rec_clear(&g);
+	/* ... and the stored class still decides what is secret. */
+	ck_assert_int_eq(ev_attrs_set(a, CKA_VALUE, "k", 1), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(s, id, a), CKR_DEVICE_ERROR);
+	ev_attrs_free(a);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_set_wrapped)
+{
+	ev_store *s = new_store();
+	ev_obj_rec g;
+	int64_t id;
+
+	make_zone(s, 1);
+	id = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "k", NULL, 1);
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_ptr_null(g.wrapped);
+	ev_obj_rec_clear(&g);
+
+	ck_assert_int_eq(ev_store_obj_set_wrapped(s, id, (const unsigned char *)"\x01\x00\x02", 3),
+			 CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_uint_eq(g.wrapped_len, 3);
+	ck_assert_mem_eq(g.wrapped, "\x01\x00\x02", 3);
+	ev_obj_rec_clear(&g);
+
+	ck_assert_int_eq(ev_store_obj_set_wrapped(s, id + 1, (const unsigned char *)"x", 1),
+			 EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_set_wrapped(s, id, NULL, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, id, &g), CKR_OK);
+	ck_assert_ptr_null(g.wrapped);
+	ev_obj_rec_clear(&g);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_find)
+{
+	ev_store *s = new_store();
+	int64_t k1, k2, k3, pub, d1, d2, other, hits[8];
+	ev_obj_query q;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	k1 = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "key", "01", 1);
+	k2 = make_obj(s, 1, CKO_SECRET_KEY, CKK_GENERIC_SECRET, "key", "02", 1);
+	k3 = make_obj(s, 1, CKO_PRIVATE_KEY, CKK_EC, "ec", "01", 1);
+	pub = make_obj(s, 1, CKO_PUBLIC_KEY, CKK_EC, "ec", "01", 0);
+	d1 = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "", NULL, 0);
+	d2 = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, NULL, "", 0);
+	other = make_obj(s, 2, CKO_SECRET_KEY, CKK_AES, "key", "01", 1);
+	(void)other;
+
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	/* Everything of zone 1, ascending. */
+	ck_assert_uint_eq(find(s, &q, hits, 8), 6);
+	ck_assert_int_eq(hits[0], k1);
+	ck_assert_int_eq(hits[5], d2);
+
+	/* Private filtering. */
+	q.include_private = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 3);
+	ck_assert_int_eq(hits[0], pub);
+	ck_assert_int_eq(hits[1], d1);
+	ck_assert_int_eq(hits[2], d2);
+	q.include_private = 1;
+
+	/* Class. */
+	q.has_class = 1;
+	q.cls = CKO_SECRET_KEY;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	ck_assert_int_eq(hits[0], k1);
+	ck_assert_int_eq(hits[1], k2);
+	q.include_private = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	q.include_private = 1;
+
+	/* Class and key type. */
+	q.has_key_type = 1;
+	q.key_type = CKK_AES;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], k1);
+	q.has_class = 0;
+	q.key_type = CKK_EC;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	ck_assert_int_eq(hits[0], k3);
+	ck_assert_int_eq(hits[1], pub);
+	q.has_key_type = 0;
+
+	/* Label. */
+	q.has_label = 1;
+	q.label = "key";
+	q.label_len = 3;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	q.label = "ke";
+	q.label_len = 2;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	/* An empty label matches only the empty label, not an absent one. */
+	q.label = "";
+	q.label_len = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], d1);
+	q.label = NULL;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], d1);
+	q.has_label = 0;
+
+	/* CKA_ID, empty included. */
+	q.has_ckid = 1;
+	q.ckid = "01";
+	q.ckid_len = 2;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 3);
+	ck_assert_int_eq(hits[0], k1);
+	ck_assert_int_eq(hits[1], k3);
+	ck_assert_int_eq(hits[2], pub);
+	q.ckid = "";
+	q.ckid_len = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], d2);
+
+	/* Combinations. */
+	q.ckid = "01";
+	q.ckid_len = 2;
+	q.has_label = 1;
+	q.label = "ec";
+	q.label_len = 2;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	q.has_class = 1;
+	q.cls = CKO_PUBLIC_KEY;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], pub);
+	q.has_key_type = 1;
+	q.key_type = CKK_EC;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	q.key_type = CKK_RSA;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	q.key_type = CKK_EC;
+	q.cls = CKO_PRIVATE_KEY;
+	q.include_private = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], k3);
+
+	/* Another zone, and a zone with nothing. */
+	memset(&q, 0, sizeof(q));
+	q.zone = 2;
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	q.zone = 3;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_find_many)
+{
+	ev_store *s = new_store();
+	int64_t hits[2], target = 0;
+	ev_obj_query q;
+	char label[32];
+	int i;
+
+	/* Many objects of one zone in one transaction; the lookup must be exact. */
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	for (i = 0; i < 2000; i++) {
+		snprintf(label, sizeof(label), "key-%d", i);
+		int64_t id = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, label, NULL, 1);
+		if (i == 1234)
+			target = id;
+	}
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	q.has_label = 1;
+	q.label = "key-1234";
+	q.label_len = 8;
+	ck_assert_uint_eq(find(s, &q, hits, 2), 1);
+	ck_assert_int_eq(hits[0], target);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_count)
+{
+	ev_store *s = new_store();
+	CK_ULONG count = 99;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 0);
+	make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "a", NULL, 1);
+	make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "b", NULL, 1);
+	make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "c", NULL, 0);
+	make_obj(s, 2, CKO_DATA, (CK_KEY_TYPE)-1, "d", NULL, 0);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 3);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 0, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_int_eq(ev_store_obj_count(s, 2, 0, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_transactions)
+{
+	ev_store *s = new_store();
+	CK_ULONG count = 9;
+	ev_zone_rec z;
+	int64_t id;
+
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	make_zone(s, 1);
+
+	/* Rolled back: nothing of it is left. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_begin(s), CKR_DEVICE_ERROR);
+	make_zone(s, 2);
+	id = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "x", NULL, 0);
+	ck_assert_int_eq(ev_store_meta_set(s, "k", "v", 1), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, CKU_USER, 4), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 2, &z), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.user_fails, 0);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM attrs"), 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM meta WHERE key = 'k'"), 0);
+
+	/* A failed call inside a transaction leaves the earlier work of it intact. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	make_zone(s, 3);
+	{
+		ev_obj_rec o;
+
+		memset(&o, 0, sizeof(o));
+		o.zone = 42;
+		o.cls = CKO_DATA;
+		ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_DEVICE_ERROR);
+	}
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 3, &z), CKR_OK);
+	ev_zone_rec_clear(&z);
+
+	/* Committed: persists; object ids of the rolled-back insert are not reused. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_gt(make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "y", NULL, 0), 0);
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ck_assert_int_eq(ev_store_commit(s), CKR_DEVICE_ERROR);
+	ev_store_close(s);
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	(void)id;
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_two_connections)
+{
+	ev_store *a = new_store();
+	ev_store *b = open_store(0);
+	int64_t va0, va1, vb0, vb1, id;
+	ev_obj_rec o;
+	ev_zone_rec z;
+
+	ck_assert_int_eq(ev_store_data_version(a, &va0), CKR_OK);
+	ck_assert_int_eq(ev_store_data_version(b, &vb0), CKR_OK);
+	make_zone(a, 1);
+	id = make_obj(a, 1, CKO_DATA, (CK_KEY_TYPE)-1, "x", NULL, 0);
+	/* A's own commits do not change A's number; they change B's. */
+	ck_assert_int_eq(ev_store_data_version(a, &va1), CKR_OK);
+	ck_assert_int_eq(va1, va0);
+	ck_assert_int_eq(ev_store_data_version(b, &vb1), CKR_OK);
+	ck_assert_int_ne(vb1, vb0);
+	ck_assert_int_eq(ev_store_obj_get(b, id, &o), CKR_OK);
+	ev_obj_rec_clear(&o);
+	/* No change since: same number. */
+	ck_assert_int_eq(ev_store_data_version(b, &vb0), CKR_OK);
+	ck_assert_int_eq(vb0, vb1);
+
+	/* B writes, A sees it. */
+	ck_assert_int_eq(ev_store_zone_set_fails(b, 1, CKU_SO, 2), CKR_OK);
+	ck_assert_int_eq(ev_store_data_version(a, &va0), CKR_OK);
+	ck_assert_int_ne(va0, va1);
+	ck_assert_int_eq(ev_store_zone_get(a, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.so_fails, 2);
+	ev_zone_rec_clear(&z);
+	ev_store_close(a);
+	ev_store_close(b);
+}
+END_TEST
+
+START_TEST(test_read_during_write)
+{
+	ev_store *a = new_store();
+	ev_store *b = open_store(0);
+	ev_store *ro;
+	CK_ULONG count = 9;
+	ev_zone_rec z;
+
+	make_zone(a, 1);
+	make_obj(a, 1, CKO_DATA, (CK_KEY_TYPE)-1, "x", NULL, 0);
+	ro = open_store(EV_STORE_READONLY);
+
+	/* A holds the write lock with uncommitted changes. */
+	ck_assert_int_eq(ev_store_begin(a), CKR_OK);
+	make_obj(a, 1, CKO_DATA, (CK_KEY_TYPE)-1, "y", NULL, 0);
+	make_zone(a, 2);
+
+	/* Readers are not blocked and see the committed state only. */
+	ck_assert_int_eq(ev_store_obj_count(b, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_count(ro, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+
+	ck_assert_int_eq(ev_store_commit(a), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_count(b, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 2);
+	ck_assert_int_eq(ev_store_obj_count(ro, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 2);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), CKR_OK);
+	ev_zone_rec_clear(&z);
+	ev_store_close(ro);
+	ev_store_close(a);
+	ev_store_close(b);
+}
+END_TEST
+
+/*
+ * A forked child reports its result through a pipe rather than its exit
+ * status: under valgrind, the child's status is valgrind's verdict on the
+ * connection it deliberately abandoned (SQLite's memory is kept, by
+ * design), not the test's.
+ */
+static void
+child_report(int fd, char result)
+{
+	ssize_t n = write(fd, &result, 1);
+
+	(void)n;
+	_exit(0);
+}
+
+static char
+child_result(int fd)
+{
+	char result = 0;
+
+	ck_assert_int_eq(read(fd, &result, 1), 1);
+	return result;
+}
+
+#define FORK_OBJECTS 200
+
+/*
+ * The child of a fork gives up the connection it inherited, opens its own
+ * and writes while the parent keeps reading through the one it had.
+ */
+START_TEST(test_two_processes)
+{
+	ev_store *s = new_store();
+	CK_ULONG count = 0, last = 0;
+	int status = 0, reads = 0, res[2];
+	int64_t v0, v1;
+	pid_t pid, w;
+
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_data_version(s, &v0), CKR_OK);
+	ck_assert_int_eq(pipe(res), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		ev_store *c = NULL;
+		int i, ok = 1;
+
+		ev_store_abandon(s);
+		if (ev_store_open(store_dir(), 0, &c, NULL, 0) != CKR_OK)
+			child_report(res[1], 'o');
+		for (i = 0; i < FORK_OBJECTS && ok; i++) {
+			ev_obj_rec o;
+
+			memset(&o, 0, sizeof(o));
+			o.zone = 1;
+			o.cls = CKO_DATA;
+			o.generation = 1;
+			/* Half in explicit transactions, half on their own. */
+			if (i % 2 == 0 && ev_store_begin(c) != CKR_OK)
+				ok = 0;
+			if (ok && ev_store_obj_insert(c, &o) != CKR_OK)
+				ok = 0;
+			if (ok && i % 2 == 0 && ev_store_commit(c) != CKR_OK)
+				ok = 0;
+		}
+		ev_store_close(c);
+		child_report(res[1], ok ? 'k' : 'w');
+	}
+
+	/* Read while the child writes: every read succeeds and never goes back. */
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		ck_assert_int_ge(w, 0);
+		ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+		ck_assert_uint_ge(count, last);
+		last = count;
+		reads++;
+		if (w == pid)
+			break;
+	}
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(child_result(res[0]), 'k');
+	close(res[0]);
+	close(res[1]);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, FORK_OBJECTS);
+	ck_assert_int_eq(ev_store_data_version(s, &v1), CKR_OK);
+	ck_assert_int_ne(v0, v1);
+	ck_assert_int_gt(reads, 0);
+
+	/* The parent's connection still writes normally. */
+	make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "p", NULL, 0);
+	ev_store_close(s);
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, FORK_OBJECTS + 1);
+	ev_store_close(s);
+}
+END_TEST
+
+/* Insert n objects in zone 1; 0 on success. */
+static int
+child_insert(ev_store *c, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		ev_obj_rec o;
+
+		memset(&o, 0, sizeof(o));
+		o.zone = 1;
+		o.cls = CKO_DATA;
+		o.generation = 1;
+		if (ev_store_obj_insert(c, &o) != CKR_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The parent closes its connection while the forked child, which gave up
+ * the inherited one, keeps writing through its own. The parent must not
+ * take itself for the last user and delete the WAL under the child: every
+ * commit of the child is still there afterwards.
+ */
+START_TEST(test_fork_parent_closes)
+{
+	int to_child[2], to_parent[2], status = 0;
+	ev_store *s = new_store();
+	CK_ULONG count = 0;
+	char b = 0;
+	pid_t pid;
+
+	make_zone(s, 1);
+	ck_assert_int_eq(pipe(to_child), 0);
+	ck_assert_int_eq(pipe(to_parent), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		ev_store *c = NULL;
+
+		ev_store_abandon(s);
+		if (ev_store_open(store_dir(), 0, &c, NULL, 0) != CKR_OK)
+			child_report(to_parent[1], 'o');
+		if (child_insert(c, 5) != 0)
+			child_report(to_parent[1], '1');
+		if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &b, 1) != 1)
+			child_report(to_parent[1], 'p');
+		/* The parent has closed its connection by now. */
+		if (child_insert(c, 5) != 0)
+			child_report(to_parent[1], '2');
+		ev_store_close(c);
+		child_report(to_parent[1], 'k');
+	}
+	ck_assert_int_eq(child_result(to_parent[0]), 'r');
+	ev_store_close(s);
+	ck_assert_int_eq(write(to_child[1], "c", 1), 1);
+	ck_assert_int_eq(child_result(to_parent[0]), 'k');
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	close(to_child[0]);
+	close(to_child[1]);
+	close(to_parent[0]);
+	close(to_parent[1]);
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 10);
+	ev_store_close(s);
+}
+END_TEST
+
+static Suite *
+store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_create_reopen);
+	tcase_add_test(tc, test_wal_mode);
+	tcase_add_test(tc, test_missing_without_create);
+	tcase_add_test(tc, test_not_a_database);
+	tcase_add_test(tc, test_readonly);
+	tcase_add_test(tc, test_schema_version);
+	tcase_add_test(tc, test_newer_schema_refused);
+	tcase_add_test(tc, test_readonly_uninitialised);
+	tcase_add_test(tc, test_zone_insert_get);
+	tcase_add_test(tc, test_zone_list_next_id);
+	tcase_add_test(tc, test_zone_pins_fails);
+	tcase_add_test(tc, test_zone_delete_cascades);
+	tcase_add_test(tc, test_obj_ids);
+	tcase_add_test(tc, test_obj_get_exact);
+	tcase_add_test(tc, test_obj_secret_refused);
+	tcase_add_test(tc, test_obj_set_attrs);
+	tcase_add_test(tc, test_obj_set_wrapped);
+	tcase_add_test(tc, test_obj_find);
+	tcase_add_test(tc, test_obj_find_many);
+	tcase_add_test(tc, test_obj_count);
+	tcase_add_test(tc, test_transactions);
+	tcase_add_test(tc, test_two_connections);
+	tcase_add_test(tc, test_read_during_write);
+	tcase_add_test(tc, test_two_processes);
+	tcase_add_test(tc, test_fork_parent_closes);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(store_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed != 0;
+}
