@@ -189,6 +189,23 @@ ev_attrs_from_template(const CK_ATTRIBUTE *tmpl, CK_ULONG count, ev_attrs **out)
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
+		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+			unsigned char *packed = NULL;
+			CK_ULONG plen = 0;
+
+			if (t->ulValueLen % sizeof(CK_ATTRIBUTE) != 0) {
+				rv = CKR_ATTRIBUTE_VALUE_INVALID;
+				goto out;
+			}
+			rv = ev_attrs_pack(t->pValue, t->ulValueLen / sizeof(CK_ATTRIBUTE), &packed,
+			    &plen);
+			if (rv == CKR_OK)
+				rv = ev_attrs_set(a, t->type, packed, plen);
+			free(packed);
+			if (rv != CKR_OK)
+				goto out;
+			continue;
+		}
 		if (prev != NULL) {
 			/* The same type twice must agree, or the template contradicts itself. */
 			if (prev->ulValueLen != t->ulValueLen ||
@@ -330,4 +347,103 @@ ev_attr_is_secret(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type)
 	default:
 		return 0;
 	}
+}
+
+static void
+put_be64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+static uint64_t
+get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+CK_RV
+ev_attrs_pack(const CK_ATTRIBUTE *tmpl, CK_ULONG count, unsigned char **out, CK_ULONG *len)
+{
+	unsigned char *buf, *p;
+	size_t total = 0;
+	CK_ULONG i;
+
+	*out = NULL;
+	*len = 0;
+	if (tmpl == NULL && count > 0)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	for (i = 0; i < count; i++) {
+		const CK_ATTRIBUTE *t = &tmpl[i];
+
+		if ((t->type & CKF_ARRAY_ATTRIBUTE) || (t->pValue == NULL && t->ulValueLen > 0) ||
+		    (ev_attr_type_is_bool(t->type) && t->ulValueLen != sizeof(CK_BBOOL)) ||
+		    (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG)) ||
+		    t->ulValueLen > (1UL << 20))
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		total += 16 + t->ulValueLen;
+	}
+	buf = malloc(total + 1);
+	if (buf == NULL)
+		return CKR_HOST_MEMORY;
+	p = buf;
+	for (i = 0; i < count; i++) {
+		put_be64(p, tmpl[i].type);
+		put_be64(p + 8, tmpl[i].ulValueLen);
+		if (tmpl[i].ulValueLen > 0)
+			memcpy(p + 16, tmpl[i].pValue, tmpl[i].ulValueLen);
+		p += 16 + tmpl[i].ulValueLen;
+	}
+	*out = buf;
+	*len = (CK_ULONG)total;
+	return CKR_OK;
+}
+
+CK_RV
+ev_attrs_unpack(const void *buf, CK_ULONG len, ev_attrs **out)
+{
+	const unsigned char *p = buf;
+	ev_attrs *a;
+	CK_RV rv = CKR_OK;
+
+	*out = NULL;
+	if (p == NULL && len > 0)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	a = ev_attrs_new();
+	if (a == NULL)
+		return CKR_HOST_MEMORY;
+	while (len > 0) {
+		uint64_t type, vlen;
+
+		if (len < 16) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			break;
+		}
+		type = get_be64(p);
+		vlen = get_be64(p + 8);
+		if (vlen > len - 16 || (type & CKF_ARRAY_ATTRIBUTE)) {
+			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			break;
+		}
+		rv = ev_attrs_set(a, (CK_ATTRIBUTE_TYPE)type, p + 16, (CK_ULONG)vlen);
+		if (rv != CKR_OK)
+			break;
+		p += 16 + vlen;
+		len -= 16 + (CK_ULONG)vlen;
+	}
+	if (rv != CKR_OK) {
+		ev_attrs_free(a);
+		return rv;
+	}
+	*out = a;
+	return CKR_OK;
 }

@@ -28,7 +28,8 @@ void ev_attrs_free(ev_attrs *a);
 ev_attrs *ev_attrs_dup(const ev_attrs *a);
 
 /*
- * Copy a caller's template in. Returns CKR_ARGUMENTS_BAD for a NULL
+ * Copy a caller's template in (array attributes packed, see
+ * ev_attrs_pack). Returns CKR_ARGUMENTS_BAD for a NULL
  * template with a non-zero count, CKR_ATTRIBUTE_VALUE_INVALID for a NULL
  * value with a non-zero length, CKR_TEMPLATE_INCONSISTENT for a type given
  * twice with different values, CKR_HOST_MEMORY.
@@ -63,6 +64,18 @@ int ev_attrs_is_true(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, int dflt);
 
 /* 1 if every attribute of tmpl is present in a with an equal value. */
 int ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
+
+/*
+ * Array attributes (CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE,
+ * CKA_DERIVE_TEMPLATE) hold a nested template. A list keeps it packed:
+ * for each nested attribute, its type and length as 8 bytes big-endian
+ * each, then its value. ev_attrs_pack() checks the nested template
+ * (CKR_ATTRIBUTE_VALUE_INVALID for a nested array, a NULL value with a
+ * length, or a boolean or integer of the wrong size); ev_attrs_unpack()
+ * refuses anything malformed with CKR_ATTRIBUTE_VALUE_INVALID.
+ */
+CK_RV ev_attrs_pack(const CK_ATTRIBUTE *tmpl, CK_ULONG count, unsigned char **out, CK_ULONG *len);
+CK_RV ev_attrs_unpack(const void *buf, CK_ULONG len, ev_attrs **out) EV_MUST_CHECK;
 
 /* Whether an attribute type holds a CK_BBOOL / a CK_ULONG by the spec. */
 int ev_attr_type_is_bool(CK_ATTRIBUTE_TYPE type);

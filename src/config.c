@@ -180,7 +180,6 @@ on_entry(void *user, const char *section, const char *name, const char *value)
 	int known_section = 0;
 	size_t i;
 
-	/* Some builds of libinih report a new section with name == NULL. */
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++)
 		if (strcmp(keys[i].section, section) == 0)
 			known_section = 1;
@@ -192,7 +191,7 @@ on_entry(void *user, const char *section, const char *name, const char *value)
 		return 0;
 	}
 	if (name == NULL)
-		return 1;
+		return 1; /* a new section, from libinih built to report those */
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;

@@ -181,6 +181,7 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
     CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
 {
 	ev_object *wo = NULL, *ko = NULL;
+	ev_attrs *wrap_tmpl = NULL;
 	const ev_key *wk, *k;
 	ev_session *s;
 	CK_RV rv;
@@ -211,13 +212,21 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (rv != CKR_OK)
 		goto out;
-	if (!ev_attrs_is_true(ko->attrs, CKA_EXTRACTABLE, 0)) {
+	if (!ev_object_is_true(ko, CKA_EXTRACTABLE, 0)) {
 		rv = CKR_KEY_UNEXTRACTABLE;
 		goto out;
 	}
 	/* A key that insists on trusted wrapping goes only under a trusted key. */
-	if (ev_attrs_is_true(ko->attrs, CKA_WRAP_WITH_TRUSTED, 0) &&
-	    !ev_attrs_is_true(wo->attrs, CKA_TRUSTED, 0)) {
+	if (ev_object_is_true(ko, CKA_WRAP_WITH_TRUSTED, 0) &&
+	    !ev_object_is_true(wo, CKA_TRUSTED, 0)) {
+		rv = CKR_KEY_NOT_WRAPPABLE;
+		goto out;
+	}
+	/* The wrapping key's CKA_WRAP_TEMPLATE says which keys it may wrap. */
+	rv = ev_object_template(wo, CKA_WRAP_TEMPLATE, &wrap_tmpl);
+	if (rv != CKR_OK)
+		goto out;
+	if (wrap_tmpl != NULL && !ev_object_matches(ko, wrap_tmpl)) {
 		rv = CKR_KEY_NOT_WRAPPABLE;
 		goto out;
 	}
@@ -227,6 +236,7 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
 	if (rv == CKR_OK)
 		rv = ev_mech_wrap(pMechanism, wk, k, pWrappedKey, pulWrappedKeyLen);
 out:
+	ev_attrs_free(wrap_tmpl);
 	ev_object_put(wo);
 	ev_object_put(ko);
 	ev_session_release(s);
@@ -240,6 +250,7 @@ C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 {
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
+	ev_attrs *base = NULL;
 	ev_secret *plain = NULL;
 	ev_object *uo = NULL;
 	ev_key *key = NULL;
@@ -283,11 +294,16 @@ C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = CKR_WRAPPED_KEY_INVALID;
 	if (rv != CKR_OK)
 		goto out;
-	rv = ev_object_new(s, EV_ORIGIN_UNWRAP, pTemplate, ulAttributeCount, NULL, key,
+	/* The unwrapping key's CKA_UNWRAP_TEMPLATE is imposed on what it unwraps. */
+	rv = ev_object_template(uo, CKA_UNWRAP_TEMPLATE, &base);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_object_new(s, EV_ORIGIN_UNWRAP, pTemplate, ulAttributeCount, base, key,
 	    CK_UNAVAILABLE_INFORMATION, phKey);
 	key = NULL; /* consumed */
 out:
 	ev_key_free(key);
+	ev_attrs_free(base);
 	ev_secret_free(plain);
 	ev_object_put(uo);
 	ev_session_release(s);
@@ -337,7 +353,14 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 		rv = CKR_TEMPLATE_INCONSISTENT; /* e.g. an AES key of a length AES has not */
 	if (rv != CKR_OK)
 		goto out;
-	rv = base_attrs(CKO_SECRET_KEY, kt, &base);
+	/* The base key's CKA_DERIVE_TEMPLATE is imposed on what it derives. */
+	rv = ev_object_template(bo, CKA_DERIVE_TEMPLATE, &base);
+	if (rv == CKR_OK && base == NULL)
+		rv = (base = ev_attrs_new()) == NULL ? CKR_HOST_MEMORY : CKR_OK;
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(base, CKA_CLASS, CKO_SECRET_KEY);
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(base, CKA_KEY_TYPE, kt);
 	if (rv != CKR_OK)
 		goto out;
 	/* Derived keys inherit "always sensitive" and "never extractable" from the base. */

@@ -29,24 +29,25 @@ static const CK_ATTRIBUTE_TYPE cert_attrs[] = {
 };
 static const CK_ATTRIBUTE_TYPE key_attrs[] = {
 	CKA_KEY_TYPE, CKA_ID, CKA_START_DATE, CKA_END_DATE, CKA_DERIVE, CKA_LOCAL,
-	CKA_KEY_GEN_MECHANISM, CKA_ALLOWED_MECHANISMS, CKA_EV_GENERATION,
+	CKA_KEY_GEN_MECHANISM, CKA_ALLOWED_MECHANISMS, CKA_EV_GENERATION, CKA_DERIVE_TEMPLATE,
 };
 static const CK_ATTRIBUTE_TYPE public_attrs[] = {
 	CKA_SUBJECT, CKA_ENCRYPT, CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_WRAP, CKA_TRUSTED,
 	CKA_PUBLIC_KEY_INFO, CKA_MODULUS, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS,
-	CKA_EC_POINT,
+	CKA_EC_POINT, CKA_WRAP_TEMPLATE,
 };
 static const CK_ATTRIBUTE_TYPE private_attrs[] = {
 	CKA_SUBJECT, CKA_SENSITIVE, CKA_DECRYPT, CKA_SIGN, CKA_SIGN_RECOVER, CKA_UNWRAP,
 	CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED,
 	CKA_ALWAYS_AUTHENTICATE, CKA_PUBLIC_KEY_INFO, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
 	CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
-	CKA_COEFFICIENT, CKA_EC_PARAMS, CKA_VALUE,
+	CKA_COEFFICIENT, CKA_EC_PARAMS, CKA_VALUE, CKA_UNWRAP_TEMPLATE,
 };
 static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
 	CKA_SENSITIVE, CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP,
 	CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_CHECK_VALUE,
-	CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED, CKA_VALUE, CKA_VALUE_LEN,
+	CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED, CKA_VALUE, CKA_VALUE_LEN, CKA_WRAP_TEMPLATE,
+	CKA_UNWRAP_TEMPLATE,
 };
 
 /* Set by the module alone: never in a caller's template for a new object. */
@@ -730,6 +731,21 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
+		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+			unsigned char *packed = NULL;
+			CK_ULONG plen = 0;
+
+			rv = t->ulValueLen % sizeof(CK_ATTRIBUTE) != 0 ?
+				   CKR_ATTRIBUTE_VALUE_INVALID :
+				   ev_attrs_pack(t->pValue, t->ulValueLen / sizeof(CK_ATTRIBUTE),
+				       &packed, &plen);
+			if (rv == CKR_OK)
+				rv = ev_attrs_set(a, t->type, packed, plen);
+			free(packed);
+			if (rv != CKR_OK)
+				goto out;
+			continue;
+		}
 		prev = ev_attrs_get(a, t->type);
 		if (prev != NULL && origin != EV_ORIGIN_COPY && base != NULL &&
 		    ev_attrs_get(base, t->type) != NULL &&
@@ -927,6 +943,100 @@ attr_value(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_secret **secret, const CK_AT
 	return *plain != NULL ? CKR_OK : CKR_ATTRIBUTE_TYPE_INVALID;
 }
 
+/*
+ * An array attribute (PKCS#11 3.0 section 5.7): its length is the nested
+ * template's size in CK_ATTRIBUTEs; given an array, each element gets its
+ * type and, like a top-level attribute, its length or its value.
+ */
+static CK_RV
+get_array(ev_object *o, CK_ATTRIBUTE *t)
+{
+	const CK_ATTRIBUTE *packed = ev_attrs_get(o->attrs, t->type);
+	CK_ATTRIBUTE *arr = t->pValue;
+	ev_attrs *nested = NULL;
+	CK_RV rv = CKR_OK;
+	size_t i;
+
+	if (packed == NULL) {
+		t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	}
+	rv = ev_attrs_unpack(packed->pValue, packed->ulValueLen, &nested);
+	if (rv != CKR_OK) {
+		t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_GENERAL_ERROR;
+	}
+	if (arr == NULL) {
+		t->ulValueLen = nested->n * sizeof(CK_ATTRIBUTE);
+		goto out;
+	}
+	if (t->ulValueLen < nested->n * sizeof(CK_ATTRIBUTE)) {
+		t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		rv = CKR_BUFFER_TOO_SMALL;
+		goto out;
+	}
+	for (i = 0; i < nested->n; i++) {
+		const CK_ATTRIBUTE *v = &nested->v[i];
+
+		arr[i].type = v->type;
+		if (arr[i].pValue == NULL) {
+			arr[i].ulValueLen = v->ulValueLen;
+		} else if (arr[i].ulValueLen >= v->ulValueLen) {
+			if (v->ulValueLen > 0)
+				memcpy(arr[i].pValue, v->pValue, v->ulValueLen);
+			arr[i].ulValueLen = v->ulValueLen;
+		} else {
+			arr[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			rv = CKR_BUFFER_TOO_SMALL;
+		}
+	}
+	t->ulValueLen = nested->n * sizeof(CK_ATTRIBUTE);
+out:
+	ev_attrs_free(nested);
+	return rv;
+}
+
+CK_RV
+ev_object_template(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_attrs **out)
+{
+	const CK_ATTRIBUTE *packed;
+	CK_RV rv;
+
+	*out = NULL;
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	packed = ev_attrs_get(o->attrs, type);
+	if (packed != NULL && packed->ulValueLen > 0)
+		rv = ev_attrs_unpack(packed->pValue, packed->ulValueLen, out);
+	ev_rwlock_unlock(o->lock);
+	return rv;
+}
+
+int
+ev_object_is_true(ev_object *o, CK_ATTRIBUTE_TYPE type, int dflt)
+{
+	int v = dflt;
+
+	if (ev_rwlock_rdlock(o->lock) == CKR_OK) {
+		v = ev_attrs_is_true(o->attrs, type, dflt);
+		ev_rwlock_unlock(o->lock);
+	}
+	return v;
+}
+
+int
+ev_object_matches(ev_object *o, const ev_attrs *tmpl)
+{
+	int m = 0;
+
+	if (ev_rwlock_rdlock(o->lock) == CKR_OK) {
+		m = ev_attrs_match(o->attrs, tmpl->v, tmpl->n);
+		ev_rwlock_unlock(o->lock);
+	}
+	return m;
+}
+
 CK_RV
 ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count)
 {
@@ -945,6 +1055,12 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 		const void *val;
 		CK_ULONG len;
 
+		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+			r = get_array(o, t);
+			if (r != CKR_OK && (rv == CKR_OK || r != CKR_BUFFER_TOO_SMALL))
+				rv = r;
+			continue;
+		}
 		r = attr_value(o, t->type, &secret, &plain);
 		if (r != CKR_OK) {
 			t->ulValueLen = CK_UNAVAILABLE_INFORMATION;

@@ -96,6 +96,19 @@ CK_RV ev_object_set_attrs(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl,
 CK_RV ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
     CK_OBJECT_HANDLE *out);
 
+/*
+ * A key's nested template (CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE,
+ * CKA_DERIVE_TEMPLATE) unpacked into *out, or *out = NULL when it has none
+ * or an empty one.
+ */
+CK_RV ev_object_template(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_attrs **out);
+
+/* A boolean attribute's value (dflt when absent), read under the object's lock. */
+int ev_object_is_true(ev_object *o, CK_ATTRIBUTE_TYPE type, int dflt);
+
+/* Whether every attribute of tmpl is the object's, with the same value. */
+int ev_object_matches(ev_object *o, const ev_attrs *tmpl);
+
 /* C_GetObjectSize: an estimate of the stored size. */
 CK_ULONG ev_object_size(const ev_object *o);
 

@@ -1,14 +1,20 @@
+#include <stdatomic.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "secmem.h"
 
+static atomic_int ready;
+
 int
 ev_secmem_init(void)
 {
 	/* sodium_init() is thread-safe and answers 1 when already done. */
-	return sodium_init() < 0 ? -1 : 0;
+	if (sodium_init() < 0)
+		return -1;
+	atomic_store(&ready, 1);
+	return 0;
 }
 
 ev_secret *
@@ -16,10 +22,17 @@ ev_secret_new(size_t len)
 {
 	ev_secret *s;
 
-	if (len > SIZE_MAX - sizeof(*s) - 1)
+	if (len > SIZE_MAX - sizeof(*s) - 32)
 		return NULL;
-	/* One guarded allocation holds the header and the bytes. */
-	s = sodium_malloc(sizeof(*s) + len + 1);
+	/* libsodium's allocator must be set up before use, or it aborts. */
+	if (!atomic_load(&ready) && ev_secmem_init() != 0)
+		return NULL;
+	/*
+	 * One guarded allocation holds the header and the bytes. sodium_malloc()
+	 * puts the block against its guard page, so only a size that is a
+	 * multiple of 16 gives an aligned header.
+	 */
+	s = sodium_malloc((sizeof(*s) + len + 1 + 15) & ~(size_t)15);
 	if (s == NULL)
 		return NULL;
 	s->len = len;

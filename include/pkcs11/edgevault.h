@@ -7,8 +7,11 @@
 
 #include "pkcs11.h"
 
-/* Vendor-defined values carry 'EV' (0x4556) in their high bits. */
-#define CKA_EV_BASE (CKA_VENDOR_DEFINED | 0x45560000UL)
+/*
+ * Vendor-defined attributes carry 'EV' (0x4556) above their low byte; bit
+ * 30 (CKF_ARRAY_ATTRIBUTE) stays clear, so they are plain attributes.
+ */
+#define CKA_EV_BASE (CKA_VENDOR_DEFINED | 0x00455600UL)
 
 /*
  * CKA_EV_GENERATION (CK_ULONG, read-only): the generation of an

@@ -409,7 +409,7 @@ bad:
 
 /* RFC 3394 / RFC 5649 through OpenSSL's wrap ciphers. */
 static CK_RV
-kw_run(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+kw_raw(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
 {
 	int l = 0;
 
@@ -420,6 +420,34 @@ kw_run(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *out
 	}
 	*outlen = (CK_ULONG)l;
 	return CKR_OK;
+}
+
+/*
+ * OpenSSL's RFC 5649 unwrap writes (and on failure wipes) inlen bytes of
+ * output, a semiblock more than it can return: give it room of its own.
+ */
+static CK_RV
+kw_run(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+{
+	ev_secret *tmp;
+	CK_ULONG n;
+	CK_RV rv;
+
+	if (op->kind == EV_OP_ENCRYPT || op->mech->variant != EV_AES_KWP)
+		return kw_raw(op, in, inlen, out, outlen);
+	tmp = ev_secret_new(inlen);
+	if (tmp == NULL)
+		return CKR_HOST_MEMORY;
+	n = inlen;
+	rv = kw_raw(op, in, inlen, tmp->data, &n);
+	if (rv == CKR_OK && n > *outlen)
+		rv = CKR_BUFFER_TOO_SMALL; /* cannot happen: out_len bounds it */
+	if (rv == CKR_OK) {
+		memcpy(out, tmp->data, n);
+		*outlen = n;
+	}
+	ev_secret_free(tmp);
+	return rv;
 }
 
 /* CKM_AES_KEY_WRAP_PAD: PKCS#7 padding to the semiblock around RFC 3394. */
@@ -445,7 +473,7 @@ kw_pad_run(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG 
 	if (tmp == NULL)
 		return CKR_HOST_MEMORY;
 	n = tmp->len;
-	rv = kw_run(op, in, inlen, tmp->data, &n);
+	rv = kw_raw(op, in, inlen, tmp->data, &n);
 	if (rv != CKR_OK)
 		goto out;
 	/* The unwrap checked integrity already: the padding is no oracle. */

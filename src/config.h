@@ -1,0 +1,48 @@
+/*
+ * The configuration file: INI, parsed with libinih.
+ * Path: $EDGEVAULT_CONF, else /etc/edgevault/edgevault.conf.
+ * conf/edgevault.conf documents every setting.
+ */
+#ifndef EV_CONFIG_H
+#define EV_CONFIG_H
+
+#include "common.h"
+#include "secmem.h"
+
+#define EV_CONFIG_DEFAULT_PATH "/etc/edgevault/edgevault.conf"
+
+typedef struct ev_config {
+	char *path;             /* the file it was read from */
+	char *store_dir;        /* [store] dir (required) */
+	char *device_id;        /* [device] id (default: the host name) */
+	char *root_backend;     /* [root] backend: "pkcs11" (default) */
+	char *root_module;      /* [root] module: upstream PKCS#11 module path */
+	char *root_token_label; /* [root] token_label */
+	char *root_pin_file;    /* [root] pin_file: file holding the upstream user PIN */
+	char *root_pin_env;     /* [root] pin_env: environment variable holding it */
+	char *root_key_label;   /* [root] key_label (default "edgevault-root") */
+	unsigned pin_max_fails; /* [pin] max_fails: failed logins before lockout (default 10) */
+	unsigned long long argon2_ops;  /* [pin] argon2_ops (default: libsodium's MODERATE) */
+	size_t argon2_mem;      /* [pin] argon2_mem_kib * 1024 (default: MODERATE) */
+} ev_config;
+
+/* The path to read: $EDGEVAULT_CONF if set and non-empty, else the default. */
+const char *ev_config_path(void);
+
+/*
+ * Read and check a configuration file. On failure *out is NULL, err names
+ * the file, line and problem, and the result is CKR_GENERAL_ERROR (file
+ * unreadable or invalid) or CKR_HOST_MEMORY.
+ */
+CK_RV ev_config_load(const char *path, ev_config **out, char *err, size_t errlen);
+
+/* Free. NULL is a no-op. */
+void ev_config_free(ev_config *c);
+
+/*
+ * The upstream token's user PIN, from pin_file (trailing newline removed)
+ * or pin_env. CKR_GENERAL_ERROR with a message when neither gives one.
+ */
+CK_RV ev_config_root_pin(const ev_config *c, ev_secret **pin, char *err, size_t errlen);
+
+#endif
