@@ -328,8 +328,8 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 	if (c->path == NULL)
 		goto oom;
 	c->pin_max_fails = MAX_FAILS_DEFAULT;
-	c->argon2_ops = crypto_pwhash_argon2id_OPSLIMIT_MODERATE;
-	c->argon2_mem = crypto_pwhash_argon2id_MEMLIMIT_MODERATE;
+	c->argon2_ops = crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE;
+	c->argon2_mem = crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE;
 
 	p.c = c;
 	p.at_line_start = 1;

@@ -22,8 +22,8 @@ typedef struct ev_config {
 	char *root_pin_env;     /* [root] pin_env: environment variable holding it */
 	char *root_key_label;   /* [root] key_label (default "edgevault-root") */
 	unsigned pin_max_fails; /* [pin] max_fails: failed logins before lockout (default 10) */
-	unsigned long long argon2_ops;  /* [pin] argon2_ops (default: libsodium's MODERATE) */
-	size_t argon2_mem;      /* [pin] argon2_mem_kib * 1024 (default: MODERATE) */
+	unsigned long long argon2_ops;  /* [pin] argon2_ops (default: libsodium's INTERACTIVE) */
+	size_t argon2_mem;      /* [pin] argon2_mem_kib * 1024 (default: INTERACTIVE) */
 } ev_config;
 
 /* The path to read: $EDGEVAULT_CONF if set and non-empty, else the default. */

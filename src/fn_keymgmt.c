@@ -289,6 +289,21 @@ C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	rv = ev_mech_unwrap(pMechanism, uk, pWrappedKey, ulWrappedKeyLen, &plain);
 	if (rv != CKR_OK)
 		goto out;
+	if (cls == CKO_SECRET_KEY) {
+		/*
+		 * CKM_AES_KEY_WRAP zero-pads a secret to a multiple of 8 bytes:
+		 * CKA_VALUE_LEN says how much of it is the key.
+		 */
+		CK_ULONG vlen = tmpl_ulong(pTemplate, ulAttributeCount, CKA_VALUE_LEN, 0);
+
+		if (vlen > plain->len || (vlen > 0 && vlen < plain->len &&
+					     pMechanism->mechanism != CKM_AES_KEY_WRAP)) {
+			rv = CKR_TEMPLATE_INCONSISTENT;
+			goto out;
+		}
+		if (vlen > 0)
+			plain->len = vlen;
+	}
 	rv = ev_key_import_secret(cls, kt, plain, &key);
 	if (rv == CKR_ENCRYPTED_DATA_INVALID)
 		rv = CKR_WRAPPED_KEY_INVALID;

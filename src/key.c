@@ -40,13 +40,13 @@ struct curve {
 	int nid;
 	CK_KEY_TYPE type;
 	const char *name; /* OpenSSL group name, or key type for Edwards */
-	size_t size;      /* field size in bytes */
+	size_t size;	  /* field size in bytes */
 };
 
 static const struct curve curves[] = {
-	{NID_X9_62_prime256v1, CKK_EC, "P-256", 32},
-	{NID_secp384r1, CKK_EC, "P-384", 48},
-	{NID_ED25519, CKK_EC_EDWARDS, "ED25519", EV_ED25519_LEN},
+    {NID_X9_62_prime256v1, CKK_EC, "P-256", 32},
+    {NID_secp384r1, CKK_EC, "P-384", 48},
+    {NID_ED25519, CKK_EC_EDWARDS, "ED25519", EV_ED25519_LEN},
 };
 
 static const struct curve *
@@ -118,7 +118,7 @@ tmpl_find(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
 /* A required, non-empty byte attribute. */
 static CK_RV
 tmpl_bytes(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, const CK_BYTE **val,
-    CK_ULONG *len)
+	   CK_ULONG *len)
 {
 	const CK_ATTRIBUTE *a = tmpl_find(t, n, type);
 
@@ -156,7 +156,8 @@ parse_ec_params(const CK_BYTE *der, CK_ULONG len, const struct curve **out)
 		nid = OBJ_obj2nid(obj);
 		if (nid == NID_undef) {
 			n = OBJ_obj2txt(txt, sizeof(txt), obj, 1);
-			if (n > 0 && (size_t)n < sizeof(txt) && strcmp(txt, EV_OID_ED25519_GNU) == 0)
+			if (n > 0 && (size_t)n < sizeof(txt) &&
+			    strcmp(txt, EV_OID_ED25519_GNU) == 0)
 				nid = NID_ED25519;
 		}
 	} else if (der[0] == V_ASN1_PRINTABLESTRING) {
@@ -164,16 +165,16 @@ parse_ec_params(const CK_BYTE *der, CK_ULONG len, const struct curve **out)
 		if (str == NULL || p != der + len)
 			goto out;
 		n = ASN1_STRING_length(str);
-		if (n <= 0 || (size_t)n >= sizeof(name))
-			goto unsupported;
-		memcpy(name, ASN1_STRING_get0_data(str), (size_t)n);
-		name[n] = '\0';
-		if (strcmp(name, "edwards25519") == 0)
-			nid = NID_ED25519;
-		else if ((nid = EC_curve_nist2nid(name)) == NID_undef)
-			nid = OBJ_sn2nid(name);
+		if (n > 0 && (size_t)n < sizeof(name)) {
+			memcpy(name, ASN1_STRING_get0_data(str), (size_t)n);
+			name[n] = '\0';
+			if (strcmp(name, "edwards25519") == 0)
+				nid = NID_ED25519;
+			else if ((nid = EC_curve_nist2nid(name)) == NID_undef)
+				nid = OBJ_sn2nid(name);
+		}
 	}
-unsupported:
+	/* Anything else, explicit parameters included, stays NID_undef. */
 	c = curve_by_nid(nid);
 	rv = c != NULL ? CKR_OK : CKR_CURVE_NOT_SUPPORTED;
 	*out = c;
@@ -255,8 +256,7 @@ out:
 }
 
 CK_RV
-ev_key_generate_pair(CK_MECHANISM_TYPE mech, const ev_attrs *pub_tmpl, ev_key **priv,
-    ev_key **pub)
+ev_key_generate_pair(CK_MECHANISM_TYPE mech, const ev_attrs *pub_tmpl, ev_key **priv, ev_key **pub)
 {
 	EVP_PKEY *pkey = NULL;
 	ev_key *k = NULL, *p = NULL;
@@ -423,7 +423,7 @@ ec_public_attrs(const ev_key *k, ev_attrs *attrs)
 		if (!EVP_PKEY_get_raw_public_key(k->pkey, point, &len))
 			return CKR_FUNCTION_FAILED;
 	} else if (!EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-		       point, sizeof(point), &len)) {
+						    point, sizeof(point), &len)) {
 		return CKR_FUNCTION_FAILED;
 	}
 	return set_octet_string(attrs, CKA_EC_POINT, point, len);
@@ -460,10 +460,10 @@ ev_key_public_attrs(const ev_key *k, ev_attrs *attrs)
 		rv = set_bn_param(attrs, CKA_MODULUS, k->pkey, OSSL_PKEY_PARAM_RSA_N);
 		if (rv == CKR_OK)
 			rv = set_bn_param(attrs, CKA_PUBLIC_EXPONENT, k->pkey,
-			    OSSL_PKEY_PARAM_RSA_E);
+					  OSSL_PKEY_PARAM_RSA_E);
 		if (rv == CKR_OK && k->cls == CKO_PUBLIC_KEY)
 			rv = ev_attrs_set_ulong(attrs, CKA_MODULUS_BITS,
-			    (CK_ULONG)EVP_PKEY_get_bits(k->pkey));
+						(CK_ULONG)EVP_PKEY_get_bits(k->pkey));
 		return rv;
 	}
 	return CKR_KEY_TYPE_INCONSISTENT;
@@ -507,8 +507,7 @@ check_key(EVP_PKEY *pkey, int pairwise)
  * 0x04 prefix is also the OCTET STRING tag).
  */
 static CK_RV
-ec_point(const struct curve *c, const CK_BYTE *val, CK_ULONG len, unsigned char *pt,
-    size_t *ptlen)
+ec_point(const struct curve *c, const CK_BYTE *val, CK_ULONG len, unsigned char *pt, size_t *ptlen)
 {
 	const unsigned char *p = val;
 	ASN1_OCTET_STRING *os;
@@ -551,8 +550,8 @@ ec_public_from_point(const struct curve *c, const unsigned char *pt, size_t ptle
 		*out = EVP_PKEY_new_raw_public_key_ex(NULL, c->name, NULL, pt, ptlen);
 		return *out != NULL ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
 	}
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)c->name,
-	    0);
+	params[0] =
+	    OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)c->name, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, ptlen);
 	params[2] = OSSL_PARAM_construct_end();
 	rv = from_params("EC", EVP_PKEY_PUBLIC_KEY, params, out);
@@ -604,7 +603,7 @@ ec_private(const struct curve *c, const CK_BYTE *d, CK_ULONG dlen, EVP_PKEY **ou
 	if (!EC_POINT_mul(group, point, priv, NULL, NULL, bnctx))
 		goto out;
 	publen = EC_POINT_point2oct(group, point, POINT_CONVERSION_UNCOMPRESSED, pub, sizeof(pub),
-	    bnctx);
+				    bnctx);
 	if (publen == 0)
 		goto out;
 	bld = OSSL_PARAM_BLD_new();
@@ -629,7 +628,7 @@ out:
 
 static CK_RV
 ec_from_template(CK_OBJECT_CLASS cls, CK_KEY_TYPE type, const CK_ATTRIBUTE *t, CK_ULONG n,
-    EVP_PKEY **out)
+		 EVP_PKEY **out)
 {
 	const struct curve *c;
 	const CK_BYTE *val;
@@ -664,7 +663,7 @@ ec_from_template(CK_OBJECT_CLASS cls, CK_KEY_TYPE type, const CK_ATTRIBUTE *t, C
 /* An RSA component onto the builder; secret ones in secure BIGNUMs. */
 static CK_RV
 push_rsa_bn(OSSL_PARAM_BLD *bld, const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type,
-    const char *param, BIGNUM **bns, size_t *nbn)
+	    const char *param, BIGNUM **bns, size_t *nbn)
 {
 	const CK_BYTE *val;
 	CK_ULONG len;
@@ -692,11 +691,11 @@ rsa_from_template(CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *t, CK_ULONG n, EVP_PK
 		CK_ATTRIBUTE_TYPE type;
 		const char *param;
 	} crt[] = {
-		{CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1},
-		{CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2},
-		{CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1},
-		{CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2},
-		{CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
+	    {CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1},
+	    {CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2},
+	    {CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1},
+	    {CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2},
+	    {CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
 	};
 	BIGNUM *bns[8] = {NULL};
 	size_t nbn = 0, i, have = 0;
@@ -733,7 +732,7 @@ rsa_from_template(CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *t, CK_ULONG n, EVP_PK
 		goto out;
 	}
 	rv = from_params("RSA", cls == CKO_PRIVATE_KEY ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
-	    params, out);
+			 params, out);
 	if (rv != CKR_OK)
 		goto out;
 	/* Inconsistent components would sign garbage: check what can be checked. */
@@ -782,7 +781,7 @@ secret_value_ok(CK_KEY_TYPE type, size_t len)
 
 CK_RV
 ev_key_from_template(CK_OBJECT_CLASS cls, CK_KEY_TYPE type, const CK_ATTRIBUTE *tmpl,
-    CK_ULONG count, ev_key **out)
+		     CK_ULONG count, ev_key **out)
 {
 	EVP_PKEY *pkey = NULL;
 	const CK_BYTE *val;
@@ -902,12 +901,11 @@ ev_key_export_secret(const ev_key *k, ev_secret **out)
 	}
 	if (k->cls != CKO_PRIVATE_KEY || k->pkey == NULL)
 		return CKR_KEY_NOT_WRAPPABLE;
-	ectx = OSSL_ENCODER_CTX_new_for_pkey(k->pkey, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo",
-	    NULL);
+	ectx =
+	    OSSL_ENCODER_CTX_new_for_pkey(k->pkey, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
 	if (ectx == NULL)
 		return CKR_HOST_MEMORY;
-	if (OSSL_ENCODER_CTX_get_num_encoders(ectx) == 0 ||
-	    !OSSL_ENCODER_to_data(ectx, &der, &len))
+	if (OSSL_ENCODER_CTX_get_num_encoders(ectx) == 0 || !OSSL_ENCODER_to_data(ectx, &der, &len))
 		goto out;
 	*out = ev_secret_dup(der, len);
 	rv = *out != NULL ? CKR_OK : CKR_HOST_MEMORY;
@@ -963,8 +961,8 @@ ev_key_import_secret(CK_OBJECT_CLASS cls, CK_KEY_TYPE type, const ev_secret *in,
 	name = keytype_name(type);
 	if (cls != CKO_PRIVATE_KEY || name == NULL || in->len == 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
-	dctx = OSSL_DECODER_CTX_new_for_pkey(&pkey, "DER", "PrivateKeyInfo", name,
-	    EVP_PKEY_KEYPAIR, NULL, NULL);
+	dctx = OSSL_DECODER_CTX_new_for_pkey(&pkey, "DER", "PrivateKeyInfo", name, EVP_PKEY_KEYPAIR,
+					     NULL, NULL);
 	if (dctx == NULL)
 		return CKR_HOST_MEMORY;
 	p = in->data;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mech/mech.h"
 #include "module.h"
 #include "object.h"
 #include "secmem.h"
@@ -147,6 +148,7 @@ ev_module_fini(void)
 	ev_store_close(m->store);
 	ev_root_free(m->root);
 	free_state(m);
+	ev_mech_fini();
 }
 
 CK_RV

@@ -91,7 +91,7 @@ ctr_params(ev_op *op, const CK_MECHANISM *mech, const CK_BYTE **iv)
 
 static CK_RV
 gcm_params(ev_op *op, const CK_MECHANISM *mech, const CK_BYTE **iv, size_t *ivlen,
-    const CK_BYTE **aad, size_t *aadlen)
+	   const CK_BYTE **aad, size_t *aadlen)
 {
 	CK_ULONG tagbits;
 
@@ -205,7 +205,8 @@ static uint64_t
 block_released(const ev_op *op, uint64_t total)
 {
 	if (op->mech->variant == EV_AES_CBC_PAD && op->kind == EV_OP_DECRYPT)
-		return total > 0 ? (total - 1) / AES_BLOCK * AES_BLOCK : 0; /* keeps the last block */
+		return total > 0 ? (total - 1) / AES_BLOCK * AES_BLOCK
+				 : 0; /* keeps the last block */
 	return total / AES_BLOCK * AES_BLOCK;
 }
 
@@ -240,8 +241,8 @@ wrap_len(const ev_op *op, CK_ULONG inlen, CK_ULONG *len, int *exact)
 		if (enc) {
 			if (inlen == 0)
 				return CKR_DATA_LEN_RANGE;
-			*len = (inlen + KW_SEMIBLOCK - 1) / KW_SEMIBLOCK * KW_SEMIBLOCK +
-			       KW_SEMIBLOCK;
+			*len =
+			    (inlen + KW_SEMIBLOCK - 1) / KW_SEMIBLOCK * KW_SEMIBLOCK + KW_SEMIBLOCK;
 			return CKR_OK;
 		}
 		if (inlen % KW_SEMIBLOCK != 0 || inlen < 16)
@@ -298,7 +299,8 @@ aes_out_len(const ev_op *op, ev_stage stage, CK_ULONG inlen, CK_ULONG *len, int 
 			if (stage == EV_STAGE_ONESHOT)
 				*len = (inlen / AES_BLOCK + 1) * AES_BLOCK;
 			else if (stage == EV_STAGE_UPDATE)
-				*len = block_released(op, total + inlen) - block_released(op, total);
+				*len =
+				    block_released(op, total + inlen) - block_released(op, total);
 			else
 				*len = AES_BLOCK;
 			return CKR_OK;
@@ -374,8 +376,8 @@ gcm_encrypt(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG
 		return CKR_FUNCTION_FAILED;
 	if (!EVP_EncryptFinal_ex(op->cctx, out + l1, &l2))
 		return CKR_FUNCTION_FAILED;
-	params[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + l1 + l2,
-	    taglen);
+	params[0] =
+	    OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + l1 + l2, taglen);
 	params[1] = OSSL_PARAM_construct_end();
 	if (!EVP_CIPHER_CTX_get_params(op->cctx, params))
 		return CKR_FUNCTION_FAILED;
@@ -392,7 +394,7 @@ gcm_decrypt(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG
 	int l1 = 0, l2 = 0;
 
 	params[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG,
-	    (void *)(in + ctlen), taglen);
+						      (void *)(in + ctlen), taglen);
 	params[1] = OSSL_PARAM_construct_end();
 	if (!EVP_CIPHER_CTX_set_params(op->cctx, params))
 		return CKR_FUNCTION_FAILED;
@@ -548,9 +550,9 @@ aes_final(ev_op *op, CK_BYTE *out, CK_ULONG *outlen)
 }
 
 const ev_mech_ops ev_aes_ops = {
-	.init = aes_init,
-	.out_len = aes_out_len,
-	.oneshot = aes_oneshot,
-	.update = aes_update,
-	.final = aes_final,
+    .init = aes_init,
+    .out_len = aes_out_len,
+    .oneshot = aes_oneshot,
+    .update = aes_update,
+    .final = aes_final,
 };

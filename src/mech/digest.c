@@ -49,8 +49,8 @@ digest_oneshot(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_UL
 }
 
 const ev_mech_ops ev_digest_ops = {
-	.init = digest_init,
-	.oneshot = digest_oneshot,
-	.update = digest_update,
-	.final = digest_final,
+    .init = digest_init,
+    .oneshot = digest_oneshot,
+    .update = digest_update,
+    .final = digest_final,
 };

@@ -51,7 +51,7 @@ peer_key(const ev_key *base, const CK_BYTE *data, CK_ULONG len, EVP_PKEY **out)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	n = ((size_t)bits + 7) / 8;
 	if (!((len == 2 * n + 1 && data[0] == 0x04) ||
-		(len == n + 1 && (data[0] == 0x02 || data[0] == 0x03)))) {
+	      (len == n + 1 && (data[0] == 0x02 || data[0] == 0x03)))) {
 		os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)len);
 		if (os == NULL || p != data + len)
 			goto out;
@@ -114,7 +114,7 @@ out:
 
 static CK_RV
 x963(const char *digest, const ev_secret *z, const CK_ECDH1_DERIVE_PARAMS *p, CK_ULONG len,
-    ev_secret **out)
+     ev_secret **out)
 {
 	OSSL_PARAM params[4], *q = params;
 	EVP_KDF_CTX *kctx = NULL;
@@ -135,7 +135,7 @@ x963(const char *digest, const ev_secret *z, const CK_ECDH1_DERIVE_PARAMS *p, CK
 	*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, z->data, z->len);
 	if (p->ulSharedDataLen > 0)
 		*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, p->pSharedData,
-		    p->ulSharedDataLen);
+							 p->ulSharedDataLen);
 	*q = OSSL_PARAM_construct_end();
 	if (EVP_KDF_derive(kctx, s->data, len, params) <= 0)
 		goto out;

@@ -57,8 +57,7 @@ ecdsa_init(ev_op *op, const CK_MECHANISM *mech)
 
 /* DER ECDSA-Sig-Value to r || s of op->outsize bytes. */
 static CK_RV
-der_to_raw(const ev_op *op, const unsigned char *der, size_t derlen, CK_BYTE *out,
-    CK_ULONG *outlen)
+der_to_raw(const ev_op *op, const unsigned char *der, size_t derlen, CK_BYTE *out, CK_ULONG *outlen)
 {
 	const unsigned char *p = der;
 	const BIGNUM *r, *s;
@@ -157,7 +156,7 @@ ecdsa_final(ev_op *op, CK_BYTE *out, CK_ULONG *outlen)
 
 static CK_RV
 ecdsa_check(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, int final, const CK_BYTE *sig,
-    CK_ULONG siglen)
+	    CK_ULONG siglen)
 {
 	unsigned char der[EV_ECDSA_DER_MAX];
 	size_t derlen;
@@ -192,10 +191,10 @@ ecdsa_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 }
 
 const ev_mech_ops ev_ecdsa_ops = {
-	.init = ecdsa_init,
-	.oneshot = ecdsa_oneshot,
-	.update = ecdsa_update,
-	.final = ecdsa_final,
-	.verify = ecdsa_verify,
-	.verify_final = ecdsa_verify_final,
+    .init = ecdsa_init,
+    .oneshot = ecdsa_oneshot,
+    .update = ecdsa_update,
+    .final = ecdsa_final,
+    .verify = ecdsa_verify,
+    .verify_final = ecdsa_verify_final,
 };

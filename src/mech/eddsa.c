@@ -68,7 +68,7 @@ eddsa_verify(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig, C
 }
 
 const ev_mech_ops ev_eddsa_ops = {
-	.init = eddsa_init,
-	.oneshot = eddsa_oneshot,
-	.verify = eddsa_verify,
+    .init = eddsa_init,
+    .oneshot = eddsa_oneshot,
+    .verify = eddsa_verify,
 };

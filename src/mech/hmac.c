@@ -28,7 +28,7 @@ hmac_init(ev_op *op, const CK_MECHANISM *mech)
 	if (op->macctx == NULL)
 		return CKR_HOST_MEMORY;
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-	    (char *)EVP_MD_get0_name(op->md), 0);
+						     (char *)EVP_MD_get0_name(op->md), 0);
 	params[1] = OSSL_PARAM_construct_end();
 	if (!EVP_MAC_init(op->macctx, key->data, key->len, params))
 		return CKR_FUNCTION_FAILED;
@@ -98,10 +98,10 @@ hmac_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 }
 
 const ev_mech_ops ev_hmac_ops = {
-	.init = hmac_init,
-	.oneshot = hmac_oneshot,
-	.update = hmac_update,
-	.final = hmac_final,
-	.verify = hmac_verify,
-	.verify_final = hmac_verify_final,
+    .init = hmac_init,
+    .oneshot = hmac_oneshot,
+    .update = hmac_update,
+    .final = hmac_final,
+    .verify = hmac_verify,
+    .verify_final = hmac_verify_final,
 };

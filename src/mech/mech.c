@@ -5,6 +5,7 @@
  */
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,83 +57,70 @@ static const CK_BYTE empty[1];
 	.ktypes = {CKK_EC_EDWARDS}, .nktypes = 1, .min_size = EV_ED_BITS, .max_size = EV_ED_BITS
 #define RSA_KEY_T .ktypes = {CKK_RSA}, .nktypes = 1, .min_size = EV_RSA_MIN, .max_size = EV_RSA_MAX
 #define AES_KEY_T .ktypes = {CKK_AES}, .nktypes = 1, .min_size = EV_AES_MIN, .max_size = EV_AES_MAX
+#define RSA_GEN_KEY_T                                                                              \
+	.ktypes = {CKK_RSA}, .nktypes = 1, .min_size = EV_RSA_GEN_MIN, .max_size = EV_RSA_GEN_MAX
+#define GENERIC_GEN_KEY_T                                                                          \
+	.ktypes = {CKK_GENERIC_SECRET}, .nktypes = 1, .min_size = EV_GENERIC_MIN,                  \
+	.max_size = EV_GENERIC_GEN_MAX
+#define NO_KEY_T .nktypes = 0
 #define HMAC_KEY_T(hmac_type)                                                                      \
 	.ktypes = {CKK_GENERIC_SECRET, hmac_type}, .nktypes = 2, .min_size = EV_GENERIC_MIN,       \
 	.max_size = EV_HMAC_MAX
 
+/* One row per mechanism: type, key types and sizes, flags, family, hash, variant. */
+#define ROW(ckm, keys, fl, o, h, v)                                                                \
+	{                                                                                          \
+		.type = (ckm), keys, .flags = (fl), .ops = (o), .hash = (h), .variant = (v)        \
+	}
+
 static const ev_mech mechs[] = {
-	/* EC */
-	{.type = CKM_EC_KEY_PAIR_GEN, EC_KEY_T, .flags = CKF_GENERATE_KEY_PAIR | EV_EC_FLAGS},
-	{.type = CKM_ECDSA, EC_KEY_T, .flags = EV_SIGN_FLAGS | EV_EC_FLAGS, .ops = &ev_ecdsa_ops},
-	{.type = CKM_ECDSA_SHA256, EC_KEY_T, .flags = EV_SIGN_FLAGS | EV_EC_FLAGS,
-	    .ops = &ev_ecdsa_ops, .hash = CKM_SHA256},
-	{.type = CKM_ECDSA_SHA384, EC_KEY_T, .flags = EV_SIGN_FLAGS | EV_EC_FLAGS,
-	    .ops = &ev_ecdsa_ops, .hash = CKM_SHA384},
-	{.type = CKM_ECDH1_DERIVE, EC_KEY_T, .flags = CKF_DERIVE | EV_EC_FLAGS},
+    /* EC */
+    ROW(CKM_EC_KEY_PAIR_GEN, EC_KEY_T, CKF_GENERATE_KEY_PAIR | EV_EC_FLAGS, NULL, 0, 0),
+    ROW(CKM_ECDSA, EC_KEY_T, EV_SIGN_FLAGS | EV_EC_FLAGS, &ev_ecdsa_ops, 0, 0),
+    ROW(CKM_ECDSA_SHA256, EC_KEY_T, EV_SIGN_FLAGS | EV_EC_FLAGS, &ev_ecdsa_ops, CKM_SHA256, 0),
+    ROW(CKM_ECDSA_SHA384, EC_KEY_T, EV_SIGN_FLAGS | EV_EC_FLAGS, &ev_ecdsa_ops, CKM_SHA384, 0),
+    ROW(CKM_ECDH1_DERIVE, EC_KEY_T, CKF_DERIVE | EV_EC_FLAGS, NULL, 0, 0),
 
-	/* Edwards */
-	{.type = CKM_EC_EDWARDS_KEY_PAIR_GEN, ED_KEY_T,
-	    .flags = CKF_GENERATE_KEY_PAIR | EV_CKF_EC_OID | EV_CKF_EC_CURVENAME},
-	{.type = CKM_EDDSA, ED_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_eddsa_ops},
+    /* Edwards */
+    ROW(CKM_EC_EDWARDS_KEY_PAIR_GEN, ED_KEY_T,
+	CKF_GENERATE_KEY_PAIR | EV_CKF_EC_OID | EV_CKF_EC_CURVENAME, NULL, 0, 0),
+    ROW(CKM_EDDSA, ED_KEY_T, EV_SIGN_FLAGS, &ev_eddsa_ops, 0, 0),
 
-	/* RSA */
-	{.type = CKM_RSA_PKCS_KEY_PAIR_GEN, .ktypes = {CKK_RSA}, .nktypes = 1,
-	    .min_size = EV_RSA_GEN_MIN, .max_size = EV_RSA_GEN_MAX, .flags = CKF_GENERATE_KEY_PAIR},
-	{.type = CKM_RSA_PKCS, RSA_KEY_T, .flags = EV_WRAP_FLAGS | EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .variant = EV_RSA_PKCS},
-	{.type = CKM_RSA_PKCS_PSS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .variant = EV_RSA_PSS},
-	{.type = CKM_RSA_PKCS_OAEP, RSA_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_rsa_ops,
-	    .variant = EV_RSA_OAEP},
-	{.type = CKM_SHA1_RSA_PKCS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA_1, .variant = EV_RSA_PKCS},
-	{.type = CKM_SHA256_RSA_PKCS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA256, .variant = EV_RSA_PKCS},
-	{.type = CKM_SHA384_RSA_PKCS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA384, .variant = EV_RSA_PKCS},
-	{.type = CKM_SHA512_RSA_PKCS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA512, .variant = EV_RSA_PKCS},
-	{.type = CKM_SHA256_RSA_PKCS_PSS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA256, .variant = EV_RSA_PSS},
-	{.type = CKM_SHA384_RSA_PKCS_PSS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA384, .variant = EV_RSA_PSS},
-	{.type = CKM_SHA512_RSA_PKCS_PSS, RSA_KEY_T, .flags = EV_SIGN_FLAGS, .ops = &ev_rsa_ops,
-	    .hash = CKM_SHA512, .variant = EV_RSA_PSS},
+    /* RSA */
+    ROW(CKM_RSA_PKCS_KEY_PAIR_GEN, RSA_GEN_KEY_T, CKF_GENERATE_KEY_PAIR, NULL, 0, 0),
+    ROW(CKM_RSA_PKCS, RSA_KEY_T, EV_WRAP_FLAGS | EV_SIGN_FLAGS, &ev_rsa_ops, 0, EV_RSA_PKCS),
+    ROW(CKM_RSA_PKCS_PSS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, 0, EV_RSA_PSS),
+    ROW(CKM_RSA_PKCS_OAEP, RSA_KEY_T, EV_WRAP_FLAGS, &ev_rsa_ops, 0, EV_RSA_OAEP),
+    ROW(CKM_SHA1_RSA_PKCS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA_1, EV_RSA_PKCS),
+    ROW(CKM_SHA256_RSA_PKCS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA256, EV_RSA_PKCS),
+    ROW(CKM_SHA384_RSA_PKCS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA384, EV_RSA_PKCS),
+    ROW(CKM_SHA512_RSA_PKCS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA512, EV_RSA_PKCS),
+    ROW(CKM_SHA256_RSA_PKCS_PSS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA256, EV_RSA_PSS),
+    ROW(CKM_SHA384_RSA_PKCS_PSS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA384, EV_RSA_PSS),
+    ROW(CKM_SHA512_RSA_PKCS_PSS, RSA_KEY_T, EV_SIGN_FLAGS, &ev_rsa_ops, CKM_SHA512, EV_RSA_PSS),
 
-	/* AES */
-	{.type = CKM_AES_KEY_GEN, AES_KEY_T, .flags = CKF_GENERATE},
-	{.type = CKM_AES_ECB, AES_KEY_T, .flags = EV_CRYPT_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_ECB},
-	{.type = CKM_AES_CBC, AES_KEY_T, .flags = EV_CRYPT_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_CBC},
-	{.type = CKM_AES_CBC_PAD, AES_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_CBC_PAD},
-	{.type = CKM_AES_CTR, AES_KEY_T, .flags = EV_CRYPT_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_CTR},
-	{.type = CKM_AES_GCM, AES_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_GCM},
-	{.type = CKM_AES_KEY_WRAP, AES_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_KW},
-	{.type = CKM_AES_KEY_WRAP_PAD, AES_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_KW_PAD},
-	{.type = CKM_AES_KEY_WRAP_KWP, AES_KEY_T, .flags = EV_WRAP_FLAGS, .ops = &ev_aes_ops,
-	    .variant = EV_AES_KWP},
+    /* AES */
+    ROW(CKM_AES_KEY_GEN, AES_KEY_T, CKF_GENERATE, NULL, 0, 0),
+    ROW(CKM_AES_ECB, AES_KEY_T, EV_CRYPT_FLAGS, &ev_aes_ops, 0, EV_AES_ECB),
+    ROW(CKM_AES_CBC, AES_KEY_T, EV_CRYPT_FLAGS, &ev_aes_ops, 0, EV_AES_CBC),
+    ROW(CKM_AES_CBC_PAD, AES_KEY_T, EV_WRAP_FLAGS, &ev_aes_ops, 0, EV_AES_CBC_PAD),
+    ROW(CKM_AES_CTR, AES_KEY_T, EV_CRYPT_FLAGS, &ev_aes_ops, 0, EV_AES_CTR),
+    ROW(CKM_AES_GCM, AES_KEY_T, EV_WRAP_FLAGS, &ev_aes_ops, 0, EV_AES_GCM),
+    ROW(CKM_AES_KEY_WRAP, AES_KEY_T, EV_WRAP_FLAGS, &ev_aes_ops, 0, EV_AES_KW),
+    ROW(CKM_AES_KEY_WRAP_PAD, AES_KEY_T, EV_WRAP_FLAGS, &ev_aes_ops, 0, EV_AES_KW_PAD),
+    ROW(CKM_AES_KEY_WRAP_KWP, AES_KEY_T, EV_WRAP_FLAGS, &ev_aes_ops, 0, EV_AES_KWP),
 
-	/* Generic secrets and HMAC */
-	{.type = CKM_GENERIC_SECRET_KEY_GEN, .ktypes = {CKK_GENERIC_SECRET}, .nktypes = 1,
-	    .min_size = EV_GENERIC_MIN, .max_size = EV_GENERIC_GEN_MAX, .flags = CKF_GENERATE},
-	{.type = CKM_SHA256_HMAC, HMAC_KEY_T(CKK_SHA256_HMAC), .flags = EV_SIGN_FLAGS,
-	    .ops = &ev_hmac_ops, .hash = CKM_SHA256},
-	{.type = CKM_SHA384_HMAC, HMAC_KEY_T(CKK_SHA384_HMAC), .flags = EV_SIGN_FLAGS,
-	    .ops = &ev_hmac_ops, .hash = CKM_SHA384},
-	{.type = CKM_SHA512_HMAC, HMAC_KEY_T(CKK_SHA512_HMAC), .flags = EV_SIGN_FLAGS,
-	    .ops = &ev_hmac_ops, .hash = CKM_SHA512},
+    /* Generic secrets and HMAC */
+    ROW(CKM_GENERIC_SECRET_KEY_GEN, GENERIC_GEN_KEY_T, CKF_GENERATE, NULL, 0, 0),
+    ROW(CKM_SHA256_HMAC, HMAC_KEY_T(CKK_SHA256_HMAC), EV_SIGN_FLAGS, &ev_hmac_ops, CKM_SHA256, 0),
+    ROW(CKM_SHA384_HMAC, HMAC_KEY_T(CKK_SHA384_HMAC), EV_SIGN_FLAGS, &ev_hmac_ops, CKM_SHA384, 0),
+    ROW(CKM_SHA512_HMAC, HMAC_KEY_T(CKK_SHA512_HMAC), EV_SIGN_FLAGS, &ev_hmac_ops, CKM_SHA512, 0),
 
-	/* Digests */
-	{.type = CKM_SHA_1, .flags = CKF_DIGEST, .ops = &ev_digest_ops, .hash = CKM_SHA_1},
-	{.type = CKM_SHA256, .flags = CKF_DIGEST, .ops = &ev_digest_ops, .hash = CKM_SHA256},
-	{.type = CKM_SHA384, .flags = CKF_DIGEST, .ops = &ev_digest_ops, .hash = CKM_SHA384},
-	{.type = CKM_SHA512, .flags = CKF_DIGEST, .ops = &ev_digest_ops, .hash = CKM_SHA512},
+    /* Digests */
+    ROW(CKM_SHA_1, NO_KEY_T, CKF_DIGEST, &ev_digest_ops, CKM_SHA_1, 0),
+    ROW(CKM_SHA256, NO_KEY_T, CKF_DIGEST, &ev_digest_ops, CKM_SHA256, 0),
+    ROW(CKM_SHA384, NO_KEY_T, CKF_DIGEST, &ev_digest_ops, CKM_SHA384, 0),
+    ROW(CKM_SHA512, NO_KEY_T, CKF_DIGEST, &ev_digest_ops, CKM_SHA512, 0),
 };
 
 const ev_mech *
@@ -209,10 +197,10 @@ static struct {
 	const char *name;
 	EVP_MD *md;
 } mds[] = {
-	{CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", NULL},
-	{CKM_SHA256, CKG_MGF1_SHA256, "SHA2-256", NULL},
-	{CKM_SHA384, CKG_MGF1_SHA384, "SHA2-384", NULL},
-	{CKM_SHA512, CKG_MGF1_SHA512, "SHA2-512", NULL},
+    {CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", NULL},
+    {CKM_SHA256, CKG_MGF1_SHA256, "SHA2-256", NULL},
+    {CKM_SHA384, CKG_MGF1_SHA384, "SHA2-384", NULL},
+    {CKM_SHA512, CKG_MGF1_SHA512, "SHA2-512", NULL},
 };
 
 static struct {
@@ -221,28 +209,26 @@ static struct {
 	const char *name;
 	EVP_CIPHER *cipher;
 } ciphers[] = {
-	{EV_AES_ECB, 16, "AES-128-ECB", NULL},
-	{EV_AES_ECB, 24, "AES-192-ECB", NULL},
-	{EV_AES_ECB, 32, "AES-256-ECB", NULL},
-	{EV_AES_CBC, 16, "AES-128-CBC", NULL},
-	{EV_AES_CBC, 24, "AES-192-CBC", NULL},
-	{EV_AES_CBC, 32, "AES-256-CBC", NULL},
-	{EV_AES_CTR, 16, "AES-128-CTR", NULL},
-	{EV_AES_CTR, 24, "AES-192-CTR", NULL},
-	{EV_AES_CTR, 32, "AES-256-CTR", NULL},
-	{EV_AES_GCM, 16, "AES-128-GCM", NULL},
-	{EV_AES_GCM, 24, "AES-192-GCM", NULL},
-	{EV_AES_GCM, 32, "AES-256-GCM", NULL},
-	{EV_AES_KW, 16, "AES-128-WRAP", NULL},
-	{EV_AES_KW, 24, "AES-192-WRAP", NULL},
-	{EV_AES_KW, 32, "AES-256-WRAP", NULL},
-	{EV_AES_KWP, 16, "AES-128-WRAP-PAD", NULL},
-	{EV_AES_KWP, 24, "AES-192-WRAP-PAD", NULL},
-	{EV_AES_KWP, 32, "AES-256-WRAP-PAD", NULL},
+    {EV_AES_ECB, 16, "AES-128-ECB", NULL},	{EV_AES_ECB, 24, "AES-192-ECB", NULL},
+    {EV_AES_ECB, 32, "AES-256-ECB", NULL},	{EV_AES_CBC, 16, "AES-128-CBC", NULL},
+    {EV_AES_CBC, 24, "AES-192-CBC", NULL},	{EV_AES_CBC, 32, "AES-256-CBC", NULL},
+    {EV_AES_CTR, 16, "AES-128-CTR", NULL},	{EV_AES_CTR, 24, "AES-192-CTR", NULL},
+    {EV_AES_CTR, 32, "AES-256-CTR", NULL},	{EV_AES_GCM, 16, "AES-128-GCM", NULL},
+    {EV_AES_GCM, 24, "AES-192-GCM", NULL},	{EV_AES_GCM, 32, "AES-256-GCM", NULL},
+    {EV_AES_KW, 16, "AES-128-WRAP", NULL},	{EV_AES_KW, 24, "AES-192-WRAP", NULL},
+    {EV_AES_KW, 32, "AES-256-WRAP", NULL},	{EV_AES_KWP, 16, "AES-128-WRAP-PAD", NULL},
+    {EV_AES_KWP, 24, "AES-192-WRAP-PAD", NULL}, {EV_AES_KWP, 32, "AES-256-WRAP-PAD", NULL},
 };
 
 static EVP_MAC *hmac;
-static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Fetched on first use and released by ev_mech_fini() (C_Finalize), so a
+ * module that is unloaded after C_Finalize leaves nothing of OpenSSL's
+ * behind. The flag is read without the lock on the hot path.
+ */
+static atomic_int fetched;
+static pthread_mutex_t fetch_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 fetch_all(void)
@@ -265,7 +251,36 @@ fetch_all(void)
 static void
 fetch(void)
 {
-	pthread_once(&fetch_once, fetch_all);
+	if (atomic_load_explicit(&fetched, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&fetch_lock);
+	if (!atomic_load(&fetched)) {
+		fetch_all();
+		atomic_store_explicit(&fetched, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&fetch_lock);
+}
+
+void
+ev_mech_fini(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&fetch_lock);
+	if (atomic_load(&fetched)) {
+		for (i = 0; i < EV_ARRAY_SIZE(mds); i++) {
+			EVP_MD_free(mds[i].md);
+			mds[i].md = NULL;
+		}
+		for (i = 0; i < EV_ARRAY_SIZE(ciphers); i++) {
+			EVP_CIPHER_free(ciphers[i].cipher);
+			ciphers[i].cipher = NULL;
+		}
+		EVP_MAC_free(hmac);
+		hmac = NULL;
+		atomic_store(&fetched, 0);
+	}
+	pthread_mutex_unlock(&fetch_lock);
 }
 
 const EVP_MD *
@@ -357,7 +372,7 @@ class_ok(ev_op_kind kind, const ev_key *key)
 
 CK_RV
 ev_op_start(ev_op_kind kind, CK_FLAGS need, const CK_MECHANISM *mech, const ev_key *key,
-    ev_op **out)
+	    ev_op **out)
 {
 	const ev_mech *m;
 	ev_op *op = NULL;
@@ -493,8 +508,7 @@ out_len(const ev_op *op, ev_stage stage, CK_ULONG inlen, CK_ULONG *len, int *exa
  * the operation when only an upper bound was known.
  */
 static CK_RV
-finish(ev_op *op, int oneshot, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out,
-    CK_ULONG *outlen)
+finish(ev_op *op, int oneshot, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
 {
 	const ev_mech_ops *ops = op->mech->ops;
 	CK_ULONG need, n;
@@ -517,7 +531,8 @@ finish(ev_op *op, int oneshot, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out,
 		return CKR_BUFFER_TOO_SMALL;
 	}
 	if (*outlen >= need) {
-		rv = oneshot ? ops->oneshot(op, in, inlen, out, outlen) : ops->final(op, out, outlen);
+		rv = oneshot ? ops->oneshot(op, in, inlen, out, outlen)
+			     : ops->final(op, out, outlen);
 		goto out;
 	}
 	/* Only a bound is known and the buffer is below it: compute, then see. */
@@ -568,6 +583,11 @@ ev_op_update(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULON
 		goto out;
 	}
 	if (op->buffered || ops->update == NULL) {
+		/* Nothing comes out before the end; a length query takes no input. */
+		if (kind_has_output(op->kind) && out == NULL) {
+			*outlen = 0;
+			return CKR_OK;
+		}
 		rv = ev_op_buffer(op, in, inlen);
 		if (rv != CKR_OK)
 			goto out;
@@ -644,7 +664,7 @@ ev_op_verify(ev_op *op, const CK_BYTE *data, CK_ULONG len, const CK_BYTE *sig, C
 		rv = CKR_ARGUMENTS_BAD;
 	else
 		rv = op->mech->ops->verify(op, data != NULL ? data : empty, len,
-		    sig != NULL ? sig : empty, siglen);
+					   sig != NULL ? sig : empty, siglen);
 	op_end(op);
 	return rv;
 }
@@ -660,7 +680,7 @@ ev_op_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 		rv = CKR_ARGUMENTS_BAD;
 	else if (op->buffered || op->mech->ops->update == NULL)
 		rv = op->mech->ops->verify(op, op->buf != NULL ? op->buf : empty, op->buflen,
-		    sig != NULL ? sig : empty, siglen);
+					   sig != NULL ? sig : empty, siglen);
 	else
 		rv = op->mech->ops->verify_final(op, sig != NULL ? sig : empty, siglen);
 	op_end(op);

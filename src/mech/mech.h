@@ -49,6 +49,12 @@ int ev_mech_can(const ev_mech *m, CK_FLAGS ckf_flag);
  */
 CK_RV ev_mech_key_ok(const ev_mech *m, const ev_key *key);
 
+/*
+ * Release the algorithms fetched from OpenSSL on first use (C_Finalize).
+ * No operation may be alive; the next use fetches them again.
+ */
+void ev_mech_fini(void);
+
 typedef struct ev_op ev_op;
 
 /*

@@ -38,25 +38,25 @@ typedef struct ev_mech_ops {
 	 * error (CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE). NULL:
 	 * op->outsize, exact, for single-part and final, 0 for updates.
 	 */
-	CK_RV (*out_len)(const ev_op *op, ev_stage stage, CK_ULONG inlen, CK_ULONG *len,
-	    int *exact);
+	CK_RV (*out_len)
+	(const ev_op *op, ev_stage stage, CK_ULONG inlen, CK_ULONG *len, int *exact);
 
 	/* The single-part call. out is not NULL and *outlen >= out_len(). */
-	CK_RV (*oneshot)(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out,
-	    CK_ULONG *outlen);
+	CK_RV (*oneshot)
+	(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen);
 
 	/*
 	 * Streaming update and final (out as for oneshot; NULL for sign,
 	 * verify and digest updates). When update is NULL, mech.c buffers
 	 * the input and finishes with oneshot or verify.
 	 */
-	CK_RV (*update)(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out,
-	    CK_ULONG *outlen);
+	CK_RV (*update)
+	(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen);
 	CK_RV (*final)(ev_op *op, CK_BYTE *out, CK_ULONG *outlen);
 
 	/* Verification, single-part and final of a streaming update. */
-	CK_RV (*verify)(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig,
-	    CK_ULONG siglen);
+	CK_RV (*verify)
+	(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig, CK_ULONG siglen);
 	CK_RV (*verify_final)(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen);
 } ev_mech_ops;
 
@@ -89,7 +89,7 @@ struct ev_mech {
 	CK_FLAGS flags;
 	const ev_mech_ops *ops; /* NULL for key generation and derivation */
 	CK_MECHANISM_TYPE hash; /* digest of hash-and-sign, HMAC and digest mechanisms */
-	int variant;            /* family-specific: EV_AES_*, EV_RSA_* */
+	int variant;		/* family-specific: EV_AES_*, EV_RSA_* */
 };
 
 struct ev_op {
@@ -101,7 +101,7 @@ struct ev_op {
 	int buffered; /* the algorithm is one-shot: mech.c keeps the input until the end */
 
 	CK_ULONG outsize; /* signature, MAC or digest size; RSA modulus bytes */
-	uint64_t total;   /* input bytes taken by updates so far */
+	uint64_t total;	  /* input bytes taken by updates so far */
 
 	const EVP_MD *md; /* borrowed from the fetched set (ev_md_get) */
 	EVP_MD_CTX *mdctx;
@@ -145,8 +145,8 @@ extern const ev_mech_ops ev_digest_ops;
  * operations (the fetch is what costs; see mech.c). NULL when the
  * running OpenSSL does not offer it.
  */
-const EVP_MD *ev_md_get(CK_MECHANISM_TYPE hash);           /* CKM_SHA_1, CKM_SHA256, ... */
-const EVP_MD *ev_md_for_mgf(CK_RSA_PKCS_MGF_TYPE mgf);      /* CKG_MGF1_SHA1, ... */
+const EVP_MD *ev_md_get(CK_MECHANISM_TYPE hash);	     /* CKM_SHA_1, CKM_SHA256, ... */
+const EVP_MD *ev_md_for_mgf(CK_RSA_PKCS_MGF_TYPE mgf);	     /* CKG_MGF1_SHA1, ... */
 const EVP_CIPHER *ev_cipher_get(int variant, size_t keylen); /* EV_AES_* */
 EVP_MAC *ev_hmac_get(void);
 
@@ -159,6 +159,6 @@ CK_RV ev_op_buffer(ev_op *op, const CK_BYTE *in, CK_ULONG inlen);
  * runs CKF_WRAP / CKF_UNWRAP mechanisms as encryption / decryption.
  */
 CK_RV ev_op_start(ev_op_kind kind, CK_FLAGS need, const CK_MECHANISM *mech, const ev_key *key,
-    ev_op **out);
+		  ev_op **out);
 
 #endif

@@ -22,8 +22,7 @@ ossl_rv(int ok)
 
 /* CK_RSA_PKCS_PSS_PARAMS: supported hash and MGF, a salt that fits. */
 static CK_RV
-pss_params(ev_op *op, const CK_MECHANISM *mech, const EVP_MD **md, const EVP_MD **mgf_md,
-    int *slen)
+pss_params(ev_op *op, const CK_MECHANISM *mech, const EVP_MD **md, const EVP_MD **mgf_md, int *slen)
 {
 	const CK_RSA_PKCS_PSS_PARAMS *p;
 	int bits, emlen, hlen;
@@ -91,7 +90,8 @@ oaep_setup(ev_op *op, const CK_MECHANISM *mech)
 		label = OPENSSL_memdup(p->pSourceData, p->ulSourceDataLen);
 		if (label == NULL)
 			return CKR_HOST_MEMORY;
-		if (EVP_PKEY_CTX_set0_rsa_oaep_label(op->pctx, label, (int)p->ulSourceDataLen) <= 0) {
+		if (EVP_PKEY_CTX_set0_rsa_oaep_label(op->pctx, label, (int)p->ulSourceDataLen) <=
+		    0) {
 			OPENSSL_free(label);
 			return CKR_FUNCTION_FAILED;
 		}
@@ -219,14 +219,11 @@ input_ok(const ev_op *op, CK_ULONG inlen)
 static CK_RV
 rsa_out_len(const ev_op *op, ev_stage stage, CK_ULONG inlen, CK_ULONG *len, int *exact)
 {
-	CK_RV rv;
-
 	*len = stage == EV_STAGE_UPDATE ? 0 : op->outsize;
 	*exact = op->kind != EV_OP_DECRYPT;
 	if (stage != EV_STAGE_ONESHOT)
 		return CKR_OK;
-	rv = input_ok(op, inlen);
-	return rv;
+	return input_ok(op, inlen);
 }
 
 static CK_RV
@@ -307,11 +304,11 @@ rsa_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 }
 
 const ev_mech_ops ev_rsa_ops = {
-	.init = rsa_init,
-	.out_len = rsa_out_len,
-	.oneshot = rsa_oneshot,
-	.update = rsa_update,
-	.final = rsa_final,
-	.verify = rsa_verify,
-	.verify_final = rsa_verify_final,
+    .init = rsa_init,
+    .out_len = rsa_out_len,
+    .oneshot = rsa_oneshot,
+    .update = rsa_update,
+    .final = rsa_final,
+    .verify = rsa_verify,
+    .verify_final = rsa_verify_final,
 };

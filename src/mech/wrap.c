@@ -43,7 +43,7 @@ map_unwrap_rv(CK_RV rv)
 
 CK_RV
 ev_mech_wrap(const CK_MECHANISM *mech, const ev_key *wrapping, const ev_key *key, CK_BYTE *out,
-    CK_ULONG *outlen)
+	     CK_ULONG *outlen)
 {
 	ev_secret *plain = NULL, *padded;
 	ev_op *op = NULL;
@@ -83,7 +83,7 @@ out:
 
 CK_RV
 ev_mech_unwrap(const CK_MECHANISM *mech, const ev_key *unwrapping, const CK_BYTE *in,
-    CK_ULONG inlen, ev_secret **plain)
+	       CK_ULONG inlen, ev_secret **plain)
 {
 	ev_secret *s = NULL;
 	ev_op *op = NULL;

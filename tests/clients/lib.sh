@@ -7,6 +7,14 @@ set -u
 : "${EV_MODULE:?EV_MODULE must name the built module (run through make check)}"
 : "${EV_SOFTHSM:=/usr/lib/softhsm/libsofthsm2.so}"
 
+# A module built with --enable-sanitizers needs the ASan runtime loaded first
+# in the (uninstrumented) client programs. Their own leaks are not ours.
+asan=$(ldd "$EV_MODULE" 2>/dev/null | awk '/libasan/ {print $3}')
+if [ -n "$asan" ]; then
+	export LD_PRELOAD="$asan"
+	export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+fi
+
 EV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-client-XXXXXX")
 EV_PIDS=""
 ev_cleanup() {

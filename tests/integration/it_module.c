@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,15 @@ START_TEST(test_function_lists_complete)
 	CK_INTERFACE *iface;
 	CK_VERSION v240 = { 2, 40 }, v999 = { 9, 99 };
 
-	n = (sizeof(CK_FUNCTION_LIST_3_0) - sizeof(CK_VERSION)) / sizeof(void *);
-	p = (void **)((char *)env.f + sizeof(CK_VERSION));
+	n = (sizeof(CK_FUNCTION_LIST_3_0) - offsetof(CK_FUNCTION_LIST_3_0, C_Initialize)) /
+	    sizeof(void *);
+	p = (void **)&env.f->C_Initialize;
 	for (i = 0; i < n; i++)
 		ck_assert_msg(p[i] != NULL, "3.0 list slot %zu is NULL", i);
-	n = (sizeof(CK_FUNCTION_LIST) - sizeof(CK_VERSION)) / sizeof(void *);
-	p = (void **)((char *)env.f240 + sizeof(CK_VERSION));
+	ck_assert_uint_eq(n, 92);
+	n = (sizeof(CK_FUNCTION_LIST) - offsetof(CK_FUNCTION_LIST, C_Initialize)) / sizeof(void *);
+	ck_assert_uint_eq(n, 68);
+	p = (void **)&env.f240->C_Initialize;
 	for (i = 0; i < n; i++)
 		ck_assert_msg(p[i] != NULL, "2.40 list slot %zu is NULL", i);
 	ck_assert_int_eq(env.f->version.major, 3);

@@ -148,8 +148,8 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c->root_key_label, "edgevault-root");
 	ck_assert_str_eq(c->root_pin_env, "EV_TEST_PIN");
 	ck_assert_uint_eq(c->pin_max_fails, 10);
-	ck_assert_uint_eq(c->argon2_ops, crypto_pwhash_OPSLIMIT_MODERATE);
-	ck_assert_uint_eq(c->argon2_mem, crypto_pwhash_MEMLIMIT_MODERATE);
+	ck_assert_uint_eq(c->argon2_ops, crypto_pwhash_OPSLIMIT_INTERACTIVE);
+	ck_assert_uint_eq(c->argon2_mem, crypto_pwhash_MEMLIMIT_INTERACTIVE);
 	ev_config_free(c);
 }
 END_TEST

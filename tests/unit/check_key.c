@@ -22,10 +22,10 @@ static const CK_BYTE oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 static const CK_BYTE oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
 static const CK_BYTE oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 /* 1.3.6.1.4.1.11591.15.1, as GnuPG and older OpenSC name Ed25519. */
-static const CK_BYTE oid_ed25519_gnu[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47,
-	0x0f, 0x01};
-static const CK_BYTE str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5',
-	'5', '1', '9'};
+static const CK_BYTE oid_ed25519_gnu[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x04,
+					  0x01, 0xda, 0x47, 0x0f, 0x01};
+static const CK_BYTE str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+				      'd',  's',  '2', '5', '5', '1', '9'};
 static const CK_BYTE str_p256[] = {0x13, 0x0a, 'p', 'r', 'i', 'm', 'e', '2', '5', '6', 'v', '1'};
 
 /* An RSA pair made once in main(), before the forks. */
@@ -95,7 +95,7 @@ check_spki(const ev_attrs *a, EVP_PKEY *pkey)
 
 static void
 check_ec(const CK_BYTE *params, size_t plen, const CK_BYTE *oid, size_t oidlen, size_t n,
-    CK_ULONG bits)
+	 CK_ULONG bits)
 {
 	ev_key *priv = NULL, *pub = NULL;
 	ev_attrs *a;
@@ -123,7 +123,7 @@ check_ec(const CK_BYTE *params, size_t plen, const CK_BYTE *oid, size_t oidlen, 
 	ck_assert_uint_eq(v[1], 2 * n + 1);
 	ck_assert_uint_eq(v[2], 0x04);
 	EVP_PKEY_get_octet_string_param(pub->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, raw,
-	    sizeof(raw), &rawlen);
+					sizeof(raw), &rawlen);
 	ck_assert_uint_eq(rawlen, 2 * n + 1);
 	ck_assert_mem_eq(v + 2, raw, rawlen);
 	check_spki(a, priv->pkey);
@@ -143,7 +143,7 @@ check_ec(const CK_BYTE *params, size_t plen, const CK_BYTE *oid, size_t oidlen, 
 
 		ck_assert_int_eq(EVP_PKEY_get_bn_param(pub->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d), 0);
 		ck_assert_int_eq(EVP_PKEY_get_bn_param(priv->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d),
-		    1);
+				 1);
 		BN_clear_free(d);
 	}
 	ev_key_free(priv);
@@ -171,9 +171,8 @@ START_TEST(test_generate_ed25519)
 		ev_attrs *a;
 		const CK_ATTRIBUTE *pt;
 
-		ck_assert_int_eq(gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, params[i], lens[i], 0, &priv,
-				     &pub),
-		    CKR_OK);
+		ck_assert_int_eq(
+		    gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, params[i], lens[i], 0, &priv, &pub), CKR_OK);
 		ck_assert_uint_eq(priv->type, CKK_EC_EDWARDS);
 		ck_assert_uint_eq(ev_key_size(priv), 256);
 		a = attrs_of(pub);
@@ -246,44 +245,43 @@ START_TEST(test_generate_errors)
 	ev_attrs *t = ev_attrs_new();
 
 	ck_assert_int_eq(ev_key_generate_pair(CKM_EC_KEY_PAIR_GEN, t, &priv, &pub),
-	    CKR_TEMPLATE_INCOMPLETE);
+			 CKR_TEMPLATE_INCOMPLETE);
 	ck_assert_ptr_null(priv);
 	ck_assert_ptr_null(pub);
 	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_p521, sizeof(oid_p521), 0, &priv, &pub),
+			 CKR_CURVE_NOT_SUPPORTED);
+	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0, &priv, &pub),
+			 CKR_CURVE_NOT_SUPPORTED);
+	ck_assert_int_eq(
+	    gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &priv, &pub),
 	    CKR_CURVE_NOT_SUPPORTED);
-	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0, &priv,
-			     &pub),
-	    CKR_CURVE_NOT_SUPPORTED);
-	ck_assert_int_eq(gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &priv,
-			     &pub),
-	    CKR_CURVE_NOT_SUPPORTED);
-	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, explicit_params, sizeof(explicit_params), 0,
-			     &priv, &pub),
+	ck_assert_int_eq(
+	    gen(CKM_EC_KEY_PAIR_GEN, explicit_params, sizeof(explicit_params), 0, &priv, &pub),
 	    CKR_CURVE_NOT_SUPPORTED);
 	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, garbage, sizeof(garbage), 0, &priv, &pub),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	memcpy(trailing, oid_p256, sizeof(oid_p256));
 	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, trailing, sizeof(trailing), 0, &priv, &pub),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 
 	ck_assert_int_eq(ev_key_generate_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, t, &priv, &pub),
-	    CKR_TEMPLATE_INCOMPLETE);
+			 CKR_TEMPLATE_INCOMPLETE);
 	ck_assert_int_eq(gen(CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0, 1024, &priv, &pub),
-	    CKR_KEY_SIZE_RANGE);
+			 CKR_KEY_SIZE_RANGE);
 	ck_assert_int_eq(gen(CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0, 8192, &priv, &pub),
-	    CKR_KEY_SIZE_RANGE);
+			 CKR_KEY_SIZE_RANGE);
 	ev_attrs_set_ulong(t, CKA_MODULUS_BITS, 2048);
 	ev_attrs_set(t, CKA_PUBLIC_EXPONENT, even, sizeof(even));
 	ck_assert_int_eq(ev_key_generate_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, t, &priv, &pub),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	ev_attrs_set(t, CKA_PUBLIC_EXPONENT, "\x01", 1);
 	ck_assert_int_eq(ev_key_generate_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, t, &priv, &pub),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	ev_attrs_set(t, CKA_MODULUS_BITS, "ab", 2);
 	ck_assert_int_eq(ev_key_generate_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, t, &priv, &pub),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	ck_assert_int_eq(ev_key_generate_pair(CKM_AES_KEY_GEN, t, &priv, &pub),
-	    CKR_MECHANISM_INVALID);
+			 CKR_MECHANISM_INVALID);
 	ck_assert_ptr_null(priv);
 	ck_assert_ptr_null(pub);
 	ev_attrs_free(t);
@@ -318,7 +316,7 @@ START_TEST(test_generate_secret)
 	for (i = 0; i < 4; i++) {
 		ev_attrs_set_ulong(t, CKA_VALUE_LEN, aes_bad[i]);
 		ck_assert_int_eq(ev_key_generate_secret(CKM_AES_KEY_GEN, t, &k),
-		    CKR_ATTRIBUTE_VALUE_INVALID);
+				 CKR_ATTRIBUTE_VALUE_INVALID);
 		ck_assert_ptr_null(k);
 	}
 	ev_attrs_set_ulong(t, CKA_VALUE_LEN, 20);
@@ -328,10 +326,10 @@ START_TEST(test_generate_secret)
 	ev_key_free(k);
 	ev_attrs_set_ulong(t, CKA_VALUE_LEN, 0);
 	ck_assert_int_eq(ev_key_generate_secret(CKM_GENERIC_SECRET_KEY_GEN, t, &k),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	ev_attrs_set_ulong(t, CKA_VALUE_LEN, 513);
 	ck_assert_int_eq(ev_key_generate_secret(CKM_GENERIC_SECRET_KEY_GEN, t, &k),
-	    CKR_ATTRIBUTE_VALUE_INVALID);
+			 CKR_ATTRIBUTE_VALUE_INVALID);
 	ck_assert_int_eq(ev_key_generate_secret(CKM_EC_KEY_PAIR_GEN, t, &k), CKR_MECHANISM_INVALID);
 	ev_attrs_free(t);
 }
@@ -360,7 +358,7 @@ START_TEST(test_import_ec)
 	CK_ATTRIBUTE t[2] = {{CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)}};
 
 	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &priv, &pub),
-	    CKR_OK);
+			 CKR_OK);
 	a = attrs_of(pub);
 	pt = need(a, CKA_EC_POINT);
 	memcpy(raw, (CK_BYTE *)pt->pValue + 2, 65);
@@ -426,8 +424,8 @@ START_TEST(test_import_ed25519)
 	const CK_ATTRIBUTE *pt;
 	CK_ATTRIBUTE t[2] = {{CKA_EC_PARAMS, (void *)str_ed25519, sizeof(str_ed25519)}};
 
-	ck_assert_int_eq(gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0,
-			     &priv, &pub),
+	ck_assert_int_eq(
+	    gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0, &priv, &pub),
 	    CKR_OK);
 	a = attrs_of(pub);
 	pt = need(a, CKA_EC_POINT);
@@ -461,8 +459,9 @@ END_TEST
 
 START_TEST(test_import_rsa)
 {
-	static const CK_ATTRIBUTE_TYPE comps[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
-		CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT};
+	static const CK_ATTRIBUTE_TYPE comps[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+						  CKA_PRIME_2,		CKA_EXPONENT_1,
+						  CKA_EXPONENT_2,	CKA_COEFFICIENT};
 	ev_secret *s[6] = {NULL};
 	ev_attrs *a = attrs_of(rsa_pub);
 	const CK_ATTRIBUTE *mod = need(a, CKA_MODULUS), *exp = need(a, CKA_PUBLIC_EXPONENT);
@@ -483,7 +482,9 @@ START_TEST(test_import_rsa)
 		ck_assert_int_eq(ev_key_secret_attr(rsa, comps[i], &s[i]), CKR_OK);
 		t[2 + i] = (CK_ATTRIBUTE){comps[i], s[i]->data, s[i]->len};
 	}
-	ck_assert_uint_eq(s[0]->len, 256);
+	/* Minimal big-endian: d may be a byte short; p of a 2048-bit key never is. */
+	ck_assert_uint_le(s[0]->len, 256);
+	ck_assert_uint_ge(s[0]->len, 250);
 	ck_assert_uint_eq(s[1]->len, 128);
 	/* With the CRT values, and with n, e, d only. */
 	k = import(CKO_PRIVATE_KEY, CKK_RSA, t, 8, CKR_OK);
@@ -541,12 +542,11 @@ START_TEST(test_export_import)
 	ev_secret *s = NULL, *s2 = NULL, *junk;
 	size_t i;
 
-	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_p384, sizeof(oid_p384), 0, &keys[0],
-			     &pubs[0]),
-	    CKR_OK);
+	ck_assert_int_eq(
+	    gen(CKM_EC_KEY_PAIR_GEN, oid_p384, sizeof(oid_p384), 0, &keys[0], &pubs[0]), CKR_OK);
 	ck_assert_int_eq(gen(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0,
 			     &keys[1], &pubs[1]),
-	    CKR_OK);
+			 CKR_OK);
 	keys[2] = rsa;
 	for (i = 0; i < 3; i++) {
 		ck_assert_int_eq(ev_key_export_secret(keys[i], &s), CKR_OK);
@@ -560,19 +560,19 @@ START_TEST(test_export_import)
 		ev_key_free(back);
 		ev_secret_free(s2);
 		/* The wrong type, trailing bytes, truncation. */
-		ck_assert_int_eq(ev_key_import_secret(CKO_PRIVATE_KEY, types[(i + 1) % 3], s,
-				     &back),
+		ck_assert_int_eq(
+		    ev_key_import_secret(CKO_PRIVATE_KEY, types[(i + 1) % 3], s, &back),
 		    CKR_ENCRYPTED_DATA_INVALID);
 		ck_assert_ptr_null(back);
 		junk = ev_secret_new(s->len + 1);
 		memcpy(junk->data, s->data, s->len);
 		ck_assert_int_eq(ev_key_import_secret(CKO_PRIVATE_KEY, types[i], junk, &back),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 		junk->len = s->len - 1;
 		ck_assert_int_eq(ev_key_import_secret(CKO_PRIVATE_KEY, types[i], junk, &back),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 		ck_assert_int_eq(ev_key_import_secret(CKO_SECRET_KEY, CKK_AES, s, &back),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 		ev_secret_free(junk);
 		ev_secret_free(s);
 		s = NULL;
@@ -589,12 +589,12 @@ START_TEST(test_export_import)
 	ev_secret_free(s2);
 	s->len = 15;
 	ck_assert_int_eq(ev_key_import_secret(CKO_SECRET_KEY, CKK_AES, s, &back),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	ck_assert_int_eq(ev_key_import_secret(CKO_SECRET_KEY, CKK_GENERIC_SECRET, s, &back),
-	    CKR_OK);
+			 CKR_OK);
 	ev_key_free(back);
 	ck_assert_int_eq(ev_key_import_secret(CKO_PRIVATE_KEY, CKK_AES, s, &back),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	ev_secret_free(s);
 	for (i = 0; i < 2; i++) {
 		ev_key_free(keys[i]);
@@ -611,7 +611,7 @@ START_TEST(test_secret_attr)
 	CK_ATTRIBUTE t[] = {{CKA_VALUE, (void *)"0123456789abcdef", 16}};
 
 	ck_assert_int_eq(gen(CKM_EC_KEY_PAIR_GEN, oid_p384, sizeof(oid_p384), 0, &priv, &pub),
-	    CKR_OK);
+			 CKR_OK);
 	ck_assert_int_eq(ev_key_secret_attr(priv, CKA_VALUE, &s), CKR_OK);
 	ck_assert_uint_eq(s->len, 48); /* padded to the field size */
 	EVP_PKEY_get_bn_param(priv->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d);
@@ -621,7 +621,7 @@ START_TEST(test_secret_attr)
 	s = NULL;
 	ck_assert_int_eq(ev_key_secret_attr(pub, CKA_VALUE, &s), CKR_ATTRIBUTE_TYPE_INVALID);
 	ck_assert_int_eq(ev_key_secret_attr(priv, CKA_PRIVATE_EXPONENT, &s),
-	    CKR_ATTRIBUTE_TYPE_INVALID);
+			 CKR_ATTRIBUTE_TYPE_INVALID);
 	ck_assert_int_eq(ev_key_secret_attr(rsa, CKA_VALUE, &s), CKR_ATTRIBUTE_TYPE_INVALID);
 	ck_assert_int_eq(ev_key_secret_attr(rsa, CKA_MODULUS, &s), CKR_ATTRIBUTE_TYPE_INVALID);
 	ck_assert_ptr_null(s);

@@ -4,6 +4,7 @@
  * vectors, and the PKCS#11 length and buffer conventions.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ hex(const char *h, CK_BYTE *out, size_t *len)
 /* No ck_assert here: main() calls it outside any test. */
 static CK_RV
 gen_pair(CK_MECHANISM_TYPE mech, const void *ecp, size_t ecplen, CK_ULONG bits, ev_key **priv,
-    ev_key **pub)
+	 ev_key **pub)
 {
 	ev_attrs *t = ev_attrs_new();
 	CK_RV rv = CKR_HOST_MEMORY;
@@ -93,7 +94,7 @@ run(ev_op_kind kind, CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULO
 /* Multi-part through ev_op in chunks of the given size; output appended. */
 static CK_RV
 run_parts(ev_op_kind kind, CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULONG inlen,
-    size_t chunk, CK_BYTE *out, CK_ULONG *outlen)
+	  size_t chunk, CK_BYTE *out, CK_ULONG *outlen)
 {
 	ev_op *op = NULL;
 	CK_ULONG done = 0, pos = 0, n;
@@ -104,18 +105,33 @@ run_parts(ev_op_kind kind, CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, 
 	if (rv != CKR_OK)
 		return rv;
 	while (pos < inlen) {
-		CK_ULONG c = inlen - pos < chunk ? inlen - pos : chunk;
+		CK_ULONG c = inlen - pos < chunk ? inlen - pos : chunk, want = 0;
 
-		n = *outlen - done;
-		rv = ev_op_update(op, in + pos, c, has_out ? out + done : NULL, has_out ? &n : NULL);
+		if (has_out) {
+			/* Ask first, then give exactly that: update sizes are exact. */
+			rv = ev_op_update(op, in + pos, c, NULL, &want);
+			if (rv != CKR_OK)
+				goto out;
+			ck_assert(ev_op_active(op));
+			ck_assert_uint_le(done + want, *outlen);
+		}
+		n = want;
+		rv =
+		    ev_op_update(op, in + pos, c, has_out ? out + done : NULL, has_out ? &n : NULL);
 		if (rv != CKR_OK)
 			goto out;
 		ck_assert(ev_op_in_multipart(op));
-		if (has_out)
+		if (has_out) {
+			ck_assert_uint_eq(n, want);
 			done += n;
+		}
 		pos += c;
 	}
-	n = *outlen - done;
+	n = 0;
+	rv = ev_op_final(op, NULL, &n);
+	if (rv != CKR_OK)
+		goto out;
+	ck_assert_uint_le(done + n, *outlen);
 	rv = ev_op_final(op, out + done, &n);
 	if (rv == CKR_OK)
 		*outlen = done + n;
@@ -127,7 +143,7 @@ out:
 
 static CK_RV
 verify(CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig,
-    CK_ULONG siglen)
+       CK_ULONG siglen)
 {
 	ev_op *op = NULL;
 	CK_RV rv;
@@ -143,7 +159,7 @@ verify(CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULONG inlen, cons
 
 static CK_RV
 verify_parts(CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULONG inlen, size_t chunk,
-    const CK_BYTE *sig, CK_ULONG siglen)
+	     const CK_BYTE *sig, CK_ULONG siglen)
 {
 	ev_op *op = NULL;
 	CK_ULONG pos;
@@ -154,7 +170,7 @@ verify_parts(CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in, CK_ULONG inlen
 		return rv;
 	for (pos = 0; pos < inlen; pos += chunk) {
 		rv = ev_op_update(op, in + pos, inlen - pos < chunk ? inlen - pos : chunk, NULL,
-		    NULL);
+				  NULL);
 		ck_assert_int_eq(rv, CKR_OK);
 	}
 	rv = ev_op_verify_final(op, sig, siglen);
@@ -169,43 +185,43 @@ static const struct {
 	CK_ULONG min, max;
 	CK_FLAGS flags;
 } expected[] = {
-	{CKM_EC_KEY_PAIR_GEN, 256, 384,
-	    CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_OID | CKF_EC_UNCOMPRESS},
-	{CKM_ECDSA, 256, 384, CKF_SIGN | CKF_VERIFY},
-	{CKM_ECDSA_SHA256, 256, 384, CKF_SIGN | CKF_VERIFY},
-	{CKM_ECDSA_SHA384, 256, 384, CKF_SIGN | CKF_VERIFY},
-	{CKM_ECDH1_DERIVE, 256, 384, CKF_DERIVE},
-	{CKM_EC_EDWARDS_KEY_PAIR_GEN, 256, 256, CKF_GENERATE_KEY_PAIR},
-	{CKM_EDDSA, 256, 256, CKF_SIGN | CKF_VERIFY},
-	{CKM_RSA_PKCS_KEY_PAIR_GEN, 2048, 4096, CKF_GENERATE_KEY_PAIR},
-	{CKM_RSA_PKCS, 2048, 8192,
-	    CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_RSA_PKCS_OAEP, 2048, 8192, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_SHA1_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA256_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA384_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA512_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA256_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA384_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA512_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
-	{CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
-	{CKM_AES_ECB, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
-	{CKM_AES_CBC, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
-	{CKM_AES_CBC_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_AES_CTR, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
-	{CKM_AES_GCM, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_AES_KEY_WRAP, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_AES_KEY_WRAP_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_AES_KEY_WRAP_KWP, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
-	{CKM_GENERIC_SECRET_KEY_GEN, 1, 512, CKF_GENERATE},
-	{CKM_SHA256_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA384_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA512_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
-	{CKM_SHA_1, 0, 0, CKF_DIGEST},
-	{CKM_SHA256, 0, 0, CKF_DIGEST},
-	{CKM_SHA384, 0, 0, CKF_DIGEST},
-	{CKM_SHA512, 0, 0, CKF_DIGEST},
+    {CKM_EC_KEY_PAIR_GEN, 256, 384,
+     CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_OID | CKF_EC_UNCOMPRESS},
+    {CKM_ECDSA, 256, 384, CKF_SIGN | CKF_VERIFY},
+    {CKM_ECDSA_SHA256, 256, 384, CKF_SIGN | CKF_VERIFY},
+    {CKM_ECDSA_SHA384, 256, 384, CKF_SIGN | CKF_VERIFY},
+    {CKM_ECDH1_DERIVE, 256, 384, CKF_DERIVE},
+    {CKM_EC_EDWARDS_KEY_PAIR_GEN, 256, 256, CKF_GENERATE_KEY_PAIR},
+    {CKM_EDDSA, 256, 256, CKF_SIGN | CKF_VERIFY},
+    {CKM_RSA_PKCS_KEY_PAIR_GEN, 2048, 4096, CKF_GENERATE_KEY_PAIR},
+    {CKM_RSA_PKCS, 2048, 8192,
+     CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_RSA_PKCS_OAEP, 2048, 8192, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_SHA1_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA256_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA384_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA512_RSA_PKCS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA256_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA384_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA512_RSA_PKCS_PSS, 2048, 8192, CKF_SIGN | CKF_VERIFY},
+    {CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
+    {CKM_AES_ECB, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
+    {CKM_AES_CBC, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
+    {CKM_AES_CBC_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_AES_CTR, 16, 32, CKF_ENCRYPT | CKF_DECRYPT},
+    {CKM_AES_GCM, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_AES_KEY_WRAP, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_AES_KEY_WRAP_PAD, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_AES_KEY_WRAP_KWP, 16, 32, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP},
+    {CKM_GENERIC_SECRET_KEY_GEN, 1, 512, CKF_GENERATE},
+    {CKM_SHA256_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA384_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA512_HMAC, 1, 4096, CKF_SIGN | CKF_VERIFY},
+    {CKM_SHA_1, 0, 0, CKF_DIGEST},
+    {CKM_SHA256, 0, 0, CKF_DIGEST},
+    {CKM_SHA384, 0, 0, CKF_DIGEST},
+    {CKM_SHA512, 0, 0, CKF_DIGEST},
 };
 
 START_TEST(test_table)
@@ -221,7 +237,7 @@ START_TEST(test_table)
 		ck_assert_uint_eq(info.ulMinKeySize, expected[i].min);
 		ck_assert_uint_eq(info.ulMaxKeySize, expected[i].max);
 		ck_assert_msg((info.flags & expected[i].flags) == expected[i].flags,
-		    "mechanism 0x%lx flags 0x%lx", expected[i].type, info.flags);
+			      "mechanism 0x%lx flags 0x%lx", expected[i].type, info.flags);
 		ck_assert(ev_mech_can(m, expected[i].flags & -expected[i].flags));
 	}
 	/* Only what is offered. */
@@ -274,13 +290,13 @@ START_TEST(test_key_ok)
 	ck_assert_int_eq(ev_mech_key_ok(ev_mech_find(CKM_AES_GCM), h), CKR_KEY_TYPE_INCONSISTENT);
 	ck_assert_int_eq(ev_mech_key_ok(ev_mech_find(CKM_SHA256_HMAC), h), CKR_OK);
 	ck_assert_int_eq(ev_mech_key_ok(ev_mech_find(CKM_SHA384_HMAC), h),
-	    CKR_KEY_TYPE_INCONSISTENT);
+			 CKR_KEY_TYPE_INCONSISTENT);
 	ck_assert_int_eq(ev_mech_key_ok(ev_mech_find(CKM_SHA384_HMAC), aes),
-	    CKR_KEY_TYPE_INCONSISTENT);
+			 CKR_KEY_TYPE_INCONSISTENT);
 	small.pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
 	ck_assert_ptr_nonnull(small.pkey);
 	ck_assert_int_eq(ev_mech_key_ok(ev_mech_find(CKM_SHA256_RSA_PKCS), &small),
-	    CKR_KEY_SIZE_RANGE);
+			 CKR_KEY_SIZE_RANGE);
 	m.mechanism = CKM_SHA256_RSA_PKCS;
 	ck_assert_int_eq(ev_op_new(EV_OP_SIGN, &m, &small, &op), CKR_KEY_SIZE_RANGE);
 	EVP_PKEY_free(small.pkey);
@@ -311,7 +327,7 @@ END_TEST
 /* Verify r || s with OpenSSL directly: DER via ECDSA_SIG, then EVP. */
 static int
 ossl_ecdsa_verify(EVP_PKEY *pkey, const EVP_MD *md, const CK_BYTE *in, size_t inlen,
-    const CK_BYTE *sig, size_t siglen)
+		  const CK_BYTE *sig, size_t siglen)
 {
 	ECDSA_SIG *s = ECDSA_SIG_new();
 	unsigned char *der = NULL;
@@ -372,10 +388,9 @@ ecdsa_case(ev_key *priv, ev_key *pub, CK_ULONG siglen)
 		sig[3] ^= 1;
 		ck_assert_int_eq(verify(&m, pub, in, inlen, sig, len), CKR_SIGNATURE_INVALID);
 		ck_assert_int_eq(verify_parts(&m, pub, in, inlen, 3, sig, len),
-		    CKR_SIGNATURE_INVALID);
+				 CKR_SIGNATURE_INVALID);
 		sig[3] ^= 1;
-		ck_assert_int_eq(verify(&m, pub, in, inlen, sig, len - 1),
-		    CKR_SIGNATURE_LEN_RANGE);
+		ck_assert_int_eq(verify(&m, pub, in, inlen, sig, len - 1), CKR_SIGNATURE_LEN_RANGE);
 		ck_assert_int_eq(verify(&m, pub, in, inlen - 1, sig, len), CKR_SIGNATURE_INVALID);
 		/* r = 0 must be refused, not crash. */
 		memset(sig, 0, len / 2);
@@ -476,14 +491,14 @@ START_TEST(test_rsa_pkcs_sign)
 		CK_MECHANISM_TYPE mech;
 		const char *md;
 	} cases[] = {
-		{CKM_SHA1_RSA_PKCS, "SHA1"},
-		{CKM_SHA256_RSA_PKCS, "SHA256"},
-		{CKM_SHA384_RSA_PKCS, "SHA384"},
-		{CKM_SHA512_RSA_PKCS, "SHA512"},
+	    {CKM_SHA1_RSA_PKCS, "SHA1"},
+	    {CKM_SHA256_RSA_PKCS, "SHA256"},
+	    {CKM_SHA384_RSA_PKCS, "SHA384"},
+	    {CKM_SHA512_RSA_PKCS, "SHA512"},
 	};
 	/* DigestInfo prefix of SHA-256 (RFC 8017 9.2 note 1). */
 	static const CK_BYTE di256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
-		0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+					0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
 	CK_BYTE sig[512], di[sizeof(di256) + 32], big[256];
 	CK_ULONG len;
 	EVP_MD_CTX *ctx;
@@ -503,13 +518,13 @@ START_TEST(test_rsa_pkcs_sign)
 		ck_assert_int_eq(verify_parts(&m, rsa_pub, msg, sizeof(msg), 11, sig, len), CKR_OK);
 		len = sizeof(sig);
 		ck_assert_int_eq(run_parts(EV_OP_SIGN, &m, rsa, msg, sizeof(msg), 10, sig, &len),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_int_eq(verify(&m, rsa_pub, msg, sizeof(msg), sig, len), CKR_OK);
 		sig[100] ^= 1;
 		ck_assert_int_eq(verify(&m, rsa_pub, msg, sizeof(msg), sig, len),
-		    CKR_SIGNATURE_INVALID);
+				 CKR_SIGNATURE_INVALID);
 		ck_assert_int_eq(verify(&m, rsa_pub, msg, sizeof(msg), sig, len - 1),
-		    CKR_SIGNATURE_LEN_RANGE);
+				 CKR_SIGNATURE_LEN_RANGE);
 	}
 
 	/* Raw CKM_RSA_PKCS over a DigestInfo verifies as SHA256withRSA. */
@@ -527,7 +542,7 @@ START_TEST(test_rsa_pkcs_sign)
 		ck_assert_int_eq(verify(&m, rsa_pub, di, sizeof(di), sig, len), CKR_OK);
 		ck_assert_int_eq(verify_parts(&m, rsa_pub, di, sizeof(di), 6, sig, len), CKR_OK);
 		ck_assert_int_eq(verify(&m, rsa_pub, di, sizeof(di) - 1, sig, len),
-		    CKR_SIGNATURE_INVALID);
+				 CKR_SIGNATURE_INVALID);
 		/* Input up to k - 11. */
 		memset(big, 7, sizeof(big));
 		len = sizeof(sig);
@@ -536,7 +551,7 @@ START_TEST(test_rsa_pkcs_sign)
 		ck_assert_int_eq(run(EV_OP_SIGN, &m, rsa, big, 246, sig, &len), CKR_DATA_LEN_RANGE);
 		len = sizeof(sig);
 		ck_assert_int_eq(run_parts(EV_OP_SIGN, &m, rsa, big, 246, 100, sig, &len),
-		    CKR_DATA_LEN_RANGE);
+				 CKR_DATA_LEN_RANGE);
 	}
 }
 END_TEST
@@ -549,13 +564,13 @@ START_TEST(test_rsa_pss)
 		const char *md, *mgfmd;
 		CK_ULONG slen;
 	} cases[] = {
-		{CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, "SHA256", "SHA256", 32},
-		{CKM_SHA384_RSA_PKCS_PSS, CKM_SHA384, CKG_MGF1_SHA384, "SHA384", "SHA384", 48},
-		{CKM_SHA512_RSA_PKCS_PSS, CKM_SHA512, CKG_MGF1_SHA512, "SHA512", "SHA512", 64},
-		{CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA1, "SHA256", "SHA1", 0},
-		{CKM_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, "SHA256", "SHA256", 32},
-		{CKM_RSA_PKCS_PSS, CKM_SHA384, CKG_MGF1_SHA384, "SHA384", "SHA384", 20},
-		{CKM_RSA_PKCS_PSS, CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", "SHA1", 20},
+	    {CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, "SHA256", "SHA256", 32},
+	    {CKM_SHA384_RSA_PKCS_PSS, CKM_SHA384, CKG_MGF1_SHA384, "SHA384", "SHA384", 48},
+	    {CKM_SHA512_RSA_PKCS_PSS, CKM_SHA512, CKG_MGF1_SHA512, "SHA512", "SHA512", 64},
+	    {CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA1, "SHA256", "SHA1", 0},
+	    {CKM_RSA_PKCS_PSS, CKM_SHA256, CKG_MGF1_SHA256, "SHA256", "SHA256", 32},
+	    {CKM_RSA_PKCS_PSS, CKM_SHA384, CKG_MGF1_SHA384, "SHA384", "SHA384", 20},
+	    {CKM_RSA_PKCS_PSS, CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", "SHA1", 20},
 	};
 	CK_BYTE sig[512], hash[64];
 	unsigned int hlen;
@@ -585,18 +600,19 @@ START_TEST(test_rsa_pss)
 		EVP_MD_CTX_free(ctx);
 		ck_assert_int_eq(verify(&m, rsa_pub, in, inlen, sig, len), CKR_OK);
 		if (!raw) {
-			ck_assert_int_eq(verify_parts(&m, rsa_pub, in, inlen, 13, sig, len), CKR_OK);
+			ck_assert_int_eq(verify_parts(&m, rsa_pub, in, inlen, 13, sig, len),
+					 CKR_OK);
 			len = sizeof(sig);
 			ck_assert_int_eq(run_parts(EV_OP_SIGN, &m, rsa, in, inlen, 17, sig, &len),
-			    CKR_OK);
+					 CKR_OK);
 			ck_assert_int_eq(verify(&m, rsa_pub, in, inlen, sig, len), CKR_OK);
 		} else {
 			/* The input must be a hash of hashAlg's size. */
 			len = sizeof(sig);
 			ck_assert_int_eq(run(EV_OP_SIGN, &m, rsa, in, inlen - 1, sig, &len),
-			    CKR_DATA_LEN_RANGE);
+					 CKR_DATA_LEN_RANGE);
 			ck_assert_int_eq(verify(&m, rsa_pub, in, inlen + 1, sig, 256),
-			    CKR_DATA_LEN_RANGE);
+					 CKR_DATA_LEN_RANGE);
 		}
 		sig[0] ^= 1;
 		ck_assert_int_eq(verify(&m, rsa_pub, in, inlen, sig, 256), CKR_SIGNATURE_INVALID);
@@ -660,7 +676,7 @@ START_TEST(test_rsa_encrypt)
 {
 	static const CK_MECHANISM_TYPE hashes[] = {CKM_SHA_1, CKM_SHA256, CKM_SHA384, CKM_SHA512};
 	static const CK_RSA_PKCS_MGF_TYPE mgfs[] = {CKG_MGF1_SHA1, CKG_MGF1_SHA256, CKG_MGF1_SHA384,
-		CKG_MGF1_SHA512};
+						    CKG_MGF1_SHA512};
 	static const char *names[] = {"SHA1", "SHA256", "SHA384", "SHA512"};
 	static const size_t hlens[] = {20, 32, 48, 64};
 	CK_BYTE ct[256], pt[256], big[256];
@@ -671,13 +687,13 @@ START_TEST(test_rsa_encrypt)
 	memset(big, 0x42, sizeof(big));
 	for (i = 0; i < 4; i++) {
 		CK_RSA_PKCS_OAEP_PARAMS p = {hashes[i], mgfs[i], CKZ_DATA_SPECIFIED,
-			(CK_BYTE_PTR) "label", 5};
+					     (CK_BYTE_PTR) "label", 5};
 		CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
 		EVP_MD *md = EVP_MD_fetch(NULL, names[i], NULL);
 
 		ctlen = sizeof(ct);
 		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, msg, sizeof(msg), ct, &ctlen),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_uint_eq(ctlen, 256);
 		/* OpenSSL decrypts it with the same parameters. */
 		pctx = EVP_PKEY_CTX_new(rsa->pkey, NULL);
@@ -698,24 +714,24 @@ START_TEST(test_rsa_encrypt)
 		ck_assert_mem_eq(pt, msg, ptlen);
 		ptlen = sizeof(pt);
 		ck_assert_int_eq(run_parts(EV_OP_DECRYPT, &m, rsa, ct, ctlen, 100, pt, &ptlen),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_mem_eq(pt, msg, ptlen);
 		/* A different label fails. */
 		p.pSourceData = (CK_BYTE_PTR) "lab3l";
 		ptlen = sizeof(pt);
 		ck_assert_int_eq(run(EV_OP_DECRYPT, &m, rsa, ct, ctlen, pt, &ptlen),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 		ptlen = sizeof(pt);
 		ck_assert_int_eq(run(EV_OP_DECRYPT, &m, rsa, ct, ctlen - 1, pt, &ptlen),
-		    CKR_ENCRYPTED_DATA_LEN_RANGE);
+				 CKR_ENCRYPTED_DATA_LEN_RANGE);
 		/* Input limit k - 2 hLen - 2. */
 		ctlen = sizeof(ct);
-		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, big, 256 - 2 * hlens[i] - 2, ct,
-				     &ctlen),
+		ck_assert_int_eq(
+		    run(EV_OP_ENCRYPT, &m, rsa_pub, big, 256 - 2 * hlens[i] - 2, ct, &ctlen),
 		    CKR_OK);
 		ctlen = sizeof(ct);
-		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, big, 256 - 2 * hlens[i] - 1, ct,
-				     &ctlen),
+		ck_assert_int_eq(
+		    run(EV_OP_ENCRYPT, &m, rsa_pub, big, 256 - 2 * hlens[i] - 1, ct, &ctlen),
 		    CKR_DATA_LEN_RANGE);
 		EVP_MD_free(md);
 	}
@@ -727,13 +743,13 @@ START_TEST(test_rsa_encrypt)
 
 		ctlen = sizeof(ct);
 		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, msg, sizeof(msg), ct, &ctlen),
-		    CKR_OK);
+				 CKR_OK);
 		ctlen = sizeof(ct);
 		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, big, 246, ct, &ctlen),
-		    CKR_DATA_LEN_RANGE);
+				 CKR_DATA_LEN_RANGE);
 		ctlen = sizeof(ct);
 		ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, rsa_pub, msg, sizeof(msg), ct, &ctlen),
-		    CKR_OK);
+				 CKR_OK);
 
 		ck_assert_int_eq(ev_op_new(EV_OP_DECRYPT, &m, rsa, &op), CKR_OK);
 		ptlen = 0;
@@ -758,26 +774,38 @@ START_TEST(test_rsa_encrypt)
 		ck_assert_mem_eq(pt, msg, ptlen);
 		ev_op_free(op);
 
-		ct[10] ^= 0xff;
+		/*
+		 * A block with the wrong padding type, made with raw RSA: random
+		 * tampering would pass the v1.5 check once in ~65536 runs.
+		 */
+		memset(big, 0xff, sizeof(big));
+		big[0] = 0x00;
+		big[1] = 0x01;
+		pctx = EVP_PKEY_CTX_new(rsa_pub->pkey, NULL);
+		ck_assert_int_eq(EVP_PKEY_encrypt_init(pctx), 1);
+		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_NO_PADDING), 1);
+		n = sizeof(ct);
+		ck_assert_int_eq(EVP_PKEY_encrypt(pctx, ct, &n, big, 256), 1);
+		EVP_PKEY_CTX_free(pctx);
 		ptlen = sizeof(pt);
-		ck_assert_int_eq(run(EV_OP_DECRYPT, &m, rsa, ct, ctlen, pt, &ptlen),
-		    CKR_ENCRYPTED_DATA_INVALID);
+		ck_assert_int_eq(run(EV_OP_DECRYPT, &m, rsa, ct, n, pt, &ptlen),
+				 CKR_ENCRYPTED_DATA_INVALID);
 	}
 }
 END_TEST
 
 /* AES */
 
-static const CK_BYTE key32[32] = {0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73,
-	0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81, 0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d,
-	0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4};
+static const CK_BYTE key32[32] = {0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae,
+				  0xf0, 0x85, 0x7d, 0x77, 0x81, 0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61,
+				  0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4};
 static const CK_BYTE iv16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* OpenSSL directly: the reference result. */
 static size_t
 ossl_cipher(const char *name, const CK_BYTE *key, const CK_BYTE *iv, size_t ivlen, int pad,
-    const CK_BYTE *aad, size_t aadlen, size_t taglen, const CK_BYTE *in, size_t inlen,
-    CK_BYTE *out)
+	    const CK_BYTE *aad, size_t aadlen, size_t taglen, const CK_BYTE *in, size_t inlen,
+	    CK_BYTE *out)
 {
 	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, name, NULL);
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -802,7 +830,7 @@ ossl_cipher(const char *name, const CK_BYTE *key, const CK_BYTE *iv, size_t ivle
 
 static void
 aes_mode_case(CK_MECHANISM *m, const char *name, size_t keylen, int pad, const CK_BYTE *aad,
-    size_t aadlen, size_t taglen, const CK_BYTE *iv, size_t ivlen)
+	      size_t aadlen, size_t taglen, const CK_BYTE *iv, size_t ivlen)
 {
 	static const size_t lens[] = {0, 16, 48, 61, 100, 257};
 	static const size_t chunks[] = {1, 7, 13, 16, 31, 1000};
@@ -830,14 +858,13 @@ aes_mode_case(CK_MECHANISM *m, const char *name, size_t keylen, int pad, const C
 		ck_assert_mem_eq(back, in, n);
 		for (j = 0; j < sizeof(chunks) / sizeof(chunks[0]); j++) {
 			outlen = sizeof(out);
-			ck_assert_int_eq(run_parts(EV_OP_ENCRYPT, m, k, in, n, chunks[j], out,
-					     &outlen),
-			    CKR_OK);
+			ck_assert_int_eq(
+			    run_parts(EV_OP_ENCRYPT, m, k, in, n, chunks[j], out, &outlen), CKR_OK);
 			ck_assert_uint_eq(outlen, refn);
 			ck_assert_mem_eq(out, ref, refn);
 			backlen = sizeof(back);
-			ck_assert_int_eq(run_parts(EV_OP_DECRYPT, m, k, ref, refn, chunks[j], back,
-					     &backlen),
+			ck_assert_int_eq(
+			    run_parts(EV_OP_DECRYPT, m, k, ref, refn, chunks[j], back, &backlen),
 			    CKR_OK);
 			ck_assert_uint_eq(backlen, n);
 			ck_assert_mem_eq(back, in, n);
@@ -898,13 +925,13 @@ START_TEST(test_aes_errors)
 	ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, k, in, 15, out, &outlen), CKR_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, in, 17, out, &outlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE);
+			 CKR_ENCRYPTED_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run_parts(EV_OP_ENCRYPT, &m, k, in, 20, 7, out, &outlen),
-	    CKR_DATA_LEN_RANGE);
+			 CKR_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run_parts(EV_OP_DECRYPT, &m, k, in, 20, 7, out, &outlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE);
+			 CKR_ENCRYPTED_DATA_LEN_RANGE);
 	m = (CK_MECHANISM){CKM_AES_CBC, (void *)iv16, 16};
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, k, in, 33, out, &outlen), CKR_DATA_LEN_RANGE);
@@ -913,10 +940,10 @@ START_TEST(test_aes_errors)
 	m = (CK_MECHANISM){CKM_AES_CBC_PAD, (void *)iv16, 16};
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, in, 0, out, &outlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE);
+			 CKR_ENCRYPTED_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, in, 31, out, &outlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE);
+			 CKR_ENCRYPTED_DATA_LEN_RANGE);
 	{
 		/* A last block that decrypts to 0x00 padding. */
 		CK_BYTE ct[32];
@@ -924,10 +951,10 @@ START_TEST(test_aes_errors)
 
 		outlen = sizeof(out);
 		ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, ct, n, out, &outlen),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 		outlen = sizeof(out);
 		ck_assert_int_eq(run_parts(EV_OP_DECRYPT, &m, k, ct, n, 5, out, &outlen),
-		    CKR_ENCRYPTED_DATA_INVALID);
+				 CKR_ENCRYPTED_DATA_INVALID);
 	}
 
 	/* Parameters. */
@@ -966,7 +993,7 @@ START_TEST(test_aes_errors)
 	m.ulParameterLen = sizeof(gp);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, in, 12, out, &outlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE); /* tag of 104 bits */
+			 CKR_ENCRYPTED_DATA_LEN_RANGE); /* tag of 104 bits */
 	ev_key_free(k);
 }
 END_TEST
@@ -987,7 +1014,7 @@ START_TEST(test_aes_ctr_wrap)
 	ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, k, in, 33, out, &outlen), CKR_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run_parts(EV_OP_ENCRYPT, &m, k, in, 40, 10, out, &outlen),
-	    CKR_DATA_LEN_RANGE);
+			 CKR_DATA_LEN_RANGE);
 	/* 64 bits with the low half all ones: one block left before a carry. */
 	p.ulCounterBits = 64;
 	memset(p.cb + 8, 0xff, 8);
@@ -1020,7 +1047,7 @@ START_TEST(test_gcm_tamper)
 	memset(out, 0xee, sizeof(out));
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, ct, ctlen, out, &outlen),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	ck_assert(memmem(out, sizeof(out), msg, 8) == NULL);
 
 	/* Multi-part: updates release nothing; the final refuses. */
@@ -1029,7 +1056,7 @@ START_TEST(test_gcm_tamper)
 	for (i = 0; i < ctlen; i += 10) {
 		n = sizeof(out);
 		ck_assert_int_eq(ev_op_update(op, ct + i, ctlen - i < 10 ? ctlen - i : 10, out, &n),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_uint_eq(n, 0);
 	}
 	n = 0;
@@ -1046,7 +1073,7 @@ START_TEST(test_gcm_tamper)
 	gp.pAAD = (CK_BYTE_PTR) "aae";
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, ct, ctlen, out, &outlen),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	gp.pAAD = (CK_BYTE_PTR) "aad";
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, ct, ctlen, out, &outlen), CKR_OK);
@@ -1080,10 +1107,10 @@ START_TEST(test_kw_vectors)
 	out[5] ^= 1;
 	backlen = sizeof(back);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, out, outlen, back, &backlen),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	backlen = sizeof(back);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, out, outlen - 1, back, &backlen),
-	    CKR_ENCRYPTED_DATA_LEN_RANGE);
+			 CKR_ENCRYPTED_DATA_LEN_RANGE);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, k, data, 12, out, &outlen), CKR_DATA_LEN_RANGE);
 	outlen = sizeof(out);
@@ -1142,7 +1169,7 @@ START_TEST(test_kwp_vectors)
 	out[0] ^= 1;
 	backlen = sizeof(back);
 	ck_assert_int_eq(run(EV_OP_DECRYPT, &m, k, out, outlen, back, &backlen),
-	    CKR_ENCRYPTED_DATA_INVALID);
+			 CKR_ENCRYPTED_DATA_INVALID);
 	outlen = sizeof(out);
 	ck_assert_int_eq(run(EV_OP_ENCRYPT, &m, k, data, 0, out, &outlen), CKR_DATA_LEN_RANGE);
 	ev_key_free(k);
@@ -1200,13 +1227,12 @@ START_TEST(test_digest)
 
 	hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", want, &wantlen);
 	ck_assert_int_eq(run(EV_OP_DIGEST, &m, NULL, (const CK_BYTE *)"abc", 3, out, &outlen),
-	    CKR_OK);
+			 CKR_OK);
 	ck_assert_uint_eq(outlen, 32);
 	ck_assert_mem_eq(out, want, 32);
 	outlen = sizeof(out);
-	ck_assert_int_eq(run_parts(EV_OP_DIGEST, &m, NULL, (const CK_BYTE *)"abc", 3, 1, out,
-			     &outlen),
-	    CKR_OK);
+	ck_assert_int_eq(
+	    run_parts(EV_OP_DIGEST, &m, NULL, (const CK_BYTE *)"abc", 3, 1, out, &outlen), CKR_OK);
 	ck_assert_mem_eq(out, want, 32);
 
 	m.mechanism = CKM_SHA512;
@@ -1259,14 +1285,14 @@ START_TEST(test_hmac)
 		const char *md;
 		const char *want; /* RFC 4231 test case 2 */
 	} cases[] = {
-		{CKM_SHA256_HMAC, CKK_SHA256_HMAC, "SHA256",
-		    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
-		{CKM_SHA384_HMAC, CKK_GENERIC_SECRET, "SHA384",
-		    "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e"
-		    "8e2240ca5e69e2c78b3239ecfab21649"},
-		{CKM_SHA512_HMAC, CKK_SHA512_HMAC, "SHA512",
-		    "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
-		    "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"},
+	    {CKM_SHA256_HMAC, CKK_SHA256_HMAC, "SHA256",
+	     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+	    {CKM_SHA384_HMAC, CKK_GENERIC_SECRET, "SHA384",
+	     "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e"
+	     "8e2240ca5e69e2c78b3239ecfab21649"},
+	    {CKM_SHA512_HMAC, CKK_SHA512_HMAC, "SHA512",
+	     "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+	     "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"},
 	};
 	static const CK_BYTE data[] = "what do ya want for nothing?";
 	CK_BYTE mac[64], want[64], big[300];
@@ -1287,24 +1313,24 @@ START_TEST(test_hmac)
 		ck_assert_mem_eq(mac, want, wantlen);
 		len = sizeof(mac);
 		ck_assert_int_eq(run_parts(EV_OP_SIGN, &m, k, data, sizeof(data) - 1, 3, mac, &len),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_mem_eq(mac, want, wantlen);
 		ck_assert_int_eq(verify(&m, k, data, sizeof(data) - 1, want, wantlen), CKR_OK);
 		ck_assert_int_eq(verify_parts(&m, k, data, sizeof(data) - 1, 5, want, wantlen),
-		    CKR_OK);
+				 CKR_OK);
 		want[wantlen - 1] ^= 1;
 		ck_assert_int_eq(verify(&m, k, data, sizeof(data) - 1, want, wantlen),
-		    CKR_SIGNATURE_INVALID);
+				 CKR_SIGNATURE_INVALID);
 		ck_assert_int_eq(verify_parts(&m, k, data, sizeof(data) - 1, 5, want, wantlen),
-		    CKR_SIGNATURE_INVALID);
+				 CKR_SIGNATURE_INVALID);
 		ck_assert_int_eq(verify(&m, k, data, sizeof(data) - 1, want, wantlen - 1),
-		    CKR_SIGNATURE_LEN_RANGE);
+				 CKR_SIGNATURE_LEN_RANGE);
 		/* A key longer than the block is hashed first: as OpenSSL does. */
 		len = sizeof(mac);
 		ck_assert_int_eq(run(EV_OP_SIGN, &m, bk, big, sizeof(big), mac, &len), CKR_OK);
 		n = sizeof(want);
 		ck_assert_ptr_nonnull(EVP_Q_mac(NULL, "HMAC", NULL, cases[i].md, NULL, big, 200,
-		    big, sizeof(big), want, sizeof(want), &n));
+						big, sizeof(big), want, sizeof(want), &n));
 		ck_assert_uint_eq(len, n);
 		ck_assert_mem_eq(mac, want, n);
 		ev_key_free(k);
@@ -1336,7 +1362,7 @@ START_TEST(test_conventions)
 	ck_assert_int_eq(ev_op_oneshot(op, msg, sizeof(msg), sig, &len), CKR_OK);
 	ck_assert(!ev_op_active(op));
 	ck_assert_int_eq(ev_op_oneshot(op, msg, sizeof(msg), sig, &len),
-	    CKR_OPERATION_NOT_INITIALIZED);
+			 CKR_OPERATION_NOT_INITIALIZED);
 	ck_assert_int_eq(ev_op_update(op, msg, 1, NULL, NULL), CKR_OPERATION_NOT_INITIALIZED);
 	ev_op_free(op);
 	ck_assert_int_eq(verify(&m, p256_pub, msg, sizeof(msg), sig, len), CKR_OK);
@@ -1425,13 +1451,13 @@ START_TEST(test_wrap)
 	CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0};
 	CK_GCM_PARAMS gp = {(CK_BYTE_PTR)iv16, 12, 96, NULL, 0, 128};
 	CK_MECHANISM mechs[] = {
-		{CKM_AES_KEY_WRAP, NULL, 0},
-		{CKM_AES_KEY_WRAP_PAD, NULL, 0},
-		{CKM_AES_KEY_WRAP_KWP, NULL, 0},
-		{CKM_AES_GCM, &gp, sizeof(gp)},
-		{CKM_AES_CBC_PAD, (void *)iv16, 16},
-		{CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)},
-		{CKM_RSA_PKCS, NULL, 0},
+	    {CKM_AES_KEY_WRAP, NULL, 0},
+	    {CKM_AES_KEY_WRAP_PAD, NULL, 0},
+	    {CKM_AES_KEY_WRAP_KWP, NULL, 0},
+	    {CKM_AES_GCM, &gp, sizeof(gp)},
+	    {CKM_AES_CBC_PAD, (void *)iv16, 16},
+	    {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)},
+	    {CKM_RSA_PKCS, NULL, 0},
 	};
 	CK_BYTE out[2048];
 	CK_ULONG len, need;
@@ -1440,15 +1466,15 @@ START_TEST(test_wrap)
 	size_t i;
 
 	for (i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
-		int rsa_mech = mechs[i].mechanism == CKM_RSA_PKCS_OAEP ||
-			       mechs[i].mechanism == CKM_RSA_PKCS;
+		int rsa_mech =
+		    mechs[i].mechanism == CKM_RSA_PKCS_OAEP || mechs[i].mechanism == CKM_RSA_PKCS;
 		ev_key *w = rsa_mech ? rsa_pub : kek, *u = rsa_mech ? rsa : kek;
 
 		ck_assert_int_eq(ev_mech_wrap(&mechs[i], w, target, NULL, &need), CKR_OK);
 		len = need - 1;
 		if (!rsa_mech && mechs[i].mechanism != CKM_AES_CBC_PAD) {
 			ck_assert_int_eq(ev_mech_wrap(&mechs[i], w, target, out, &len),
-			    CKR_BUFFER_TOO_SMALL);
+					 CKR_BUFFER_TOO_SMALL);
 			ck_assert_uint_eq(len, need);
 		}
 		len = sizeof(out);
@@ -1459,13 +1485,16 @@ START_TEST(test_wrap)
 		ck_assert_mem_eq(plain->data, k24, 24);
 		ev_secret_free(plain);
 		plain = NULL;
+		/* Tampering is caught (v1.5 padding only probabilistically: skipped). */
 		out[len - 1] ^= 1;
-		ck_assert_int_eq(ev_mech_unwrap(&mechs[i], u, out, len, &plain),
-		    CKR_WRAPPED_KEY_INVALID);
-		ck_assert_ptr_null(plain);
+		if (mechs[i].mechanism != CKM_RSA_PKCS) {
+			ck_assert_int_eq(ev_mech_unwrap(&mechs[i], u, out, len, &plain),
+					 CKR_WRAPPED_KEY_INVALID);
+			ck_assert_ptr_null(plain);
+		}
 		if (!rsa_mech && mechs[i].mechanism != CKM_AES_GCM) {
 			ck_assert_int_eq(ev_mech_unwrap(&mechs[i], u, out, len - 1, &plain),
-			    CKR_WRAPPED_KEY_LEN_RANGE);
+					 CKR_WRAPPED_KEY_LEN_RANGE);
 		}
 	}
 
@@ -1477,7 +1506,7 @@ START_TEST(test_wrap)
 		ck_assert_int_eq(ev_key_export_secret(p384, &ref), CKR_OK);
 		ck_assert(ev_secret_equal(plain, ref));
 		ck_assert_int_eq(ev_key_import_secret(CKO_PRIVATE_KEY, CKK_EC, plain, &back),
-		    CKR_OK);
+				 CKR_OK);
 		ck_assert_int_eq(EVP_PKEY_eq(back->pkey, p384->pkey), 1);
 		ev_key_free(back);
 		ev_secret_free(plain);
@@ -1505,16 +1534,16 @@ START_TEST(test_wrap)
 		ck_assert_int_eq(ev_mech_unwrap(&ecb, kek, out, 32, &plain), CKR_MECHANISM_INVALID);
 		len = sizeof(out);
 		ck_assert_int_eq(ev_mech_wrap(&mechs[0], p256, target, out, &len),
-		    CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
+				 CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
 		ck_assert_int_eq(ev_mech_unwrap(&mechs[0], rsa, out, 32, &plain),
-		    CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT);
+				 CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT);
 		len = sizeof(out);
 		ck_assert_int_eq(ev_mech_wrap(&mechs[0], kek, p256_pub, out, &len),
-		    CKR_KEY_NOT_WRAPPABLE);
+				 CKR_KEY_NOT_WRAPPABLE);
 		/* A private key does not fit in RSA encryption. */
 		len = sizeof(out);
 		ck_assert_int_eq(ev_mech_wrap(&mechs[5], rsa_pub, rsa, out, &len),
-		    CKR_KEY_SIZE_RANGE);
+				 CKR_KEY_SIZE_RANGE);
 		ck_assert_ptr_null(plain);
 	}
 	ev_key_free(kek);
@@ -1553,14 +1582,14 @@ START_TEST(test_ecdh)
 	EVP_KDF_CTX *kctx;
 	OSSL_PARAM params[4];
 
-	ck_assert_int_eq(gen_pair(CKM_EC_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &other,
-			     &other_pub),
+	ck_assert_int_eq(
+	    gen_pair(CKM_EC_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &other, &other_pub),
 	    CKR_OK);
 	ck_assert_int_eq(ev_key_public_attrs(other_pub, attrs), CKR_OK);
 	pt = ev_attrs_get(attrs, CKA_EC_POINT);
 	ck_assert_ptr_nonnull(pt);
 	EVP_PKEY_get_octet_string_param(other_pub->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, raw,
-	    sizeof(raw), &rawlen);
+					sizeof(raw), &rawlen);
 	zlen = ossl_ecdh(p256->pkey, other_pub->pkey, z);
 
 	/* The DER form and the raw form of the peer's point. */
@@ -1647,6 +1676,53 @@ START_TEST(test_ecdh)
 }
 END_TEST
 
+/* Threads */
+
+/* Many threads share one key object, each with its own operations. */
+static void *
+sign_worker(void *arg)
+{
+	static const CK_MECHANISM_TYPE mechs[] = {CKM_ECDSA_SHA256, CKM_SHA256_RSA_PKCS, CKM_EDDSA};
+	ev_key *keys[] = {p256, rsa, ed}, *pubs[] = {p256_pub, rsa_pub, ed_pub};
+	long id = (long)(intptr_t)arg, bad = 0;
+	CK_BYTE sig[256];
+	CK_ULONG len;
+	int i;
+
+	for (i = 0; i < 60; i++) {
+		size_t j = (size_t)(i + id) % 3;
+		CK_MECHANISM m = {mechs[j], NULL, 0};
+		ev_op *op = NULL;
+
+		len = sizeof(sig);
+		if (ev_op_new(EV_OP_SIGN, &m, keys[j], &op) != CKR_OK ||
+		    ev_op_oneshot(op, msg, sizeof(msg), sig, &len) != CKR_OK)
+			bad++;
+		ev_op_free(op);
+		op = NULL;
+		if (ev_op_new(EV_OP_VERIFY, &m, pubs[j], &op) != CKR_OK ||
+		    ev_op_verify(op, msg, sizeof(msg), sig, len) != CKR_OK)
+			bad++;
+		ev_op_free(op);
+	}
+	return (void *)(intptr_t)bad;
+}
+
+START_TEST(test_threads)
+{
+	pthread_t t[6];
+	void *bad;
+	long i;
+
+	for (i = 0; i < 6; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, sign_worker, (void *)(intptr_t)i), 0);
+	for (i = 0; i < 6; i++) {
+		ck_assert_int_eq(pthread_join(t[i], &bad), 0);
+		ck_assert_ptr_null(bad);
+	}
+}
+END_TEST
+
 static Suite *
 mech_suite(void)
 {
@@ -1675,6 +1751,7 @@ mech_suite(void)
 	tcase_add_test(tc, test_conventions);
 	tcase_add_test(tc, test_wrap);
 	tcase_add_test(tc, test_ecdh);
+	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -1690,7 +1767,7 @@ main(void)
 	if (gen_pair(CKM_EC_KEY_PAIR_GEN, oid_p256, sizeof(oid_p256), 0, &p256, &p256_pub) ||
 	    gen_pair(CKM_EC_KEY_PAIR_GEN, oid_p384, sizeof(oid_p384), 0, &p384, &p384_pub) ||
 	    gen_pair(CKM_EC_EDWARDS_KEY_PAIR_GEN, oid_ed25519, sizeof(oid_ed25519), 0, &ed,
-		&ed_pub) ||
+		     &ed_pub) ||
 	    gen_pair(CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0, 2048, &rsa, &rsa_pub)) {
 		fprintf(stderr, "key generation failed\n");
 		return 1;
