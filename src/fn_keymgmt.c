@@ -121,7 +121,6 @@ C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 {
 	ev_attrs *pub_tmpl = NULL, *pub_base = NULL, *priv_base = NULL;
 	ev_key *priv = NULL, *pub = NULL;
-	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE;
 	CK_KEY_TYPE kt;
 	ev_session *s;
 	CK_RV rv;
@@ -152,20 +151,10 @@ C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = base_attrs(CKO_PRIVATE_KEY, kt, &priv_base);
 	if (rv != CKR_OK)
 		goto out;
-	rv = ev_object_new(s, EV_ORIGIN_GENERATE, pPublicKeyTemplate, ulPublicKeyAttributeCount,
-	    pub_base, pub, pMechanism->mechanism, &hpub);
-	pub = NULL; /* consumed */
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_object_new(s, EV_ORIGIN_GENERATE, pPrivateKeyTemplate,
-	    ulPrivateKeyAttributeCount, priv_base, priv, pMechanism->mechanism, phPrivateKey);
-	priv = NULL; /* consumed */
-	if (rv != CKR_OK) {
-		/* Both or neither. */
-		(void)ev_object_destroy(s, hpub);
-		goto out;
-	}
-	*phPublicKey = hpub;
+	rv = ev_object_new_pair(s, pPublicKeyTemplate, ulPublicKeyAttributeCount, pub_base, pub,
+	    pPrivateKeyTemplate, ulPrivateKeyAttributeCount, priv_base, priv,
+	    pMechanism->mechanism, phPublicKey, phPrivateKey);
+	pub = priv = NULL; /* consumed */
 out:
 	ev_key_free(priv);
 	ev_key_free(pub);

@@ -548,48 +548,63 @@ cert_fields(ev_attrs *a)
 	return rv;
 }
 
-/* Insert a token object and its wrapped material in one transaction. */
+/*
+ * Insert token objects and their wrapped material in one transaction: a
+ * key pair is stored whole or not at all.
+ */
 static CK_RV
-store_new(ev_object *o, const ev_key *key)
+store_objects(ev_token *t, ev_object **objs, size_t n)
 {
-	ev_secret *plain = NULL;
+	ev_secret *plain[2] = { NULL, NULL };
 	const ev_secret *zk = NULL;
-	ev_obj_rec rec = { 0 };
 	ev_wrap_binding b;
-	int has_secret = key != NULL && (o->cls == CKO_PRIVATE_KEY || o->cls == CKO_SECRET_KEY);
 	int in_tx = 0;
+	size_t i;
 	CK_RV rv;
 
+	if (n > EV_ARRAY_SIZE(plain))
+		return CKR_GENERAL_ERROR;
 	/* Lock order: token before store. */
-	rv = ev_mutex_lock(o->token->lock);
+	rv = ev_mutex_lock(t->lock);
 	if (rv != CKR_OK)
 		return rv;
-	if (has_secret) {
-		rv = ev_token_zone_key(o->token, &zk);
+	for (i = 0; i < n; i++) {
+		ev_key *k = atomic_load(&objs[i]->key);
+
+		if (k == NULL || (objs[i]->cls != CKO_PRIVATE_KEY && objs[i]->cls != CKO_SECRET_KEY))
+			continue;
+		if (zk == NULL)
+			rv = ev_token_zone_key(t, &zk);
 		if (rv == CKR_OK)
-			rv = ev_key_export_secret(key, &plain);
+			rv = ev_key_export_secret(k, &plain[i]);
 		if (rv != CKR_OK)
 			goto out_token;
 	}
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
 		goto out_token;
-	rec.zone = o->token->id;
-	rec.cls = o->cls;
-	rec.private = o->private;
-	rec.generation = o->generation;
-	rec.attrs = o->attrs;
 	rv = ev_store_begin(ev_mod->store);
 	if (rv != CKR_OK)
 		goto out;
 	in_tx = 1;
-	rv = ev_store_obj_insert(ev_mod->store, &rec);
-	if (rv != CKR_OK)
-		goto out;
-	o->handle = (CK_OBJECT_HANDLE)rec.id;
-	if (has_secret) {
+	for (i = 0; i < n; i++) {
+		ev_object *o = objs[i];
+		ev_obj_rec rec = { 0 };
+
+		rec.zone = t->id;
+		rec.cls = o->cls;
+		rec.private = o->private;
+		rec.generation = o->generation;
+		rec.attrs = o->attrs;
+		rv = ev_store_obj_insert(ev_mod->store, &rec);
+		if (rv != CKR_OK)
+			goto out;
+		o->handle = (CK_OBJECT_HANDLE)rec.id;
+		if (plain[i] == NULL)
+			continue;
+		/* The id is known only now, and the wrapping is bound to it. */
 		binding_of(o, o->attrs, &b);
-		rv = ev_wrap(zk, &b, plain, &o->wrapped, &o->wrapped_len);
+		rv = ev_wrap(zk, &b, plain[i], &o->wrapped, &o->wrapped_len);
 		if (rv != CKR_OK)
 			goto out;
 		rv = ev_store_obj_set_wrapped(ev_mod->store, rec.id, o->wrapped, o->wrapped_len);
@@ -603,8 +618,9 @@ out:
 		(void)ev_store_rollback(ev_mod->store);
 	ev_mutex_unlock(ev_mod->store_lock);
 out_token:
-	ev_mutex_unlock(o->token->lock);
-	ev_secret_free(plain);
+	ev_mutex_unlock(t->lock);
+	for (i = 0; i < EV_ARRAY_SIZE(plain); i++)
+		ev_secret_free(plain[i]);
 	return rv;
 }
 
@@ -667,9 +683,13 @@ key_provenance(ev_attrs *a, ev_origin origin, CK_OBJECT_CLASS cls, CK_MECHANISM_
 	return rv;
 }
 
-CK_RV
-ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
-    const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, CK_OBJECT_HANDLE *out)
+/*
+ * Everything ev_object_new() does before storing: the object is checked and
+ * built, with key (consumed) as its material, but not stored or mapped.
+ */
+static CK_RV
+prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, ev_object **out)
 {
 	CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)-1;
 	CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
@@ -843,32 +863,94 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 		rv = CKR_USER_NOT_LOGGED_IN;
 		goto out;
 	}
-	if (o->on_token) {
-		rv = store_new(o, key);
-		if (rv != CKR_OK)
-			goto out;
-	} else {
+	if (!o->on_token)
 		o->owner = s->handle;
-	}
 	atomic_store(&o->key, key);
 	key = NULL; /* transferred */
-
-	rv = ev_rwlock_wrlock(ev_mod->lock);
-	if (rv != CKR_OK)
-		goto out;
-	if (!o->on_token)
-		o->handle = EV_SESSION_OBJECT_BIT | ev_mod->next_object++;
-	rv = ev_map_put(&ev_mod->objects, o->handle, o);
-	ev_rwlock_unlock(ev_mod->lock);
-	if (rv != CKR_OK)
-		goto out;
-	*out = o->handle;
-	o = NULL; /* transferred to the map */
+	*out = o;
+	o = NULL; /* transferred */
 out:
-	/* A token object already stored but not mapped is found again on next use. */
 	ev_object_free(o);
 	ev_attrs_free(a);
 	ev_key_free(key);
+	return rv;
+}
+
+/*
+ * Store prepared objects (token objects in one transaction) and map them.
+ * The objects are consumed, also on failure; handles[i] gets each handle.
+ */
+static CK_RV
+publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles)
+{
+	ev_object *on_token[2];
+	size_t i, nt = 0;
+	CK_RV rv = CKR_OK;
+
+	for (i = 0; i < n; i++)
+		if (objs[i]->on_token && nt < EV_ARRAY_SIZE(on_token))
+			on_token[nt++] = objs[i];
+	if (nt > 0)
+		rv = store_objects(s->token, on_token, nt);
+	if (rv == CKR_OK)
+		rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	for (i = 0; i < n && rv == CKR_OK; i++) {
+		if (!objs[i]->on_token)
+			objs[i]->handle = EV_SESSION_OBJECT_BIT | ev_mod->next_object++;
+		rv = ev_map_put(&ev_mod->objects, objs[i]->handle, objs[i]);
+		if (rv == CKR_OK) {
+			handles[i] = objs[i]->handle;
+			objs[i] = NULL; /* transferred to the map */
+		}
+	}
+	ev_rwlock_unlock(ev_mod->lock);
+out:
+	/* A token object stored but not mapped is found again on next use. */
+	for (i = 0; i < n; i++)
+		ev_object_free(objs[i]);
+	return rv;
+}
+
+CK_RV
+ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+    const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, CK_OBJECT_HANDLE *out)
+{
+	ev_object *o = NULL;
+	CK_RV rv;
+
+	rv = prepare(s, origin, tmpl, count, base, key, gen_mech, &o);
+	if (rv != CKR_OK)
+		return rv;
+	return publish(s, &o, 1, out);
+}
+
+CK_RV
+ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_count,
+    const ev_attrs *pub_base, ev_key *pub, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_count,
+    const ev_attrs *priv_base, ev_key *priv, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE *hpub,
+    CK_OBJECT_HANDLE *hpriv)
+{
+	ev_object *objs[2] = { NULL, NULL };
+	CK_OBJECT_HANDLE h[2];
+	CK_RV rv;
+
+	rv = prepare(s, EV_ORIGIN_GENERATE, pub_tmpl, pub_count, pub_base, pub, mech, &objs[0]);
+	pub = NULL; /* consumed */
+	if (rv == CKR_OK)
+		rv = prepare(s, EV_ORIGIN_GENERATE, priv_tmpl, priv_count, priv_base, priv, mech,
+		    &objs[1]);
+	priv = NULL; /* consumed */
+	if (rv != CKR_OK) {
+		ev_object_free(objs[0]);
+		return rv;
+	}
+	rv = publish(s, objs, 2, h);
+	if (rv == CKR_OK) {
+		*hpub = h[0];
+		*hpriv = h[1];
+	}
 	return rv;
 }
 

@@ -84,6 +84,15 @@ CK_RV ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE 
 CK_RV ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
     const ev_attrs *base, ev_key *key, CK_MECHANISM_TYPE gen_mech, CK_OBJECT_HANDLE *out);
 
+/*
+ * C_GenerateKeyPair's objects: both are made and, for token objects,
+ * stored in one transaction, or neither is. pub and priv are consumed.
+ */
+CK_RV ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_count,
+    const ev_attrs *pub_base, ev_key *pub, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_count,
+    const ev_attrs *priv_base, ev_key *priv, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE *hpub,
+    CK_OBJECT_HANDLE *hpriv);
+
 /* C_DestroyObject. */
 CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h);
 
