@@ -181,15 +181,11 @@ ev_attrs_from_template(const CK_ATTRIBUTE *tmpl, CK_ULONG count, ev_attrs **out)
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
-		if (ev_attr_type_is_bool(t->type) && t->ulValueLen != sizeof(CK_BBOOL)) {
+		if (!ev_attr_len_ok(t->type, t->ulValueLen)) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
-		if (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG)) {
-			rv = CKR_ATTRIBUTE_VALUE_INVALID;
-			goto out;
-		}
-		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+		if (ev_attr_type_is_template(t->type)) {
 			unsigned char *packed = NULL;
 			CK_ULONG plen = 0;
 
@@ -280,6 +276,13 @@ ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 }
 
 int
+ev_attr_type_is_template(CK_ATTRIBUTE_TYPE type)
+{
+	return type == CKA_WRAP_TEMPLATE || type == CKA_UNWRAP_TEMPLATE ||
+	    type == CKA_DERIVE_TEMPLATE;
+}
+
+int
 ev_attr_type_is_bool(CK_ATTRIBUTE_TYPE type)
 {
 	switch (type) {
@@ -328,6 +331,24 @@ ev_attr_type_is_ulong(CK_ATTRIBUTE_TYPE type)
 		return 1;
 	default:
 		return 0;
+	}
+}
+
+int
+ev_attr_len_ok(CK_ATTRIBUTE_TYPE type, CK_ULONG len)
+{
+	if (ev_attr_type_is_bool(type))
+		return len == sizeof(CK_BBOOL);
+	if (ev_attr_type_is_ulong(type))
+		return len == sizeof(CK_ULONG);
+	switch (type) {
+	case CKA_ALLOWED_MECHANISMS:
+		return len % sizeof(CK_MECHANISM_TYPE) == 0;
+	case CKA_START_DATE:
+	case CKA_END_DATE:
+		return len == 0 || len == sizeof(CK_DATE);
+	default:
+		return 1;
 	}
 }
 
@@ -385,10 +406,8 @@ ev_attrs_pack(const CK_ATTRIBUTE *tmpl, CK_ULONG count, unsigned char **out, CK_
 	for (i = 0; i < count; i++) {
 		const CK_ATTRIBUTE *t = &tmpl[i];
 
-		if ((t->type & CKF_ARRAY_ATTRIBUTE) || (t->pValue == NULL && t->ulValueLen > 0) ||
-		    (ev_attr_type_is_bool(t->type) && t->ulValueLen != sizeof(CK_BBOOL)) ||
-		    (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG)) ||
-		    t->ulValueLen > (1UL << 20))
+		if (ev_attr_type_is_template(t->type) || (t->pValue == NULL && t->ulValueLen > 0) ||
+		    !ev_attr_len_ok(t->type, t->ulValueLen) || t->ulValueLen > (1UL << 20))
 			return CKR_ATTRIBUTE_VALUE_INVALID;
 		total += 16 + t->ulValueLen;
 	}
@@ -430,7 +449,7 @@ ev_attrs_unpack(const void *buf, CK_ULONG len, ev_attrs **out)
 		}
 		type = get_be64(p);
 		vlen = get_be64(p + 8);
-		if (vlen > len - 16 || (type & CKF_ARRAY_ATTRIBUTE)) {
+		if (vlen > len - 16 || ev_attr_type_is_template((CK_ATTRIBUTE_TYPE)type)) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			break;
 		}

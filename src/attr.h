@@ -77,9 +77,24 @@ int ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
 CK_RV ev_attrs_pack(const CK_ATTRIBUTE *tmpl, CK_ULONG count, unsigned char **out, CK_ULONG *len);
 CK_RV ev_attrs_unpack(const void *buf, CK_ULONG len, ev_attrs **out) EV_MUST_CHECK;
 
+/*
+ * Whether an attribute type holds a nested template (CKA_WRAP_TEMPLATE,
+ * CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE). CKA_ALLOWED_MECHANISMS also
+ * has CKF_ARRAY_ATTRIBUTE set, but holds CK_MECHANISM_TYPEs: not a template.
+ */
+int ev_attr_type_is_template(CK_ATTRIBUTE_TYPE type);
+
 /* Whether an attribute type holds a CK_BBOOL / a CK_ULONG by the spec. */
 int ev_attr_type_is_bool(CK_ATTRIBUTE_TYPE type);
 int ev_attr_type_is_ulong(CK_ATTRIBUTE_TYPE type);
+
+/*
+ * Whether len fits an attribute type's value: a CK_BBOOL, a CK_ULONG, a
+ * whole number of CK_MECHANISM_TYPEs (CKA_ALLOWED_MECHANISMS), a CK_DATE
+ * or nothing (CKA_START_DATE, CKA_END_DATE). Other types: any length.
+ * Callers answer CKR_ATTRIBUTE_VALUE_INVALID when it does not.
+ */
+int ev_attr_len_ok(CK_ATTRIBUTE_TYPE type, CK_ULONG len);
 
 /*
  * Whether (class, type) is secret key material, kept only in secure memory:

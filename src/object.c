@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <openssl/x509.h>
+#include <sodium.h>
 
 #include "keyring.h"
 #include "log.h"
@@ -549,6 +550,26 @@ cert_fields(ev_attrs *a)
 }
 
 /*
+ * CKA_UNIQUE_ID (PKCS#11 3.0 4.4): the token's, never a caller's. Random,
+ * so unique across zones and processes without asking the store.
+ */
+static CK_RV
+unique_id(ev_attrs *a)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[16];
+	char id[2 * sizeof(raw)];
+	size_t i;
+
+	randombytes_buf(raw, sizeof(raw));
+	for (i = 0; i < sizeof(raw); i++) {
+		id[2 * i] = hex[raw[i] >> 4];
+		id[2 * i + 1] = hex[raw[i] & 0xf];
+	}
+	return ev_attrs_set(a, CKA_UNIQUE_ID, id, sizeof(id));
+}
+
+/*
  * Insert token objects and their wrapped material in one transaction: a
  * key pair is stored whole or not at all.
  */
@@ -683,6 +704,28 @@ key_provenance(ev_attrs *a, ev_origin origin, CK_OBJECT_CLASS cls, CK_MECHANISM_
 	return rv;
 }
 
+/* Whether every type a template gives twice has the same value both times. */
+static int
+self_consistent(const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	CK_ULONG i, j;
+
+	for (i = 0; i < count; i++) {
+		for (j = 0; j < i; j++) {
+			if (tmpl[j].type != tmpl[i].type)
+				continue;
+			if (tmpl[j].ulValueLen != tmpl[i].ulValueLen)
+				return 0;
+			/* A NULL value with a length is refused later, as invalid. */
+			if (tmpl[i].ulValueLen > 0 && tmpl[i].pValue != NULL &&
+			    tmpl[j].pValue != NULL &&
+			    memcmp(tmpl[i].pValue, tmpl[j].pValue, tmpl[i].ulValueLen) != 0)
+				return 0;
+		}
+	}
+	return 1;
+}
+
 /*
  * Everything ev_object_new() does before storing: the object is checked and
  * built, with key (consumed) as its material, but not stored or mapped.
@@ -702,6 +745,10 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 		rv = CKR_ARGUMENTS_BAD;
 		goto out;
 	}
+	if (!self_consistent(tmpl, count)) {
+		rv = CKR_TEMPLATE_INCONSISTENT;
+		goto out;
+	}
 	/* The class decides what is secret, so find it before copying anything. */
 	if (base != NULL)
 		(void)ev_attrs_ulong(base, CKA_CLASS, &cls);
@@ -710,6 +757,11 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 			continue;
 		if (tmpl[i].pValue == NULL || tmpl[i].ulValueLen != sizeof(CK_OBJECT_CLASS)) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
+			goto out;
+		}
+		if (origin == EV_ORIGIN_COPY) {
+			/* A copy's class is its source's: not an attribute a copy may set. */
+			rv = CKR_ATTRIBUTE_READ_ONLY;
 			goto out;
 		}
 		if (base != NULL && ev_attrs_get(base, CKA_CLASS) != NULL &&
@@ -746,12 +798,11 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
-		if ((ev_attr_type_is_bool(t->type) && t->ulValueLen != sizeof(CK_BBOOL)) ||
-		    (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG))) {
+		if (!ev_attr_len_ok(t->type, t->ulValueLen)) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}
-		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+		if (ev_attr_type_is_template(t->type)) {
 			unsigned char *packed = NULL;
 			CK_ULONG plen = 0;
 
@@ -785,6 +836,10 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 			rv = CKR_ATTRIBUTE_READ_ONLY;
 		if (!ev_attrs_is_true(base, CKA_EXTRACTABLE, 1) &&
 		    ev_attrs_is_true(a, CKA_EXTRACTABLE, 0))
+			rv = CKR_ATTRIBUTE_READ_ONLY;
+		/* Else a copy would escape the trusted wrapping its source insists on. */
+		if (ev_attrs_is_true(base, CKA_WRAP_WITH_TRUSTED, 0) &&
+		    !ev_attrs_is_true(a, CKA_WRAP_WITH_TRUSTED, 0))
 			rv = CKR_ATTRIBUTE_READ_ONLY;
 		if (rv != CKR_OK)
 			goto out;
@@ -827,9 +882,13 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 		rv = CKR_GENERAL_ERROR;
 		goto out;
 	}
-	rv = apply_defaults(a, cls, kt);
-	if (rv == CKR_OK && cls == CKO_CERTIFICATE)
+	/* Before the defaults, which would give the DER's fields empty values. */
+	if (cls == CKO_CERTIFICATE)
 		rv = cert_fields(a);
+	if (rv == CKR_OK)
+		rv = apply_defaults(a, cls, kt);
+	if (rv == CKR_OK)
+		rv = unique_id(a);
 	if (rv == CKR_OK && is_key_class(cls))
 		rv = key_provenance(a, origin, cls, gen_mech, base);
 	if (rv != CKR_OK)
@@ -941,6 +1000,8 @@ ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_cou
 	if (rv == CKR_OK)
 		rv = prepare(s, EV_ORIGIN_GENERATE, priv_tmpl, priv_count, priv_base, priv, mech,
 		    &objs[1]);
+	else
+		ev_key_free(priv); /* consumed here, as the contract says */
 	priv = NULL; /* consumed */
 	if (rv != CKR_OK) {
 		ev_object_free(objs[0]);
@@ -1137,7 +1198,7 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 		const void *val;
 		CK_ULONG len;
 
-		if (t->type & CKF_ARRAY_ATTRIBUTE) {
+		if (ev_attr_type_is_template(t->type)) {
 			r = get_array(o, t);
 			if (r != CKR_OK && (rv == CKR_OK || r != CKR_BUFFER_TOO_SMALL))
 				rv = r;
@@ -1231,7 +1292,7 @@ ev_object_set_attrs(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_UL
 				goto out;
 			}
 		}
-		if (ev_attr_type_is_ulong(t->type) && t->ulValueLen != sizeof(CK_ULONG)) {
+		if (!ev_attr_len_ok(t->type, t->ulValueLen)) {
 			rv = CKR_ATTRIBUTE_VALUE_INVALID;
 			goto out;
 		}

@@ -550,7 +550,9 @@ ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const C
 	switch (step) {
 	case EV_STEP_ONESHOT:
 		if (ev_op_in_multipart(a->op)) {
+			/* A single-part call cannot finish a multi-part operation; it ends it. */
 			rv = CKR_OPERATION_ACTIVE;
+			ev_active_end(a);
 			goto out;
 		}
 		rv = ev_op_oneshot(a->op, in, inlen, out, outlen);
@@ -597,6 +599,7 @@ ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, C
 	case EV_STEP_ONESHOT:
 		if (ev_op_in_multipart(s->verify.op)) {
 			rv = CKR_OPERATION_ACTIVE;
+			ev_active_end(&s->verify);
 			goto out;
 		}
 		rv = ev_op_verify(s->verify.op, data, len, sig, siglen);

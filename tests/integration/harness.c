@@ -5,6 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ec.h>
+#include <openssl/x509.h>
+
 #include "harness.h"
 
 struct ev_env env;
@@ -171,4 +174,51 @@ env_session(CK_SLOT_ID slot, int rw, int user)
 		    rv);
 	}
 	return h;
+}
+
+const CK_BYTE env_p256[10] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+const CK_BYTE env_p384[7] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+const CK_BYTE env_ed25519[5] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+
+EVP_PKEY *
+env_spki(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	CK_BYTE buf[2048];
+	CK_ATTRIBUTE a = { CKA_PUBLIC_KEY_INFO, buf, sizeof(buf) };
+	const unsigned char *p = buf;
+	EVP_PKEY *k;
+
+	ck_assert_int_eq(env.f->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
+	k = d2i_PUBKEY(NULL, &p, (long)a.ulValueLen);
+	ck_assert_ptr_nonnull(k);
+	return k;
+}
+
+int
+env_ecdsa_der(const CK_BYTE *sig, CK_ULONG len, unsigned char **der)
+{
+	ECDSA_SIG *s = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(sig, (int)(len / 2), NULL);
+	BIGNUM *ss = BN_bin2bn(sig + len / 2, (int)(len / 2), NULL);
+	int n;
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(ECDSA_SIG_set0(s, r, ss), 1);
+	*der = NULL;
+	n = i2d_ECDSA_SIG(s, der);
+	ECDSA_SIG_free(s);
+	ck_assert_int_gt(n, 0);
+	return n;
+}
+
+int
+env_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -8,6 +8,8 @@
 
 #include <check.h>
 
+#include <openssl/evp.h>
+
 #include "pkcs11/pkcs11.h"
 
 #define SO_PIN "so-secret"
@@ -44,6 +46,20 @@ CK_SESSION_HANDLE env_session(CK_SLOT_ID slot, int rw, int user);
 
 /* The 32-byte blank-padded form of a label. */
 void env_label(CK_UTF8CHAR out[32], const char *label);
+
+/* Curve parameters (DER of the named curve's OID) for CKA_EC_PARAMS. */
+extern const CK_BYTE env_p256[10];
+extern const CK_BYTE env_p384[7];
+extern const CK_BYTE env_ed25519[5];
+
+/* The public key of an object as OpenSSL sees it, from CKA_PUBLIC_KEY_INFO. */
+EVP_PKEY *env_spki(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
+
+/* A PKCS#11 ECDSA signature (raw r||s) as DER for OpenSSL; *der is OPENSSL_free'd by the caller. */
+int env_ecdsa_der(const CK_BYTE *sig, CK_ULONG len, unsigned char **der);
+
+/* Run a suite; the process's exit status (0 when every test passed). */
+int env_run(Suite *s);
 
 /* Run a shell command; fail the test when it fails. */
 void env_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

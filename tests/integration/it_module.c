@@ -360,40 +360,6 @@ gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_ULONG
 	ck_assert_int_eq(F->C_GenerateKeyPair(h, &mech, pubt, 4, privt, 4, pub, priv), CKR_OK);
 }
 
-static const CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-static const CK_BYTE p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const CK_BYTE ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
-
-/* The public key as OpenSSL sees it, from CKA_PUBLIC_KEY_INFO. */
-static EVP_PKEY *
-spki_of(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
-{
-	CK_BYTE buf[2048];
-	CK_ATTRIBUTE a = { CKA_PUBLIC_KEY_INFO, buf, sizeof(buf) };
-	const unsigned char *p = buf;
-	EVP_PKEY *k;
-
-	ck_assert_int_eq(F->C_GetAttributeValue(h, o, &a, 1), CKR_OK);
-	k = d2i_PUBKEY(NULL, &p, (long)a.ulValueLen);
-	ck_assert_ptr_nonnull(k);
-	return k;
-}
-
-/* Raw r||s to DER, for OpenSSL's verifier. */
-static int
-ecdsa_der(const CK_BYTE *sig, CK_ULONG len, unsigned char **der)
-{
-	ECDSA_SIG *s = ECDSA_SIG_new();
-	BIGNUM *r = BN_bin2bn(sig, (int)(len / 2), NULL);
-	BIGNUM *ss = BN_bin2bn(sig + len / 2, (int)(len / 2), NULL);
-	int n;
-
-	ck_assert_int_eq(ECDSA_SIG_set0(s, r, ss), 1);
-	*der = NULL;
-	n = i2d_ECDSA_SIG(s, der);
-	ECDSA_SIG_free(s);
-	return n;
-}
 
 static void
 sign_and_check(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
@@ -405,7 +371,7 @@ sign_and_check(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
 	CK_ULONG len = 0;
 	unsigned char *der = NULL;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_PKEY *k = spki_of(h, pub);
+	EVP_PKEY *k = env_spki(h, pub);
 	int derlen;
 
 	ck_assert_int_eq(F->C_SignInit(h, &mech, priv), CKR_OK);
@@ -424,7 +390,7 @@ sign_and_check(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
 	    CKR_OPERATION_NOT_INITIALIZED);
 
 	if (ec) {
-		derlen = ecdsa_der(sig, len, &der);
+		derlen = env_ecdsa_der(sig, len, &der);
 		ck_assert_int_gt(derlen, 0);
 	} else {
 		der = OPENSSL_memdup(sig, len);
@@ -451,11 +417,11 @@ START_TEST(test_ec_sign_verified_by_openssl)
 
 	env_init();
 	h = env_session(env_new_zone("ec"), 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "p256", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "p256", CK_TRUE, &pub, &priv);
 	sign_and_check(h, priv, pub, CKM_ECDSA_SHA256, EVP_sha256(), 1, 64);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p384, sizeof(p384), "p384", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p384, sizeof(env_p384), "p384", CK_TRUE, &pub, &priv);
 	sign_and_check(h, priv, pub, CKM_ECDSA_SHA384, EVP_sha384(), 1, 96);
-	gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, ed25519, sizeof(ed25519), "ed", CK_FALSE, &pub,
+	gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, env_ed25519, sizeof(env_ed25519), "ed", CK_FALSE, &pub,
 	    &priv);
 	sign_and_check(h, priv, pub, CKM_EDDSA, NULL, 0, 64);
 }
@@ -515,7 +481,7 @@ START_TEST(test_attributes)
 
 	env_init();
 	h = env_session(env_new_zone("attrs"), 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "attrs", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "attrs", CK_TRUE, &pub, &priv);
 
 	ck_assert_int_eq(F->C_GetAttributeValue(h, priv, &value, 1), CKR_ATTRIBUTE_SENSITIVE);
 	ck_assert_uint_eq(value.ulValueLen, CK_UNAVAILABLE_INFORMATION);
@@ -577,7 +543,7 @@ START_TEST(test_find_objects)
 	h = env_session(slot, 1, 1);
 	for (i = 0; i < 4; i++) {
 		snprintf(label, sizeof(label), "k%d", i);
-		gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), label, i % 2 ? CK_TRUE : CK_FALSE,
+		gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), label, i % 2 ? CK_TRUE : CK_FALSE,
 		    &pub, &priv);
 	}
 	ck_assert_int_eq(F->C_FindObjects(h, found, 8, &n), CKR_OPERATION_NOT_INITIALIZED);
@@ -750,7 +716,7 @@ START_TEST(test_persistence)
 	env_init();
 	slot = env_new_zone("persist");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "keep", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "keep", CK_TRUE, &pub, &priv);
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
 
 	env_init();
@@ -781,7 +747,7 @@ START_TEST(test_fork)
 	env_init();
 	slot = env_new_zone("fork");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "fork", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "fork", CK_TRUE, &pub, &priv);
 	pid = fork();
 	ck_assert_int_ne(pid, -1);
 	if (pid == 0) {
@@ -830,7 +796,7 @@ START_TEST(test_two_processes)
 	env_init();
 	slot = env_new_zone("twoproc");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "first", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "first", CK_TRUE, &pub, &priv);
 	pid = fork();
 	ck_assert_int_ne(pid, -1);
 	if (pid == 0) {
@@ -843,7 +809,7 @@ START_TEST(test_two_processes)
 		ok &= F->C_Login(ch, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)) == CKR_OK;
 		for (i = 0; i < 10 && ok; i++) {
 			CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-			CK_ATTRIBUTE pt[] = { { CKA_EC_PARAMS, (void *)p256, sizeof(p256) },
+			CK_ATTRIBUTE pt[] = { { CKA_EC_PARAMS, (void *)env_p256, sizeof(env_p256) },
 				{ CKA_TOKEN, &yes, sizeof(yes) } };
 			CK_ATTRIBUTE st[] = { { CKA_TOKEN, &yes, sizeof(yes) } };
 
@@ -897,7 +863,7 @@ START_TEST(test_reinit_token)
 	env_init();
 	slot = env_new_zone("reinit");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, p256, sizeof(p256), "gone", CK_TRUE, &pub, &priv);
+	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "gone", CK_TRUE, &pub, &priv);
 	env_label(lab, "fresh");
 	ck_assert_int_eq(F->C_InitToken(slot, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN), lab),
 	    CKR_SESSION_EXISTS);
@@ -942,8 +908,6 @@ main(void)
 {
 	Suite *s = suite_create("module");
 	TCase *tc = tcase_create("softhsm-root");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 120);
@@ -967,9 +931,5 @@ main(void)
 	tcase_add_test(tc, test_reinit_token);
 	tcase_add_test(tc, test_random_and_unsupported);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return env_run(s);
 }
