@@ -1,0 +1,85 @@
+#!/bin/sh
+# OpenSSL 3 with libp11's engine against edgevault: pkeyutl signs with EC,
+# RSA PKCS#1 v1.5 and RSA-PSS keys (verified with the exported public keys),
+# `openssl req -x509` makes a certificate with a key in the token, and a
+# certificate stored in the token is found by the engine.
+#
+# libp11 0.4.12 (Debian 12) stops enumerating a token's keys at the first
+# key type it does not know, such as Ed25519, so this zone holds none.
+. "$(dirname "$0")/lib.sh"
+
+: "${EV_ENGINE_CERT:?EV_ENGINE_CERT must name the built tests/clients/engine_cert}"
+
+P11="pkcs11-tool --module $EV_MODULE"
+cd "$EV_TMP"
+
+engine=$(find /usr/lib -name pkcs11.so -path '*engines*' | head -n 1)
+[ -n "$engine" ] || { echo "libp11's engine (libengine-pkcs11-openssl) is missing"; exit 1; }
+cat >openssl.cnf <<EOC
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $engine
+MODULE_PATH = $EV_MODULE
+init = 0
+EOC
+export OPENSSL_CONF="$EV_TMP/openssl.cnf"
+
+$P11 --init-token --label ossl --so-pin "$SO_PIN" >/dev/null 2>&1
+$P11 --token-label ossl --login --login-type so --so-pin "$SO_PIN" --init-pin \
+	--pin "$USER_PIN" >/dev/null 2>&1
+$P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type EC:prime256v1 \
+	--label ec --id 01 >/dev/null 2>&1
+$P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type rsa:2048 \
+	--label rsa --id 02 >/dev/null 2>&1
+K="pkcs11:token=ossl"
+PIN="pin-value=$USER_PIN"
+printf 'sign me\n' >data
+openssl dgst -sha256 -binary data >dgst
+
+for k in ec rsa; do
+	ok "export the $k public key" sh -c "$P11 --token-label ossl --read-object --type pubkey \
+		--label $k --output-file $k.der && openssl pkey -pubin -inform DER -in $k.der -out $k.pem"
+done
+
+ok "pkeyutl -sign with the EC key" openssl pkeyutl -engine pkcs11 -keyform engine \
+	-inkey "$K;object=ec;type=private;$PIN" -sign -in dgst -out ec.sig
+ok "OpenSSL verifies the EC signature" openssl pkeyutl -verify -pubin -inkey ec.pem -in dgst \
+	-sigfile ec.sig
+ok "pkeyutl -sign RSA PKCS#1 v1.5" openssl pkeyutl -engine pkcs11 -keyform engine \
+	-inkey "$K;object=rsa;type=private;$PIN" -sign -in dgst -out rsa.sig \
+	-pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pkcs1
+ok "OpenSSL verifies the PKCS#1 v1.5 signature" openssl pkeyutl -verify -pubin -inkey rsa.pem \
+	-in dgst -sigfile rsa.sig -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pkcs1
+ok "pkeyutl -sign RSA-PSS" openssl pkeyutl -engine pkcs11 -keyform engine \
+	-inkey "$K;object=rsa;type=private;$PIN" -sign -in dgst -out pss.sig \
+	-pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32
+ok "OpenSSL verifies the PSS signature" openssl pkeyutl -verify -pubin -inkey rsa.pem \
+	-in dgst -sigfile pss.sig -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss \
+	-pkeyopt rsa_pss_saltlen:32
+fails "a changed digest does not verify" sh -c \
+	"printf 'other' | openssl dgst -sha256 -binary >other &&
+	 openssl pkeyutl -verify -pubin -inkey rsa.pem -in other -sigfile pss.sig \
+	 -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32"
+
+ok "openssl req -x509 with a key in the token" openssl req -engine pkcs11 -keyform engine \
+	-key "$K;object=ec;type=private;$PIN" -new -x509 -subj /CN=edgevault-openssl -days 2 \
+	-sha256 -out cert.pem
+ok "the certificate verifies and carries the token's key" sh -c \
+	"openssl verify -CAfile cert.pem cert.pem &&
+	 openssl x509 -in cert.pem -noout -pubkey | openssl pkey -pubin -outform DER >c.der &&
+	 openssl pkey -pubin -in ec.pem -outform DER >k.der && cmp -s c.der k.der"
+ok "store the certificate in the token (CKO_CERTIFICATE)" sh -c \
+	"openssl x509 -in cert.pem -outform DER -out cert.der &&
+	 $P11 --token-label ossl --login --pin '$USER_PIN' --write-object cert.der --type cert \
+	 --label ec --id 01"
+ok "the engine finds the certificate in the token" sh -c \
+	"'$EV_ENGINE_CERT' '$K;object=ec;type=cert' | grep -q 'CN = edgevault-openssl'"
+fails "the engine finds no certificate under another label" "$EV_ENGINE_CERT" \
+	"$K;object=nosuch;type=cert"
+
+finish
