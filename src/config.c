@@ -424,7 +424,12 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 	CK_RV rv = CKR_GENERAL_ERROR;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/*
+	 * O_NONBLOCK: a FIFO (or a device) in place of the file must not
+	 * hang the host in open(); it is refused just below. Reads from a
+	 * regular file ignore the flag.
+	 */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		set_err(err, errlen, "cannot read upstream PIN file %s: %s", path, strerror(errno));
 		return CKR_GENERAL_ERROR;
@@ -501,7 +506,12 @@ ev_config_root_pin(const ev_config *c, ev_secret **pin, char *err, size_t errlen
 	if (c->root_pin_file != NULL)
 		return read_pin_file(c->root_pin_file, pin, err, errlen);
 	if (c->root_pin_env != NULL) {
-		v = getenv(c->root_pin_env);
+		/*
+		 * secure_getenv, as for $EDGEVAULT_CONF: in a setuid or setgid
+		 * host the environment is the caller's, who could feed wrong
+		 * PINs to the upstream token until it locks.
+		 */
+		v = secure_getenv(c->root_pin_env);
 		if (v == NULL || *v == '\0') {
 			set_err(err, errlen,
 				"environment variable %s (the upstream PIN, [root] "

@@ -21,12 +21,28 @@
 #define EV_ATTR_DIGEST_LEN 32
 #define EV_WRAP_VERSION 1
 
-/* A fresh random zone key. */
+/*
+ * A fresh random zone key (EV_ZONE_KEY_LEN bytes) in *key, owned by the
+ * caller (ev_secret_free()). CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY,
+ * CKR_GENERAL_ERROR (libsodium unusable).
+ */
 CK_RV ev_zone_key_new(ev_secret **key);
 
-/* Seal/unseal a zone key under the root, bound to device and zone id. */
+/*
+ * Seal a zone key under the root, bound to the device id (a C string) and
+ * the zone id. *blob is malloc'ed (NULL on failure). Errors: those of
+ * ev_root_seal(), CKR_ARGUMENTS_BAD (a NULL argument, a key that is not
+ * EV_ZONE_KEY_LEN bytes).
+ */
 CK_RV ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id,
     const ev_secret *key, unsigned char **blob, size_t *len);
+
+/*
+ * Open a sealed zone key; *key (secure memory, the caller's) is NULL on
+ * failure. CKR_ENCRYPTED_DATA_INVALID when the blob does not authenticate
+ * for this device and zone or does not hold a zone key; the other errors
+ * of ev_root_unseal().
+ */
 CK_RV ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id,
     const unsigned char *blob, size_t len, ev_secret **key) EV_MUST_CHECK;
 
@@ -44,17 +60,25 @@ typedef struct ev_wrap_binding {
  * creation or only move one way (CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
  * CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_PRIVATE, CKA_TOKEN,
  * CKA_EC_PARAMS, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_VALUE_LEN).
+ * attrs may be NULL (no attributes). Never fails: should hashing ever
+ * fail, out is random, so that nothing unwraps under it.
  */
 void ev_attr_digest(const ev_attrs *attrs, unsigned char out[EV_ATTR_DIGEST_LEN]);
 
-/* Wrap secret material under a zone key. *blob malloc'ed. */
+/*
+ * Wrap secret material under a zone key (EV_ZONE_KEY_LEN bytes) for the
+ * binding b. *blob malloc'ed, NULL on failure (it holds no secret).
+ * CKR_ARGUMENTS_BAD, CKR_DATA_LEN_RANGE, CKR_HOST_MEMORY, CKR_GENERAL_ERROR.
+ */
 CK_RV ev_wrap(const ev_secret *zone_key, const ev_wrap_binding *b, const ev_secret *plain,
     unsigned char **blob, size_t *len);
 
 /*
- * Unwrap. CKR_ENCRYPTED_DATA_INVALID when the blob is malformed, of an
- * unknown version, or does not authenticate under this key and binding
- * (moved to another zone or object, or an attribute changed).
+ * Unwrap into *plain (secure memory, the caller's; NULL on failure).
+ * CKR_ENCRYPTED_DATA_INVALID when the blob is malformed, of an unknown
+ * version, or does not authenticate under this key and binding (moved to
+ * another zone or object, or an attribute changed); CKR_ARGUMENTS_BAD,
+ * CKR_HOST_MEMORY, CKR_GENERAL_ERROR.
  */
 CK_RV ev_unwrap(const ev_secret *zone_key, const ev_wrap_binding *b, const unsigned char *blob,
     size_t len, ev_secret **plain) EV_MUST_CHECK;

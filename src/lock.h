@@ -19,7 +19,12 @@ typedef struct ev_rwlock ev_rwlock;
  */
 CK_RV ev_lock_setup(const CK_C_INITIALIZE_ARGS *args);
 
-/* A new mutex, or NULL (CKR_HOST_MEMORY or the application's failure). */
+/*
+ * A new lock, or NULL (out of memory, or the application's CreateMutex
+ * failed). _free: the lock must not be held; NULL is a no-op. Locking
+ * answers CKR_OK, CKR_CANT_LOCK, or whatever the application's LockMutex
+ * answers; a caller that gets anything else must not unlock.
+ */
 ev_mutex *ev_mutex_new(void);
 void ev_mutex_free(ev_mutex *m);
 CK_RV ev_mutex_lock(ev_mutex *m) EV_MUST_CHECK;

@@ -1,3 +1,8 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* secure_getenv */
+#endif
+
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,19 +13,34 @@
 void
 ev_log(int priority, const char *fmt, ...)
 {
-	const char *debug = getenv("EDGEVAULT_DEBUG");
+	/*
+	 * Callers may use %m: keep their errno for each of the two outputs,
+	 * since writing to stderr can change it before syslog formats.
+	 */
+	int saved = errno;
+	/* Not from a setuid caller's environment: it would see our paths and errors. */
+	const char *debug = secure_getenv("EDGEVAULT_DEBUG");
+	char msg[1024];
 	va_list ap;
 
 	if (debug != NULL && *debug != '\0') {
 		va_start(ap, fmt);
 		fprintf(stderr, "edgevault[%ld]: ", (long)getpid());
+		errno = saved;
 		vfprintf(stderr, fmt, ap);
 		fputc('\n', stderr);
 		va_end(ap);
 	}
-	if (priority <= LOG_WARNING) {
+	if (priority <= LOG_NOTICE) {
+		/*
+		 * No openlog(): the ident and facility are the host's to choose.
+		 * The prefix says which library in the host is speaking.
+		 */
 		va_start(ap, fmt);
-		vsyslog(LOG_USER | priority, fmt, ap);
+		errno = saved;
+		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
+		syslog(LOG_USER | priority, "edgevault: %s", msg);
 	}
+	errno = saved;
 }

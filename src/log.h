@@ -1,7 +1,9 @@
 /*
- * Diagnostics. Messages go to stderr when $EDGEVAULT_DEBUG is set, and
- * warnings and errors to syslog (LOG_USER, ident "edgevault").
- * Never pass a secret, a PIN or key material to these functions.
+ * Diagnostics. Messages go to stderr when $EDGEVAULT_DEBUG is set (not in
+ * setuid or setgid programs), and notices, warnings and errors to syslog
+ * (LOG_USER, the host's ident, each message prefixed "edgevault: ").
+ * errno is left as it was, so a format may use %m. Never pass a secret, a
+ * PIN or key material to these functions.
  */
 #ifndef EV_LOG_H
 #define EV_LOG_H

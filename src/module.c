@@ -151,6 +151,28 @@ ev_module_fini(void)
 	ev_mech_fini();
 }
 
+/*
+ * May the root key be created? Only while the store holds no zone: every
+ * zone was sealed by an existing root key, and a new one would open none
+ * of them. So a missing key (wrong token, wrong key_label, key deleted)
+ * is reported when a zone is unlocked, instead of being replaced behind
+ * the operator's back. Inside C_InitToken's transaction a zone being
+ * re-initialised is already deleted, so a store whose only zone that was
+ * may create one.
+ */
+static unsigned
+root_open_flags(void)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+	unsigned flags = 0;
+
+	if (ev_store_zone_list(ev_mod->store, &ids, &n) == CKR_OK && n == 0)
+		flags = EV_ROOT_CREATE_KEY;
+	free(ids);
+	return flags;
+}
+
 CK_RV
 ev_module_root(ev_root **root)
 {
@@ -158,7 +180,7 @@ ev_module_root(ev_root **root)
 	CK_RV rv;
 
 	if (ev_mod->root == NULL) {
-		rv = ev_root_open(ev_mod->cfg, EV_ROOT_CREATE_KEY, &ev_mod->root, err, sizeof(err));
+		rv = ev_root_open(ev_mod->cfg, root_open_flags(), &ev_mod->root, err, sizeof(err));
 		if (rv != CKR_OK) {
 			ev_error("root of trust: %s", err);
 			return rv;

@@ -51,7 +51,10 @@ void ev_module_fini(void);
 
 /*
  * The root, reached on first need with ev_mod->store_lock held by the
- * caller. CKR_DEVICE_ERROR (unreachable), CKR_PIN_INCORRECT (upstream PIN).
+ * caller; *root stays owned by the module. The root key is created only
+ * when the store has no zone yet (else a missing key is an error: a new
+ * one could not open the existing zones). CKR_DEVICE_ERROR (unreachable,
+ * or root key missing), CKR_PIN_INCORRECT (upstream PIN).
  */
 CK_RV ev_module_root(ev_root **root);
 

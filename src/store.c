@@ -53,6 +53,10 @@ enum st_id {
 	ST_ZONE_SET_USER_PIN,
 	ST_ZONE_SET_SO_FAILS,
 	ST_ZONE_SET_USER_FAILS,
+	ST_ZONE_ADD_SO_FAIL,
+	ST_ZONE_ADD_USER_FAIL,
+	ST_ZONE_GET_SO_FAILS,
+	ST_ZONE_GET_USER_FAILS,
 	ST_ZONE_DELETE,
 	ST_OBJ_INSERT,
 	ST_OBJ_SET_COLUMNS,
@@ -94,6 +98,10 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_ZONE_SET_USER_PIN] = "UPDATE zones SET user_pin = ?2, user_fails = 0 WHERE id = ?1",
     [ST_ZONE_SET_SO_FAILS] = "UPDATE zones SET so_fails = ?2 WHERE id = ?1",
     [ST_ZONE_SET_USER_FAILS] = "UPDATE zones SET user_fails = ?2 WHERE id = ?1",
+    [ST_ZONE_ADD_SO_FAIL] = "UPDATE zones SET so_fails = so_fails + 1 WHERE id = ?1",
+    [ST_ZONE_ADD_USER_FAIL] = "UPDATE zones SET user_fails = user_fails + 1 WHERE id = ?1",
+    [ST_ZONE_GET_SO_FAILS] = "SELECT so_fails FROM zones WHERE id = ?1",
+    [ST_ZONE_GET_USER_FAILS] = "SELECT user_fails FROM zones WHERE id = ?1",
     [ST_ZONE_DELETE] = "DELETE FROM zones WHERE id = ?1",
     [ST_OBJ_INSERT] = "INSERT INTO objects(zone, class, key_type, label, ckid, private, "
 		      "generation, wrapped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -384,7 +392,7 @@ store_free(ev_store *s)
 static int
 make_dirs(const char *dir)
 {
-	char *p, *q;
+	char *p, *q, c;
 	int ret = -1;
 
 	p = strdup(dir);
@@ -393,8 +401,7 @@ make_dirs(const char *dir)
 	for (q = p + 1;; q++) {
 		if (*q != '/' && *q != '\0')
 			continue;
-		char c = *q;
-
+		c = *q;
 		*q = '\0';
 		if (mkdir(p, 0700) != 0 && errno != EEXIST)
 			goto out;
@@ -1080,6 +1087,47 @@ ev_store_zone_set_fails(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned fa
 }
 
 CK_RV
+ev_store_zone_add_fail(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned *fails)
+{
+	enum st_id add_id, get_id;
+	sqlite3_stmt *st = NULL;
+	int own = 0, rc;
+	CK_RV rv;
+
+	if (which == CKU_SO) {
+		add_id = ST_ZONE_ADD_SO_FAIL;
+		get_id = ST_ZONE_GET_SO_FAILS;
+	} else if (which == CKU_USER) {
+		add_id = ST_ZONE_ADD_USER_FAIL;
+		get_id = ST_ZONE_GET_USER_FAILS;
+	} else {
+		ev_error("store: zone add fail: invalid user type %lu", (unsigned long)which);
+		return CKR_DEVICE_ERROR;
+	}
+	/* Increment and read back under one write lock: no other process's count is lost. */
+	rv = op_begin(s, &own);
+	if (rv != CKR_OK)
+		return rv;
+	rv = by_id(s, add_id, id, "zone add fail");
+	if (rv != CKR_OK)
+		goto out;
+	st = stmt(s, get_id);
+	if (st == NULL) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		rv = db_error(s, "zone add fail");
+		goto out;
+	}
+	*fails = (unsigned)sqlite3_column_int64(st, 0);
+out:
+	done(st);
+	return op_end(s, own, rv);
+}
+
+CK_RV
 ev_store_zone_delete(ev_store *s, int64_t id)
 {
 	/* Objects and their attributes go with it: ON DELETE CASCADE. */
@@ -1319,6 +1367,9 @@ CK_RV
 ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o)
 {
 	sqlite3_stmt *st = stmt(s, ST_OBJ_GET);
+	CK_ATTRIBUTE_TYPE type;
+	const void *val;
+	CK_ULONG vlen;
 	int rc, first = 1;
 	CK_RV rv = CKR_OK;
 
@@ -1351,9 +1402,11 @@ ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o)
 		/* No attribute row: the LEFT JOIN gives NULL for a.type. */
 		if (sqlite3_column_type(st, 5) == SQLITE_NULL)
 			continue;
-		rv =
-		    ev_attrs_set(o->attrs, (CK_ATTRIBUTE_TYPE)(uint64_t)sqlite3_column_int64(st, 5),
-				 sqlite3_column_blob(st, 6), (CK_ULONG)sqlite3_column_bytes(st, 6));
+		/* The value first, then its length: the order SQLite documents. */
+		type = (CK_ATTRIBUTE_TYPE)(uint64_t)sqlite3_column_int64(st, 5);
+		val = sqlite3_column_blob(st, 6);
+		vlen = (CK_ULONG)sqlite3_column_bytes(st, 6);
+		rv = ev_attrs_set(o->attrs, type, val, vlen);
 		if (rv != CKR_OK) {
 			if (rv != CKR_HOST_MEMORY) {
 				ev_error("store: object get: bad attribute row");

@@ -79,7 +79,11 @@ typedef struct ev_zone_rec {
 /* Free the members of a record (not the record). */
 void ev_zone_rec_clear(ev_zone_rec *z);
 
-/* The id the next zone will get: one more than any id ever used. */
+/*
+ * The id the next zone will get: one more than any id ever used. Not
+ * reserved: another process may take it first, unless the read and the
+ * insert are in one transaction (ev_store_begin()).
+ */
 CK_RV ev_store_zone_next_id(ev_store *s, int64_t *id);
 
 /* Insert a zone with z->id (CKR_DEVICE_ERROR if taken). */
@@ -99,6 +103,16 @@ CK_RV ev_store_zone_set_pin(ev_store *s, int64_t id, CK_USER_TYPE which, const c
 
 /* Set a fail counter. EVR_NOT_FOUND when the zone is absent. */
 CK_RV ev_store_zone_set_fails(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned fails);
+
+/*
+ * Add one to a fail counter and give the new value in *fails, atomically
+ * with respect to every other connection and process. A login that counts
+ * its attempt this way before verifying (and resets the counter on
+ * success) cannot be raced past the limit by parallel guessers, as a read
+ * followed by ev_store_zone_set_fails() can. EVR_NOT_FOUND when the zone
+ * is absent; CKR_DEVICE_ERROR for another user type.
+ */
+CK_RV ev_store_zone_add_fail(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned *fails);
 
 /* Delete a zone and all its objects. EVR_NOT_FOUND when absent. */
 CK_RV ev_store_zone_delete(ev_store *s, int64_t id);

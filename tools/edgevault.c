@@ -6,7 +6,8 @@
  *   edgevault [--config FILE] [--module FILE] zone list [--json]
  *
  * `init` prepares what the module stands on (checks the configuration,
- * reaches the root, creates the root key and the store); everything about
+ * creates the store, reaches the root and creates the root key if the
+ * store has no zone yet); everything about
  * zones goes through the module itself, loaded as applications load it, so
  * the tool passes the same gates they do.
  *
@@ -67,25 +68,41 @@ cmd_init(void)
 	ev_config *cfg = NULL;
 	ev_root *root = NULL;
 	ev_store *store = NULL;
+	int64_t *ids = NULL;
+	size_t nzones = 0;
 	char err[512] = "";
 	int rc = 1;
 
 	if (load_config(&cfg) != 0)
 		return 1;
 	printf("configuration: %s: ok\n", cfg->path);
-	if (ev_root_open(cfg, EV_ROOT_CREATE_KEY, &root, err, sizeof(err)) != CKR_OK) {
-		fprintf(stderr, "edgevault: root of trust: %s\n", err);
-		goto out;
-	}
-	printf("root of trust: %s token \"%s\", key \"%s\": ok\n", cfg->root_backend,
-	    cfg->root_token_label, cfg->root_key_label);
 	if (ev_store_open(cfg->store_dir, EV_STORE_CREATE, &store, err, sizeof(err)) != CKR_OK) {
 		fprintf(stderr, "edgevault: store: %s\n", err);
 		goto out;
 	}
+	/*
+	 * The root key is created only for a store without zones, as the
+	 * module does: with zones, a missing key means a wrong token or key
+	 * label, and a new key would open none of them.
+	 */
+	if (ev_store_zone_list(store, &ids, &nzones) != CKR_OK) {
+		fprintf(stderr, "edgevault: store: cannot list the zones\n");
+		goto out;
+	}
+	if (ev_root_open(cfg, nzones == 0 ? EV_ROOT_CREATE_KEY : 0, &root, err, sizeof(err)) !=
+	    CKR_OK) {
+		fprintf(stderr, "edgevault: root of trust: %s\n", err);
+		if (nzones > 0)
+			fprintf(stderr, "edgevault: the store has %zu zone(s) sealed by the root "
+			    "key; not creating a new one\n", nzones);
+		goto out;
+	}
+	printf("root of trust: %s token \"%s\", key \"%s\": ok\n", cfg->root_backend,
+	    cfg->root_token_label, cfg->root_key_label);
 	printf("store: %s/%s: ok\n", cfg->store_dir, EV_STORE_FILE);
 	rc = 0;
 out:
+	free(ids);
 	ev_store_close(store);
 	ev_root_free(root);
 	ev_config_free(cfg);
@@ -133,6 +150,28 @@ close_module(CK_FUNCTION_LIST_3_0 *f, void *dl)
 	dlclose(dl);
 }
 
+/*
+ * A string as a JSON string literal. Token labels are chosen by whoever
+ * initialises a token and paths by the configuration: either may hold a
+ * quote, a backslash or a control character.
+ */
+static void
+json_str(const char *s)
+{
+	const unsigned char *p;
+
+	putchar('"');
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
 /* A blank-padded PKCS#11 text field as a C string. */
 static void
 unpad(char *out, const CK_UTF8CHAR *in, size_t len)
@@ -149,12 +188,21 @@ list_zones(CK_FUNCTION_LIST_3_0 *f, int print)
 {
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG n = 0, i;
-	int zones = 0;
+	CK_RV rv = CKR_BUFFER_TOO_SMALL;
+	int zones = 0, tries;
 
-	if (f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK)
-		return -1;
-	slots = calloc(n + 1, sizeof(*slots));
-	if (slots == NULL || f->C_GetSlotList(CK_FALSE, slots, &n) != CKR_OK) {
+	/* Another process may add a zone between the two calls: ask again. */
+	for (tries = 0; tries < 4 && rv == CKR_BUFFER_TOO_SMALL; tries++) {
+		free(slots);
+		slots = NULL;
+		if (f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK)
+			return -1;
+		slots = calloc(n + 1, sizeof(*slots));
+		if (slots == NULL)
+			return -1;
+		rv = f->C_GetSlotList(CK_FALSE, slots, &n);
+	}
+	if (rv != CKR_OK) {
 		free(slots);
 		return -1;
 	}
@@ -178,10 +226,13 @@ list_zones(CK_FUNCTION_LIST_3_0 *f, int print)
 			state = "no-user-pin";
 		else
 			state = "ready";
-		if (print && json)
-			printf("%s{\"slot\":%lu,\"label\":\"%s\",\"serial\":\"%s\",\"state\":\"%s\"}",
-			    zones ? "," : "", slots[i], label, serial, state);
-		else if (print)
+		if (print && json) {
+			printf("%s{\"slot\":%lu,\"label\":", zones ? "," : "", slots[i]);
+			json_str(label);
+			printf(",\"serial\":");
+			json_str(serial);
+			printf(",\"state\":\"%s\"}", state);
+		} else if (print)
 			printf("%-6lu %-32s %-16s %s\n", slots[i], label, serial, state);
 		zones++;
 	}
@@ -236,10 +287,15 @@ cmd_status(void)
 		}
 	}
 	if (json) {
-		printf("{\"config\":\"%s\",\"device\":\"%s\",\"root\":{\"backend\":\"%s\","
-		       "\"reachable\":%s},\"store\":{\"dir\":\"%s\",\"ok\":%s},\"zones\":%d}\n",
-		    cfg->path, cfg->device_id, cfg->root_backend, root_ok ? "true" : "false",
-		    cfg->store_dir, store_ok ? "true" : "false", zones);
+		printf("{\"config\":");
+		json_str(cfg->path);
+		printf(",\"device\":");
+		json_str(cfg->device_id);
+		printf(",\"root\":{\"backend\":");
+		json_str(cfg->root_backend);
+		printf(",\"reachable\":%s},\"store\":{\"dir\":", root_ok ? "true" : "false");
+		json_str(cfg->store_dir);
+		printf(",\"ok\":%s},\"zones\":%d}\n", store_ok ? "true" : "false", zones);
 	} else {
 		printf("configuration: %s\n", cfg->path);
 		printf("device:        %s\n", cfg->device_id);
@@ -273,7 +329,11 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+c:m:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			setenv("EDGEVAULT_CONF", optarg, 1);
+			/* The module reads it too, when the tool loads it. */
+			if (setenv("EDGEVAULT_CONF", optarg, 1) != 0) {
+				perror("edgevault: setenv");
+				return 1;
+			}
 			break;
 		case 'm':
 			module_path = optarg;

@@ -4,7 +4,9 @@
  * extractable; sealing and unsealing are CKM_AES_GCM inside that token.
  *
  * Sealed blob: version (1 byte) || IV (12 bytes) || ciphertext || tag (16).
- * The IV is random per seal; the caller's associated data goes to GCM.
+ * The IV is random per seal. GCM's associated data is the version byte
+ * followed by the caller's associated data, so the version is
+ * authenticated too: a blob cannot be re-labelled as another format.
  *
  * Upstream sessions fail in ordinary ways (token removed, network HSM
  * restarted, session closed by someone else): a call that answers as if
@@ -68,7 +70,19 @@ struct p11_root {
 	CK_OBJECT_HANDLE key;
 	pid_t pid;  /* the process that opened sess */
 	int forked; /* in a child: re-initialise the module before use */
+	/*
+	 * The last PIN the token rejected, as a keyed BLAKE2b tag under a
+	 * random key (both in secure memory): reconnections do not offer
+	 * the same wrong PIN again, which would count against the token's
+	 * retry limit at every operation and lock its user PIN. A new PIN
+	 * in the file or variable is tried.
+	 */
+	ev_secret *pin_memo; /* PIN_MEMO_KEY bytes of key, then PIN_MEMO_TAG of tag */
+	int pin_rejected;
 };
+
+#define PIN_MEMO_KEY crypto_generichash_KEYBYTES
+#define PIN_MEMO_TAG 32
 
 static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -365,6 +379,7 @@ out:
 static CK_RV
 login(struct p11_root *r, char *err, size_t errlen)
 {
+	unsigned char tag[PIN_MEMO_TAG];
 	ev_config pc;
 	ev_secret *pin = NULL;
 	CK_RV rv;
@@ -377,8 +392,33 @@ login(struct p11_root *r, char *err, size_t errlen)
 	rv = ev_config_root_pin(&pc, &pin, err, errlen);
 	if (rv != CKR_OK)
 		return rv;
+	memset(tag, 0, sizeof(tag));
+	if (crypto_generichash(tag, sizeof(tag), pin->data, pin->len, r->pin_memo->data,
+			       PIN_MEMO_KEY) != 0) {
+		ev_secret_free(pin);
+		sodium_memzero(tag, sizeof(tag));
+		set_err(err, errlen, "cannot hash the upstream PIN");
+		return CKR_GENERAL_ERROR;
+	}
+	if (r->pin_rejected &&
+	    sodium_memcmp(tag, r->pin_memo->data + PIN_MEMO_KEY, sizeof(tag)) == 0) {
+		ev_secret_free(pin);
+		sodium_memzero(tag, sizeof(tag));
+		set_err(err, errlen,
+			"upstream PIN rejected by token \"%s\" before and unchanged since; not "
+			"offered again; check [root] %s",
+			r->token_label, r->pin_file ? "pin_file" : "pin_env");
+		return CKR_PIN_INCORRECT;
+	}
 	rv = r->f->C_Login(r->sess, CKU_USER, pin->data, pin->len);
 	ev_secret_free(pin);
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
+		memcpy(r->pin_memo->data + PIN_MEMO_KEY, tag, sizeof(tag));
+		r->pin_rejected = 1;
+	} else if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN) {
+		r->pin_rejected = 0;
+	}
+	sodium_memzero(tag, sizeof(tag));
 	switch (rv) {
 	case CKR_OK:
 	case CKR_USER_ALREADY_LOGGED_IN: /* login state is per token, shared */
@@ -753,11 +793,31 @@ out:
 	return map_rv(rv);
 }
 
+/* GCM's associated data: SEAL_VERSION || aad. *out malloc'ed. */
+static CK_RV
+versioned_aad(const unsigned char *aad, size_t aadlen, unsigned char **out)
+{
+	unsigned char *p;
+
+	*out = NULL;
+	if (aadlen > (size_t)1 << 30)
+		return CKR_ARGUMENTS_BAD;
+	p = malloc(1 + aadlen);
+	if (p == NULL)
+		return CKR_HOST_MEMORY;
+	p[0] = SEAL_VERSION;
+	if (aadlen > 0)
+		memcpy(p + 1, aad, aadlen);
+	*out = p;
+	return CKR_OK;
+}
+
 static CK_RV
 p11_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
 	 unsigned char **blob, size_t *bloblen)
 {
 	struct p11_root *r = (struct p11_root *)base;
+	unsigned char *gcm_aad = NULL;
 	struct seal_args a;
 	size_t n;
 	CK_RV rv;
@@ -765,21 +825,29 @@ p11_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret
 	if (plain->len > (size_t)1 << 30)
 		return CKR_DATA_LEN_RANGE;
 	n = SEAL_OVERHEAD + plain->len;
-	a.aad = aad;
-	a.aadlen = aadlen;
+	memset(&a, 0, sizeof(a));
+	rv = versioned_aad(aad, aadlen, &gcm_aad);
+	if (rv != CKR_OK)
+		goto out;
+	a.aad = gcm_aad;
+	a.aadlen = 1 + aadlen;
 	a.plain = plain;
 	a.blob = malloc(n);
-	if (a.blob == NULL)
-		return CKR_HOST_MEMORY;
+	if (a.blob == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
 	a.blob[0] = SEAL_VERSION;
 	rv = run(r, op_seal, &a);
-	if (rv != CKR_OK) {
-		free(a.blob);
-		return rv;
-	}
-	*blob = a.blob; /* transferred */
+	if (rv != CKR_OK)
+		goto out;
+	*blob = a.blob;
+	a.blob = NULL; /* transferred */
 	*bloblen = n;
-	return CKR_OK;
+out:
+	free(a.blob);
+	free(gcm_aad);
+	return rv;
 }
 
 static CK_RV
@@ -787,17 +855,22 @@ p11_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigne
 	   size_t bloblen, ev_secret **plain)
 {
 	struct p11_root *r = (struct p11_root *)base;
+	unsigned char *gcm_aad = NULL;
 	struct unseal_args a;
 	CK_RV rv;
 
 	if (bloblen < SEAL_OVERHEAD || blob[0] != SEAL_VERSION)
 		return CKR_ENCRYPTED_DATA_INVALID;
 	memset(&a, 0, sizeof(a));
-	a.aad = aad;
-	a.aadlen = aadlen;
+	rv = versioned_aad(aad, aadlen, &gcm_aad);
+	if (rv != CKR_OK)
+		return rv;
+	a.aad = gcm_aad;
+	a.aadlen = 1 + aadlen;
 	a.blob = blob;
 	a.bloblen = bloblen;
 	rv = run(r, op_unseal, &a);
+	free(gcm_aad);
 	if (rv != CKR_OK) {
 		ev_secret_free(a.plain);
 		return rv;
@@ -840,6 +913,7 @@ p11_free(ev_root *base)
 	free(r->key_label);
 	free(r->pin_file);
 	free(r->pin_env);
+	ev_secret_free(r->pin_memo);
 	free(r);
 }
 
@@ -901,6 +975,10 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 	if (pthread_mutex_init(&r->lock, NULL) != 0)
 		goto out;
 	r->lock_ok = 1;
+	r->pin_memo = ev_secret_new(PIN_MEMO_KEY + PIN_MEMO_TAG);
+	if (r->pin_memo == NULL)
+		goto out;
+	crypto_generichash_keygen(r->pin_memo->data);
 	if (dup_opt(&r->module, cfg->root_module) != 0 ||
 	    dup_opt(&r->token_label, cfg->root_token_label) != 0 ||
 	    dup_opt(&r->key_label, key_label) != 0 ||

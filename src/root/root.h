@@ -6,7 +6,9 @@
  * key is an AES-256 key in its token, sensitive and not extractable, used
  * with CKM_AES_GCM). "tpm2" follows in its own issue.
  *
- * An ev_root is used by one thread at a time: callers serialise.
+ * The pkcs11 backend serialises its upstream session with its own lock,
+ * so an ev_root may be shared by threads; the module also calls it only
+ * under its store lock.
  */
 #ifndef EV_ROOT_H
 #define EV_ROOT_H
@@ -47,8 +49,11 @@ struct ev_root {
 CK_RV ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, size_t errlen);
 
 /*
- * Seal a secret: *blob (malloc'ed) can only be opened by this root with the
- * same associated data. The blob starts with a format version byte.
+ * Seal a secret: *blob (malloc'ed; NULL on failure) can only be opened by
+ * this root with the same associated data. The blob starts with a format
+ * version byte. CKR_ARGUMENTS_BAD, CKR_DATA_LEN_RANGE, CKR_HOST_MEMORY,
+ * CKR_DEVICE_ERROR (root unreachable), CKR_PIN_INCORRECT (upstream PIN
+ * rejected on reconnection).
  */
 CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
     unsigned char **blob, size_t *bloblen);
@@ -56,7 +61,9 @@ CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev
 /*
  * Open a sealed blob. CKR_ENCRYPTED_DATA_INVALID when the blob or its
  * associated data do not authenticate; CKR_DEVICE_ERROR when the root
- * cannot be reached. *plain is in secure memory, owned by the caller.
+ * cannot be reached; CKR_PIN_INCORRECT when the upstream PIN is rejected
+ * on reconnection. *plain is in secure memory, owned by the caller, NULL
+ * on failure.
  */
 CK_RV ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen,
     const unsigned char *blob, size_t bloblen, ev_secret **plain) EV_MUST_CHECK;

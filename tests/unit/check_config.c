@@ -432,6 +432,13 @@ START_TEST(test_pin_file_bad)
 	ck_assert_int_eq(mkdir(path_of("root.pin"), 0700), 0);
 	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
 	ck_assert_err_has(err, "regular file");
+
+	/* A FIFO with no writer: refused at once, not waited on in open(). */
+	ck_assert_int_eq(rmdir(path_of("root.pin")), 0);
+	ck_assert_int_eq(mkfifo(path_of("root.pin"), 0600), 0);
+	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
+	ck_assert_ptr_null(pin);
+	ck_assert_err_has(err, "regular file");
 	ev_config_free(c);
 }
 END_TEST

@@ -845,6 +845,108 @@ START_TEST(test_reconnect)
 }
 END_TEST
 
+/* The upstream token's flags, through the test's own handle. */
+static CK_FLAGS
+upstream_flags(void)
+{
+	CK_FUNCTION_LIST *f;
+	CK_SLOT_ID slots[16];
+	CK_ULONG n = 16, i;
+	CK_TOKEN_INFO ti;
+	CK_UTF8CHAR want[32];
+	CK_FLAGS flags = 0;
+	char err[256];
+	int found = 0;
+
+	f = ev_p11kit_load(softhsm_path(), err, sizeof(err));
+	ck_assert_msg(f != NULL, "%s", err);
+	ck_assert_uint_eq(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	ev_padded_copy(want, sizeof(want), TOKEN_LABEL);
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK ||
+		    memcmp(ti.label, want, sizeof(want)) != 0)
+			continue;
+		flags = ti.flags;
+		found = 1;
+	}
+	ck_assert_int_eq(found, 1);
+	ev_p11kit_release(f);
+	return flags;
+}
+
+/* A good login and logout behind our back: clears the token's failure mark. */
+static void
+good_login_upstream(void)
+{
+	CK_FUNCTION_LIST *f;
+	CK_SLOT_ID slots[16];
+	CK_SESSION_HANDLE h;
+	CK_ULONG n = 16, i;
+	CK_TOKEN_INFO ti;
+	CK_UTF8CHAR want[32];
+	char err[256];
+	CK_RV rv;
+
+	f = ev_p11kit_load(softhsm_path(), err, sizeof(err));
+	ck_assert_msg(f != NULL, "%s", err);
+	ck_assert_uint_eq(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	ev_padded_copy(want, sizeof(want), TOKEN_LABEL);
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK ||
+		    memcmp(ti.label, want, sizeof(want)) != 0)
+			continue;
+		ck_assert_uint_eq(f->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &h),
+				  CKR_OK);
+		rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN));
+		ck_assert_uint_eq(rv, CKR_OK);
+		ck_assert_uint_eq(f->C_Logout(h), CKR_OK);
+		ck_assert_uint_eq(f->C_CloseSession(h), CKR_OK);
+	}
+	ev_p11kit_release(f);
+}
+
+/*
+ * A wrong PIN met on reconnection is not offered again at every later
+ * operation (each would count against the token's retry limit); a changed
+ * PIN is.
+ */
+START_TEST(test_reconnect_wrong_pin)
+{
+	ev_config *c = default_config();
+	ev_root *r = open_root(c, EV_ROOT_CREATE_KEY);
+	ev_secret *zk = new_zone_key();
+	ev_secret *k = NULL;
+	unsigned char *blob;
+	size_t len;
+
+	seal_zone_key(r, zk, 4, &blob, &len);
+	write_file(path_of("root.pin"), "4321\n", 0600);
+	logout_upstream();
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert_ptr_null(k);
+	/* SoftHSMv2 marks a failed login with CKF_USER_PIN_COUNT_LOW; a good one clears it. */
+	ck_assert(upstream_flags() & CKF_USER_PIN_COUNT_LOW);
+	good_login_upstream();
+	ck_assert(!(upstream_flags() & CKF_USER_PIN_COUNT_LOW));
+
+	/* The same wrong PIN again: refused here, never shown to the token. */
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert(!(upstream_flags() & CKF_USER_PIN_COUNT_LOW));
+
+	/* Another wrong PIN is tried (and fails); the right one works again. */
+	write_file(path_of("root.pin"), "9999\n", 0600);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert(upstream_flags() & CKF_USER_PIN_COUNT_LOW);
+	write_file(path_of("root.pin"), USER_PIN "\n", 0600);
+	unseal_ok(r, zk, 4, blob, len);
+	free(blob);
+	ev_secret_free(zk);
+	ev_root_free(r);
+	ev_config_free(c);
+}
+END_TEST
+
 START_TEST(test_fork)
 {
 	ev_config *c = default_config();
@@ -978,6 +1080,7 @@ keyring_suite(void)
 	tcase_add_test(root, test_missing_module);
 	tcase_add_test(root, test_unknown_backend);
 	tcase_add_test(root, test_reconnect);
+	tcase_add_test(root, test_reconnect_wrong_pin);
 	tcase_add_test(root, test_fork);
 	tcase_add_test(root, test_threads);
 	suite_add_tcase(s, root);

@@ -512,6 +512,108 @@ START_TEST(test_zone_pins_fails)
 }
 END_TEST
 
+START_TEST(test_zone_add_fail)
+{
+	ev_store *a = new_store();
+	ev_store *b = open_store(0);
+	unsigned fails = 99;
+	ev_zone_rec z;
+
+	make_zone(a, 1);
+	ck_assert_int_eq(ev_store_zone_add_fail(a, 1, CKU_USER, &fails), CKR_OK);
+	ck_assert_uint_eq(fails, 1);
+	/* Another connection counts on from there. */
+	ck_assert_int_eq(ev_store_zone_add_fail(b, 1, CKU_USER, &fails), CKR_OK);
+	ck_assert_uint_eq(fails, 2);
+	ck_assert_int_eq(ev_store_zone_add_fail(a, 1, CKU_SO, &fails), CKR_OK);
+	ck_assert_uint_eq(fails, 1);
+	ck_assert_int_eq(ev_store_zone_get(a, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.user_fails, 2);
+	ck_assert_uint_eq(z.so_fails, 1);
+	ev_zone_rec_clear(&z);
+
+	/* Inside a transaction it is part of it. */
+	ck_assert_int_eq(ev_store_begin(a), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_add_fail(a, 1, CKU_USER, &fails), CKR_OK);
+	ck_assert_uint_eq(fails, 3);
+	ck_assert_int_eq(ev_store_rollback(a), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.user_fails, 2);
+	ev_zone_rec_clear(&z);
+
+	fails = 7;
+	ck_assert_int_eq(ev_store_zone_add_fail(a, 9, CKU_USER, &fails), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_add_fail(a, 1, CKU_CONTEXT_SPECIFIC, &fails),
+			 CKR_DEVICE_ERROR);
+	ck_assert_uint_eq(fails, 7);
+	/* A failed call leaves no transaction behind. */
+	ck_assert_int_eq(ev_store_begin(a), CKR_OK);
+	ck_assert_int_eq(ev_store_commit(a), CKR_OK);
+	ev_store_close(a);
+	ev_store_close(b);
+}
+END_TEST
+
+#define ADD_FAIL_PROCS 4
+#define ADD_FAIL_EACH 25
+
+/* Processes counting at once lose no count: each gets a distinct value. */
+START_TEST(test_zone_add_fail_processes)
+{
+	ev_store *s = new_store();
+	pid_t pids[ADD_FAIL_PROCS];
+	int res[2], i, status;
+	char seen[ADD_FAIL_PROCS * ADD_FAIL_EACH + 1];
+	unsigned char v;
+	ev_zone_rec z;
+
+	make_zone(s, 1);
+	ev_store_close(s);
+	ck_assert_int_eq(pipe(res), 0);
+	for (i = 0; i < ADD_FAIL_PROCS; i++) {
+		pids[i] = fork();
+		ck_assert_int_ge(pids[i], 0);
+		if (pids[i] == 0) {
+			ev_store *c = NULL;
+			unsigned fails;
+			int j;
+
+			if (ev_store_open(store_dir(), 0, &c, NULL, 0) != CKR_OK)
+				_exit(1);
+			for (j = 0; j < ADD_FAIL_EACH; j++) {
+				if (ev_store_zone_add_fail(c, 1, CKU_USER, &fails) != CKR_OK)
+					_exit(2);
+				v = (unsigned char)fails;
+				if (write(res[1], &v, 1) != 1)
+					_exit(3);
+			}
+			ev_store_close(c);
+			_exit(0);
+		}
+	}
+	close(res[1]);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < ADD_FAIL_PROCS * ADD_FAIL_EACH; i++) {
+		ck_assert_int_eq(read(res[0], &v, 1), 1);
+		ck_assert_uint_ge(v, 1);
+		ck_assert_uint_le(v, ADD_FAIL_PROCS * ADD_FAIL_EACH);
+		ck_assert_msg(!seen[v], "count %u given twice", v);
+		seen[v] = 1;
+	}
+	close(res[0]);
+	for (i = 0; i < ADD_FAIL_PROCS; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert(WIFEXITED(status));
+		ck_assert_int_eq(WEXITSTATUS(status), 0);
+	}
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.user_fails, ADD_FAIL_PROCS * ADD_FAIL_EACH);
+	ev_zone_rec_clear(&z);
+	ev_store_close(s);
+}
+END_TEST
+
 START_TEST(test_zone_delete_cascades)
 {
 	ev_store *s = new_store();
@@ -1278,6 +1380,8 @@ store_suite(void)
 	tcase_add_test(tc, test_zone_insert_get);
 	tcase_add_test(tc, test_zone_list_next_id);
 	tcase_add_test(tc, test_zone_pins_fails);
+	tcase_add_test(tc, test_zone_add_fail);
+	tcase_add_test(tc, test_zone_add_fail_processes);
 	tcase_add_test(tc, test_zone_delete_cascades);
 	tcase_add_test(tc, test_obj_ids);
 	tcase_add_test(tc, test_obj_get_exact);
