@@ -1,8 +1,16 @@
 /*
  * The root of trust: dispatch to the configured backend (root.h).
+ *
+ * An upstream module runs inside the host process and may leave entries in
+ * OpenSSL's per-thread error queue (SoftHSMv2 does, whenever it starts: it
+ * looks for the "rdrand" engine). A host such as nginx reads a stale entry
+ * as the failure of its next TLS call, so every call into the root leaves
+ * the queue as it found it.
  */
 #include <stdio.h>
 #include <string.h>
+
+#include <openssl/err.h>
 
 #include "root.h"
 
@@ -25,8 +33,14 @@ ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, siz
 		return CKR_GENERAL_ERROR;
 	}
 	backend = cfg->root_backend != NULL ? cfg->root_backend : "pkcs11";
-	if (strcmp(backend, "pkcs11") == 0)
-		return ev_root_pkcs11_open(cfg, flags, out, err, errlen);
+	if (strcmp(backend, "pkcs11") == 0) {
+		CK_RV rv;
+
+		ERR_set_mark();
+		rv = ev_root_pkcs11_open(cfg, flags, out, err, errlen);
+		ERR_pop_to_mark();
+		return rv;
+	}
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, "unknown root backend %s", backend);
 	return CKR_GENERAL_ERROR;
@@ -36,6 +50,8 @@ CK_RV
 ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
 	     unsigned char **blob, size_t *bloblen)
 {
+	CK_RV rv;
+
 	if (blob != NULL)
 		*blob = NULL;
 	if (bloblen != NULL)
@@ -43,32 +59,46 @@ ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secre
 	if (r == NULL || r->ops == NULL || plain == NULL || blob == NULL || bloblen == NULL ||
 	    (aad == NULL && aadlen > 0))
 		return CKR_ARGUMENTS_BAD;
-	return r->ops->seal(r, aad, aadlen, plain, blob, bloblen);
+	ERR_set_mark();
+	rv = r->ops->seal(r, aad, aadlen, plain, blob, bloblen);
+	ERR_pop_to_mark();
+	return rv;
 }
 
 CK_RV
 ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
 	       size_t bloblen, ev_secret **plain)
 {
+	CK_RV rv;
+
 	if (plain == NULL)
 		return CKR_ARGUMENTS_BAD;
 	*plain = NULL;
 	if (r == NULL || r->ops == NULL || (blob == NULL && bloblen > 0) ||
 	    (aad == NULL && aadlen > 0))
 		return CKR_ARGUMENTS_BAD;
-	return r->ops->unseal(r, aad, aadlen, blob, bloblen, plain);
+	ERR_set_mark();
+	rv = r->ops->unseal(r, aad, aadlen, blob, bloblen, plain);
+	ERR_pop_to_mark();
+	return rv;
 }
 
 void
 ev_root_forked(ev_root *r)
 {
-	if (r != NULL && r->ops != NULL)
+	if (r != NULL && r->ops != NULL) {
+		ERR_set_mark();
 		r->ops->forked(r);
+		ERR_pop_to_mark();
+	}
 }
 
 void
 ev_root_free(ev_root *r)
 {
-	if (r != NULL && r->ops != NULL)
+	if (r != NULL && r->ops != NULL) {
+		ERR_set_mark();
 		r->ops->free(r);
+		ERR_pop_to_mark();
+	}
 }
