@@ -63,7 +63,7 @@ CK_RV ev_attrs_ulong(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, CK_ULONG *out);
 int ev_attrs_is_true(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, int dflt);
 
 /* 1 if every attribute of tmpl is present in a with an equal value. */
-int ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
+int ev_attrs_match(const ev_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULONG count) EV_MUST_CHECK;
 
 /*
  * Array attributes (CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE,

@@ -27,7 +27,7 @@ C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen
 CK_RV
 C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
 {
-	const ev_key *k;
+	ev_key *k = NULL;
 	ev_object *o = NULL;
 	ev_session *s;
 	CK_RV rv = ev_check_init();
@@ -53,6 +53,7 @@ C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
 	if (rv != CKR_OK)
 		ev_active_end(&s->digest);
 out:
+	ev_key_free(k);
 	ev_object_put(o);
 	ev_session_release(s);
 	return rv;

@@ -16,6 +16,18 @@ tmpl_ulong(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, CK_ULONG d
 	return dflt;
 }
 
+/* Whether a template names an attribute type. */
+static int
+tmpl_has(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++)
+		if (t[i].type == type)
+			return 1;
+	return 0;
+}
+
 /* The attributes a mechanism decides for the objects it makes. */
 static CK_RV
 base_attrs(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, ev_attrs **out)
@@ -74,6 +86,11 @@ C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIB
 		return rv;
 	if (phKey == NULL || (pTemplate == NULL && ulCount > 0)) {
 		rv = CKR_ARGUMENTS_BAD;
+		goto out;
+	}
+	/* A key value has no place here: refused before anything copies it out of secure hands. */
+	if (tmpl_has(pTemplate, ulCount, CKA_VALUE)) {
+		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
 	rv = ev_attrs_from_template(pTemplate, ulCount, &tmpl);
@@ -171,7 +188,7 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
 {
 	ev_object *wo = NULL, *ko = NULL;
 	ev_attrs *wrap_tmpl = NULL;
-	const ev_key *wk, *k;
+	ev_key *wk = NULL, *k = NULL;
 	ev_session *s;
 	CK_RV rv;
 
@@ -197,8 +214,6 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
 		goto out;
 	}
 	rv = ev_object_usable(wo, CKA_WRAP, pMechanism->mechanism);
-	if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (rv != CKR_OK)
 		goto out;
 	if (!ev_object_is_true(ko, CKA_EXTRACTABLE, 0)) {
@@ -225,6 +240,8 @@ C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAN
 	if (rv == CKR_OK)
 		rv = ev_mech_wrap(pMechanism, wk, k, pWrappedKey, pulWrappedKeyLen);
 out:
+	ev_key_free(wk);
+	ev_key_free(k);
 	ev_attrs_free(wrap_tmpl);
 	ev_object_put(wo);
 	ev_object_put(ko);
@@ -242,8 +259,7 @@ C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	ev_attrs *base = NULL;
 	ev_secret *plain = NULL;
 	ev_object *uo = NULL;
-	ev_key *key = NULL;
-	const ev_key *uk;
+	ev_key *key = NULL, *uk = NULL;
 	ev_session *s;
 	CK_RV rv;
 
@@ -307,6 +323,7 @@ C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	key = NULL; /* consumed */
 out:
 	ev_key_free(key);
+	ev_key_free(uk);
 	ev_attrs_free(base);
 	ev_secret_free(plain);
 	ev_object_put(uo);
@@ -321,8 +338,7 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 	ev_attrs *base = NULL;
 	ev_secret *secret = NULL;
 	ev_object *bo = NULL;
-	ev_key *key = NULL;
-	const ev_key *bk;
+	ev_key *key = NULL, *bk = NULL;
 	CK_KEY_TYPE kt;
 	ev_session *s;
 	CK_RV rv;
@@ -383,6 +399,7 @@ C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_H
 	key = NULL; /* consumed */
 out:
 	ev_key_free(key);
+	ev_key_free(bk);
 	ev_secret_free(secret);
 	ev_attrs_free(base);
 	ev_object_put(bo);

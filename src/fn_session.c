@@ -1,4 +1,5 @@
 /* Session management. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "module.h"
@@ -117,6 +118,7 @@ CK_RV
 C_Logout(CK_SESSION_HANDLE hSession)
 {
 	ev_session *s;
+	ev_token *t;
 	CK_RV rv = ev_check_init();
 
 	if (rv != CKR_OK)
@@ -124,9 +126,10 @@ C_Logout(CK_SESSION_HANDLE hSession)
 	rv = ev_session_acquire(hSession, &s);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_session_logout(s);
+	t = s->token; /* tokens live until C_Finalize */
+	/* Released first: the logout locks every session of the token in turn. */
 	ev_session_release(s);
-	return rv;
+	return ev_session_logout(t);
 }
 
 CK_RV
@@ -150,8 +153,12 @@ C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
 		ev_active_end(&s->verify);
 	if (flags & CKF_DIGEST)
 		ev_active_end(&s->digest);
-	if (flags & CKF_FIND_OBJECTS)
+	if (flags & CKF_FIND_OBJECTS) {
+		free(s->found);
+		s->found = NULL;
+		s->nfound = s->pos = 0;
 		s->finding = 0;
+	}
 	ev_session_release(s);
 	return CKR_OK;
 }

@@ -80,10 +80,18 @@ curve_of(EVP_PKEY *pkey)
 	return curve_by_nid(nid);
 }
 
+ev_key *
+ev_key_ref(ev_key *k)
+{
+	if (k != NULL)
+		atomic_fetch_add(&k->refs, 1);
+	return k;
+}
+
 void
 ev_key_free(ev_key *k)
 {
-	if (k == NULL)
+	if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
 		return;
 	EVP_PKEY_free(k->pkey);
 	ev_secret_free(k->secret);
@@ -98,6 +106,7 @@ key_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE type)
 	if (k != NULL) {
 		k->cls = cls;
 		k->type = type;
+		atomic_init(&k->refs, 1);
 	}
 	return k;
 }

@@ -7,20 +7,36 @@
 #ifndef EV_KEY_H
 #define EV_KEY_H
 
+#include <stdatomic.h>
+
 #include <openssl/evp.h>
 
 #include "attr.h"
 #include "common.h"
 #include "secmem.h"
 
+/*
+ * A key is reference counted: every constructor below returns it with one
+ * reference, the caller's. An object caching its material holds one, and
+ * hands a new one to each user (ev_object_key()), so wiping the cache
+ * (logout, last session closed) never frees material a concurrent call
+ * is still reading: the last reference wipes it.
+ */
 typedef struct ev_key {
 	CK_OBJECT_CLASS cls; /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY or CKO_SECRET_KEY */
 	CK_KEY_TYPE type;    /* CKK_EC, CKK_EC_EDWARDS, CKK_RSA, CKK_AES, CKK_GENERIC_SECRET */
 	EVP_PKEY *pkey;      /* asymmetric keys */
 	ev_secret *secret;   /* secret keys: the key bytes */
+	atomic_int refs;
 } ev_key;
 
-/* Free (EVP_PKEY_free, ev_secret_free). NULL is a no-op. */
+/* Take one more reference; returns k. NULL is a no-op. */
+ev_key *ev_key_ref(ev_key *k);
+
+/*
+ * Drop a reference; the last one frees (EVP_PKEY_free, ev_secret_free,
+ * which wipes). NULL is a no-op.
+ */
 void ev_key_free(ev_key *k);
 
 /*

@@ -163,6 +163,7 @@ object_alloc(void)
 		return NULL;
 	}
 	atomic_init(&o->refs, 1);
+	atomic_init(&o->destroyed, 0);
 	atomic_init(&o->key, NULL);
 	return o;
 }
@@ -301,29 +302,37 @@ binding_of(const ev_object *o, const ev_attrs *attrs, ev_wrap_binding *b)
 }
 
 CK_RV
-ev_object_key(ev_object *o, const ev_key **out)
+ev_object_key(ev_object *o, ev_key **out)
 {
-	ev_key *k = atomic_load_explicit(&o->key, memory_order_acquire);
 	const ev_secret *zk;
 	ev_secret *plain = NULL;
 	ev_wrap_binding b;
+	ev_key *k;
 	CK_RV rv;
 
+	*out = NULL;
+	if (!is_key_class(o->cls))
+		return CKR_KEY_HANDLE_INVALID;
+	/* The hot path: the material is cached; one read lock, no store, no token lock. */
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	k = ev_key_ref(atomic_load(&o->key));
+	ev_rwlock_unlock(o->lock);
 	if (k != NULL) {
 		*out = k;
 		return CKR_OK;
 	}
-	if (!is_key_class(o->cls))
-		return CKR_KEY_HANDLE_INVALID;
+	/* Lock order: the token (zone key), then the object. */
 	rv = ev_mutex_lock(o->token->lock);
 	if (rv != CKR_OK)
 		return rv;
+	rv = ev_rwlock_wrlock(o->lock);
+	if (rv != CKR_OK)
+		goto unlock_token;
 	k = atomic_load(&o->key);
 	if (k != NULL)
-		goto done;
-	rv = ev_rwlock_rdlock(o->lock);
-	if (rv != CKR_OK)
-		goto unlock;
+		goto done; /* another thread unwrapped it meanwhile */
 	if (o->wrapped != NULL) {
 		rv = ev_token_zone_key(o->token, &zk);
 		if (rv == CKR_OK) {
@@ -345,14 +354,15 @@ ev_object_key(ev_object *o, const ev_key **out)
 	} else {
 		rv = CKR_DEVICE_ERROR;
 	}
-	ev_rwlock_unlock(o->lock);
-	ev_secret_free(plain);
 	if (rv != CKR_OK)
 		goto unlock;
-	atomic_store_explicit(&o->key, k, memory_order_release);
+	atomic_store(&o->key, k); /* the object's reference */
 done:
-	*out = k;
+	*out = ev_key_ref(k);
 unlock:
+	ev_secret_free(plain);
+	ev_rwlock_unlock(o->lock);
+unlock_token:
 	ev_mutex_unlock(o->token->lock);
 	return rv;
 }
@@ -397,11 +407,17 @@ date_ok(const ev_attrs *a)
 	const CK_ATTRIBUTE *end = ev_attrs_get(a, CKA_END_DATE);
 	char now[8];
 
+	/* An empty date means no limit (the default): no clock read on the hot path. */
+	if (start != NULL && start->ulValueLen != 8)
+		start = NULL;
+	if (end != NULL && end->ulValueLen != 8)
+		end = NULL;
+	if (start == NULL && end == NULL)
+		return 1;
 	today(now);
-	/* An empty date means no limit (the default). */
-	if (start != NULL && start->ulValueLen == 8 && memcmp(now, start->pValue, 8) < 0)
+	if (start != NULL && memcmp(now, start->pValue, 8) < 0)
 		return 0;
-	if (end != NULL && end->ulValueLen == 8 && memcmp(now, end->pValue, 8) > 0)
+	if (end != NULL && memcmp(now, end->pValue, 8) > 0)
 		return 0;
 	return 1;
 }
@@ -423,85 +439,104 @@ ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
 }
 
 /* Defaults PKCS#11 leaves to the token: chosen to be safe. */
+enum dflt_kind {
+	DFL_EMPTY,    /* an empty value */
+	DFL_BOOL,     /* v */
+	DFL_ULONG,    /* v */
+	DFL_BOOL_RSA, /* true for RSA keys only (encryption and wrapping) */
+};
+
+#define DFL_ANY ((CK_OBJECT_CLASS)-1)  /* every class */
+#define DFL_KEYS ((CK_OBJECT_CLASS)-2) /* the three key classes */
+
+/* In order: the first row for a type that applies to the class wins. */
+static const struct dflt {
+	CK_OBJECT_CLASS cls;
+	CK_ATTRIBUTE_TYPE type;
+	enum dflt_kind kind;
+	CK_ULONG v;
+} defaults[] = {
+	{ DFL_ANY, CKA_TOKEN, DFL_BOOL, CK_FALSE },
+	{ CKO_PRIVATE_KEY, CKA_PRIVATE, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_PRIVATE, DFL_BOOL, CK_TRUE },
+	{ DFL_ANY, CKA_PRIVATE, DFL_BOOL, CK_FALSE },
+	{ DFL_ANY, CKA_MODIFIABLE, DFL_BOOL, CK_TRUE },
+	{ DFL_ANY, CKA_COPYABLE, DFL_BOOL, CK_TRUE },
+	{ DFL_ANY, CKA_DESTROYABLE, DFL_BOOL, CK_TRUE },
+	{ DFL_ANY, CKA_LABEL, DFL_EMPTY, 0 },
+
+	{ CKO_DATA, CKA_APPLICATION, DFL_EMPTY, 0 },
+	{ CKO_DATA, CKA_VALUE, DFL_EMPTY, 0 },
+
+	{ CKO_CERTIFICATE, CKA_TRUSTED, DFL_BOOL, CK_FALSE },
+	{ CKO_CERTIFICATE, CKA_CERTIFICATE_CATEGORY, DFL_ULONG, 0 },
+	{ CKO_CERTIFICATE, CKA_ID, DFL_EMPTY, 0 },
+	{ CKO_CERTIFICATE, CKA_ISSUER, DFL_EMPTY, 0 },
+	{ CKO_CERTIFICATE, CKA_SERIAL_NUMBER, DFL_EMPTY, 0 },
+	{ CKO_CERTIFICATE, CKA_START_DATE, DFL_EMPTY, 0 },
+	{ CKO_CERTIFICATE, CKA_END_DATE, DFL_EMPTY, 0 },
+
+	{ DFL_KEYS, CKA_ID, DFL_EMPTY, 0 },
+	{ DFL_KEYS, CKA_START_DATE, DFL_EMPTY, 0 },
+	{ DFL_KEYS, CKA_END_DATE, DFL_EMPTY, 0 },
+	{ DFL_KEYS, CKA_DERIVE, DFL_BOOL, CK_FALSE },
+	{ DFL_KEYS, CKA_ALLOWED_MECHANISMS, DFL_EMPTY, 0 },
+
+	{ CKO_PUBLIC_KEY, CKA_SUBJECT, DFL_EMPTY, 0 },
+	{ CKO_PUBLIC_KEY, CKA_ENCRYPT, DFL_BOOL_RSA, 0 },
+	{ CKO_PUBLIC_KEY, CKA_VERIFY, DFL_BOOL, CK_TRUE },
+	{ CKO_PUBLIC_KEY, CKA_VERIFY_RECOVER, DFL_BOOL, CK_FALSE },
+	{ CKO_PUBLIC_KEY, CKA_WRAP, DFL_BOOL_RSA, 0 },
+	{ CKO_PUBLIC_KEY, CKA_TRUSTED, DFL_BOOL, CK_FALSE },
+
+	{ CKO_PRIVATE_KEY, CKA_SUBJECT, DFL_EMPTY, 0 },
+	{ CKO_PRIVATE_KEY, CKA_SENSITIVE, DFL_BOOL, CK_TRUE },
+	{ CKO_PRIVATE_KEY, CKA_DECRYPT, DFL_BOOL_RSA, 0 },
+	{ CKO_PRIVATE_KEY, CKA_SIGN, DFL_BOOL, CK_TRUE },
+	{ CKO_PRIVATE_KEY, CKA_SIGN_RECOVER, DFL_BOOL, CK_FALSE },
+	{ CKO_PRIVATE_KEY, CKA_UNWRAP, DFL_BOOL_RSA, 0 },
+	{ CKO_PRIVATE_KEY, CKA_EXTRACTABLE, DFL_BOOL, CK_FALSE },
+	{ CKO_PRIVATE_KEY, CKA_WRAP_WITH_TRUSTED, DFL_BOOL, CK_FALSE },
+	{ CKO_PRIVATE_KEY, CKA_ALWAYS_AUTHENTICATE, DFL_BOOL, CK_FALSE },
+
+	{ CKO_SECRET_KEY, CKA_SENSITIVE, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_ENCRYPT, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_DECRYPT, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_SIGN, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_VERIFY, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_WRAP, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_UNWRAP, DFL_BOOL, CK_TRUE },
+	{ CKO_SECRET_KEY, CKA_EXTRACTABLE, DFL_BOOL, CK_FALSE },
+	{ CKO_SECRET_KEY, CKA_WRAP_WITH_TRUSTED, DFL_BOOL, CK_FALSE },
+	{ CKO_SECRET_KEY, CKA_TRUSTED, DFL_BOOL, CK_FALSE },
+};
+
 static CK_RV
 apply_defaults(ev_attrs *a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
 {
-	static const CK_BYTE empty[1];
+	const struct dflt *d;
 	CK_RV rv = CKR_OK;
+	size_t i;
 
-#define DFL_BOOL(t, v) \
-	if (rv == CKR_OK) \
-	rv = ev_attrs_default_bool(a, t, v)
-#define DFL_EMPTY(t) \
-	if (rv == CKR_OK) \
-	rv = ev_attrs_default(a, t, empty, 0)
-
-	DFL_BOOL(CKA_TOKEN, CK_FALSE);
-	DFL_BOOL(CKA_PRIVATE, cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY);
-	DFL_BOOL(CKA_MODIFIABLE, CK_TRUE);
-	DFL_BOOL(CKA_COPYABLE, CK_TRUE);
-	DFL_BOOL(CKA_DESTROYABLE, CK_TRUE);
-	DFL_EMPTY(CKA_LABEL);
-	switch (cls) {
-	case CKO_DATA:
-		DFL_EMPTY(CKA_APPLICATION);
-		DFL_EMPTY(CKA_VALUE);
-		break;
-	case CKO_CERTIFICATE:
-		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
-		if (rv == CKR_OK)
-			rv = ev_attrs_default_ulong(a, CKA_CERTIFICATE_CATEGORY, 0);
-		DFL_EMPTY(CKA_ID);
-		DFL_EMPTY(CKA_ISSUER);
-		DFL_EMPTY(CKA_SERIAL_NUMBER);
-		DFL_EMPTY(CKA_START_DATE);
-		DFL_EMPTY(CKA_END_DATE);
-		break;
-	case CKO_PUBLIC_KEY:
-	case CKO_PRIVATE_KEY:
-	case CKO_SECRET_KEY:
-		DFL_EMPTY(CKA_ID);
-		DFL_EMPTY(CKA_START_DATE);
-		DFL_EMPTY(CKA_END_DATE);
-		DFL_BOOL(CKA_DERIVE, CK_FALSE);
-		DFL_EMPTY(CKA_ALLOWED_MECHANISMS);
-		break;
+	for (i = 0; i < EV_ARRAY_SIZE(defaults) && rv == CKR_OK; i++) {
+		d = &defaults[i];
+		if (d->cls != cls && d->cls != DFL_ANY && !(d->cls == DFL_KEYS && is_key_class(cls)))
+			continue;
+		switch (d->kind) {
+		case DFL_EMPTY:
+			rv = ev_attrs_default(a, d->type, NULL, 0);
+			break;
+		case DFL_BOOL:
+			rv = ev_attrs_default_bool(a, d->type, (CK_BBOOL)d->v);
+			break;
+		case DFL_ULONG:
+			rv = ev_attrs_default_ulong(a, d->type, d->v);
+			break;
+		case DFL_BOOL_RSA:
+			rv = ev_attrs_default_bool(a, d->type, kt == CKK_RSA);
+			break;
+		}
 	}
-	switch (cls) {
-	case CKO_PUBLIC_KEY:
-		DFL_EMPTY(CKA_SUBJECT);
-		DFL_BOOL(CKA_ENCRYPT, kt == CKK_RSA);
-		DFL_BOOL(CKA_VERIFY, CK_TRUE);
-		DFL_BOOL(CKA_VERIFY_RECOVER, CK_FALSE);
-		DFL_BOOL(CKA_WRAP, kt == CKK_RSA);
-		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
-		break;
-	case CKO_PRIVATE_KEY:
-		DFL_EMPTY(CKA_SUBJECT);
-		DFL_BOOL(CKA_SENSITIVE, CK_TRUE);
-		DFL_BOOL(CKA_DECRYPT, kt == CKK_RSA);
-		DFL_BOOL(CKA_SIGN, CK_TRUE);
-		DFL_BOOL(CKA_SIGN_RECOVER, CK_FALSE);
-		DFL_BOOL(CKA_UNWRAP, kt == CKK_RSA);
-		DFL_BOOL(CKA_EXTRACTABLE, CK_FALSE);
-		DFL_BOOL(CKA_WRAP_WITH_TRUSTED, CK_FALSE);
-		DFL_BOOL(CKA_ALWAYS_AUTHENTICATE, CK_FALSE);
-		break;
-	case CKO_SECRET_KEY:
-		DFL_BOOL(CKA_SENSITIVE, CK_TRUE);
-		DFL_BOOL(CKA_ENCRYPT, CK_TRUE);
-		DFL_BOOL(CKA_DECRYPT, CK_TRUE);
-		DFL_BOOL(CKA_SIGN, CK_TRUE);
-		DFL_BOOL(CKA_VERIFY, CK_TRUE);
-		DFL_BOOL(CKA_WRAP, CK_TRUE);
-		DFL_BOOL(CKA_UNWRAP, CK_TRUE);
-		DFL_BOOL(CKA_EXTRACTABLE, CK_FALSE);
-		DFL_BOOL(CKA_WRAP_WITH_TRUSTED, CK_FALSE);
-		DFL_BOOL(CKA_TRUSTED, CK_FALSE);
-		break;
-	}
-#undef DFL_BOOL
-#undef DFL_EMPTY
 	return rv;
 }
 
@@ -664,7 +699,7 @@ check_template(const ev_session *s, ev_origin origin, CK_OBJECT_CLASS cls,
 		if (origin == EV_ORIGIN_COPY && !IN(copy_attrs, t) && !IN(modifiable_attrs, t))
 			return CKR_ATTRIBUTE_READ_ONLY;
 		if (t == CKA_TRUSTED && tmpl[i].ulValueLen == sizeof(CK_BBOOL) &&
-		    *(CK_BBOOL *)tmpl[i].pValue && !ev_session_so(s))
+		    tmpl[i].pValue != NULL && *(CK_BBOOL *)tmpl[i].pValue && !ev_session_so(s))
 			return CKR_ATTRIBUTE_READ_ONLY;
 	}
 	return CKR_OK;
@@ -1034,7 +1069,7 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 	if (rv != CKR_OK)
 		return rv;
 	rv = may_write(s, o);
-	if (rv == CKR_OK && !ev_attrs_is_true(o->attrs, CKA_DESTROYABLE, 1))
+	if (rv == CKR_OK && !ev_object_is_true(o, CKA_DESTROYABLE, 1))
 		rv = CKR_ACTION_PROHIBITED;
 	if (rv != CKR_OK)
 		goto out;
@@ -1062,24 +1097,25 @@ out:
 	return rv;
 }
 
-/* One attribute's value for C_GetAttributeValue; *val owned by the caller only when *owned. */
+/*
+ * One attribute's value for C_GetAttributeValue, under the object's read
+ * lock: *secret (the caller's, to free) for key material, taken from k
+ * (NULL when the caller did not fetch the material), else *plain
+ * (borrowed from the object's attributes).
+ */
 static CK_RV
-attr_value(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_secret **secret, const CK_ATTRIBUTE **plain)
+attr_value(ev_object *o, const ev_key *k, CK_ATTRIBUTE_TYPE type, ev_secret **secret,
+    const CK_ATTRIBUTE **plain)
 {
-	const ev_key *k;
-	CK_RV rv;
-
 	*secret = NULL;
 	*plain = NULL;
-	if (ev_attr_is_secret(o->cls, type) && is_key_class(o->cls)) {
+	if (ev_attr_is_secret(o->cls, type)) {
 		if (!valid_for_class(o->cls, type))
 			return CKR_ATTRIBUTE_TYPE_INVALID;
-		if (ev_attrs_is_true(o->attrs, CKA_SENSITIVE, 1) ||
+		/* Checked again here: the attributes may have changed since k was fetched. */
+		if (k == NULL || ev_attrs_is_true(o->attrs, CKA_SENSITIVE, 1) ||
 		    !ev_attrs_is_true(o->attrs, CKA_EXTRACTABLE, 0))
 			return CKR_ATTRIBUTE_SENSITIVE;
-		rv = ev_object_key(o, &k);
-		if (rv != CKR_OK)
-			return rv;
 		return ev_key_secret_attr(k, type, secret);
 	}
 	*plain = ev_attrs_get(o->attrs, type);
@@ -1180,17 +1216,44 @@ ev_object_matches(ev_object *o, const ev_attrs *tmpl)
 	return m;
 }
 
+/* Whether a template asks for secret key material. */
+static int
+wants_secret(const ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < count; i++)
+		if (ev_attr_is_secret(o->cls, tmpl[i].type))
+			return 1;
+	return 0;
+}
+
 CK_RV
 ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count)
 {
 	CK_RV rv = CKR_OK, r;
+	ev_key *k = NULL;
 	CK_ULONG i;
 
 	if (tmpl == NULL && count > 0)
 		return CKR_ARGUMENTS_BAD;
+	/*
+	 * Material is fetched before the object's lock is taken:
+	 * ev_object_key() takes the token's lock and this object's, which
+	 * must not nest inside it (with application mutexes, a second lock
+	 * of the same object by one thread never returns).
+	 */
+	if (wants_secret(o, tmpl, count) && !ev_object_is_true(o, CKA_SENSITIVE, 1) &&
+	    ev_object_is_true(o, CKA_EXTRACTABLE, 0)) {
+		r = ev_object_key(o, &k);
+		if (r != CKR_OK)
+			return r;
+	}
 	r = ev_rwlock_rdlock(o->lock);
-	if (r != CKR_OK)
+	if (r != CKR_OK) {
+		ev_key_free(k);
 		return r;
+	}
 	for (i = 0; i < count; i++) {
 		CK_ATTRIBUTE *t = &tmpl[i];
 		const CK_ATTRIBUTE *plain;
@@ -1204,7 +1267,7 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 				rv = r;
 			continue;
 		}
-		r = attr_value(o, t->type, &secret, &plain);
+		r = attr_value(o, k, t->type, &secret, &plain);
 		if (r != CKR_OK) {
 			t->ulValueLen = CK_UNAVAILABLE_INFORMATION;
 			/* Keep going: every attribute gets its answer (PKCS#11 5.7). */
@@ -1231,6 +1294,7 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 		ev_secret_free(secret);
 	}
 	ev_rwlock_unlock(o->lock);
+	ev_key_free(k);
 	return rv;
 }
 
@@ -1326,25 +1390,16 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 {
 	ev_attrs *base = NULL;
 	ev_key *key = NULL;
-	const ev_key *k;
-	ev_secret *plain = NULL;
 	CK_RV rv;
 
-	if (!ev_attrs_is_true(o->attrs, CKA_COPYABLE, 1))
+	if (!ev_object_is_true(o, CKA_COPYABLE, 1))
 		return CKR_ACTION_PROHIBITED;
 	if (is_key_class(o->cls)) {
-		/* The copy gets its own material, re-wrapped under its own identity. */
-		rv = ev_object_key(o, &k);
-		if (rv != CKR_OK)
-			return rv;
-		if (k->cls == CKO_PUBLIC_KEY) {
-			rv = ev_key_from_template(o->cls, k->type, o->attrs->v, o->attrs->n, &key);
-		} else {
-			rv = ev_key_export_secret(k, &plain);
-			if (rv == CKR_OK)
-				rv = ev_key_import_secret(o->cls, k->type, plain, &key);
-		}
-		ev_secret_free(plain);
+		/*
+		 * The copy shares the (immutable, reference-counted) material;
+		 * a token copy is wrapped under its own identity when stored.
+		 */
+		rv = ev_object_key(o, &key);
 		if (rv != CKR_OK)
 			return rv;
 	}
@@ -1367,13 +1422,16 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 }
 
 CK_ULONG
-ev_object_size(const ev_object *o)
+ev_object_size(ev_object *o)
 {
 	CK_ULONG size = o->wrapped_len;
 	size_t i;
 
+	if (ev_rwlock_rdlock(o->lock) != CKR_OK)
+		return CK_UNAVAILABLE_INFORMATION;
 	for (i = 0; i < o->attrs->n; i++)
 		size += sizeof(CK_ATTRIBUTE) + o->attrs->v[i].ulValueLen;
+	ev_rwlock_unlock(o->lock);
 	return size;
 }
 
@@ -1515,7 +1573,15 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 	return CKR_OK;
 }
 
+/* Which objects a drop takes out of the process. */
+enum drop_kind {
+	DROP_SESSION, /* the session objects one session created */
+	DROP_PRIVATE, /* a token's private session objects (logout) */
+	DROP_TOKEN,   /* every object of a token (re-initialisation) */
+};
+
 struct drop_ctx {
+	enum drop_kind kind;
 	CK_SESSION_HANDLE owner;
 	ev_token *token;
 	int private_only;
@@ -1528,31 +1594,70 @@ drop_cb(CK_ULONG key, void *val, void *arg)
 {
 	struct drop_ctx *d = arg;
 	ev_object *o = val;
+	int session_object = (key & EV_SESSION_OBJECT_BIT) != 0;
 
-	if ((key & EV_SESSION_OBJECT_BIT) && o->owner == d->owner)
-		d->v[d->n++] = o;
+	switch (d->kind) {
+	case DROP_SESSION:
+		if (session_object && o->owner == d->owner)
+			d->v[d->n++] = o;
+		break;
+	case DROP_PRIVATE:
+		if (session_object && o->token == d->token && o->private)
+			d->v[d->n++] = o;
+		break;
+	case DROP_TOKEN:
+		if (o->token == d->token)
+			d->v[d->n++] = o;
+		break;
+	}
+}
+
+/* Unmap the objects a drop selects, mark them destroyed, drop the map's references. */
+static void
+drop(struct drop_ctx *d)
+{
+	size_t i;
+
+	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
+		return;
+	d->v = calloc(ev_mod->objects.live + 1, sizeof(*d->v));
+	if (d->v != NULL) {
+		ev_map_each(&ev_mod->objects, drop_cb, d);
+		for (i = 0; i < d->n; i++) {
+			ev_map_del(&ev_mod->objects, d->v[i]->handle);
+			atomic_store(&d->v[i]->destroyed, 1);
+		}
+	}
+	ev_rwlock_unlock(ev_mod->lock);
+	/* An operation still holding one keeps it until it ends. */
+	for (i = 0; i < d->n; i++)
+		ev_object_put(d->v[i]);
+	free(d->v);
+	d->v = NULL;
 }
 
 void
 ev_object_drop_session(CK_SESSION_HANDLE h)
 {
-	struct drop_ctx d = { h, NULL, 0, NULL, 0 };
-	size_t i;
+	struct drop_ctx d = { DROP_SESSION, h, NULL, 0, NULL, 0 };
 
-	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
-		return;
-	d.v = calloc(ev_mod->objects.live + 1, sizeof(*d.v));
-	if (d.v != NULL) {
-		ev_map_each(&ev_mod->objects, drop_cb, &d);
-		for (i = 0; i < d.n; i++) {
-			ev_map_del(&ev_mod->objects, d.v[i]->handle);
-			d.v[i]->destroyed = 1;
-		}
-	}
-	ev_rwlock_unlock(ev_mod->lock);
-	for (i = 0; i < d.n; i++)
-		ev_object_put(d.v[i]);
-	free(d.v);
+	drop(&d);
+}
+
+void
+ev_object_drop_private(ev_token *t)
+{
+	struct drop_ctx d = { DROP_PRIVATE, 0, t, 1, NULL, 0 };
+
+	drop(&d);
+}
+
+void
+ev_object_forget_token(ev_token *t)
+{
+	struct drop_ctx d = { DROP_TOKEN, 0, t, 0, NULL, 0 };
+
+	drop(&d);
 }
 
 static void
@@ -1560,23 +1665,22 @@ wipe_cb(CK_ULONG key, void *val, void *arg)
 {
 	struct drop_ctx *d = arg;
 	ev_object *o = val;
+	ev_key *k;
 
 	/* Only material that can be unwrapped again is dropped: session keys are their object. */
 	if (o->token != d->token || o->wrapped == NULL || (d->private_only && !o->private))
 		return;
-	ev_key_free(atomic_exchange(&o->key, NULL));
+	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
+		return;
+	k = atomic_exchange(&o->key, NULL);
+	ev_rwlock_unlock(o->lock);
+	ev_key_free(k); /* wiped now, or when the last call using it lets go */
 }
 
 void
 ev_object_wipe_token(ev_token *t, int private_only)
 {
-	struct drop_ctx d = { 0, t, private_only, NULL, 0 };
+	struct drop_ctx d = { DROP_TOKEN, 0, t, private_only, NULL, 0 };
 
-	if (ev_mutex_lock(t->lock) != CKR_OK)
-		return;
-	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
-		ev_map_each(&ev_mod->objects, wipe_cb, &d);
-		ev_rwlock_unlock(ev_mod->lock);
-	}
-	ev_mutex_unlock(t->lock);
+	ev_map_each(&ev_mod->objects, wipe_cb, &d);
 }

@@ -5,6 +5,11 @@
  * Objects are reference counted: ev_object_get() returns a reference,
  * ev_object_put() drops it; a destroyed object is freed when the last
  * operation using it lets go.
+ *
+ * An object's lock guards its attributes and its cached key. It is taken
+ * after the token's lock and ev_mod->lock, before ev_mod->store_lock, and
+ * never twice by one thread (with the application's mutexes it is a plain
+ * mutex): no function here that takes it is called with it held.
  */
 #ifndef EV_OBJECT_H
 #define EV_OBJECT_H
@@ -22,17 +27,17 @@ typedef struct ev_object {
 	CK_OBJECT_HANDLE handle;
 	ev_token *token;
 	atomic_int refs;
-	int destroyed;
+	atomic_int destroyed;    /* set under ev_mod->lock (write), read without it */
 	CK_OBJECT_CLASS cls;
 	int on_token;            /* CKA_TOKEN */
 	int private;             /* CKA_PRIVATE */
 	CK_SESSION_HANDLE owner; /* session objects: the creating session */
 	int64_t generation;
-	ev_rwlock *lock;         /* guards attrs: read by every operation's init */
+	ev_rwlock *lock;         /* guards attrs and key: read by every operation's init */
 	ev_attrs *attrs;         /* every non-secret attribute */
-	unsigned char *wrapped;  /* token objects with secret material */
+	unsigned char *wrapped;  /* token objects with secret material (immutable) */
 	size_t wrapped_len;
-	_Atomic(ev_key *) key;   /* material: set once under token->lock, read without it */
+	_Atomic(ev_key *) key;   /* material (one reference), or NULL until unwrapped */
 } ev_object;
 
 /* Where a new object comes from: decides CKA_LOCAL and friends. */
@@ -56,10 +61,12 @@ void ev_object_put(ev_object *o);
 
 /*
  * The object's key material, unwrapped on first use and then cached.
- * Borrowed: valid while the caller holds its reference and the session
- * stays logged in. CKR_KEY_HANDLE_INVALID for objects that are not keys.
+ * *key is a new reference: the caller drops it with ev_key_free(), and
+ * it stays valid until then even if the cache is wiped meanwhile. Call
+ * without o->lock. CKR_KEY_HANDLE_INVALID for objects that are not keys,
+ * CKR_DEVICE_ERROR when the wrapped material does not open.
  */
-CK_RV ev_object_key(ev_object *o, const ev_key **key);
+CK_RV ev_object_key(ev_object *o, ev_key **key) EV_MUST_CHECK;
 
 /*
  * May this key serve an operation: its usage attribute (CKA_SIGN, ...)
@@ -68,7 +75,8 @@ CK_RV ev_object_key(ev_object *o, const ev_key **key);
  * CKR_MECHANISM_INVALID), and today is within CKA_START_DATE and
  * CKA_END_DATE (else CKR_KEY_FUNCTION_NOT_PERMITTED).
  */
-CK_RV ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech);
+CK_RV ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
+    EV_MUST_CHECK;
 
 /*
  * Make a new object from a caller's template and, for keys, material:
@@ -116,10 +124,10 @@ CK_RV ev_object_template(ev_object *o, CK_ATTRIBUTE_TYPE type, ev_attrs **out);
 int ev_object_is_true(ev_object *o, CK_ATTRIBUTE_TYPE type, int dflt);
 
 /* Whether every attribute of tmpl is the object's, with the same value. */
-int ev_object_matches(ev_object *o, const ev_attrs *tmpl);
+int ev_object_matches(ev_object *o, const ev_attrs *tmpl) EV_MUST_CHECK;
 
 /* C_GetObjectSize: an estimate of the stored size. */
-CK_ULONG ev_object_size(const ev_object *o);
+CK_ULONG ev_object_size(ev_object *o);
 
 /* Search: C_FindObjectsInit collects matching handles into the session. */
 CK_RV ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
@@ -127,8 +135,26 @@ CK_RV ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
 /* Destroy the session objects a session created (C_CloseSession). */
 void ev_object_drop_session(CK_SESSION_HANDLE h);
 
-/* Wipe the cached key material of a token's objects (private ones only, or all). */
+/*
+ * Drop the cached key material of a token's objects that can be
+ * unwrapped again (private ones only, or all). Caller holds t->lock, so
+ * no unwrap races the wipe, and ev_mod->lock (read or write); material
+ * still in use by a call is wiped when that call drops its reference.
+ */
 void ev_object_wipe_token(ev_token *t, int private_only);
+
+/*
+ * C_Logout: destroy the private session objects of a token's sessions
+ * (PKCS#11: they do not survive a logout). Caller holds t->lock.
+ */
+void ev_object_drop_private(ev_token *t);
+
+/*
+ * C_InitToken on an existing zone: every object of the token this process
+ * holds (loaded token objects, session objects) is forgotten, so no
+ * handle of the old zone stays usable. Caller holds t->lock.
+ */
+void ev_object_forget_token(ev_token *t);
 
 /* Free an object outright (C_Finalize). */
 void ev_object_free(ev_object *o);

@@ -44,8 +44,11 @@ ev_active_end(ev_active *a)
 {
 	ev_op_free(a->op);
 	a->op = NULL;
+	ev_key_free(a->mat);
+	a->mat = NULL;
 	ev_object_put(a->key);
 	a->key = NULL;
+	a->need_login = 0;
 }
 
 static void
@@ -96,6 +99,11 @@ ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 	rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		goto out;
+	/* A zone being re-initialised takes no session until it is new. */
+	if (t->reinit) {
+		rv = CKR_TOKEN_NOT_RECOGNIZED;
+		goto unlock;
+	}
 	/* An SO session is read-write; no read-only session may join it. */
 	if (t->login == CKU_SO && !(flags & CKF_RW_SESSION)) {
 		rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
@@ -155,16 +163,25 @@ ev_session_release(ev_session *s)
 		session_free(s);
 }
 
-/* The last session of a token has closed: PKCS#11 logs the user out. */
+/*
+ * The last session of a token has closed: PKCS#11 logs the user out, and
+ * no key of the zone stays in memory. Unless a session was opened since:
+ * the read lock keeps any from opening while this is decided and done.
+ */
 static void
 token_idle(ev_token *t)
 {
 	if (ev_mutex_lock(t->lock) != CKR_OK)
 		return;
-	t->login = EV_NOBODY;
-	ev_token_forget_key(t);
+	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
+		if (t->sessions == 0) {
+			t->login = EV_NOBODY;
+			ev_token_forget_key(t);
+			ev_object_wipe_token(t, 0);
+		}
+		ev_rwlock_unlock(ev_mod->lock);
+	}
 	ev_mutex_unlock(t->lock);
-	ev_object_wipe_token(t, 0);
 }
 
 /* Unlink a session from the table; the caller holds the write lock. */
@@ -327,12 +344,29 @@ ev_session_end_token_ops(ev_token *t)
 	free(c.v);
 }
 
+/* C_Login(CKU_CONTEXT_SPECIFIC): t->lock held. */
+static CK_RV
+login_context(ev_session *s, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	ev_token *t = s->token;
+	CK_RV rv;
+
+	/* Only right after C_SignInit or C_DecryptInit with a key that asks for it. */
+	if (!s->sign.need_login && !s->dec.need_login)
+		return CKR_OPERATION_NOT_INITIALIZED;
+	if (t->login != CKU_USER)
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = ev_token_check_pin(t, CKU_USER, pin, len);
+	if (rv == CKR_OK)
+		s->sign.need_login = s->dec.need_login = 0;
+	return rv;
+}
+
 CK_RV
 ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
 {
 	ev_token *t = s->token;
 	const ev_secret *zk;
-	CK_ULONG ro_sessions;
 	CK_RV rv;
 
 	if (who != CKU_SO && who != CKU_USER && who != CKU_CONTEXT_SPECIFIC)
@@ -341,9 +375,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	if (rv != CKR_OK)
 		return rv;
 	if (who == CKU_CONTEXT_SPECIFIC) {
-		/* Re-authentication for a key that asks for it, by the logged-in user. */
-		rv = t->login == EV_NOBODY ? CKR_USER_NOT_LOGGED_IN :
-		    ev_token_check_pin(t, t->login, pin, len);
+		rv = login_context(s, pin, len);
 		goto out;
 	}
 	if (t->login == who) {
@@ -355,15 +387,15 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		goto out;
 	}
 	if (who == CKU_SO) {
+		/* Checked before the PIN too, so that the answer costs no attempt. */
 		rv = ev_rwlock_rdlock(ev_mod->lock);
 		if (rv != CKR_OK)
 			goto out;
-		ro_sessions = t->sessions - t->rw_sessions;
-		ev_rwlock_unlock(ev_mod->lock);
-		if (ro_sessions > 0) {
+		if (t->sessions != t->rw_sessions)
 			rv = CKR_SESSION_READ_ONLY_EXISTS;
+		ev_rwlock_unlock(ev_mod->lock);
+		if (rv != CKR_OK)
 			goto out;
-		}
 	}
 	rv = ev_token_check_pin(t, who, pin, len);
 	if (rv != CKR_OK)
@@ -371,19 +403,30 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	if (who == CKU_USER) {
 		/* Unlock the zone now, so an unreachable root shows at login. */
 		rv = ev_token_zone_key(t, &zk);
-		if (rv != CKR_OK)
-			goto out;
+		if (rv == CKR_OK)
+			t->login = who;
+		goto out;
 	}
-	t->login = who;
+	/*
+	 * The SO, once no read-only session exists, decided under the lock
+	 * C_OpenSession takes: none can open between the check and the login.
+	 */
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		goto out;
+	if (t->sessions != t->rw_sessions)
+		rv = CKR_SESSION_READ_ONLY_EXISTS;
+	else
+		t->login = who;
+	ev_rwlock_unlock(ev_mod->lock);
 out:
 	ev_mutex_unlock(t->lock);
 	return rv;
 }
 
 CK_RV
-ev_session_logout(ev_session *s)
+ev_session_logout(ev_token *t)
 {
-	ev_token *t = s->token;
 	CK_RV rv;
 
 	rv = ev_mutex_lock(t->lock);
@@ -395,27 +438,16 @@ ev_session_logout(ev_session *s)
 	}
 	t->login = EV_NOBODY;
 	ev_token_forget_key(t);
+	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
+		ev_object_wipe_token(t, 1);
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+	/* PKCS#11: the private session objects do not survive a logout. */
+	ev_object_drop_private(t);
 	ev_mutex_unlock(t->lock);
 
-	/* No operation may keep using key material the logout wipes. */
-	end_all(s);
-	{
-		struct collect c;
-		size_t i;
-
-		if (collect_sessions(t, s, &c, 0) == CKR_OK) {
-			for (i = 0; i < c.n; i++) {
-				if (ev_mutex_lock(c.v[i]->lock) == CKR_OK) {
-					end_all(c.v[i]);
-					ev_mutex_unlock(c.v[i]->lock);
-				}
-				if (atomic_fetch_sub(&c.v[i]->refs, 1) == 1)
-					session_free(c.v[i]);
-			}
-			free(c.v);
-		}
-	}
-	ev_object_wipe_token(t, 1);
+	/* No operation or search goes on with what only the user could use or see. */
+	ev_session_end_token_ops(t);
 	return CKR_OK;
 }
 
@@ -459,9 +491,10 @@ CK_RV
 ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_OBJECT_HANDLE hkey)
 {
 	ev_active *a = ev_session_active(s, kind);
-	const ev_key *key = NULL;
+	ev_key *key = NULL;
 	ev_object *o = NULL;
 	ev_op *op = NULL;
+	int need_login = 0;
 	CK_RV rv;
 
 	if (a == NULL)
@@ -487,6 +520,9 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 		rv = ev_object_key(o, &key);
 		if (rv != CKR_OK)
 			goto out;
+		/* CKA_ALWAYS_AUTHENTICATE: each signature or decryption asks for the PIN. */
+		need_login = (kind == EV_OP_SIGN || kind == EV_OP_DECRYPT) &&
+		    o->cls == CKO_PRIVATE_KEY && ev_object_is_true(o, CKA_ALWAYS_AUTHENTICATE, 0);
 	}
 	rv = ev_op_new(kind, mech, key, &op);
 	if (rv != CKR_OK)
@@ -494,7 +530,11 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 	a->op = op;
 	a->key = o;
 	o = NULL; /* transferred */
+	a->mat = key;
+	key = NULL; /* transferred */
+	a->need_login = need_login;
 out:
+	ev_key_free(key);
 	ev_object_put(o);
 	return rv;
 }
@@ -539,6 +579,11 @@ ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const C
 	a = ev_session_active(s, kind);
 	if (a->op == NULL) {
 		rv = CKR_OPERATION_NOT_INITIALIZED;
+		goto out;
+	}
+	if (a->need_login) {
+		/* The operation waits for C_Login(CKU_CONTEXT_SPECIFIC). */
+		rv = CKR_USER_NOT_LOGGED_IN;
 		goto out;
 	}
 	if ((step != EV_STEP_FINAL && in == NULL && inlen > 0) ||

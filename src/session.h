@@ -4,6 +4,10 @@
  * A session is reference counted: ev_session_acquire() finds it under the
  * module's read lock, takes a reference and then its own lock, so a
  * concurrent C_CloseSession can never free it under a caller.
+ *
+ * Lock order, outermost first: a session's lock (one at a time: nothing
+ * here holds two), its token's lock, ev_mod->lock (held briefly; only
+ * object locks are taken inside it), an object's lock, ev_mod->store_lock.
  */
 #ifndef EV_SESSION_H
 #define EV_SESSION_H
@@ -21,6 +25,8 @@ struct ev_object;
 typedef struct ev_active {
 	ev_op *op;
 	struct ev_object *key; /* a reference; NULL for digests */
+	ev_key *mat;           /* a reference to the key's material, which op borrows */
+	int need_login;        /* CKA_ALWAYS_AUTHENTICATE: no data call before C_Login(CKU_CONTEXT_SPECIFIC) */
 } ev_active;
 
 typedef struct ev_session {
@@ -60,15 +66,31 @@ int ev_session_rw(const ev_session *s);
 int ev_session_user(const ev_session *s); /* the normal user is logged in */
 int ev_session_so(const ev_session *s);
 
-/* End one operation (frees op and drops the key reference). */
+/* End one operation (frees op and drops the key references). */
 void ev_active_end(ev_active *a);
 
-/* End every operation and search of every session of a token (logout). */
+/*
+ * End every operation and search of every session of a token, locking
+ * one session at a time: call without any session lock held.
+ */
 void ev_session_end_token_ops(ev_token *t);
 
-/* C_Login / C_Logout. */
+/*
+ * C_Login, with s acquired. CKU_CONTEXT_SPECIFIC re-authenticates the
+ * user for the operation just started with a CKA_ALWAYS_AUTHENTICATE key
+ * (CKR_OPERATION_NOT_INITIALIZED when there is none). CKR_USER_TYPE_INVALID,
+ * CKR_USER_ALREADY_LOGGED_IN, CKR_USER_ANOTHER_ALREADY_LOGGED_IN,
+ * CKR_SESSION_READ_ONLY_EXISTS, and the errors of ev_token_check_pin().
+ */
 CK_RV ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len);
-CK_RV ev_session_logout(ev_session *s);
+
+/*
+ * C_Logout of a token, called with no session lock held: forgets the zone
+ * key and the private keys' material, destroys the private session
+ * objects, ends every operation of the token's sessions.
+ * CKR_USER_NOT_LOGGED_IN.
+ */
+CK_RV ev_session_logout(ev_token *t);
 
 /*
  * Start an operation of a kind in a session with a key handle (0 for

@@ -297,6 +297,72 @@ out:
 	return rv;
 }
 
+/*
+ * Re-initialising a zone: no session of this process may be open, none
+ * may open until it is done, and no other C_InitToken may run on it.
+ */
+static CK_RV
+reinit_begin(ev_token *t)
+{
+	CK_RV rv;
+
+	rv = ev_rwlock_wrlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (t->sessions > 0)
+		rv = CKR_SESSION_EXISTS;
+	else if (t->reinit)
+		rv = CKR_FUNCTION_FAILED; /* another thread is re-initialising it */
+	else
+		t->reinit = 1;
+	ev_rwlock_unlock(ev_mod->lock);
+	return rv;
+}
+
+/* Nothing of the old zone may survive in this process: key, login, objects. */
+static void
+reinit_end(ev_token *t, int done)
+{
+	if (done && ev_mutex_lock(t->lock) == CKR_OK) {
+		ev_token_forget_key(t);
+		t->login = EV_NOBODY;
+		ev_object_forget_token(t);
+		ev_mutex_unlock(t->lock);
+	}
+	if (ev_rwlock_wrlock(ev_mod->lock) == CKR_OK) {
+		t->reinit = 0;
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+}
+
+/* Replace (or, on the free slot, create) the zone in one transaction. */
+static CK_RV
+store_zone(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
+    const CK_UTF8CHAR *label)
+{
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_begin(ev_mod->store);
+	if (rv != CKR_OK)
+		goto out;
+	if (replace)
+		rv = ev_store_zone_delete(ev_mod->store, (int64_t)slot);
+	if (rv == CKR_OK)
+		rv = create_zone((int64_t)slot, pin, pinlen, label);
+	if (rv == CKR_OK)
+		rv = ev_store_commit(ev_mod->store);
+	if (rv != CKR_OK)
+		(void)ev_store_rollback(ev_mod->store);
+out:
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
+	return rv;
+}
+
 CK_RV
 ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
 {
@@ -309,66 +375,31 @@ ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK
 		return rv;
 	if (pinlen < EV_PIN_MIN_LEN || pinlen > EV_PIN_MAX_LEN)
 		return CKR_PIN_LEN_RANGE;
-	if (!is_free) {
-		/*
-		 * Re-initialising a zone: the SO proves who they are, the
-		 * zone's objects go, and the zone starts again with a new key.
-		 */
-		rv = ev_token_get(slot, &t);
-		if (rv != CKR_OK)
-			return rv;
-		rv = ev_rwlock_rdlock(ev_mod->lock);
-		if (rv != CKR_OK)
-			return rv;
-		rv = t->sessions > 0 ? CKR_SESSION_EXISTS : CKR_OK;
-		ev_rwlock_unlock(ev_mod->lock);
-		if (rv != CKR_OK)
-			return rv;
-		rv = ev_token_check_pin(t, CKU_SO, pin, pinlen);
-		if (rv != CKR_OK)
-			return rv;
-	}
-	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (is_free)
+		return store_zone(slot, 0, pin, pinlen, label);
+	/*
+	 * Re-initialising a zone: the SO proves who they are, the zone's
+	 * objects go, and the zone starts again with a new key.
+	 */
+	rv = ev_token_get(slot, &t);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_store_begin(ev_mod->store);
+	rv = reinit_begin(t);
 	if (rv != CKR_OK)
-		goto unlock;
-	if (!is_free) {
-		rv = ev_store_zone_delete(ev_mod->store, (int64_t)slot);
-		if (rv != CKR_OK)
-			goto rollback;
-	}
-	rv = create_zone((int64_t)slot, pin, pinlen, label);
-	if (rv != CKR_OK)
-		goto rollback;
-	rv = ev_store_commit(ev_mod->store);
+		return rv;
+	rv = ev_token_check_pin(t, CKU_SO, pin, pinlen);
 	if (rv == CKR_OK)
-		goto unlock;
-rollback:
-	(void)ev_store_rollback(ev_mod->store);
-unlock:
-	ev_mutex_unlock(ev_mod->store_lock);
-	if (rv == EVR_NOT_FOUND)
-		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
-	if (rv == CKR_OK && t != NULL) {
-		/* Nothing of the old zone may survive in this process. */
-		if (ev_mutex_lock(t->lock) == CKR_OK) {
-			ev_token_forget_key(t);
-			t->login = EV_NOBODY;
-			ev_mutex_unlock(t->lock);
-		}
-		ev_object_wipe_token(t, 0);
-	}
+		rv = store_zone(slot, 1, pin, pinlen, label);
+	reinit_end(t, rv == CKR_OK);
 	return rv;
 }
 
 CK_RV
 ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
 {
-	unsigned max = ev_mod->cfg->pin_max_fails, fails;
+	unsigned max = ev_mod->cfg->pin_max_fails, fails = 0;
 	ev_zone_rec z = { 0 };
-	const char *hash;
+	const char *hash = NULL;
 	int ok;
 	CK_RV rv;
 
@@ -376,37 +407,44 @@ ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	if (rv != CKR_OK)
 		return rv;
 	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
-	if (rv == EVR_NOT_FOUND)
-		rv = CKR_TOKEN_NOT_PRESENT;
+	ev_mutex_unlock(ev_mod->store_lock);
 	if (rv != CKR_OK)
 		goto out;
 	hash = who == CKU_SO ? z.so_pin : z.user_pin;
-	fails = who == CKU_SO ? z.so_fails : z.user_fails;
 	if (hash == NULL) {
 		rv = CKR_USER_PIN_NOT_INITIALIZED;
 		goto out;
 	}
-	if (fails >= max) {
+	if ((who == CKU_SO ? z.so_fails : z.user_fails) >= max) {
 		rv = CKR_PIN_LOCKED;
 		goto out;
 	}
-	if (len < EV_PIN_MIN_LEN || len > EV_PIN_MAX_LEN)
-		ok = 0;
-	else
-		ok = ev_pin_verify(hash, pin, len);
+	/* The slow hash runs without the store lock, so the store stays usable meanwhile. */
+	ok = len >= EV_PIN_MIN_LEN && len <= EV_PIN_MAX_LEN && ev_pin_verify(hash, pin, len);
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		goto out;
 	if (ok) {
-		if (fails != 0)
+		if ((who == CKU_SO ? z.so_fails : z.user_fails) != 0)
 			rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, 0);
 	} else {
-		/* The counter is persistent: restarting does not buy more guesses. */
-		rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, fails + 1);
+		/*
+		 * Counted atomically in the store, so no failure of a parallel
+		 * guesser (thread or process) is lost; the counter is
+		 * persistent, so restarting buys no guesses. Guessers can
+		 * overshoot the maximum only by the attempts they had in flight
+		 * when it was reached: counting before verifying would bound
+		 * that too, but would also refuse correct PINs whenever more
+		 * than the maximum of logins overlap (workers starting at once).
+		 */
+		rv = ev_store_zone_add_fail(ev_mod->store, t->id, who, &fails);
 		if (rv == CKR_OK)
-			rv = fails + 1 >= max ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+			rv = fails >= max ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
 		ev_warn("zone %lld: %s PIN rejected (%u of %u)", (long long)t->id,
-		    who == CKU_SO ? "SO" : "user", fails + 1, max);
+		    who == CKU_SO ? "SO" : "user", fails, max);
 	}
-out:
 	ev_mutex_unlock(ev_mod->store_lock);
+out:
 	ev_zone_rec_clear(&z);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */

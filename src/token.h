@@ -9,6 +9,8 @@
 #ifndef EV_TOKEN_H
 #define EV_TOKEN_H
 
+#include <stdatomic.h>
+
 #include "common.h"
 #include "lock.h"
 #include "secmem.h"
@@ -18,10 +20,13 @@
 typedef struct ev_token {
 	int64_t id;              /* = slot ID */
 	ev_mutex *lock;          /* login state, zone key, key materialisation */
-	CK_USER_TYPE login;      /* EV_NOBODY, CKU_USER or CKU_SO */
-	ev_secret *zone_key;     /* while unsealed */
+	/* EV_NOBODY, CKU_USER or CKU_SO: written under lock (the SO's also under
+	 * ev_mod->lock), read without it by the state predicates. */
+	_Atomic(CK_USER_TYPE) login;
+	ev_secret *zone_key;     /* while unsealed (under lock) */
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
+	int reinit;              /* C_InitToken is re-creating the zone (under ev_mod->lock) */
 } ev_token;
 
 /* Free a token, wiping its zone key. NULL is a no-op. */
@@ -47,14 +52,24 @@ CK_RV ev_token_get(CK_SLOT_ID slot, ev_token **out);
 /* C_GetTokenInfo for a slot (the free slot answers as an uninitialised token). */
 CK_RV ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info);
 
-/* C_InitToken. */
+/*
+ * C_InitToken. On the free slot, creates a zone; on a zone, checks the SO
+ * PIN and starts the zone again with a new key and no objects (no session
+ * may open meanwhile: C_OpenSession answers CKR_TOKEN_NOT_RECOGNIZED).
+ * CKR_SLOT_ID_INVALID, CKR_PIN_LEN_RANGE, CKR_SESSION_EXISTS,
+ * CKR_FUNCTION_FAILED (another C_InitToken of the zone is under way), the
+ * errors of ev_token_check_pin(), of the store and of the root.
+ */
 CK_RV ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
     const CK_UTF8CHAR *label);
 
 /*
- * Check a PIN of a zone against the store, counting failures and locking
- * out at the configured maximum. CKR_PIN_INCORRECT, CKR_PIN_LOCKED,
- * CKR_USER_PIN_NOT_INITIALIZED.
+ * Check a PIN of a zone against the store, counting failures (atomically
+ * in the store: no failure of a parallel thread or process is lost) and
+ * locking out at the configured maximum. Call without ev_mod->store_lock:
+ * it is taken here, and not held while the slow hash runs.
+ * CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_USER_PIN_NOT_INITIALIZED,
+ * CKR_TOKEN_NOT_PRESENT.
  */
 CK_RV ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
     EV_MUST_CHECK;

@@ -47,7 +47,7 @@ int ev_mech_can(const ev_mech *m, CK_FLAGS ckf_flag);
  * Whether a key may be used with a mechanism: CKR_OK,
  * CKR_KEY_TYPE_INCONSISTENT, CKR_KEY_SIZE_RANGE.
  */
-CK_RV ev_mech_key_ok(const ev_mech *m, const ev_key *key);
+CK_RV ev_mech_key_ok(const ev_mech *m, const ev_key *key) EV_MUST_CHECK;
 
 /*
  * Release the algorithms fetched from OpenSSL on first use (C_Finalize).
@@ -89,10 +89,10 @@ CK_RV ev_op_final(ev_op *op, CK_BYTE *out, CK_ULONG *outlen);
 
 /* C_Verify: CKR_OK, CKR_SIGNATURE_INVALID, CKR_SIGNATURE_LEN_RANGE, ... Ends the op. */
 CK_RV ev_op_verify(ev_op *op, const CK_BYTE *data, CK_ULONG len, const CK_BYTE *sig,
-    CK_ULONG siglen);
+    CK_ULONG siglen) EV_MUST_CHECK;
 
 /* C_VerifyFinal. Ends the op. */
-CK_RV ev_op_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen);
+CK_RV ev_op_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen) EV_MUST_CHECK;
 
 /* Free (wipes any held result). NULL is a no-op. */
 void ev_op_free(ev_op *op);

@@ -190,6 +190,13 @@ rsa_init(ev_op *op, const CK_MECHANISM *mech)
 	return CKR_MECHANISM_INVALID;
 }
 
+/* At most room bytes fit in a modulus of k bytes (written so that no sum can wrap). */
+static CK_RV
+fits(CK_ULONG inlen, CK_ULONG k, CK_ULONG overhead)
+{
+	return k >= overhead && inlen <= k - overhead ? CKR_OK : CKR_DATA_LEN_RANGE;
+}
+
 /* Input limits of the one-shot forms, checked before OpenSSL sees them. */
 static CK_RV
 input_ok(const ev_op *op, CK_ULONG inlen)
@@ -203,11 +210,11 @@ input_ok(const ev_op *op, CK_ULONG inlen)
 	case EV_OP_VERIFY:
 		if (op->mech->variant == EV_RSA_PSS)
 			return inlen == op->u.rsa.hlen ? CKR_OK : CKR_DATA_LEN_RANGE;
-		return inlen + EV_PKCS1_OVERHEAD <= k ? CKR_OK : CKR_DATA_LEN_RANGE;
+		return fits(inlen, k, EV_PKCS1_OVERHEAD);
 	case EV_OP_ENCRYPT:
 		if (op->mech->variant == EV_RSA_OAEP)
-			return inlen + 2 * op->u.rsa.hlen + 2 <= k ? CKR_OK : CKR_DATA_LEN_RANGE;
-		return inlen + EV_PKCS1_OVERHEAD <= k ? CKR_OK : CKR_DATA_LEN_RANGE;
+			return fits(inlen, k, 2 * op->u.rsa.hlen + 2);
+		return fits(inlen, k, EV_PKCS1_OVERHEAD);
 	case EV_OP_DECRYPT:
 		return inlen == k ? CKR_OK : CKR_ENCRYPTED_DATA_LEN_RANGE;
 	case EV_OP_DIGEST:

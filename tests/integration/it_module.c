@@ -879,6 +879,14 @@ START_TEST(test_reinit_token)
 	ck_assert_int_eq(F->C_FindObjects(h, found, 4, &n), CKR_OK);
 	ck_assert_uint_eq(n, 0);
 	ck_assert_int_eq(F->C_FindObjectsFinal(h), CKR_OK);
+	/* No handle of the old zone is usable, not even one this process had loaded. */
+	{
+		CK_BYTE buf[64];
+		CK_ATTRIBUTE label = { CKA_LABEL, buf, sizeof(buf) };
+
+		ck_assert_int_eq(F->C_GetAttributeValue(h, pub, &label, 1),
+		    CKR_OBJECT_HANDLE_INVALID);
+	}
 }
 END_TEST
 
@@ -900,6 +908,245 @@ START_TEST(test_random_and_unsupported)
 	ck_assert_int_eq(F->C_MessageEncryptInit(h, NULL, 0), CKR_FUNCTION_NOT_SUPPORTED);
 	ck_assert_int_eq(F->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
 	ck_assert_int_eq(F->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+}
+END_TEST
+
+/*
+ * Review fixes. Secret material of a key not yet unwrapped, read under the
+ * application's mutexes (a read-write lock is then a plain mutex): the
+ * object's lock must not be taken twice by one thread.
+ */
+START_TEST(test_app_mutex_uncached_value)
+{
+	CK_C_INITIALIZE_ARGS args = { app_create, app_destroy, app_lock, app_unlock, 0, NULL };
+	static const CK_BYTE value[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)"plain", 5 },
+		{ CKA_VALUE, (void *)value, sizeof(value) },
+	};
+	CK_ATTRIBUTE by_label = { CKA_LABEL, (void *)"plain", 5 };
+	CK_BYTE got[32];
+	CK_ATTRIBUTE get = { CKA_VALUE, got, sizeof(got) };
+	CK_OBJECT_HANDLE o, found;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	CK_ULONG n = 0;
+
+	ck_assert_int_eq(F->C_Initialize(&args), CKR_OK);
+	slot = env_new_zone("app-mutex");
+	h = env_session(slot, 1, 1);
+	ck_assert_int_eq(F->C_CreateObject(h, t, 7, &o), CKR_OK);
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	/* A fresh process state: the key is still wrapped. */
+	ck_assert_int_eq(F->C_Initialize(&args), CKR_OK);
+	h = env_session(slot, 1, 1);
+	ck_assert_int_eq(F->C_FindObjectsInit(h, &by_label, 1), CKR_OK);
+	ck_assert_int_eq(F->C_FindObjects(h, &found, 1, &n), CKR_OK);
+	ck_assert_int_eq(F->C_FindObjectsFinal(h), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, found, &get, 1), CKR_OK);
+	ck_assert_uint_eq(get.ulValueLen, sizeof(value));
+	ck_assert_mem_eq(got, value, sizeof(value));
+}
+END_TEST
+
+/* A boolean given with a length but no value is refused, not dereferenced. */
+START_TEST(test_null_trusted_value)
+{
+	static const CK_BYTE value[16] = { 0 };
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_VALUE, (void *)value, sizeof(value) },
+		{ CKA_TRUSTED, NULL, sizeof(CK_BBOOL) },
+	};
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o;
+
+	env_init();
+	h = env_session(env_new_zone("null-trusted"), 1, 1);
+	ck_assert_int_eq(F->C_CreateObject(h, t, 4, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
+/* PKCS#11 C_Logout: the application's private session objects are destroyed. */
+START_TEST(test_logout_drops_private_session_objects)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_ATTRIBUTE priv_t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_VALUE, (void *)"secret", 6 },
+	};
+	CK_ATTRIBUTE pub_t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_VALUE, (void *)"public", 6 },
+	};
+	CK_BYTE buf[16];
+	CK_ATTRIBUTE get = { CKA_VALUE, buf, sizeof(buf) };
+	CK_OBJECT_HANDLE priv, pub;
+	CK_SESSION_HANDLE h, other;
+	CK_SLOT_ID slot;
+
+	env_init();
+	slot = env_new_zone("logout-objects");
+	h = env_session(slot, 1, 1);
+	other = env_session(slot, 0, 0);
+	ck_assert_int_eq(F->C_CreateObject(h, priv_t, 3, &priv), CKR_OK);
+	ck_assert_int_eq(F->C_CreateObject(h, pub_t, 3, &pub), CKR_OK);
+	/* Logging out from another session of the application is the same logout. */
+	ck_assert_int_eq(F->C_Logout(other), CKR_OK);
+	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
+	    CKR_OK);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, priv, &get, 1), CKR_OBJECT_HANDLE_INVALID);
+	get.ulValueLen = sizeof(buf);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, pub, &get, 1), CKR_OK);
+	ck_assert_uint_eq(get.ulValueLen, 6);
+}
+END_TEST
+
+/* CKA_ALWAYS_AUTHENTICATE: each signature needs C_Login(CKU_CONTEXT_SPECIFIC). */
+START_TEST(test_always_authenticate)
+{
+	CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 }, mech = { CKM_ECDSA_SHA256, NULL, 0 };
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_EC_PARAMS, (void *)env_p256, sizeof(env_p256) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_ALWAYS_AUTHENTICATE, &yes, sizeof(yes) },
+	};
+	CK_BYTE data[] = "authenticate each time", sig[128];
+	CK_ULONG len = sizeof(sig);
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+
+	env_init();
+	h = env_session(env_new_zone("always-auth"), 1, 1);
+	ck_assert_int_eq(F->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 2, &pub, &priv), CKR_OK);
+	/* Nothing to re-authenticate for yet. */
+	ck_assert_int_eq(F->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)USER_PIN,
+			     strlen(USER_PIN)),
+	    CKR_OPERATION_NOT_INITIALIZED);
+	ck_assert_int_eq(F->C_SignInit(h, &mech, priv), CKR_OK);
+	ck_assert_int_eq(F->C_Sign(h, data, sizeof(data), sig, &len), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(F->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)"wrong-pin", 9),
+	    CKR_PIN_INCORRECT);
+	ck_assert_int_eq(F->C_Sign(h, data, sizeof(data), sig, &len), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(F->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)USER_PIN,
+			     strlen(USER_PIN)),
+	    CKR_OK);
+	len = sizeof(sig);
+	ck_assert_int_eq(F->C_Sign(h, data, sizeof(data), sig, &len), CKR_OK);
+	/* The next signature asks again. */
+	ck_assert_int_eq(F->C_SignInit(h, &mech, priv), CKR_OK);
+	ck_assert_int_eq(F->C_Sign(h, data, sizeof(data), sig, &len), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(F->C_SessionCancel(h, CKF_SIGN), CKR_OK);
+	/* Verification with the public half is not gated. */
+	ck_assert_int_eq(F->C_VerifyInit(h, &mech, pub), CKR_OK);
+	ck_assert_int_eq(F->C_Verify(h, data, sizeof(data), sig, len), CKR_OK);
+}
+END_TEST
+
+/*
+ * Threads logging in and out, signing, opening and closing sessions (the
+ * last close logs out and wipes), changing, copying and sizing one object.
+ * Passes when nothing deadlocks or crashes (run it under the sanitizers).
+ */
+struct stress {
+	CK_SLOT_ID slot;
+	CK_OBJECT_HANDLE priv, pub;
+	int kind;
+};
+
+static void *
+stress_thread(void *arg)
+{
+	struct stress *st = arg;
+	CK_MECHANISM mech = { CKM_ECDSA_SHA256, NULL, 0 };
+	CK_BYTE data[] = "stress", sig[128], label[8];
+	CK_ATTRIBUTE lab = { CKA_LABEL, label, sizeof(label) };
+	CK_SESSION_HANDLE h, h2;
+	CK_OBJECT_HANDLE copy;
+	CK_ULONG len, size;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		if (F->C_OpenSession(st->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+			&h) != CKR_OK)
+			continue;
+		switch (st->kind) {
+		case 0:
+			(void)F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+			if (F->C_SignInit(h, &mech, st->priv) == CKR_OK) {
+				len = sizeof(sig);
+				(void)F->C_Sign(h, data, sizeof(data), sig, &len);
+			}
+			if (i % 3 == 0)
+				(void)F->C_Logout(h);
+			break;
+		case 1:
+			snprintf((char *)label, sizeof(label), "l%06d", i);
+			(void)F->C_SetAttributeValue(h, st->pub, &lab, 1);
+			(void)F->C_GetObjectSize(h, st->pub, &size);
+			if (F->C_CopyObject(h, st->pub, NULL, 0, &copy) == CKR_OK)
+				(void)F->C_DestroyObject(h, copy);
+			lab.ulValueLen = sizeof(label);
+			(void)F->C_GetAttributeValue(h, st->pub, &lab, 1);
+			break;
+		default:
+			if (F->C_OpenSession(st->slot, CKF_SERIAL_SESSION, NULL, NULL, &h2) == CKR_OK)
+				(void)F->C_CloseSession(h2);
+			break;
+		}
+		(void)F->C_CloseSession(h);
+	}
+	return NULL;
+}
+
+START_TEST(test_threads_login_sign_close)
+{
+	CK_MECHANISM gen = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_EC_PARAMS, (void *)env_p256, sizeof(env_p256) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+	};
+	struct stress st[6];
+	pthread_t th[6];
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	size_t i;
+
+	env_init();
+	slot = env_new_zone("threads");
+	h = env_session(slot, 1, 1);
+	ck_assert_int_eq(F->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 2, &pub, &priv), CKR_OK);
+	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
+	for (i = 0; i < 6; i++) {
+		st[i] = (struct stress){ slot, priv, pub, (int)(i % 3) };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, stress_thread, &st[i]), 0);
+	}
+	for (i = 0; i < 6; i++)
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+	/* Still whole: the key signs. */
+	h = env_session(slot, 1, 1);
+	sign_and_check(h, priv, pub, CKM_ECDSA_SHA256, EVP_sha256(), 1, 64);
 }
 END_TEST
 
@@ -930,6 +1177,11 @@ main(void)
 	tcase_add_test(tc, test_two_processes);
 	tcase_add_test(tc, test_reinit_token);
 	tcase_add_test(tc, test_random_and_unsupported);
+	tcase_add_test(tc, test_app_mutex_uncached_value);
+	tcase_add_test(tc, test_null_trusted_value);
+	tcase_add_test(tc, test_logout_drops_private_session_objects);
+	tcase_add_test(tc, test_always_authenticate);
+	tcase_add_test(tc, test_threads_login_sign_close);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }

@@ -335,6 +335,27 @@ START_TEST(test_generate_secret)
 }
 END_TEST
 
+/* A key lives until its last reference goes: a wiped cache never frees material in use. */
+START_TEST(test_key_references)
+{
+	ev_attrs *t = ev_attrs_new();
+	ev_key *k = NULL, *user;
+
+	ck_assert_ptr_null(ev_key_ref(NULL));
+	ev_key_free(NULL);
+	ev_attrs_set_ulong(t, CKA_VALUE_LEN, 32);
+	ck_assert_int_eq(ev_key_generate_secret(CKM_AES_KEY_GEN, t, &k), CKR_OK);
+	user = ev_key_ref(k);
+	ck_assert_ptr_eq(user, k);
+	ev_key_free(k); /* the cache's reference */
+	/* Still whole for its user (ASan would see a use after free). */
+	ck_assert_uint_eq(user->secret->len, 32);
+	ck_assert_uint_eq(ev_key_size(user), 32);
+	ev_key_free(user);
+	ev_attrs_free(t);
+}
+END_TEST
+
 /* Import from templates */
 
 static ev_key *
@@ -679,6 +700,7 @@ key_suite(void)
 	tcase_add_test(tc, test_generate_rsa);
 	tcase_add_test(tc, test_generate_errors);
 	tcase_add_test(tc, test_generate_secret);
+	tcase_add_test(tc, test_key_references);
 	tcase_add_test(tc, test_import_ec);
 	tcase_add_test(tc, test_import_ed25519);
 	tcase_add_test(tc, test_import_rsa);
