@@ -21,6 +21,16 @@
  */
 #define EVR_NOT_FOUND (CKR_VENDOR_DEFINED | 0x45560001UL)
 
+/*
+ * OpenSSL's per-thread error queue belongs to the host: a failed
+ * verification or import must not leave entries that the host reads as the
+ * failure of its own next call (nginx fails a TLS handshake on a stale
+ * entry). Calls that may reach OpenSSL mark the queue on entry and pop back
+ * to the mark on return.
+ */
+void ev_errq_mark(void);
+void ev_errq_restore(void);
+
 /* Copy a C string into a blank-padded, unterminated PKCS#11 text field. */
 void ev_padded_copy(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
 

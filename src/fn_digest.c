@@ -24,8 +24,8 @@ C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen
 	    NULL, NULL);
 }
 
-CK_RV
-C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
+static CK_RV
+digest_key(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
 {
 	ev_key *k = NULL;
 	ev_object *o = NULL;
@@ -56,6 +56,17 @@ out:
 	ev_key_free(k);
 	ev_object_put(o);
 	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = digest_key(hSession, hKey);
+	ev_errq_restore();
 	return rv;
 }
 

@@ -72,8 +72,8 @@ begin(CK_SESSION_HANDLE h, const CK_MECHANISM *m, CK_FLAGS flag, ev_session **s)
 	return rv;
 }
 
-CK_RV
-C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
+static CK_RV
+generate_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
 {
 	ev_attrs *tmpl = NULL, *base = NULL;
@@ -115,6 +115,18 @@ out:
 	return rv;
 }
 
+CK_RV
+C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
+    CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = generate_key(hSession, pMechanism, pTemplate, ulCount, phKey);
+	ev_errq_restore();
+	return rv;
+}
+
 static CK_KEY_TYPE
 pair_key_type(CK_MECHANISM_TYPE m)
 {
@@ -130,8 +142,8 @@ pair_key_type(CK_MECHANISM_TYPE m)
 	}
 }
 
-CK_RV
-C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+static CK_RV
+generate_key_pair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
     CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
     CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
     CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
@@ -183,7 +195,21 @@ out:
 }
 
 CK_RV
-C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
+C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+    CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
+    CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
+    CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = generate_key_pair(hSession, pMechanism, pPublicKeyTemplate, ulPublicKeyAttributeCount, pPrivateKeyTemplate, ulPrivateKeyAttributeCount, phPublicKey, phPrivateKey);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+wrap_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
     CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
 {
 	ev_object *wo = NULL, *ko = NULL;
@@ -250,7 +276,19 @@ out:
 }
 
 CK_RV
-C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
+    CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = wrap_key(hSession, pMechanism, hWrappingKey, hKey, pWrappedKey, pulWrappedKeyLen);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+unwrap_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
     CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen,
     CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
 {
@@ -332,7 +370,20 @@ out:
 }
 
 CK_RV
-C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
+C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+    CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen,
+    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = unwrap_key(hSession, pMechanism, hUnwrappingKey, pWrappedKey, ulWrappedKeyLen, pTemplate, ulAttributeCount, phKey);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+derive_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
     CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
 {
 	ev_attrs *base = NULL;
@@ -404,5 +455,17 @@ out:
 	ev_attrs_free(base);
 	ev_object_put(bo);
 	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
+    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = derive_key(hSession, pMechanism, hBaseKey, pTemplate, ulAttributeCount, phKey);
+	ev_errq_restore();
 	return rv;
 }

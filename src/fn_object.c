@@ -5,8 +5,8 @@
 #include "object.h"
 #include "session.h"
 
-CK_RV
-C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+static CK_RV
+create_object(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
     CK_OBJECT_HANDLE_PTR phObject)
 {
 	ev_session *s;
@@ -27,7 +27,19 @@ C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG 
 }
 
 CK_RV
-C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
+C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+    CK_OBJECT_HANDLE_PTR phObject)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = create_object(hSession, pTemplate, ulCount, phObject);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+copy_object(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
 {
 	ev_object *o;
@@ -50,6 +62,18 @@ C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_
 	ev_object_put(o);
 out:
 	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
+    CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = copy_object(hSession, hObject, pTemplate, ulCount, phNewObject);
+	ev_errq_restore();
 	return rv;
 }
 
@@ -95,8 +119,8 @@ out:
 	return rv;
 }
 
-CK_RV
-C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+static CK_RV
+get_attribute_value(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
     CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	ev_object *o;
@@ -119,6 +143,18 @@ C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	ev_object_put(o);
 out:
 	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = get_attribute_value(hSession, hObject, pTemplate, ulCount);
+	ev_errq_restore();
 	return rv;
 }
 

@@ -539,8 +539,8 @@ out:
 	return rv;
 }
 
-CK_RV
-ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *mech,
+static CK_RV
+init_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *mech,
     CK_OBJECT_HANDLE key)
 {
 	ev_session *s;
@@ -561,7 +561,19 @@ ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *m
 }
 
 CK_RV
-ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
+ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *mech,
+    CK_OBJECT_HANDLE key)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = init_call_body(h, kind, mech, key);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
     CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
 {
 	/* Encryption and decryption updates produce output; the others only absorb. */
@@ -618,7 +630,19 @@ out:
 }
 
 CK_RV
-ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULONG len,
+ev_session_data_call(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
+    CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = data_call_body(h, kind, step, in, inlen, out, outlen);
+	ev_errq_restore();
+	return rv;
+}
+
+static CK_RV
+verify_call_body(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULONG len,
     const CK_BYTE *sig, CK_ULONG siglen)
 {
 	ev_session *s;
@@ -660,5 +684,17 @@ ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, C
 		ev_active_end(&s->verify);
 out:
 	ev_session_release(s);
+	return rv;
+}
+
+CK_RV
+ev_session_verify_call(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULONG len,
+    const CK_BYTE *sig, CK_ULONG siglen)
+{
+	CK_RV rv;
+
+	ev_errq_mark();
+	rv = verify_call_body(h, step, data, len, sig, siglen);
+	ev_errq_restore();
 	return rv;
 }
