@@ -2,11 +2,12 @@
  * The module's process-wide state between C_Initialize and C_Finalize.
  *
  * Locking, outermost first (take them only in this order):
- *   ev_mod->lock (rwlock)   the session table, the token table, the object
- *                           map; read-locked on the hot path, write-locked
- *                           only to add or remove entries
  *   session->lock           one operation at a time per session
- *   token->lock             login state, zone key
+ *   token->lock             login state, zone key, key materialisation
+ *   ev_mod->lock (rwlock)   the session table, the token table, the object
+ *                           map; held only for a lookup or an insertion,
+ *                           never across other work
+ *   object->lock (rwlock)   an object's attributes
  *   ev_mod->store_lock      the SQLite connection and the root
  */
 #ifndef EV_MODULE_H
