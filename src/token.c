@@ -263,37 +263,33 @@ out:
 	return rv;
 }
 
-/* Labels are compared and stored as the 32 blank-padded bytes. */
+/*
+ * A new zone's record: SO PIN hash, serial, and a fresh zone key sealed by
+ * the root. Slow (Argon2, an upstream call), so it is made before the
+ * store's write transaction begins. Labels are the 32 blank-padded bytes.
+ * Caller holds ev_mod->store_lock (the root is used under it).
+ */
 static CK_RV
-create_zone(int64_t id, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
+make_zone(int64_t id, char *so_hash, const CK_UTF8CHAR *label, ev_zone_rec *z)
 {
 	ev_secret *zk = NULL;
-	ev_zone_rec z = { 0 };
 	unsigned char serial[8];
 	ev_root *root;
 	CK_RV rv;
 
-	z.id = id;
-	memcpy(z.label, label, sizeof(z.label));
+	z->id = id;
+	memcpy(z->label, label, sizeof(z->label));
 	randombytes_buf(serial, sizeof(serial));
-	sodium_bin2hex(z.serial, sizeof(z.serial), serial, sizeof(serial));
-	z.created = (int64_t)time(NULL);
-	rv = ev_pin_hash(pin, pinlen, ev_mod->cfg->argon2_ops, ev_mod->cfg->argon2_mem, &z.so_pin);
-	if (rv != CKR_OK)
-		goto out;
+	sodium_bin2hex(z->serial, sizeof(z->serial), serial, sizeof(serial));
+	z->created = (int64_t)time(NULL);
+	z->so_pin = so_hash;
 	rv = ev_zone_key_new(&zk);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_module_root(&root);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, id, zk, &z.sealed, &z.sealed_len);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_store_zone_insert(ev_mod->store, &z);
-out:
+	if (rv == CKR_OK)
+		rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, id, zk, &z->sealed,
+		    &z->sealed_len);
 	ev_secret_free(zk);
-	ev_zone_rec_clear(&z);
 	return rv;
 }
 
@@ -335,29 +331,44 @@ reinit_end(ev_token *t, int done)
 	}
 }
 
-/* Replace (or, on the free slot, create) the zone in one transaction. */
+/*
+ * Replace (or, on the free slot, create) the zone in one transaction. The
+ * slow work comes first, so other processes' writers never wait on it.
+ */
 static CK_RV
 store_zone(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
     const CK_UTF8CHAR *label)
 {
+	ev_zone_rec z = { 0 };
+	char *so_hash = NULL;
 	CK_RV rv;
 
-	rv = ev_mutex_lock(ev_mod->store_lock);
+	rv = ev_pin_hash(pin, pinlen, ev_mod->cfg->argon2_ops, ev_mod->cfg->argon2_mem, &so_hash);
 	if (rv != CKR_OK)
 		return rv;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK) {
+		free(so_hash);
+		return rv;
+	}
+	rv = make_zone((int64_t)slot, so_hash, label, &z);
+	so_hash = NULL; /* transferred to z */
+	if (rv != CKR_OK)
+		goto out;
 	rv = ev_store_begin(ev_mod->store);
 	if (rv != CKR_OK)
 		goto out;
 	if (replace)
 		rv = ev_store_zone_delete(ev_mod->store, (int64_t)slot);
 	if (rv == CKR_OK)
-		rv = create_zone((int64_t)slot, pin, pinlen, label);
+		rv = ev_store_zone_insert(ev_mod->store, &z);
 	if (rv == CKR_OK)
 		rv = ev_store_commit(ev_mod->store);
 	if (rv != CKR_OK)
 		(void)ev_store_rollback(ev_mod->store);
 out:
 	ev_mutex_unlock(ev_mod->store_lock);
+	ev_zone_rec_clear(&z);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
 	return rv;
