@@ -1,11 +1,14 @@
 # Shared set-up for the client tests: a temporary directory with a SoftHSMv2
 # root token, an edgevault configuration and store. Sourced by each test.
-# Everything a test starts is stopped and removed on exit, pass or fail.
+# Everything a test starts is stopped by PID and the directory removed on
+# exit, pass or fail, also when make or the test driver interrupts it.
 
 set -u
 
 : "${EV_MODULE:?EV_MODULE must name the built module (run through make check)}"
 : "${EV_SOFTHSM:=/usr/lib/softhsm/libsofthsm2.so}"
+# The source tree (the tests are run from it): conf/ holds the examples.
+EV_SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
 
 # A module built with --enable-sanitizers needs the ASan runtime loaded first
 # in the (uninstrumented) client programs. Their own leaks are not ours.
@@ -15,19 +18,67 @@ if [ -n "$asan" ]; then
 	export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 fi
 
-EV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-client-XXXXXX")
+# No client may wait for a terminal (a PIN prompt, p11tool's "insert token
+# and press enter"): it reads end of file and fails instead.
+exec </dev/null
+
+# Debian's interpreter (PyKCS11 is a Debian package), not one on a user's PATH.
+EV_PYTHON=/usr/bin/python3
+[ -x "$EV_PYTHON" ] || EV_PYTHON=python3
+
+EV_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-client-XXXXXX") || exit 99
+# Processes to stop at exit: PIDs, and PID files of daemons read only then
+# (a daemon may write its PID file after the test stopped waiting for it).
 EV_PIDS=""
+EV_PIDFILES=""
 ev_cleanup() {
-	for pid in $EV_PIDS; do
+	pids=$EV_PIDS
+	for f in $EV_PIDFILES; do
+		[ -s "$f" ] && pids="$pids $(cat "$f")"
+	done
+	for pid in $pids; do
 		kill "$pid" 2>/dev/null
+	done
+	# Reap our own children; a daemon is polled until it has gone (5 s),
+	# so that nothing writes into the directory after it is removed.
+	for pid in $pids; do
+		wait "$pid" 2>/dev/null
+		n=0
+		while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do
+			sleep 0.1
+			n=$((n + 1))
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "process $pid did not stop on SIGTERM: killed"
+			kill -9 "$pid" 2>/dev/null
+		fi
 	done
 	[ -n "${EV_KEEP:-}" ] || rm -rf "$EV_TMP"
 }
 trap ev_cleanup EXIT
+# dash runs the EXIT trap on `exit`, not when a signal kills the shell (a
+# timeout, ^C, a reader of the output that went away).
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
 
 SO_PIN=so-secret
 USER_PIN=user-secret
 ROOT_PIN=root-pin-1234
+
+EV_PASSED=0
+EV_FAILED=0
+
+# run COMMAND...: a set-up step. On failure the test stops with the
+# command's own output, not with a later check failing for no visible reason.
+run() {
+	if ! "$@" >"$EV_TMP/setup.out" 2>&1; then
+		echo "ERROR: set-up step failed: $*"
+		sed 's/^/    /' "$EV_TMP/setup.out"
+		exit 99
+	fi
+}
 
 mkdir -p "$EV_TMP/tokens"
 cat >"$EV_TMP/softhsm2.conf" <<EOC
@@ -36,7 +87,7 @@ objectstore.backend = file
 log.level = ERROR
 EOC
 export SOFTHSM2_CONF="$EV_TMP/softhsm2.conf"
-softhsm2-util --init-token --free --label root --pin "$ROOT_PIN" --so-pin root-so-1234 >/dev/null
+run softhsm2-util --init-token --free --label root --pin "$ROOT_PIN" --so-pin root-so-1234
 printf '%s\n' "$ROOT_PIN" >"$EV_TMP/root.pin"
 cat >"$EV_TMP/edgevault.conf" <<EOC
 [store]
@@ -56,10 +107,7 @@ argon2_mem_kib = 64
 EOC
 export EDGEVAULT_CONF="$EV_TMP/edgevault.conf"
 
-EV_PASSED=0
-EV_FAILED=0
-
-# ok NAME COMMAND...: run a check, report it, keep its output on failure.
+# ok NAME COMMAND...: a check that must succeed; its output is shown if not.
 ok() {
 	name=$1
 	shift
@@ -73,18 +121,60 @@ ok() {
 	fi
 }
 
-# fails NAME COMMAND...: a check that must fail.
+# fails NAME PATTERN COMMAND...: a check that must fail, and fail for the
+# reason named: its output (stdout and stderr) must match the extended
+# regular expression PATTERN. A command that fails for another reason (it
+# cannot start, cannot reach its server) does not pass.
 fails() {
 	name=$1
-	shift
+	pattern=$2
+	shift 2
 	if "$@" >"$EV_TMP/out" 2>&1; then
 		echo "FAIL: $name (succeeded but must fail)"
+		sed 's/^/    /' "$EV_TMP/out"
+		EV_FAILED=$((EV_FAILED + 1))
+	elif ! grep -qE -- "$pattern" "$EV_TMP/out"; then
+		echo "FAIL: $name (failed, but not with /$pattern/)"
 		sed 's/^/    /' "$EV_TMP/out"
 		EV_FAILED=$((EV_FAILED + 1))
 	else
 		echo "PASS: $name"
 		EV_PASSED=$((EV_PASSED + 1))
 	fi
+}
+
+# out_has NAME PATTERN COMMAND...: the command succeeds and its output
+# (stdout and stderr) matches the extended regular expression PATTERN; if
+# not, the output is shown.
+out_has() {
+	name=$1
+	pattern=$2
+	shift 2
+	"$@" >"$EV_TMP/out" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		echo "FAIL: $name (exit status $rc)"
+		sed 's/^/    /' "$EV_TMP/out"
+		EV_FAILED=$((EV_FAILED + 1))
+	elif ! grep -qE -- "$pattern" "$EV_TMP/out"; then
+		echo "FAIL: $name (output does not match /$pattern/)"
+		sed 's/^/    /' "$EV_TMP/out"
+		EV_FAILED=$((EV_FAILED + 1))
+	else
+		echo "PASS: $name"
+		EV_PASSED=$((EV_PASSED + 1))
+	fi
+}
+
+# ev_port: a TCP port on 127.0.0.1 that nothing uses now, chosen by the
+# kernel (bind to port 0), so that tests run in parallel, or other programs
+# on the machine, do not collide. A server that still loses the race fails to
+# bind; the caller then tries again with another port.
+ev_port() {
+	"$EV_PYTHON" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 finish() {

@@ -11,10 +11,10 @@
 : "${EV_ENGINE_CERT:?EV_ENGINE_CERT must name the built tests/clients/engine_cert}"
 
 P11="pkcs11-tool --module $EV_MODULE"
-cd "$EV_TMP"
+cd "$EV_TMP" || exit 99
 
 engine=$(find /usr/lib -name pkcs11.so -path '*engines*' | head -n 1)
-[ -n "$engine" ] || { echo "libp11's engine (libengine-pkcs11-openssl) is missing"; exit 1; }
+[ -n "$engine" ] || { echo "ERROR: libp11's engine (libengine-pkcs11-openssl) is missing"; exit 99; }
 cat >openssl.cnf <<EOC
 openssl_conf = openssl_init
 [openssl_init]
@@ -29,17 +29,19 @@ init = 0
 EOC
 export OPENSSL_CONF="$EV_TMP/openssl.cnf"
 
-$P11 --init-token --label ossl --so-pin "$SO_PIN" >/dev/null 2>&1
-$P11 --token-label ossl --login --login-type so --so-pin "$SO_PIN" --init-pin \
-	--pin "$USER_PIN" >/dev/null 2>&1
-$P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type EC:prime256v1 \
-	--label ec --id 01 >/dev/null 2>&1
-$P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type rsa:2048 \
-	--label rsa --id 02 >/dev/null 2>&1
+run $P11 --init-token --label ossl --so-pin "$SO_PIN"
+run $P11 --token-label ossl --login --login-type so --so-pin "$SO_PIN" --init-pin \
+	--pin "$USER_PIN"
+run $P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type EC:prime256v1 \
+	--label ec --id 01
+run $P11 --token-label ossl --login --pin "$USER_PIN" --keypairgen --key-type rsa:2048 \
+	--label rsa --id 02
 K="pkcs11:token=ossl"
 PIN="pin-value=$USER_PIN"
 printf 'sign me\n' >data
-openssl dgst -sha256 -binary data >dgst
+run openssl dgst -sha256 -binary -out dgst data
+printf 'other\n' >other
+run openssl dgst -sha256 -binary -out other.dgst other
 
 for k in ec rsa; do
 	ok "export the $k public key" sh -c "$P11 --token-label ossl --read-object --type pubkey \
@@ -61,10 +63,12 @@ ok "pkeyutl -sign RSA-PSS" openssl pkeyutl -engine pkcs11 -keyform engine \
 ok "OpenSSL verifies the PSS signature" openssl pkeyutl -verify -pubin -inkey rsa.pem \
 	-in dgst -sigfile pss.sig -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss \
 	-pkeyopt rsa_pss_saltlen:32
-fails "a changed digest does not verify" sh -c \
-	"printf 'other' | openssl dgst -sha256 -binary >other &&
-	 openssl pkeyutl -verify -pubin -inkey rsa.pem -in other -sigfile pss.sig \
-	 -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32"
+fails "a changed digest does not verify" 'Signature Verification Failure' \
+	openssl pkeyutl -verify -pubin -inkey rsa.pem -in other.dgst -sigfile pss.sig \
+	-pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32
+fails "the PSS signature is not a PKCS#1 v1.5 one" 'Signature Verification Failure' \
+	openssl pkeyutl -verify -pubin -inkey rsa.pem -in dgst -sigfile pss.sig \
+	-pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pkcs1
 
 ok "openssl req -x509 with a key in the token" openssl req -engine pkcs11 -keyform engine \
 	-key "$K;object=ec;type=private;$PIN" -new -x509 -subj /CN=edgevault-openssl -days 2 \
@@ -72,14 +76,23 @@ ok "openssl req -x509 with a key in the token" openssl req -engine pkcs11 -keyfo
 ok "the certificate verifies and carries the token's key" sh -c \
 	"openssl verify -CAfile cert.pem cert.pem &&
 	 openssl x509 -in cert.pem -noout -pubkey | openssl pkey -pubin -outform DER >c.der &&
-	 openssl pkey -pubin -in ec.pem -outform DER >k.der && cmp -s c.der k.der"
+	 openssl pkey -pubin -in ec.pem -outform DER >k.der && cmp c.der k.der"
 ok "store the certificate in the token (CKO_CERTIFICATE)" sh -c \
 	"openssl x509 -in cert.pem -outform DER -out cert.der &&
 	 $P11 --token-label ossl --login --pin '$USER_PIN' --write-object cert.der --type cert \
 	 --label ec --id 01"
-ok "the engine finds the certificate in the token" sh -c \
-	"'$EV_ENGINE_CERT' '$K;object=ec;type=cert' | grep -q 'CN = edgevault-openssl'"
-fails "the engine finds no certificate under another label" "$EV_ENGINE_CERT" \
-	"$K;object=nosuch;type=cert"
+out_has "the engine finds the certificate in the token" '^CN = edgevault-openssl$' \
+	"$EV_ENGINE_CERT" "$K;object=ec;type=cert"
+# finds_only_first: one engine finds the certificate under its label, then
+# none under another: the second lookup failed in an engine that works.
+finds_only_first() {
+	"$EV_ENGINE_CERT" "$K;object=ec;type=cert" "$K;object=nosuch;type=cert" >lookup.out 2>&1
+	rc=$?
+	cat lookup.out
+	[ $rc -eq 1 ] && grep -qx 'CN = edgevault-openssl' lookup.out &&
+		grep -qx 'engine_cert: no certificate at pkcs11:token=ossl;object=nosuch;type=cert' \
+			lookup.out
+}
+ok "the engine finds no certificate under another label" finds_only_first
 
 finish

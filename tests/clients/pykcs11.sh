@@ -3,8 +3,11 @@
 . "$(dirname "$0")/lib.sh"
 
 P11="pkcs11-tool --module $EV_MODULE"
-$P11 --init-token --label python --so-pin "$SO_PIN" >/dev/null 2>&1
-$P11 --token-label python --login --login-type so --so-pin "$SO_PIN" --init-pin \
-	--pin "$USER_PIN" >/dev/null 2>&1
+client="$(cd "$(dirname "$0")" && pwd)/pykcs11_client.py"
+cd "$EV_TMP" || exit 99
+run $P11 --init-token --label python --so-pin "$SO_PIN"
+run $P11 --token-label python --login --login-type so --so-pin "$SO_PIN" --init-pin \
+	--pin "$USER_PIN"
 # Debian's interpreter: PyKCS11 is a Debian package, not in any other Python.
-exec /usr/bin/python3 "$(dirname "$0")/pykcs11_client.py" "$EV_MODULE" python "$USER_PIN"
+# Not exec'ed: the shell's EXIT trap must still remove the directory.
+/usr/bin/python3 "$client" "$EV_MODULE" python "$USER_PIN"

@@ -1,6 +1,8 @@
 """A PyKCS11 client of edgevault: log in, generate, find, sign, verify,
 and ask for slot events without blocking. Run by pykcs11.sh, which sets up
-the zone; prints one PASS/FAIL line per check and the summary line."""
+the zone and runs it in the test's directory; prints one PASS/FAIL line per
+check and the summary line."""
+import subprocess
 import sys
 
 import PyKCS11
@@ -17,6 +19,34 @@ def check(name, cond, detail=""):
     else:
         failed += 1
         print("FAIL: " + name + (": " + detail if detail else ""))
+
+
+def finish():
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(0 if failed == 0 else 1)
+
+
+def der_int(b):
+    b = b.lstrip(b"\0") or b"\0"
+    if b[0] & 0x80:
+        b = b"\0" + b
+    return bytes([2, len(b)]) + b
+
+
+def openssl_verifies_p256(ec_point, data, sig):
+    """OpenSSL, not the module, verifies the raw ECDSA signature r||s over
+    data with the P-256 public key whose CKA_EC_POINT is given."""
+    point = bytes(ec_point)[2:]  # the DER OCTET STRING around 04||X||Y
+    spki = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + point
+    half = len(sig) // 2
+    body = der_int(sig[:half]) + der_int(sig[half:])
+    for name, value in (("py-ec.der", spki), ("py.data", data),
+                        ("py.sig", bytes([0x30, len(body)]) + body)):
+        with open(name, "wb") as f:
+            f.write(value)
+    r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", "py-ec.der", "-keyform", "DER",
+                        "-signature", "py.sig", "py.data"], capture_output=True, text=True)
+    return r.returncode == 0, (r.stdout + r.stderr).strip()
 
 
 def expect_error(name, code, fn, *args):
@@ -37,6 +67,8 @@ check("C_GetInfo names edgevault", info.manufacturerID.strip() == "edgevault")
 slots = [s for s in lib.getSlotList(tokenPresent=True)
          if lib.getTokenInfo(s).label.strip() == label]
 check("the zone is in the slot list", len(slots) == 1, str(slots))
+if not slots:
+    finish()
 slot = slots[0]
 
 # Nothing has happened: a non-blocking wait answers CKR_NO_EVENT.
@@ -75,6 +107,9 @@ sig = bytes(session.sign(priv, data, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)
 check("ECDSA signature is 64 bytes", len(sig) == 64)
 check("the module verifies it",
       session.verify(pub, data, sig, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)))
+verified, detail = openssl_verifies_p256(
+    session.getAttributeValue(pub, [PyKCS11.CKA_EC_POINT])[0], data, sig)
+check("OpenSSL verifies it with the token's public key", verified, detail)
 bad = bytes([sig[0] ^ 1]) + sig[1:]
 check("a changed signature does not verify",
       not session.verify(pub, data, bad, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)))
@@ -93,5 +128,4 @@ found = session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY)])
 check("after logout no private key is found", len(found) == 0)
 session.closeSession()
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(0 if failed == 0 else 1)
+finish()
