@@ -222,3 +222,25 @@ env_run(Suite *s)
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+void
+env_gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_ULONG plen,
+    const char *label, CK_BBOOL token, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	CK_BBOOL yes = CK_TRUE;
+	CK_MECHANISM mech = { m, NULL, 0 };
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_EC_PARAMS, (void *)params, plen },
+		{ CKA_TOKEN, &token, sizeof(token) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_TOKEN, &token, sizeof(token) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_ID, (void *)label, strlen(label) },
+	};
+
+	ck_assert_int_eq(env.f->C_GenerateKeyPair(h, &mech, pubt, 4, privt, 4, pub, priv), CKR_OK);
+}

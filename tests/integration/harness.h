@@ -52,6 +52,14 @@ extern const CK_BYTE env_p256[10];
 extern const CK_BYTE env_p384[7];
 extern const CK_BYTE env_ed25519[5];
 
+/*
+ * Generate an EC or Edwards key pair (params: DER of the curve OID) with
+ * CKA_LABEL = label on both halves and CKA_ID = label on the private one;
+ * CKR_OK asserted.
+ */
+void env_gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_ULONG plen,
+    const char *label, CK_BBOOL token, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
+
 /* The public key of an object as OpenSSL sees it, from CKA_PUBLIC_KEY_INFO. */
 EVP_PKEY *env_spki(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 

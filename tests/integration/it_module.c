@@ -339,28 +339,6 @@ START_TEST(test_set_pin)
 }
 END_TEST
 
-/* Generate an EC or Edwards pair; curve is DER of the OID. */
-static void
-gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_ULONG plen,
-    const char *label, CK_BBOOL token, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
-{
-	CK_MECHANISM mech = { m, NULL, 0 };
-	CK_ATTRIBUTE pubt[] = {
-		{ CKA_EC_PARAMS, (void *)params, plen },
-		{ CKA_TOKEN, &token, sizeof(token) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-	};
-	CK_ATTRIBUTE privt[] = {
-		{ CKA_TOKEN, &token, sizeof(token) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_ID, (void *)label, strlen(label) },
-	};
-
-	ck_assert_int_eq(F->C_GenerateKeyPair(h, &mech, pubt, 4, privt, 4, pub, priv), CKR_OK);
-}
-
 
 static void
 sign_and_check(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
@@ -421,11 +399,11 @@ START_TEST(test_ec_sign_verified_by_openssl)
 
 	env_init();
 	h = env_session(env_new_zone("ec"), 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "p256", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "p256", CK_TRUE, &pub, &priv);
 	sign_and_check(h, priv, pub, CKM_ECDSA_SHA256, EVP_sha256(), 1, 64);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p384, sizeof(env_p384), "p384", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p384, sizeof(env_p384), "p384", CK_TRUE, &pub, &priv);
 	sign_and_check(h, priv, pub, CKM_ECDSA_SHA384, EVP_sha384(), 1, 96);
-	gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, env_ed25519, sizeof(env_ed25519), "ed", CK_FALSE, &pub,
+	env_gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, env_ed25519, sizeof(env_ed25519), "ed", CK_FALSE, &pub,
 	    &priv);
 	sign_and_check(h, priv, pub, CKM_EDDSA, NULL, 0, 64);
 }
@@ -485,7 +463,7 @@ START_TEST(test_attributes)
 
 	env_init();
 	h = env_session(env_new_zone("attrs"), 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "attrs", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "attrs", CK_TRUE, &pub, &priv);
 
 	ck_assert_int_eq(F->C_GetAttributeValue(h, priv, &value, 1), CKR_ATTRIBUTE_SENSITIVE);
 	ck_assert_uint_eq(value.ulValueLen, CK_UNAVAILABLE_INFORMATION);
@@ -547,7 +525,7 @@ START_TEST(test_find_objects)
 	h = env_session(slot, 1, 1);
 	for (i = 0; i < 4; i++) {
 		snprintf(label, sizeof(label), "k%d", i);
-		gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), label, i % 2 ? CK_TRUE : CK_FALSE,
+		env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), label, i % 2 ? CK_TRUE : CK_FALSE,
 		    &pub, &priv);
 	}
 	ck_assert_int_eq(F->C_FindObjects(h, found, 8, &n), CKR_OPERATION_NOT_INITIALIZED);
@@ -720,7 +698,7 @@ START_TEST(test_persistence)
 	env_init();
 	slot = env_new_zone("persist");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "keep", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "keep", CK_TRUE, &pub, &priv);
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
 
 	env_init();
@@ -751,7 +729,7 @@ START_TEST(test_fork)
 	env_init();
 	slot = env_new_zone("fork");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "fork", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "fork", CK_TRUE, &pub, &priv);
 	pid = fork();
 	ck_assert_int_ne(pid, -1);
 	if (pid == 0) {
@@ -800,7 +778,7 @@ START_TEST(test_two_processes)
 	env_init();
 	slot = env_new_zone("twoproc");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "first", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "first", CK_TRUE, &pub, &priv);
 	pid = fork();
 	ck_assert_int_ne(pid, -1);
 	if (pid == 0) {
@@ -867,7 +845,7 @@ START_TEST(test_reinit_token)
 	env_init();
 	slot = env_new_zone("reinit");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "gone", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "gone", CK_TRUE, &pub, &priv);
 	env_label(lab, "fresh");
 	ck_assert_int_eq(F->C_InitToken(slot, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN), lab),
 	    CKR_SESSION_EXISTS);

@@ -103,28 +103,6 @@ assert_imported(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, int secret)
 	}
 }
 
-/* Generate an EC or Edwards pair. */
-static void
-gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_ULONG plen,
-    const char *label, CK_BBOOL token, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
-{
-	CK_MECHANISM mech = { m, NULL, 0 };
-	CK_ATTRIBUTE pubt[] = {
-		{ CKA_EC_PARAMS, (void *)params, plen },
-		{ CKA_TOKEN, &token, sizeof(token) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-	};
-	CK_ATTRIBUTE privt[] = {
-		{ CKA_TOKEN, &token, sizeof(token) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_ID, (void *)label, strlen(label) },
-	};
-
-	ck_assert_int_eq(F->C_GenerateKeyPair(h, &mech, pubt, 4, privt, 4, pub, priv), CKR_OK);
-}
-
 /* An AES key from aes_value with extra attributes; CKR_OK asserted. */
 static CK_OBJECT_HANDLE
 make_aes(CK_SESSION_HANDLE h, CK_ATTRIBUTE *extra, CK_ULONG nextra)
@@ -480,7 +458,7 @@ START_TEST(test_generated_pair_provenance)
 	CK_ULONG al, bl;
 
 	h = user_session("gen-prov");
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "gen", CK_FALSE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "gen", CK_FALSE, &pub, &priv);
 	ck_assert_int_eq(get_bool(h, pub, CKA_LOCAL), CK_TRUE);
 	ck_assert_int_eq(get_bool(h, priv, CKA_LOCAL), CK_TRUE);
 	ck_assert_uint_eq(get_ulong(h, pub, CKA_KEY_GEN_MECHANISM), CKM_EC_KEY_PAIR_GEN);
@@ -499,7 +477,7 @@ START_TEST(test_generated_pair_provenance)
 		static const CK_BYTE ed_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2',
 			'5', '5', '1', '9' };
 
-		gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, ed_name, sizeof(ed_name), "ed", CK_FALSE,
+		env_gen_ec(h, CKM_EC_EDWARDS_KEY_PAIR_GEN, ed_name, sizeof(ed_name), "ed", CK_FALSE,
 		    &pub, &priv);
 	}
 	ck_assert_int_eq(get_bool(h, pub, CKA_LOCAL), CK_TRUE);
@@ -734,7 +712,7 @@ START_TEST(test_copy_object)
 	slot = env_new_zone("copy");
 	h = env_session(slot, 1, 1);
 	ro = env_session(slot, 0, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "orig", CK_FALSE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "orig", CK_FALSE, &pub, &priv);
 
 	ck_assert_int_eq(F->C_CopyObject(h, priv, relabel, 2, &copy), CKR_OK);
 	ck_assert_uint_ne(copy, priv);
@@ -827,8 +805,8 @@ START_TEST(test_object_size_and_destroy)
 	slot = env_new_zone("destroy");
 	a = env_session(slot, 1, 1);
 	b = env_session(slot, 1, 1);
-	gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "sess", CK_FALSE, &pub, &priv);
-	gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "tok", CK_TRUE, &tpub, &tpriv);
+	env_gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "sess", CK_FALSE, &pub, &priv);
+	env_gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "tok", CK_TRUE, &tpub, &tpriv);
 
 	ck_assert_int_eq(F->C_GetObjectSize(a, priv, &size), CKR_OK);
 	ck_assert_uint_gt(size, 0);
@@ -969,7 +947,7 @@ START_TEST(test_secret_value_rules)
 	ck_assert_int_eq(F->C_SetAttributeValue(h, tok, &unset_sens, 1), CKR_ATTRIBUTE_READ_ONLY);
 
 	/* Attributes no one may change. */
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "ro", CK_FALSE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "ro", CK_FALSE, &pub, &priv);
 	{
 		CK_ULONG ul = CKO_SECRET_KEY;
 		CK_ATTRIBUTE cls = { CKA_CLASS, &ul, sizeof(ul) };
@@ -1090,7 +1068,7 @@ START_TEST(test_allowed_mechanisms_and_dates)
 	date_of(&today_d, now);
 
 	h = user_session("allowed");
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "allowed", CK_FALSE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "allowed", CK_FALSE, &pub, &priv);
 	memset(buf, 0x5a, sizeof(buf));
 	/* Empty by default: any mechanism. */
 	ck_assert_uint_eq(get_bytes(h, priv, CKA_ALLOWED_MECHANISMS, buf, sizeof(buf)), 0);
@@ -1295,7 +1273,7 @@ START_TEST(test_wrap_template)
 		ck_assert_int_eq(wrap(h, aes, gen, blob, &len), CKR_KEY_FUNCTION_NOT_PERMITTED);
 		nowrap.pValue = &yes;
 		ck_assert_int_eq(F->C_SetAttributeValue(h, aes, &nowrap, 1), CKR_OK);
-		gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "pub", CK_FALSE, &pub, &priv);
+		env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "pub", CK_FALSE, &pub, &priv);
 		ck_assert_int_eq(wrap(h, w, pub, blob, &len), CKR_KEY_NOT_WRAPPABLE);
 	}
 	/* An unextractable key is not wrapped by anyone. */
@@ -1577,7 +1555,7 @@ START_TEST(test_hostile_arguments)
 	slot = env_new_zone("hostile");
 	h = env_session(slot, 1, 1);
 	aes = gen_aes(h, (CK_ATTRIBUTE[]){ { CKA_EXTRACTABLE, &yes, sizeof(yes) } }, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "hostile", CK_FALSE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "hostile", CK_FALSE, &pub, &priv);
 
 	/* NULL where a pointer is required. */
 	ck_assert_int_eq(F->C_CreateObject(h, NULL, 1, &o), CKR_ARGUMENTS_BAD);
@@ -1802,8 +1780,8 @@ START_TEST(test_other_zone_handles)
 	ck_assert_uint_ne(za, zb);
 	a = env_session(za, 1, 1);
 	b = env_session(zb, 1, 1);
-	gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "a-key", CK_FALSE, &pub, &priv);
-	gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "a-key", CK_TRUE, &tpub, &tpriv);
+	env_gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "a-key", CK_FALSE, &pub, &priv);
+	env_gen_ec(a, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "a-key", CK_TRUE, &tpub, &tpriv);
 	aes = gen_aes(a, tok + 1, 2);
 	taes = gen_aes(a, tok, 3);
 	bkey = gen_aes(b, tok + 2, 1);
@@ -1923,7 +1901,7 @@ START_TEST(test_token_key_changed_then_used)
 	env_init();
 	slot = env_new_zone("changed");
 	h = env_session(slot, 1, 1);
-	gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "chg", CK_TRUE, &pub, &priv);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "chg", CK_TRUE, &pub, &priv);
 	aes = make_aes(h, tok, 1);
 	ck_assert_int_eq(F->C_EncryptInit(h, &ecb, aes), CKR_OK);
 	ck_assert_int_eq(F->C_Encrypt(h, block, 16, c1, &l1), CKR_OK);
