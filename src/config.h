@@ -24,6 +24,10 @@ typedef struct ev_config {
 	unsigned pin_max_fails; /* [pin] max_fails: failed logins before lockout (default 10) */
 	unsigned long long argon2_ops;  /* [pin] argon2_ops (default: libsodium's INTERACTIVE) */
 	size_t argon2_mem;      /* [pin] argon2_mem_kib * 1024 (default: INTERACTIVE) */
+	/* [revocation] public_key: the revocation authority's Ed25519 key (base64) */
+	unsigned char revocation_key[32];
+	int has_revocation_key;
+	char *revocation_dir;   /* [revocation] watch_dir: where lists are dropped (NULL: none) */
 } ev_config;
 
 /* The path to read: $EDGEVAULT_CONF if set and non-empty, else the default. */

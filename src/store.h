@@ -74,6 +74,7 @@ typedef struct ev_zone_rec {
 	unsigned so_fails;       /* consecutive failed logins */
 	unsigned user_fails;
 	int64_t created;         /* unix time */
+	int64_t revoked;         /* unix time it was revoked; 0 while it is not */
 } ev_zone_rec;
 
 /* Free the members of a record (not the record). */
@@ -113,6 +114,15 @@ CK_RV ev_store_zone_set_fails(ev_store *s, int64_t id, CK_USER_TYPE which, unsig
  * is absent; CKR_DEVICE_ERROR for another user type.
  */
 CK_RV ev_store_zone_add_fail(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned *fails);
+
+/*
+ * Revoke a zone: mark it revoked at `when` (unix time) and destroy what
+ * opened it: its sealed key (set to an empty blob), its PIN hashes, and
+ * every object of the zone. The row stays, so the id is never reused and
+ * the slot can say its token is gone. An already revoked zone: CKR_OK,
+ * nothing changes. EVR_NOT_FOUND when absent.
+ */
+CK_RV ev_store_zone_revoke(ev_store *s, int64_t id, int64_t when);
 
 /* Delete a zone and all its objects. EVR_NOT_FOUND when absent. */
 CK_RV ev_store_zone_delete(ev_store *s, int64_t id);
@@ -180,5 +190,92 @@ CK_RV ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_
 
 /* Number of objects in a zone (private ones included or not). */
 CK_RV ev_store_obj_count(ev_store *s, int64_t zone, int include_private, CK_ULONG *count);
+
+/*
+ * The key objects (class CKO_PRIVATE_KEY, CKO_PUBLIC_KEY or
+ * CKO_SECRET_KEY) of a zone with CKA_LABEL label, narrowed to CKA_ID ckid
+ * when ckid is not NULL and to a generation when generation is not 0.
+ * Private objects included. *ids malloc'ed, ascending (NULL when *n == 0).
+ */
+CK_RV ev_store_obj_find_keys(ev_store *s, int64_t zone, const void *label, size_t label_len,
+    const void *ckid, size_t ckid_len, int64_t generation, int64_t **ids, size_t *n);
+
+/* Integer metadata (kept as decimal text). EVR_NOT_FOUND when absent. */
+CK_RV ev_store_meta_get_int(ev_store *s, const char *key, int64_t *val);
+CK_RV ev_store_meta_set_int(ev_store *s, const char *key, int64_t val);
+
+/*
+ * The change log: every change other processes must learn about (a zone
+ * created, re-initialised or revoked, an object revoked, destroyed,
+ * updated or rotated) adds a row in the transaction that makes the
+ * change. Each process reads the rows after the last one it saw.
+ */
+typedef enum ev_change_kind {
+	EV_CHANGE_ZONE_CREATED = 1,
+	EV_CHANGE_ZONE_REINIT = 2,    /* C_InitToken on an existing zone */
+	EV_CHANGE_ZONE_REVOKED = 3,
+	EV_CHANGE_OBJECT_REVOKED = 4,
+	EV_CHANGE_OBJECT_DESTROYED = 5,
+	EV_CHANGE_OBJECT_UPDATED = 6, /* attributes changed */
+	EV_CHANGE_OBJECT_ROTATED = 7,
+} ev_change_kind;
+
+typedef struct ev_change {
+	int64_t seq;                  /* ascending, never reused */
+	ev_change_kind kind;
+	int64_t zone;
+	int64_t object;               /* 0 for zone changes */
+} ev_change;
+
+CK_RV ev_store_change_add(ev_store *s, ev_change_kind kind, int64_t zone, int64_t object);
+
+/* The last change's seq; 0 when there is none. */
+CK_RV ev_store_change_last(ev_store *s, int64_t *seq);
+
+/* Up to max changes with seq > after, ascending; *v malloc'ed (NULL when *n == 0). */
+CK_RV ev_store_change_since(ev_store *s, int64_t after, size_t max, ev_change **v, size_t *n);
+
+/*
+ * The revocation history. Every list the module read (applied or
+ * refused) and every local revocation is one ev_revlog_rec; every thing
+ * revoked is one ev_revoked_rec. The audit trail reads both.
+ */
+typedef struct ev_revlog_rec {
+	int64_t id;                   /* assigned by ev_store_revlog_add() */
+	int64_t time;                 /* unix time */
+	char *source;                 /* the list file's name, or "local" */
+	int64_t sequence;             /* the list's, 0 when unknown or local */
+	unsigned char digest[32];     /* BLAKE2b-256 of the list file (zeros for local) */
+	int applied;                  /* 1 applied, 0 refused */
+	char *detail;                 /* why refused, or what was applied */
+} ev_revlog_rec;
+
+void ev_revlog_rec_clear(ev_revlog_rec *r);
+CK_RV ev_store_revlog_add(ev_store *s, ev_revlog_rec *r);
+
+/* Whether a list file with this digest was read before (applied or refused). */
+CK_RV ev_store_revlog_seen(ev_store *s, const unsigned char digest[32], int *seen);
+
+/* The history, oldest first; free each with ev_revlog_rec_clear(), then *v. */
+CK_RV ev_store_revlog_list(ev_store *s, ev_revlog_rec **v, size_t *n);
+
+typedef struct ev_revoked_rec {
+	int64_t id;                   /* assigned by ev_store_revoked_add() */
+	int64_t time;
+	int64_t log;                  /* the ev_revlog_rec it came with */
+	int kind;                     /* EV_REVOKE_KEY, EV_REVOKE_ZONE, EV_REVOKE_DEVICE */
+	int64_t zone;                 /* 0 for the device */
+	int64_t object;               /* the object revoked (kind KEY); 0 otherwise */
+	unsigned char *label;         /* CKA_LABEL (kind KEY), else NULL */
+	size_t label_len;
+	unsigned char *ckid;          /* CKA_ID (kind KEY), may be NULL */
+	size_t ckid_len;
+	int64_t generation;           /* kind KEY; 0 otherwise */
+	char *reason;
+} ev_revoked_rec;
+
+void ev_revoked_rec_clear(ev_revoked_rec *r);
+CK_RV ev_store_revoked_add(ev_store *s, ev_revoked_rec *r);
+CK_RV ev_store_revoked_list(ev_store *s, ev_revoked_rec **v, size_t *n);
 
 #endif
