@@ -1,4 +1,5 @@
-/* Slot events. Revocation and rotation will raise them; until then none happen. */
+/* Slot events: revocations, zones created, re-initialised or revoked, rotations (event.h). */
+#include "event.h"
 #include "module.h"
 
 CK_RV
@@ -10,8 +11,5 @@ C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
 		return rv;
 	if (pSlot == NULL || pReserved != NULL)
 		return CKR_ARGUMENTS_BAD;
-	if (flags & CKF_DONT_BLOCK)
-		return CKR_NO_EVENT;
-	/* Blocking waits need the event source (issue: revocation and slot events). */
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return ev_events_wait(flags, pSlot);
 }

@@ -32,6 +32,7 @@ C_Finalize(CK_VOID_PTR pReserved)
 	pthread_mutex_lock(&init_lock);
 	rv = ev_check_init();
 	if (rv == CKR_OK) {
+		ev_module_stop_events();
 		(void)ev_session_close_all(0, 1);
 		ev_module_fini();
 	}

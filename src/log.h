@@ -13,6 +13,7 @@
 void ev_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ev_debug(...) ev_log(LOG_DEBUG, __VA_ARGS__)
+#define ev_notice(...) ev_log(LOG_NOTICE, __VA_ARGS__)
 #define ev_warn(...) ev_log(LOG_WARNING, __VA_ARGS__)
 #define ev_error(...) ev_log(LOG_ERR, __VA_ARGS__)
 

@@ -6,6 +6,7 @@
 #include "mech/mech.h"
 #include "module.h"
 #include "object.h"
+#include "revoke.h"
 #include "secmem.h"
 #include "session.h"
 #include "token.h"
@@ -85,6 +86,8 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		 * shared with the parent and must not be closed from here.
 		 */
 		ev_store_abandon(ev_mod->store);
+		ev_events_abandon(ev_mod->events);
+		ev_mod->events = NULL;
 		inherited_root = ev_mod->root;
 		if (inherited_root != NULL)
 			ev_root_forked(inherited_root);
@@ -126,7 +129,14 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		goto out;
 	}
 	ev_mod = m;
+	rv = ev_events_start(m, args == NULL || !(args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS));
+	if (rv != CKR_OK) {
+		ev_mod = NULL;
+		goto out;
+	}
 	m = NULL; /* transferred */
+	/* Lists dropped while no process watched, before anything is used. */
+	ev_revoke_scan();
 out:
 	if (m != NULL) {
 		ev_store_close(m->store);
@@ -145,10 +155,18 @@ ev_module_fini(void)
 	if (m == NULL)
 		return;
 	ev_mod = NULL;
+	ev_events_stop(m->events);
+	ev_events_free(m->events);
 	ev_store_close(m->store);
 	ev_root_free(m->root);
 	free_state(m);
 	ev_mech_fini();
+}
+
+void
+ev_module_stop_events(void)
+{
+	ev_events_stop(ev_mod->events);
 }
 
 /*

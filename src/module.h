@@ -2,6 +2,7 @@
  * The module's process-wide state between C_Initialize and C_Finalize.
  *
  * Locking, outermost first (take them only in this order):
+ *   events' refresh lock    acting on other processes' changes (event.h)
  *   session->lock           one operation at a time per session
  *   token->lock             login state, zone key, key materialisation
  *   ev_mod->lock (rwlock)   the session table, the token table, the object
@@ -17,6 +18,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "event.h"
 #include "handles.h"
 #include "lock.h"
 #include "root/root.h"
@@ -34,6 +36,7 @@ typedef struct ev_module {
 	ev_mutex *store_lock;
 	ev_store *store;
 	ev_root *root;           /* reached on first need */
+	ev_events *events;       /* other processes' changes, slot events */
 } ev_module;
 
 /* The state, or NULL when not initialised (or in a child after fork). */
@@ -46,9 +49,15 @@ extern ev_module *ev_mod;
  */
 CK_RV ev_check_init(void) EV_MUST_CHECK;
 
-/* Set up and tear down the state (C_Initialize, C_Finalize). */
+/*
+ * Set up and tear down the state (C_Initialize, C_Finalize). Init also
+ * applies revocation lists that arrived while no process watched.
+ */
 CK_RV ev_module_init(const CK_C_INITIALIZE_ARGS *args);
 void ev_module_fini(void);
+
+/* C_Finalize, before anything is closed: wake slot event waiters, stop the watcher. */
+void ev_module_stop_events(void);
 
 /*
  * The root, reached on first need with ev_mod->store_lock held by the

@@ -1059,6 +1059,39 @@ may_write(const ev_session *s, const ev_object *o)
 	return CKR_OK;
 }
 
+/*
+ * Delete (attrs NULL) or rewrite a token object in the store, with the
+ * change log row that tells the other processes, in one transaction.
+ * Called with the store lock free; announces after committing.
+ */
+static CK_RV
+store_change(ev_object *o, ev_change_kind kind, const ev_attrs *attrs)
+{
+	int64_t id = (int64_t)o->handle;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_begin(ev_mod->store);
+	if (rv == CKR_OK) {
+		if (attrs == NULL)
+			rv = ev_store_obj_delete(ev_mod->store, id);
+		else
+			rv = ev_store_obj_set_attrs(ev_mod->store, id, attrs);
+		if (rv == CKR_OK)
+			rv = ev_store_change_add(ev_mod->store, kind, o->token->id, id);
+		if (rv == CKR_OK)
+			rv = ev_store_commit(ev_mod->store);
+		if (rv != CKR_OK)
+			(void)ev_store_rollback(ev_mod->store);
+	}
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK)
+		ev_events_announce();
+	return rv;
+}
+
 CK_RV
 ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 {
@@ -1074,11 +1107,7 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 	if (rv != CKR_OK)
 		goto out;
 	if (o->on_token) {
-		rv = ev_mutex_lock(ev_mod->store_lock);
-		if (rv != CKR_OK)
-			goto out;
-		rv = ev_store_obj_delete(ev_mod->store, (int64_t)o->handle);
-		ev_mutex_unlock(ev_mod->store_lock);
+		rv = store_change(o, EV_CHANGE_OBJECT_DESTROYED, NULL);
 		if (rv == EVR_NOT_FOUND)
 			rv = CKR_OK; /* already gone, by another process */
 		if (rv != CKR_OK)
@@ -1365,11 +1394,7 @@ ev_object_set_attrs(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_UL
 			goto out;
 	}
 	if (o->on_token) {
-		rv = ev_mutex_lock(ev_mod->store_lock);
-		if (rv != CKR_OK)
-			goto out;
-		rv = ev_store_obj_set_attrs(ev_mod->store, (int64_t)o->handle, n);
-		ev_mutex_unlock(ev_mod->store_lock);
+		rv = store_change(o, EV_CHANGE_OBJECT_UPDATED, n);
 		if (rv == EVR_NOT_FOUND)
 			rv = CKR_OBJECT_HANDLE_INVALID;
 		if (rv != CKR_OK)
@@ -1383,6 +1408,8 @@ out:
 	ev_attrs_free(n);
 	return rv;
 }
+
+static void set_origin(CK_OBJECT_HANDLE copy, CK_OBJECT_HANDLE origin);
 
 CK_RV
 ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
@@ -1418,7 +1445,23 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 	rv = ev_object_new(s, EV_ORIGIN_COPY, tmpl, count, base, key, CK_UNAVAILABLE_INFORMATION,
 	    out);
 	ev_attrs_free(base);
+	if (rv == CKR_OK && (*out & EV_SESSION_OBJECT_BIT) && (o->on_token || o->origin != 0))
+		set_origin(*out, o->origin != 0 ? o->origin : o->handle);
 	return rv;
+}
+
+/* A session copy of a token object is revoked with it (ev_object_forget()). */
+static void
+set_origin(CK_OBJECT_HANDLE copy, CK_OBJECT_HANDLE origin)
+{
+	ev_object *c;
+
+	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
+		return;
+	c = ev_map_get(&ev_mod->objects, copy);
+	if (c != NULL)
+		c->origin = origin;
+	ev_rwlock_unlock(ev_mod->lock);
 }
 
 CK_ULONG
@@ -1575,6 +1618,7 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 
 /* Which objects a drop takes out of the process. */
 enum drop_kind {
+	DROP_HANDLE,  /* a token object and its session copies (revoked, destroyed) */
 	DROP_SESSION, /* the session objects one session created */
 	DROP_PRIVATE, /* a token's private session objects (logout) */
 	DROP_TOKEN,   /* every object of a token (re-initialisation) */
@@ -1589,40 +1633,63 @@ struct drop_ctx {
 	size_t n;
 };
 
+/* Whether a drop takes this object. */
+static int
+selects(const struct drop_ctx *d, CK_ULONG key, const ev_object *o)
+{
+	int session_object = (key & EV_SESSION_OBJECT_BIT) != 0;
+
+	switch (d->kind) {
+	case DROP_HANDLE:
+		return key == d->owner || (d->private_only && session_object && o->origin == d->owner);
+	case DROP_SESSION:
+		return session_object && o->owner == d->owner;
+	case DROP_PRIVATE:
+		return session_object && o->token == d->token && o->private;
+	case DROP_TOKEN:
+		return o->token == d->token;
+	}
+	return 0;
+}
+
 static void
 drop_cb(CK_ULONG key, void *val, void *arg)
 {
 	struct drop_ctx *d = arg;
 	ev_object *o = val;
-	int session_object = (key & EV_SESSION_OBJECT_BIT) != 0;
 
-	switch (d->kind) {
-	case DROP_SESSION:
-		if (session_object && o->owner == d->owner)
-			d->v[d->n++] = o;
-		break;
-	case DROP_PRIVATE:
-		if (session_object && o->token == d->token && o->private)
-			d->v[d->n++] = o;
-		break;
-	case DROP_TOKEN:
-		if (o->token == d->token)
-			d->v[d->n++] = o;
-		break;
-	}
+	if (!selects(d, key, o))
+		return;
+	if (d->v != NULL)
+		d->v[d->n++] = o;
+	else
+		atomic_store(&o->destroyed, 1); /* no memory to unmap it: unusable all the same */
+}
+
+/* Drop an object's cached material: wiped now, or when the last call using it lets go. */
+static void
+wipe_key(ev_object *o)
+{
+	ev_key *k;
+
+	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
+		return;
+	k = atomic_exchange(&o->key, NULL);
+	ev_rwlock_unlock(o->lock);
+	ev_key_free(k);
 }
 
 /* Unmap the objects a drop selects, mark them destroyed, drop the map's references. */
-static void
+static size_t
 drop(struct drop_ctx *d)
 {
 	size_t i;
 
 	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
-		return;
+		return 0;
 	d->v = calloc(ev_mod->objects.live + 1, sizeof(*d->v));
+	ev_map_each(&ev_mod->objects, drop_cb, d);
 	if (d->v != NULL) {
-		ev_map_each(&ev_mod->objects, drop_cb, d);
 		for (i = 0; i < d->n; i++) {
 			ev_map_del(&ev_mod->objects, d->v[i]->handle);
 			atomic_store(&d->v[i]->destroyed, 1);
@@ -1630,10 +1697,14 @@ drop(struct drop_ctx *d)
 	}
 	ev_rwlock_unlock(ev_mod->lock);
 	/* An operation still holding one keeps it until it ends. */
-	for (i = 0; i < d->n; i++)
+	for (i = 0; i < d->n; i++) {
+		if (d->kind == DROP_HANDLE)
+			wipe_key(d->v[i]);
 		ev_object_put(d->v[i]);
+	}
 	free(d->v);
 	d->v = NULL;
+	return d->n;
 }
 
 void
@@ -1641,7 +1712,31 @@ ev_object_drop_session(CK_SESSION_HANDLE h)
 {
 	struct drop_ctx d = { DROP_SESSION, h, NULL, 0, NULL, 0 };
 
-	drop(&d);
+	(void)drop(&d);
+}
+
+int
+ev_object_forget(CK_OBJECT_HANDLE h, int with_copies)
+{
+	/* private_only here means: and the session copies. */
+	struct drop_ctx d = { DROP_HANDLE, h, NULL, with_copies, NULL, 0 };
+
+	return drop(&d) > 0;
+}
+
+void
+ev_object_unload(CK_OBJECT_HANDLE h)
+{
+	ev_object *o;
+
+	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
+		return;
+	o = ev_map_get(&ev_mod->objects, h);
+	if (o != NULL)
+		ev_map_del(&ev_mod->objects, h);
+	ev_rwlock_unlock(ev_mod->lock);
+	/* Calls holding it keep the old attributes until they let go. */
+	ev_object_put(o);
 }
 
 void
@@ -1649,7 +1744,7 @@ ev_object_drop_private(ev_token *t)
 {
 	struct drop_ctx d = { DROP_PRIVATE, 0, t, 1, NULL, 0 };
 
-	drop(&d);
+	(void)drop(&d);
 }
 
 void
@@ -1657,7 +1752,7 @@ ev_object_forget_token(ev_token *t)
 {
 	struct drop_ctx d = { DROP_TOKEN, 0, t, 0, NULL, 0 };
 
-	drop(&d);
+	(void)drop(&d);
 }
 
 static void
@@ -1665,16 +1760,11 @@ wipe_cb(CK_ULONG key, void *val, void *arg)
 {
 	struct drop_ctx *d = arg;
 	ev_object *o = val;
-	ev_key *k;
 
 	/* Only material that can be unwrapped again is dropped: session keys are their object. */
 	if (o->token != d->token || o->wrapped == NULL || (d->private_only && !o->private))
 		return;
-	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
-		return;
-	k = atomic_exchange(&o->key, NULL);
-	ev_rwlock_unlock(o->lock);
-	ev_key_free(k); /* wiped now, or when the last call using it lets go */
+	wipe_key(o);
 }
 
 void

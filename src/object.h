@@ -32,6 +32,7 @@ typedef struct ev_object {
 	int on_token;            /* CKA_TOKEN */
 	int private;             /* CKA_PRIVATE */
 	CK_SESSION_HANDLE owner; /* session objects: the creating session */
+	CK_OBJECT_HANDLE origin; /* session copies of a token key: the token object (revoked with it) */
 	int64_t generation;
 	ev_rwlock *lock;         /* guards attrs and key: read by every operation's init */
 	ev_attrs *attrs;         /* every non-secret attribute */
@@ -155,6 +156,17 @@ void ev_object_drop_private(ev_token *t);
  * handle of the old zone stays usable. Caller holds t->lock.
  */
 void ev_object_forget_token(ev_token *t);
+
+/*
+ * A process revoked or destroyed a token object: forget it here (with
+ * the session copies made of it, when revoked), and wipe the cached
+ * material (an operation still holding it sees the object destroyed at
+ * its next call). Call with no lock held. Whether anything was forgotten.
+ */
+int ev_object_forget(CK_OBJECT_HANDLE h, int with_copies);
+
+/* Another process changed a token object: drop it, to be loaded again on next use. */
+void ev_object_unload(CK_OBJECT_HANDLE h);
 
 /* Free an object outright (C_Finalize). */
 void ev_object_free(ev_object *o);

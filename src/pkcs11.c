@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "admin.h"
 #include "common.h"
 
 #define EV_EXPORT __attribute__((visibility("default")))
@@ -122,6 +123,11 @@ static CK_INTERFACE interfaces[] = {
 	{ interface_name, &functions_240, 0 },
 };
 
+static CK_UTF8CHAR admin_name[] = EV_ADMIN_INTERFACE_NAME;
+
+/* Offered by name only (see include/pkcs11/edgevault.h). */
+static CK_INTERFACE admin_interface = { admin_name, &ev_admin_functions, 0 };
+
 EV_EXPORT CK_RV
 C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 {
@@ -172,6 +178,15 @@ C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 		if ((interfaces[i].flags & flags) != flags)
 			continue;
 		*ppInterface = &interfaces[i];
+		return CKR_OK;
+	}
+	if (pInterfaceName != NULL &&
+	    strcmp((const char *)pInterfaceName, (const char *)admin_name) == 0 &&
+	    (pVersion == NULL ||
+		(pVersion->major == ev_admin_functions.version.major &&
+		    pVersion->minor == ev_admin_functions.version.minor)) &&
+	    flags == 0) {
+		*ppInterface = &admin_interface;
 		return CKR_OK;
 	}
 	return CKR_ARGUMENTS_BAD;

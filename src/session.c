@@ -49,6 +49,7 @@ ev_active_end(ev_active *a)
 	ev_object_put(a->key);
 	a->key = NULL;
 	a->need_login = 0;
+	a->dead = CKR_OK;
 }
 
 static void
@@ -82,6 +83,9 @@ ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 
 	if (!(flags & CKF_SERIAL_SESSION))
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
 	rv = ev_token_get(slot, &t);
 	if (rv != CKR_OK)
 		return rv;
@@ -99,6 +103,15 @@ ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 	rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		goto out;
+	/*
+	 * Revoked since ev_token_get(): refused here, under the lock that
+	 * ev_session_removed() takes after setting the flag, so no session
+	 * escapes being marked removed.
+	 */
+	if (atomic_load(&t->revoked)) {
+		rv = CKR_TOKEN_NOT_PRESENT;
+		goto unlock;
+	}
 	/* A zone being re-initialised takes no session until it is new. */
 	if (t->reinit) {
 		rv = CKR_TOKEN_NOT_RECOGNIZED;
@@ -132,6 +145,9 @@ ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out)
 	ev_session *s;
 	CK_RV rv;
 
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
 	rv = ev_rwlock_rdlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		return rv;
@@ -147,9 +163,10 @@ ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out)
 			session_free(s);
 		return rv;
 	}
-	if (s->closed) {
+	if (s->closed || s->removed) {
+		rv = s->closed ? CKR_SESSION_HANDLE_INVALID : CKR_DEVICE_REMOVED;
 		ev_session_release(s);
-		return CKR_SESSION_HANDLE_INVALID;
+		return rv;
 	}
 	*out = s;
 	return CKR_OK;
@@ -323,8 +340,9 @@ ev_session_close_all(CK_SLOT_ID slot, int all)
 	return CKR_OK;
 }
 
-void
-ev_session_end_token_ops(ev_token *t)
+/* Run fn on every session of a token (or all: NULL), each locked in turn. */
+static void
+each_session(ev_token *t, void (*fn)(ev_session *s))
 {
 	struct collect c;
 	size_t i;
@@ -335,13 +353,52 @@ ev_session_end_token_ops(ev_token *t)
 		ev_session *s = c.v[i];
 
 		if (ev_mutex_lock(s->lock) == CKR_OK) {
-			end_all(s);
+			fn(s);
 			ev_mutex_unlock(s->lock);
 		}
 		if (atomic_fetch_sub(&s->refs, 1) == 1)
 			session_free(s);
 	}
 	free(c.v);
+}
+
+static void
+mark_removed(ev_session *s)
+{
+	s->removed = 1;
+	end_all(s);
+}
+
+void
+ev_session_removed(ev_token *t)
+{
+	each_session(t, mark_removed);
+}
+
+static void
+end_dead(ev_session *s)
+{
+	ev_active *all[] = { &s->enc, &s->dec, &s->sign, &s->verify, &s->digest };
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(all); i++) {
+		if (all[i]->key != NULL && atomic_load(&all[i]->key->destroyed)) {
+			ev_active_end(all[i]);
+			all[i]->dead = CKR_KEY_HANDLE_INVALID;
+		}
+	}
+}
+
+void
+ev_session_end_dead_ops(void)
+{
+	each_session(NULL, end_dead);
+}
+
+void
+ev_session_end_token_ops(ev_token *t)
+{
+	each_session(t, end_all);
 }
 
 /* C_Login(CKU_CONTEXT_SPECIFIC): t->lock held. */
@@ -501,6 +558,7 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 		return CKR_GENERAL_ERROR;
 	if (a->op != NULL)
 		return CKR_OPERATION_ACTIVE;
+	a->dead = CKR_OK;
 	if (ev_mech_find(mech->mechanism) == NULL)
 		return CKR_MECHANISM_INVALID;
 	if (kind != EV_OP_DIGEST) {
@@ -572,6 +630,28 @@ ev_session_init_call(CK_SESSION_HANDLE h, ev_op_kind kind, const CK_MECHANISM *m
 	return rv;
 }
 
+/*
+ * May a data call go on with this operation: there is one
+ * (CKR_OPERATION_NOT_INITIALIZED), and its key was not revoked or
+ * destroyed meanwhile (CKR_KEY_HANDLE_INVALID, once; the operation ends).
+ */
+static CK_RV
+op_alive(ev_active *a)
+{
+	CK_RV rv;
+
+	if (a->op == NULL) {
+		rv = a->dead != CKR_OK ? a->dead : CKR_OPERATION_NOT_INITIALIZED;
+		a->dead = CKR_OK;
+		return rv;
+	}
+	if (a->key != NULL && atomic_load(&a->key->destroyed)) {
+		ev_active_end(a);
+		return CKR_KEY_HANDLE_INVALID;
+	}
+	return CKR_OK;
+}
+
 static CK_RV
 data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
     CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
@@ -589,10 +669,9 @@ data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE
 	if (rv != CKR_OK)
 		return rv;
 	a = ev_session_active(s, kind);
-	if (a->op == NULL) {
-		rv = CKR_OPERATION_NOT_INITIALIZED;
+	rv = op_alive(a);
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if (a->need_login) {
 		/* The operation waits for C_Login(CKU_CONTEXT_SPECIFIC). */
 		rv = CKR_USER_NOT_LOGGED_IN;
@@ -654,10 +733,9 @@ verify_call_body(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULON
 	rv = ev_session_acquire(h, &s);
 	if (rv != CKR_OK)
 		return rv;
-	if (s->verify.op == NULL) {
-		rv = CKR_OPERATION_NOT_INITIALIZED;
+	rv = op_alive(&s->verify);
+	if (rv != CKR_OK)
 		goto out;
-	}
 	if ((step != EV_STEP_FINAL && data == NULL && len > 0) ||
 	    (step != EV_STEP_UPDATE && sig == NULL)) {
 		rv = CKR_ARGUMENTS_BAD;

@@ -27,6 +27,7 @@ typedef struct ev_active {
 	struct ev_object *key; /* a reference; NULL for digests */
 	ev_key *mat;           /* a reference to the key's material, which op borrows */
 	int need_login;        /* CKA_ALWAYS_AUTHENTICATE: no data call before C_Login(CKU_CONTEXT_SPECIFIC) */
+	CK_RV dead;            /* ended because its key was revoked or destroyed: the next call's answer */
 } ev_active;
 
 typedef struct ev_session {
@@ -35,6 +36,7 @@ typedef struct ev_session {
 	CK_FLAGS flags;          /* CKF_RW_SESSION | CKF_SERIAL_SESSION */
 	atomic_int refs;
 	int closed;              /* under lock */
+	int removed;             /* its token left the slot: CKR_DEVICE_REMOVED until closed (under lock) */
 	ev_mutex *lock;
 	ev_active enc, dec, sign, verify, digest;
 	CK_OBJECT_HANDLE *found; /* search results */
@@ -52,8 +54,10 @@ CK_RV ev_session_close(CK_SESSION_HANDLE h);
 CK_RV ev_session_close_all(CK_SLOT_ID slot, int all);
 
 /*
- * Find a session, take a reference and lock it. CKR_SESSION_HANDLE_INVALID.
- * Release with ev_session_release().
+ * Find a session, take a reference and lock it, after acting on other
+ * processes' changes (ev_sync()). CKR_SESSION_HANDLE_INVALID,
+ * CKR_DEVICE_REMOVED (its token has left the slot). Call with no lock
+ * held. Release with ev_session_release().
  */
 CK_RV ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out) EV_MUST_CHECK;
 void ev_session_release(ev_session *s);
@@ -74,6 +78,20 @@ void ev_active_end(ev_active *a);
  * one session at a time: call without any session lock held.
  */
 void ev_session_end_token_ops(ev_token *t);
+
+/*
+ * The token of these sessions has left its slot (revoked, or
+ * re-initialised by another process): each is marked removed and its
+ * operations end. Call with no session lock held.
+ */
+void ev_session_removed(ev_token *t);
+
+/*
+ * Operations whose key object was revoked or destroyed end now, so the
+ * material they hold is wiped; their next call answers
+ * CKR_KEY_HANDLE_INVALID. Call with no session lock held.
+ */
+void ev_session_end_dead_ops(void);
 
 /*
  * C_Login, with s acquired. CKU_CONTEXT_SPECIFIC re-authenticates the

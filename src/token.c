@@ -44,10 +44,42 @@ read_slots(int64_t **ids, size_t *n, int64_t *free_id)
 	return rv;
 }
 
+/*
+ * Whether a token is in a slot: a zone's until it is revoked, the free
+ * slot's until the device is. Reads the store (not the hot path).
+ */
+static CK_RV
+slot_has_token(CK_SLOT_ID slot, int is_free, int *present)
+{
+	ev_zone_rec z = { 0 };
+	int64_t when = 0;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (is_free) {
+		rv = ev_store_meta_get_int(ev_mod->store, EV_META_DEVICE_REVOKED, &when);
+		if (rv == EVR_NOT_FOUND) {
+			when = 0;
+			rv = CKR_OK;
+		}
+	} else {
+		rv = ev_store_zone_get(ev_mod->store, (int64_t)slot, &z);
+		when = z.revoked;
+		ev_zone_rec_clear(&z);
+	}
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		return CKR_SLOT_ID_INVALID;
+	*present = when == 0;
+	return rv;
+}
+
 CK_RV
 ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count)
 {
-	int64_t *ids = NULL, free_id;
+	int64_t *ids = NULL, *all, free_id;
 	size_t n = 0, i;
 	CK_ULONG need;
 	CK_RV rv;
@@ -55,8 +87,25 @@ ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count)
 	rv = read_slots(&ids, &n, &free_id);
 	if (rv != CKR_OK)
 		return rv;
-	/* The free slot holds an uninitialised token: present either way. */
-	need = n + 1;
+	/* With token_present, revoked zones (and after a device revocation the free slot) drop out. */
+	all = realloc(ids, (n + 1) * sizeof(*ids));
+	if (all == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	ids = all;
+	ids[n++] = free_id;
+	for (i = 0, need = 0; i < n; i++) {
+		int present = 1;
+
+		if (token_present) {
+			rv = slot_has_token((CK_SLOT_ID)ids[i], i == n - 1, &present);
+			if (rv != CKR_OK)
+				goto out;
+		}
+		if (present)
+			ids[need++] = ids[i];
+	}
 	if (list == NULL) {
 		*count = need;
 		goto out;
@@ -66,9 +115,8 @@ ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count)
 		rv = CKR_BUFFER_TOO_SMALL;
 		goto out;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < need; i++)
 		list[i] = (CK_SLOT_ID)ids[i];
-	list[n] = (CK_SLOT_ID)free_id;
 	*count = need;
 out:
 	free(ids);
@@ -76,7 +124,7 @@ out:
 }
 
 static CK_RV
-slot_exists(CK_SLOT_ID slot, int *is_free)
+slot_exists(CK_SLOT_ID slot, int *is_free, int *present)
 {
 	int64_t *ids = NULL, free_id;
 	size_t n = 0, i;
@@ -97,23 +145,31 @@ slot_exists(CK_SLOT_ID slot, int *is_free)
 		}
 	}
 	free(ids);
+	if (rv == CKR_OK && present != NULL)
+		rv = slot_has_token(slot, *is_free, present);
 	return rv;
 }
 
 CK_RV
 ev_slot_is_free(CK_SLOT_ID slot, int *is_free)
 {
-	return slot_exists(slot, is_free);
+	int present;
+	CK_RV rv;
+
+	rv = slot_exists(slot, is_free, &present);
+	if (rv == CKR_OK && !present)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	return rv;
 }
 
 CK_RV
 ev_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO *info)
 {
-	int is_free;
+	int is_free, present;
 	char desc[64];
 	CK_RV rv;
 
-	rv = slot_exists(slot, &is_free);
+	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
 	memset(info, 0, sizeof(*info));
@@ -123,7 +179,8 @@ ev_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO *info)
 		snprintf(desc, sizeof(desc), "edgevault zone %lu", (unsigned long)slot);
 	ev_padded_copy(info->slotDescription, sizeof(info->slotDescription), desc);
 	ev_padded_copy(info->manufacturerID, sizeof(info->manufacturerID), EDGEVAULT_MANUFACTURER);
-	info->flags = CKF_TOKEN_PRESENT;
+	/* A zone's token leaves its slot when the zone is revoked. */
+	info->flags = CKF_REMOVABLE_DEVICE | (present ? CKF_TOKEN_PRESENT : 0);
 	info->hardwareVersion.major = 0;
 	info->hardwareVersion.minor = 1;
 	info->firmwareVersion.major = 0;
@@ -135,7 +192,7 @@ CK_RV
 ev_token_get(CK_SLOT_ID slot, ev_token **out)
 {
 	ev_token *t;
-	int is_free;
+	int is_free, present;
 	CK_RV rv;
 
 	rv = ev_rwlock_rdlock(ev_mod->lock);
@@ -144,12 +201,16 @@ ev_token_get(CK_SLOT_ID slot, ev_token **out)
 	t = ev_map_get(&ev_mod->tokens, slot);
 	ev_rwlock_unlock(ev_mod->lock);
 	if (t != NULL) {
+		if (atomic_load(&t->revoked))
+			return CKR_TOKEN_NOT_PRESENT;
 		*out = t;
 		return CKR_OK;
 	}
-	rv = slot_exists(slot, &is_free);
+	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
+	if (!present)
+		return CKR_TOKEN_NOT_PRESENT;
 	if (is_free)
 		return CKR_TOKEN_NOT_RECOGNIZED;
 
@@ -204,12 +265,14 @@ ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 	unsigned max = ev_mod->cfg->pin_max_fails;
 	CK_ULONG count = 0;
 	ev_token *t = NULL;
-	int is_free;
+	int is_free, present;
 	CK_RV rv;
 
-	rv = slot_exists(slot, &is_free);
+	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
+	if (!present)
+		return CKR_TOKEN_NOT_PRESENT;
 	memset(info, 0, sizeof(*info));
 	ev_padded_copy(info->manufacturerID, sizeof(info->manufacturerID), EDGEVAULT_MANUFACTURER);
 	ev_padded_copy(info->model, sizeof(info->model), "zone");
@@ -363,11 +426,16 @@ store_zone(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *pin, CK_ULONG pinlen
 	if (rv == CKR_OK)
 		rv = ev_store_zone_insert(ev_mod->store, &z);
 	if (rv == CKR_OK)
+		rv = ev_store_change_add(ev_mod->store,
+		    replace ? EV_CHANGE_ZONE_REINIT : EV_CHANGE_ZONE_CREATED, (int64_t)slot, 0);
+	if (rv == CKR_OK)
 		rv = ev_store_commit(ev_mod->store);
 	if (rv != CKR_OK)
 		(void)ev_store_rollback(ev_mod->store);
 out:
 	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK)
+		ev_events_announce();
 	ev_zone_rec_clear(&z);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
@@ -378,12 +446,14 @@ CK_RV
 ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
 {
 	ev_token *t = NULL;
-	int is_free;
+	int is_free, present;
 	CK_RV rv;
 
-	rv = slot_exists(slot, &is_free);
+	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
+	if (!present)
+		return CKR_TOKEN_NOT_PRESENT;
 	if (pinlen < EV_PIN_MIN_LEN || pinlen > EV_PIN_MAX_LEN)
 		return CKR_PIN_LEN_RANGE;
 	if (is_free)
@@ -522,4 +592,29 @@ ev_token_forget_key(ev_token *t)
 {
 	ev_secret_free(t->zone_key);
 	t->zone_key = NULL;
+}
+
+void
+ev_token_removed(CK_SLOT_ID slot, int revoked)
+{
+	ev_token *t;
+
+	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
+		return;
+	t = ev_map_get(&ev_mod->tokens, slot);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (t == NULL)
+		return; /* never used here: the store says it all at first use */
+	if (revoked)
+		atomic_store(&t->revoked, 1);
+	ev_session_removed(t);
+	if (ev_mutex_lock(t->lock) != CKR_OK)
+		return;
+	if (ev_rwlock_wrlock(ev_mod->lock) == CKR_OK) {
+		t->login = EV_NOBODY;
+		ev_rwlock_unlock(ev_mod->lock);
+	}
+	ev_token_forget_key(t);
+	ev_object_forget_token(t);
+	ev_mutex_unlock(t->lock);
 }

@@ -27,6 +27,7 @@ typedef struct ev_token {
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
 	int reinit;              /* C_InitToken is re-creating the zone (under ev_mod->lock) */
+	atomic_int revoked;      /* the zone was revoked: its token has left the slot */
 } ev_token;
 
 /* Free a token, wiping its zone key. NULL is a no-op. */
@@ -85,5 +86,17 @@ CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key);
 
 /* Forget the zone key (wiped). Caller holds t->lock. */
 void ev_token_forget_key(ev_token *t);
+
+/*
+ * A zone was revoked (revoked = 1) or re-initialised by a process: this
+ * process's sessions with it are marked removed (they answer
+ * CKR_DEVICE_REMOVED until closed), its login, zone key and objects are
+ * forgotten. Nothing when the token was never loaded here. Call with no
+ * lock held.
+ */
+void ev_token_removed(CK_SLOT_ID slot, int revoked);
+
+/* Meta key set when the whole device is revoked: no zone, no new zone. */
+#define EV_META_DEVICE_REVOKED "device_revoked"
 
 #endif

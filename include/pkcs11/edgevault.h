@@ -24,9 +24,11 @@
 
 /*
  * The admin interface: a vendor interface offered by C_GetInterface
- * (and listed by C_GetInterfaceList) under the name below, version 1.0.
- * Its functions work in the module initialised with C_Initialize, like
- * the standard ones, and answer CKR_CRYPTOKI_NOT_INITIALIZED otherwise.
+ * under the name below, version 1.0. C_GetInterfaceList does not list
+ * it: generic callers that walk that list take every entry for a PKCS#11
+ * function list. Its functions work in the module initialised with
+ * C_Initialize, like the standard ones, and answer
+ * CKR_CRYPTOKI_NOT_INITIALIZED otherwise.
  */
 #define EV_ADMIN_INTERFACE_NAME "Edgevault Admin"
 
@@ -78,7 +80,8 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * read-only one). CKR_ARGUMENTS_BAD for a bad entry,
 	 * CKR_KEY_HANDLE_INVALID when EV_REVOKE_KEY names no key. The SO's
 	 * session itself ends with the zone for EV_REVOKE_ZONE.
-	 * *pulCount (may be NULL) gets the number of objects revoked.
+	 * *pulCount (may be NULL) gets the number of key objects revoked
+	 * (EV_REVOKE_KEY) or 1 (EV_REVOKE_ZONE).
 	 */
 	CK_RV (*EV_Revoke)(CK_SESSION_HANDLE hSession, const EV_REVOCATION_ENTRY *pEntry,
 	    CK_ULONG_PTR pulCount);

@@ -876,10 +876,11 @@ START_TEST(test_random_and_unsupported)
 {
 	CK_SESSION_HANDLE h;
 	CK_BYTE a[32] = { 0 }, b[32] = { 0 };
-	CK_SLOT_ID slot;
+	CK_SLOT_ID slot, zone;
 
 	env_init();
-	h = env_session(env_new_zone("misc"), 0, 0);
+	zone = env_new_zone("misc");
+	h = env_session(zone, 0, 0);
 	ck_assert_int_eq(F->C_GenerateRandom(h, a, sizeof(a)), CKR_OK);
 	ck_assert_int_eq(F->C_GenerateRandom(h, b, sizeof(b)), CKR_OK);
 	ck_assert_int_ne(memcmp(a, b, sizeof(a)), 0);
@@ -889,6 +890,9 @@ START_TEST(test_random_and_unsupported)
 	ck_assert_int_eq(F->C_SignRecoverInit(h, NULL, 0), CKR_FUNCTION_NOT_SUPPORTED);
 	ck_assert_int_eq(F->C_MessageEncryptInit(h, NULL, 0), CKR_FUNCTION_NOT_SUPPORTED);
 	ck_assert_int_eq(F->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
+	/* Creating the zone was an event for its slot, in this process too; then there is none. */
+	ck_assert_int_eq(F->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_OK);
+	ck_assert_uint_eq(slot, zone);
 	ck_assert_int_eq(F->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
 }
 END_TEST

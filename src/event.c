@@ -1,0 +1,516 @@
+/*
+ * Changes from other processes, and slot events (event.h).
+ *
+ * The shared counter lives in a file next to the database, mapped
+ * MAP_SHARED: reading it is one load, so every call can afford to look.
+ * Writes to a mapping raise no inotify event, so the announcer also sets
+ * the file's times (IN_ATTRIB), which wakes the watchers.
+ *
+ * The slot event queue uses the operating system's mutex and condition
+ * variable even when the application gave its own mutex callbacks:
+ * PKCS#11's callbacks have no way to wait for a condition.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "revoke.h"
+#include "session.h"
+#include "token.h"
+
+#define EPOCH_MAP_SIZE 4096
+#define CHANGE_BATCH 4096
+/* How often the watcher looks at the change log even when nobody announced. */
+#define WATCH_PERIOD_MS 1000
+/* How often a waiter with no watcher thread polls. */
+#define WAIT_POLL_MS 20
+
+struct ev_events {
+	int epoch_fd;
+	_Atomic uint64_t *epoch;  /* the shared counter, or &local */
+	_Atomic uint64_t local;   /* when the file could not be mapped */
+	int mapped;
+	atomic_uint_fast64_t seen; /* the counter value this process has acted on */
+	int64_t last_change;      /* the last change log row acted on (under refresh) */
+	ev_mutex *refresh;
+	int ino_fd;               /* -1 when inotify is unavailable */
+	int wd_epoch, wd_dir;
+	int stop_fd;              /* eventfd: tells the watcher to stop */
+	pthread_t thread;
+	int has_thread;
+	char *dir;                /* the revocation directory, or NULL */
+};
+
+/* The slot event queue: distinct slots, oldest first. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* an event, or the end */
+	pthread_cond_t gone;    /* the last waiter left (C_Finalize waits for it) */
+	pid_t pid;              /* the process the queue belongs to */
+	int active;             /* between C_Initialize and C_Finalize */
+	int waiters;
+	int polling;            /* a waiter is polling for the others (no watcher thread) */
+	CK_SLOT_ID *slots;
+	size_t n, cap;
+} q = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+	.gone = PTHREAD_COND_INITIALIZER,
+};
+
+static void
+queue_reset(void)
+{
+	if (q.pid != getpid()) {
+		/* A child after fork(): the parent's waiters are not ours. */
+		pthread_mutex_init(&q.mu, NULL);
+		pthread_cond_init(&q.cv, NULL);
+		pthread_cond_init(&q.gone, NULL);
+		q.pid = getpid();
+		q.waiters = 0;
+		q.polling = 0;
+	}
+	pthread_mutex_lock(&q.mu);
+	free(q.slots);
+	q.slots = NULL;
+	q.n = q.cap = 0;
+	q.active = 1;
+	pthread_mutex_unlock(&q.mu);
+}
+
+/* Queue an event for a slot (once: a slot already waiting is not added again). */
+static void
+queue_push(CK_SLOT_ID slot)
+{
+	size_t i;
+
+	pthread_mutex_lock(&q.mu);
+	for (i = 0; i < q.n; i++)
+		if (q.slots[i] == slot)
+			goto out;
+	if (q.n == q.cap) {
+		size_t cap = q.cap ? q.cap * 2 : 16;
+		CK_SLOT_ID *v = realloc(q.slots, cap * sizeof(*v));
+
+		if (v == NULL) {
+			ev_error("slot event for slot %lu lost: out of memory", (unsigned long)slot);
+			goto out;
+		}
+		q.slots = v;
+		q.cap = cap;
+	}
+	q.slots[q.n++] = slot;
+	pthread_cond_broadcast(&q.cv);
+out:
+	pthread_mutex_unlock(&q.mu);
+}
+
+/* Map the counter file; on any failure the process keeps a counter of its own. */
+static void
+epoch_open(ev_events *e, const char *store_dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int writable = 1;
+	void *p;
+
+	e->epoch = &e->local;
+	e->epoch_fd = -1;
+	if (snprintf(path, sizeof(path), "%s/%s", store_dir, EV_EVENTS_FILE) >= (int)sizeof(path))
+		return;
+	e->epoch_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (e->epoch_fd < 0 && errno == EACCES) {
+		writable = 0;
+		e->epoch_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (e->epoch_fd < 0) {
+		ev_error("events: %s: %s; changes by other processes are noticed within %d ms",
+		    path, strerror(errno), WATCH_PERIOD_MS);
+		return;
+	}
+	if (fstat(e->epoch_fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return;
+	if (st.st_size < EPOCH_MAP_SIZE) {
+		if (!writable || ftruncate(e->epoch_fd, EPOCH_MAP_SIZE) != 0) {
+			ev_error("events: %s is too short and cannot be extended", path);
+			return;
+		}
+	}
+	p = mmap(NULL, EPOCH_MAP_SIZE, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+	    e->epoch_fd, 0);
+	if (p == MAP_FAILED) {
+		ev_error("events: cannot map %s: %s", path, strerror(errno));
+		return;
+	}
+	e->epoch = p;
+	e->mapped = 1;
+}
+
+static void
+watch_setup(ev_events *e, const ev_config *cfg)
+{
+	e->wd_epoch = e->wd_dir = -1;
+	e->ino_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (e->ino_fd < 0) {
+		ev_error("events: inotify: %s", strerror(errno));
+		return;
+	}
+	if (e->epoch_fd >= 0) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", cfg->store_dir, EV_EVENTS_FILE);
+		e->wd_epoch = inotify_add_watch(e->ino_fd, path, IN_ATTRIB | IN_MODIFY);
+		if (e->wd_epoch < 0)
+			ev_error("events: cannot watch %s: %s", path, strerror(errno));
+	}
+	if (e->dir != NULL) {
+		if (mkdir(e->dir, 0700) != 0 && errno != EEXIST)
+			ev_error("revocation: cannot create %s: %s", e->dir, strerror(errno));
+		e->wd_dir = inotify_add_watch(e->ino_fd, e->dir,
+		    IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR);
+		if (e->wd_dir < 0)
+			ev_error("revocation: cannot watch %s: %s; lists are applied only at start "
+				 "and through the admin tool", e->dir, strerror(errno));
+	}
+}
+
+/*
+ * What one change means for this process. Objects revoked or destroyed
+ * are forgotten with their material; a revoked or re-initialised zone
+ * takes its sessions, login and keys with it.
+ */
+static void
+act_on(const ev_change *c, int *dead_keys)
+{
+	switch (c->kind) {
+	case EV_CHANGE_OBJECT_REVOKED:
+	case EV_CHANGE_OBJECT_DESTROYED:
+		if (ev_object_forget((CK_OBJECT_HANDLE)c->object,
+			c->kind == EV_CHANGE_OBJECT_REVOKED))
+			*dead_keys = 1;
+		if (c->kind == EV_CHANGE_OBJECT_REVOKED)
+			queue_push((CK_SLOT_ID)c->zone);
+		break;
+	case EV_CHANGE_OBJECT_UPDATED:
+		ev_object_unload((CK_OBJECT_HANDLE)c->object);
+		break;
+	case EV_CHANGE_OBJECT_ROTATED:
+		ev_object_unload((CK_OBJECT_HANDLE)c->object);
+		queue_push((CK_SLOT_ID)c->zone);
+		break;
+	case EV_CHANGE_ZONE_REVOKED:
+	case EV_CHANGE_ZONE_REINIT:
+		ev_token_removed((CK_SLOT_ID)c->zone, c->kind == EV_CHANGE_ZONE_REVOKED);
+		queue_push((CK_SLOT_ID)c->zone);
+		break;
+	case EV_CHANGE_ZONE_CREATED:
+		queue_push((CK_SLOT_ID)c->zone);
+		break;
+	}
+}
+
+/* Read and act on the change log rows after the last one acted on. */
+static CK_RV
+refresh(ev_events *e)
+{
+	ev_change *v = NULL;
+	size_t n, i;
+	int dead_keys = 0;
+	uint64_t now;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(e->refresh);
+	if (rv != CKR_OK)
+		return rv;
+	/* The counter first: a change announced after this read makes us look again. */
+	now = atomic_load(e->epoch);
+	do {
+		rv = ev_mutex_lock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			break;
+		rv = ev_store_change_since(ev_mod->store, e->last_change, CHANGE_BATCH, &v, &n);
+		ev_mutex_unlock(ev_mod->store_lock);
+		if (rv != CKR_OK)
+			break;
+		for (i = 0; i < n; i++)
+			act_on(&v[i], &dead_keys);
+		if (n > 0)
+			e->last_change = v[n - 1].seq;
+		free(v);
+		v = NULL;
+	} while (n == CHANGE_BATCH);
+	if (dead_keys)
+		ev_session_end_dead_ops();
+	if (rv == CKR_OK)
+		atomic_store(&e->seen, now);
+	ev_mutex_unlock(e->refresh);
+	return rv;
+}
+
+CK_RV
+ev_sync(void)
+{
+	ev_events *e = ev_mod->events;
+
+	if (atomic_load_explicit(e->epoch, memory_order_acquire) ==
+	    atomic_load_explicit(&e->seen, memory_order_relaxed))
+		return CKR_OK;
+	return refresh(e);
+}
+
+void
+ev_events_announce(void)
+{
+	ev_events *e = ev_mod->events;
+
+	atomic_fetch_add(e->epoch, 1);
+	/* Wakes the watchers: a write through the mapping raises no inotify event. */
+	if (e->epoch_fd >= 0 && futimens(e->epoch_fd, NULL) != 0)
+		ev_debug("events: futimens: %s", strerror(errno));
+}
+
+/*
+ * Read what inotify has, apply list files that arrived, act on changes.
+ * periodic: also look at the change log whoever announced (a writer that
+ * died between its commit and its announcement).
+ */
+static void
+watch_once(ev_events *e, int periodic)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int lost = 0;
+	ssize_t len;
+
+	if (e->ino_fd >= 0) {
+		while ((len = read(e->ino_fd, buf, sizeof(buf))) > 0) {
+			char *p = buf;
+
+			while (p < buf + len) {
+				const struct inotify_event *ev = (const struct inotify_event *)p;
+
+				if (ev->mask & IN_Q_OVERFLOW)
+					lost = 1;
+				else if (ev->wd == e->wd_dir && ev->len > 0 && ev->name[0] != '.')
+					ev_revoke_file(ev->name);
+				p += sizeof(*ev) + ev->len;
+			}
+		}
+	}
+	if (lost)
+		ev_revoke_scan();
+	if (periodic) {
+		int64_t last = 0;
+
+		if (ev_mutex_lock(ev_mod->store_lock) == CKR_OK) {
+			if (ev_store_change_last(ev_mod->store, &last) != CKR_OK)
+				last = 0;
+			ev_mutex_unlock(ev_mod->store_lock);
+		}
+		if (last > e->last_change)
+			atomic_fetch_add(&e->seen, 1); /* look, whatever the counter says */
+	}
+	if (ev_sync() != CKR_OK)
+		ev_debug("events: the change log could not be read; trying again");
+}
+
+static void *
+watcher(void *arg)
+{
+	ev_events *e = arg;
+	struct pollfd pfd[2];
+	sigset_t all;
+
+	/* The host's signals are for the host's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pfd[0].fd = e->stop_fd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = e->ino_fd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		int r = poll(pfd, e->ino_fd >= 0 ? 2 : 1, WATCH_PERIOD_MS);
+
+		if (r < 0 && errno != EINTR) {
+			ev_error("events: poll: %s", strerror(errno));
+			break;
+		}
+		if (r > 0 && (pfd[0].revents & POLLIN))
+			break;
+		watch_once(e, r == 0);
+	}
+	return NULL;
+}
+
+CK_RV
+ev_events_start(ev_module *m, int may_thread)
+{
+	ev_events *e;
+	CK_RV rv;
+
+	e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return CKR_HOST_MEMORY;
+	e->stop_fd = -1;
+	e->refresh = ev_mutex_new();
+	if (e->refresh == NULL) {
+		free(e);
+		return CKR_CANT_LOCK;
+	}
+	if (m->cfg->revocation_dir != NULL) {
+		e->dir = strdup(m->cfg->revocation_dir);
+		if (e->dir == NULL) {
+			ev_events_free(e);
+			return CKR_HOST_MEMORY;
+		}
+	}
+	epoch_open(e, m->cfg->store_dir);
+	/* The counter before the log (see refresh()). */
+	atomic_store(&e->seen, atomic_load(e->epoch));
+	rv = ev_store_change_last(m->store, &e->last_change);
+	if (rv != CKR_OK) {
+		ev_events_free(e);
+		return rv;
+	}
+	watch_setup(e, m->cfg);
+	queue_reset();
+	m->events = e;
+	if (may_thread) {
+		e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (e->stop_fd < 0 || pthread_create(&e->thread, NULL, watcher, e) != 0) {
+			ev_error("events: cannot start the watcher thread: %s", strerror(errno));
+			m->events = NULL;
+			ev_events_free(e);
+			return CKR_GENERAL_ERROR;
+		}
+		e->has_thread = 1;
+	}
+	return CKR_OK;
+}
+
+void
+ev_events_stop(ev_events *e)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&q.mu);
+	q.active = 0;
+	pthread_cond_broadcast(&q.cv);
+	while (q.waiters > 0)
+		pthread_cond_wait(&q.gone, &q.mu);
+	free(q.slots);
+	q.slots = NULL;
+	q.n = q.cap = 0;
+	pthread_mutex_unlock(&q.mu);
+	if (e == NULL || !e->has_thread)
+		return;
+	if (write(e->stop_fd, &one, sizeof(one)) != sizeof(one))
+		ev_error("events: cannot stop the watcher: %s", strerror(errno));
+	else
+		pthread_join(e->thread, NULL);
+	e->has_thread = 0;
+}
+
+void
+ev_events_free(ev_events *e)
+{
+	if (e == NULL)
+		return;
+	if (e->mapped)
+		munmap((void *)e->epoch, EPOCH_MAP_SIZE);
+	if (e->epoch_fd >= 0)
+		close(e->epoch_fd);
+	if (e->ino_fd >= 0)
+		close(e->ino_fd);
+	if (e->stop_fd >= 0)
+		close(e->stop_fd);
+	ev_mutex_free(e->refresh);
+	free(e->dir);
+	free(e);
+}
+
+void
+ev_events_abandon(ev_events *e)
+{
+	if (e == NULL)
+		return;
+	e->has_thread = 0; /* it did not follow us through fork() */
+	ev_events_free(e);
+}
+
+CK_RV
+ev_events_wait(CK_FLAGS flags, CK_SLOT_ID *slot)
+{
+	int poller = !ev_mod->events->has_thread;
+	CK_RV rv;
+
+	/* What is already committed is an event now, whether or not the watcher has run. */
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
+	if (poller && (flags & CKF_DONT_BLOCK))
+		watch_once(ev_mod->events, 1);
+	pthread_mutex_lock(&q.mu);
+	if (!q.active) {
+		pthread_mutex_unlock(&q.mu);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	if (q.n == 0 && (flags & CKF_DONT_BLOCK)) {
+		pthread_mutex_unlock(&q.mu);
+		return CKR_NO_EVENT;
+	}
+	q.waiters++;
+	while (q.active && q.n == 0) {
+		if (poller && !q.polling) {
+			/* No watcher thread: this waiter looks, the others sleep. */
+			q.polling = 1;
+			pthread_mutex_unlock(&q.mu);
+			watch_once(ev_mod->events, 1);
+			usleep(WAIT_POLL_MS * 1000);
+			pthread_mutex_lock(&q.mu);
+			q.polling = 0;
+		} else if (poller) {
+			/* Wake now and then: the one polling may leave with its event. */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 2 * WAIT_POLL_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&q.cv, &q.mu, &ts);
+		} else {
+			pthread_cond_wait(&q.cv, &q.mu);
+		}
+	}
+	q.waiters--;
+	if (!q.active) {
+		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+		if (q.waiters == 0)
+			pthread_cond_broadcast(&q.gone);
+	} else {
+		*slot = q.slots[0];
+		memmove(q.slots, q.slots + 1, (q.n - 1) * sizeof(*q.slots));
+		q.n--;
+		rv = CKR_OK;
+	}
+	pthread_mutex_unlock(&q.mu);
+	return rv;
+}
