@@ -28,6 +28,17 @@
 #define LABEL_MAX 255
 #define REASON_MAX 256
 
+/* After a revocation is announced: no old page of what it deleted stays in the -wal file. */
+static void
+checkpoint(void)
+{
+	if (ev_mutex_lock(ev_mod->store_lock) != CKR_OK)
+		return;
+	if (ev_store_checkpoint(ev_mod->store) != CKR_OK)
+		ev_warn("revocation: the store's write-ahead log could not be emptied");
+	ev_mutex_unlock(ev_mod->store_lock);
+}
+
 /* Record a refused list (its own statement: the refusal must stay when nothing else does). */
 static void
 refuse(const char *source, int64_t seq, const unsigned char digest[32], const char *why)
@@ -258,6 +269,7 @@ ev_revoke_apply(const unsigned char *buf, size_t len, const char *source, int fr
 		if (seq != NULL)
 			*seq = (CK_ULONG)l->sequence;
 		ev_events_announce();
+		checkpoint();
 	}
 	ev_revlist_free(l);
 	return rv;
@@ -470,6 +482,7 @@ ev_revoke_local(ev_session *s, const EV_REVOCATION_ENTRY *in, CK_ULONG *count)
 		    (unsigned long)n);
 		if (count != NULL)
 			*count = n;
+		checkpoint();
 	}
 out:
 	free(reason);

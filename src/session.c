@@ -307,6 +307,9 @@ ev_session_close_all(CK_SLOT_ID slot, int all)
 		rv = ev_token_get(slot, &t);
 		if (rv == CKR_TOKEN_NOT_RECOGNIZED)
 			return CKR_OK; /* the free slot has no sessions */
+		/* A token that left its slot: its removed sessions can still be closed. */
+		if (rv == CKR_TOKEN_NOT_PRESENT && (t = ev_token_loaded(slot)) != NULL)
+			rv = CKR_OK;
 		if (rv != CKR_OK)
 			return rv;
 	}

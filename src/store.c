@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -30,7 +31,7 @@
 #include "store.h"
 
 /* The schema version this code writes and understands. */
-#define EV_SCHEMA_VERSION 1
+#define EV_SCHEMA_VERSION 2
 
 /* Writers wait this long for one another before giving up. */
 #define EV_BUSY_TIMEOUT_MS 10000
@@ -58,16 +59,28 @@ enum st_id {
 	ST_ZONE_GET_SO_FAILS,
 	ST_ZONE_GET_USER_FAILS,
 	ST_ZONE_DELETE,
+	ST_ZONE_REVOKE,
+	ST_ZONE_REVOKED,
 	ST_OBJ_INSERT,
 	ST_OBJ_SET_COLUMNS,
 	ST_OBJ_CLASS,
 	ST_OBJ_SET_WRAPPED,
 	ST_OBJ_GET,
 	ST_OBJ_DELETE,
+	ST_OBJ_DELETE_ZONE,
+	ST_OBJ_FIND_KEYS,
 	ST_OBJ_COUNT_ALL,
 	ST_OBJ_COUNT_PUBLIC,
 	ST_ATTR_INSERT,
 	ST_ATTR_DELETE_ALL,
+	ST_CHANGE_ADD,
+	ST_CHANGE_LAST,
+	ST_CHANGE_SINCE,
+	ST_REVLOG_ADD,
+	ST_REVLOG_SEEN,
+	ST_REVLOG_LIST,
+	ST_REVOKED_ADD,
+	ST_REVOKED_LIST,
 	ST__COUNT
 };
 
@@ -90,9 +103,10 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_ZONE_NEXT_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 			"WHERE name = 'zones'), 0), coalesce((SELECT max(id) FROM zones), 0)) + 1",
     [ST_ZONE_INSERT] = "INSERT INTO zones(id, label, serial, sealed_key, so_pin, user_pin, "
-		       "so_fails, user_fails, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		       "so_fails, user_fails, created, revoked) "
+		       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_ZONE_GET] = "SELECT label, serial, sealed_key, so_pin, user_pin, so_fails, user_fails, "
-		    "created FROM zones WHERE id = ?1",
+		    "created, revoked FROM zones WHERE id = ?1",
     [ST_ZONE_LIST] = "SELECT id FROM zones ORDER BY id",
     [ST_ZONE_SET_SO_PIN] = "UPDATE zones SET so_pin = ?2, so_fails = 0 WHERE id = ?1",
     [ST_ZONE_SET_USER_PIN] = "UPDATE zones SET user_pin = ?2, user_fails = 0 WHERE id = ?1",
@@ -103,6 +117,11 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_ZONE_GET_SO_FAILS] = "SELECT so_fails FROM zones WHERE id = ?1",
     [ST_ZONE_GET_USER_FAILS] = "SELECT user_fails FROM zones WHERE id = ?1",
     [ST_ZONE_DELETE] = "DELETE FROM zones WHERE id = ?1",
+    /* Only a zone not yet revoked: a second revocation changes nothing. */
+    [ST_ZONE_REVOKE] = "UPDATE zones SET revoked = ?2, sealed_key = zeroblob(0), so_pin = NULL, "
+		       "user_pin = NULL, so_fails = 0, user_fails = 0 "
+		       "WHERE id = ?1 AND revoked = 0",
+    [ST_ZONE_REVOKED] = "SELECT revoked FROM zones WHERE id = ?1",
     [ST_OBJ_INSERT] = "INSERT INTO objects(zone, class, key_type, label, ckid, private, "
 		      "generation, wrapped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     /* Class and privacy are kept when the new list does not name them. */
@@ -116,10 +135,32 @@ static const char *const st_sql[ST__COUNT] = {
 		   "FROM objects o LEFT JOIN attrs a ON a.object = o.id WHERE o.id = ?1 "
 		   "ORDER BY a.type",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+    [ST_OBJ_DELETE_ZONE] = "DELETE FROM objects WHERE zone = ?1",
+    /*
+     * Answered from the (zone, label) index: the unary + keeps the
+     * planner off (zone, class), which matches every key of the zone, and
+     * the optional filters are ORs no index can serve.
+     */
+    [ST_OBJ_FIND_KEYS] = "SELECT id FROM objects WHERE zone = ?1 AND label = ?2 "
+			 "AND +class IN (?3, ?4, ?5) AND (?6 IS NULL OR ckid = ?6) "
+			 "AND (?7 = 0 OR generation = ?7) ORDER BY id",
     [ST_OBJ_COUNT_ALL] = "SELECT count(*) FROM objects WHERE zone = ?1",
     [ST_OBJ_COUNT_PUBLIC] = "SELECT count(*) FROM objects WHERE zone = ?1 AND private = 0",
     [ST_ATTR_INSERT] = "INSERT INTO attrs(object, type, value) VALUES(?1, ?2, ?3)",
     [ST_ATTR_DELETE_ALL] = "DELETE FROM attrs WHERE object = ?1",
+    [ST_CHANGE_ADD] = "INSERT INTO changes(kind, zone, object, time) VALUES(?1, ?2, ?3, ?4)",
+    [ST_CHANGE_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
+    [ST_CHANGE_SINCE] = "SELECT seq, kind, zone, object FROM changes WHERE seq > ?1 "
+			"ORDER BY seq LIMIT ?2",
+    [ST_REVLOG_ADD] = "INSERT INTO revlog(time, source, sequence, digest, applied, detail) "
+		      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_REVLOG_SEEN] = "SELECT EXISTS(SELECT 1 FROM revlog WHERE digest = ?1)",
+    [ST_REVLOG_LIST] = "SELECT id, time, source, sequence, digest, applied, detail FROM revlog "
+		       "ORDER BY id",
+    [ST_REVOKED_ADD] = "INSERT INTO revoked(time, log, kind, zone, object, label, ckid, "
+		       "generation, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_REVOKED_LIST] = "SELECT id, time, log, kind, zone, object, label, ckid, generation, "
+			"reason FROM revoked ORDER BY id",
 };
 
 /* Filters of ev_store_obj_find(), as bits of the index into find_st[]. */
@@ -189,8 +230,45 @@ static const char *const schema_v1[] = {
     NULL,
 };
 
+/*
+ * Revocation: zones can be revoked (the row stays, emptied), a change log
+ * other processes follow, and the revocation history. The history keeps
+ * no reference to zones or objects: it outlives them.
+ */
+static const char *const schema_v2[] = {
+    "ALTER TABLE zones ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0",
+    "CREATE TABLE changes ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " kind INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL,"
+    " object INTEGER NOT NULL DEFAULT 0,"
+    " time INTEGER NOT NULL)",
+    "CREATE TABLE revlog ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time INTEGER NOT NULL,"
+    " source TEXT NOT NULL,"
+    " sequence INTEGER NOT NULL,"
+    " digest BLOB NOT NULL,"
+    " applied INTEGER NOT NULL,"
+    " detail TEXT)",
+    "CREATE INDEX revlog_digest ON revlog(digest)",
+    "CREATE TABLE revoked ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time INTEGER NOT NULL,"
+    " log INTEGER NOT NULL REFERENCES revlog(id),"
+    " kind INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL,"
+    " object INTEGER NOT NULL,"
+    " label BLOB,"
+    " ckid BLOB,"
+    " generation INTEGER NOT NULL,"
+    " reason TEXT NOT NULL)",
+    NULL,
+};
+
 static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [1] = schema_v1,
+    [2] = schema_v2,
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -667,6 +745,19 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		goto db_fail;
 	if (pragma(s, "PRAGMA foreign_keys = ON", NULL, 0) != SQLITE_OK)
 		goto db_fail;
+	/*
+	 * Deleted content is overwritten with zeros, not left in free pages:
+	 * a revoked zone's sealed key and its objects' wrapped keys must not
+	 * be recoverable from the file.
+	 */
+	if (pragma(s, "PRAGMA secure_delete = ON", mode, sizeof(mode)) != SQLITE_OK)
+		goto db_fail;
+	if (strcmp(mode, "1") != 0) {
+		set_err(err, errlen, "store %s: cannot enable secure_delete (got %s)", s->path,
+			mode);
+		ev_error("store: %s: cannot enable secure_delete", s->path);
+		goto out;
+	}
 	if (!readonly) {
 		/* WAL: readers never wait for a writer, and other processes may read. */
 		if (pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) != SQLITE_OK)
@@ -775,6 +866,20 @@ ev_store_rollback(ev_store *s)
 }
 
 CK_RV
+ev_store_checkpoint(ev_store *s)
+{
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+		ev_debug("store: %s: checkpoint held back by a reader", s->path);
+		return CKR_OK;
+	}
+	if (rc != SQLITE_OK)
+		return db_error(s, "checkpoint");
+	return CKR_OK;
+}
+
+CK_RV
 ev_store_data_version(ev_store *s, int64_t *version)
 {
 	sqlite3_stmt *st = stmt(s, ST_DATA_VERSION);
@@ -827,6 +932,101 @@ ev_store_meta_set(ev_store *s, const char *key, const void *val, size_t len)
 		return CKR_DEVICE_ERROR;
 	if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    bind_bytes(st, 2, val, len) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "meta set");
+	done(st);
+	return rv;
+}
+
+/*
+ * A meta value as a decimal int64: an optional '-' and digits, nothing
+ * else (no space, no '+'), within range.
+ */
+static int
+parse_int64(const unsigned char *p, size_t n, int64_t *out)
+{
+	uint64_t v = 0, limit = (uint64_t)INT64_MAX;
+	size_t i = 0;
+	int neg = 0;
+
+	if (p == NULL || n == 0)
+		return -1;
+	if (p[0] == '-') {
+		neg = 1;
+		limit += 1; /* |INT64_MIN| */
+		i = 1;
+	}
+	if (i == n)
+		return -1;
+	for (; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		if (v > (limit - (uint64_t)(p[i] - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	if (neg)
+		*out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+	else
+		*out = (int64_t)v;
+	return 0;
+}
+
+CK_RV
+ev_store_meta_get_int(ev_store *s, const char *key, int64_t *val)
+{
+	sqlite3_stmt *st = stmt(s, ST_META_GET);
+	const unsigned char *p;
+	size_t n;
+	int64_t v;
+	CK_RV rv = CKR_OK;
+	int rc;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
+		rv = db_error(s, "meta get");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		rv = EVR_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		rv = db_error(s, "meta get");
+		goto out;
+	}
+	/* Text of whatever type is stored (an INTEGER reads as its decimal form). */
+	p = sqlite3_column_text(st, 0);
+	n = (size_t)sqlite3_column_bytes(st, 0);
+	if (p == NULL && sqlite3_errcode(s->db) == SQLITE_NOMEM) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (parse_int64(p, n, &v) != 0) {
+		ev_error("store: meta %s: not an integer", key);
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	*val = v;
+out:
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_meta_set_int(ev_store *s, const char *key, int64_t val)
+{
+	sqlite3_stmt *st = stmt(s, ST_META_SET);
+	char buf[24];
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	snprintf(buf, sizeof(buf), "%lld", (long long)val);
+	if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, buf, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
 		rv = db_error(s, "meta set");
 	done(st);
 	return rv;
@@ -888,7 +1088,8 @@ ev_store_zone_insert(ev_store *s, const ev_zone_rec *z)
 	    bind_text_or_null(st, 6, z->user_pin) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 7, z->so_fails) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 8, z->user_fails) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 9, z->created) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+	    sqlite3_bind_int64(st, 9, z->created) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 10, z->revoked) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
 		rv = db_error(s, "zone insert");
 	done(st);
 	return rv;
@@ -953,6 +1154,7 @@ ev_store_zone_get(ev_store *s, int64_t id, ev_zone_rec *z)
 	z->so_fails = (unsigned)sqlite3_column_int64(st, 5);
 	z->user_fails = (unsigned)sqlite3_column_int64(st, 6);
 	z->created = sqlite3_column_int64(st, 7);
+	z->revoked = sqlite3_column_int64(st, 8);
 out:
 	done(st);
 	if (rv != CKR_OK)
@@ -1122,6 +1324,57 @@ ev_store_zone_add_fail(ev_store *s, int64_t id, CK_USER_TYPE which, unsigned *fa
 		goto out;
 	}
 	*fails = (unsigned)sqlite3_column_int64(st, 0);
+out:
+	done(st);
+	return op_end(s, own, rv);
+}
+
+CK_RV
+ev_store_zone_revoke(ev_store *s, int64_t id, int64_t when)
+{
+	sqlite3_stmt *st = NULL;
+	int own = 0, rc;
+	CK_RV rv;
+
+	/* 0 means "not revoked": a zone revoked at 0 would look untouched. */
+	if (when < 1) {
+		ev_error("store: zone revoke: invalid time %lld", (long long)when);
+		return CKR_DEVICE_ERROR;
+	}
+	rv = op_begin(s, &own);
+	if (rv != CKR_OK)
+		return rv;
+	rv = by_id_int(s, ST_ZONE_REVOKE, id, when, "zone revoke");
+	if (rv == EVR_NOT_FOUND) {
+		/* Nothing updated: absent, or revoked before (then nothing changes). */
+		st = stmt(s, ST_ZONE_REVOKED);
+		if (st == NULL) {
+			rv = CKR_DEVICE_ERROR;
+			goto out;
+		}
+		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+			rv = db_error(s, "zone revoke");
+			goto out;
+		}
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			rv = CKR_OK;
+		else if (rc == SQLITE_DONE)
+			rv = EVR_NOT_FOUND;
+		else
+			rv = db_error(s, "zone revoke");
+		goto out;
+	}
+	if (rv != CKR_OK)
+		goto out;
+	/* Attributes go with the objects: ON DELETE CASCADE; secure_delete overwrites them. */
+	st = stmt(s, ST_OBJ_DELETE_ZONE);
+	if (st == NULL) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "zone revoke");
 out:
 	done(st);
 	return op_end(s, own, rv);
@@ -1525,4 +1778,343 @@ ev_store_obj_count(ev_store *s, int64_t zone, int include_private, CK_ULONG *cou
 		*count = (CK_ULONG)sqlite3_column_int64(st, 0);
 	done(st);
 	return rv;
+}
+
+CK_RV
+ev_store_obj_find_keys(ev_store *s, int64_t zone, const void *label, size_t label_len,
+		       const void *ckid, size_t ckid_len, int64_t generation, int64_t **ids,
+		       size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, ST_OBJ_FIND_KEYS);
+	CK_RV rv;
+
+	*ids = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int64(st, 1, zone) != SQLITE_OK ||
+	    bind_bytes(st, 2, label, label_len) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)(uint64_t)CKO_PRIVATE_KEY) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)(uint64_t)CKO_PUBLIC_KEY) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, (sqlite3_int64)(uint64_t)CKO_SECRET_KEY) != SQLITE_OK ||
+	    (ckid != NULL ? bind_bytes(st, 6, ckid, ckid_len) : sqlite3_bind_null(st, 6)) !=
+		SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, generation) != SQLITE_OK) {
+		rv = db_error(s, "object find keys");
+		goto out;
+	}
+	rv = collect_ids(s, st, "object find keys", ids, n);
+out:
+	done(st);
+	return rv;
+}
+
+/*
+ * Room for one more element of size sz in v (cnt used of *cap): v itself
+ * or its reallocation; NULL (v untouched) when memory runs out.
+ */
+static void *
+grow(void *v, size_t *cap, size_t cnt, size_t sz)
+{
+	size_t ncap;
+	void *nv;
+
+	if (cnt < *cap)
+		return v;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap < *cap || ncap > SIZE_MAX / sz)
+		return NULL;
+	nv = realloc(v, ncap * sz);
+	if (nv != NULL)
+		*cap = ncap;
+	return nv;
+}
+
+CK_RV
+ev_store_change_add(ev_store *s, ev_change_kind kind, int64_t zone, int64_t object)
+{
+	sqlite3_stmt *st;
+	CK_RV rv = CKR_OK;
+
+	if (kind < EV_CHANGE_ZONE_CREATED || kind > EV_CHANGE_OBJECT_ROTATED) {
+		ev_error("store: change add: invalid kind %d", (int)kind);
+		return CKR_DEVICE_ERROR;
+	}
+	st = stmt(s, ST_CHANGE_ADD);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int(st, 1, (int)kind) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, zone) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, object) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL)) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "change add");
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_change_last(ev_store *s, int64_t *seq)
+{
+	sqlite3_stmt *st = stmt(s, ST_CHANGE_LAST);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*seq = sqlite3_column_int64(st, 0);
+	else
+		rv = db_error(s, "change last");
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_change_since(ev_store *s, int64_t after, size_t max, ev_change **v, size_t *n)
+{
+	sqlite3_stmt *st;
+	ev_change *cv = NULL, *ncv;
+	size_t cnt = 0, cap = 0;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	*v = NULL;
+	*n = 0;
+	if (max == 0)
+		return CKR_OK;
+	st = stmt(s, ST_CHANGE_SINCE);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_bind_int64(st, 1, after) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, max > (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)max) !=
+		SQLITE_OK) {
+		rv = db_error(s, "change since");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ncv = grow(cv, &cap, cnt, sizeof(*cv));
+		if (ncv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		cv = ncv;
+		cv[cnt].seq = sqlite3_column_int64(st, 0);
+		cv[cnt].kind = (ev_change_kind)sqlite3_column_int(st, 1);
+		cv[cnt].zone = sqlite3_column_int64(st, 2);
+		cv[cnt].object = sqlite3_column_int64(st, 3);
+		cnt++;
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, "change since");
+out:
+	done(st);
+	if (rv != CKR_OK) {
+		free(cv);
+		return rv;
+	}
+	*v = cv;
+	*n = cnt;
+	return CKR_OK;
+}
+
+void
+ev_revlog_rec_clear(ev_revlog_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->source);
+	free(r->detail);
+	memset(r, 0, sizeof(*r));
+}
+
+CK_RV
+ev_store_revlog_add(ev_store *s, ev_revlog_rec *r)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVLOG_ADD);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	/* A NULL source is refused by the NOT NULL constraint. */
+	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
+	    bind_text_or_null(st, 2, r->source) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, r->sequence) != SQLITE_OK ||
+	    bind_bytes(st, 4, r->digest, sizeof(r->digest)) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 5, r->applied != 0) != SQLITE_OK ||
+	    bind_text_or_null(st, 6, r->detail) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "revocation log add");
+	else
+		r->id = sqlite3_last_insert_rowid(s->db);
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_revlog_seen(ev_store *s, const unsigned char digest[32], int *seen)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVLOG_SEEN);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		rv = db_error(s, "revocation log seen");
+	else
+		*seen = sqlite3_column_int(st, 0) != 0;
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_revlog_list(ev_store *s, ev_revlog_rec **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVLOG_LIST);
+	ev_revlog_rec *vv = NULL, *nv, *r;
+	size_t cnt = 0, cap = 0, i;
+	const void *d;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	*v = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		nv = grow(vv, &cap, cnt, sizeof(*vv));
+		if (nv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		vv = nv;
+		r = &vv[cnt++];
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(st, 0);
+		r->time = sqlite3_column_int64(st, 1);
+		rv = column_strdup(st, 2, &r->source);
+		if (rv != CKR_OK)
+			goto out;
+		r->sequence = sqlite3_column_int64(st, 3);
+		/* The value first, then its length: the order SQLite documents. */
+		d = sqlite3_column_blob(st, 4);
+		if (d == NULL || sqlite3_column_bytes(st, 4) != (int)sizeof(r->digest)) {
+			ev_error("store: revocation log %lld: bad digest", (long long)r->id);
+			rv = CKR_DEVICE_ERROR;
+			goto out;
+		}
+		memcpy(r->digest, d, sizeof(r->digest));
+		r->applied = sqlite3_column_int(st, 5) != 0;
+		rv = column_strdup(st, 6, &r->detail);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, "revocation log list");
+out:
+	done(st);
+	if (rv != CKR_OK) {
+		for (i = 0; i < cnt; i++)
+			ev_revlog_rec_clear(&vv[i]);
+		free(vv);
+		return rv;
+	}
+	*v = vv;
+	*n = cnt;
+	return CKR_OK;
+}
+
+void
+ev_revoked_rec_clear(ev_revoked_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->label);
+	free(r->ckid);
+	free(r->reason);
+	memset(r, 0, sizeof(*r));
+}
+
+CK_RV
+ev_store_revoked_add(ev_store *s, ev_revoked_rec *r)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVOKED_ADD);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	/* An unknown log is refused by its foreign key, a NULL reason by NOT NULL. */
+	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, r->log) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 3, r->kind) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 4, r->zone) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 5, r->object) != SQLITE_OK ||
+	    (r->label != NULL ? bind_bytes(st, 6, r->label, r->label_len)
+			      : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+	    (r->ckid != NULL ? bind_bytes(st, 7, r->ckid, r->ckid_len)
+			     : sqlite3_bind_null(st, 7)) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, r->generation) != SQLITE_OK ||
+	    bind_text_or_null(st, 9, r->reason) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "revoked add");
+	else
+		r->id = sqlite3_last_insert_rowid(s->db);
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_revoked_list(ev_store *s, ev_revoked_rec **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, ST_REVOKED_LIST);
+	ev_revoked_rec *vv = NULL, *nv, *r;
+	size_t cnt = 0, cap = 0, i;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	*v = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		nv = grow(vv, &cap, cnt, sizeof(*vv));
+		if (nv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		vv = nv;
+		r = &vv[cnt++];
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(st, 0);
+		r->time = sqlite3_column_int64(st, 1);
+		r->log = sqlite3_column_int64(st, 2);
+		r->kind = sqlite3_column_int(st, 3);
+		r->zone = sqlite3_column_int64(st, 4);
+		r->object = sqlite3_column_int64(st, 5);
+		/* NULL stays NULL; an empty value is a one-byte allocation of length 0. */
+		if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+			rv = column_dup(st, 6, &r->label, &r->label_len);
+			if (rv != CKR_OK)
+				goto out;
+		}
+		if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+			rv = column_dup(st, 7, &r->ckid, &r->ckid_len);
+			if (rv != CKR_OK)
+				goto out;
+		}
+		r->generation = sqlite3_column_int64(st, 8);
+		rv = column_strdup(st, 9, &r->reason);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, "revoked list");
+out:
+	done(st);
+	if (rv != CKR_OK) {
+		for (i = 0; i < cnt; i++)
+			ev_revoked_rec_clear(&vv[i]);
+		free(vv);
+		return rv;
+	}
+	*v = vv;
+	*n = cnt;
+	return CKR_OK;
 }

@@ -58,6 +58,13 @@ CK_RV ev_store_rollback(ev_store *s);
  */
 CK_RV ev_store_data_version(ev_store *s, int64_t *version);
 
+/*
+ * Copy the write-ahead log into the database and empty it, so pages a
+ * revocation overwrote leave no old copy in the -wal file. Best effort:
+ * a reader of another process may hold it back (logged, CKR_OK).
+ */
+CK_RV ev_store_checkpoint(ev_store *s);
+
 /* Metadata by name. get: *val malloc'ed (NULL/0 when absent → EVR_NOT_FOUND). */
 CK_RV ev_store_meta_get(ev_store *s, const char *key, unsigned char **val, size_t *len);
 CK_RV ev_store_meta_set(ev_store *s, const char *key, const void *val, size_t len);

@@ -594,15 +594,23 @@ ev_token_forget_key(ev_token *t)
 	t->zone_key = NULL;
 }
 
-void
-ev_token_removed(CK_SLOT_ID slot, int revoked)
+ev_token *
+ev_token_loaded(CK_SLOT_ID slot)
 {
 	ev_token *t;
 
 	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
-		return;
+		return NULL;
 	t = ev_map_get(&ev_mod->tokens, slot);
 	ev_rwlock_unlock(ev_mod->lock);
+	return t;
+}
+
+void
+ev_token_removed(CK_SLOT_ID slot, int revoked)
+{
+	ev_token *t = ev_token_loaded(slot);
+
 	if (t == NULL)
 		return; /* never used here: the store says it all at first use */
 	if (revoked)

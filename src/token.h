@@ -50,6 +50,9 @@ CK_RV ev_slot_is_free(CK_SLOT_ID slot, int *is_free);
  */
 CK_RV ev_token_get(CK_SLOT_ID slot, ev_token **out);
 
+/* The token of a slot if this process has loaded it (revoked or not), else NULL. */
+ev_token *ev_token_loaded(CK_SLOT_ID slot);
+
 /* C_GetTokenInfo for a slot (the free slot answers as an uninitialised token). */
 CK_RV ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -326,10 +327,10 @@ START_TEST(test_schema_version)
 
 	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
 	ck_assert_uint_eq(len, 1);
-	ck_assert_mem_eq(val, "1", 1);
+	ck_assert_mem_eq(val, "2", 1);
 	free(val);
 	ev_store_close(s);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 2);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 				 "AND name LIKE 'objects_zone_%'"),
 			 3);
@@ -1361,6 +1362,877 @@ START_TEST(test_fork_parent_closes)
 }
 END_TEST
 
+/*
+ * Version 1 of the schema, as the code before version 2 created it. A
+ * copy, on purpose: stores in the field were made by exactly this text.
+ */
+static const char *const v1_schema =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);"
+    "CREATE TABLE zones (id INTEGER PRIMARY KEY AUTOINCREMENT, label BLOB, serial TEXT,"
+    " sealed_key BLOB NOT NULL, so_pin TEXT, user_pin TEXT,"
+    " so_fails INTEGER NOT NULL DEFAULT 0, user_fails INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER);"
+    "CREATE TABLE objects (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " zone INTEGER NOT NULL REFERENCES zones(id) ON DELETE CASCADE, class INTEGER,"
+    " key_type INTEGER, label BLOB, ckid BLOB, private INTEGER NOT NULL DEFAULT 1,"
+    " generation INTEGER NOT NULL DEFAULT 1, wrapped BLOB);"
+    "CREATE INDEX objects_zone_label ON objects(zone, label);"
+    "CREATE INDEX objects_zone_ckid ON objects(zone, ckid);"
+    "CREATE INDEX objects_zone_class ON objects(zone, class);"
+    "CREATE TABLE attrs (object INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,"
+    " type INTEGER NOT NULL, value BLOB, PRIMARY KEY(object, type)) WITHOUT ROWID;"
+    "INSERT INTO meta(key, value) VALUES('schema_version', 1);";
+
+/* A version 1 store with zone 4 (PINs, fail counts) and object 9 of it. */
+static void
+make_v1_store(void)
+{
+	char path[400];
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	ck_assert_int_eq(mkdir(store_dir(), 0700), 0);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, v1_schema, NULL, NULL, &msg) == SQLITE_OK, "%s",
+		      msg ? msg : "");
+	ck_assert_msg(
+	    sqlite3_exec(db,
+			 "INSERT INTO zones(id, label, serial, sealed_key, so_pin, user_pin, "
+			 "so_fails, user_fails, created) VALUES(4, x'7a6f6e65', 'S4', x'0102', "
+			 "'$so', '$user', 2, 3, 1600000000);"
+			 "INSERT INTO objects(id, zone, class, key_type, label, ckid, private, "
+			 "generation, wrapped) VALUES(9, 4, 4, 31, x'6b', x'01', 1, 5, x'aabb');"
+			 "INSERT INTO attrs(object, type, value) VALUES(9, 3, x'6b');",
+			 NULL, NULL, &msg) == SQLITE_OK,
+	    "%s", msg ? msg : "");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+START_TEST(test_migrate_v1)
+{
+	ev_store *s = NULL;
+	const CK_ATTRIBUTE *at;
+	int64_t v = 0;
+	ev_zone_rec z;
+	ev_obj_rec o;
+	char err[256];
+
+	make_v1_store();
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('zones') "
+				 "WHERE name = 'revoked'"),
+			 0);
+	/* Read-only does no schema work: it asks for one read-write open. */
+	ck_assert_int_eq(ev_store_open(store_dir(), EV_STORE_READONLY, &s, err, sizeof(err)),
+			 CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "read-write"));
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
+	ck_assert_int_eq(v, 2);
+	/* The zone and its object are kept as they were. */
+	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
+	ck_assert_mem_eq(z.label, "zone", 4);
+	ck_assert_str_eq(z.serial, "S4");
+	ck_assert_uint_eq(z.sealed_len, 2);
+	ck_assert_mem_eq(z.sealed, "\x01\x02", 2);
+	ck_assert_str_eq(z.so_pin, "$so");
+	ck_assert_str_eq(z.user_pin, "$user");
+	ck_assert_uint_eq(z.so_fails, 2);
+	ck_assert_uint_eq(z.user_fails, 3);
+	ck_assert_int_eq(z.created, 1600000000);
+	ck_assert_int_eq(z.revoked, 0);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_obj_get(s, 9, &o), CKR_OK);
+	ck_assert_int_eq(o.zone, 4);
+	ck_assert_uint_eq(o.cls, CKO_SECRET_KEY);
+	ck_assert_int_eq(o.generation, 5);
+	ck_assert_uint_eq(o.wrapped_len, 2);
+	ck_assert_mem_eq(o.wrapped, "\xaa\xbb", 2);
+	ck_assert_uint_eq(o.attrs->n, 1);
+	at = ev_attrs_get(o.attrs, CKA_LABEL);
+	ck_assert_ptr_nonnull(at);
+	ck_assert_uint_eq(at->ulValueLen, 1);
+	ev_obj_rec_clear(&o);
+	/* The new parts work on the migrated store. */
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_REVOKED, 4, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 4, 1700000000), CKR_OK);
+	ev_store_close(s);
+
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('zones') "
+				 "WHERE name = 'revoked' AND \"notnull\" = 1 AND dflt_value = '0'"),
+			 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+				 "name IN ('changes', 'revlog', 'revoked')"),
+			 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				 "tbl_name = 'revlog' AND sql LIKE '%(digest)%'"),
+			 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked') "
+				 "WHERE \"table\" = 'revlog'"),
+			 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked')"), 1);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+	ck_assert_int_eq(raw_int("SELECT revoked FROM zones WHERE id = 4"), 1700000000);
+
+	/* Opening again runs no step twice. */
+	s = open_store(0);
+	ev_store_close(s);
+	s = open_store(EV_STORE_READONLY);
+	ev_store_close(s);
+}
+END_TEST
+
+/*
+ * The connection the store opens last, caught as SQLite opens it. It
+ * starts with secure_delete off, as in an SQLite built without
+ * SQLITE_SECURE_DELETE (some distributions turn it on by default): the
+ * store must turn it on itself.
+ */
+static sqlite3 *caught_db;
+
+static int
+catch_db(sqlite3 *db, const char **msg, const struct sqlite3_api_routines *api)
+{
+	(void)msg;
+	(void)api;
+	caught_db = db;
+	return sqlite3_exec(db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+}
+
+static void
+catch_db_start(void)
+{
+	ck_assert_int_eq(sqlite3_auto_extension((void (*)(void))catch_db), SQLITE_OK);
+}
+
+static void
+catch_db_stop(void)
+{
+	ck_assert_int_eq(sqlite3_cancel_auto_extension((void (*)(void))catch_db), 1);
+}
+
+static long long
+db_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	long long v;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	ck_assert_int_eq(sqlite3_finalize(st), SQLITE_OK);
+	return v;
+}
+
+START_TEST(test_secure_delete_pragma)
+{
+	ev_store *s;
+
+	catch_db_start();
+	caught_db = NULL;
+	s = new_store();
+	ck_assert_ptr_nonnull(caught_db);
+	ck_assert_int_eq(db_int(caught_db, "PRAGMA secure_delete"), 1);
+	ev_store_close(s);
+
+	caught_db = NULL;
+	s = open_store(EV_STORE_READONLY);
+	ck_assert_ptr_nonnull(caught_db);
+	ck_assert_int_eq(db_int(caught_db, "PRAGMA secure_delete"), 1);
+	ev_store_close(s);
+	catch_db_stop();
+}
+END_TEST
+
+/* Whether the store file holds these bytes. */
+static int
+file_has(const void *needle, size_t len)
+{
+	char path[400];
+	unsigned char *buf;
+	struct stat sb;
+	size_t i;
+	FILE *f;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	buf = malloc((size_t)sb.st_size);
+	ck_assert_ptr_nonnull(buf);
+	f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
+	fclose(f);
+	for (i = 0; !found && i + len <= (size_t)sb.st_size; i++)
+		found = memcmp(buf + i, needle, len) == 0;
+	free(buf);
+	return found;
+}
+
+/* Revoked secrets are overwritten in the file, not left in free pages. */
+START_TEST(test_secure_delete_file)
+{
+	unsigned char sealed[48], wrapped[64];
+	ev_store *s;
+	ev_zone_rec z;
+	ev_obj_rec o;
+
+	/* Connections start with secure_delete off, whatever SQLite's build default. */
+	catch_db_start();
+	s = new_store();
+
+	memset(sealed, 0x5a, sizeof(sealed));
+	memcpy(sealed, "SEALED-ZONE-KEY!", 16);
+	memset(wrapped, 0xa5, sizeof(wrapped));
+	memcpy(wrapped, "WRAPPED-OBJ-KEY!", 16);
+	memset(&z, 0, sizeof(z));
+	z.id = 1;
+	z.sealed = sealed;
+	z.sealed_len = sizeof(sealed);
+	z.so_pin = "$argon2id$SO-PIN-HASH-MARK";
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_SECRET_KEY;
+	o.generation = 1;
+	o.wrapped = wrapped;
+	o.wrapped_len = sizeof(wrapped);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	/* Closing the last connection checkpoints the WAL into the file. */
+	ev_store_close(s);
+	ck_assert(file_has(sealed, sizeof(sealed)));
+	ck_assert(file_has(wrapped, sizeof(wrapped)));
+	ck_assert(file_has("SO-PIN-HASH-MARK", 16));
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 1, 1700000000), CKR_OK);
+	ev_store_close(s);
+	ck_assert(!file_has("SEALED-ZONE-KEY!", 16));
+	ck_assert(!file_has("WRAPPED-OBJ-KEY!", 16));
+	ck_assert(!file_has("SO-PIN-HASH-MARK", 16));
+	catch_db_stop();
+}
+END_TEST
+
+START_TEST(test_zone_revoked_field)
+{
+	ev_store *s = new_store();
+	ev_zone_rec z, g;
+
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &g), CKR_OK);
+	ck_assert_int_eq(g.revoked, 0);
+	ev_zone_rec_clear(&g);
+
+	memset(&z, 0, sizeof(z));
+	z.id = 2;
+	z.sealed = (unsigned char *)"k";
+	z.sealed_len = 1;
+	z.revoked = 1699999999;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 2, &g), CKR_OK);
+	ck_assert_int_eq(g.revoked, 1699999999);
+	ev_zone_rec_clear(&g);
+	ck_assert_int_eq(g.revoked, 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_revoke)
+{
+	ev_store *s = new_store();
+	int64_t a, b, c, other, *ids = NULL;
+	CK_ULONG count = 9;
+	size_t n = 9;
+	ev_zone_rec z;
+	ev_obj_rec o;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_SO, "$so"), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 1, CKU_USER, "$user"), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, CKU_SO, 2), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_fails(s, 1, CKU_USER, 4), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_pin(s, 2, CKU_SO, "$so2"), CKR_OK);
+	a = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "a", "01", 1);
+	b = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "b", NULL, 0);
+	c = make_obj(s, 1, CKO_PUBLIC_KEY, CKK_EC, "c", NULL, 0);
+	other = make_obj(s, 2, CKO_SECRET_KEY, CKK_AES, "a", "01", 1);
+
+	/* Rolled back with the caller's transaction: nothing happened. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 1, 1700000001), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 0);
+	ck_assert_uint_eq(z.sealed_len, 5);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 3);
+
+	ck_assert_int_eq(ev_store_zone_revoke(s, 1, 1700000002), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_int_eq(z.id, 1);
+	ck_assert_int_eq(z.revoked, 1700000002);
+	ck_assert_ptr_nonnull(z.sealed);
+	ck_assert_uint_eq(z.sealed_len, 0);
+	ck_assert_ptr_null(z.so_pin);
+	ck_assert_ptr_null(z.user_pin);
+	ck_assert_uint_eq(z.so_fails, 0);
+	ck_assert_uint_eq(z.user_fails, 0);
+	ck_assert_mem_eq(z.label, "zone", 4);
+	ck_assert_str_eq(z.serial, "0000000000000001");
+	ck_assert_int_eq(z.created, 1700000000);
+	ev_zone_rec_clear(&z);
+	/* Its objects are gone, the other zone's are not. */
+	ck_assert_int_eq(ev_store_obj_get(s, a, &o), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_get(s, b, &o), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_get(s, c, &o), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_count(s, 1, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_int_eq(ev_store_obj_get(s, other, &o), CKR_OK);
+	ck_assert_int_eq(o.zone, 2);
+	ev_obj_rec_clear(&o);
+	ck_assert_int_eq(ev_store_zone_get(s, 2, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 0);
+	ck_assert_uint_eq(z.sealed_len, 5);
+	ck_assert_str_eq(z.so_pin, "$so2");
+	ev_zone_rec_clear(&z);
+	/* The row stays: the id is listed and never given out again. */
+	ck_assert_int_eq(ev_store_zone_list(s, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(ids[0], 1);
+	ck_assert_int_eq(ids[1], 2);
+	free(ids);
+
+	/* Again: CKR_OK, and nothing changes (the first time stays). */
+	ck_assert_int_eq(ev_store_zone_revoke(s, 1, 1800000000), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 1700000002);
+	ev_zone_rec_clear(&z);
+	/* Absent, and an invalid time. */
+	ck_assert_int_eq(ev_store_zone_revoke(s, 9, 1700000000), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 2, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_zone_get(s, 2, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 0);
+	ev_zone_rec_clear(&z);
+	/* Failed calls leave no transaction behind. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ev_store_close(s);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM objects"), 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM attrs WHERE object NOT IN "
+				 "(SELECT id FROM objects)"),
+			 0);
+}
+END_TEST
+
+/* Already revoked: even a zone inserted revoked keeps what it has. */
+START_TEST(test_zone_revoke_already)
+{
+	ev_store *s = new_store();
+	ev_zone_rec z;
+	CK_ULONG count = 0;
+
+	memset(&z, 0, sizeof(z));
+	z.id = 3;
+	z.sealed = (unsigned char *)"key";
+	z.sealed_len = 3;
+	z.user_pin = "$u";
+	z.revoked = 5;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+	make_obj(s, 3, CKO_DATA, (CK_KEY_TYPE)-1, "d", NULL, 0);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 3, 1700000000), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 3, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 5);
+	ck_assert_uint_eq(z.sealed_len, 3);
+	ck_assert_str_eq(z.user_pin, "$u");
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_obj_count(s, 3, 1, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	/* Inside a caller's transaction too. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 3, 1700000000), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_revoke(s, 8, 1700000000), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ev_store_close(s);
+}
+END_TEST
+
+/* An object of a zone with a generation; label/ckid NULL means absent. */
+static int64_t
+make_key(ev_store *s, int64_t zone, CK_OBJECT_CLASS cls, const char *label, const char *ckid,
+	 int64_t generation, int priv)
+{
+	ev_obj_rec o;
+
+	memset(&o, 0, sizeof(o));
+	o.zone = zone;
+	o.cls = cls;
+	o.private = priv;
+	o.generation = generation;
+	o.attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(o.attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_CLASS, cls), CKR_OK);
+	if (label != NULL)
+		ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_LABEL, label, strlen(label)), CKR_OK);
+	if (ckid != NULL)
+		ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_ID, ckid, strlen(ckid)), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(o.attrs, CKA_PRIVATE, priv ? CK_TRUE : CK_FALSE),
+			 CKR_OK);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	ev_attrs_free(o.attrs);
+	return o.id;
+}
+
+/* find_keys into out[] (up to max); the number of hits. */
+static size_t
+find_keys(ev_store *s, int64_t zone, const char *label, const char *ckid, int64_t gen, int64_t *out,
+	  size_t max)
+{
+	int64_t *ids = (int64_t *)&ids;
+	size_t n = 99, i;
+
+	ck_assert_int_eq(ev_store_obj_find_keys(s, zone, label, label ? strlen(label) : 0, ckid,
+						ckid ? strlen(ckid) : 0, gen, &ids, &n),
+			 CKR_OK);
+	if (n == 0)
+		ck_assert_ptr_null(ids);
+	for (i = 1; i < n; i++)
+		ck_assert_int_lt(ids[i - 1], ids[i]);
+	for (i = 0; i < n && i < max; i++)
+		out[i] = ids[i];
+	free(ids);
+	return n;
+}
+
+START_TEST(test_obj_find_keys)
+{
+	ev_store *s = new_store();
+	int64_t sk, priv, pub, sk2, empty_id, no_id, hits[8];
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	sk = make_key(s, 1, CKO_SECRET_KEY, "k", "01", 1, 1);
+	priv = make_key(s, 1, CKO_PRIVATE_KEY, "k", "01", 1, 1);
+	pub = make_key(s, 1, CKO_PUBLIC_KEY, "k", "01", 1, 0);
+	/* Not keys: never found. */
+	make_key(s, 1, CKO_CERTIFICATE, "k", "01", 1, 0);
+	make_key(s, 1, CKO_DATA, "k", "01", 1, 0);
+	sk2 = make_key(s, 1, CKO_SECRET_KEY, "k", "02", 2, 1);
+	empty_id = make_key(s, 1, CKO_SECRET_KEY, "k", "", 1, 1);
+	no_id = make_key(s, 1, CKO_SECRET_KEY, "k", NULL, 3, 1);
+	/* Other labels, and another zone. */
+	make_key(s, 1, CKO_SECRET_KEY, "kk", "01", 1, 1);
+	make_key(s, 1, CKO_SECRET_KEY, NULL, "01", 1, 1);
+	make_key(s, 1, CKO_SECRET_KEY, "", "01", 1, 1);
+	make_key(s, 2, CKO_SECRET_KEY, "k", "01", 1, 1);
+
+	/* Label only: every key of it, private ones included. */
+	ck_assert_uint_eq(find_keys(s, 1, "k", NULL, 0, hits, 8), 6);
+	ck_assert_int_eq(hits[0], sk);
+	ck_assert_int_eq(hits[1], priv);
+	ck_assert_int_eq(hits[2], pub);
+	ck_assert_int_eq(hits[3], sk2);
+	ck_assert_int_eq(hits[4], empty_id);
+	ck_assert_int_eq(hits[5], no_id);
+	/* CKA_ID. */
+	ck_assert_uint_eq(find_keys(s, 1, "k", "01", 0, hits, 8), 3);
+	ck_assert_int_eq(hits[0], sk);
+	ck_assert_int_eq(hits[1], priv);
+	ck_assert_int_eq(hits[2], pub);
+	ck_assert_uint_eq(find_keys(s, 1, "k", "02", 0, hits, 8), 1);
+	ck_assert_int_eq(hits[0], sk2);
+	/* An empty CKA_ID matches the empty one, not an absent one. */
+	ck_assert_uint_eq(find_keys(s, 1, "k", "", 0, hits, 8), 1);
+	ck_assert_int_eq(hits[0], empty_id);
+	/* Generation. */
+	ck_assert_uint_eq(find_keys(s, 1, "k", NULL, 2, hits, 8), 1);
+	ck_assert_int_eq(hits[0], sk2);
+	ck_assert_uint_eq(find_keys(s, 1, "k", NULL, 3, hits, 8), 1);
+	ck_assert_int_eq(hits[0], no_id);
+	ck_assert_uint_eq(find_keys(s, 1, "k", "02", 2, hits, 8), 1);
+	ck_assert_int_eq(hits[0], sk2);
+	ck_assert_uint_eq(find_keys(s, 1, "k", "01", 2, hits, 8), 0);
+	ck_assert_uint_eq(find_keys(s, 1, "k", NULL, 4, hits, 8), 0);
+	/* Labels match exactly; an empty label only the empty one. */
+	ck_assert_uint_eq(find_keys(s, 1, "kk", NULL, 0, hits, 8), 1);
+	ck_assert_uint_eq(find_keys(s, 1, "", NULL, 0, hits, 8), 1);
+	ck_assert_uint_eq(find_keys(s, 1, "x", NULL, 0, hits, 8), 0);
+	/* Other zones. */
+	ck_assert_uint_eq(find_keys(s, 2, "k", "01", 1, hits, 8), 1);
+	ck_assert_uint_eq(find_keys(s, 3, "k", NULL, 0, hits, 8), 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_meta_int)
+{
+	static const char nul_inside[] = {'1', '\0', '2'};
+	ev_store *s = new_store();
+	int64_t v = 0;
+
+	ck_assert_int_eq(ev_store_meta_get_int(s, "n", &v), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_meta_set_int(s, "n", 42), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "n", &v), CKR_OK);
+	ck_assert_int_eq(v, 42);
+	ck_assert_int_eq(ev_store_meta_set_int(s, "n", -7), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "n", &v), CKR_OK);
+	ck_assert_int_eq(v, -7);
+	ck_assert_int_eq(ev_store_meta_set_int(s, "max", INT64_MAX), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "max", &v), CKR_OK);
+	ck_assert(v == INT64_MAX);
+	ck_assert_int_eq(ev_store_meta_set_int(s, "min", INT64_MIN), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "min", &v), CKR_OK);
+	ck_assert(v == INT64_MIN);
+	ck_assert_int_eq(ev_store_meta_set_int(s, "zero", 0), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "zero", &v), CKR_OK);
+	ck_assert_int_eq(v, 0);
+	/* Kept as decimal text. */
+	ck_assert_int_eq(raw_int("SELECT value = '-7' AND typeof(value) = 'text' FROM meta "
+				 "WHERE key = 'n'"),
+			 1);
+	/* Written as bytes: still read when it is decimal. */
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "123", 3), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_OK);
+	ck_assert_int_eq(v, 123);
+
+	/* Malformed values. */
+	v = 5;
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "abc", 3), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "", 0), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "12x", 3), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", " 1", 2), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "-", 1), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", nul_inside, sizeof(nul_inside)), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "9223372036854775808", 19), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_set(s, "b", "-9223372036854775809", 20), CKR_OK);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "b", &v), CKR_DEVICE_ERROR);
+	ev_store_close(s);
+	raw_sql("INSERT INTO meta(key, value) VALUES('r', 1.5), ('nul', NULL)");
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "r", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "nul", &v), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(v, 5);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_changes)
+{
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	ev_change *v = (ev_change *)&v;
+	int64_t last = 99;
+	size_t n = 99;
+	time_t t0, t1;
+
+	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
+	ck_assert_int_eq(last, 0);
+	ck_assert_int_eq(ev_store_change_since(s, 0, 10, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+
+	t0 = time(NULL);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_CREATED, 1, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_OBJECT_UPDATED, 1, 10), CKR_OK);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_OBJECT_ROTATED, 2, 11), CKR_OK);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_REVOKED, 2, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_OBJECT_DESTROYED, 1, 12), CKR_OK);
+	t1 = time(NULL);
+	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
+	ck_assert_int_eq(last, 5);
+	/* Another connection sees the same log. */
+	ck_assert_int_eq(ev_store_change_last(b, &last), CKR_OK);
+	ck_assert_int_eq(last, 5);
+
+	ck_assert_int_eq(ev_store_change_since(b, 0, 100, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_int_eq(v[0].seq, 1);
+	ck_assert_int_eq(v[0].kind, EV_CHANGE_ZONE_CREATED);
+	ck_assert_int_eq(v[0].zone, 1);
+	ck_assert_int_eq(v[0].object, 0);
+	ck_assert_int_eq(v[2].seq, 3);
+	ck_assert_int_eq(v[2].kind, EV_CHANGE_OBJECT_ROTATED);
+	ck_assert_int_eq(v[2].zone, 2);
+	ck_assert_int_eq(v[2].object, 11);
+	ck_assert_int_eq(v[4].seq, 5);
+	ck_assert_int_eq(v[4].kind, EV_CHANGE_OBJECT_DESTROYED);
+	ck_assert_int_eq(v[4].object, 12);
+	free(v);
+
+	/* After and max. */
+	ck_assert_int_eq(ev_store_change_since(s, 2, 2, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(v[0].seq, 3);
+	ck_assert_int_eq(v[1].seq, 4);
+	ck_assert_int_eq(v[1].kind, EV_CHANGE_ZONE_REVOKED);
+	free(v);
+	ck_assert_int_eq(ev_store_change_since(s, 4, 10, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0].seq, 5);
+	free(v);
+	ck_assert_int_eq(ev_store_change_since(s, 5, 10, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(ev_store_change_since(s, 0, 0, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(ev_store_change_since(s, -1, (size_t)-1, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 5);
+	free(v);
+
+	/* Time is the time of the call. */
+	ck_assert_int_ge(raw_int("SELECT min(time) FROM changes"), (long long)t0);
+	ck_assert_int_le(raw_int("SELECT max(time) FROM changes"), (long long)t1);
+
+	/* Part of the caller's transaction. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_OBJECT_REVOKED, 1, 13), CKR_OK);
+	ck_assert_int_eq(ev_store_change_last(b, &last), CKR_OK);
+	ck_assert_int_eq(last, 5);
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ck_assert_int_eq(ev_store_change_last(b, &last), CKR_OK);
+	ck_assert_int_eq(last, 6);
+
+	/* Unknown kinds are refused. */
+	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)0, 1, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)8, 1, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
+	ck_assert_int_eq(last, 6);
+	ev_store_close(b);
+	ev_store_close(s);
+
+	/* A read-only store cannot add. */
+	s = open_store(EV_STORE_READONLY);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_CREATED, 1, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
+	ck_assert_int_eq(last, 6);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_revlog)
+{
+	ev_store *s = new_store();
+	ev_revlog_rec r, *v = (ev_revlog_rec *)&v;
+	unsigned char d1[32], d2[32], zero[32];
+	size_t n = 99, i;
+	int64_t id1, id2;
+	int seen = 7;
+
+	memset(zero, 0, sizeof(zero));
+	for (i = 0; i < sizeof(d1); i++) {
+		d1[i] = (unsigned char)(i + 1);
+		d2[i] = (unsigned char)(200 - i);
+	}
+	ck_assert_int_eq(ev_store_revlog_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(ev_store_revlog_seen(s, d1, &seen), CKR_OK);
+	ck_assert_int_eq(seen, 0);
+
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000000;
+	r.source = "0001.revlist";
+	r.sequence = 17;
+	memcpy(r.digest, d1, 32);
+	r.applied = 1;
+	r.detail = "3 keys";
+	ck_assert_int_eq(ev_store_revlog_add(s, &r), CKR_OK);
+	id1 = r.id;
+	ck_assert_int_gt(id1, 0);
+
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000100;
+	r.source = "local";
+	r.applied = 0;
+	r.detail = NULL;
+	ck_assert_int_eq(ev_store_revlog_add(s, &r), CKR_OK);
+	id2 = r.id;
+	ck_assert_int_gt(id2, id1);
+
+	ck_assert_int_eq(ev_store_revlog_seen(s, d1, &seen), CKR_OK);
+	ck_assert_int_eq(seen, 1);
+	ck_assert_int_eq(ev_store_revlog_seen(s, zero, &seen), CKR_OK);
+	ck_assert_int_eq(seen, 1);
+	ck_assert_int_eq(ev_store_revlog_seen(s, d2, &seen), CKR_OK);
+	ck_assert_int_eq(seen, 0);
+
+	/* A source is required; a failed add assigns no id. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1;
+	memcpy(r.digest, d2, 32);
+	ck_assert_int_eq(ev_store_revlog_add(s, &r), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(r.id, 0);
+	ck_assert_int_eq(ev_store_revlog_seen(s, d2, &seen), CKR_OK);
+	ck_assert_int_eq(seen, 0);
+
+	ck_assert_int_eq(ev_store_revlog_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(v[0].id, id1);
+	ck_assert_int_eq(v[0].time, 1700000000);
+	ck_assert_str_eq(v[0].source, "0001.revlist");
+	ck_assert_int_eq(v[0].sequence, 17);
+	ck_assert_mem_eq(v[0].digest, d1, 32);
+	ck_assert_int_eq(v[0].applied, 1);
+	ck_assert_str_eq(v[0].detail, "3 keys");
+	ck_assert_int_eq(v[1].id, id2);
+	ck_assert_int_eq(v[1].time, 1700000100);
+	ck_assert_str_eq(v[1].source, "local");
+	ck_assert_int_eq(v[1].sequence, 0);
+	ck_assert_mem_eq(v[1].digest, zero, 32);
+	ck_assert_int_eq(v[1].applied, 0);
+	ck_assert_ptr_null(v[1].detail);
+	for (i = 0; i < n; i++)
+		ev_revlog_rec_clear(&v[i]);
+	ck_assert_ptr_null(v[0].source);
+	free(v);
+	ev_revlog_rec_clear(NULL);
+
+	/* A damaged digest is reported, not returned. */
+	ev_store_close(s);
+	raw_sql("UPDATE revlog SET digest = x'01' WHERE id = 2");
+	s = open_store(0);
+	v = (ev_revlog_rec *)&v;
+	ck_assert_int_eq(ev_store_revlog_list(s, &v, &n), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(v);
+	ck_assert_uint_eq(n, 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_revoked)
+{
+	ev_store *s = new_store();
+	ev_revoked_rec r, *v = (ev_revoked_rec *)&v;
+	ev_revlog_rec l;
+	int64_t id1, id2, id3;
+	size_t n = 99, i;
+
+	ck_assert_int_eq(ev_store_revoked_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+
+	memset(&l, 0, sizeof(l));
+	l.time = 1700000000;
+	l.source = "local";
+	l.applied = 1;
+	ck_assert_int_eq(ev_store_revlog_add(s, &l), CKR_OK);
+
+	/* A key of a zone that does not exist: history has no reference to zones. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000001;
+	r.log = l.id;
+	r.kind = 1;
+	r.zone = 5;
+	r.object = 77;
+	r.label = (unsigned char *)"key";
+	r.label_len = 3;
+	r.ckid = (unsigned char *)"\x00\x01";
+	r.ckid_len = 2;
+	r.generation = 3;
+	r.reason = "compromised";
+	ck_assert_int_eq(ev_store_revoked_add(s, &r), CKR_OK);
+	id1 = r.id;
+	ck_assert_int_gt(id1, 0);
+
+	/* A zone: no label, no CKA_ID. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000002;
+	r.log = l.id;
+	r.kind = 2;
+	r.zone = 6;
+	r.reason = "";
+	ck_assert_int_eq(ev_store_revoked_add(s, &r), CKR_OK);
+	id2 = r.id;
+	ck_assert_int_gt(id2, id1);
+
+	/* Empty label and CKA_ID stay empty, not absent. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000003;
+	r.log = l.id;
+	r.kind = 1;
+	r.zone = 5;
+	r.object = 78;
+	r.label = (unsigned char *)"";
+	r.label_len = 0;
+	r.ckid = (unsigned char *)"";
+	r.ckid_len = 0;
+	r.generation = 1;
+	r.reason = "rotated";
+	ck_assert_int_eq(ev_store_revoked_add(s, &r), CKR_OK);
+	id3 = r.id;
+
+	/* An unknown log, or no reason: refused, no id. */
+	r.id = 0;
+	r.log = l.id + 1;
+	ck_assert_int_eq(ev_store_revoked_add(s, &r), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(r.id, 0);
+	r.log = l.id;
+	r.reason = NULL;
+	ck_assert_int_eq(ev_store_revoked_add(s, &r), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(r.id, 0);
+
+	ck_assert_int_eq(ev_store_revoked_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(v[0].id, id1);
+	ck_assert_int_eq(v[0].time, 1700000001);
+	ck_assert_int_eq(v[0].log, l.id);
+	ck_assert_int_eq(v[0].kind, 1);
+	ck_assert_int_eq(v[0].zone, 5);
+	ck_assert_int_eq(v[0].object, 77);
+	ck_assert_uint_eq(v[0].label_len, 3);
+	ck_assert_mem_eq(v[0].label, "key", 3);
+	ck_assert_uint_eq(v[0].ckid_len, 2);
+	ck_assert_mem_eq(v[0].ckid, "\x00\x01", 2);
+	ck_assert_int_eq(v[0].generation, 3);
+	ck_assert_str_eq(v[0].reason, "compromised");
+	ck_assert_int_eq(v[1].id, id2);
+	ck_assert_int_eq(v[1].kind, 2);
+	ck_assert_int_eq(v[1].zone, 6);
+	ck_assert_int_eq(v[1].object, 0);
+	ck_assert_ptr_null(v[1].label);
+	ck_assert_uint_eq(v[1].label_len, 0);
+	ck_assert_ptr_null(v[1].ckid);
+	ck_assert_uint_eq(v[1].ckid_len, 0);
+	ck_assert_int_eq(v[1].generation, 0);
+	ck_assert_str_eq(v[1].reason, "");
+	ck_assert_int_eq(v[2].id, id3);
+	ck_assert_ptr_nonnull(v[2].label);
+	ck_assert_uint_eq(v[2].label_len, 0);
+	ck_assert_ptr_nonnull(v[2].ckid);
+	ck_assert_uint_eq(v[2].ckid_len, 0);
+	ck_assert_str_eq(v[2].reason, "rotated");
+	for (i = 0; i < n; i++)
+		ev_revoked_rec_clear(&v[i]);
+	ck_assert_ptr_null(v[0].label);
+	free(v);
+	ev_revoked_rec_clear(NULL);
+
+	/* History outlives zones. */
+	make_zone(s, 6);
+	ck_assert_int_eq(ev_store_zone_delete(s, 6), CKR_OK);
+	ck_assert_int_eq(ev_store_revoked_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 3);
+	for (i = 0; i < n; i++)
+		ev_revoked_rec_clear(&v[i]);
+	free(v);
+	ev_store_close(s);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -1396,6 +2268,17 @@ store_suite(void)
 	tcase_add_test(tc, test_read_during_write);
 	tcase_add_test(tc, test_two_processes);
 	tcase_add_test(tc, test_fork_parent_closes);
+	tcase_add_test(tc, test_migrate_v1);
+	tcase_add_test(tc, test_secure_delete_pragma);
+	tcase_add_test(tc, test_secure_delete_file);
+	tcase_add_test(tc, test_zone_revoked_field);
+	tcase_add_test(tc, test_zone_revoke);
+	tcase_add_test(tc, test_zone_revoke_already);
+	tcase_add_test(tc, test_obj_find_keys);
+	tcase_add_test(tc, test_meta_int);
+	tcase_add_test(tc, test_changes);
+	tcase_add_test(tc, test_revlog);
+	tcase_add_test(tc, test_revoked);
 	suite_add_tcase(s, tc);
 	return s;
 }
