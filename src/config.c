@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "signed.h"
 
 #define MAX_FAILS_MIN 1u
 #define MAX_FAILS_MAX 1000u
@@ -36,7 +37,8 @@
 /* Longest upstream PIN read from a file; PKCS#11 PINs are short. */
 #define ROOT_PIN_MAX 1024
 
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB };
+/* K_PUBKEY: an Ed25519 public key in base64 (only [revocation] public_key). */
+enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY };
 
 /* One known key: where it lives in ev_config and how its value reads. */
 struct key_def {
@@ -67,6 +69,8 @@ static const struct key_def keys[] = {
     /* Given in KiB, stored in bytes; bounds checked on the byte value. */
     {"pin", "argon2_mem_kib", K_MEM_KIB, offsetof(ev_config, argon2_mem),
      crypto_pwhash_argon2id_MEMLIMIT_MIN, crypto_pwhash_argon2id_MEMLIMIT_MAX},
+    {"revocation", "public_key", K_PUBKEY, offsetof(ev_config, revocation_key), 0, 0},
+    STR("revocation", "watch_dir", revocation_dir),
 };
 
 #undef STR
@@ -163,6 +167,16 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *value)
 			break;
 		*(size_t *)(void *)base = (size_t)v;
 		return 1;
+	case K_PUBKEY:
+		if (ev_pubkey_decode(value, (unsigned char *)base) != 0) {
+			ctx_fail(p,
+				 "[%s] %s = \"%s\": expected an Ed25519 public key in base64 "
+				 "(44 characters)",
+				 k->section, k->name, value);
+			return 0;
+		}
+		p->c->has_revocation_key = 1;
+		return 1;
 	}
 	if (k->kind == K_MEM_KIB)
 		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number of KiB from %llu to %llu",
@@ -256,6 +270,17 @@ check_config(const ev_config *c, char *err, size_t errlen)
 {
 	if (c->store_dir == NULL) {
 		set_err(err, errlen, "%s: [store] dir is required", c->path);
+		return CKR_GENERAL_ERROR;
+	}
+	/*
+	 * Lists dropped in a directory with no key to check them against
+	 * could never be applied: say so now, not at the first list.
+	 */
+	if (c->revocation_dir != NULL && !c->has_revocation_key) {
+		set_err(err, errlen,
+			"%s: [revocation] watch_dir needs public_key "
+			"(the revocation authority's key that signs the lists)",
+			c->path);
 		return CKR_GENERAL_ERROR;
 	}
 	if (strcmp(c->root_backend, "pkcs11") != 0)
@@ -407,6 +432,7 @@ ev_config_free(ev_config *c)
 	free(c->root_pin_file);
 	free(c->root_pin_env);
 	free(c->root_key_label);
+	free(c->revocation_dir);
 	free(c);
 }
 

@@ -30,7 +30,7 @@
 #include "common.h"
 #include "pkcs11/edgevault.h"
 
-#define EV_REVLIST_MAX_ENTRIES 100000u
+#define EV_REVLIST_MAX_ENTRIES 20000u
 
 typedef struct ev_revoke_entry {
 	CK_ULONG kind;           /* EV_REVOKE_KEY, EV_REVOKE_ZONE, EV_REVOKE_DEVICE */

@@ -4,33 +4,61 @@
  *   edgevault [--config FILE] [--module FILE] init
  *   edgevault [--config FILE] [--module FILE] status [--json]
  *   edgevault [--config FILE] [--module FILE] zone list [--json]
+ *   edgevault revocation keygen --out KEYFILE
+ *   edgevault revocation sign --key KEYFILE [--in DOC] [--out FILE]
+ *   edgevault [--config FILE] [--module FILE] revocation apply FILE
+ *   edgevault [--config FILE] revocation show [--json]
+ *   edgevault [--config FILE] [--module FILE] revoke key --zone N --label LABEL
+ *       [--id HEX] [--generation G] --reason TEXT [--so-pin-file FILE]
+ *   edgevault [--config FILE] [--module FILE] revoke zone --zone N --reason TEXT
+ *       [--so-pin-file FILE]
  *
  * `init` prepares what the module stands on (checks the configuration,
  * creates the store, reaches the root and creates the root key if the
  * store has no zone yet); everything about
  * zones goes through the module itself, loaded as applications load it, so
- * the tool passes the same gates they do.
+ * the tool passes the same gates they do. Revocations too go through the
+ * module (its admin interface), so the store is only ever changed by the
+ * module's own code; `revocation show` reads the store read-only.
+ *
+ * `revocation keygen` and `sign` are for the revocation authority, on its
+ * own machine: they need neither configuration nor module.
  *
  * Exit codes: 0 success, 1 the operation failed, 2 usage error.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "config.h"
 #include "pkcs11/edgevault.h"
+#include "revlist.h"
 #include "root/root.h"
 #include "secmem.h"
+#include "signed.h"
 #include "store.h"
 
 #ifndef EV_PKCS11DIR
 #define EV_PKCS11DIR "/usr/lib/pkcs11"
 #endif
 
+/* Longest SO PIN read from a file, the environment or the terminal. */
+#define SO_PIN_MAX 256
+
 static const char *module_path;
 static int json;
+static CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
 
 static void
 usage(FILE *f)
@@ -44,6 +72,24 @@ usage(FILE *f)
 	    "  status [--json] configuration, root and store health, zones\n"
 	    "  zone list [--json]\n"
 	    "                  the zones (tokens) and their state\n"
+	    "  revocation keygen --out KEYFILE\n"
+	    "                  a new signing key for revocation lists (0600); prints the\n"
+	    "                  public_key line for the devices' [revocation] section\n"
+	    "  revocation sign --key KEYFILE [--in DOC] [--out FILE]\n"
+	    "                  check a revocation list (JSON, stdin by default) and sign it\n"
+	    "                  (stdout by default)\n"
+	    "  revocation apply FILE\n"
+	    "                  apply a signed revocation list now\n"
+	    "  revocation show [--json]\n"
+	    "                  the revocation history: lists read, local revocations, and\n"
+	    "                  what each revoked\n"
+	    "  revoke key --zone N --label LABEL [--id HEX] [--generation G] --reason TEXT\n"
+	    "                  revoke keys of zone N (the zone's SO logs in)\n"
+	    "  revoke zone --zone N --reason TEXT\n"
+	    "                  revoke zone N itself: its token leaves the slot\n"
+	    "\n"
+	    "revoke takes the SO PIN from --so-pin-file FILE, else $EDGEVAULT_SO_PIN, else\n"
+	    "asks on the terminal; never from the command line.\n"
 	    "\n"
 	    "The configuration is --config, else $EDGEVAULT_CONF, else %s.\n"
 	    "The module is --module, else $EDGEVAULT_MODULE, else %s/edgevault-pkcs11.so.\n",
@@ -113,7 +159,6 @@ out:
 static CK_FUNCTION_LIST_3_0 *
 open_module(void **dl)
 {
-	CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
 	CK_INTERFACE *iface = NULL;
 	CK_FUNCTION_LIST_3_0 *f;
 	CK_RV rv;
@@ -156,20 +201,27 @@ close_module(CK_FUNCTION_LIST_3_0 *f, void *dl)
  * quote, a backslash or a control character.
  */
 static void
-json_str(const char *s)
+json_mem(const void *s, size_t n)
 {
-	const unsigned char *p;
+	const unsigned char *p = s;
+	size_t i;
 
 	putchar('"');
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p);
+	for (i = 0; i < n; i++) {
+		if (p[i] == '"' || p[i] == '\\')
+			printf("\\%c", p[i]);
+		else if (p[i] < 0x20 || p[i] == 0x7f)
+			printf("\\u%04x", p[i]);
 		else
-			putchar(*p);
+			putchar(p[i]);
 	}
 	putchar('"');
+}
+
+static void
+json_str(const char *s)
+{
+	json_mem(s, strlen(s));
 }
 
 /* A blank-padded PKCS#11 text field as a C string. */
@@ -309,6 +361,1123 @@ cmd_status(void)
 	return root_ok && store_ok && zones >= 0 ? 0 : 1;
 }
 
+/* Names for the answers an operator meets here; the rest in hex. */
+static const char *
+ckr_name(CK_RV rv)
+{
+	static const struct {
+		CK_RV rv;
+		const char *name;
+	} names[] = {
+		{ CKR_OK, "CKR_OK" },
+		{ CKR_HOST_MEMORY, "CKR_HOST_MEMORY" },
+		{ CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID" },
+		{ CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR" },
+		{ CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED" },
+		{ CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD" },
+		{ CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR" },
+		{ CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY" },
+		{ CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED" },
+		{ CKR_DATA_INVALID, "CKR_DATA_INVALID" },
+		{ CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE" },
+		{ CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED" },
+		{ CKR_FUNCTION_REJECTED, "CKR_FUNCTION_REJECTED" },
+		{ CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID" },
+		{ CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT" },
+		{ CKR_PIN_LEN_RANGE, "CKR_PIN_LEN_RANGE" },
+		{ CKR_PIN_LOCKED, "CKR_PIN_LOCKED" },
+		{ CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED" },
+		{ CKR_SESSION_COUNT, "CKR_SESSION_COUNT" },
+		{ CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID" },
+		{ CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY" },
+		{ CKR_SESSION_READ_ONLY_EXISTS, "CKR_SESSION_READ_ONLY_EXISTS" },
+		{ CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID" },
+		{ CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT" },
+		{ CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED" },
+		{ CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN" },
+		{ CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "CKR_USER_ANOTHER_ALREADY_LOGGED_IN" },
+		{ CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN" },
+		{ CKR_USER_PIN_NOT_INITIALIZED, "CKR_USER_PIN_NOT_INITIALIZED" },
+		{ CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID" },
+		{ CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED" },
+	};
+	static char buf[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].rv == rv)
+			return names[i].name;
+	snprintf(buf, sizeof(buf), "CKR 0x%08lx", (unsigned long)rv);
+	return buf;
+}
+
+/* An option as typed, without any "=value" (which may be a secret typed by mistake). */
+static void
+print_option_name(const char *arg)
+{
+	fprintf(stderr, "%.*s", (int)strcspn(arg, "="), arg);
+}
+
+/*
+ * Options of a subcommand: getopt_long over argv (argv[0] is the
+ * subcommand), our own messages. Returns the option, -1 at the end, or
+ * '?' after printing what is wrong. Options must be spelt in full:
+ * getopt_long's abbreviations would take "--so-pin 1234" for
+ * "--so-pin-file 1234".
+ */
+static int
+sub_option(const char *cmd, int argc, char **argv, const struct option *opts)
+{
+	const char *tok;
+	size_t n;
+	int idx = -1, c = getopt_long(argc, argv, ":", opts, &idx);
+
+	if (c == -1)
+		return c;
+	if (c != '?' && c != ':' && idx >= 0) {
+		tok = argv[optind - 1];
+		if (opts[idx].has_arg == required_argument && optarg == argv[optind - 1])
+			tok = argv[optind - 2];
+		n = strlen(opts[idx].name);
+		if (strncmp(tok, "--", 2) == 0 && strncmp(tok + 2, opts[idx].name, n) == 0 &&
+		    (tok[2 + n] == '\0' || tok[2 + n] == '='))
+			return c;
+		c = '?';
+	} else
+		tok = argv[optind - 1];
+	fprintf(stderr, "edgevault %s: ", cmd);
+	print_option_name(tok);
+	fprintf(stderr, c == ':' ? ": needs a value\n" : ": unknown option\n");
+	return '?';
+}
+
+static void
+sub_begin(void)
+{
+	optind = 0; /* glibc: start afresh on a new argv */
+	opterr = 0;
+}
+
+/* A whole decimal number in [min, max], all of s. */
+static int
+parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/*
+ * All of a file descriptor, at most max bytes (-2 when there is more),
+ * malloc'ed with a NUL after it.
+ */
+static int
+read_all(int fd, size_t max, unsigned char **out, size_t *outlen)
+{
+	unsigned char *buf = NULL, *nb;
+	size_t len = 0, cap = 0, ncap;
+	ssize_t r;
+
+	for (;;) {
+		/* Room for one byte more and the NUL; more than max is never read. */
+		if (cap - len < 2) {
+			ncap = cap == 0 ? 65536 : cap * 2;
+			if (ncap > max + 2)
+				ncap = max + 2;
+			nb = realloc(buf, ncap);
+			if (nb == NULL) {
+				free(buf);
+				return -1;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		r = read(fd, buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			free(buf);
+			return -2;
+		}
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/* A file's bytes (path "-": stdin), at most max; messages name the file. */
+static int
+read_path(const char *path, size_t max, unsigned char **out, size_t *outlen)
+{
+	int fd = 0, r;
+
+	if (strcmp(path, "-") != 0) {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0) {
+			fprintf(stderr, "edgevault: cannot read %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+	}
+	r = read_all(fd, max, out, outlen);
+	if (r == -2)
+		fprintf(stderr, "edgevault: %s is larger than %zu bytes\n",
+		    fd == 0 ? "the input" : path, max);
+	else if (r != 0)
+		fprintf(stderr, "edgevault: cannot read %s: %s\n", fd == 0 ? "the input" : path,
+		    strerror(errno));
+	if (fd != 0)
+		close(fd);
+	return r == 0 ? 0 : -1;
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	ssize_t r;
+
+	while (n > 0) {
+		r = write(fd, c, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * Write a file whole or not at all: a hidden temporary name in the same
+ * directory (".NAME.tmp": a watched directory skips names starting with
+ * '.'), fsync, then rename over NAME.
+ */
+static int
+write_file_atomic(const char *path, const void *data, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+	char *tmp, *dir;
+	int fd, rc = -1;
+
+	if (path[dirlen] == '\0') {
+		fprintf(stderr, "edgevault: %s: not a file name\n", path);
+		return -1;
+	}
+	tmp = malloc(strlen(path) + 6);
+	if (tmp == NULL)
+		return -1;
+	sprintf(tmp, "%.*s.%s.tmp", (int)dirlen, path, path + dirlen);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "edgevault: cannot create %s: %s\n", tmp, strerror(errno));
+		free(tmp);
+		return -1;
+	}
+	if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+		fprintf(stderr, "edgevault: cannot write %s: %s\n", tmp, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0) {
+		fprintf(stderr, "edgevault: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	/* The rename itself durable: fsync the directory. */
+	dir = dirlen > 0 ? strndup(path, dirlen) : strdup(".");
+	if (dir != NULL) {
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)fsync(fd);
+			close(fd);
+		}
+		free(dir);
+	}
+	rc = 0;
+out:
+	if (rc != 0)
+		(void)unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+static int
+cmd_revocation_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *out = NULL;
+	ev_secret *seed = NULL;
+	unsigned char pk[32];
+	char b64[45], err[512] = "";
+	int c;
+
+	sub_begin();
+	while ((c = sub_option("revocation keygen", argc, argv, opts)) != -1) {
+		if (c == 'o')
+			out = optarg;
+		else
+			return 2;
+	}
+	if (out == NULL || optind != argc) {
+		fprintf(stderr, "usage: edgevault revocation keygen --out KEYFILE\n");
+		return 2;
+	}
+	if (ev_signkey_generate(&seed, pk) != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot generate a signing key\n");
+		return 1;
+	}
+	if (ev_signkey_write(out, seed, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+		ev_secret_free(seed);
+		return 1;
+	}
+	ev_secret_free(seed);
+	ev_pubkey_encode(pk, b64);
+	printf("public_key = %s\n", b64);
+	fprintf(stderr,
+	    "edgevault: signing key written to %s (mode 0600); keep it off the devices.\n"
+	    "edgevault: put the line above in the [revocation] section of each device's "
+	    "configuration.\n",
+	    out);
+	return 0;
+}
+
+static int
+cmd_revocation_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *key = NULL, *in = "-", *out = NULL;
+	unsigned char *doc = NULL;
+	char *env = NULL, err[512] = "";
+	ev_secret *seed = NULL;
+	ev_revlist *l = NULL;
+	size_t doclen = 0, envlen = 0;
+	int c, rc = 1;
+	CK_RV rv;
+
+	sub_begin();
+	while ((c = sub_option("revocation sign", argc, argv, opts)) != -1) {
+		if (c == 'k')
+			key = optarg;
+		else if (c == 'i')
+			in = optarg;
+		else if (c == 'o')
+			out = optarg;
+		else
+			return 2;
+	}
+	if (key == NULL || optind != argc) {
+		fprintf(stderr,
+		    "usage: edgevault revocation sign --key KEYFILE [--in DOC] [--out FILE]\n");
+		return 2;
+	}
+	if (ev_signkey_read(key, &seed, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+		return 1;
+	}
+	if (read_path(in, EV_SIGNED_MAX, &doc, &doclen) != 0)
+		goto out;
+	/* What the devices would refuse is not signed. */
+	rv = ev_revlist_parse(doc, doclen, &l, err, sizeof(err));
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: not signed: %s\n", err);
+		goto out;
+	}
+	rv = ev_signed_make(doc, doclen, EV_SIGNED_REVOCATION, seed, &env, &envlen);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot sign the list: %s\n", ckr_name(rv));
+		goto out;
+	}
+	if (out != NULL) {
+		if (write_file_atomic(out, env, envlen) != 0)
+			goto out;
+	} else if (write_all(STDOUT_FILENO, env, envlen) != 0) {
+		fprintf(stderr, "edgevault: cannot write the signed list: %s\n", strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "edgevault: signed revocation list %lld for device %s (%zu entr%s)%s%s\n",
+	    (long long)l->sequence, l->device, l->n, l->n == 1 ? "y" : "ies", out ? ": " : "",
+	    out ? out : "");
+	rc = 0;
+out:
+	ev_revlist_free(l);
+	free(env);
+	free(doc);
+	ev_secret_free(seed);
+	return rc;
+}
+
+/* The module's admin interface (the module initialised by open_module). */
+static EV_ADMIN_FUNCTION_LIST *
+admin_interface(void)
+{
+	CK_INTERFACE *iface = NULL;
+	EV_ADMIN_FUNCTION_LIST *a;
+	CK_RV rv;
+
+	rv = get_interface((CK_UTF8CHAR_PTR)EV_ADMIN_INTERFACE_NAME, NULL, &iface, 0);
+	if (rv != CKR_OK || iface == NULL || iface->pFunctionList == NULL) {
+		fprintf(stderr, "edgevault: the module %s has no \"%s\" interface (%s)\n",
+		    module_path, EV_ADMIN_INTERFACE_NAME, ckr_name(rv));
+		return NULL;
+	}
+	a = iface->pFunctionList;
+	if (a->version.major != 1) {
+		fprintf(stderr, "edgevault: the module's admin interface is version %u.%u, not 1.x\n",
+		    a->version.major, a->version.minor);
+		return NULL;
+	}
+	return a;
+}
+
+/*
+ * Why the module refused a list, as far as this side can tell: the
+ * module answers with a code, and records its detail in the history.
+ */
+static void
+explain_refusal(const unsigned char *buf, size_t len, CK_RV rv)
+{
+	ev_config *cfg = NULL;
+	ev_revlist *l = NULL;
+	char err[512] = "";
+
+	if (ev_config_load(ev_config_path(), &cfg, err, sizeof(err)) != CKR_OK)
+		return;
+	if (!cfg->has_revocation_key) {
+		fprintf(stderr, "edgevault: no [revocation] public_key in %s\n", cfg->path);
+	} else if (ev_revlist_load(buf, len, cfg->revocation_key, &l, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+	} else if (strcmp(l->device, cfg->device_id) != 0) {
+		fprintf(stderr, "edgevault: the list is for device \"%s\"; this is \"%s\"\n",
+		    l->device, cfg->device_id);
+	} else if (rv == CKR_FUNCTION_REJECTED) {
+		fprintf(stderr,
+		    "edgevault: sequence %lld is not above the last list applied "
+		    "(see `edgevault revocation show`)\n",
+		    (long long)l->sequence);
+	}
+	ev_revlist_free(l);
+	ev_config_free(cfg);
+}
+
+static int
+cmd_revocation_apply(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ NULL, 0, NULL, 0 },
+	};
+	EV_ADMIN_FUNCTION_LIST *admin;
+	CK_FUNCTION_LIST_3_0 *f;
+	unsigned char *buf = NULL;
+	CK_ULONG seq = 0;
+	size_t len = 0;
+	void *dl = NULL;
+	int c, rc = 1;
+	CK_RV rv;
+
+	sub_begin();
+	while ((c = sub_option("revocation apply", argc, argv, opts)) != -1)
+		return 2;
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: edgevault revocation apply FILE\n");
+		return 2;
+	}
+	if (read_path(argv[optind], EV_SIGNED_MAX, &buf, &len) != 0)
+		return 1;
+	f = open_module(&dl);
+	if (f == NULL)
+		goto out;
+	admin = admin_interface();
+	if (admin == NULL)
+		goto out;
+	rv = admin->EV_ApplyRevocationList(buf, (CK_ULONG)len, &seq);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: revocation list %s refused: %s\n", argv[optind],
+		    ckr_name(rv));
+		explain_refusal(buf, len, rv);
+		goto out;
+	}
+	printf("applied revocation list %lu\n", seq);
+	rc = 0;
+out:
+	if (f != NULL)
+		close_module(f, dl);
+	free(buf);
+	return rc;
+}
+
+/* Unix time as ISO 8601 UTC. */
+static const char *
+iso_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, 32, "@%lld", (long long)t);
+	return buf;
+}
+
+static const char *
+kind_name(int kind)
+{
+	switch (kind) {
+	case EV_REVOKE_KEY:
+		return "key";
+	case EV_REVOKE_ZONE:
+		return "zone";
+	case EV_REVOKE_DEVICE:
+		return "device";
+	}
+	return "unknown";
+}
+
+/* Whether bytes are UTF-8 a JSON string may hold as they are. */
+static int
+is_utf8(const unsigned char *p, size_t n)
+{
+	size_t i = 0, k, more;
+	unsigned cp;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (p[i] >= 0xc2 && p[i] <= 0xdf)
+			more = 1, cp = p[i] & 0x1f;
+		else if (p[i] >= 0xe0 && p[i] <= 0xef)
+			more = 2, cp = p[i] & 0x0f;
+		else if (p[i] >= 0xf0 && p[i] <= 0xf4)
+			more = 3, cp = p[i] & 0x07;
+		else
+			return 0;
+		if (n - i <= more)
+			return 0;
+		for (k = 1; k <= more; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		i += more + 1;
+	}
+	return 1;
+}
+
+static void
+print_hex(const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		printf("%02x", p[i]);
+}
+
+/*
+ * Bytes for a terminal: printable ASCII and UTF-8 as they are, the rest
+ * as \xNN; quoted: also '"' and '\\' escaped, for text shown in quotes.
+ */
+static void
+print_text(const unsigned char *p, size_t n, int quoted)
+{
+	int utf8 = is_utf8(p, n);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (quoted && (p[i] == '"' || p[i] == '\\'))
+			printf("\\%c", p[i]);
+		else if (p[i] < 0x20 || p[i] == 0x7f || (p[i] >= 0x80 && !utf8))
+			printf("\\x%02x", p[i]);
+		else
+			putchar(p[i]);
+	}
+}
+
+static void
+show_revoked_text(const ev_revoked_rec *r)
+{
+	if (r->kind == EV_REVOKE_KEY)
+		printf("    revoked key zone %lld", (long long)r->zone);
+	else if (r->kind == EV_REVOKE_ZONE)
+		printf("    revoked zone %lld", (long long)r->zone);
+	else
+		printf("    revoked %s", kind_name(r->kind));
+	if (r->label != NULL) {
+		printf(" label \"");
+		print_text(r->label, r->label_len, 1);
+		putchar('"');
+	}
+	if (r->ckid != NULL && r->ckid_len > 0) {
+		printf(" id ");
+		print_hex(r->ckid, r->ckid_len);
+	}
+	if (r->generation != 0)
+		printf(" generation %lld", (long long)r->generation);
+	if (r->object != 0)
+		printf(" (object %lld)", (long long)r->object);
+	printf(": ");
+	if (r->reason != NULL)
+		print_text((const unsigned char *)r->reason, strlen(r->reason), 0);
+	putchar('\n');
+}
+
+static void
+show_revoked_json(const ev_revoked_rec *r)
+{
+	char t[32];
+
+	printf("{\"kind\":\"%s\",\"time\":\"%s\"", kind_name(r->kind), iso_time(r->time, t));
+	if (r->kind != EV_REVOKE_DEVICE)
+		printf(",\"zone\":%lld", (long long)r->zone);
+	if (r->object != 0)
+		printf(",\"object\":%lld", (long long)r->object);
+	if (r->label != NULL) {
+		/* A label that is not UTF-8 cannot be a JSON string: given in hex. */
+		if (is_utf8(r->label, r->label_len)) {
+			printf(",\"label\":");
+			json_mem(r->label, r->label_len);
+		} else {
+			printf(",\"label_hex\":\"");
+			print_hex(r->label, r->label_len);
+			putchar('"');
+		}
+	}
+	if (r->ckid != NULL && r->ckid_len > 0) {
+		printf(",\"id\":\"");
+		print_hex(r->ckid, r->ckid_len);
+		putchar('"');
+	}
+	if (r->generation != 0)
+		printf(",\"generation\":%lld", (long long)r->generation);
+	printf(",\"reason\":");
+	json_str(r->reason != NULL ? r->reason : "");
+	putchar('}');
+}
+
+static void
+show_log_text(const ev_revlog_rec *g)
+{
+	char t[32];
+
+	printf("%s %s %s", iso_time(g->time, t), g->applied ? "applied" : "refused",
+	    g->source != NULL ? g->source : "?");
+	if (g->sequence != 0)
+		printf(" sequence %lld", (long long)g->sequence);
+	if (g->detail != NULL && g->detail[0] != '\0') {
+		printf(": ");
+		print_text((const unsigned char *)g->detail, strlen(g->detail), 0);
+	}
+	putchar('\n');
+}
+
+static void
+show_log_json(const ev_revlog_rec *g)
+{
+	static const unsigned char zero[32];
+	char t[32];
+
+	printf("{\"id\":%lld,\"time\":\"%s\",\"source\":", (long long)g->id, iso_time(g->time, t));
+	json_str(g->source != NULL ? g->source : "");
+	printf(",\"sequence\":%lld,\"applied\":%s", (long long)g->sequence,
+	    g->applied ? "true" : "false");
+	if (memcmp(g->digest, zero, sizeof(zero)) != 0) {
+		printf(",\"digest\":\"");
+		print_hex(g->digest, sizeof(g->digest));
+		putchar('"');
+	}
+	printf(",\"detail\":");
+	json_str(g->detail != NULL ? g->detail : "");
+	printf(",\"revoked\":[");
+}
+
+static int
+cmd_revocation_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	ev_config *cfg = NULL;
+	ev_store *store = NULL;
+	ev_revlog_rec *logs = NULL;
+	ev_revoked_rec *rev = NULL;
+	unsigned char *shown = NULL;
+	size_t nlogs = 0, nrev = 0, i, j, k;
+	char err[512] = "", t[32];
+	int c, rc = 1;
+
+	sub_begin();
+	while ((c = sub_option("revocation show", argc, argv, opts)) != -1) {
+		if (c == 'j')
+			json = 1;
+		else
+			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: edgevault revocation show [--json]\n");
+		return 2;
+	}
+	if (load_config(&cfg) != 0)
+		return 1;
+	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, &store, err, sizeof(err)) !=
+	    CKR_OK) {
+		fprintf(stderr, "edgevault: store: %s\n", err);
+		goto out;
+	}
+	if (ev_store_revlog_list(store, &logs, &nlogs) != CKR_OK ||
+	    ev_store_revoked_list(store, &rev, &nrev) != CKR_OK) {
+		fprintf(stderr, "edgevault: store: cannot read the revocation history\n");
+		goto out;
+	}
+	shown = calloc(nrev + 1, 1);
+	if (shown == NULL)
+		goto out;
+	if (json)
+		putchar('[');
+	else if (nlogs == 0 && nrev == 0)
+		printf("no revocation history\n");
+	for (i = 0; i < nlogs; i++) {
+		if (json) {
+			if (i > 0)
+				putchar(',');
+			show_log_json(&logs[i]);
+		} else
+			show_log_text(&logs[i]);
+		for (j = 0, k = 0; j < nrev; j++) {
+			if (rev[j].log != logs[i].id)
+				continue;
+			shown[j] = 1;
+			if (json) {
+				if (k++ > 0)
+					putchar(',');
+				show_revoked_json(&rev[j]);
+			} else
+				show_revoked_text(&rev[j]);
+		}
+		if (json)
+			printf("]}");
+	}
+	/* Revocations whose history entry is missing are shown all the same. */
+	for (j = 0, k = 0; j < nrev; j++) {
+		if (shown[j])
+			continue;
+		if (json && k == 0)
+			printf("%s{\"id\":0,\"time\":\"%s\",\"source\":\"\",\"sequence\":0,"
+			    "\"applied\":true,\"detail\":\"no history entry\",\"revoked\":[",
+			    nlogs > 0 ? "," : "", iso_time(rev[j].time, t));
+		else if (json)
+			putchar(',');
+		else if (k == 0)
+			printf("(no history entry)\n");
+		k++;
+		if (json)
+			show_revoked_json(&rev[j]);
+		else
+			show_revoked_text(&rev[j]);
+	}
+	if (json && k > 0)
+		printf("]}");
+	if (json)
+		printf("]\n");
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < nlogs; i++)
+		ev_revlog_rec_clear(&logs[i]);
+	free(logs);
+	for (j = 0; j < nrev; j++)
+		ev_revoked_rec_clear(&rev[j]);
+	free(rev);
+	free(shown);
+	ev_store_close(store);
+	ev_config_free(cfg);
+	return rc;
+}
+
+static int
+cmd_revocation(int argc, char **argv)
+{
+	const char *sub = argc > 0 ? argv[0] : NULL;
+
+	if (sub != NULL && strcmp(sub, "keygen") == 0)
+		return cmd_revocation_keygen(argc, argv);
+	if (sub != NULL && strcmp(sub, "sign") == 0)
+		return cmd_revocation_sign(argc, argv);
+	if (sub != NULL && strcmp(sub, "apply") == 0)
+		return cmd_revocation_apply(argc, argv);
+	if (sub != NULL && strcmp(sub, "show") == 0)
+		return cmd_revocation_show(argc, argv);
+	fprintf(stderr, "edgevault: unknown command: revocation%s%s\n", sub ? " " : "",
+	    sub ? sub : "");
+	usage(stderr);
+	return 2;
+}
+
+/* A PIN file: read(2) straight into secure memory, one line end removed. */
+static ev_secret *
+read_pin_file(const char *path)
+{
+	ev_secret *buf = NULL, *pin = NULL;
+	struct stat st;
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		fprintf(stderr, "edgevault: cannot read SO PIN file %s: %s\n", path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "edgevault: SO PIN file %s is not a regular file\n", path);
+		goto out;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		fprintf(stderr, "edgevault: warning: SO PIN file %s is accessible to group or "
+		    "others (mode %03o); chmod 600 it\n", path, (unsigned)(st.st_mode & 0777));
+	buf = ev_secret_new(SO_PIN_MAX + 2);
+	if (buf == NULL)
+		goto out;
+	while (n < buf->len) {
+		r = read(fd, buf->data + n, buf->len - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "edgevault: cannot read SO PIN file %s: %s\n", path,
+			    strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > 0 && buf->data[n - 1] == '\n') {
+		n--;
+		if (n > 0 && buf->data[n - 1] == '\r')
+			n--;
+	}
+	if (n == 0 || n > SO_PIN_MAX) {
+		fprintf(stderr, "edgevault: SO PIN file %s is %s\n", path,
+		    n == 0 ? "empty" : "too long");
+		goto out;
+	}
+	pin = ev_secret_dup(buf->data, n);
+out:
+	ev_secret_free(buf);
+	close(fd);
+	return pin;
+}
+
+/* The terminal's settings while echo is off, for the signal handler. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_changed;
+
+static void
+restore_tty_and_die(int sig)
+{
+	if (tty_changed)
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Ask on the terminal, without echo. NULL if there is no terminal. */
+static ev_secret *
+prompt_pin(unsigned long zone)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+	struct sigaction sa, old[5];
+	struct termios t;
+	ev_secret *buf, *pin = NULL;
+	size_t n = 0, i;
+	ssize_t r;
+	char c;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) != 0)
+		return NULL;
+	buf = ev_secret_new(SO_PIN_MAX + 1);
+	if (buf == NULL)
+		return NULL;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = restore_tty_and_die;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < 5; i++)
+		sigaction(sigs[i], &sa, &old[i]);
+	t = saved_tty;
+	t.c_lflag &= ~(tcflag_t)ECHO;
+	t.c_lflag |= ECHONL;
+	fprintf(stderr, "SO PIN of zone %lu: ", zone);
+	fflush(stderr);
+	tty_changed = 1;
+	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+	/* One byte at a time: stdio would keep a copy of the PIN in its buffer. */
+	for (;;) {
+		r = read(STDIN_FILENO, &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || c == '\n' || c == '\r')
+			break;
+		if (n < buf->len)
+			buf->data[n] = (unsigned char)c;
+		n++;
+	}
+	sodium_memzero(&c, sizeof(c));
+	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	tty_changed = 0;
+	for (i = 0; i < 5; i++)
+		sigaction(sigs[i], &old[i], NULL);
+	if (n == 0 || n > SO_PIN_MAX)
+		fprintf(stderr, "edgevault: %s SO PIN\n", n == 0 ? "empty" : "too long an");
+	else
+		pin = ev_secret_dup(buf->data, n);
+	ev_secret_free(buf);
+	return pin;
+}
+
+/*
+ * The SO PIN: --so-pin-file, else $EDGEVAULT_SO_PIN, else the terminal.
+ * Never an argument: others on the host read command lines in ps.
+ * *usage is set when no source could give one (no terminal).
+ */
+static ev_secret *
+get_so_pin(const char *file, unsigned long zone, int *usage_err)
+{
+	const char *v;
+	ev_secret *pin;
+
+	*usage_err = 0;
+	if (file != NULL)
+		return read_pin_file(file);
+	v = secure_getenv("EDGEVAULT_SO_PIN");
+	if (v != NULL && *v != '\0') {
+		if (strlen(v) > SO_PIN_MAX) {
+			fprintf(stderr, "edgevault: EDGEVAULT_SO_PIN is too long\n");
+			return NULL;
+		}
+		pin = ev_secret_dup(v, strlen(v));
+		if (pin == NULL)
+			fprintf(stderr, "edgevault: out of secure memory\n");
+		return pin;
+	}
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "edgevault: no SO PIN: give --so-pin-file FILE or "
+		    "EDGEVAULT_SO_PIN, or run on a terminal\n");
+		*usage_err = 1;
+		return NULL;
+	}
+	return prompt_pin(zone);
+}
+
+/* A hex string: two digits per byte, at least one byte. */
+static int
+parse_hex(const char *s, unsigned char **out, size_t *outlen)
+{
+	size_t n = strlen(s), blen = 0;
+	const char *end = NULL;
+
+	if (n == 0 || n % 2 != 0)
+		return -1;
+	*out = malloc(n / 2);
+	if (*out == NULL)
+		return -1;
+	if (sodium_hex2bin(*out, n / 2, s, n, NULL, &blen, &end) != 0 || end != s + n ||
+	    blen != n / 2) {
+		free(*out);
+		*out = NULL;
+		return -1;
+	}
+	*outlen = blen;
+	return 0;
+}
+
+static void
+revoke_usage(void)
+{
+	fprintf(stderr,
+	    "usage: edgevault revoke key --zone N --label LABEL [--id HEX] [--generation G]\n"
+	    "           --reason TEXT [--so-pin-file FILE]\n"
+	    "       edgevault revoke zone --zone N --reason TEXT [--so-pin-file FILE]\n");
+}
+
+static int
+cmd_revoke(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "zone", required_argument, NULL, 'z' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "generation", required_argument, NULL, 'g' },
+		{ "reason", required_argument, NULL, 'r' },
+		{ "so-pin-file", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sub = argc > 0 ? argv[0] : NULL;
+	const char *zone_s = NULL, *label = NULL, *id_s = NULL, *gen_s = NULL, *reason = NULL;
+	const char *pin_file = NULL;
+	EV_REVOCATION_ENTRY e;
+	EV_ADMIN_FUNCTION_LIST *admin;
+	CK_FUNCTION_LIST_3_0 *f = NULL;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_ULONG count = 0;
+	unsigned long zone = 0, gen = 0;
+	unsigned char *id = NULL;
+	size_t idlen = 0;
+	ev_secret *pin = NULL;
+	void *dl = NULL;
+	int c, is_key, usage_err, rc = 1;
+	CK_RV rv;
+
+	if (sub == NULL || (strcmp(sub, "key") != 0 && strcmp(sub, "zone") != 0)) {
+		fprintf(stderr, "edgevault: unknown command: revoke%s%s\n", sub ? " " : "",
+		    sub ? sub : "");
+		revoke_usage();
+		return 2;
+	}
+	is_key = strcmp(sub, "key") == 0;
+	sub_begin();
+	while ((c = sub_option(is_key ? "revoke key" : "revoke zone", argc, argv, opts)) != -1) {
+		switch (c) {
+		case 'z':
+			zone_s = optarg;
+			break;
+		case 'l':
+			label = optarg;
+			break;
+		case 'i':
+			id_s = optarg;
+			break;
+		case 'g':
+			gen_s = optarg;
+			break;
+		case 'r':
+			reason = optarg;
+			break;
+		case 'p':
+			pin_file = optarg;
+			break;
+		default:
+			revoke_usage();
+			return 2;
+		}
+	}
+	if (optind != argc || zone_s == NULL || reason == NULL || (is_key && label == NULL) ||
+	    (!is_key && (label != NULL || id_s != NULL || gen_s != NULL))) {
+		revoke_usage();
+		return 2;
+	}
+	if (parse_ulong(zone_s, 1, (unsigned long)-1, &zone) != 0) {
+		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n",
+		    zone_s);
+		return 2;
+	}
+	if (gen_s != NULL && parse_ulong(gen_s, 1, (unsigned long)-1, &gen) != 0) {
+		fprintf(stderr, "edgevault: --generation %s: expected a number (1 or more)\n",
+		    gen_s);
+		return 2;
+	}
+	if (label != NULL && (strlen(label) == 0 || strlen(label) > 255)) {
+		fprintf(stderr, "edgevault: --label: 1 to 255 bytes\n");
+		return 2;
+	}
+	if (strlen(reason) == 0 || strlen(reason) > 256) {
+		fprintf(stderr, "edgevault: --reason: 1 to 256 bytes\n");
+		return 2;
+	}
+	if (id_s != NULL && parse_hex(id_s, &id, &idlen) != 0) {
+		fprintf(stderr, "edgevault: --id %s: expected hex, two digits per byte\n", id_s);
+		return 2;
+	}
+
+	pin = get_so_pin(pin_file, zone, &usage_err);
+	if (pin == NULL) {
+		rc = usage_err ? 2 : 1;
+		goto out;
+	}
+	f = open_module(&dl);
+	if (f == NULL)
+		goto out;
+	admin = admin_interface();
+	if (admin == NULL)
+		goto out;
+	rv = f->C_OpenSession(zone, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
+		    ckr_name(rv));
+		goto out;
+	}
+	rv = f->C_Login(h, CKU_SO, pin->data, (CK_ULONG)pin->len);
+	ev_secret_free(pin);
+	pin = NULL;
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: SO login to zone %lu failed: %s\n", zone, ckr_name(rv));
+		goto out;
+	}
+	memset(&e, 0, sizeof(e));
+	e.kind = is_key ? EV_REVOKE_KEY : EV_REVOKE_ZONE;
+	e.pLabel = (CK_UTF8CHAR_PTR)label;
+	e.ulLabelLen = label != NULL ? (CK_ULONG)strlen(label) : 0;
+	e.pId = id;
+	e.ulIdLen = (CK_ULONG)idlen;
+	e.ulGeneration = gen;
+	e.pReason = (CK_UTF8CHAR_PTR)reason;
+	e.ulReasonLen = (CK_ULONG)strlen(reason);
+	rv = admin->EV_Revoke(h, &e, &count);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: revocation refused: %s%s\n", ckr_name(rv),
+		    rv == CKR_KEY_HANDLE_INVALID ? " (no key matches)" : "");
+		goto out;
+	}
+	if (is_key)
+		printf("revoked %lu object(s)\n", count);
+	else {
+		printf("revoked zone %lu\n", zone);
+		h = CK_INVALID_HANDLE; /* ended with the zone */
+	}
+	rc = 0;
+out:
+	if (h != CK_INVALID_HANDLE) {
+		(void)f->C_Logout(h);
+		(void)f->C_CloseSession(h);
+	}
+	if (f != NULL)
+		close_module(f, dl);
+	ev_secret_free(pin);
+	free(id);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -369,6 +1538,10 @@ main(int argc, char **argv)
 		return cmd_status();
 	if (strcmp(cmd, "zone") == 0 && sub != NULL && strcmp(sub, "list") == 0)
 		return cmd_zone_list();
+	if (strcmp(cmd, "revocation") == 0)
+		return cmd_revocation(argc - optind, argv + optind);
+	if (strcmp(cmd, "revoke") == 0)
+		return cmd_revoke(argc - optind, argv + optind);
 	fprintf(stderr, "edgevault: unknown command: %s%s%s\n", cmd, sub ? " " : "",
 	    sub ? sub : "");
 	usage(stderr);

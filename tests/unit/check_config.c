@@ -443,6 +443,183 @@ START_TEST(test_pin_file_bad)
 }
 END_TEST
 
+/* The base64 of the bytes 0, 1, ..., 31. */
+#define KEY_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+static const char *
+with_revocation(const char *lines)
+{
+	static char text[600];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nmodule = /m.so\n"
+		 "token_label = t\npin_env = X\n[revocation]\n%s",
+		 lines);
+	return text;
+}
+
+START_TEST(test_revocation)
+{
+	unsigned char want[32];
+	ev_config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = (unsigned char)i;
+	c = load_ok(with_revocation("public_key = " KEY_B64 "\n"
+				    "watch_dir = /var/lib/edgevault/revocation\n"));
+	ck_assert_int_eq(c->has_revocation_key, 1);
+	ck_assert_mem_eq(c->revocation_key, want, sizeof(want));
+	ck_assert_str_eq(c->revocation_dir, "/var/lib/edgevault/revocation");
+	ev_config_free(c);
+
+	/* A key without a directory: lists come through the admin interface only. */
+	c = load_ok(with_revocation("public_key = " KEY_B64 " ; the authority\n"));
+	ck_assert_int_eq(c->has_revocation_key, 1);
+	ck_assert_mem_eq(c->revocation_key, want, sizeof(want));
+	ck_assert_ptr_null(c->revocation_dir);
+	ev_config_free(c);
+
+	/* No section: nothing pinned. */
+	c = load_ok("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n");
+	ck_assert_int_eq(c->has_revocation_key, 0);
+	ck_assert_ptr_null(c->revocation_dir);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_revocation_bad_key)
+{
+	static const char *bad[] = {
+	    /* one character short */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+	    /* one character more */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8==",
+	    /* 44 characters, 33 bytes */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
+	    /* 31 bytes */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==",
+	    /* URL-safe alphabet */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh-_",
+	    /* a character outside base64 */
+	    "public_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdH*8=",
+	    /* hex, not base64 */
+	    "public_key = 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+	    "public_key = yes",
+	};
+	char want[450];
+	const char *e;
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char line[200];
+
+		snprintf(line, sizeof(line), "%s\n", bad[i]);
+		e = load_fails(with_revocation(line));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[revocation] public_key");
+		ck_assert_err_has(e, "base64");
+	}
+	e = load_fails(with_revocation("public_key =\n"));
+	ck_assert_err_has(e, "empty");
+	e = load_fails(with_revocation("public_key = " KEY_B64 "\npublic_key = " KEY_B64 "\n"));
+	ck_assert_err_has(e, "twice");
+}
+END_TEST
+
+START_TEST(test_revocation_bad_combination)
+{
+	const char *e;
+	char want[450];
+
+	e = load_fails(with_revocation("watch_dir = /var/lib/edgevault/revocation\n"));
+	ck_assert_err_has(e, "[revocation] watch_dir needs public_key");
+
+	e = load_fails(with_revocation("public_key = " KEY_B64 "\nwatchdir = /d\n"));
+	snprintf(want, sizeof(want), "%s:9:", path_of("edgevault.conf"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "\"watchdir\"");
+
+	e = load_fails(with_revocation("public_key = " KEY_B64 "\nwatch_dir =\n"));
+	ck_assert_err_has(e, "empty");
+	e = load_fails(
+	    with_revocation("public_key = " KEY_B64 "\nwatch_dir = /a\nwatch_dir = /b\n"));
+	ck_assert_err_has(e, "twice");
+}
+END_TEST
+
+/*
+ * conf/edgevault.conf from the source tree: $srcdir (set by make check),
+ * else found from this file's own path.
+ */
+static char *
+read_example(void)
+{
+	const char *srcdir = getenv("srcdir");
+	const char *slash = strrchr(__FILE__, '/');
+	char path[1024];
+	char *text;
+	long n;
+	FILE *f;
+
+	if (srcdir != NULL && *srcdir != '\0')
+		snprintf(path, sizeof(path), "%s/conf/edgevault.conf", srcdir);
+	else if (slash != NULL)
+		snprintf(path, sizeof(path), "%.*s/../../conf/edgevault.conf",
+			 (int)(slash - __FILE__), __FILE__);
+	else
+		snprintf(path, sizeof(path), "../../conf/edgevault.conf");
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "cannot read the example %s", path);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	ck_assert_int_gt(n, 0);
+	rewind(f);
+	text = calloc(1, (size_t)n + 1);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return text;
+}
+
+/* Remove the ";" in front of every line starting with ";key =". */
+static void
+uncomment(char *text, const char *key)
+{
+	char pat[64];
+	char *p;
+	int found = 0;
+
+	snprintf(pat, sizeof(pat), "\n;%s =", key);
+	while ((p = strstr(text, pat)) != NULL) {
+		memmove(p + 1, p + 2, strlen(p + 2) + 1);
+		found = 1;
+	}
+	ck_assert_msg(found, "the example has no commented-out %s", key);
+}
+
+START_TEST(test_example_file)
+{
+	char *text = read_example();
+	ev_config *c = load_ok(text);
+
+	/* As shipped: no revocation authority. */
+	ck_assert_int_eq(c->has_revocation_key, 0);
+	ck_assert_ptr_null(c->revocation_dir);
+	ev_config_free(c);
+
+	/* Its commented-out [revocation] settings are valid ones. */
+	uncomment(text, "public_key");
+	uncomment(text, "watch_dir");
+	c = load_ok(text);
+	ck_assert_int_eq(c->has_revocation_key, 1);
+	ck_assert_ptr_nonnull(c->revocation_dir);
+	ev_config_free(c);
+	free(text);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -465,6 +642,10 @@ config_suite(void)
 	tcase_add_test(tc, test_pin_env);
 	tcase_add_test(tc, test_pin_file);
 	tcase_add_test(tc, test_pin_file_bad);
+	tcase_add_test(tc, test_revocation);
+	tcase_add_test(tc, test_revocation_bad_key);
+	tcase_add_test(tc, test_revocation_bad_combination);
+	tcase_add_test(tc, test_example_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,595 @@
+/*
+ * Revocation lists (revlist.h): the JSON document inside a signed
+ * envelope, read strictly. A list the authority signed with a typo (a
+ * member misspelt, a number quoted, a zone 0) is refused whole rather than
+ * read as something that revokes less than the authority meant; every
+ * refusal says which entry and which member.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <sodium.h>
+
+#include "revlist.h"
+#include "signed.h"
+
+/* JSON's interoperable integers: up to 2^53, exact in every reader. */
+#define INT_SAFE_MAX 9007199254740992LL
+
+#define DEVICE_MAX 255u
+#define LABEL_MAX 255u
+#define REASON_MAX 256u
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A member name from the input, made safe to print: at most 32 bytes, no controls. */
+static const char *
+printable(const char *s, char out[33])
+{
+	size_t i;
+
+	for (i = 0; i < 32 && s[i] != '\0'; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
+/*
+ * The same strict reading as signed.c's (kept apart: each file stands on
+ * its own header). json-c's strict mode still takes single-quoted
+ * strings, raw control characters in strings, and a second member of the
+ * same name silently replacing the first: the text is scanned for the
+ * first two, and its members (its colons outside strings) counted against
+ * the tree's for the third.
+ */
+static int
+scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_t errlen)
+{
+	size_t i, n = 0;
+	int in_str = 0, esc = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = buf[i];
+
+		if (c == '\0') {
+			set_err(err, errlen, "NUL byte at offset %zu", i);
+			return -1;
+		}
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in_str = 0;
+			else if (c < 0x20) {
+				set_err(err, errlen, "control character in a string at offset %zu",
+					i);
+				return -1;
+			}
+			continue;
+		}
+		if (c == '"')
+			in_str = 1;
+		else if (c == '\'') {
+			set_err(err, errlen, "single-quoted string at offset %zu", i);
+			return -1;
+		} else if (c == ':')
+			n++;
+	}
+	*colons = n;
+	return 0;
+}
+
+static size_t
+count_members(json_object *o)
+{
+	size_t n = 0, i;
+
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, name, v)
+		{
+			(void)name;
+			n += 1 + count_members(v);
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (i = 0; i < json_object_array_length(o); i++)
+			n += count_members(json_object_array_get_idx(o, i));
+	}
+	return n;
+}
+
+static CK_RV
+parse_strict(const unsigned char *buf, size_t len, json_object **out, char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	enum json_tokener_error je;
+	size_t colons = 0, end;
+	char why[96];
+
+	*out = NULL;
+	if (len > INT_MAX) {
+		set_err(err, errlen, "revocation list: too large");
+		return CKR_DATA_LEN_RANGE;
+	}
+	if (scan_text(buf, len, &colons, why, sizeof(why)) != 0) {
+		set_err(err, errlen, "revocation list: not valid JSON: %s", why);
+		return CKR_DATA_INVALID;
+	}
+	tok = json_tokener_new();
+	if (tok == NULL) {
+		set_err(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	/* Trailing characters are told apart below, with a clearer message. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+					JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
+	je = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (o == NULL) {
+		if (je == json_tokener_continue || je == json_tokener_success)
+			set_err(err, errlen,
+				"revocation list: not valid JSON: the text ends early (%zu bytes)",
+				len);
+		else
+			set_err(err, errlen, "revocation list: not valid JSON: %s at offset %zu",
+				json_tokener_error_desc(je), end);
+		return CKR_DATA_INVALID;
+	}
+	while (end < len &&
+	       (buf[end] == ' ' || buf[end] == '\t' || buf[end] == '\n' || buf[end] == '\r'))
+		end++;
+	if (end != len) {
+		json_object_put(o);
+		set_err(err, errlen, "revocation list: not valid JSON: trailing data at offset %zu",
+			end);
+		return CKR_DATA_INVALID;
+	}
+	if (count_members(o) != colons) {
+		json_object_put(o);
+		set_err(err, errlen, "revocation list: a member is given twice in an object");
+		return CKR_DATA_INVALID;
+	}
+	*out = o;
+	return CKR_OK;
+}
+
+/* Where a problem is: "sequence", "entries[3].label". */
+struct where {
+	char buf[64];
+};
+
+static const char *
+where_doc(struct where *w, const char *member)
+{
+	snprintf(w->buf, sizeof(w->buf), "\"%s\"", member);
+	return w->buf;
+}
+
+static const char *
+where_entry(struct where *w, size_t i, const char *member)
+{
+	snprintf(w->buf, sizeof(w->buf), "entries[%zu].%s", i, member);
+	return w->buf;
+}
+
+/* An integer member in [min, max]. */
+static int
+get_int(json_object *v, int64_t min, int64_t max, int64_t *out, const char *where, char *err,
+	size_t errlen)
+{
+	int64_t x;
+
+	if (!json_object_is_type(v, json_type_int)) {
+		set_err(err, errlen, "revocation list: %s: expected an integer, not %s", where,
+			json_type_to_name(json_object_get_type(v)));
+		return -1;
+	}
+	/* json-c saturates what does not fit an int64: out of range below. */
+	x = json_object_get_int64(v);
+	if (x < min || x > max) {
+		set_err(err, errlen, "revocation list: %s: %lld is out of range (%lld to %lld)",
+			where, (long long)x, (long long)min, (long long)max);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
+/* A string member of minlen..maxlen bytes without NUL; *out is malloc'ed and NUL-terminated. */
+static CK_RV
+get_str(json_object *v, size_t minlen, size_t maxlen, char **out, size_t *outlen, const char *where,
+	char *err, size_t errlen)
+{
+	const char *s;
+	size_t n;
+
+	if (!json_object_is_type(v, json_type_string)) {
+		set_err(err, errlen, "revocation list: %s: expected a string, not %s", where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	if (n < minlen || n > maxlen) {
+		if (n == 0)
+			set_err(err, errlen, "revocation list: %s: empty", where);
+		else
+			set_err(err, errlen, "revocation list: %s: %zu bytes, expected %zu to %zu",
+				where, n, minlen, maxlen);
+		return CKR_DATA_INVALID;
+	}
+	if (memchr(s, '\0', n) != NULL) {
+		set_err(err, errlen, "revocation list: %s: holds a NUL character", where);
+		return CKR_DATA_INVALID;
+	}
+	*out = malloc(n + 1);
+	if (*out == NULL) {
+		set_err(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	memcpy(*out, s, n + 1);
+	if (outlen != NULL)
+		*outlen = n;
+	return CKR_OK;
+}
+
+/* A hex string (CKA_ID): at least one byte, an even number of hex digits. */
+static CK_RV
+get_hex(json_object *v, unsigned char **out, size_t *outlen, const char *where, char *err,
+	size_t errlen)
+{
+	const char *s;
+	size_t n, i, blen = 0;
+
+	if (!json_object_is_type(v, json_type_string)) {
+		set_err(err, errlen, "revocation list: %s: expected a hex string, not %s", where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+		      (s[i] >= 'A' && s[i] <= 'F')))
+			break;
+	if (n == 0 || i != n || n % 2 != 0) {
+		set_err(err, errlen,
+			"revocation list: %s: expected hex digits, two per byte, at least one byte",
+			where);
+		return CKR_DATA_INVALID;
+	}
+	*out = malloc(n / 2);
+	if (*out == NULL) {
+		set_err(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	if (sodium_hex2bin(*out, n / 2, s, n, NULL, &blen, NULL) != 0 || blen != n / 2) {
+		free(*out);
+		*out = NULL;
+		set_err(err, errlen, "revocation list: %s: bad hex", where);
+		return CKR_DATA_INVALID;
+	}
+	*outlen = blen;
+	return CKR_OK;
+}
+
+/* Members of an entry, and which each kind allows and requires. */
+enum {
+	M_KIND = 1u << 0,
+	M_ZONE = 1u << 1,
+	M_LABEL = 1u << 2,
+	M_ID = 1u << 3,
+	M_GENERATION = 1u << 4,
+	M_REASON = 1u << 5,
+};
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} entry_members[] = {
+    {"kind", M_KIND},
+    {"zone", M_ZONE},
+    {"label", M_LABEL},
+    {"id", M_ID},
+    {"generation", M_GENERATION},
+    {"reason", M_REASON},
+};
+
+static const struct {
+	const char *name;
+	CK_ULONG kind;
+	unsigned allowed, required;
+} kinds[] = {
+    {"key", EV_REVOKE_KEY, M_KIND | M_ZONE | M_LABEL | M_ID | M_GENERATION | M_REASON,
+     M_KIND | M_ZONE | M_LABEL | M_REASON},
+    {"zone", EV_REVOKE_ZONE, M_KIND | M_ZONE | M_REASON, M_KIND | M_ZONE | M_REASON},
+    {"device", EV_REVOKE_DEVICE, M_KIND | M_REASON, M_KIND | M_REASON},
+};
+
+static json_object *
+member(json_object *o, const char *name)
+{
+	json_object *v = NULL;
+
+	return json_object_object_get_ex(o, name, &v) ? v : NULL;
+}
+
+static CK_RV
+parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t errlen)
+{
+	struct where w;
+	json_object *v;
+	const char *ks;
+	char *label = NULL;
+	unsigned present = 0;
+	size_t i, k;
+	char name[33];
+	CK_RV rv;
+
+	if (!json_object_is_type(o, json_type_object)) {
+		set_err(err, errlen, "revocation list: entries[%zu]: expected an object, not %s",
+			idx, json_type_to_name(json_object_get_type(o)));
+		return CKR_DATA_INVALID;
+	}
+	v = member(o, "kind");
+	if (v == NULL) {
+		set_err(err, errlen, "revocation list: %s: missing", where_entry(&w, idx, "kind"));
+		return CKR_DATA_INVALID;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		set_err(err, errlen, "revocation list: %s: expected a string, not %s",
+			where_entry(&w, idx, "kind"), json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	ks = json_object_get_string(v);
+	for (k = 0; k < EV_ARRAY_SIZE(kinds); k++)
+		if ((size_t)json_object_get_string_len(v) == strlen(kinds[k].name) &&
+		    strcmp(ks, kinds[k].name) == 0)
+			break;
+	if (k == EV_ARRAY_SIZE(kinds)) {
+		set_err(err, errlen,
+			"revocation list: %s: \"%s\" is not a kind (key, zone or device)",
+			where_entry(&w, idx, "kind"), printable(ks, name));
+		return CKR_DATA_INVALID;
+	}
+	e->kind = kinds[k].kind;
+
+	json_object_object_foreach(o, key, val)
+	{
+		for (i = 0; i < EV_ARRAY_SIZE(entry_members); i++)
+			if (strcmp(key, entry_members[i].name) == 0)
+				break;
+		if (i == EV_ARRAY_SIZE(entry_members)) {
+			set_err(err, errlen, "revocation list: entries[%zu]: unknown member \"%s\"",
+				idx, printable(key, name));
+			return CKR_DATA_INVALID;
+		}
+		if (!(kinds[k].allowed & entry_members[i].bit)) {
+			set_err(err, errlen, "revocation list: %s: not allowed in a \"%s\" entry",
+				where_entry(&w, idx, entry_members[i].name), kinds[k].name);
+			return CKR_DATA_INVALID;
+		}
+		/* json-c holds null as no object: it must not read as an absent member. */
+		if (val == NULL) {
+			set_err(err, errlen, "revocation list: %s: null is not a value here",
+				where_entry(&w, idx, entry_members[i].name));
+			return CKR_DATA_INVALID;
+		}
+		present |= entry_members[i].bit;
+	}
+	for (i = 0; i < EV_ARRAY_SIZE(entry_members); i++)
+		if ((kinds[k].required & entry_members[i].bit) &&
+		    !(present & entry_members[i].bit)) {
+			set_err(err, errlen,
+				"revocation list: %s: missing (required in a \"%s\" entry)",
+				where_entry(&w, idx, entry_members[i].name), kinds[k].name);
+			return CKR_DATA_INVALID;
+		}
+
+	if ((v = member(o, "zone")) != NULL &&
+	    get_int(v, 1, INT_SAFE_MAX, &e->zone, where_entry(&w, idx, "zone"), err, errlen) != 0)
+		return CKR_DATA_INVALID;
+	if ((v = member(o, "label")) != NULL) {
+		rv = get_str(v, 1, LABEL_MAX, &label, &e->label_len, where_entry(&w, idx, "label"),
+			     err, errlen);
+		if (rv != CKR_OK)
+			return rv;
+		e->label = (unsigned char *)label;
+	}
+	if ((v = member(o, "id")) != NULL) {
+		rv = get_hex(v, &e->ckid, &e->ckid_len, where_entry(&w, idx, "id"), err, errlen);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	if ((v = member(o, "generation")) != NULL &&
+	    get_int(v, 1, INT_SAFE_MAX, &e->generation, where_entry(&w, idx, "generation"), err,
+		    errlen) != 0)
+		return CKR_DATA_INVALID;
+	v = member(o, "reason");
+	return get_str(v, 1, REASON_MAX, &e->reason, NULL, where_entry(&w, idx, "reason"), err,
+		       errlen);
+}
+
+static const char *const doc_members[] = {"version", "device", "sequence", "issued_at", "entries"};
+
+CK_RV
+ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *err, size_t errlen)
+{
+	json_object *root = NULL, *v, *entries;
+	ev_revlist *l = NULL;
+	struct where w;
+	int64_t version = 0;
+	size_t i, n;
+	char name[33];
+	CK_RV rv;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((doc == NULL && len > 0) || out == NULL) {
+		set_err(err, errlen, "bad arguments");
+		return CKR_ARGUMENTS_BAD;
+	}
+	if (len > EV_SIGNED_MAX) {
+		set_err(err, errlen, "revocation list of %zu bytes is over the limit of %u bytes",
+			len, EV_SIGNED_MAX);
+		return CKR_DATA_LEN_RANGE;
+	}
+	rv = parse_strict(doc, len, &root, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = CKR_DATA_INVALID;
+	if (!json_object_is_type(root, json_type_object)) {
+		set_err(err, errlen, "revocation list: expected a JSON object");
+		goto out;
+	}
+	json_object_object_foreach(root, key, val)
+	{
+		for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
+			if (strcmp(key, doc_members[i]) == 0)
+				break;
+		if (i == EV_ARRAY_SIZE(doc_members)) {
+			set_err(err, errlen, "revocation list: unknown member \"%s\"",
+				printable(key, name));
+			goto out;
+		}
+		if (val == NULL) {
+			set_err(err, errlen, "revocation list: %s: null is not a value here",
+				where_doc(&w, doc_members[i]));
+			goto out;
+		}
+	}
+	for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
+		if (member(root, doc_members[i]) == NULL) {
+			set_err(err, errlen, "revocation list: %s: missing",
+				where_doc(&w, doc_members[i]));
+			goto out;
+		}
+	if (get_int(member(root, "version"), INT64_MIN, INT64_MAX, &version,
+		    where_doc(&w, "version"), err, errlen) != 0)
+		goto out;
+	if (version != 1) {
+		set_err(err, errlen, "revocation list: \"version\": %lld is not supported (1 is)",
+			(long long)version);
+		goto out;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		goto oom;
+	rv = get_str(member(root, "device"), 1, DEVICE_MAX, &l->device, NULL,
+		     where_doc(&w, "device"), err, errlen);
+	if (rv != CKR_OK)
+		goto out;
+	rv = CKR_DATA_INVALID;
+	if (get_int(member(root, "sequence"), 1, INT_SAFE_MAX, &l->sequence,
+		    where_doc(&w, "sequence"), err, errlen) != 0 ||
+	    get_int(member(root, "issued_at"), 0, INT_SAFE_MAX, &l->issued_at,
+		    where_doc(&w, "issued_at"), err, errlen) != 0)
+		goto out;
+	entries = member(root, "entries");
+	if (!json_object_is_type(entries, json_type_array)) {
+		set_err(err, errlen, "revocation list: \"entries\": expected an array, not %s",
+			json_type_to_name(json_object_get_type(entries)));
+		goto out;
+	}
+	n = json_object_array_length(entries);
+	if (n > EV_REVLIST_MAX_ENTRIES) {
+		set_err(err, errlen, "revocation list: \"entries\": %zu entries, at most %u", n,
+			EV_REVLIST_MAX_ENTRIES);
+		goto out;
+	}
+	l->entries = calloc(n > 0 ? n : 1, sizeof(*l->entries));
+	if (l->entries == NULL)
+		goto oom;
+	for (i = 0; i < n; i++) {
+		/* Counted as it goes, so that _free() frees what one entry got before failing. */
+		l->n = i + 1;
+		v = json_object_array_get_idx(entries, i);
+		rv = parse_entry(v, i, &l->entries[i], err, errlen);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	l->n = n;
+	*out = l;
+	l = NULL; /* transferred */
+	rv = CKR_OK;
+	goto out;
+oom:
+	set_err(err, errlen, "out of memory");
+	rv = CKR_HOST_MEMORY;
+out:
+	ev_revlist_free(l);
+	json_object_put(root);
+	return rv;
+}
+
+CK_RV
+ev_revlist_load(const unsigned char *buf, size_t len, const unsigned char pk[32], ev_revlist **out,
+		char *err, size_t errlen)
+{
+	unsigned char *payload = NULL;
+	size_t plen = 0;
+	ev_revlist *l = NULL;
+	CK_RV rv;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL) {
+		set_err(err, errlen, "bad arguments");
+		return CKR_ARGUMENTS_BAD;
+	}
+	rv = ev_signed_open(buf, len, EV_SIGNED_REVOCATION, pk, &payload, &plen, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_revlist_parse(payload, plen, &l, err, errlen);
+	free(payload);
+	if (rv != CKR_OK)
+		return rv;
+	ev_revlist_digest(buf, len, l->digest);
+	*out = l;
+	return CKR_OK;
+}
+
+void
+ev_revlist_digest(const unsigned char *buf, size_t len, unsigned char out[32])
+{
+	crypto_generichash(out, 32, buf, len, NULL, 0);
+}
+
+void
+ev_revlist_free(ev_revlist *l)
+{
+	size_t i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->n; i++) {
+		free(l->entries[i].label);
+		free(l->entries[i].ckid);
+		free(l->entries[i].reason);
+	}
+	free(l->entries);
+	free(l->device);
+	free(l);
+}

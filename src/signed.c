@@ -1,0 +1,620 @@
+/*
+ * Signed envelopes and signing keys (signed.h).
+ *
+ * The envelope is read strictly: exactly the three members, each a
+ * string, nothing before or after the object but blanks. json-c alone is
+ * not strict enough (see parse_strict), so the text is also scanned.
+ *
+ * Seeds and secret keys live only in secure memory; a key file is read
+ * with read(2) straight into it, never through stdio's buffers.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <sodium.h>
+
+#include "signed.h"
+
+#define B64 sodium_base64_VARIANT_ORIGINAL
+
+/* Base64 of 32 bytes, padded: the length of a key file's line. */
+#define KEY_B64_LEN 44u
+/* A key file may hold its line, "\r\n", and nothing more. */
+#define KEY_FILE_MAX (KEY_B64_LEN + 2u)
+
+/* Longest envelope type accepted by ev_signed_make. */
+#define TYPE_MAX 128u
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A member name from the input, made safe to print: at most 32 bytes, no controls. */
+static const char *
+printable(const char *s, char out[33])
+{
+	size_t i;
+
+	for (i = 0; i < 32 && s[i] != '\0'; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
+/*
+ * Scan the JSON text for what json-c's strict mode still lets through: a
+ * NUL byte, a single-quoted string, a raw control character in a string.
+ * *colons gets the number of ':' outside strings, which is the number of
+ * object members written in the text (json-c refuses comments in strict
+ * mode, so there is nowhere else a colon can be).
+ */
+static int
+scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_t errlen)
+{
+	size_t i, n = 0;
+	int in_str = 0, esc = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = buf[i];
+
+		if (c == '\0') {
+			set_err(err, errlen, "NUL byte at offset %zu", i);
+			return -1;
+		}
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in_str = 0;
+			else if (c < 0x20) {
+				set_err(err, errlen, "control character in a string at offset %zu",
+					i);
+				return -1;
+			}
+			continue;
+		}
+		if (c == '"')
+			in_str = 1;
+		else if (c == '\'') {
+			set_err(err, errlen, "single-quoted string at offset %zu", i);
+			return -1;
+		} else if (c == ':')
+			n++;
+	}
+	*colons = n;
+	return 0;
+}
+
+/* The members of every object in a parsed tree. */
+static size_t
+count_members(json_object *o)
+{
+	size_t n = 0, i;
+
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, name, v)
+		{
+			(void)name;
+			n += 1 + count_members(v);
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (i = 0; i < json_object_array_length(o); i++)
+			n += count_members(json_object_array_get_idx(o, i));
+	}
+	return n;
+}
+
+/*
+ * One JSON text, all of len (blanks after it allowed). json-c's strict
+ * mode refuses comments, trailing commas and trailing garbage, but lets
+ * a second member of the same name replace the first: a signer who
+ * reviewed the first value would sign the second. Members written in
+ * the text are counted by scan_text; any that did not make it into the
+ * tree were duplicates.
+ */
+static CK_RV
+parse_strict(const unsigned char *buf, size_t len, json_object **out, char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	enum json_tokener_error je;
+	size_t colons = 0, end;
+	char why[96];
+
+	*out = NULL;
+	if (len > INT_MAX) {
+		set_err(err, errlen, "too large");
+		return CKR_DATA_LEN_RANGE;
+	}
+	if (scan_text(buf, len, &colons, why, sizeof(why)) != 0) {
+		set_err(err, errlen, "not valid JSON: %s", why);
+		return CKR_DATA_INVALID;
+	}
+	tok = json_tokener_new();
+	if (tok == NULL) {
+		set_err(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	/* Trailing characters are told apart below, with a clearer message. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+					JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
+	je = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (o == NULL) {
+		if (je == json_tokener_continue || je == json_tokener_success)
+			set_err(err, errlen, "not valid JSON: the text ends early (%zu bytes)",
+				len);
+		else
+			set_err(err, errlen, "not valid JSON: %s at offset %zu",
+				json_tokener_error_desc(je), end);
+		return CKR_DATA_INVALID;
+	}
+	while (end < len &&
+	       (buf[end] == ' ' || buf[end] == '\t' || buf[end] == '\n' || buf[end] == '\r'))
+		end++;
+	if (end != len) {
+		json_object_put(o);
+		set_err(err, errlen, "not valid JSON: trailing data at offset %zu", end);
+		return CKR_DATA_INVALID;
+	}
+	if (count_members(o) != colons) {
+		json_object_put(o);
+		set_err(err, errlen, "not valid JSON: a member is given twice in an object");
+		return CKR_DATA_INVALID;
+	}
+	*out = o;
+	return CKR_OK;
+}
+
+/* The key pair of a seed: *sk (64 bytes) in secure memory. */
+static CK_RV
+keypair(const ev_secret *seed, unsigned char pk[32], ev_secret **sk)
+{
+	ev_secret *k;
+
+	*sk = NULL;
+	if (seed == NULL || seed->len != crypto_sign_SEEDBYTES)
+		return CKR_ARGUMENTS_BAD;
+	k = ev_secret_new(crypto_sign_SECRETKEYBYTES);
+	if (k == NULL)
+		return CKR_HOST_MEMORY;
+	if (crypto_sign_seed_keypair(pk, k->data, seed->data) != 0) {
+		ev_secret_free(k);
+		return CKR_GENERAL_ERROR;
+	}
+	*sk = k;
+	return CKR_OK;
+}
+
+CK_RV
+ev_signed_open(const unsigned char *buf, size_t len, const char *type, const unsigned char pk[32],
+	       unsigned char **payload, size_t *plen, char *err, size_t errlen)
+{
+	static const char *const names[] = {"type", "payload", "signature"};
+	json_object *env = NULL, *m[3] = {NULL, NULL, NULL};
+	unsigned char sig[crypto_sign_BYTES];
+	unsigned char *pl = NULL;
+	const char *s64, *p64;
+	size_t s64len, p64len, siglen = 0, cap, n = 0, i;
+	char name[33];
+	CK_RV rv;
+
+	if (payload != NULL)
+		*payload = NULL;
+	if (plen != NULL)
+		*plen = 0;
+	if ((buf == NULL && len > 0) || type == NULL || pk == NULL || payload == NULL ||
+	    plen == NULL) {
+		set_err(err, errlen, "bad arguments");
+		return CKR_ARGUMENTS_BAD;
+	}
+	if (len > EV_SIGNED_MAX) {
+		set_err(err, errlen, "envelope of %zu bytes is over the limit of %u bytes", len,
+			EV_SIGNED_MAX);
+		return CKR_DATA_LEN_RANGE;
+	}
+	if (ev_secmem_init() != 0) {
+		set_err(err, errlen, "cannot initialise libsodium");
+		return CKR_GENERAL_ERROR;
+	}
+	rv = parse_strict(buf, len, &env, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = CKR_DATA_INVALID;
+	if (!json_object_is_type(env, json_type_object)) {
+		set_err(err, errlen, "not an envelope: expected a JSON object");
+		goto out;
+	}
+	json_object_object_foreach(env, key, val)
+	{
+		for (i = 0; i < EV_ARRAY_SIZE(names); i++)
+			if (strcmp(key, names[i]) == 0)
+				break;
+		if (i == EV_ARRAY_SIZE(names)) {
+			set_err(err, errlen, "not an envelope: unknown member \"%s\"",
+				printable(key, name));
+			goto out;
+		}
+		if (!json_object_is_type(val, json_type_string)) {
+			set_err(err, errlen, "envelope: \"%s\" is not a string", names[i]);
+			goto out;
+		}
+		m[i] = val;
+	}
+	for (i = 0; i < EV_ARRAY_SIZE(names); i++)
+		if (m[i] == NULL) {
+			set_err(err, errlen, "not an envelope: \"%s\" is missing", names[i]);
+			goto out;
+		}
+	if ((size_t)json_object_get_string_len(m[0]) != strlen(type) ||
+	    memcmp(json_object_get_string(m[0]), type, strlen(type)) != 0) {
+		set_err(err, errlen, "envelope of type \"%s\", expected \"%s\"",
+			printable(json_object_get_string(m[0]), name), type);
+		goto out;
+	}
+	s64 = json_object_get_string(m[2]);
+	s64len = (size_t)json_object_get_string_len(m[2]);
+	if (sodium_base642bin(sig, sizeof(sig), s64, s64len, NULL, &siglen, NULL, B64) != 0 ||
+	    siglen != sizeof(sig)) {
+		set_err(err, errlen, "envelope: \"signature\" is not base64 of %zu bytes",
+			sizeof(sig));
+		goto out;
+	}
+	p64 = json_object_get_string(m[1]);
+	p64len = (size_t)json_object_get_string_len(m[1]);
+	cap = p64len / 4 * 3 + 3;
+	pl = malloc(cap + 1);
+	if (pl == NULL) {
+		set_err(err, errlen, "out of memory");
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (sodium_base642bin(pl, cap, p64, p64len, NULL, &n, NULL, B64) != 0) {
+		set_err(err, errlen, "envelope: \"payload\" is not base64");
+		goto out;
+	}
+	if (crypto_sign_verify_detached(sig, pl, n, pk) != 0) {
+		set_err(err, errlen, "signature does not verify with the pinned public key");
+		rv = CKR_SIGNATURE_INVALID;
+		goto out;
+	}
+	pl[n] = '\0';
+	*payload = pl;
+	pl = NULL; /* transferred */
+	*plen = n;
+	rv = CKR_OK;
+out:
+	free(pl);
+	json_object_put(env);
+	return rv;
+}
+
+CK_RV
+ev_signed_make(const unsigned char *payload, size_t plen, const char *type, const ev_secret *seed,
+	       char **out, size_t *outlen)
+{
+	static const char f0[] = "{\"type\": \"", f1[] = "\", \"payload\": \"",
+			  f2[] = "\", \"signature\": \"", f3[] = "\"}\n";
+	unsigned char sig[crypto_sign_BYTES], pk[32];
+	char sig64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, B64)];
+	ev_secret *sk = NULL;
+	size_t tlen, p64size, total, i;
+	char *env = NULL, *p;
+	CK_RV rv;
+
+	if (out != NULL)
+		*out = NULL;
+	if (outlen != NULL)
+		*outlen = 0;
+	if ((payload == NULL && plen > 0) || type == NULL || out == NULL)
+		return CKR_ARGUMENTS_BAD;
+	/* The type is written as it is: keep it to printable ASCII a JSON string holds as is. */
+	tlen = strlen(type);
+	if (tlen == 0 || tlen > TYPE_MAX)
+		return CKR_ARGUMENTS_BAD;
+	for (i = 0; i < tlen; i++)
+		if (type[i] < 0x20 || type[i] >= 0x7f || type[i] == '"' || type[i] == '\\')
+			return CKR_ARGUMENTS_BAD;
+	/* Never make what ev_signed_open would refuse as too large. */
+	if (plen > EV_SIGNED_MAX / 4 * 3)
+		return CKR_DATA_LEN_RANGE;
+	p64size = sodium_base64_ENCODED_LEN(plen, B64);
+	total = sizeof(f0) + tlen + sizeof(f1) + p64size + sizeof(f2) + sizeof(sig64) + sizeof(f3);
+	if (total - 1 > EV_SIGNED_MAX)
+		return CKR_DATA_LEN_RANGE;
+	rv = keypair(seed, pk, &sk);
+	if (rv != CKR_OK)
+		return rv;
+	if (crypto_sign_detached(sig, NULL, payload, plen, sk->data) != 0) {
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
+	sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), B64);
+	env = malloc(total);
+	if (env == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	p = env;
+	memcpy(p, f0, sizeof(f0) - 1);
+	p += sizeof(f0) - 1;
+	memcpy(p, type, tlen);
+	p += tlen;
+	memcpy(p, f1, sizeof(f1) - 1);
+	p += sizeof(f1) - 1;
+	sodium_bin2base64(p, p64size, payload == NULL ? (const unsigned char *)"" : payload, plen,
+			  B64);
+	p += strlen(p);
+	memcpy(p, f2, sizeof(f2) - 1);
+	p += sizeof(f2) - 1;
+	memcpy(p, sig64, strlen(sig64));
+	p += strlen(sig64);
+	memcpy(p, f3, sizeof(f3)); /* with its NUL */
+	if (outlen != NULL)
+		*outlen = (size_t)(p - env) + sizeof(f3) - 1;
+	*out = env;
+	env = NULL; /* transferred */
+	rv = CKR_OK;
+out:
+	ev_secret_free(sk);
+	free(env);
+	return rv;
+}
+
+CK_RV
+ev_signkey_generate(ev_secret **seed, unsigned char pk[32])
+{
+	ev_secret *s, *sk = NULL;
+	CK_RV rv;
+
+	if (seed == NULL || pk == NULL)
+		return CKR_ARGUMENTS_BAD;
+	*seed = NULL;
+	if (ev_secmem_init() != 0)
+		return CKR_GENERAL_ERROR;
+	s = ev_secret_new(crypto_sign_SEEDBYTES);
+	if (s == NULL)
+		return CKR_HOST_MEMORY;
+	randombytes_buf(s->data, s->len);
+	rv = keypair(s, pk, &sk);
+	ev_secret_free(sk);
+	if (rv != CKR_OK) {
+		ev_secret_free(s);
+		return rv;
+	}
+	*seed = s;
+	return CKR_OK;
+}
+
+void
+ev_signkey_public(const ev_secret *seed, unsigned char pk[32])
+{
+	ev_secret *sk = NULL;
+
+	/* No error to return: a bad seed or no secure memory gives zeros, a key nothing verifies.
+	 */
+	if (keypair(seed, pk, &sk) != CKR_OK)
+		memset(pk, 0, 32);
+	ev_secret_free(sk);
+}
+
+CK_RV
+ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
+{
+	ev_secret *buf = NULL, *s = NULL;
+	struct stat st;
+	size_t n = 0, blen = 0;
+	ssize_t r;
+	CK_RV rv = CKR_GENERAL_ERROR;
+	int fd;
+
+	if (seed == NULL || path == NULL) {
+		set_err(err, errlen, "bad arguments");
+		return CKR_GENERAL_ERROR;
+	}
+	*seed = NULL;
+	if (ev_secmem_init() != 0) {
+		set_err(err, errlen, "cannot initialise libsodium");
+		return CKR_GENERAL_ERROR;
+	}
+	/* O_NONBLOCK: a FIFO in place of the file must not hang open(); refused below. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		set_err(err, errlen, "cannot read signing key %s: %s", path, strerror(errno));
+		return CKR_GENERAL_ERROR;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "signing key %s is not a regular file", path);
+		goto out;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		set_err(err, errlen,
+			"signing key %s is accessible to group or others (mode %03o); chmod 600 it",
+			path, (unsigned)(st.st_mode & 0777));
+		goto out;
+	}
+	/* One byte more than allowed, to tell "too long" from "exactly full". */
+	buf = ev_secret_new(KEY_FILE_MAX + 1);
+	if (buf == NULL) {
+		set_err(err, errlen, "out of secure memory reading %s", path);
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	while (n < buf->len) {
+		r = read(fd, buf->data + n, buf->len - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			set_err(err, errlen, "cannot read signing key %s: %s", path,
+				strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > 0 && buf->data[n - 1] == '\n') {
+		n--;
+		if (n > 0 && buf->data[n - 1] == '\r')
+			n--;
+	}
+	s = ev_secret_new(crypto_sign_SEEDBYTES);
+	if (s == NULL) {
+		set_err(err, errlen, "out of secure memory reading %s", path);
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if (n != KEY_B64_LEN ||
+	    sodium_base642bin(s->data, s->len, (const char *)buf->data, n, NULL, &blen, NULL,
+			      B64) != 0 ||
+	    blen != crypto_sign_SEEDBYTES) {
+		set_err(err, errlen,
+			"signing key %s is malformed (expected one line: base64 of 32 bytes)",
+			path);
+		goto out;
+	}
+	*seed = s;
+	s = NULL; /* transferred */
+	rv = CKR_OK;
+out:
+	ev_secret_free(s);
+	ev_secret_free(buf);
+	close(fd);
+	return rv;
+}
+
+/* Make a new directory entry durable: fsync the directory holding path. */
+static void
+sync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd;
+
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		return;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
+CK_RV
+ev_signkey_write(const char *path, const ev_secret *seed, char *err, size_t errlen)
+{
+	ev_secret *line = NULL;
+	size_t done = 0;
+	ssize_t r;
+	CK_RV rv = CKR_GENERAL_ERROR;
+	int fd, created = 0;
+
+	if (path == NULL || seed == NULL || seed->len != crypto_sign_SEEDBYTES) {
+		set_err(err, errlen, "bad arguments");
+		return CKR_GENERAL_ERROR;
+	}
+	line = ev_secret_new(KEY_B64_LEN + 1);
+	if (line == NULL) {
+		set_err(err, errlen, "out of secure memory");
+		return CKR_HOST_MEMORY;
+	}
+	sodium_bin2base64((char *)line->data, line->len, seed->data, seed->len, B64);
+	line->data[KEY_B64_LEN] = '\n';
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			set_err(err, errlen, "%s already exists; not replacing a signing key",
+				path);
+		else
+			set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		goto out;
+	}
+	created = 1;
+	/* Exactly 0600, whatever the umask took away. */
+	if (fchmod(fd, 0600) != 0) {
+		set_err(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+		goto out;
+	}
+	while (done < line->len) {
+		r = write(fd, line->data + done, line->len - done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			set_err(err, errlen, "cannot write %s: %s", path,
+				r < 0 ? strerror(errno) : "short write");
+			goto out;
+		}
+		done += (size_t)r;
+	}
+	if (fsync(fd) != 0) {
+		set_err(err, errlen, "cannot write %s: fsync: %s", path, strerror(errno));
+		goto out;
+	}
+	r = close(fd);
+	fd = -1;
+	if (r != 0) {
+		set_err(err, errlen, "cannot write %s: close: %s", path, strerror(errno));
+		goto out;
+	}
+	sync_parent(path);
+	rv = CKR_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rv != CKR_OK && created)
+		(void)unlink(path); /* no half-written key left behind */
+	ev_secret_free(line);
+	return rv;
+}
+
+int
+ev_pubkey_decode(const char *b64, unsigned char pk[32])
+{
+	unsigned char tmp[crypto_sign_PUBLICKEYBYTES];
+	size_t n = 0;
+
+	if (b64 == NULL || pk == NULL || strlen(b64) != KEY_B64_LEN)
+		return -1;
+	if (sodium_base642bin(tmp, sizeof(tmp), b64, KEY_B64_LEN, NULL, &n, NULL, B64) != 0 ||
+	    n != sizeof(tmp))
+		return -1;
+	memcpy(pk, tmp, sizeof(tmp));
+	return 0;
+}
+
+void
+ev_pubkey_encode(const unsigned char pk[32], char out[45])
+{
+	sodium_bin2base64(out, 45, pk, 32, B64);
+}
