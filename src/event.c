@@ -36,6 +36,9 @@
 #include "token.h"
 
 #define EPOCH_MAP_SIZE 4096
+
+/* Processes share the counter through memory: its atomics must not hide a lock. */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 #define CHANGE_BATCH 4096
 /* How often the watcher looks at the change log even when nobody announced. */
 #define WATCH_PERIOD_MS 1000
@@ -47,7 +50,9 @@ struct ev_events {
 	_Atomic uint64_t *epoch;  /* the shared counter, or &local */
 	_Atomic uint64_t local;   /* when the file could not be mapped */
 	int mapped;
+	int writable;             /* this process may add to the shared counter */
 	atomic_uint_fast64_t seen; /* the counter value this process has acted on */
+	atomic_int force;         /* look at the change log whatever the counter says */
 	int64_t last_change;      /* the last change log row acted on (under refresh) */
 	ev_mutex *refresh;
 	int ino_fd;               /* -1 when inotify is unavailable */
@@ -122,45 +127,75 @@ out:
 	pthread_mutex_unlock(&q.mu);
 }
 
+/*
+ * Give a file or directory edgevault creates the owner and group of the
+ * database, so a tool run as root does not lock the services out of it.
+ * Only root can; for anyone else the database is theirs already.
+ */
+static void
+like_database(int fd, const char *store_dir, mode_t mode_mask)
+{
+	char path[PATH_MAX];
+	struct stat db;
+
+	if (snprintf(path, sizeof(path), "%s/%s", store_dir, EV_STORE_FILE) >= (int)sizeof(path) ||
+	    stat(path, &db) != 0)
+		return;
+	if (geteuid() == 0 && fchown(fd, db.st_uid, db.st_gid) != 0)
+		ev_warn("events: cannot give %s's owner to a new file: %s", path, strerror(errno));
+	if (fchmod(fd, (db.st_mode & mode_mask) | (mode_mask & 0700)) != 0)
+		ev_warn("events: chmod: %s", strerror(errno));
+}
+
 /* Map the counter file; on any failure the process keeps a counter of its own. */
 static void
 epoch_open(ev_events *e, const char *store_dir)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	int writable = 1;
 	void *p;
 
 	e->epoch = &e->local;
-	e->epoch_fd = -1;
 	if (snprintf(path, sizeof(path), "%s/%s", store_dir, EV_EVENTS_FILE) >= (int)sizeof(path))
 		return;
-	e->epoch_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	e->writable = 1;
+	e->epoch_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (e->epoch_fd >= 0)
+		like_database(e->epoch_fd, store_dir, 0666);
+	else if (errno == EEXIST)
+		e->epoch_fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (e->epoch_fd < 0 && errno == EACCES) {
-		writable = 0;
+		e->writable = 0;
 		e->epoch_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (e->epoch_fd < 0) {
 		ev_error("events: %s: %s; changes by other processes are noticed within %d ms",
 		    path, strerror(errno), WATCH_PERIOD_MS);
+		e->writable = 0;
 		return;
 	}
 	if (fstat(e->epoch_fd, &st) != 0 || !S_ISREG(st.st_mode))
-		return;
-	if (st.st_size < EPOCH_MAP_SIZE) {
-		if (!writable || ftruncate(e->epoch_fd, EPOCH_MAP_SIZE) != 0) {
-			ev_error("events: %s is too short and cannot be extended", path);
-			return;
-		}
+		goto unmapped;
+	if (st.st_size < EPOCH_MAP_SIZE &&
+	    (!e->writable || ftruncate(e->epoch_fd, EPOCH_MAP_SIZE) != 0)) {
+		ev_error("events: %s is too short and cannot be extended", path);
+		goto unmapped;
 	}
-	p = mmap(NULL, EPOCH_MAP_SIZE, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-	    e->epoch_fd, 0);
+	p = mmap(NULL, EPOCH_MAP_SIZE, e->writable ? PROT_READ | PROT_WRITE : PROT_READ,
+	    MAP_SHARED, e->epoch_fd, 0);
 	if (p == MAP_FAILED) {
 		ev_error("events: cannot map %s: %s", path, strerror(errno));
-		return;
+		goto unmapped;
 	}
 	e->epoch = p;
 	e->mapped = 1;
+	if (!e->writable)
+		ev_warn("events: %s is read-only here: other processes learn of this one's "
+			"changes within %d ms", path, WATCH_PERIOD_MS);
+	return;
+unmapped:
+	/* Never written through a mapping that is not there or not writable. */
+	e->writable = 0;
 }
 
 static void
@@ -181,8 +216,16 @@ watch_setup(ev_events *e, const ev_config *cfg)
 			ev_error("events: cannot watch %s: %s", path, strerror(errno));
 	}
 	if (e->dir != NULL) {
-		if (mkdir(e->dir, 0700) != 0 && errno != EEXIST)
+		if (mkdir(e->dir, 0700) == 0) {
+			int fd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				like_database(fd, cfg->store_dir, 0770);
+				close(fd);
+			}
+		} else if (errno != EEXIST) {
 			ev_error("revocation: cannot create %s: %s", e->dir, strerror(errno));
+		}
 		e->wd_dir = inotify_add_watch(e->ino_fd, e->dir,
 		    IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR);
 		if (e->wd_dir < 0)
@@ -209,10 +252,10 @@ act_on(const ev_change *c, int *dead_keys)
 			queue_push((CK_SLOT_ID)c->zone);
 		break;
 	case EV_CHANGE_OBJECT_UPDATED:
-		ev_object_unload((CK_OBJECT_HANDLE)c->object);
+		ev_object_reload((CK_OBJECT_HANDLE)c->object);
 		break;
 	case EV_CHANGE_OBJECT_ROTATED:
-		ev_object_unload((CK_OBJECT_HANDLE)c->object);
+		ev_object_reload((CK_OBJECT_HANDLE)c->object);
 		queue_push((CK_SLOT_ID)c->zone);
 		break;
 	case EV_CHANGE_ZONE_REVOKED:
@@ -240,6 +283,7 @@ refresh(ev_events *e)
 	if (rv != CKR_OK)
 		return rv;
 	/* The counter first: a change announced after this read makes us look again. */
+	atomic_store(&e->force, 0);
 	now = atomic_load(e->epoch);
 	do {
 		rv = ev_mutex_lock(ev_mod->store_lock);
@@ -260,6 +304,8 @@ refresh(ev_events *e)
 		ev_session_end_dead_ops();
 	if (rv == CKR_OK)
 		atomic_store(&e->seen, now);
+	else
+		atomic_store(&e->force, 1); /* fail closed now, look again next call */
 	ev_mutex_unlock(e->refresh);
 	return rv;
 }
@@ -270,7 +316,8 @@ ev_sync(void)
 	ev_events *e = ev_mod->events;
 
 	if (atomic_load_explicit(e->epoch, memory_order_acquire) ==
-	    atomic_load_explicit(&e->seen, memory_order_relaxed))
+		atomic_load_explicit(&e->seen, memory_order_relaxed) &&
+	    !atomic_load_explicit(&e->force, memory_order_relaxed))
 		return CKR_OK;
 	return refresh(e);
 }
@@ -280,9 +327,14 @@ ev_events_announce(void)
 {
 	ev_events *e = ev_mod->events;
 
+	if (!e->writable) {
+		/* This process still acts at once; the others at their watcher's next look. */
+		atomic_store(&e->force, 1);
+		return;
+	}
 	atomic_fetch_add(e->epoch, 1);
 	/* Wakes the watchers: a write through the mapping raises no inotify event. */
-	if (e->epoch_fd >= 0 && futimens(e->epoch_fd, NULL) != 0)
+	if (futimens(e->epoch_fd, NULL) != 0)
 		ev_debug("events: futimens: %s", strerror(errno));
 }
 
@@ -324,7 +376,7 @@ watch_once(ev_events *e, int periodic)
 			ev_mutex_unlock(ev_mod->store_lock);
 		}
 		if (last > e->last_change)
-			atomic_fetch_add(&e->seen, 1); /* look, whatever the counter says */
+			atomic_store(&e->force, 1);
 	}
 	if (ev_sync() != CKR_OK)
 		ev_debug("events: the change log could not be read; trying again");
@@ -367,7 +419,8 @@ ev_events_start(ev_module *m, int may_thread)
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return CKR_HOST_MEMORY;
-	e->stop_fd = -1;
+	e->epoch_fd = e->ino_fd = e->stop_fd = -1;
+	e->epoch = &e->local;
 	e->refresh = ev_mutex_new();
 	if (e->refresh == NULL) {
 		free(e);
@@ -392,9 +445,12 @@ ev_events_start(ev_module *m, int may_thread)
 	queue_reset();
 	m->events = e;
 	if (may_thread) {
+		int err;
+
 		e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (e->stop_fd < 0 || pthread_create(&e->thread, NULL, watcher, e) != 0) {
-			ev_error("events: cannot start the watcher thread: %s", strerror(errno));
+		err = e->stop_fd < 0 ? errno : pthread_create(&e->thread, NULL, watcher, e);
+		if (err != 0) {
+			ev_error("events: cannot start the watcher thread: %s", strerror(err));
 			m->events = NULL;
 			ev_events_free(e);
 			return CKR_GENERAL_ERROR;
@@ -457,31 +513,33 @@ ev_events_abandon(ev_events *e)
 CK_RV
 ev_events_wait(CK_FLAGS flags, CK_SLOT_ID *slot)
 {
-	int poller = !ev_mod->events->has_thread;
+	ev_events *e;
+	int poller;
 	CK_RV rv;
 
-	/* What is already committed is an event now, whether or not the watcher has run. */
-	rv = ev_sync();
-	if (rv != CKR_OK)
-		return rv;
-	if (poller && (flags & CKF_DONT_BLOCK))
-		watch_once(ev_mod->events, 1);
+	/* Registered first: C_Finalize frees nothing while a waiter is counted. */
 	pthread_mutex_lock(&q.mu);
 	if (!q.active) {
 		pthread_mutex_unlock(&q.mu);
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
-	if (q.n == 0 && (flags & CKF_DONT_BLOCK)) {
-		pthread_mutex_unlock(&q.mu);
-		return CKR_NO_EVENT;
-	}
 	q.waiters++;
-	while (q.active && q.n == 0) {
+	pthread_mutex_unlock(&q.mu);
+
+	e = ev_mod->events;
+	poller = !e->has_thread;
+	/* What is already committed is an event now, whether or not the watcher has run. */
+	rv = ev_sync();
+	if (rv == CKR_OK && poller && (flags & CKF_DONT_BLOCK))
+		watch_once(e, 1);
+
+	pthread_mutex_lock(&q.mu);
+	while (rv == CKR_OK && q.active && q.n == 0 && !(flags & CKF_DONT_BLOCK)) {
 		if (poller && !q.polling) {
 			/* No watcher thread: this waiter looks, the others sleep. */
 			q.polling = 1;
 			pthread_mutex_unlock(&q.mu);
-			watch_once(ev_mod->events, 1);
+			watch_once(e, 1);
 			usleep(WAIT_POLL_MS * 1000);
 			pthread_mutex_lock(&q.mu);
 			q.polling = 0;
@@ -500,17 +558,20 @@ ev_events_wait(CK_FLAGS flags, CK_SLOT_ID *slot)
 			pthread_cond_wait(&q.cv, &q.mu);
 		}
 	}
-	q.waiters--;
-	if (!q.active) {
+	if (rv != CKR_OK) {
+		/* the store's error */
+	} else if (!q.active) {
 		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
-		if (q.waiters == 0)
-			pthread_cond_broadcast(&q.gone);
+	} else if (q.n == 0) {
+		rv = CKR_NO_EVENT;
 	} else {
 		*slot = q.slots[0];
 		memmove(q.slots, q.slots + 1, (q.n - 1) * sizeof(*q.slots));
 		q.n--;
-		rv = CKR_OK;
 	}
+	q.waiters--;
+	if (q.waiters == 0 && !q.active)
+		pthread_cond_broadcast(&q.gone);
 	pthread_mutex_unlock(&q.mu);
 	return rv;
 }

@@ -1,6 +1,7 @@
 /* The admin interface's functions: check arguments and state, call the core. */
 #include "admin.h"
 #include "event.h"
+#include "log.h"
 #include "module.h"
 #include "revoke.h"
 #include "session.h"
@@ -15,9 +16,13 @@ EV_ApplyRevocationList(CK_BYTE_PTR pList, CK_ULONG ulListLen, CK_ULONG_PTR pulSe
 	if (pList == NULL && ulListLen > 0)
 		return CKR_ARGUMENTS_BAD;
 	rv = ev_revoke_apply(pList, ulListLen, "admin", 0, pulSequence);
-	/* This process acts on it before the call returns, like every other will at its next. */
-	if (rv == CKR_OK)
-		rv = ev_sync();
+	/*
+	 * This process acts on it before the call returns, like every other
+	 * will at its next. The list is committed whatever this says: a
+	 * failure here fails this process's next call closed, not this one.
+	 */
+	if (rv == CKR_OK && ev_sync() != CKR_OK)
+		ev_warn("revocation applied; this process will act on it at its next call");
 	return rv;
 }
 
@@ -40,7 +45,8 @@ EV_Revoke(CK_SESSION_HANDLE hSession, const EV_REVOCATION_ENTRY *pEntry, CK_ULON
 	ev_session_release(s);
 	if (rv == CKR_OK) {
 		ev_events_announce();
-		rv = ev_sync();
+		if (ev_sync() != CKR_OK)
+			ev_warn("revocation applied; this process will act on it at its next call");
 	}
 	return rv;
 }

@@ -33,6 +33,7 @@ typedef struct ev_module {
 	ev_map objects;          /* CK_OBJECT_HANDLE -> ev_object (loaded token objects and session objects) */
 	CK_ULONG next_session;
 	CK_ULONG next_object;    /* for session objects */
+	CK_ULONG drops;          /* objects forgotten so far (ev_object_forget() and friends) */
 	ev_mutex *store_lock;
 	ev_store *store;
 	ev_root *root;           /* reached on first need */

@@ -206,16 +206,19 @@ lookup(ev_token *t, CK_OBJECT_HANDLE h, ev_object **out)
 {
 	ev_obj_rec rec = { 0 };
 	ev_object *o, *other;
+	CK_ULONG drops;
 	CK_RV rv;
 
 	if (h == CK_INVALID_HANDLE)
 		return CKR_OBJECT_HANDLE_INVALID;
+again:
 	rv = ev_rwlock_rdlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		return rv;
 	o = ev_map_get(&ev_mod->objects, h);
 	if (o != NULL)
 		atomic_fetch_add(&o->refs, 1);
+	drops = ev_mod->drops;
 	ev_rwlock_unlock(ev_mod->lock);
 	if (o != NULL) {
 		*out = o;
@@ -246,6 +249,12 @@ lookup(ev_token *t, CK_OBJECT_HANDLE h, ev_object **out)
 	if (rv != CKR_OK) {
 		ev_object_free(o);
 		return rv;
+	}
+	if (ev_mod->drops != drops) {
+		/* Objects were forgotten meanwhile (revoked?): what we read may be stale. */
+		ev_rwlock_unlock(ev_mod->lock);
+		ev_object_free(o);
+		goto again;
 	}
 	other = ev_map_get(&ev_mod->objects, h);
 	if (other != NULL) {
@@ -1687,6 +1696,7 @@ drop(struct drop_ctx *d)
 
 	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
 		return 0;
+	ev_mod->drops++; /* a load under way must read the store again (lookup()) */
 	d->v = calloc(ev_mod->objects.live + 1, sizeof(*d->v));
 	ev_map_each(&ev_mod->objects, drop_cb, d);
 	if (d->v != NULL) {
@@ -1725,17 +1735,46 @@ ev_object_forget(CK_OBJECT_HANDLE h, int with_copies)
 }
 
 void
-ev_object_unload(CK_OBJECT_HANDLE h)
+ev_object_reload(CK_OBJECT_HANDLE h)
 {
+	ev_obj_rec rec = { 0 };
 	ev_object *o;
+	CK_RV rv;
 
-	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
+	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
 		return;
 	o = ev_map_get(&ev_mod->objects, h);
 	if (o != NULL)
-		ev_map_del(&ev_mod->objects, h);
+		atomic_fetch_add(&o->refs, 1);
 	ev_rwlock_unlock(ev_mod->lock);
-	/* Calls holding it keep the old attributes until they let go. */
+	if (o == NULL)
+		return; /* not loaded here: read fresh at first use */
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv == CKR_OK) {
+		rv = ev_store_obj_get(ev_mod->store, (int64_t)h, &rec);
+		ev_mutex_unlock(ev_mod->store_lock);
+	}
+	if (rv == EVR_NOT_FOUND) {
+		ev_object_put(o);
+		(void)ev_object_forget(h, 0); /* gone since */
+		return;
+	}
+	/*
+	 * In place, so the object stays the one every operation holds: a
+	 * later revocation finds and ends them all.
+	 */
+	if (rv == CKR_OK && ev_rwlock_wrlock(o->lock) == CKR_OK) {
+		ev_attrs *old = o->attrs;
+
+		o->attrs = rec.attrs;
+		rec.attrs = old; /* freed with the record */
+		o->private = rec.private;
+		ev_rwlock_unlock(o->lock);
+	} else {
+		ev_error("object %lu: changed by another process, but could not be read again",
+		    (unsigned long)h);
+	}
+	ev_obj_rec_clear(&rec);
 	ev_object_put(o);
 }
 

@@ -165,8 +165,11 @@ void ev_object_forget_token(ev_token *t);
  */
 int ev_object_forget(CK_OBJECT_HANDLE h, int with_copies);
 
-/* Another process changed a token object: drop it, to be loaded again on next use. */
-void ev_object_unload(CK_OBJECT_HANDLE h);
+/*
+ * A process changed a token object: read its attributes again, in place
+ * (operations holding it keep holding the same object). Call with no lock held.
+ */
+void ev_object_reload(CK_OBJECT_HANDLE h);
 
 /* Free an object outright (C_Finalize). */
 void ev_object_free(ev_object *o);

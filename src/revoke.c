@@ -105,9 +105,84 @@ revoke_zone(int64_t log, const ev_revoke_entry *e, int64_t zone, int64_t now, CK
 	return rv;
 }
 
-/* One entry, inside the caller's transaction; *count grows by what it revoked. */
+static void
+hash_int(crypto_generichash_state *h, int64_t v)
+{
+	unsigned char b[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = (unsigned char)((uint64_t)v >> (56 - 8 * i));
+	crypto_generichash_update(h, b, sizeof(b));
+}
+
+/* What an entry names, as a digest (the reason is not part of it). */
+static void
+entry_digest(const ev_revoke_entry *e, unsigned char out[32])
+{
+	crypto_generichash_state h;
+
+	crypto_generichash_init(&h, NULL, 0, 32);
+	hash_int(&h, (int64_t)e->kind);
+	hash_int(&h, e->zone);
+	hash_int(&h, (int64_t)e->label_len);
+	if (e->label_len > 0)
+		crypto_generichash_update(&h, e->label, e->label_len);
+	hash_int(&h, e->ckid != NULL);
+	hash_int(&h, (int64_t)e->ckid_len);
+	if (e->ckid_len > 0)
+		crypto_generichash_update(&h, e->ckid, e->ckid_len);
+	hash_int(&h, e->generation);
+	crypto_generichash_final(&h, out, 32);
+}
+
+static CK_RV apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now,
+    CK_ULONG *count);
+
+/*
+ * One entry, inside the caller's transaction; *count grows by what it
+ * revoked. An entry acts once: lists are cumulative, and a later list
+ * repeating it must not revoke what was made since under the same name.
+ */
 static CK_RV
 apply_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
+{
+	unsigned char digest[32];
+	int applied = 0;
+	CK_RV rv;
+
+	entry_digest(e, digest);
+	rv = ev_store_entry_applied(ev_mod->store, digest, &applied);
+	if (rv != CKR_OK || applied)
+		return rv;
+	rv = apply_entry_once(log, e, now, count);
+	if (rv == CKR_OK)
+		rv = ev_store_entry_add(ev_mod->store, digest, log);
+	return rv;
+}
+
+/*
+ * A local revocation: the SO means what exists now, even under a name
+ * revoked before; a list repeating the entry later does nothing more.
+ */
+static CK_RV
+apply_local_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
+{
+	unsigned char digest[32];
+	int applied = 0;
+	CK_RV rv;
+
+	entry_digest(e, digest);
+	rv = apply_entry_once(log, e, now, count);
+	if (rv == CKR_OK)
+		rv = ev_store_entry_applied(ev_mod->store, digest, &applied);
+	if (rv == CKR_OK && !applied)
+		rv = ev_store_entry_add(ev_mod->store, digest, log);
+	return rv;
+}
+
+static CK_RV
+apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
 {
 	int64_t *ids = NULL;
 	size_t n = 0, i;
@@ -332,6 +407,22 @@ ev_revoke_file(const char *name)
 	free(buf);
 }
 
+/* Whether a file with these bytes was read before (applied or refused). */
+static int
+already_read(const unsigned char *buf, size_t len)
+{
+	unsigned char digest[32];
+	int seen = 0;
+
+	ev_revlist_digest(buf, len, digest);
+	if (ev_mutex_lock(ev_mod->store_lock) != CKR_OK)
+		return 0;
+	if (ev_store_revlog_seen(ev_mod->store, digest, &seen) != CKR_OK)
+		seen = 0;
+	ev_mutex_unlock(ev_mod->store_lock);
+	return seen;
+}
+
 struct pending {
 	char *name;
 	int64_t seq; /* 0 when it does not parse: refused in its turn */
@@ -383,6 +474,11 @@ ev_revoke_scan(void)
 		buf = read_list_file(cfg->revocation_dir, d->d_name, &len);
 		if (buf == NULL)
 			continue;
+		/* Files read before are skipped before the costly part. */
+		if (already_read(buf, len)) {
+			free(buf);
+			continue;
+		}
 		v[n].seq = 0;
 		if (cfg->has_revocation_key &&
 		    ev_revlist_load(buf, len, cfg->revocation_key, &l, err, sizeof(err)) == CKR_OK)
@@ -468,7 +564,7 @@ ev_revoke_local(ev_session *s, const EV_REVOCATION_ENTRY *in, CK_ULONG *count)
 	if (rv == CKR_OK) {
 		rv = ev_store_revlog_add(ev_mod->store, &r);
 		if (rv == CKR_OK)
-			rv = apply_entry(r.id, &e, r.time, &n);
+			rv = apply_local_entry(r.id, &e, r.time, &n);
 		if (rv == CKR_OK && n == 0 && e.kind == EV_REVOKE_KEY)
 			rv = CKR_KEY_HANDLE_INVALID; /* names nothing: say so, record nothing */
 		if (rv == CKR_OK)

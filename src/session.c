@@ -163,8 +163,9 @@ ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out)
 			session_free(s);
 		return rv;
 	}
-	if (s->closed || s->removed) {
-		rv = s->closed ? CKR_SESSION_HANDLE_INVALID : CKR_DEVICE_REMOVED;
+	if (s->closed) {
+		/* Closed while we waited for it: by its token leaving, or by the application. */
+		rv = s->removed ? CKR_DEVICE_REMOVED : CKR_SESSION_HANDLE_INVALID;
 		ev_session_release(s);
 		return rv;
 	}
@@ -214,10 +215,11 @@ unlink_locked(ev_session *s)
 
 /* Close an unlinked session: end its work, drop its objects, drop the table's reference. */
 static void
-finish_close(ev_session *s)
+finish_close(ev_session *s, int removed)
 {
 	if (ev_mutex_lock(s->lock) == CKR_OK) {
 		s->closed = 1;
+		s->removed = removed;
 		end_all(s);
 		ev_mutex_unlock(s->lock);
 	}
@@ -245,7 +247,7 @@ ev_session_close(CK_SESSION_HANDLE h)
 	t = s->token;
 	idle = unlink_locked(s);
 	ev_rwlock_unlock(ev_mod->lock);
-	finish_close(s);
+	finish_close(s, 0);
 	if (idle)
 		token_idle(t);
 	return CKR_OK;
@@ -294,25 +296,15 @@ collect_sessions(ev_token *t, ev_session *skip, struct collect *c, int write)
 	return CKR_OK;
 }
 
-CK_RV
-ev_session_close_all(CK_SLOT_ID slot, int all)
+/* Close the sessions of a token (or all: NULL); removed: its token left the slot. */
+static CK_RV
+close_sessions(ev_token *t, int removed)
 {
-	ev_token *t = NULL;
 	struct collect c;
 	int *idle;
 	size_t i;
 	CK_RV rv;
 
-	if (!all) {
-		rv = ev_token_get(slot, &t);
-		if (rv == CKR_TOKEN_NOT_RECOGNIZED)
-			return CKR_OK; /* the free slot has no sessions */
-		/* A token that left its slot: its removed sessions can still be closed. */
-		if (rv == CKR_TOKEN_NOT_PRESENT && (t = ev_token_loaded(slot)) != NULL)
-			rv = CKR_OK;
-		if (rv != CKR_OK)
-			return rv;
-	}
 	rv = collect_sessions(t, NULL, &c, 1);
 	if (rv != CKR_OK)
 		return rv;
@@ -332,7 +324,7 @@ ev_session_close_all(CK_SLOT_ID slot, int all)
 		ev_session *s = c.v[i];
 		ev_token *st = s->token;
 
-		finish_close(s); /* the table's reference */
+		finish_close(s, removed); /* the table's reference */
 		if (atomic_fetch_sub(&s->refs, 1) == 1)
 			session_free(s); /* ours */
 		if (idle[i])
@@ -341,6 +333,25 @@ ev_session_close_all(CK_SLOT_ID slot, int all)
 	free(idle);
 	free(c.v);
 	return CKR_OK;
+}
+
+CK_RV
+ev_session_close_all(CK_SLOT_ID slot, int all)
+{
+	ev_token *t = NULL;
+	CK_RV rv;
+
+	if (!all) {
+		rv = ev_token_get(slot, &t);
+		if (rv == CKR_TOKEN_NOT_RECOGNIZED)
+			return CKR_OK; /* the free slot has no sessions */
+		/* A token that left its slot took its sessions with it. */
+		if (rv == CKR_TOKEN_NOT_PRESENT && ev_token_loaded(slot) != NULL)
+			return CKR_OK;
+		if (rv != CKR_OK)
+			return rv;
+	}
+	return close_sessions(t, 0);
 }
 
 /* Run fn on every session of a token (or all: NULL), each locked in turn. */
@@ -365,17 +376,12 @@ each_session(ev_token *t, void (*fn)(ev_session *s))
 	free(c.v);
 }
 
-static void
-mark_removed(ev_session *s)
-{
-	s->removed = 1;
-	end_all(s);
-}
-
 void
 ev_session_removed(ev_token *t)
 {
-	each_session(t, mark_removed);
+	if (close_sessions(t, 1) != CKR_OK)
+		ev_error("zone %lld left its slot, but its sessions could not be closed",
+		    (long long)t->id);
 }
 
 static void

@@ -36,7 +36,7 @@ typedef struct ev_session {
 	CK_FLAGS flags;          /* CKF_RW_SESSION | CKF_SERIAL_SESSION */
 	atomic_int refs;
 	int closed;              /* under lock */
-	int removed;             /* its token left the slot: CKR_DEVICE_REMOVED until closed (under lock) */
+	int removed;             /* closed because its token left the slot (under lock) */
 	ev_mutex *lock;
 	ev_active enc, dec, sign, verify, digest;
 	CK_OBJECT_HANDLE *found; /* search results */
@@ -56,7 +56,7 @@ CK_RV ev_session_close_all(CK_SLOT_ID slot, int all);
 /*
  * Find a session, take a reference and lock it, after acting on other
  * processes' changes (ev_sync()). CKR_SESSION_HANDLE_INVALID,
- * CKR_DEVICE_REMOVED (its token has left the slot). Call with no lock
+ * CKR_DEVICE_REMOVED (closed by its token leaving while we waited). Call with no lock
  * held. Release with ev_session_release().
  */
 CK_RV ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out) EV_MUST_CHECK;
@@ -81,8 +81,10 @@ void ev_session_end_token_ops(ev_token *t);
 
 /*
  * The token of these sessions has left its slot (revoked, or
- * re-initialised by another process): each is marked removed and its
- * operations end. Call with no session lock held.
+ * re-initialised by another process): they are closed, as PKCS#11 says
+ * (later calls answer CKR_SESSION_HANDLE_INVALID; one that was waiting
+ * for the session, CKR_DEVICE_REMOVED), and the token is logged out.
+ * Call with no session lock held.
  */
 void ev_session_removed(ev_token *t);
 

@@ -78,6 +78,8 @@ enum st_id {
 	ST_CHANGE_SINCE,
 	ST_REVLOG_ADD,
 	ST_REVLOG_SEEN,
+	ST_ENTRY_APPLIED,
+	ST_ENTRY_ADD,
 	ST_REVLOG_LIST,
 	ST_REVOKED_ADD,
 	ST_REVOKED_LIST,
@@ -155,6 +157,8 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_REVLOG_ADD] = "INSERT INTO revlog(time, source, sequence, digest, applied, detail) "
 		      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_REVLOG_SEEN] = "SELECT EXISTS(SELECT 1 FROM revlog WHERE digest = ?1)",
+    [ST_ENTRY_APPLIED] = "SELECT EXISTS(SELECT 1 FROM revoked_entries WHERE digest = ?1)",
+    [ST_ENTRY_ADD] = "INSERT INTO revoked_entries(digest, log) VALUES(?1, ?2)",
     [ST_REVLOG_LIST] = "SELECT id, time, source, sequence, digest, applied, detail FROM revlog "
 		       "ORDER BY id",
     [ST_REVOKED_ADD] = "INSERT INTO revoked(time, log, kind, zone, object, label, ckid, "
@@ -263,6 +267,9 @@ static const char *const schema_v2[] = {
     " ckid BLOB,"
     " generation INTEGER NOT NULL,"
     " reason TEXT NOT NULL)",
+    "CREATE TABLE revoked_entries ("
+    " digest BLOB PRIMARY KEY,"
+    " log INTEGER NOT NULL REFERENCES revlog(id)) WITHOUT ROWID",
     NULL,
 };
 
@@ -1945,6 +1952,37 @@ ev_store_revlog_add(ev_store *s, ev_revlog_rec *r)
 		rv = db_error(s, "revocation log add");
 	else
 		r->id = sqlite3_last_insert_rowid(s->db);
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_entry_applied(ev_store *s, const unsigned char digest[32], int *applied)
+{
+	sqlite3_stmt *st = stmt(s, ST_ENTRY_APPLIED);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		rv = db_error(s, "revocation entry applied");
+	else
+		*applied = sqlite3_column_int(st, 0) != 0;
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_entry_add(ev_store *s, const unsigned char digest[32], int64_t log)
+{
+	sqlite3_stmt *st = stmt(s, ST_ENTRY_ADD);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK || sqlite3_bind_int64(st, 2, log) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "revocation entry add");
 	done(st);
 	return rv;
 }

@@ -263,6 +263,15 @@ CK_RV ev_store_revlog_add(ev_store *s, ev_revlog_rec *r);
 /* Whether a list file with this digest was read before (applied or refused). */
 CK_RV ev_store_revlog_seen(ev_store *s, const unsigned char digest[32], int *seen);
 
+/*
+ * Revocation entries applied, by a digest of what they name (kind, zone,
+ * label, CKA_ID, generation): an entry acts once, on what exists when it
+ * is first applied, so a later list that repeats it (lists are
+ * cumulative) cannot revoke a key made since under the same label.
+ */
+CK_RV ev_store_entry_applied(ev_store *s, const unsigned char digest[32], int *applied);
+CK_RV ev_store_entry_add(ev_store *s, const unsigned char digest[32], int64_t log);
+
 /* The history, oldest first; free each with ev_revlog_rec_clear(), then *v. */
 CK_RV ev_store_revlog_list(ev_store *s, ev_revlog_rec **v, size_t *n);
 

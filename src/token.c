@@ -395,6 +395,31 @@ reinit_end(ev_token *t, int done)
 }
 
 /*
+ * Inside the write transaction: CKR_TOKEN_NOT_PRESENT when the zone (or,
+ * for the free slot, the device) has been revoked.
+ */
+static CK_RV
+still_present(CK_SLOT_ID slot, int is_free)
+{
+	ev_zone_rec z = { 0 };
+	int64_t when = 0;
+	CK_RV rv;
+
+	if (is_free) {
+		rv = ev_store_meta_get_int(ev_mod->store, EV_META_DEVICE_REVOKED, &when);
+		if (rv == EVR_NOT_FOUND)
+			return CKR_OK;
+	} else {
+		rv = ev_store_zone_get(ev_mod->store, (int64_t)slot, &z);
+		when = z.revoked;
+		ev_zone_rec_clear(&z);
+	}
+	if (rv == CKR_OK && when != 0)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	return rv;
+}
+
+/*
  * Replace (or, on the free slot, create) the zone in one transaction. The
  * slow work comes first, so other processes' writers never wait on it.
  */
@@ -421,7 +446,10 @@ store_zone(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *pin, CK_ULONG pinlen
 	rv = ev_store_begin(ev_mod->store);
 	if (rv != CKR_OK)
 		goto out;
-	if (replace)
+	/* Revoked while the PIN was being hashed: no new zone in its place. */
+	if (rv == CKR_OK)
+		rv = still_present(slot, !replace);
+	if (rv == CKR_OK && replace)
 		rv = ev_store_zone_delete(ev_mod->store, (int64_t)slot);
 	if (rv == CKR_OK)
 		rv = ev_store_zone_insert(ev_mod->store, &z);

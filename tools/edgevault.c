@@ -1164,9 +1164,11 @@ read_pin_file(const char *path)
 		fprintf(stderr, "edgevault: SO PIN file %s is not a regular file\n", path);
 		goto out;
 	}
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		fprintf(stderr, "edgevault: warning: SO PIN file %s is accessible to group or "
-		    "others (mode %03o); chmod 600 it\n", path, (unsigned)(st.st_mode & 0777));
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		fprintf(stderr, "edgevault: SO PIN file %s is accessible to group or others "
+		    "(mode %03o); chmod 600 it\n", path, (unsigned)(st.st_mode & 0777));
+		goto out;
+	}
 	buf = ev_secret_new(SO_PIN_MAX + 2);
 	if (buf == NULL)
 		goto out;
@@ -1217,8 +1219,9 @@ restore_tty_and_die(int sig)
 static ev_secret *
 prompt_pin(unsigned long zone)
 {
+	/* Stopping (^Z) is ignored meanwhile: it would leave the terminal without echo. */
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
-	struct sigaction sa, old[5];
+	struct sigaction sa, ign, old[5];
 	struct termios t;
 	ev_secret *buf, *pin = NULL;
 	size_t n = 0, i;
@@ -1233,8 +1236,10 @@ prompt_pin(unsigned long zone)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = restore_tty_and_die;
 	sigemptyset(&sa.sa_mask);
+	ign = sa;
+	ign.sa_handler = SIG_IGN;
 	for (i = 0; i < 5; i++)
-		sigaction(sigs[i], &sa, &old[i]);
+		sigaction(sigs[i], sigs[i] == SIGTSTP ? &ign : &sa, &old[i]);
 	t = saved_tty;
 	t.c_lflag &= ~(tcflag_t)ECHO;
 	t.c_lflag |= ECHONL;
@@ -1287,6 +1292,9 @@ get_so_pin(const char *file, unsigned long zone, int *usage_err)
 			return NULL;
 		}
 		pin = ev_secret_dup(v, strlen(v));
+		/* No copy left in this process's environment (children, core files). */
+		sodium_memzero((char *)v, strlen(v));
+		unsetenv("EDGEVAULT_SO_PIN");
 		if (pin == NULL)
 			fprintf(stderr, "edgevault: out of secure memory\n");
 		return pin;
