@@ -1,8 +1,14 @@
 #include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ec.h>
@@ -243,4 +249,134 @@ env_gen_ec(CK_SESSION_HANDLE h, CK_MECHANISM_TYPE m, const CK_BYTE *params, CK_U
 	};
 
 	ck_assert_int_eq(env.f->C_GenerateKeyPair(h, &mech, pubt, 4, privt, 4, pub, priv), CKR_OK);
+}
+
+/* Revocation and child processes (it_revoke). */
+
+#define ENV_MAX_CHILDREN 16
+
+static pid_t env_children[ENV_MAX_CHILDREN];
+static char env_watch[300];
+
+const char *
+env_watch_dir(void)
+{
+	snprintf(env_watch, sizeof(env_watch), "%s/revocations", env.dir);
+	return env_watch;
+}
+
+void
+env_revocation_config(const char *pk64, const char *extra)
+{
+	char buf[2048];
+
+	ck_assert_int_eq(mkdir(env_watch_dir(), 0700) == 0 || errno == EEXIST, 1);
+	snprintf(buf, sizeof(buf), "[revocation]\npublic_key = %s\nwatch_dir = %s\n%s", pk64,
+	    env_watch_dir(), extra != NULL ? extra : "");
+	env_write_config(buf);
+}
+
+void
+env_drop(const char *name, const void *buf, size_t len)
+{
+	char tmp[512], dst[512];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s/.drop-%s", env.dir, name);
+	snprintf(dst, sizeof(dst), "%s/%s", env_watch_dir(), name);
+	f = fopen(tmp, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(rename(tmp, dst) == 0, "rename %s: %s", dst, strerror(errno));
+}
+
+long
+env_sql_long(const char *sql)
+{
+	char cmd[1024], line[128];
+	FILE *p;
+	char *end;
+	long v;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 -cmd '.timeout 10000' '%s/store/edgevault.db' \"%s\"",
+	    env.dir, sql);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_msg(fgets(line, sizeof(line), p) != NULL, "no answer from: %s", cmd);
+	ck_assert_int_eq(pclose(p), 0);
+	v = strtol(line, &end, 10);
+	ck_assert_msg(end != line, "not a number from %s: %s", cmd, line);
+	return v;
+}
+
+pid_t
+env_fork(void)
+{
+	pid_t parent = getpid(), pid;
+	size_t i;
+
+	for (i = 0; i < ENV_MAX_CHILDREN && env_children[i] != 0; i++)
+		;
+	ck_assert_msg(i < ENV_MAX_CHILDREN, "too many children");
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		/* Die with the test process, also when it fails in a ck_assert. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(99);
+		memset(env_children, 0, sizeof(env_children));
+		return 0;
+	}
+	env_children[i] = pid;
+	return pid;
+}
+
+static void
+env_forget_child(pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < ENV_MAX_CHILDREN; i++)
+		if (env_children[i] == pid)
+			env_children[i] = 0;
+}
+
+int
+env_wait_child(pid_t pid, int seconds)
+{
+	struct timespec nap = { 0, 10 * 1000 * 1000 };
+	long i, n = (long)seconds * 100;
+	int status;
+	pid_t r;
+
+	for (i = 0; i <= n; i++) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid) {
+			env_forget_child(pid);
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		}
+		if (r == -1 && errno != EINTR)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, &status, 0);
+	env_forget_child(pid);
+	return -1;
+}
+
+void
+env_kill_children(void)
+{
+	size_t i;
+
+	for (i = 0; i < ENV_MAX_CHILDREN; i++) {
+		if (env_children[i] == 0)
+			continue;
+		(void)kill(env_children[i], SIGKILL);
+		(void)waitpid(env_children[i], NULL, 0);
+		env_children[i] = 0;
+	}
 }

@@ -72,4 +72,46 @@ int env_run(Suite *s);
 /* Run a shell command; fail the test when it fails. */
 void env_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+#include <sys/types.h>
+
+/*
+ * Revocation: write the config with a [revocation] section pinning pk64
+ * (base64 of the authority's Ed25519 public key) and watching
+ * env_watch_dir(), which is created; extra lines are appended after it.
+ */
+void env_revocation_config(const char *pk64, const char *extra);
+
+/* <dir>/revocations: the watched directory. */
+const char *env_watch_dir(void);
+
+/*
+ * Drop a file into the watched directory as a transport does: written
+ * beside it first, then renamed into it under name.
+ */
+void env_drop(const char *name, const void *buf, size_t len);
+
+/*
+ * Run an SQL query with the sqlite3 program on the store's database; the
+ * first column of the first row as a number (the test fails if there is
+ * none).
+ */
+long env_sql_long(const char *sql);
+
+/*
+ * Child processes. env_fork() forks and records the child's PID; the child
+ * is killed when the test process dies (PR_SET_PDEATHSIG), so a failing
+ * test never leaves one behind. A child must leave with _exit(), never by
+ * returning or through a ck_assert.
+ */
+pid_t env_fork(void);
+
+/*
+ * Wait for a recorded child for up to seconds: its exit status; -1 when it
+ * did not exit normally or did not end in time (then it is killed).
+ */
+int env_wait_child(pid_t pid, int seconds);
+
+/* SIGKILL and reap every recorded child still there. */
+void env_kill_children(void);
+
 #endif
