@@ -63,6 +63,34 @@ struct ev_events {
 	char *dir;                /* the revocation directory, or NULL */
 };
 
+/*
+ * Held by the watcher thread while it works, and taken around fork(): a
+ * child must not inherit SQLite's or OpenSSL's internal locks held by a
+ * thread that does not exist there (it would hang in C_Initialize).
+ * glibc drops the handlers when the module is unloaded.
+ */
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+fork_prepare(void)
+{
+	pthread_mutex_lock(&watch_mu);
+}
+
+static void
+fork_after(void)
+{
+	pthread_mutex_unlock(&watch_mu);
+}
+
+static void
+register_atfork(void)
+{
+	if (pthread_atfork(fork_prepare, fork_after, fork_after) != 0)
+		ev_warn("events: cannot register fork handlers");
+}
+
 /* The slot event queue: distinct slots, oldest first. */
 static struct {
 	pthread_mutex_t mu;
@@ -405,7 +433,9 @@ watcher(void *arg)
 		}
 		if (r > 0 && (pfd[0].revents & POLLIN))
 			break;
+		pthread_mutex_lock(&watch_mu);
 		watch_once(e, r == 0);
+		pthread_mutex_unlock(&watch_mu);
 	}
 	return NULL;
 }
@@ -447,6 +477,7 @@ ev_events_start(ev_module *m, int may_thread)
 	if (may_thread) {
 		int err;
 
+		(void)pthread_once(&atfork_once, register_atfork);
 		e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		err = e->stop_fd < 0 ? errno : pthread_create(&e->thread, NULL, watcher, e);
 		if (err != 0) {

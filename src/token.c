@@ -84,6 +84,10 @@ ev_slot_list(CK_BBOOL token_present, CK_SLOT_ID *list, CK_ULONG *count)
 	CK_ULONG need;
 	CK_RV rv;
 
+	/* What the store says and what this process has acted on agree. */
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
 	rv = read_slots(&ids, &n, &free_id);
 	if (rv != CKR_OK)
 		return rv;
@@ -169,6 +173,10 @@ ev_slot_info(CK_SLOT_ID slot, CK_SLOT_INFO *info)
 	char desc[64];
 	CK_RV rv;
 
+	/* What the store says and what this process has acted on agree. */
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
 	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
@@ -268,6 +276,10 @@ ev_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 	int is_free, present;
 	CK_RV rv;
 
+	/* What the store says and what this process has acted on agree. */
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
 	rv = slot_exists(slot, &is_free, &present);
 	if (rv != CKR_OK)
 		return rv;
