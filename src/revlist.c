@@ -9,15 +9,14 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
 #include <sodium.h>
 
+#include "json.h"
 #include "revlist.h"
 #include "signed.h"
 
@@ -40,139 +39,17 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A member name from the input, made safe to print: at most 32 bytes, no controls. */
-static const char *
-printable(const char *s, char out[33])
-{
-	size_t i;
-
-	for (i = 0; i < 32 && s[i] != '\0'; i++)
-		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	out[i] = '\0';
-	return out;
-}
-
-/*
- * The same strict reading as signed.c's (kept apart: each file stands on
- * its own header). json-c's strict mode still takes single-quoted
- * strings, raw control characters in strings, and a second member of the
- * same name silently replacing the first: the text is scanned for the
- * first two, and its members (its colons outside strings) counted against
- * the tree's for the third.
- */
-static int
-scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_t errlen)
-{
-	size_t i, n = 0;
-	int in_str = 0, esc = 0;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = buf[i];
-
-		if (c == '\0') {
-			set_err(err, errlen, "NUL byte at offset %zu", i);
-			return -1;
-		}
-		if (in_str) {
-			if (esc)
-				esc = 0;
-			else if (c == '\\')
-				esc = 1;
-			else if (c == '"')
-				in_str = 0;
-			else if (c < 0x20) {
-				set_err(err, errlen, "control character in a string at offset %zu",
-					i);
-				return -1;
-			}
-			continue;
-		}
-		if (c == '"')
-			in_str = 1;
-		else if (c == '\'') {
-			set_err(err, errlen, "single-quoted string at offset %zu", i);
-			return -1;
-		} else if (c == ':')
-			n++;
-	}
-	*colons = n;
-	return 0;
-}
-
-static size_t
-count_members(json_object *o)
-{
-	size_t n = 0, i;
-
-	if (json_object_is_type(o, json_type_object)) {
-		json_object_object_foreach(o, name, v)
-		{
-			(void)name;
-			n += 1 + count_members(v);
-		}
-	} else if (json_object_is_type(o, json_type_array)) {
-		for (i = 0; i < json_object_array_length(o); i++)
-			n += count_members(json_object_array_get_idx(o, i));
-	}
-	return n;
-}
-
+/* The strict reading every signed document gets (json.c), named as a list's. */
 static CK_RV
 parse_strict(const unsigned char *buf, size_t len, json_object **out, char *err, size_t errlen)
 {
-	struct json_tokener *tok;
-	json_object *o;
-	enum json_tokener_error je;
-	size_t colons = 0, end;
-	char why[96];
+	char why[160] = "";
+	CK_RV rv;
 
-	*out = NULL;
-	if (len > INT_MAX) {
-		set_err(err, errlen, "revocation list: too large");
-		return CKR_DATA_LEN_RANGE;
-	}
-	if (scan_text(buf, len, &colons, why, sizeof(why)) != 0) {
-		set_err(err, errlen, "revocation list: not valid JSON: %s", why);
-		return CKR_DATA_INVALID;
-	}
-	tok = json_tokener_new();
-	if (tok == NULL) {
-		set_err(err, errlen, "out of memory");
-		return CKR_HOST_MEMORY;
-	}
-	/* Trailing characters are told apart below, with a clearer message. */
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
-					JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
-	je = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (o == NULL) {
-		if (je == json_tokener_continue || je == json_tokener_success)
-			set_err(err, errlen,
-				"revocation list: not valid JSON: the text ends early (%zu bytes)",
-				len);
-		else
-			set_err(err, errlen, "revocation list: not valid JSON: %s at offset %zu",
-				json_tokener_error_desc(je), end);
-		return CKR_DATA_INVALID;
-	}
-	while (end < len &&
-	       (buf[end] == ' ' || buf[end] == '\t' || buf[end] == '\n' || buf[end] == '\r'))
-		end++;
-	if (end != len) {
-		json_object_put(o);
-		set_err(err, errlen, "revocation list: not valid JSON: trailing data at offset %zu",
-			end);
-		return CKR_DATA_INVALID;
-	}
-	if (count_members(o) != colons) {
-		json_object_put(o);
-		set_err(err, errlen, "revocation list: a member is given twice in an object");
-		return CKR_DATA_INVALID;
-	}
-	*out = o;
-	return CKR_OK;
+	rv = ev_json_parse_strict(buf, len, out, why, sizeof(why));
+	if (rv != CKR_OK)
+		set_err(err, errlen, "revocation list: %s", why);
+	return rv;
 }
 
 /* Where a problem is: "sequence", "entries[3].label". */
@@ -371,7 +248,7 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 	if (k == EV_ARRAY_SIZE(kinds)) {
 		set_err(err, errlen,
 			"revocation list: %s: \"%s\" is not a kind (key, zone or device)",
-			where_entry(&w, idx, "kind"), printable(ks, name));
+			where_entry(&w, idx, "kind"), ev_json_printable(ks, name));
 		return CKR_DATA_INVALID;
 	}
 	e->kind = kinds[k].kind;
@@ -383,7 +260,7 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 				break;
 		if (i == EV_ARRAY_SIZE(entry_members)) {
 			set_err(err, errlen, "revocation list: entries[%zu]: unknown member \"%s\"",
-				idx, printable(key, name));
+				idx, ev_json_printable(key, name));
 			return CKR_DATA_INVALID;
 		}
 		if (!(kinds[k].allowed & entry_members[i].bit)) {
@@ -471,7 +348,7 @@ ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *e
 				break;
 		if (i == EV_ARRAY_SIZE(doc_members)) {
 			set_err(err, errlen, "revocation list: unknown member \"%s\"",
-				printable(key, name));
+				ev_json_printable(key, name));
 			goto out;
 		}
 		if (val == NULL) {
