@@ -1169,6 +1169,27 @@ out:
 	return rv;
 }
 
+/*
+ * Room for one more element of size sz in v (cnt used of *cap): v itself
+ * or its reallocation; NULL (v untouched) when memory runs out.
+ */
+static void *
+grow(void *v, size_t *cap, size_t cnt, size_t sz)
+{
+	size_t ncap;
+	void *nv;
+
+	if (cnt < *cap)
+		return v;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap < *cap || ncap > SIZE_MAX / sz)
+		return NULL;
+	nv = realloc(v, ncap * sz);
+	if (nv != NULL)
+		*cap = ncap;
+	return nv;
+}
+
 /* Collect the first column of every row as ids; *ids is NULL when there are none. */
 static CK_RV
 collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
@@ -1179,15 +1200,12 @@ collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size
 	CK_RV rv = CKR_OK;
 
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (nv == NULL) {
-				rv = CKR_HOST_MEMORY;
-				goto out;
-			}
-			v = nv;
+		nv = grow(v, &cap, cnt, sizeof(*v));
+		if (nv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
 		}
+		v = nv;
 		v[cnt++] = sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE)
@@ -1814,27 +1832,6 @@ ev_store_obj_find_keys(ev_store *s, int64_t zone, const void *label, size_t labe
 out:
 	done(st);
 	return rv;
-}
-
-/*
- * Room for one more element of size sz in v (cnt used of *cap): v itself
- * or its reallocation; NULL (v untouched) when memory runs out.
- */
-static void *
-grow(void *v, size_t *cap, size_t cnt, size_t sz)
-{
-	size_t ncap;
-	void *nv;
-
-	if (cnt < *cap)
-		return v;
-	ncap = *cap ? *cap * 2 : 16;
-	if (ncap < *cap || ncap > SIZE_MAX / sz)
-		return NULL;
-	nv = realloc(v, ncap * sz);
-	if (nv != NULL)
-		*cap = ncap;
-	return nv;
 }
 
 CK_RV
