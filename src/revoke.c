@@ -423,8 +423,11 @@ already_read(const unsigned char *buf, size_t len)
 	return seen;
 }
 
+/* A file found at start: its bytes are read once, sorted by, and applied. */
 struct pending {
 	char *name;
+	unsigned char *buf;
+	size_t len;
 	int64_t seq; /* 0 when it does not parse: refused in its turn */
 };
 
@@ -484,17 +487,22 @@ ev_revoke_scan(void)
 		    ev_revlist_load(buf, len, cfg->revocation_key, &l, err, sizeof(err)) == CKR_OK)
 			v[n].seq = l->sequence;
 		ev_revlist_free(l);
-		free(buf);
+		v[n].buf = buf;
+		v[n].len = len;
 		v[n].name = strdup(d->d_name);
-		if (v[n].name != NULL)
-			n++;
+		if (v[n].name == NULL) {
+			free(buf);
+			continue;
+		}
+		n++;
 	}
 	closedir(dir);
 	/* Oldest first: a list that only adds to the one before still lands whole. */
 	if (n > 0)
 		qsort(v, n, sizeof(*v), by_sequence);
 	for (i = 0; i < n; i++) {
-		ev_revoke_file(v[i].name);
+		(void)ev_revoke_apply(v[i].buf, v[i].len, v[i].name, 1, NULL);
+		free(v[i].buf);
 		free(v[i].name);
 	}
 	free(v);
