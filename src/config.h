@@ -11,6 +11,31 @@
 
 #define EV_CONFIG_DEFAULT_PATH "/etc/edgevault/edgevault.conf"
 
+/*
+ * A zone's policy: [policy] gives the defaults for every zone, [zone N]
+ * (N >= 1, the zone id) overrides any of its keys for one zone.
+ * Durations are whole seconds.
+ */
+typedef struct ev_policy {
+	int require_attestation;  /* require_attestation (default false) */
+	int require_nonce;        /* require_nonce (default false) */
+	int auto_rotate;          /* auto_rotate (default false) */
+	int64_t max_evidence_age; /* max_evidence_age (default 3600; 1 .. 31536000) */
+	int64_t rotation_period;  /* rotation_period (default 0 = never due; 0 .. 3153600000) */
+	int64_t grace_period;     /* grace_period (default 86400; 0 .. 3153600000) */
+} ev_policy;
+
+/* The evidence provider ([attestation] provider). */
+typedef enum ev_attest_kind {
+	EV_ATTEST_NONE = 0,   /* no provider (default): gated zones are refused at load */
+	EV_ATTEST_RESULT,     /* "result": a signed attestation result file */
+} ev_attest_kind;
+
+typedef struct ev_zone_policy {
+	int64_t zone;
+	ev_policy policy;
+} ev_zone_policy;
+
 typedef struct ev_config {
 	char *path;             /* the file it was read from */
 	char *store_dir;        /* [store] dir (required) */
@@ -28,7 +53,22 @@ typedef struct ev_config {
 	unsigned char revocation_key[32];
 	int has_revocation_key;
 	char *revocation_dir;   /* [revocation] watch_dir: where lists are dropped (NULL: none) */
+	ev_attest_kind attest;  /* [attestation] provider */
+	/* [attestation] verifier_key: the verifier's Ed25519 key (base64); required for "result" */
+	unsigned char verifier_key[32];
+	int has_verifier_key;
+	char *attest_result_path; /* [attestation] result_path; required for "result" */
+	int64_t clock_skew;     /* [attestation] clock_skew: seconds evidence may be dated ahead (default 60; 0 .. 3600) */
+	ev_policy policy;       /* [policy]: every zone's defaults */
+	ev_zone_policy *zones;  /* [zone N] sections, merged over [policy], ascending by zone */
+	size_t nzones;
 } ev_config;
+
+/*
+ * The policy of a zone: its [zone N] section merged over [policy], or
+ * [policy] alone. Never NULL; points into c.
+ */
+const ev_policy *ev_config_policy(const ev_config *c, int64_t zone);
 
 /* The path to read: $EDGEVAULT_CONF if set and non-empty, else the default. */
 const char *ev_config_path(void);

@@ -144,6 +144,11 @@ typedef struct ev_obj_rec {
 	unsigned char *wrapped;  /* secret material wrapped by the zone key; NULL if none */
 	size_t wrapped_len;
 	ev_attrs *attrs;         /* all non-secret attributes */
+	int64_t origin;          /* a copy's (C_CopyObject) source object, transitively; 0 otherwise */
+	int64_t previous;        /* the generation this one replaced (rotation); 0 otherwise */
+	int64_t created;         /* unix time; ev_store_obj_insert() sets now when 0 */
+	int64_t retired;         /* unix time it was rotated out; 0 while current */
+	int64_t destroy_at;      /* retired: unix time its grace period ends; 0 otherwise */
 } ev_obj_rec;
 
 /* Free the members of a record (not the record). */
@@ -166,6 +171,35 @@ CK_RV ev_store_obj_set_wrapped(ev_store *s, int64_t id, const unsigned char *blo
  */
 CK_RV ev_store_obj_set_attrs(ev_store *s, int64_t id, const ev_attrs *attrs);
 
+/*
+ * Retire an object (rotation): retired = when, destroy_at as given.
+ * EVR_NOT_FOUND when absent.
+ */
+CK_RV ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at);
+
+/* The token objects copied from id (origin = id), ascending; *ids malloc'ed. */
+CK_RV ev_store_obj_copies(ev_store *s, int64_t id, int64_t **ids, size_t *n);
+
+/*
+ * Rotation candidates of a zone: current (not retired) private and secret
+ * keys that are not copies (origin 0), made before made_before (created <
+ * made_before; INT64_MAX for all). Ascending; *ids malloc'ed.
+ */
+CK_RV ev_store_obj_rotatable(ev_store *s, int64_t zone, int64_t made_before, int64_t **ids,
+    size_t *n);
+
+/* Retired objects (any zone) whose destroy_at <= now. Ascending; *ids malloc'ed. */
+CK_RV ev_store_obj_expired(ev_store *s, int64_t now, int64_t **ids, size_t *n);
+
+/* The earliest destroy_at of any retired object; 0 when there is none. */
+CK_RV ev_store_obj_next_destroy(ev_store *s, int64_t *when);
+
+/* The objects of a zone with wrapped material (retired ones too). Ascending. */
+CK_RV ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n);
+
+/* Replace a zone's sealed key. EVR_NOT_FOUND when the zone is absent. */
+CK_RV ev_store_zone_set_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len);
+
 /* Read an object; EVR_NOT_FOUND when absent. Clear with ev_obj_rec_clear(). */
 CK_RV ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o);
 
@@ -176,7 +210,9 @@ CK_RV ev_store_obj_delete(ev_store *s, int64_t id);
  * Candidate objects of a zone for a search, narrowed by the indexed
  * columns the query names (each has_* flag says whether that filter is
  * used). The caller still matches the full template. Private objects are
- * included only with include_private. *ids malloc'ed, ascending.
+ * included only with include_private. Retired objects are included only
+ * with has_generation (and then only of that generation). *ids
+ * malloc'ed, ascending.
  */
 typedef struct ev_obj_query {
 	int64_t zone;
@@ -191,6 +227,8 @@ typedef struct ev_obj_query {
 	const void *ckid;  /* has_ckid: CKA_ID bytes */
 	size_t ckid_len;
 	int has_ckid;
+	int64_t generation; /* has_generation: CKA_EV_GENERATION */
+	int has_generation;
 } ev_obj_query;
 
 CK_RV ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n);
@@ -224,7 +262,8 @@ typedef enum ev_change_kind {
 	EV_CHANGE_OBJECT_REVOKED = 4,
 	EV_CHANGE_OBJECT_DESTROYED = 5,
 	EV_CHANGE_OBJECT_UPDATED = 6, /* attributes changed */
-	EV_CHANGE_OBJECT_ROTATED = 7,
+	EV_CHANGE_OBJECT_ROTATED = 7, /* retired by a rotation: its new state is in the store */
+	EV_CHANGE_ZONE_REKEYED = 8,   /* the zone key and every blob of the zone replaced */
 } ev_change_kind;
 
 typedef struct ev_change {
@@ -293,5 +332,34 @@ typedef struct ev_revoked_rec {
 void ev_revoked_rec_clear(ev_revoked_rec *r);
 CK_RV ev_store_revoked_add(ev_store *s, ev_revoked_rec *r);
 CK_RV ev_store_revoked_list(ev_store *s, ev_revoked_rec **v, size_t *n);
+
+/*
+ * The attestation history: every appraisal that refused evidence, and
+ * accepted evidence once per document and zone (the audit trail reads it).
+ */
+typedef struct ev_attestlog_rec {
+	int64_t id;                   /* assigned by ev_store_attestlog_add() */
+	int64_t time;                 /* unix time */
+	int64_t zone;
+	char *purpose;                /* "login", "use", "rotate", "check" */
+	char *provider;               /* "result", ... */
+	int accepted;
+	unsigned char digest[32];     /* of the evidence (zeros when there was none) */
+	int64_t valid_until;          /* accepted: when it goes stale; 0 otherwise */
+	char *reason;
+} ev_attestlog_rec;
+
+void ev_attestlog_rec_clear(ev_attestlog_rec *r);
+CK_RV ev_store_attestlog_add(ev_store *s, ev_attestlog_rec *r);
+
+/* Whether an accepted row with this digest and zone exists. */
+CK_RV ev_store_attestlog_accepted(ev_store *s, int64_t zone, const unsigned char digest[32],
+    int *found);
+
+/* The history, oldest first; free each with ev_attestlog_rec_clear(), then *v. */
+CK_RV ev_store_attestlog_list(ev_store *s, ev_attestlog_rec **v, size_t *n);
+
+/* Meta key of the device's current attestation nonce (bytes). */
+#define EV_META_ATTEST_NONCE "attest_nonce"
 
 #endif

@@ -48,16 +48,17 @@
 #include "secmem.h"
 #include "signed.h"
 #include "store.h"
+#include "tool.h"
 
 #ifndef EV_PKCS11DIR
 #define EV_PKCS11DIR "/usr/lib/pkcs11"
 #endif
 
-/* Longest SO PIN read from a file, the environment or the terminal. */
-#define SO_PIN_MAX 256
+/* Longest PIN read from a file, the environment or the terminal. */
+#define PIN_MAX 256
 
-static const char *module_path;
-static int json;
+const char *module_path;
+int json;
 static CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
 
 static void
@@ -96,7 +97,7 @@ usage(FILE *f)
 	    EV_CONFIG_DEFAULT_PATH, EV_PKCS11DIR);
 }
 
-static int
+int
 load_config(ev_config **cfg)
 {
 	char err[512] = "";
@@ -156,7 +157,7 @@ out:
 }
 
 /* The module, loaded and initialised as an application would. */
-static CK_FUNCTION_LIST_3_0 *
+CK_FUNCTION_LIST_3_0 *
 open_module(void **dl)
 {
 	CK_INTERFACE *iface = NULL;
@@ -188,7 +189,7 @@ open_module(void **dl)
 	return f;
 }
 
-static void
+void
 close_module(CK_FUNCTION_LIST_3_0 *f, void *dl)
 {
 	(void)f->C_Finalize(NULL);
@@ -200,7 +201,7 @@ close_module(CK_FUNCTION_LIST_3_0 *f, void *dl)
  * initialises a token and paths by the configuration: either may hold a
  * quote, a backslash or a control character.
  */
-static void
+void
 json_mem(const void *s, size_t n)
 {
 	const unsigned char *p = s;
@@ -218,14 +219,14 @@ json_mem(const void *s, size_t n)
 	putchar('"');
 }
 
-static void
+void
 json_str(const char *s)
 {
 	json_mem(s, strlen(s));
 }
 
 /* A blank-padded PKCS#11 text field as a C string. */
-static void
+void
 unpad(char *out, const CK_UTF8CHAR *in, size_t len)
 {
 	while (len > 0 && in[len - 1] == ' ')
@@ -362,7 +363,7 @@ cmd_status(void)
 }
 
 /* Names for the answers an operator meets here; the rest in hex. */
-static const char *
+const char *
 ckr_name(CK_RV rv)
 {
 	static const struct {
@@ -412,7 +413,7 @@ ckr_name(CK_RV rv)
 }
 
 /* An option as typed, without any "=value" (which may be a secret typed by mistake). */
-static void
+void
 print_option_name(const char *arg)
 {
 	fprintf(stderr, "%.*s", (int)strcspn(arg, "="), arg);
@@ -425,7 +426,7 @@ print_option_name(const char *arg)
  * getopt_long's abbreviations would take "--so-pin 1234" for
  * "--so-pin-file 1234".
  */
-static int
+int
 sub_option(const char *cmd, int argc, char **argv, const struct option *opts)
 {
 	const char *tok;
@@ -451,7 +452,7 @@ sub_option(const char *cmd, int argc, char **argv, const struct option *opts)
 	return '?';
 }
 
-static void
+void
 sub_begin(void)
 {
 	optind = 0; /* glibc: start afresh on a new argv */
@@ -459,7 +460,7 @@ sub_begin(void)
 }
 
 /* A whole decimal number in [min, max], all of s. */
-static int
+int
 parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
 	unsigned long v;
@@ -479,7 +480,7 @@ parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *
  * All of a file descriptor, at most max bytes (-2 when there is more),
  * malloc'ed with a NUL after it.
  */
-static int
+int
 read_all(int fd, size_t max, unsigned char **out, size_t *outlen)
 {
 	unsigned char *buf = NULL, *nb;
@@ -522,7 +523,7 @@ read_all(int fd, size_t max, unsigned char **out, size_t *outlen)
 }
 
 /* A file's bytes (path "-": stdin), at most max; messages name the file. */
-static int
+int
 read_path(const char *path, size_t max, unsigned char **out, size_t *outlen)
 {
 	int fd = 0, r;
@@ -546,7 +547,7 @@ read_path(const char *path, size_t max, unsigned char **out, size_t *outlen)
 	return r == 0 ? 0 : -1;
 }
 
-static int
+int
 write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;
@@ -569,7 +570,7 @@ write_all(int fd, const void *p, size_t n)
  * directory (".NAME.tmp": a watched directory skips names starting with
  * '.'), fsync, then rename over NAME.
  */
-static int
+int
 write_file_atomic(const char *path, const void *data, size_t len)
 {
 	const char *slash = strrchr(path, '/');
@@ -733,7 +734,7 @@ out:
 }
 
 /* The module's admin interface (the module initialised by open_module). */
-static EV_ADMIN_FUNCTION_LIST *
+EV_ADMIN_FUNCTION_LIST *
 admin_interface(void)
 {
 	CK_INTERFACE *iface = NULL;
@@ -832,7 +833,7 @@ out:
 }
 
 /* Unix time as ISO 8601 UTC. */
-static const char *
+const char *
 iso_time(int64_t t, char buf[32])
 {
 	time_t tt = (time_t)t;
@@ -858,7 +859,7 @@ kind_name(int kind)
 }
 
 /* Whether bytes are UTF-8 a JSON string may hold as they are. */
-static int
+int
 is_utf8(const unsigned char *p, size_t n)
 {
 	size_t i = 0, k, more;
@@ -892,7 +893,7 @@ is_utf8(const unsigned char *p, size_t n)
 	return 1;
 }
 
-static void
+void
 print_hex(const unsigned char *p, size_t n)
 {
 	size_t i;
@@ -905,7 +906,7 @@ print_hex(const unsigned char *p, size_t n)
  * Bytes for a terminal: printable ASCII and UTF-8 as they are, the rest
  * as \xNN; quoted: also '"' and '\\' escaped, for text shown in quotes.
  */
-static void
+void
 print_text(const unsigned char *p, size_t n, int quoted)
 {
 	int utf8 = is_utf8(p, n);
@@ -1146,7 +1147,7 @@ cmd_revocation(int argc, char **argv)
 
 /* A PIN file: read(2) straight into secure memory, one line end removed. */
 static ev_secret *
-read_pin_file(const char *path)
+read_pin_file(const char *path, const char *who)
 {
 	ev_secret *buf = NULL, *pin = NULL;
 	struct stat st;
@@ -1156,20 +1157,20 @@ read_pin_file(const char *path)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		fprintf(stderr, "edgevault: cannot read SO PIN file %s: %s\n", path,
+		fprintf(stderr, "edgevault: cannot read %s PIN file %s: %s\n", who, path,
 		    strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "edgevault: SO PIN file %s is not a regular file\n", path);
+		fprintf(stderr, "edgevault: %s PIN file %s is not a regular file\n", who, path);
 		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		fprintf(stderr, "edgevault: SO PIN file %s is accessible to group or others "
-		    "(mode %03o); chmod 600 it\n", path, (unsigned)(st.st_mode & 0777));
+		fprintf(stderr, "edgevault: %s PIN file %s is accessible to group or others "
+		    "(mode %03o); chmod 600 it\n", who, path, (unsigned)(st.st_mode & 0777));
 		goto out;
 	}
-	buf = ev_secret_new(SO_PIN_MAX + 2);
+	buf = ev_secret_new(PIN_MAX + 2);
 	if (buf == NULL)
 		goto out;
 	while (n < buf->len) {
@@ -1177,7 +1178,7 @@ read_pin_file(const char *path)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			fprintf(stderr, "edgevault: cannot read SO PIN file %s: %s\n", path,
+			fprintf(stderr, "edgevault: cannot read %s PIN file %s: %s\n", who, path,
 			    strerror(errno));
 			goto out;
 		}
@@ -1190,8 +1191,8 @@ read_pin_file(const char *path)
 		if (n > 0 && buf->data[n - 1] == '\r')
 			n--;
 	}
-	if (n == 0 || n > SO_PIN_MAX) {
-		fprintf(stderr, "edgevault: SO PIN file %s is %s\n", path,
+	if (n == 0 || n > PIN_MAX) {
+		fprintf(stderr, "edgevault: %s PIN file %s is %s\n", who, path,
 		    n == 0 ? "empty" : "too long");
 		goto out;
 	}
@@ -1217,7 +1218,7 @@ restore_tty_and_die(int sig)
 
 /* Ask on the terminal, without echo. NULL if there is no terminal. */
 static ev_secret *
-prompt_pin(unsigned long zone)
+prompt_pin(const char *who, unsigned long zone)
 {
 	/* Stopping (^Z) is ignored meanwhile: it would leave the terminal without echo. */
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
@@ -1230,7 +1231,7 @@ prompt_pin(unsigned long zone)
 
 	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) != 0)
 		return NULL;
-	buf = ev_secret_new(SO_PIN_MAX + 1);
+	buf = ev_secret_new(PIN_MAX + 1);
 	if (buf == NULL)
 		return NULL;
 	memset(&sa, 0, sizeof(sa));
@@ -1243,7 +1244,7 @@ prompt_pin(unsigned long zone)
 	t = saved_tty;
 	t.c_lflag &= ~(tcflag_t)ECHO;
 	t.c_lflag |= ECHONL;
-	fprintf(stderr, "SO PIN of zone %lu: ", zone);
+	fprintf(stderr, "%s PIN of zone %lu: ", who, zone);
 	fflush(stderr);
 	tty_changed = 1;
 	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
@@ -1263,8 +1264,8 @@ prompt_pin(unsigned long zone)
 	tty_changed = 0;
 	for (i = 0; i < 5; i++)
 		sigaction(sigs[i], &old[i], NULL);
-	if (n == 0 || n > SO_PIN_MAX)
-		fprintf(stderr, "edgevault: %s SO PIN\n", n == 0 ? "empty" : "too long an");
+	if (n == 0 || n > PIN_MAX)
+		fprintf(stderr, "edgevault: %s %s PIN\n", n == 0 ? "empty" : "too long a", who);
 	else
 		pin = ev_secret_dup(buf->data, n);
 	ev_secret_free(buf);
@@ -1272,44 +1273,47 @@ prompt_pin(unsigned long zone)
 }
 
 /*
- * The SO PIN: --so-pin-file, else $EDGEVAULT_SO_PIN, else the terminal.
- * Never an argument: others on the host read command lines in ps.
- * *usage is set when no source could give one (no terminal).
+ * A PIN of a zone (who: CKU_SO or CKU_USER): the file option's FILE, else
+ * $EDGEVAULT_SO_PIN or $EDGEVAULT_PIN, else the terminal. Never an
+ * argument: others on the host read command lines in ps. *usage_err is
+ * set when no source could give one (no terminal).
  */
-static ev_secret *
-get_so_pin(const char *file, unsigned long zone, int *usage_err)
+ev_secret *
+get_pin(CK_USER_TYPE who, const char *file, unsigned long zone, int *usage_err)
 {
+	const char *name = who == CKU_SO ? "SO" : "user";
+	const char *var = who == CKU_SO ? "EDGEVAULT_SO_PIN" : "EDGEVAULT_PIN";
 	const char *v;
 	ev_secret *pin;
 
 	*usage_err = 0;
 	if (file != NULL)
-		return read_pin_file(file);
-	v = secure_getenv("EDGEVAULT_SO_PIN");
+		return read_pin_file(file, name);
+	v = secure_getenv(var);
 	if (v != NULL && *v != '\0') {
-		if (strlen(v) > SO_PIN_MAX) {
-			fprintf(stderr, "edgevault: EDGEVAULT_SO_PIN is too long\n");
+		if (strlen(v) > PIN_MAX) {
+			fprintf(stderr, "edgevault: %s is too long\n", var);
 			return NULL;
 		}
 		pin = ev_secret_dup(v, strlen(v));
 		/* No copy left in this process's environment (children, core files). */
 		sodium_memzero((char *)v, strlen(v));
-		unsetenv("EDGEVAULT_SO_PIN");
+		unsetenv(var);
 		if (pin == NULL)
 			fprintf(stderr, "edgevault: out of secure memory\n");
 		return pin;
 	}
 	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "edgevault: no SO PIN: give --so-pin-file FILE or "
-		    "EDGEVAULT_SO_PIN, or run on a terminal\n");
+		fprintf(stderr, "edgevault: no %s PIN: give --%s-pin-file FILE or %s, or run on "
+		    "a terminal\n", name, who == CKU_SO ? "so" : "user", var);
 		*usage_err = 1;
 		return NULL;
 	}
-	return prompt_pin(zone);
+	return prompt_pin(name, zone);
 }
 
 /* A hex string: two digits per byte, at least one byte. */
-static int
+int
 parse_hex(const char *s, unsigned char **out, size_t *outlen)
 {
 	size_t n = strlen(s), blen = 0;
@@ -1428,7 +1432,7 @@ cmd_revoke(int argc, char **argv)
 		return 2;
 	}
 
-	pin = get_so_pin(pin_file, zone, &usage_err);
+	pin = get_pin(CKU_SO, pin_file, zone, &usage_err);
 	if (pin == NULL) {
 		rc = usage_err ? 2 : 1;
 		goto out;
@@ -1550,6 +1554,12 @@ main(int argc, char **argv)
 		return cmd_revocation(argc - optind, argv + optind);
 	if (strcmp(cmd, "revoke") == 0)
 		return cmd_revoke(argc - optind, argv + optind);
+	if (strcmp(cmd, "attest") == 0)
+		return cmd_attest(argc - optind, argv + optind);
+	if (strcmp(cmd, "rotate") == 0)
+		return cmd_rotate(argc - optind, argv + optind);
+	if (strcmp(cmd, "policy") == 0)
+		return cmd_policy(argc - optind, argv + optind);
 	fprintf(stderr, "edgevault: unknown command: %s%s%s\n", cmd, sub ? " " : "",
 	    sub ? sub : "");
 	usage(stderr);

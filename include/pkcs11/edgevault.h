@@ -19,12 +19,27 @@
  */
 #define CKA_EV_GENERATION (CKA_EV_BASE + 1)
 
+/*
+ * Generations. A search whose template does not name CKA_EV_GENERATION
+ * finds current generations only; naming it (with the generation wanted)
+ * finds retired ones too. A retired key still verifies, decrypts and
+ * unwraps until its grace period ends, then it is destroyed; it never
+ * signs, encrypts, wraps or derives (CKR_KEY_FUNCTION_NOT_PERMITTED).
+ *
+ * CKA_EV_RETIRED (CK_BBOOL, read-only): whether a key was rotated out.
+ * CKA_EV_DESTROY_AT (CK_ULONG, read-only): for a retired key, the unix
+ * time its grace period ends and it is destroyed; 0 for a current one.
+ */
+#define CKA_EV_RETIRED (CKA_EV_BASE + 2)
+#define CKA_EV_DESTROY_AT (CKA_EV_BASE + 3)
+
 /* The manufacturer ID in CK_INFO and CK_TOKEN_INFO. */
 #define EDGEVAULT_MANUFACTURER "edgevault"
 
 /*
  * The admin interface: a vendor interface offered by C_GetInterface
- * under the name below, version 1.0. C_GetInterfaceList does not list
+ * under the name below, version 1.1 (1.0 lacks the attestation and
+ * rotation functions; asking for 1.0 gets the same list). C_GetInterfaceList does not list
  * it: generic callers that walk that list take every entry for a PKCS#11
  * function list. Its functions work in the module initialised with
  * C_Initialize, like the standard ones, and answer
@@ -55,10 +70,45 @@ typedef struct EV_REVOCATION_ENTRY {
 	CK_ULONG ulReasonLen;
 } EV_REVOCATION_ENTRY;
 
+/*
+ * A zone's policy, as the module enforces it (from the configuration's
+ * [policy] and [zone N] sections). Times are seconds.
+ */
+typedef struct EV_ZONE_POLICY {
+	CK_BBOOL requireAttestation; /* C_Login(CKU_USER) needs fresh evidence */
+	CK_BBOOL requireNonce;       /* evidence must carry the device's current nonce */
+	CK_BBOOL autoRotate;         /* keys due rotate when an attested login opens the zone */
+	CK_ULONG ulMaxEvidenceAge;   /* evidence issued longer ago than this is stale */
+	CK_ULONG ulRotationPeriod;   /* a generation is due this long after it was made; 0: never */
+	CK_ULONG ulGracePeriod;      /* a retired generation lives this long */
+	CK_UTF8CHAR provider[32];    /* evidence provider ("result"), blank padded; blank: none */
+} EV_ZONE_POLICY;
+
+/* Where EV_Attest found the zone (EV_ATTESTATION.ulState). */
+#define EV_ATTEST_ACCEPTED 1UL
+#define EV_ATTEST_REFUSED 2UL
+
+/*
+ * The outcome of appraising evidence. szReason is a NUL-terminated
+ * sentence: why it was refused, or what was accepted.
+ */
+typedef struct EV_ATTESTATION {
+	CK_ULONG ulState;      /* EV_ATTEST_ACCEPTED or EV_ATTEST_REFUSED */
+	CK_ULONG ulValidUntil; /* accepted: unix time the evidence goes stale (exclusive) */
+	CK_CHAR szReason[160];
+} EV_ATTESTATION;
+
+/* EV_RotationCandidates: which keys. */
+#define EV_ROTATE_DUE 1UL /* those whose rotation period has passed */
+#define EV_ROTATE_ALL 2UL /* every rotatable key */
+
+/* The size of a device nonce (EV_NewNonce). */
+#define EV_NONCE_LEN 32UL
+
 typedef struct EV_ADMIN_FUNCTION_LIST EV_ADMIN_FUNCTION_LIST;
 
 struct EV_ADMIN_FUNCTION_LIST {
-	CK_VERSION version; /* 1.0 */
+	CK_VERSION version; /* 1.1 */
 	/*
 	 * Apply a signed revocation list (the bytes of a list file) as if it
 	 * had been dropped in the watched directory: verified against the
@@ -85,6 +135,69 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 */
 	CK_RV (*EV_Revoke)(CK_SESSION_HANDLE hSession, const EV_REVOCATION_ENTRY *pEntry,
 	    CK_ULONG_PTR pulCount);
+
+	/* Version 1.1: attestation and rotation (doc/rotation.md). */
+
+	/*
+	 * The policy of the zone in slotID. CKR_SLOT_ID_INVALID,
+	 * CKR_TOKEN_NOT_PRESENT (the free slot, a revoked zone),
+	 * CKR_ARGUMENTS_BAD.
+	 */
+	CK_RV (*EV_GetZonePolicy)(CK_SLOT_ID slotID, EV_ZONE_POLICY *pPolicy);
+	/*
+	 * Appraise the evidence the zone's provider has now, for the
+	 * session's zone, and record the outcome. Accepted evidence also
+	 * renews this process's attested state of the zone (what a logged-in
+	 * session of a gated zone needs to keep using keys). CKR_OK with
+	 * *pInfo filled, whether accepted or refused;
+	 * CKR_FUNCTION_REJECTED when no provider is configured;
+	 * CKR_ARGUMENTS_BAD, CKR_DEVICE_ERROR.
+	 */
+	CK_RV (*EV_Attest)(CK_SESSION_HANDLE hSession, EV_ATTESTATION *pInfo);
+	/*
+	 * A fresh device nonce (EV_NONCE_LEN random bytes) for the verifier
+	 * to put in its next attestation result; it replaces the previous
+	 * one, so evidence carrying an older nonce is refused from now on.
+	 * Two-call convention on pNonce / *pulNonceLen
+	 * (CKR_BUFFER_TOO_SMALL). Any session.
+	 */
+	CK_RV (*EV_NewNonce)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pNonce,
+	    CK_ULONG_PTR pulNonceLen);
+	/*
+	 * Rotation candidates of the session's zone (EV_ROTATE_DUE or
+	 * EV_ROTATE_ALL): handles of current-generation private and secret
+	 * keys made on this token's behalf (not copies). Two-call convention
+	 * (CKR_BUFFER_TOO_SMALL). Needs the user logged in
+	 * (CKR_USER_NOT_LOGGED_IN).
+	 */
+	CK_RV (*EV_RotationCandidates)(CK_SESSION_HANDLE hSession, CK_ULONG ulWhich,
+	    CK_OBJECT_HANDLE_PTR phKeys, CK_ULONG_PTR pulCount);
+	/*
+	 * Rotate a key: a new generation with the same label and attributes,
+	 * new material and a new CKA_ID (for key pairs, the SHA-1 of the new
+	 * public key's SubjectPublicKeyInfo; for secret keys, 20 random
+	 * bytes); the old generation (and the token copies made of it) is
+	 * retired for the zone's grace period. hKey is a current private or
+	 * secret key (its public key, same label, CKA_ID and key type, rotates
+	 * with it), or a public key whose private key is on the token.
+	 * *phNewKey (may be NULL) gets the new generation of hKey's object.
+	 * Needs a read/write session (CKR_SESSION_READ_ONLY), the user logged
+	 * in (CKR_USER_NOT_LOGGED_IN), and fresh evidence accepted now for the
+	 * zone, whatever its login policy (CKR_FUNCTION_REJECTED, recorded).
+	 * CKR_KEY_HANDLE_INVALID (not a key), CKR_KEY_FUNCTION_NOT_PERMITTED
+	 * (retired, a copy, a session object, or a public key alone).
+	 */
+	CK_RV (*EV_RotateKey)(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey,
+	    CK_OBJECT_HANDLE_PTR phNewKey);
+	/*
+	 * Rotate the session's zone key: a new zone key sealed by the root,
+	 * every key of the zone wrapped again under it, in one transaction
+	 * (a crash leaves the old zone key and blobs, or the new ones). Needs
+	 * a read/write session with the SO logged in, and fresh evidence
+	 * (CKR_FUNCTION_REJECTED). *pulCount (may be NULL) gets the number of
+	 * keys wrapped again.
+	 */
+	CK_RV (*EV_RotateZoneKey)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount);
 };
 
 #endif

@@ -1,0 +1,76 @@
+/*
+ * Attestation gates and rotation in the module (doc/rotation.md).
+ *
+ * The gate: a zone whose policy requires attestation admits C_Login
+ * (CKU_USER) only with evidence its provider accepts now; the login
+ * records how long the evidence stays fresh (the token's attested_until),
+ * and every use of a key of the zone after that time first asks the
+ * provider again (an agent may have refreshed the evidence): still
+ * nothing fresh, and the use is refused with CKR_FUNCTION_REJECTED.
+ * Every rotation appraises evidence afresh, whatever the zone's policy.
+ * Refusals are recorded in the store's attestation history (at a use:
+ * once when the zone goes stale, not at every refused call).
+ *
+ * Rotation: a key's new generation is made and the old one retired in
+ * one transaction, with a change-log row for each retired object, so
+ * every process sees the new generation at its next search and its
+ * handles to the old one behave as retired at their next use.
+ */
+#ifndef EV_ROTATE_H
+#define EV_ROTATE_H
+
+#include "attest.h"
+#include "common.h"
+#include "session.h"
+
+/*
+ * Appraise evidence for a zone now with the configured provider, and
+ * record the outcome (purpose: "login", "use", "rotate", "check";
+ * accepted evidence is recorded once per document and zone).
+ * CKR_OK with *v filled either way; CKR_FUNCTION_REJECTED when no
+ * provider is configured (v says so); CKR_HOST_MEMORY, CKR_DEVICE_ERROR.
+ */
+CK_RV ev_attest_zone(ev_token *t, const char *purpose, ev_verdict *v) EV_MUST_CHECK;
+
+/*
+ * The login gate (C_Login CKU_USER, token lock held): CKR_OK when the
+ * zone's policy needs no attestation or the evidence is accepted (the
+ * token's attested_until set), else CKR_FUNCTION_REJECTED.
+ */
+CK_RV ev_gate_login(ev_token *t) EV_MUST_CHECK;
+
+/*
+ * The use gate, at every start of an operation with a key of the zone
+ * and every key management call: CKR_OK when the zone needs no
+ * attestation or its evidence is fresh (one clock read), else the
+ * provider is asked again; CKR_FUNCTION_REJECTED when it still has
+ * nothing fresh. Call without t->lock.
+ */
+CK_RV ev_gate_use(ev_token *t) EV_MUST_CHECK;
+
+/*
+ * After an accepted login: rotate the zone's keys that are due, when the
+ * zone's policy says auto_rotate. Failures are logged, never fail the
+ * login. Call without t->lock.
+ */
+void ev_rotate_due_at_login(ev_session *s);
+
+/* EV_RotationCandidates' body (s acquired). */
+CK_RV ev_rotate_candidates(ev_session *s, CK_ULONG which, CK_OBJECT_HANDLE *keys,
+    CK_ULONG *count);
+
+/* EV_RotateKey's body (s acquired); see include/pkcs11/edgevault.h. */
+CK_RV ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out);
+
+/* EV_RotateZoneKey's body (s acquired). */
+CK_RV ev_rotate_zone_key(ev_session *s, CK_ULONG *count);
+
+/*
+ * Destroy retired generations whose grace period has ended (any zone),
+ * with their change-log rows, and announce. Called at C_Initialize, by
+ * every rotation, and by the watcher when the earliest one is due.
+ * *next (may be NULL) gets the next destroy_at still ahead (0: none).
+ */
+CK_RV ev_rotate_sweep(int64_t *next);
+
+#endif

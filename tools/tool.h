@@ -1,0 +1,79 @@
+/*
+ * What the edgevault tool's command files share (tools/edgevault.c):
+ * the loaded module, output helpers, argument parsing, PINs. Messages go
+ * to stderr prefixed "edgevault: "; commands return the exit code (0
+ * success, 1 failure, 2 usage).
+ */
+#ifndef EV_TOOL_H
+#define EV_TOOL_H
+
+#include <getopt.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "pkcs11/edgevault.h"
+#include "secmem.h"
+
+/* The module's path (--module, $EDGEVAULT_MODULE, or the default). */
+extern const char *module_path;
+/* --json was given. */
+extern int json;
+
+/* The configuration ($EDGEVAULT_CONF or the default); 0, or 1 after saying why. */
+int load_config(ev_config **cfg);
+
+/*
+ * The module, loaded and initialised as an application would (NULL after
+ * saying why); close_module() finalises and unloads it.
+ */
+CK_FUNCTION_LIST_3_0 *open_module(void **dl);
+void close_module(CK_FUNCTION_LIST_3_0 *f, void *dl);
+
+/* The admin interface of the module open_module() loaded; NULL after saying why. */
+EV_ADMIN_FUNCTION_LIST *admin_interface(void);
+
+/* A CKR as its name (static buffer for unknown codes). */
+const char *ckr_name(CK_RV rv);
+
+/* Output: JSON string literals, blank-padded fields, times, bytes. */
+void json_mem(const void *s, size_t n);
+void json_str(const char *s);
+void unpad(char *out, const CK_UTF8CHAR *in, size_t len);
+const char *iso_time(int64_t t, char buf[32]);
+int is_utf8(const unsigned char *p, size_t n);
+void print_hex(const unsigned char *p, size_t n);
+void print_text(const unsigned char *p, size_t n, int quoted);
+
+/*
+ * Subcommand options: sub_begin(), then sub_option() until -1 ('?' after
+ * saying what is wrong). Options must be spelt in full.
+ */
+void sub_begin(void);
+int sub_option(const char *cmd, int argc, char **argv, const struct option *opts);
+void print_option_name(const char *arg);
+
+/* A whole decimal number in [min, max]: 0, or -1. */
+int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+/* Hex, two digits per byte, at least one byte; *out malloc'ed. 0, or -1. */
+int parse_hex(const char *s, unsigned char **out, size_t *outlen);
+
+/* Files: read whole (at most max; -2 when larger), write whole, atomically. */
+int read_all(int fd, size_t max, unsigned char **out, size_t *outlen);
+int read_path(const char *path, size_t max, unsigned char **out, size_t *outlen);
+int write_all(int fd, const void *p, size_t n);
+int write_file_atomic(const char *path, const void *data, size_t len);
+
+/*
+ * A PIN of a zone (who: CKU_SO or CKU_USER): from file when not NULL
+ * (mode 0600 required), else $EDGEVAULT_SO_PIN / $EDGEVAULT_PIN (wiped and
+ * unset after reading), else a no-echo prompt. NULL after saying why;
+ * *usage_err set when there was no source at all.
+ */
+ev_secret *get_pin(CK_USER_TYPE who, const char *file, unsigned long zone, int *usage_err);
+
+/* Commands in their own files: argv[0] is the command's first word. */
+int cmd_attest(int argc, char **argv);   /* tools/cmd_attest.c */
+int cmd_rotate(int argc, char **argv);   /* tools/cmd_rotate.c */
+int cmd_policy(int argc, char **argv);   /* tools/cmd_rotate.c */
+
+#endif
