@@ -32,6 +32,7 @@
 #include "module.h"
 #include "object.h"
 #include "revoke.h"
+#include "rotate.h"
 #include "session.h"
 #include "token.h"
 
@@ -61,6 +62,7 @@ struct ev_events {
 	pthread_t thread;
 	int has_thread;
 	char *dir;                /* the revocation directory, or NULL */
+	_Atomic int64_t next_sweep; /* when a retired generation is due to go (0: none known) */
 };
 
 /*
@@ -285,6 +287,15 @@ act_on(const ev_change *c, int *dead_keys)
 	case EV_CHANGE_OBJECT_ROTATED:
 		ev_object_reload((CK_OBJECT_HANDLE)c->object);
 		queue_push((CK_SLOT_ID)c->zone);
+		ev_events_sweep_at(1); /* its grace period ends some day: look when */
+		break;
+	case EV_CHANGE_OBJECT_EXPIRED:
+		/* Its copies go with it: they carry the same material. */
+		if (ev_object_forget((CK_OBJECT_HANDLE)c->object, 1))
+			*dead_keys = 1;
+		break;
+	case EV_CHANGE_ZONE_REKEYED:
+		ev_token_rekeyed((CK_SLOT_ID)c->zone);
 		break;
 	case EV_CHANGE_ZONE_REVOKED:
 	case EV_CHANGE_ZONE_REINIT:
@@ -410,6 +421,31 @@ watch_once(ev_events *e, int periodic)
 		ev_debug("events: the change log could not be read; trying again");
 }
 
+/* Destroy retired generations whose grace period is over, when one is due. */
+static void
+sweep_if_due(ev_events *e)
+{
+	int64_t when = atomic_load(&e->next_sweep), next = 0;
+
+	if (when == 0 || (int64_t)time(NULL) < when)
+		return;
+	if (ev_rotate_sweep(&next) == CKR_OK)
+		atomic_store(&e->next_sweep, next);
+	else
+		ev_debug("events: retired generations could not be swept; trying again");
+}
+
+void
+ev_events_sweep_at(int64_t when)
+{
+	ev_events *e = ev_mod->events;
+	int64_t cur = atomic_load(&e->next_sweep);
+
+	while ((cur == 0 || when < cur) &&
+	    !atomic_compare_exchange_weak(&e->next_sweep, &cur, when))
+		;
+}
+
 static void *
 watcher(void *arg)
 {
@@ -435,6 +471,7 @@ watcher(void *arg)
 			break;
 		pthread_mutex_lock(&watch_mu);
 		watch_once(e, r == 0);
+		sweep_if_due(e);
 		pthread_mutex_unlock(&watch_mu);
 	}
 	return NULL;

@@ -65,6 +65,13 @@ CK_RV ev_sync(void) EV_MUST_CHECK;
 /* After committing change log rows: tell every process (this one too). */
 void ev_events_announce(void);
 
+/*
+ * A retired generation is due to be destroyed at `when` (unix time; 1:
+ * look at the store now): the watcher sweeps then (rotate.h), if no
+ * earlier sweep is already due.
+ */
+void ev_events_sweep_at(int64_t when);
+
 /* C_WaitForSlotEvent. */
 CK_RV ev_events_wait(CK_FLAGS flags, CK_SLOT_ID *slot);
 

@@ -1,9 +1,16 @@
 /* The admin interface's functions: check arguments and state, call the core. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
 #include "admin.h"
+#include "attest.h"
 #include "event.h"
 #include "log.h"
 #include "module.h"
 #include "revoke.h"
+#include "rotate.h"
 #include "session.h"
 
 static CK_RV
@@ -51,8 +58,179 @@ EV_Revoke(CK_SESSION_HANDLE hSession, const EV_REVOCATION_ENTRY *pEntry, CK_ULON
 	return rv;
 }
 
+static CK_RV
+EV_GetZonePolicy(CK_SLOT_ID slotID, EV_ZONE_POLICY *pPolicy)
+{
+	const ev_policy *p;
+	const ev_attest_provider *prov;
+	ev_token *t;
+	size_t n;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pPolicy == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_sync();
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_token_get(slotID, &t);
+	if (rv == CKR_TOKEN_NOT_RECOGNIZED)
+		return CKR_TOKEN_NOT_PRESENT; /* the free slot: no zone, no policy */
+	if (rv != CKR_OK)
+		return rv;
+	if (atomic_load(&t->revoked))
+		return CKR_TOKEN_NOT_PRESENT;
+	p = ev_config_policy(ev_mod->cfg, t->id);
+	memset(pPolicy, 0, sizeof(*pPolicy));
+	pPolicy->requireAttestation = p->require_attestation ? CK_TRUE : CK_FALSE;
+	pPolicy->requireNonce = p->require_nonce ? CK_TRUE : CK_FALSE;
+	pPolicy->autoRotate = p->auto_rotate ? CK_TRUE : CK_FALSE;
+	pPolicy->ulMaxEvidenceAge = (CK_ULONG)p->max_evidence_age;
+	pPolicy->ulRotationPeriod = (CK_ULONG)p->rotation_period;
+	pPolicy->ulGracePeriod = (CK_ULONG)p->grace_period;
+	memset(pPolicy->provider, ' ', sizeof(pPolicy->provider));
+	prov = ev_attest_provider_of(ev_mod->cfg);
+	if (prov != NULL) {
+		n = strlen(prov->name);
+		memcpy(pPolicy->provider, prov->name,
+		    n < sizeof(pPolicy->provider) ? n : sizeof(pPolicy->provider));
+	}
+	return CKR_OK;
+}
+
+static CK_RV
+EV_Attest(CK_SESSION_HANDLE hSession, EV_ATTESTATION *pInfo)
+{
+	ev_session *s;
+	ev_verdict v;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_attest_zone(s->token, "check", 1, &v);
+	if (rv == CKR_OK || rv == CKR_FUNCTION_REJECTED) {
+		memset(pInfo, 0, sizeof(*pInfo));
+		pInfo->ulState = v.accepted ? EV_ATTEST_ACCEPTED : EV_ATTEST_REFUSED;
+		pInfo->ulValidUntil = v.accepted ? (CK_ULONG)v.valid_until : 0;
+		snprintf((char *)pInfo->szReason, sizeof(pInfo->szReason), "%s", v.reason);
+	}
+	/* Fresh evidence renews a logged-in user's attested state, as the use gate would. */
+	if (rv == CKR_OK && v.accepted && ev_session_user(s) &&
+	    ev_mutex_lock(s->token->lock) == CKR_OK) {
+		atomic_store(&s->token->attested_until, v.valid_until);
+		s->token->stale_noted = 0;
+		ev_mutex_unlock(s->token->lock);
+	}
+	ev_session_release(s);
+	return rv;
+}
+
+static CK_RV
+EV_NewNonce(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pNonce, CK_ULONG_PTR pulNonceLen)
+{
+	unsigned char nonce[EV_NONCE_LEN];
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulNonceLen == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	if (pNonce == NULL) {
+		*pulNonceLen = EV_NONCE_LEN;
+		goto out;
+	}
+	if (*pulNonceLen < EV_NONCE_LEN) {
+		*pulNonceLen = EV_NONCE_LEN;
+		rv = CKR_BUFFER_TOO_SMALL;
+		goto out;
+	}
+	randombytes_buf(nonce, sizeof(nonce));
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_store_meta_set(ev_mod->store, EV_META_ATTEST_NONCE, nonce, sizeof(nonce));
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK) {
+		memcpy(pNonce, nonce, sizeof(nonce));
+		*pulNonceLen = EV_NONCE_LEN;
+	}
+out:
+	ev_session_release(s);
+	return rv;
+}
+
+static CK_RV
+EV_RotationCandidates(CK_SESSION_HANDLE hSession, CK_ULONG ulWhich, CK_OBJECT_HANDLE_PTR phKeys,
+    CK_ULONG_PTR pulCount)
+{
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rotate_candidates(s, ulWhich, phKeys, pulCount);
+	ev_session_release(s);
+	return rv;
+}
+
+static CK_RV
+EV_RotateKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey, CK_OBJECT_HANDLE_PTR phNewKey)
+{
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rotate_key(s, hKey, phNewKey);
+	ev_session_release(s);
+	/* This process sees the old generation retired before the call returns. */
+	if (rv == CKR_OK && ev_sync() != CKR_OK)
+		ev_warn("key rotated; this process will act on it at its next call");
+	return rv;
+}
+
+static CK_RV
+EV_RotateZoneKey(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount)
+{
+	ev_session *s;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rotate_zone_key(s, pulCount);
+	ev_session_release(s);
+	return rv;
+}
+
 EV_ADMIN_FUNCTION_LIST ev_admin_functions = {
-	.version = { 1, 0 },
+	.version = { 1, 1 },
 	.EV_ApplyRevocationList = EV_ApplyRevocationList,
 	.EV_Revoke = EV_Revoke,
+	.EV_GetZonePolicy = EV_GetZonePolicy,
+	.EV_Attest = EV_Attest,
+	.EV_NewNonce = EV_NewNonce,
+	.EV_RotationCandidates = EV_RotationCandidates,
+	.EV_RotateKey = EV_RotateKey,
+	.EV_RotateZoneKey = EV_RotateZoneKey,
 };

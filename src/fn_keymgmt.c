@@ -2,6 +2,7 @@
 #include "mech/mech.h"
 #include "module.h"
 #include "object.h"
+#include "rotate.h"
 #include "session.h"
 
 /* A template's CK_ULONG attribute, or dflt. */
@@ -48,7 +49,10 @@ base_attrs(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, ev_attrs **out)
 	return CKR_OK;
 }
 
-/* Begin a key-management call: initialised, session found, mechanism offered for flag. */
+/*
+ * Begin a key-management call: initialised, session found, mechanism
+ * offered for flag, the zone's evidence fresh when it is gated.
+ */
 static CK_RV
 begin(CK_SESSION_HANDLE h, const CK_MECHANISM *m, CK_FLAGS flag, ev_session **s)
 {
@@ -67,6 +71,9 @@ begin(CK_SESSION_HANDLE h, const CK_MECHANISM *m, CK_FLAGS flag, ev_session **s)
 		if (mech == NULL || !ev_mech_can(mech, flag))
 			rv = CKR_MECHANISM_INVALID;
 	}
+	/* Every key-management call makes or handles secrets of the zone: gated. */
+	if (rv == CKR_OK)
+		rv = ev_gate_use((*s)->token);
 	if (rv != CKR_OK)
 		ev_session_release(*s);
 	return rv;

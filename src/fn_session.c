@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "module.h"
+#include "rotate.h"
 #include "session.h"
 
 CK_RV
@@ -96,6 +97,9 @@ C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 		rv = CKR_ARGUMENTS_BAD;
 	else
 		rv = ev_session_login(s, userType, pPin, ulPinLen);
+	/* An attested login opens the zone: keys due rotate now when its policy says so. */
+	if (rv == CKR_OK && userType == CKU_USER)
+		ev_rotate_due_at_login(s);
 	ev_session_release(s);
 	return rv;
 }

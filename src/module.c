@@ -7,6 +7,7 @@
 #include "module.h"
 #include "object.h"
 #include "revoke.h"
+#include "rotate.h"
 #include "secmem.h"
 #include "session.h"
 #include "token.h"
@@ -74,6 +75,7 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 {
 	ev_root *inherited_root = NULL;
 	ev_module *m = NULL;
+	int64_t next = 0;
 	char err[256] = "";
 	CK_RV rv;
 
@@ -137,6 +139,11 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 	m = NULL; /* transferred */
 	/* Lists dropped while no process watched, before anything is used. */
 	ev_revoke_scan();
+	/* Retired generations whose grace period ended while no process ran. */
+	if (ev_rotate_sweep(&next) != CKR_OK)
+		ev_warn("retired generations could not be swept; the watcher tries again");
+	else if (next != 0)
+		ev_events_sweep_at(next);
 out:
 	if (m != NULL) {
 		ev_store_close(m->store);

@@ -31,6 +31,7 @@ static const CK_ATTRIBUTE_TYPE cert_attrs[] = {
 static const CK_ATTRIBUTE_TYPE key_attrs[] = {
 	CKA_KEY_TYPE, CKA_ID, CKA_START_DATE, CKA_END_DATE, CKA_DERIVE, CKA_LOCAL,
 	CKA_KEY_GEN_MECHANISM, CKA_ALLOWED_MECHANISMS, CKA_EV_GENERATION, CKA_DERIVE_TEMPLATE,
+	CKA_EV_RETIRED, CKA_EV_DESTROY_AT,
 };
 static const CK_ATTRIBUTE_TYPE public_attrs[] = {
 	CKA_SUBJECT, CKA_ENCRYPT, CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_WRAP, CKA_TRUSTED,
@@ -54,7 +55,7 @@ static const CK_ATTRIBUTE_TYPE secret_attrs[] = {
 /* Set by the module alone: never in a caller's template for a new object. */
 static const CK_ATTRIBUTE_TYPE module_set_attrs[] = {
 	CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE,
-	CKA_UNIQUE_ID, CKA_EV_GENERATION,
+	CKA_UNIQUE_ID, CKA_EV_GENERATION, CKA_EV_RETIRED, CKA_EV_DESTROY_AT,
 };
 
 /* What C_SetAttributeValue may change (when CKA_MODIFIABLE is true). */
@@ -177,12 +178,31 @@ visible(const ev_session *s, const ev_object *o)
 	return !o->private || ev_session_user(s);
 }
 
+/*
+ * A key's lifecycle as attributes: the store keeps it in columns (a
+ * rotation changes them without rewriting attributes), the attributes
+ * show it to callers and to template matching.
+ */
+static CK_RV
+set_lifecycle(ev_attrs *a, int64_t retired, int64_t destroy_at)
+{
+	CK_RV rv = ev_attrs_set_bool(a, CKA_EV_RETIRED, retired != 0);
+
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(a, CKA_EV_DESTROY_AT, (CK_ULONG)destroy_at);
+	return rv;
+}
+
 /* Build an in-memory object from its store record (consumed). */
 static CK_RV
 from_record(ev_token *t, ev_obj_rec *rec, ev_object **out)
 {
-	ev_object *o = object_alloc();
+	ev_object *o;
 
+	if (is_key_class(rec->cls) && set_lifecycle(rec->attrs, rec->retired, rec->destroy_at) !=
+	    CKR_OK)
+		return CKR_HOST_MEMORY;
+	o = object_alloc();
 	if (o == NULL)
 		return CKR_HOST_MEMORY;
 	o->handle = (CK_OBJECT_HANDLE)rec->id;
@@ -191,6 +211,9 @@ from_record(ev_token *t, ev_obj_rec *rec, ev_object **out)
 	o->on_token = 1;
 	o->private = rec->private;
 	o->generation = rec->generation;
+	o->origin = (CK_OBJECT_HANDLE)rec->origin;
+	o->retired = rec->retired;
+	o->destroy_at = rec->destroy_at;
 	o->attrs = rec->attrs;
 	rec->attrs = NULL; /* transferred */
 	o->wrapped = rec->wrapped;
@@ -310,6 +333,39 @@ binding_of(const ev_object *o, const ev_attrs *attrs, ev_wrap_binding *b)
 	ev_attr_digest(attrs, b->attr_digest);
 }
 
+/*
+ * The zone key and the object's blob, read again: another process may
+ * have rotated the zone key between this process's last look at the
+ * change log and now, leaving it one old and one new. Caller holds the
+ * token's lock and the object's (write).
+ */
+static CK_RV
+fresh_wrapping(ev_object *o, const ev_secret **zk)
+{
+	ev_obj_rec rec = { 0 };
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_obj_get(ev_mod->store, (int64_t)o->handle, &rec);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (rec.wrapped != NULL) {
+		unsigned char *blob = o->wrapped;
+		size_t len = o->wrapped_len;
+
+		o->wrapped = rec.wrapped;
+		o->wrapped_len = rec.wrapped_len;
+		rec.wrapped = blob; /* freed with the record */
+		rec.wrapped_len = len;
+	}
+	ev_obj_rec_clear(&rec);
+	ev_token_forget_key(o->token);
+	return ev_token_zone_key(o->token, zk);
+}
+
 CK_RV
 ev_object_key(ev_object *o, ev_key **out)
 {
@@ -347,6 +403,8 @@ ev_object_key(ev_object *o, ev_key **out)
 		if (rv == CKR_OK) {
 			binding_of(o, o->attrs, &b);
 			rv = ev_unwrap(zk, &b, o->wrapped, o->wrapped_len, &plain);
+			if (rv == CKR_ENCRYPTED_DATA_INVALID && fresh_wrapping(o, &zk) == CKR_OK)
+				rv = ev_unwrap(zk, &b, o->wrapped, o->wrapped_len, &plain);
 			if (rv == CKR_ENCRYPTED_DATA_INVALID) {
 				ev_error("object %lu: wrapped key does not authenticate",
 				    (unsigned long)o->handle);
@@ -431,6 +489,21 @@ date_ok(const ev_attrs *a)
 	return 1;
 }
 
+/*
+ * What a retired generation may still do until its grace period ends:
+ * check what was made under it, never make anything new.
+ */
+static int
+retired_ok(const ev_object *o, CK_ATTRIBUTE_TYPE usage)
+{
+	if (o->retired == 0)
+		return 1;
+	if (usage != CKA_VERIFY && usage != CKA_VERIFY_RECOVER && usage != CKA_DECRYPT &&
+	    usage != CKA_UNWRAP)
+		return 0;
+	return (int64_t)time(NULL) < o->destroy_at;
+}
+
 CK_RV
 ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
 {
@@ -439,7 +512,7 @@ ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
 	rv = ev_rwlock_rdlock(o->lock);
 	if (rv != CKR_OK)
 		return rv;
-	if (!ev_attrs_is_true(o->attrs, usage, 0) || !date_ok(o->attrs))
+	if (!ev_attrs_is_true(o->attrs, usage, 0) || !date_ok(o->attrs) || !retired_ok(o, usage))
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	else if (!mech_allowed(o->attrs, mech))
 		rv = CKR_MECHANISM_INVALID;
@@ -615,10 +688,11 @@ unique_id(ev_attrs *a)
 
 /*
  * Insert token objects and their wrapped material in one transaction: a
- * key pair is stored whole or not at all.
+ * key pair is stored whole or not at all. within (may be NULL) does more
+ * in the same transaction, with the store lock held.
  */
 static CK_RV
-store_objects(ev_token *t, ev_object **objs, size_t n)
+store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), void *arg)
 {
 	ev_secret *plain[2] = { NULL, NULL };
 	const ev_secret *zk = NULL;
@@ -661,6 +735,8 @@ store_objects(ev_token *t, ev_object **objs, size_t n)
 		rec.private = o->private;
 		rec.generation = o->generation;
 		rec.attrs = o->attrs;
+		rec.origin = (int64_t)o->origin;
+		rec.previous = (int64_t)o->previous;
 		rv = ev_store_obj_insert(ev_mod->store, &rec);
 		if (rv != CKR_OK)
 			goto out;
@@ -673,6 +749,11 @@ store_objects(ev_token *t, ev_object **objs, size_t n)
 		if (rv != CKR_OK)
 			goto out;
 		rv = ev_store_obj_set_wrapped(ev_mod->store, rec.id, o->wrapped, o->wrapped_len);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (within != NULL) {
+		rv = within(arg);
 		if (rv != CKR_OK)
 			goto out;
 	}
@@ -721,16 +802,20 @@ key_provenance(ev_attrs *a, ev_origin origin, CK_OBJECT_CLASS cls, CK_MECHANISM_
 {
 	int sensitive = ev_attrs_is_true(a, CKA_SENSITIVE, 0);
 	int extractable = ev_attrs_is_true(a, CKA_EXTRACTABLE, 0);
+	int local = origin == EV_ORIGIN_GENERATE || origin == EV_ORIGIN_ROTATE;
 	CK_RV rv;
 
 	if (origin == EV_ORIGIN_COPY)
 		return CKR_OK; /* a copy keeps its source's history */
-	rv = ev_attrs_set_bool(a, CKA_LOCAL, origin == EV_ORIGIN_GENERATE);
+	rv = ev_attrs_set_bool(a, CKA_LOCAL, local);
 	if (rv == CKR_OK)
 		rv = ev_attrs_set_ulong(a, CKA_KEY_GEN_MECHANISM,
-		    origin == EV_ORIGIN_GENERATE ? mech : CK_UNAVAILABLE_INFORMATION);
-	if (rv == CKR_OK)
+		    local ? mech : CK_UNAVAILABLE_INFORMATION);
+	/* A rotation's base carries the new generation. */
+	if (rv == CKR_OK && origin != EV_ORIGIN_ROTATE)
 		rv = ev_attrs_set_ulong(a, CKA_EV_GENERATION, 1);
+	if (rv == CKR_OK)
+		rv = set_lifecycle(a, 0, 0);
 	if (rv != CKR_OK || cls == CKO_PUBLIC_KEY)
 		return rv;
 	/* Imported material was seen outside: it was never "always" anything. */
@@ -948,7 +1033,7 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 	o->on_token = ev_attrs_is_true(a, CKA_TOKEN, 0);
 	o->private = ev_attrs_is_true(a, CKA_PRIVATE, 1);
 	o->generation = 1;
-	if (origin == EV_ORIGIN_COPY && base != NULL) {
+	if ((origin == EV_ORIGIN_COPY || origin == EV_ORIGIN_ROTATE) && base != NULL) {
 		CK_ULONG g;
 
 		if (ev_attrs_ulong(base, CKA_EV_GENERATION, &g) == CKR_OK)
@@ -957,12 +1042,15 @@ prepare(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULONG coun
 	o->attrs = a;
 	a = NULL; /* transferred */
 
-	/* Session rights, from the PKCS#11 access table. */
-	if (o->on_token && !ev_session_rw(s)) {
+	/*
+	 * Session rights, from the PKCS#11 access table. A rotation's caller
+	 * checked its own: an automatic one may run in a read-only session.
+	 */
+	if (origin != EV_ORIGIN_ROTATE && o->on_token && !ev_session_rw(s)) {
 		rv = CKR_SESSION_READ_ONLY;
 		goto out;
 	}
-	if (o->private && !ev_session_user(s)) {
+	if (origin != EV_ORIGIN_ROTATE && o->private && !ev_session_user(s)) {
 		rv = CKR_USER_NOT_LOGGED_IN;
 		goto out;
 	}
@@ -984,7 +1072,8 @@ out:
  * The objects are consumed, also on failure; handles[i] gets each handle.
  */
 static CK_RV
-publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles)
+publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles,
+    CK_RV (*within)(void *), void *arg)
 {
 	ev_object *on_token[2];
 	size_t i, nt = 0;
@@ -994,7 +1083,7 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles)
 		if (objs[i]->on_token && nt < EV_ARRAY_SIZE(on_token))
 			on_token[nt++] = objs[i];
 	if (nt > 0)
-		rv = store_objects(s->token, on_token, nt);
+		rv = store_objects(s->token, on_token, nt, within, arg);
 	if (rv == CKR_OK)
 		rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
@@ -1026,7 +1115,7 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 	rv = prepare(s, origin, tmpl, count, base, key, gen_mech, &o);
 	if (rv != CKR_OK)
 		return rv;
-	return publish(s, &o, 1, out);
+	return publish(s, &o, 1, out, NULL, NULL);
 }
 
 CK_RV
@@ -1051,7 +1140,7 @@ ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_cou
 		ev_object_free(objs[0]);
 		return rv;
 	}
-	rv = publish(s, objs, 2, h);
+	rv = publish(s, objs, 2, h, NULL, NULL);
 	if (rv == CKR_OK) {
 		*hpub = h[0];
 		*hpriv = h[1];
@@ -1418,17 +1507,17 @@ out:
 	return rv;
 }
 
-static void set_origin(CK_OBJECT_HANDLE copy, CK_OBJECT_HANDLE origin);
-
 CK_RV
 ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
     CK_OBJECT_HANDLE *out)
 {
 	ev_attrs *base = NULL;
+	ev_object *c = NULL;
 	ev_key *key = NULL;
 	CK_RV rv;
 
-	if (!ev_object_is_true(o, CKA_COPYABLE, 1))
+	/* A retired generation has no future: no copy to outlive its grace period. */
+	if (!ev_object_is_true(o, CKA_COPYABLE, 1) || ev_object_is_true(o, CKA_EV_RETIRED, 0))
 		return CKR_ACTION_PROHIBITED;
 	if (is_key_class(o->cls)) {
 		/*
@@ -1451,26 +1540,20 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 		return CKR_HOST_MEMORY;
 	}
 	ev_attrs_del(base, CKA_UNIQUE_ID);
-	rv = ev_object_new(s, EV_ORIGIN_COPY, tmpl, count, base, key, CK_UNAVAILABLE_INFORMATION,
-	    out);
+	rv = prepare(s, EV_ORIGIN_COPY, tmpl, count, base, key, CK_UNAVAILABLE_INFORMATION, &c);
 	ev_attrs_free(base);
-	if (rv == CKR_OK && (*out & EV_SESSION_OBJECT_BIT) && (o->on_token || o->origin != 0))
-		set_origin(*out, o->origin != 0 ? o->origin : o->handle);
-	return rv;
-}
-
-/* A session copy of a token object is revoked with it (ev_object_forget()). */
-static void
-set_origin(CK_OBJECT_HANDLE copy, CK_OBJECT_HANDLE origin)
-{
-	ev_object *c;
-
-	if (ev_rwlock_wrlock(ev_mod->lock) != CKR_OK)
-		return;
-	c = ev_map_get(&ev_mod->objects, copy);
-	if (c != NULL)
-		c->origin = origin;
-	ev_rwlock_unlock(ev_mod->lock);
+	if (rv != CKR_OK)
+		return rv;
+	/*
+	 * A copy of a token object (or of a copy of one) is revoked, retired
+	 * and destroyed with it: the same material must not outlive it under
+	 * another name.
+	 */
+	if (o->origin != 0)
+		c->origin = o->origin;
+	else if (o->on_token)
+		c->origin = o->handle;
+	return publish(s, &c, 1, out, NULL, NULL);
 }
 
 CK_ULONG
@@ -1491,6 +1574,7 @@ struct find_ctx {
 	ev_session *s;
 	const CK_ATTRIBUTE *tmpl;
 	CK_ULONG count;
+	int retired;             /* the template names CKA_EV_GENERATION: retired ones too */
 	CK_OBJECT_HANDLE *v;
 	size_t n, cap;
 	CK_RV rv;
@@ -1515,6 +1599,15 @@ push(struct find_ctx *f, CK_OBJECT_HANDLE h)
 	f->v[f->n++] = h;
 }
 
+/* Whether a search takes an object (its lock held). */
+static int
+finds(const struct find_ctx *f, const ev_object *o)
+{
+	if (o->retired != 0 && !f->retired)
+		return 0;
+	return ev_attrs_match(o->attrs, f->tmpl, f->count);
+}
+
 static void
 find_session_cb(CK_ULONG key, void *val, void *arg)
 {
@@ -1525,7 +1618,7 @@ find_session_cb(CK_ULONG key, void *val, void *arg)
 		return;
 	if (ev_rwlock_rdlock(o->lock) != CKR_OK)
 		return;
-	if (ev_attrs_match(o->attrs, f->tmpl, f->count))
+	if (finds(f, o))
 		push(f, key);
 	ev_rwlock_unlock(o->lock);
 }
@@ -1533,7 +1626,7 @@ find_session_cb(CK_ULONG key, void *val, void *arg)
 CK_RV
 ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 {
-	struct find_ctx f = { s, tmpl, count, NULL, 0, 0, CKR_OK };
+	struct find_ctx f = { s, tmpl, count, 0, NULL, 0, 0, CKR_OK };
 	ev_obj_query q = { 0 };
 	int64_t *ids = NULL;
 	size_t nids = 0, i;
@@ -1578,6 +1671,14 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 			q.ckid = t->pValue;
 			q.ckid_len = t->ulValueLen;
 			break;
+		case CKA_EV_GENERATION:
+			/* Retired generations are found only by asking for one. */
+			f.retired = 1;
+			if (t->ulValueLen == sizeof(CK_ULONG)) {
+				q.has_generation = 1;
+				q.generation = (int64_t)*(CK_ULONG *)t->pValue;
+			}
+			break;
 		}
 	}
 	if (want_token) {
@@ -1596,7 +1697,7 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 			if (lookup(s->token, (CK_OBJECT_HANDLE)ids[i], &o) != CKR_OK)
 				continue; /* gone meanwhile */
 			if (visible(s, o) && ev_rwlock_rdlock(o->lock) == CKR_OK) {
-				if (ev_attrs_match(o->attrs, tmpl, count))
+				if (finds(&f, o))
 					push(&f, o->handle);
 				ev_rwlock_unlock(o->lock);
 			}
@@ -1734,6 +1835,42 @@ ev_object_forget(CK_OBJECT_HANDLE h, int with_copies)
 	return drop(&d) > 0;
 }
 
+struct retire_ctx {
+	CK_OBJECT_HANDLE origin;
+	int64_t retired, destroy_at;
+};
+
+static void
+retire_cb(CK_ULONG key, void *val, void *arg)
+{
+	const struct retire_ctx *r = arg;
+	ev_object *o = val;
+
+	if (!(key & EV_SESSION_OBJECT_BIT) || o->origin != r->origin)
+		return;
+	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
+		return;
+	if (set_lifecycle(o->attrs, r->retired, r->destroy_at) == CKR_OK) {
+		o->retired = r->retired;
+		o->destroy_at = r->destroy_at;
+	} else {
+		atomic_store(&o->destroyed, 1); /* cannot show it retired: unusable instead */
+	}
+	ev_rwlock_unlock(o->lock);
+}
+
+/* Session copies of a token key are retired with it (and destroyed with it). */
+static void
+retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
+{
+	struct retire_ctx r = { origin, retired, destroy_at };
+
+	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
+		return;
+	ev_map_each(&ev_mod->objects, retire_cb, &r);
+	ev_rwlock_unlock(ev_mod->lock);
+}
+
 void
 ev_object_reload(CK_OBJECT_HANDLE h)
 {
@@ -1759,17 +1896,30 @@ ev_object_reload(CK_OBJECT_HANDLE h)
 		(void)ev_object_forget(h, 0); /* gone since */
 		return;
 	}
+	if (rv == CKR_OK && is_key_class(rec.cls))
+		rv = set_lifecycle(rec.attrs, rec.retired, rec.destroy_at);
 	/*
 	 * In place, so the object stays the one every operation holds: a
-	 * later revocation finds and ends them all.
+	 * later revocation finds and ends them all. The material cached
+	 * stays: it is the same (a new zone key wraps it differently).
 	 */
 	if (rv == CKR_OK && ev_rwlock_wrlock(o->lock) == CKR_OK) {
 		ev_attrs *old = o->attrs;
+		unsigned char *blob = o->wrapped;
+		size_t blob_len = o->wrapped_len;
 
 		o->attrs = rec.attrs;
 		rec.attrs = old; /* freed with the record */
+		o->wrapped = rec.wrapped;
+		o->wrapped_len = rec.wrapped_len;
+		rec.wrapped = blob; /* freed with the record */
+		rec.wrapped_len = blob_len;
 		o->private = rec.private;
+		o->retired = rec.retired;
+		o->destroy_at = rec.destroy_at;
 		ev_rwlock_unlock(o->lock);
+		if (rec.retired != 0)
+			retire_copies(h, rec.retired, rec.destroy_at);
 	} else {
 		ev_error("object %lu: changed by another process, but could not be read again",
 		    (unsigned long)h);
@@ -1812,4 +1962,93 @@ ev_object_wipe_token(ev_token *t, int private_only)
 	struct drop_ctx d = { DROP_TOKEN, 0, t, private_only, NULL, 0 };
 
 	ev_map_each(&ev_mod->objects, wipe_cb, &d);
+}
+
+CK_RV
+ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANISM_TYPE mech,
+    const void *id, size_t id_len, ev_object **out)
+{
+	ev_attrs *base = NULL;
+	size_t i;
+	CK_RV rv;
+
+	rv = ev_rwlock_rdlock(old->lock);
+	if (rv != CKR_OK) {
+		ev_key_free(key);
+		return rv;
+	}
+	base = ev_attrs_dup(old->attrs);
+	ev_rwlock_unlock(old->lock);
+	if (base == NULL) {
+		ev_key_free(key);
+		return CKR_HOST_MEMORY;
+	}
+	/* What the new material and the module decide afresh. */
+	for (i = 0; i < base->n;) {
+		CK_ATTRIBUTE_TYPE t = base->v[i].type;
+
+		if (is_material(old->cls, t) || IN(module_set_attrs, t))
+			ev_attrs_del(base, t);
+		else
+			i++;
+	}
+	rv = ev_attrs_set(base, CKA_ID, id, id_len);
+	if (rv == CKR_OK)
+		rv = ev_attrs_set_ulong(base, CKA_EV_GENERATION, (CK_ULONG)(old->generation + 1));
+	if (rv != CKR_OK) {
+		ev_attrs_free(base);
+		ev_key_free(key);
+		return rv;
+	}
+	rv = prepare(s, EV_ORIGIN_ROTATE, NULL, 0, base, key, mech, out);
+	ev_attrs_free(base);
+	if (rv == CKR_OK)
+		(*out)->previous = old->handle;
+	return rv;
+}
+
+CK_RV
+ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
+    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg)
+{
+	return publish(s, fresh, n, handles, within, arg);
+}
+
+struct rewrap_ctx {
+	ev_token *token;
+	CK_OBJECT_HANDLE *v;
+	size_t n, cap;
+};
+
+static void
+rewrap_cb(CK_ULONG key, void *val, void *arg)
+{
+	struct rewrap_ctx *r = arg;
+	ev_object *o = val;
+
+	if (o->token == r->token && o->on_token && o->wrapped != NULL && r->n < r->cap)
+		r->v[r->n++] = (CK_OBJECT_HANDLE)key;
+}
+
+void
+ev_object_rewrapped(ev_token *t)
+{
+	struct rewrap_ctx r = { t, NULL, 0, 0 };
+	size_t i;
+
+	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
+		return;
+	r.cap = ev_mod->objects.live;
+	r.v = calloc(r.cap + 1, sizeof(*r.v));
+	if (r.v != NULL)
+		ev_map_each(&ev_mod->objects, rewrap_cb, &r);
+	ev_rwlock_unlock(ev_mod->lock);
+	if (r.v == NULL) {
+		/* Without memory to list them, forget them: each is read afresh at its next use. */
+		ev_object_forget_token(t);
+		return;
+	}
+	for (i = 0; i < r.n; i++)
+		ev_object_reload(r.v[i]);
+	free(r.v);
 }

@@ -32,8 +32,12 @@ typedef struct ev_object {
 	int on_token;            /* CKA_TOKEN */
 	int private;             /* CKA_PRIVATE */
 	CK_SESSION_HANDLE owner; /* session objects: the creating session */
-	CK_OBJECT_HANDLE origin; /* session copies of a token key: the token object (revoked with it) */
+	/* copies of a token key: the token object copied (transitively); revoked and retired with it */
+	CK_OBJECT_HANDLE origin;
+	CK_OBJECT_HANDLE previous; /* a new generation: the one it replaces (until stored) */
 	int64_t generation;
+	int64_t retired;         /* unix time it was rotated out, 0 while current (under lock) */
+	int64_t destroy_at;      /* retired: when its grace period ends (under lock) */
 	ev_rwlock *lock;         /* guards attrs and key: read by every operation's init */
 	ev_attrs *attrs;         /* every non-secret attribute */
 	unsigned char *wrapped;  /* token objects with secret material (immutable) */
@@ -48,6 +52,7 @@ typedef enum ev_origin {
 	EV_ORIGIN_UNWRAP,   /* C_UnwrapKey */
 	EV_ORIGIN_DERIVE,   /* C_DeriveKey */
 	EV_ORIGIN_COPY,     /* C_CopyObject */
+	EV_ORIGIN_ROTATE,   /* the next generation of a key (rotate.c) */
 } ev_origin;
 
 /*
@@ -73,8 +78,10 @@ CK_RV ev_object_key(ev_object *o, ev_key **key) EV_MUST_CHECK;
  * May this key serve an operation: its usage attribute (CKA_SIGN, ...)
  * is true (else CKR_KEY_FUNCTION_NOT_PERMITTED), the mechanism is in its
  * CKA_ALLOWED_MECHANISMS when that is not empty (else
- * CKR_MECHANISM_INVALID), and today is within CKA_START_DATE and
- * CKA_END_DATE (else CKR_KEY_FUNCTION_NOT_PERMITTED).
+ * CKR_MECHANISM_INVALID), today is within CKA_START_DATE and
+ * CKA_END_DATE, and a retired generation is asked only to verify,
+ * decrypt or unwrap before its grace period ends (else
+ * CKR_KEY_FUNCTION_NOT_PERMITTED).
  */
 CK_RV ev_object_usable(ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech)
     EV_MUST_CHECK;
@@ -170,6 +177,31 @@ int ev_object_forget(CK_OBJECT_HANDLE h, int with_copies);
  * (operations holding it keep holding the same object). Call with no lock held.
  */
 void ev_object_reload(CK_OBJECT_HANDLE h);
+
+/*
+ * Rotation's building blocks (rotate.c).
+ *
+ * The next generation of a token key: every attribute of old but its
+ * material, CKA_ID (id, id_len) and CKA_UNIQUE_ID (new), with key (new
+ * material, consumed) and the provenance of a key generated with mech;
+ * CKA_EV_GENERATION one more than old's. Not stored yet.
+ */
+CK_RV ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key,
+    CK_MECHANISM_TYPE mech, const void *id, size_t id_len, ev_object **out);
+
+/*
+ * Store new generations (consumed, also on failure; n <= 2) and, in the
+ * same transaction, run within(arg) (which retires the old ones), then
+ * map them; handles[i] gets each handle.
+ */
+CK_RV ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
+    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg);
+
+/*
+ * Another process replaced the zone key: the wrapped blobs of this
+ * token's loaded objects are read again. Caller holds t->lock.
+ */
+void ev_object_rewrapped(ev_token *t);
 
 /* Free an object outright (C_Finalize). */
 void ev_object_free(ev_object *o);

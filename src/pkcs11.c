@@ -182,9 +182,10 @@ C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 	}
 	if (pInterfaceName != NULL &&
 	    strcmp((const char *)pInterfaceName, (const char *)admin_name) == 0 &&
+	    /* 1.1 only adds functions at the end: a 1.0 caller gets the same list. */
 	    (pVersion == NULL ||
 		(pVersion->major == ev_admin_functions.version.major &&
-		    pVersion->minor == ev_admin_functions.version.minor)) &&
+		    pVersion->minor <= ev_admin_functions.version.minor)) &&
 	    flags == 0) {
 		*ppInterface = &admin_interface;
 		return CKR_OK;

@@ -161,6 +161,38 @@ apply_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
 	return rv;
 }
 
+
+/*
+ * Revoke one key object and the token copies made of it (the same
+ * material under another name or label). One already gone (found twice,
+ * as a copy and by its own label) is no error. Store lock held.
+ */
+static CK_RV
+revoke_key(int64_t log, const ev_revoke_entry *e, int64_t id, int64_t now, CK_ULONG *count)
+{
+	int64_t *copies = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
+	if (rv == CKR_OK)
+		rv = ev_store_obj_delete(ev_mod->store, id);
+	if (rv == EVR_NOT_FOUND) {
+		free(copies);
+		return CKR_OK;
+	}
+	if (rv == CKR_OK)
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_REVOKED, e->zone, id);
+	if (rv == CKR_OK)
+		rv = note_revoked(log, e, e->zone, id, now);
+	if (rv == CKR_OK)
+		(*count)++;
+	for (i = 0; i < n && rv == CKR_OK; i++)
+		rv = revoke_key(log, e, copies[i], now, count);
+	free(copies);
+	return rv;
+}
+
 /*
  * A local revocation: the SO means what exists now, even under a name
  * revoked before; a list repeating the entry later does nothing more.
@@ -192,16 +224,8 @@ apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *c
 	case EV_REVOKE_KEY:
 		rv = ev_store_obj_find_keys(ev_mod->store, e->zone, e->label, e->label_len, e->ckid,
 		    e->ckid_len, e->generation, &ids, &n);
-		for (i = 0; i < n && rv == CKR_OK; i++) {
-			rv = ev_store_obj_delete(ev_mod->store, ids[i]);
-			if (rv == CKR_OK)
-				rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_REVOKED, e->zone,
-				    ids[i]);
-			if (rv == CKR_OK)
-				rv = note_revoked(log, e, e->zone, ids[i], now);
-			if (rv == CKR_OK)
-				(*count)++;
-		}
+		for (i = 0; i < n && rv == CKR_OK; i++)
+			rv = revoke_key(log, e, ids[i], now, count);
 		free(ids);
 		return rv;
 	case EV_REVOKE_ZONE:

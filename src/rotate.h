@@ -25,26 +25,31 @@
 
 /*
  * Appraise evidence for a zone now with the configured provider, and
- * record the outcome (purpose: "login", "use", "rotate", "check";
- * accepted evidence is recorded once per document and zone).
- * CKR_OK with *v filled either way; CKR_FUNCTION_REJECTED when no
- * provider is configured (v says so); CKR_HOST_MEMORY, CKR_DEVICE_ERROR.
+ * record it in the attestation history (purpose: "login", "use",
+ * "rotate", "check"): accepted evidence once per document and zone, a
+ * refusal when record_refusal. CKR_OK with *v filled, accepted or not;
+ * CKR_FUNCTION_REJECTED when no provider is configured (v says so);
+ * CKR_HOST_MEMORY, CKR_DEVICE_ERROR (the history could not be written:
+ * nothing is accepted unrecorded).
  */
-CK_RV ev_attest_zone(ev_token *t, const char *purpose, ev_verdict *v) EV_MUST_CHECK;
+CK_RV ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict *v)
+    EV_MUST_CHECK;
 
 /*
- * The login gate (C_Login CKU_USER, token lock held): CKR_OK when the
- * zone's policy needs no attestation or the evidence is accepted (the
- * token's attested_until set), else CKR_FUNCTION_REJECTED.
+ * The login gate (C_Login CKU_USER, before the PIN is checked): CKR_OK
+ * when the zone's policy needs no attestation (*until = 0) or the
+ * evidence is accepted (*until = when it goes stale), else
+ * CKR_FUNCTION_REJECTED.
  */
-CK_RV ev_gate_login(ev_token *t) EV_MUST_CHECK;
+CK_RV ev_gate_login(ev_token *t, int64_t *until) EV_MUST_CHECK;
 
 /*
- * The use gate, at every start of an operation with a key of the zone
- * and every key management call: CKR_OK when the zone needs no
- * attestation or its evidence is fresh (one clock read), else the
- * provider is asked again; CKR_FUNCTION_REJECTED when it still has
- * nothing fresh. Call without t->lock.
+ * The use gate, at every start of an operation with a private or secret
+ * key of the zone and every key management call: CKR_OK when the zone
+ * needs no attestation or its evidence is fresh (one clock read), else
+ * the provider is asked again; CKR_FUNCTION_REJECTED when it still has
+ * nothing fresh. Public keys are not gated: checking a signature needs
+ * no trust in the device. Call without t->lock.
  */
 CK_RV ev_gate_use(ev_token *t) EV_MUST_CHECK;
 

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "module.h"
 #include "object.h"
+#include "rotate.h"
 #include "session.h"
 
 CK_STATE
@@ -433,6 +434,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 {
 	ev_token *t = s->token;
 	const ev_secret *zk;
+	int64_t until = 0;
 	CK_RV rv;
 
 	if (who != CKU_SO && who != CKU_USER && who != CKU_CONTEXT_SPECIFIC)
@@ -463,14 +465,23 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		if (rv != CKR_OK)
 			goto out;
 	}
+	/* Evidence before the PIN: a refused device spends no PIN attempt. */
+	if (who == CKU_USER) {
+		rv = ev_gate_login(t, &until);
+		if (rv != CKR_OK)
+			goto out;
+	}
 	rv = ev_token_check_pin(t, who, pin, len);
 	if (rv != CKR_OK)
 		goto out;
 	if (who == CKU_USER) {
 		/* Unlock the zone now, so an unreachable root shows at login. */
 		rv = ev_token_zone_key(t, &zk);
-		if (rv == CKR_OK)
+		if (rv == CKR_OK) {
+			atomic_store(&t->attested_until, until);
+			t->stale_noted = 0;
 			t->login = who;
+		}
 		goto out;
 	}
 	/*
@@ -503,6 +514,7 @@ ev_session_logout(ev_token *t)
 		return CKR_USER_NOT_LOGGED_IN;
 	}
 	t->login = EV_NOBODY;
+	atomic_store(&t->attested_until, 0); /* the next login brings its own evidence */
 	ev_token_forget_key(t);
 	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
 		ev_object_wipe_token(t, 1);
@@ -582,6 +594,8 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 			goto out;
 		}
 		rv = ev_object_usable(o, usage_attr(kind), mech->mechanism);
+		if (rv == CKR_OK && o->cls != CKO_PUBLIC_KEY)
+			rv = ev_gate_use(s->token);
 		if (rv != CKR_OK)
 			goto out;
 		rv = ev_object_key(o, &key);

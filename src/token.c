@@ -235,6 +235,8 @@ ev_token_get(CK_SLOT_ID slot, ev_token **out)
 		}
 		t->id = (int64_t)slot;
 		t->login = EV_NOBODY;
+		t->gated = ev_config_policy(ev_mod->cfg, t->id)->require_attestation;
+		atomic_init(&t->attested_until, 0);
 		t->lock = ev_mutex_new();
 		if (t->lock == NULL) {
 			free(t);
@@ -664,5 +666,17 @@ ev_token_removed(CK_SLOT_ID slot, int revoked)
 	}
 	ev_token_forget_key(t);
 	ev_object_forget_token(t);
+	ev_mutex_unlock(t->lock);
+}
+
+void
+ev_token_rekeyed(CK_SLOT_ID slot)
+{
+	ev_token *t = ev_token_loaded(slot);
+
+	if (t == NULL || ev_mutex_lock(t->lock) != CKR_OK)
+		return;
+	ev_token_forget_key(t);
+	ev_object_rewrapped(t);
 	ev_mutex_unlock(t->lock);
 }

@@ -28,6 +28,10 @@ typedef struct ev_token {
 	CK_ULONG rw_sessions;
 	int reinit;              /* C_InitToken is re-creating the zone (under ev_mod->lock) */
 	atomic_int revoked;      /* the zone was revoked: its token has left the slot */
+	int gated;               /* its policy requires attestation (fixed while initialised) */
+	/* the user's evidence is fresh until then (unix time, exclusive); 0: none */
+	_Atomic int64_t attested_until;
+	int stale_noted;         /* the evidence went stale and that was recorded (under lock) */
 } ev_token;
 
 /* Free a token, wiping its zone key. NULL is a no-op. */
@@ -98,6 +102,14 @@ void ev_token_forget_key(ev_token *t);
  * lock held.
  */
 void ev_token_removed(CK_SLOT_ID slot, int revoked);
+
+/*
+ * Another process rotated the zone key: the zone key is forgotten (read
+ * and unsealed again at next need) and the loaded objects' blobs read
+ * again. Nothing when the token was never loaded here. Call with no lock
+ * held.
+ */
+void ev_token_rekeyed(CK_SLOT_ID slot);
 
 /* Meta key set when the whole device is revoked: no zone, no new zone. */
 #define EV_META_DEVICE_REVOKED "device_revoked"

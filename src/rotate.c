@@ -1,0 +1,733 @@
+/* Attestation gates and rotation (rotate.h, doc/rotation.md). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include "event.h"
+#include "keyring.h"
+#include "log.h"
+#include "module.h"
+#include "object.h"
+#include "pkcs11/edgevault.h"
+#include "rotate.h"
+#include "token.h"
+
+/* The CKA_ID of a new secret key generation: random, as long as a SHA-1. */
+#define SECRET_ID_LEN 20
+
+static int64_t
+now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static const ev_policy *
+policy_of(const ev_token *t)
+{
+	return ev_config_policy(ev_mod->cfg, t->id);
+}
+
+/* The history row for an appraisal. Caller holds the store lock. */
+static CK_RV
+record(ev_token *t, const char *purpose, const char *provider, const ev_verdict *v)
+{
+	ev_attestlog_rec r = { 0 };
+	int found = 0;
+	CK_RV rv;
+
+	if (v->accepted) {
+		rv = ev_store_attestlog_accepted(ev_mod->store, t->id, v->digest, &found);
+		if (rv != CKR_OK || found)
+			return rv;
+	}
+	r.time = now_unix();
+	r.zone = t->id;
+	r.purpose = (char *)purpose;
+	r.provider = (char *)provider;
+	r.accepted = v->accepted;
+	memcpy(r.digest, v->digest, sizeof(r.digest));
+	r.valid_until = v->accepted ? v->valid_until : 0;
+	r.reason = (char *)v->reason;
+	return ev_store_attestlog_add(ev_mod->store, &r);
+}
+
+CK_RV
+ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict *v)
+{
+	const ev_attest_provider *p = ev_attest_provider_of(ev_mod->cfg);
+	unsigned char *nonce = NULL;
+	size_t nonce_len = 0;
+	ev_attest_ctx ctx;
+	CK_RV rv;
+
+	memset(v, 0, sizeof(*v));
+	if (p == NULL) {
+		snprintf(v->reason, sizeof(v->reason), "no attestation provider is configured");
+		return CKR_FUNCTION_REJECTED;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_meta_get(ev_mod->store, EV_META_ATTEST_NONCE, &nonce, &nonce_len);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_OK; /* no nonce issued: evidence carrying one is refused */
+	if (rv != CKR_OK)
+		return rv;
+	ctx.cfg = ev_mod->cfg;
+	ctx.device = ev_mod->cfg->device_id;
+	ctx.zone = t->id;
+	ctx.now = now_unix();
+	ctx.policy = policy_of(t);
+	ctx.nonce = nonce;
+	ctx.nonce_len = nonce_len;
+	rv = p->appraise(&ctx, v);
+	free(nonce);
+	if (rv != CKR_OK)
+		return rv;
+	if (!v->accepted)
+		ev_warn("zone %lld: %s: evidence refused: %s", (long long)t->id, purpose, v->reason);
+	if (!v->accepted && !record_refusal)
+		return CKR_OK;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = record(t, purpose, p->name, v);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv != CKR_OK) {
+		ev_error("zone %lld: the attestation history could not be written", (long long)t->id);
+		return CKR_DEVICE_ERROR;
+	}
+	return CKR_OK;
+}
+
+CK_RV
+ev_gate_login(ev_token *t, int64_t *until)
+{
+	ev_verdict v;
+	CK_RV rv;
+
+	*until = 0;
+	if (!t->gated)
+		return CKR_OK;
+	rv = ev_attest_zone(t, "login", 1, &v);
+	if (rv != CKR_OK)
+		return rv;
+	if (!v.accepted)
+		return CKR_FUNCTION_REJECTED;
+	*until = v.valid_until;
+	return CKR_OK;
+}
+
+CK_RV
+ev_gate_use(ev_token *t)
+{
+	ev_verdict v;
+	CK_RV rv;
+
+	/* The hot path: one load and, in a gated zone, one clock read. */
+	if (!t->gated || now_unix() < atomic_load(&t->attested_until))
+		return CKR_OK;
+	rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (now_unix() < atomic_load(&t->attested_until))
+		goto out; /* another thread renewed it meanwhile */
+	/* A stale zone is recorded once, not at every call it refuses. */
+	rv = ev_attest_zone(t, "use", !t->stale_noted, &v);
+	if (rv == CKR_OK && v.accepted) {
+		atomic_store(&t->attested_until, v.valid_until);
+		t->stale_noted = 0;
+	} else if (rv == CKR_OK || rv == CKR_FUNCTION_REJECTED) {
+		t->stale_noted = 1;
+		rv = CKR_FUNCTION_REJECTED;
+	}
+out:
+	ev_mutex_unlock(t->lock);
+	return rv;
+}
+
+/* The next generation's material for a key object's type and size. */
+static CK_RV
+new_material(ev_object *o, ev_key **priv, ev_key **pub, CK_MECHANISM_TYPE *mech)
+{
+	CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
+	const CK_ATTRIBUTE *a;
+	ev_attrs *tmpl = ev_attrs_new();
+	CK_RV rv;
+
+	*priv = *pub = NULL;
+	if (tmpl == NULL)
+		return CKR_HOST_MEMORY;
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK) {
+		ev_attrs_free(tmpl);
+		return rv;
+	}
+	(void)ev_attrs_ulong(o->attrs, CKA_KEY_TYPE, &kt);
+	switch (kt) {
+	case CKK_EC:
+	case CKK_EC_EDWARDS:
+		*mech = kt == CKK_EC ? CKM_EC_KEY_PAIR_GEN : CKM_EC_EDWARDS_KEY_PAIR_GEN;
+		a = ev_attrs_get(o->attrs, CKA_EC_PARAMS);
+		rv = a == NULL ? CKR_DEVICE_ERROR :
+				 ev_attrs_set(tmpl, CKA_EC_PARAMS, a->pValue, a->ulValueLen);
+		break;
+	case CKK_RSA:
+		*mech = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		a = ev_attrs_get(o->attrs, CKA_MODULUS);
+		rv = a == NULL ? CKR_DEVICE_ERROR :
+				 ev_attrs_set_ulong(tmpl, CKA_MODULUS_BITS, a->ulValueLen * 8);
+		a = ev_attrs_get(o->attrs, CKA_PUBLIC_EXPONENT);
+		if (rv == CKR_OK && a != NULL)
+			rv = ev_attrs_set(tmpl, CKA_PUBLIC_EXPONENT, a->pValue, a->ulValueLen);
+		break;
+	default:
+		/* Secret keys: the same length, and the caller's key type kept. */
+		*mech = kt == CKK_AES ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN;
+		a = ev_attrs_get(o->attrs, CKA_VALUE_LEN);
+		rv = a == NULL ? CKR_DEVICE_ERROR :
+				 ev_attrs_set(tmpl, CKA_VALUE_LEN, a->pValue, a->ulValueLen);
+		break;
+	}
+	ev_rwlock_unlock(o->lock);
+	if (rv == CKR_OK) {
+		if (o->cls == CKO_SECRET_KEY)
+			rv = ev_key_generate_secret(*mech, tmpl, priv);
+		else
+			rv = ev_key_generate_pair(*mech, tmpl, priv, pub);
+	}
+	ev_attrs_free(tmpl);
+	if (rv != CKR_OK)
+		ev_error("object %lu: new material for its next generation: CKR 0x%lx",
+		    (unsigned long)o->handle, (unsigned long)rv);
+	return rv;
+}
+
+/* SHA-1 of the public key's SubjectPublicKeyInfo: the new pair's CKA_ID. */
+static CK_RV
+pair_id(const ev_key *pub, unsigned char id[20])
+{
+	const CK_ATTRIBUTE *spki;
+	ev_attrs *a = ev_attrs_new();
+	unsigned int len = 0;
+	CK_RV rv;
+
+	if (a == NULL)
+		return CKR_HOST_MEMORY;
+	rv = ev_key_public_attrs(pub, a);
+	spki = rv == CKR_OK ? ev_attrs_get(a, CKA_PUBLIC_KEY_INFO) : NULL;
+	if (rv == CKR_OK && (spki == NULL ||
+	    EVP_Digest(spki->pValue, spki->ulValueLen, id, &len, EVP_sha1(), NULL) != 1 ||
+	    len != 20))
+		rv = CKR_GENERAL_ERROR;
+	ev_attrs_free(a);
+	return rv;
+}
+
+/* The partner of a key pair half: same label, CKA_ID and key type, current, not a copy. */
+static CK_RV
+partner(ev_session *s, ev_object *o, CK_OBJECT_CLASS want, ev_object **out)
+{
+	ev_obj_query q = { 0 };
+	const CK_ATTRIBUTE *label, *id;
+	unsigned char *lv = NULL, *iv = NULL;
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+	CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
+	CK_RV rv;
+
+	*out = NULL;
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	label = ev_attrs_get(o->attrs, CKA_LABEL);
+	id = ev_attrs_get(o->attrs, CKA_ID);
+	(void)ev_attrs_ulong(o->attrs, CKA_KEY_TYPE, &kt);
+	q.has_label = 1;
+	q.label_len = label != NULL ? label->ulValueLen : 0;
+	q.has_ckid = 1;
+	q.ckid_len = id != NULL ? id->ulValueLen : 0;
+	/* Copied out: the object's attributes may change once its lock is let go. */
+	lv = malloc(q.label_len + 1);
+	iv = malloc(q.ckid_len + 1);
+	if (lv != NULL && iv != NULL) {
+		if (q.label_len > 0)
+			memcpy(lv, label->pValue, q.label_len);
+		if (q.ckid_len > 0)
+			memcpy(iv, id->pValue, q.ckid_len);
+	}
+	ev_rwlock_unlock(o->lock);
+	if (lv == NULL || iv == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	q.label = lv;
+	q.ckid = iv;
+	q.zone = s->token->id;
+	q.include_private = 1;
+	q.has_class = 1;
+	q.cls = want;
+	q.has_key_type = 1;
+	q.key_type = kt;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_store_obj_find(ev_mod->store, &q, &ids, &n);
+	ev_mutex_unlock(ev_mod->store_lock);
+	for (i = 0; rv == CKR_OK && i < n && *out == NULL; i++) {
+		ev_object *c;
+
+		if (ev_object_get(s, (CK_OBJECT_HANDLE)ids[i], &c) != CKR_OK)
+			continue;
+		if (c->origin == 0 && c->retired == 0)
+			*out = c;
+		else
+			ev_object_put(c);
+	}
+out:
+	free(ids);
+	free(lv);
+	free(iv);
+	return rv;
+}
+
+/* What the rotation transaction retires. */
+struct retire {
+	ev_object *old[2];
+	size_t n;
+	int64_t now, destroy_at;
+};
+
+/* Retire one object and its token copies, with a change row each. Store lock held. */
+static CK_RV
+retire_one(const struct retire *r, int64_t zone, int64_t id)
+{
+	int64_t *copies = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = ev_store_obj_retire(ev_mod->store, id, r->now, r->destroy_at);
+	if (rv == CKR_OK)
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone, id);
+	if (rv == CKR_OK)
+		rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
+	for (i = 0; rv == CKR_OK && i < n; i++) {
+		rv = ev_store_obj_retire(ev_mod->store, copies[i], r->now, r->destroy_at);
+		if (rv == CKR_OK)
+			rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone,
+			    copies[i]);
+	}
+	free(copies);
+	return rv;
+}
+
+/* Inside the rotation's transaction: the old generation is still current, and now retired. */
+static CK_RV
+retire_within(void *arg)
+{
+	const struct retire *r = arg;
+	size_t i;
+	CK_RV rv = CKR_OK;
+
+	for (i = 0; i < r->n && rv == CKR_OK; i++) {
+		ev_obj_rec rec = { 0 };
+		int64_t id = (int64_t)r->old[i]->handle;
+
+		/* Under the write lock: two rotations of one key never both succeed. */
+		rv = ev_store_obj_get(ev_mod->store, id, &rec);
+		if (rv == EVR_NOT_FOUND || (rv == CKR_OK && rec.retired != 0))
+			rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+		ev_obj_rec_clear(&rec);
+		if (rv == CKR_OK)
+			rv = retire_one(r, r->old[i]->token->id, id);
+	}
+	return rv;
+}
+
+/*
+ * Rotate one key (with its pair's other half). The caller checked the
+ * session's rights and the evidence. *out gets o's new generation.
+ */
+static CK_RV
+rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
+{
+	struct retire r = { { NULL, NULL }, 0, 0, 0 };
+	ev_object *priv = NULL, *pub = NULL, *fresh[2] = { NULL, NULL };
+	ev_key *kpriv = NULL, *kpub = NULL;
+	CK_OBJECT_HANDLE h[2] = { 0, 0 };
+	CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
+	unsigned char id[20];
+	size_t nfresh = 0, i;
+	CK_RV rv;
+
+	if (!o->on_token || o->origin != 0 || o->retired != 0)
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	switch (o->cls) {
+	case CKO_PRIVATE_KEY:
+		priv = o;
+		rv = partner(s, o, CKO_PUBLIC_KEY, &pub);
+		break;
+	case CKO_PUBLIC_KEY:
+		pub = o;
+		rv = partner(s, o, CKO_PRIVATE_KEY, &priv);
+		if (rv == CKR_OK && priv == NULL)
+			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* nothing to make a new pair of */
+		break;
+	case CKO_SECRET_KEY:
+		priv = o;
+		rv = CKR_OK;
+		break;
+	default:
+		return CKR_KEY_HANDLE_INVALID;
+	}
+	if (rv != CKR_OK)
+		goto out;
+	rv = new_material(priv, &kpriv, &kpub, &mech);
+	if (rv != CKR_OK)
+		goto out;
+	if (kpub != NULL)
+		rv = pair_id(kpub, id);
+	else
+		randombytes_buf(id, SECRET_ID_LEN);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_object_next_generation(s, priv, kpriv, mech, id, kpub != NULL ? 20 : SECRET_ID_LEN,
+	    &fresh[nfresh]);
+	kpriv = NULL; /* consumed */
+	if (rv != CKR_OK)
+		goto out;
+	nfresh++;
+	r.old[r.n++] = priv;
+	if (pub != NULL) {
+		rv = ev_object_next_generation(s, pub, kpub, mech, id, 20, &fresh[nfresh]);
+		kpub = NULL; /* consumed */
+		if (rv != CKR_OK)
+			goto out;
+		nfresh++;
+		r.old[r.n++] = pub;
+	}
+	r.now = now_unix();
+	r.destroy_at = r.now + policy_of(s->token)->grace_period;
+	rv = ev_object_publish_rotation(s, fresh, nfresh, h, retire_within, &r);
+	for (i = 0; i < nfresh; i++)
+		fresh[i] = NULL; /* consumed */
+	if (rv != CKR_OK)
+		goto out;
+	ev_events_announce();
+	ev_notice("zone %lld: object %lu rotated to generation %lld (object %lu)",
+	    (long long)s->token->id, (unsigned long)o->handle, (long long)(o->generation + 1),
+	    (unsigned long)(o == priv ? h[0] : h[nfresh - 1]));
+	if (out != NULL)
+		*out = o == priv ? h[0] : h[nfresh - 1];
+out:
+	for (i = 0; i < nfresh; i++)
+		ev_object_free(fresh[i]);
+	ev_key_free(kpriv);
+	ev_key_free(kpub);
+	if (priv != o)
+		ev_object_put(priv);
+	if (pub != o)
+		ev_object_put(pub);
+	return rv;
+}
+
+/* Fresh evidence for a rotation, recorded: CKR_OK or CKR_FUNCTION_REJECTED. */
+static CK_RV
+rotation_evidence(ev_token *t)
+{
+	ev_verdict v;
+	CK_RV rv;
+
+	rv = ev_attest_zone(t, "rotate", 1, &v);
+	if (rv == CKR_OK && !v.accepted)
+		rv = CKR_FUNCTION_REJECTED;
+	return rv;
+}
+
+CK_RV
+ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
+{
+	ev_object *o;
+	CK_RV rv;
+
+	if (!ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	if (!ev_session_user(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = ev_object_get(s, h, &o);
+	if (rv == CKR_OBJECT_HANDLE_INVALID)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv != CKR_OK)
+		return rv;
+	if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY && o->cls != CKO_SECRET_KEY)
+		rv = CKR_KEY_HANDLE_INVALID;
+	else if (!o->on_token || o->origin != 0 || o->retired != 0)
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (rv == CKR_OK)
+		rv = rotation_evidence(s->token);
+	if (rv == CKR_OK)
+		rv = rotate_one(s, o, out);
+	ev_object_put(o);
+	if (rv == CKR_OK && ev_rotate_sweep(NULL) != CKR_OK)
+		ev_warn("retired generations past their grace period: not destroyed yet");
+	return rv;
+}
+
+/* The zone's rotation candidates; *ids malloc'ed. */
+static CK_RV
+candidates(ev_token *t, CK_ULONG which, int64_t **ids, size_t *n)
+{
+	const ev_policy *p = policy_of(t);
+	int64_t before = INT64_MAX;
+	CK_RV rv;
+
+	*ids = NULL;
+	*n = 0;
+	if (which == EV_ROTATE_DUE) {
+		if (p->rotation_period == 0)
+			return CKR_OK; /* never due */
+		/* Due once a whole period has passed: made at or before now - period. */
+		before = now_unix() - p->rotation_period + 1;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_obj_rotatable(ev_mod->store, t->id, before, ids, n);
+	ev_mutex_unlock(ev_mod->store_lock);
+	return rv;
+}
+
+CK_RV
+ev_rotate_candidates(ev_session *s, CK_ULONG which, CK_OBJECT_HANDLE *keys, CK_ULONG *count)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	if (which != EV_ROTATE_DUE && which != EV_ROTATE_ALL)
+		return CKR_ARGUMENTS_BAD;
+	if (!ev_session_user(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = candidates(s->token, which, &ids, &n);
+	if (rv != CKR_OK)
+		return rv;
+	if (keys != NULL && *count < n)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else if (keys != NULL)
+		for (i = 0; i < n; i++)
+			keys[i] = (CK_OBJECT_HANDLE)ids[i];
+	*count = (CK_ULONG)n;
+	free(ids);
+	return rv;
+}
+
+void
+ev_rotate_due_at_login(ev_session *s)
+{
+	const ev_policy *p = policy_of(s->token);
+	int64_t *ids = NULL;
+	size_t n = 0, i, done = 0;
+	CK_RV rv;
+
+	if (!p->auto_rotate || p->rotation_period == 0 || !ev_session_user(s))
+		return;
+	rv = candidates(s->token, EV_ROTATE_DUE, &ids, &n);
+	if (rv != CKR_OK || n == 0)
+		goto out;
+	/* Every rotation appraises evidence: once for the batch, just after the login's. */
+	rv = rotation_evidence(s->token);
+	for (i = 0; rv == CKR_OK && i < n; i++) {
+		ev_object *o;
+
+		if (ev_object_get(s, (CK_OBJECT_HANDLE)ids[i], &o) != CKR_OK)
+			continue; /* gone, or rotated by another process meanwhile */
+		if (rotate_one(s, o, NULL) == CKR_OK)
+			done++;
+		ev_object_put(o);
+	}
+out:
+	if (rv != CKR_OK)
+		ev_warn("zone %lld: automatic rotation: CKR 0x%lx", (long long)s->token->id,
+		    (unsigned long)rv);
+	if (done > 0) {
+		ev_notice("zone %lld: %zu key(s) rotated at login", (long long)s->token->id, done);
+		if (ev_rotate_sweep(NULL) != CKR_OK)
+			ev_warn("retired generations past their grace period: not destroyed yet");
+	}
+	free(ids);
+}
+
+/* Wrap every blob of a zone again under a new key. Store lock held, in a transaction. */
+static CK_RV
+rewrap_all(int64_t zone, const ev_secret *old, const ev_secret *nk, CK_ULONG *count)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = ev_store_obj_wrapped_ids(ev_mod->store, zone, &ids, &n);
+	for (i = 0; rv == CKR_OK && i < n; i++) {
+		ev_obj_rec rec = { 0 };
+		ev_secret *plain = NULL;
+		unsigned char *blob = NULL;
+		size_t len = 0;
+		ev_wrap_binding b;
+
+		rv = ev_store_obj_get(ev_mod->store, ids[i], &rec);
+		if (rv != CKR_OK)
+			break;
+		b.zone_id = zone;
+		b.object_id = rec.id;
+		b.generation = rec.generation;
+		ev_attr_digest(rec.attrs, b.attr_digest);
+		rv = ev_unwrap(old, &b, rec.wrapped, rec.wrapped_len, &plain);
+		if (rv != CKR_OK) {
+			/* Rotating would lose it for good: stop, change nothing. */
+			ev_error("zone %lld: object %lld does not open under the zone key; "
+				 "zone key not rotated",
+			    (long long)zone, (long long)rec.id);
+			rv = CKR_DEVICE_ERROR;
+		}
+		if (rv == CKR_OK)
+			rv = ev_wrap(nk, &b, plain, &blob, &len);
+		if (rv == CKR_OK)
+			rv = ev_store_obj_set_wrapped(ev_mod->store, rec.id, blob, len);
+		free(blob);
+		ev_secret_free(plain);
+		ev_obj_rec_clear(&rec);
+	}
+	if (rv == CKR_OK && count != NULL)
+		*count = (CK_ULONG)n;
+	free(ids);
+	return rv;
+}
+
+CK_RV
+ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
+{
+	ev_token *t = s->token;
+	const ev_secret *old;
+	ev_secret *nk = NULL;
+	unsigned char *sealed = NULL;
+	size_t sealed_len = 0;
+	ev_root *root;
+	int in_tx = 0;
+	CK_RV rv;
+
+	if (!ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	if (!ev_session_so(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = rotation_evidence(t);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_zone_key_new(&nk);
+	if (rv != CKR_OK)
+		return rv;
+	/* Lock order: the token (its zone key), then the store. */
+	rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		goto out_key;
+	rv = ev_token_zone_key(t, &old);
+	if (rv != CKR_OK)
+		goto out_token;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		goto out_token;
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
+	/*
+	 * One transaction: a crash at any point leaves the old sealed key
+	 * with the old blobs, or the new with the new, never a mix.
+	 */
+	if (rv == CKR_OK)
+		rv = ev_store_begin(ev_mod->store);
+	in_tx = rv == CKR_OK;
+	if (rv == CKR_OK)
+		rv = rewrap_all(t->id, old, nk, count);
+	if (rv == CKR_OK)
+		rv = ev_store_zone_set_sealed(ev_mod->store, t->id, sealed, sealed_len);
+	if (rv == CKR_OK)
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REKEYED, t->id, 0);
+	if (rv == CKR_OK)
+		rv = ev_store_commit(ev_mod->store);
+	if (rv == CKR_OK)
+		in_tx = 0;
+	if (in_tx)
+		(void)ev_store_rollback(ev_mod->store);
+	if (rv == CKR_OK)
+		(void)ev_store_checkpoint(ev_mod->store); /* no old blob left in the -wal file */
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK) {
+		/* This process reads the new key and blobs at once; the others at their next call. */
+		ev_token_forget_key(t);
+		ev_object_rewrapped(t);
+	}
+out_token:
+	ev_mutex_unlock(t->lock);
+	if (rv == CKR_OK) {
+		ev_events_announce();
+		ev_notice("zone %lld: zone key rotated", (long long)t->id);
+	}
+out_key:
+	free(sealed);
+	ev_secret_free(nk);
+	return rv;
+}
+
+CK_RV
+ev_rotate_sweep(int64_t *next)
+{
+	int64_t now = now_unix(), *ids = NULL;
+	size_t n = 0, i;
+	int in_tx = 0;
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_obj_expired(ev_mod->store, now, &ids, &n);
+	if (rv == CKR_OK && n > 0) {
+		rv = ev_store_begin(ev_mod->store);
+		in_tx = rv == CKR_OK;
+		free(ids);
+		ids = NULL;
+		/* Read again under the write lock: another process may have swept first. */
+		if (rv == CKR_OK)
+			rv = ev_store_obj_expired(ev_mod->store, now, &ids, &n);
+		for (i = 0; rv == CKR_OK && i < n; i++) {
+			ev_obj_rec rec = { 0 };
+
+			rv = ev_store_obj_get(ev_mod->store, ids[i], &rec);
+			if (rv == CKR_OK)
+				rv = ev_store_obj_delete(ev_mod->store, ids[i]);
+			if (rv == CKR_OK)
+				rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_EXPIRED,
+				    rec.zone, ids[i]);
+			ev_obj_rec_clear(&rec);
+		}
+		if (rv == CKR_OK)
+			rv = ev_store_commit(ev_mod->store);
+		if (rv == CKR_OK)
+			in_tx = 0;
+		if (in_tx)
+			(void)ev_store_rollback(ev_mod->store);
+		if (rv == CKR_OK && n > 0)
+			(void)ev_store_checkpoint(ev_mod->store);
+	}
+	if (rv == CKR_OK && next != NULL)
+		rv = ev_store_obj_next_destroy(ev_mod->store, next);
+	ev_mutex_unlock(ev_mod->store_lock);
+	free(ids);
+	if (rv == CKR_OK && n > 0) {
+		ev_notice("%zu retired generation(s) destroyed at the end of their grace period", n);
+		ev_events_announce();
+	}
+	return rv;
+}
