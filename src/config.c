@@ -37,21 +37,41 @@
 /* Longest upstream PIN read from a file; PKCS#11 PINs are short. */
 #define ROOT_PIN_MAX 1024
 
-/* K_PUBKEY: an Ed25519 public key in base64 (only [revocation] public_key). */
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY };
+/* Seconds. A year of evidence age at most; periods up to a hundred years. */
+#define CLOCK_SKEW_DEFAULT 60
+#define CLOCK_SKEW_MAX 3600
+#define MAX_EVIDENCE_AGE_DEFAULT 3600
+#define MAX_EVIDENCE_AGE_MAX 31536000ULL
+#define ROTATION_PERIOD_DEFAULT 0 /* never due */
+#define GRACE_PERIOD_DEFAULT 86400
+#define PERIOD_MAX 3153600000ULL
 
-/* One known key: where it lives in ev_config and how its value reads. */
+/* Zone ids are JSON numbers in attestation results: exact up to 2^53. */
+#define ZONE_ID_MAX 9007199254740992ULL
+
+/*
+ * K_PUBKEY: an Ed25519 public key in base64, with an int flag (at
+ * flag) set when given. K_SECS: seconds, an int64_t. K_BOOL: "true" or
+ * "false", an int. K_PROVIDER: [attestation] provider, an ev_attest_kind.
+ */
+enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER };
+
+/*
+ * One known key: where it lives (in ev_config, or in ev_policy for
+ * policy_keys[]) and how its value reads.
+ */
 struct key_def {
 	const char *section;
 	const char *name;
 	enum kind kind;
 	size_t off;
 	unsigned long long min, max; /* numbers only */
+	size_t flag;		     /* K_PUBKEY only: offset of its "given" flag */
 };
 
 #define STR(sec, key, field)                                                                       \
 	{                                                                                          \
-		sec, key, K_STR, offsetof(ev_config, field), 0, 0                                  \
+		sec, key, K_STR, offsetof(ev_config, field), 0, 0, 0                               \
 	}
 
 static const struct key_def keys[] = {
@@ -63,17 +83,52 @@ static const struct key_def keys[] = {
     STR("root", "pin_file", root_pin_file),
     STR("root", "pin_env", root_pin_env),
     STR("root", "key_label", root_key_label),
-    {"pin", "max_fails", K_UINT, offsetof(ev_config, pin_max_fails), MAX_FAILS_MIN, MAX_FAILS_MAX},
+    {"pin", "max_fails", K_UINT, offsetof(ev_config, pin_max_fails), MAX_FAILS_MIN, MAX_FAILS_MAX,
+     0},
     {"pin", "argon2_ops", K_ULL, offsetof(ev_config, argon2_ops),
-     crypto_pwhash_argon2id_OPSLIMIT_MIN, crypto_pwhash_argon2id_OPSLIMIT_MAX},
+     crypto_pwhash_argon2id_OPSLIMIT_MIN, crypto_pwhash_argon2id_OPSLIMIT_MAX, 0},
     /* Given in KiB, stored in bytes; bounds checked on the byte value. */
     {"pin", "argon2_mem_kib", K_MEM_KIB, offsetof(ev_config, argon2_mem),
-     crypto_pwhash_argon2id_MEMLIMIT_MIN, crypto_pwhash_argon2id_MEMLIMIT_MAX},
-    {"revocation", "public_key", K_PUBKEY, offsetof(ev_config, revocation_key), 0, 0},
+     crypto_pwhash_argon2id_MEMLIMIT_MIN, crypto_pwhash_argon2id_MEMLIMIT_MAX, 0},
+    {"revocation", "public_key", K_PUBKEY, offsetof(ev_config, revocation_key), 0, 0,
+     offsetof(ev_config, has_revocation_key)},
     STR("revocation", "watch_dir", revocation_dir),
+    {"attestation", "provider", K_PROVIDER, offsetof(ev_config, attest), 0, 0, 0},
+    {"attestation", "verifier_key", K_PUBKEY, offsetof(ev_config, verifier_key), 0, 0,
+     offsetof(ev_config, has_verifier_key)},
+    STR("attestation", "result_path", attest_result_path),
+    {"attestation", "clock_skew", K_SECS, offsetof(ev_config, clock_skew), 0, CLOCK_SKEW_MAX, 0},
 };
 
 #undef STR
+
+/*
+ * The keys of [policy] and of every [zone N], by offset in ev_policy.
+ * (section is only for the table's shape: messages name the section the
+ * key was found in.)
+ */
+#define POL(key, kind, field, min, max)                                                            \
+	{                                                                                          \
+		"policy", key, kind, offsetof(ev_policy, field), min, max, 0                       \
+	}
+
+static const struct key_def policy_keys[] = {
+    POL("require_attestation", K_BOOL, require_attestation, 0, 1),
+    POL("require_nonce", K_BOOL, require_nonce, 0, 1),
+    POL("auto_rotate", K_BOOL, auto_rotate, 0, 1),
+    POL("max_evidence_age", K_SECS, max_evidence_age, 1, MAX_EVIDENCE_AGE_MAX),
+    POL("rotation_period", K_SECS, rotation_period, 0, PERIOD_MAX),
+    POL("grace_period", K_SECS, grace_period, 0, PERIOD_MAX),
+};
+
+#undef POL
+
+/* A [zone N] section while the file is read: which keys it set itself. */
+struct zone_sec {
+	int64_t zone;
+	ev_policy policy;
+	unsigned char seen[EV_ARRAY_SIZE(policy_keys)];
+};
 
 struct parse_ctx {
 	ev_config *c;
@@ -83,6 +138,9 @@ struct parse_ctx {
 	int errline;	   /* line of the first error we found, 0 if none */
 	char msg[256];	   /* that error, without file and line */
 	unsigned char seen[EV_ARRAY_SIZE(keys)];
+	unsigned char policy_seen[EV_ARRAY_SIZE(policy_keys)];
+	struct zone_sec *zones; /* [zone N] sections in file order */
+	size_t nzones, capzones;
 	int oom;
 };
 
@@ -132,10 +190,15 @@ parse_number(const char *s, unsigned long long min, unsigned long long max, unsi
 	return 0;
 }
 
+/*
+ * Set a key of obj (the ev_config, or an ev_policy for policy_keys[])
+ * from its value; section is the section as it is named in messages.
+ */
 static int
-set_value(struct parse_ctx *p, const struct key_def *k, const char *value)
+set_value(struct parse_ctx *p, const struct key_def *k, const char *section, void *obj,
+	  const char *value)
 {
-	char *base = (char *)p->c + k->off;
+	char *base = (char *)obj + k->off;
 	unsigned long long v;
 	char **sp;
 
@@ -172,18 +235,176 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *value)
 			ctx_fail(p,
 				 "[%s] %s = \"%s\": expected an Ed25519 public key in base64 "
 				 "(44 characters)",
-				 k->section, k->name, value);
+				 section, k->name, value);
 			return 0;
 		}
-		p->c->has_revocation_key = 1;
+		*(int *)(void *)((char *)obj + k->flag) = 1;
 		return 1;
+	case K_SECS:
+		if (parse_number(value, k->min, k->max, &v) != 0) {
+			ctx_fail(p,
+				 "[%s] %s = \"%s\": expected a whole number of seconds from %llu "
+				 "to %llu",
+				 section, k->name, value, k->min, k->max);
+			return 0;
+		}
+		*(int64_t *)(void *)base = (int64_t)v;
+		return 1;
+	case K_BOOL:
+		/* Exactly these words: "yes", "1" or "True" may mean something else to someone. */
+		if (strcmp(value, "true") == 0) {
+			*(int *)(void *)base = 1;
+			return 1;
+		}
+		if (strcmp(value, "false") == 0) {
+			*(int *)(void *)base = 0;
+			return 1;
+		}
+		ctx_fail(p, "[%s] %s = \"%s\": expected true or false", section, k->name, value);
+		return 0;
+	case K_PROVIDER:
+		if (strcmp(value, "result") == 0) {
+			*(ev_attest_kind *)(void *)base = EV_ATTEST_RESULT;
+			return 1;
+		}
+		if (strcmp(value, "tpm2-quote") == 0)
+			ctx_fail(p,
+				 "[%s] %s = \"%s\": provider tpm2-quote needs the TPM root, not "
+				 "available in this build",
+				 section, k->name, value);
+		else
+			ctx_fail(p, "[%s] %s = \"%s\": unknown provider (expected result)", section,
+				 k->name, value);
+		return 0;
 	}
 	if (k->kind == K_MEM_KIB)
 		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number of KiB from %llu to %llu",
-			 k->section, k->name, value, (k->min + 1023) / 1024, k->max / 1024);
+			 section, k->name, value, (k->min + 1023) / 1024, k->max / 1024);
 	else
-		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number from %llu to %llu",
-			 k->section, k->name, value, k->min, k->max);
+		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number from %llu to %llu", section,
+			 k->name, value, k->min, k->max);
+	return 0;
+}
+
+/*
+ * The zone id of a [zone N] section name: "zone", one blank, and N in
+ * plain decimal from 1 to ZONE_ID_MAX (no sign, no leading zero, nothing
+ * after). len is the name's length (it need not be NUL-terminated).
+ * 0 when it is not one.
+ */
+static int64_t
+zone_of_section(const char *name, size_t len)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len < 6 || memcmp(name, "zone ", 5) != 0 || name[5] < '1' || name[5] > '9')
+		return 0;
+	for (i = 5; i < len; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+		v = v * 10 + (uint64_t)(name[i] - '0');
+		if (v > ZONE_ID_MAX)
+			return 0;
+	}
+	return (int64_t)v;
+}
+
+static struct zone_sec *
+zone_find(struct parse_ctx *p, int64_t zone)
+{
+	size_t i;
+
+	for (i = 0; i < p->nzones; i++)
+		if (p->zones[i].zone == zone)
+			return &p->zones[i];
+	return NULL;
+}
+
+/*
+ * A section header line, seen by read_line() before libinih parses it:
+ * libinih does not report sections, only keys under them, so a [zone N]
+ * given twice (or an empty one) would otherwise go unnoticed. The name is
+ * taken as libinih takes it: from after "[" to the first "]", after
+ * leading blanks (and a UTF-8 BOM on line 1); a line without "]" is left
+ * to libinih's syntax error.
+ */
+static void
+note_section(struct parse_ctx *p, const char *line)
+{
+	const char *name, *end;
+	struct zone_sec *z, *nz;
+	size_t len, ncap;
+	int64_t zone;
+
+	if (p->lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+		line += 3;
+	while (*line == ' ' || *line == '\t' || *line == '\r' || *line == '\f' || *line == '\v')
+		line++;
+	if (*line != '[')
+		return;
+	name = line + 1;
+	end = strchr(name, ']');
+	if (end == NULL)
+		return;
+	len = (size_t)(end - name);
+	if (len < 4 || memcmp(name, "zone", 4) != 0)
+		return; /* other sections are checked with their keys */
+	zone = zone_of_section(name, len);
+	if (zone == 0) {
+		ctx_fail(p,
+			 "invalid section [%.*s]: expected [zone N], N a zone id from 1 to "
+			 "%llu in plain decimal",
+			 (int)(len < 64 ? len : 64), name, ZONE_ID_MAX);
+		return;
+	}
+	if (zone_find(p, zone) != NULL) {
+		ctx_fail(p, "[zone %lld] given twice", (long long)zone);
+		return;
+	}
+	if (p->nzones == p->capzones) {
+		ncap = p->capzones ? p->capzones * 2 : 8;
+		if (ncap > SIZE_MAX / sizeof(*p->zones)) {
+			p->oom = 1;
+			return;
+		}
+		nz = realloc(p->zones, ncap * sizeof(*p->zones));
+		if (nz == NULL) {
+			p->oom = 1;
+			return;
+		}
+		p->zones = nz;
+		p->capzones = ncap;
+	}
+	z = &p->zones[p->nzones++];
+	memset(z, 0, sizeof(*z));
+	z->zone = zone;
+}
+
+/* A key of [policy] (z NULL) or of a [zone N] section. */
+static int
+on_policy_entry(struct parse_ctx *p, struct zone_sec *z, const char *section, const char *name,
+		const char *value)
+{
+	unsigned char *seen = z != NULL ? z->seen : p->policy_seen;
+	ev_policy *pol = z != NULL ? &z->policy : &p->c->policy;
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(policy_keys); i++) {
+		if (strcmp(policy_keys[i].name, name) != 0)
+			continue;
+		if (seen[i]) {
+			ctx_fail(p, "[%s] %s given twice (or a line is indented)", section, name);
+			return 0;
+		}
+		seen[i] = 1;
+		if (value == NULL || value[0] == '\0') {
+			ctx_fail(p, "[%s] %s has an empty value", section, name);
+			return 0;
+		}
+		return set_value(p, &policy_keys[i], section, pol, value);
+	}
+	ctx_fail(p, "unknown key \"%s\" in section [%s]", name, section);
 	return 0;
 }
 
@@ -191,9 +412,18 @@ static int
 on_entry(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *p = user;
+	struct zone_sec *z = NULL;
 	int known_section = 0;
+	int64_t zone;
 	size_t i;
 
+	if (strcmp(section, "policy") == 0) {
+		known_section = 1;
+	} else if ((zone = zone_of_section(section, strlen(section))) != 0) {
+		/* note_section() made it when it saw the header. */
+		z = zone_find(p, zone);
+		known_section = z != NULL;
+	}
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++)
 		if (strcmp(keys[i].section, section) == 0)
 			known_section = 1;
@@ -206,6 +436,8 @@ on_entry(void *user, const char *section, const char *name, const char *value)
 	}
 	if (name == NULL)
 		return 1; /* a new section, from libinih built to report those */
+	if (z != NULL || strcmp(section, "policy") == 0)
+		return on_policy_entry(p, z, section, name, value);
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
 		if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
 			continue;
@@ -223,7 +455,7 @@ on_entry(void *user, const char *section, const char *name, const char *value)
 			ctx_fail(p, "[%s] %s has an empty value", section, name);
 			return 0;
 		}
-		return set_value(p, &keys[i], value);
+		return set_value(p, &keys[i], keys[i].section, p->c, value);
 	}
 	ctx_fail(p, "unknown key \"%s\" in section [%s]", name, section);
 	return 0;
@@ -247,6 +479,8 @@ read_line(char *str, int num, void *stream)
 		return NULL;
 	if (p->at_line_start)
 		p->lineno++;
+	if (p->at_line_start)
+		note_section(p, str);
 	p->at_line_start = strchr(str, '\n') != NULL;
 	if (!p->at_line_start && !feof(p->fp)) {
 		ctx_fail(p, "line longer than %d characters", num - 3);
@@ -264,10 +498,127 @@ set_default(char **field, const char *v)
 	return *field == NULL ? -1 : 0;
 }
 
+static int
+zone_cmp(const void *a, const void *b)
+{
+	const ev_zone_policy *x = a, *y = b;
+
+	return (x->zone > y->zone) - (x->zone < y->zone);
+}
+
+/* The size of a policy value of this kind. */
+static size_t
+policy_value_size(enum kind kind)
+{
+	return kind == K_SECS ? sizeof(int64_t) : sizeof(int);
+}
+
+/*
+ * The [zone N] sections into c->zones, ascending: each key a section did
+ * not set comes from [policy], which may come later in the file, so this
+ * runs once the whole file is read. -1 when memory runs out.
+ */
+static int
+merge_zones(ev_config *c, const struct parse_ctx *p)
+{
+	const struct key_def *k;
+	ev_zone_policy *zp;
+	size_t i, j;
+
+	if (p->nzones == 0)
+		return 0;
+	c->zones = calloc(p->nzones, sizeof(*c->zones));
+	if (c->zones == NULL)
+		return -1;
+	for (i = 0; i < p->nzones; i++) {
+		zp = &c->zones[i];
+		zp->zone = p->zones[i].zone;
+		zp->policy = p->zones[i].policy;
+		for (j = 0; j < EV_ARRAY_SIZE(policy_keys); j++) {
+			if (p->zones[i].seen[j])
+				continue;
+			k = &policy_keys[j];
+			memcpy((char *)&zp->policy + k->off, (const char *)&c->policy + k->off,
+			       policy_value_size(k->kind));
+		}
+	}
+	c->nzones = p->nzones;
+	qsort(c->zones, c->nzones, sizeof(*c->zones), zone_cmp);
+	return 0;
+}
+
+/* The [attestation] key a policy needs, or NULL when it needs none. */
+static const char *
+policy_needs_provider(const ev_policy *pol)
+{
+	if (pol->require_attestation)
+		return "require_attestation";
+	if (pol->require_nonce)
+		return "require_nonce";
+	if (pol->auto_rotate)
+		return "auto_rotate";
+	return NULL;
+}
+
+/*
+ * [attestation] and the policies together: a provider with what it
+ * needs, no provider settings without a provider, and no policy that
+ * asks for evidence nothing can give (every login to such a zone, or
+ * every rotation, would be refused).
+ */
+static CK_RV
+check_attestation(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
+{
+	const char *what;
+	size_t i;
+
+	if (c->attest == EV_ATTEST_RESULT) {
+		if (!c->has_verifier_key) {
+			set_err(err, errlen,
+				"%s: [attestation] provider result needs verifier_key "
+				"(the verifier's public key, from `edgevault attest keygen`)",
+				c->path);
+			return CKR_GENERAL_ERROR;
+		}
+		if (c->attest_result_path == NULL) {
+			set_err(err, errlen,
+				"%s: [attestation] provider result needs result_path "
+				"(the file the agent keeps the attestation result in)",
+				c->path);
+			return CKR_GENERAL_ERROR;
+		}
+		return CKR_OK;
+	}
+	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
+		if (!p->seen[i] || strcmp(keys[i].section, "attestation") != 0)
+			continue;
+		set_err(err, errlen, "%s: [attestation] %s is set but there is no provider",
+			c->path, keys[i].name);
+		return CKR_GENERAL_ERROR;
+	}
+	what = policy_needs_provider(&c->policy);
+	if (what != NULL) {
+		set_err(err, errlen, "%s: [policy] %s needs an [attestation] provider", c->path,
+			what);
+		return CKR_GENERAL_ERROR;
+	}
+	for (i = 0; i < c->nzones; i++) {
+		what = policy_needs_provider(&c->zones[i].policy);
+		if (what != NULL) {
+			set_err(err, errlen, "%s: [zone %lld] %s needs an [attestation] provider",
+				c->path, (long long)c->zones[i].zone, what);
+			return CKR_GENERAL_ERROR;
+		}
+	}
+	return CKR_OK;
+}
+
 /* The checks that need the whole file: required keys and combinations. */
 static CK_RV
-check_config(const ev_config *c, char *err, size_t errlen)
+check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
 {
+	CK_RV rv;
+
 	if (c->store_dir == NULL) {
 		set_err(err, errlen, "%s: [store] dir is required", c->path);
 		return CKR_GENERAL_ERROR;
@@ -283,6 +634,9 @@ check_config(const ev_config *c, char *err, size_t errlen)
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
+	rv = check_attestation(c, p, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
 	if (strcmp(c->root_backend, "pkcs11") != 0)
 		return CKR_OK; /* other backends check their own settings */
 	if (c->root_module == NULL) {
@@ -355,6 +709,10 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 	c->pin_max_fails = MAX_FAILS_DEFAULT;
 	c->argon2_ops = crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE;
 	c->argon2_mem = crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE;
+	c->clock_skew = CLOCK_SKEW_DEFAULT;
+	c->policy.max_evidence_age = MAX_EVIDENCE_AGE_DEFAULT;
+	c->policy.rotation_period = ROTATION_PERIOD_DEFAULT;
+	c->policy.grace_period = GRACE_PERIOD_DEFAULT;
 
 	p.c = c;
 	p.at_line_start = 1;
@@ -401,7 +759,9 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 		if (set_default(&c->device_id, host) != 0)
 			goto oom;
 	}
-	rv = check_config(c, err, errlen);
+	if (merge_zones(c, &p) != 0)
+		goto oom;
+	rv = check_config(c, &p, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
 	*out = c;
@@ -414,6 +774,7 @@ oom:
 out:
 	if (p.fp != NULL)
 		fclose(p.fp);
+	free(p.zones);
 	ev_config_free(c);
 	return rv;
 }
@@ -433,7 +794,36 @@ ev_config_free(ev_config *c)
 	free(c->root_pin_env);
 	free(c->root_key_label);
 	free(c->revocation_dir);
+	free(c->attest_result_path);
+	free(c->zones);
 	free(c);
+}
+
+const ev_policy *
+ev_config_policy(const ev_config *c, int64_t zone)
+{
+	static const ev_policy defaults = {
+	    .max_evidence_age = MAX_EVIDENCE_AGE_DEFAULT,
+	    .rotation_period = ROTATION_PERIOD_DEFAULT,
+	    .grace_period = GRACE_PERIOD_DEFAULT,
+	};
+	size_t lo, hi, mid;
+
+	/* Never NULL, as promised: without a configuration, the defaults. */
+	if (c == NULL)
+		return &defaults;
+	lo = 0;
+	hi = c->nzones;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (c->zones[mid].zone == zone)
+			return &c->zones[mid].policy;
+		if (c->zones[mid].zone < zone)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return &c->policy;
 }
 
 /*

@@ -31,7 +31,7 @@
 #include "store.h"
 
 /* The schema version this code writes and understands. */
-#define EV_SCHEMA_VERSION 2
+#define EV_SCHEMA_VERSION 3
 
 /* Writers wait this long for one another before giving up. */
 #define EV_BUSY_TIMEOUT_MS 10000
@@ -61,6 +61,7 @@ enum st_id {
 	ST_ZONE_DELETE,
 	ST_ZONE_REVOKE,
 	ST_ZONE_REVOKED,
+	ST_ZONE_SET_SEALED,
 	ST_OBJ_INSERT,
 	ST_OBJ_SET_COLUMNS,
 	ST_OBJ_CLASS,
@@ -69,6 +70,12 @@ enum st_id {
 	ST_OBJ_DELETE,
 	ST_OBJ_DELETE_ZONE,
 	ST_OBJ_FIND_KEYS,
+	ST_OBJ_RETIRE,
+	ST_OBJ_COPIES,
+	ST_OBJ_ROTATABLE,
+	ST_OBJ_EXPIRED,
+	ST_OBJ_NEXT_DESTROY,
+	ST_OBJ_WRAPPED_IDS,
 	ST_OBJ_COUNT_ALL,
 	ST_OBJ_COUNT_PUBLIC,
 	ST_ATTR_INSERT,
@@ -83,6 +90,9 @@ enum st_id {
 	ST_REVLOG_LIST,
 	ST_REVOKED_ADD,
 	ST_REVOKED_LIST,
+	ST_ATTESTLOG_ADD,
+	ST_ATTESTLOG_ACCEPTED,
+	ST_ATTESTLOG_LIST,
 	ST__COUNT
 };
 
@@ -124,8 +134,11 @@ static const char *const st_sql[ST__COUNT] = {
 		       "user_pin = NULL, so_fails = 0, user_fails = 0 "
 		       "WHERE id = ?1 AND revoked = 0",
     [ST_ZONE_REVOKED] = "SELECT revoked FROM zones WHERE id = ?1",
+    /* A revoked zone's key stays destroyed: such a zone counts as absent here. */
+    [ST_ZONE_SET_SEALED] = "UPDATE zones SET sealed_key = ?2 WHERE id = ?1 AND revoked = 0",
     [ST_OBJ_INSERT] = "INSERT INTO objects(zone, class, key_type, label, ckid, private, "
-		      "generation, wrapped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		      "generation, wrapped, origin, previous, created, retired, destroy_at) "
+		      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     /* Class and privacy are kept when the new list does not name them. */
     [ST_OBJ_SET_COLUMNS] = "UPDATE objects SET class = coalesce(?2, class), key_type = ?3, "
 			   "label = ?4, ckid = ?5, private = coalesce(?6, private) "
@@ -133,7 +146,8 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_OBJ_CLASS] = "SELECT class FROM objects WHERE id = ?1",
     [ST_OBJ_SET_WRAPPED] = "UPDATE objects SET wrapped = ?2 WHERE id = ?1",
     /* One statement, so the object and its attributes come from one snapshot. */
-    [ST_OBJ_GET] = "SELECT o.zone, o.class, o.private, o.generation, o.wrapped, a.type, a.value "
+    [ST_OBJ_GET] = "SELECT o.zone, o.class, o.private, o.generation, o.wrapped, o.origin, "
+		   "o.previous, o.created, o.retired, o.destroy_at, a.type, a.value "
 		   "FROM objects o LEFT JOIN attrs a ON a.object = o.id WHERE o.id = ?1 "
 		   "ORDER BY a.type",
     [ST_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
@@ -146,6 +160,30 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_OBJ_FIND_KEYS] = "SELECT id FROM objects WHERE zone = ?1 AND label = ?2 "
 			 "AND +class IN (?3, ?4, ?5) AND (?6 IS NULL OR ckid = ?6) "
 			 "AND (?7 = 0 OR generation = ?7) ORDER BY id",
+    [ST_OBJ_RETIRE] = "UPDATE objects SET retired = ?2, destroy_at = ?3 WHERE id = ?1",
+    [ST_OBJ_COPIES] = "SELECT id FROM objects WHERE origin = ?1 ORDER BY id",
+    /*
+     * Answered from the (zone, class) index; the unary + keeps the
+     * planner off the (origin) and (retired, destroy_at) indexes, where
+     * 0 matches nearly every object of every zone.
+     */
+    [ST_OBJ_ROTATABLE] = "SELECT id FROM objects WHERE zone = ?1 AND class IN (?2, ?3) "
+			 "AND +retired = 0 AND +origin = 0 AND created < ?4 ORDER BY id",
+    /*
+     * From the (retired, destroy_at) index, so only retired objects are
+     * read: with a plain ORDER BY id the planner would rather walk the
+     * whole table in id order than sort the few ids it finds.
+     */
+    [ST_OBJ_EXPIRED] = "SELECT id FROM objects WHERE retired > 0 AND destroy_at <= ?1 "
+		       "ORDER BY +id",
+    /*
+     * A retired object with destroy_at 0 is overdue, not "none": it
+     * counts as 1, so the caller sweeps at once.
+     */
+    [ST_OBJ_NEXT_DESTROY] = "SELECT coalesce(min(max(destroy_at, 1)), 0) FROM objects "
+			    "WHERE retired > 0",
+    [ST_OBJ_WRAPPED_IDS] = "SELECT id FROM objects WHERE zone = ?1 AND wrapped IS NOT NULL "
+			   "ORDER BY id",
     [ST_OBJ_COUNT_ALL] = "SELECT count(*) FROM objects WHERE zone = ?1",
     [ST_OBJ_COUNT_PUBLIC] = "SELECT count(*) FROM objects WHERE zone = ?1 AND private = 0",
     [ST_ATTR_INSERT] = "INSERT INTO attrs(object, type, value) VALUES(?1, ?2, ?3)",
@@ -165,6 +203,12 @@ static const char *const st_sql[ST__COUNT] = {
 		       "generation, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_REVOKED_LIST] = "SELECT id, time, log, kind, zone, object, label, ckid, generation, "
 			"reason FROM revoked ORDER BY id",
+    [ST_ATTESTLOG_ADD] = "INSERT INTO attestlog(time, zone, purpose, provider, accepted, digest, "
+			 "valid_until, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_ATTESTLOG_ACCEPTED] = "SELECT EXISTS(SELECT 1 FROM attestlog WHERE digest = ?1 "
+			      "AND zone = ?2 AND accepted = 1)",
+    [ST_ATTESTLOG_LIST] = "SELECT id, time, zone, purpose, provider, accepted, digest, "
+			  "valid_until, reason FROM attestlog ORDER BY id",
 };
 
 /* Filters of ev_store_obj_find(), as bits of the index into find_st[]. */
@@ -173,7 +217,8 @@ static const char *const st_sql[ST__COUNT] = {
 #define FIND_KEY_TYPE 0x04u
 #define FIND_LABEL 0x08u
 #define FIND_CKID 0x10u
-#define FIND_VARIANTS 0x20u
+#define FIND_GENERATION 0x20u /* one generation, retired or not; else current ones only */
+#define FIND_VARIANTS 0x40u
 
 struct ev_store {
 	sqlite3 *db;
@@ -273,9 +318,41 @@ static const char *const schema_v2[] = {
     NULL,
 };
 
+/*
+ * Attestation and rotation: an object's lineage (origin of a copy, the
+ * generation it replaced), when it was made, and when it was retired and
+ * is to be destroyed; the attestation history. Objects made before this
+ * step count as made now: their age is unknown, and a rotation period
+ * then starts from the upgrade rather than making every key due at once.
+ * The history, like the revocation history, outlives zones.
+ */
+static const char *const schema_v3[] = {
+    "ALTER TABLE objects ADD COLUMN origin INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE objects ADD COLUMN previous INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE objects ADD COLUMN created INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE objects ADD COLUMN retired INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE objects ADD COLUMN destroy_at INTEGER NOT NULL DEFAULT 0",
+    "UPDATE objects SET created = CAST(strftime('%s', 'now') AS INTEGER)",
+    "CREATE INDEX objects_retired ON objects(retired, destroy_at)",
+    "CREATE INDEX objects_origin ON objects(origin)",
+    "CREATE TABLE attestlog ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL,"
+    " purpose TEXT NOT NULL,"
+    " provider TEXT,"
+    " accepted INTEGER NOT NULL,"
+    " digest BLOB NOT NULL,"
+    " valid_until INTEGER NOT NULL,"
+    " reason TEXT)",
+    "CREATE INDEX attestlog_digest ON attestlog(digest)",
+    NULL,
+};
+
 static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [1] = schema_v1,
     [2] = schema_v2,
+    [3] = schema_v3,
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -1406,6 +1483,26 @@ out:
 }
 
 CK_RV
+ev_store_zone_set_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	/* An empty sealed key is a revoked zone's: never set one this way. */
+	if (blob == NULL || len == 0) {
+		ev_error("store: zone set sealed: empty key");
+		return CKR_DEVICE_ERROR;
+	}
+	st = stmt(s, ST_ZONE_SET_SEALED);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = bind_bytes(st, 2, blob, len);
+	return finish_one(s, st, rc, "zone set sealed");
+}
+
+CK_RV
 ev_store_zone_delete(ev_store *s, int64_t id)
 {
 	/* Objects and their attributes go with it: ON DELETE CASCADE. */
@@ -1511,12 +1608,13 @@ ev_store_obj_insert(ev_store *s, ev_obj_rec *o)
 	sqlite3_stmt *st;
 	struct obj_cols c;
 	CK_OBJECT_CLASS cls;
-	int64_t id = 0;
+	int64_t id = 0, created;
 	int own = 0;
 	CK_RV rv;
 
 	obj_cols_from(o->attrs, &c);
 	cls = c.has_class ? c.cls : o->cls;
+	created = o->created != 0 ? o->created : (int64_t)time(NULL);
 	rv = op_begin(s, &own);
 	if (rv != CKR_OK)
 		return rv;
@@ -1535,6 +1633,11 @@ ev_store_obj_insert(ev_store *s, ev_obj_rec *o)
 	    sqlite3_bind_int64(st, 7, o->generation) != SQLITE_OK ||
 	    (o->wrapped != NULL ? bind_bytes(st, 8, o->wrapped, o->wrapped_len)
 				: sqlite3_bind_null(st, 8)) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 9, o->origin) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 10, o->previous) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 11, created) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 12, o->retired) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 13, o->destroy_at) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE) {
 		rv = db_error(s, "object insert");
 		goto out;
@@ -1544,8 +1647,10 @@ ev_store_obj_insert(ev_store *s, ev_obj_rec *o)
 out:
 	done(st);
 	rv = op_end(s, own, rv);
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
 		o->id = id;
+		o->created = created;
+	}
 	return rv;
 }
 
@@ -1676,14 +1781,19 @@ ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o)
 				if (rv != CKR_OK)
 					goto out;
 			}
+			o->origin = sqlite3_column_int64(st, 5);
+			o->previous = sqlite3_column_int64(st, 6);
+			o->created = sqlite3_column_int64(st, 7);
+			o->retired = sqlite3_column_int64(st, 8);
+			o->destroy_at = sqlite3_column_int64(st, 9);
 		}
 		/* No attribute row: the LEFT JOIN gives NULL for a.type. */
-		if (sqlite3_column_type(st, 5) == SQLITE_NULL)
+		if (sqlite3_column_type(st, 10) == SQLITE_NULL)
 			continue;
 		/* The value first, then its length: the order SQLite documents. */
-		type = (CK_ATTRIBUTE_TYPE)(uint64_t)sqlite3_column_int64(st, 5);
-		val = sqlite3_column_blob(st, 6);
-		vlen = (CK_ULONG)sqlite3_column_bytes(st, 6);
+		type = (CK_ATTRIBUTE_TYPE)(uint64_t)sqlite3_column_int64(st, 10);
+		val = sqlite3_column_blob(st, 11);
+		vlen = (CK_ULONG)sqlite3_column_bytes(st, 11);
 		rv = ev_attrs_set(o->attrs, type, val, vlen);
 		if (rv != CKR_OK) {
 			if (rv != CKR_HOST_MEMORY) {
@@ -1725,7 +1835,10 @@ find_stmt(ev_store *s, unsigned variant)
 	 * Constant fragments only; fixed parameter numbers whichever are
 	 * present. With a label or CKA_ID, the unary + keeps the planner off
 	 * the (zone, class) index: without statistics it rates both alike,
-	 * but a class matches many objects and a label or id a few.
+	 * but a class matches many objects and a label or id a few. The
+	 * retired filter always has it: "retired = 0" alone would draw the
+	 * planner to the (retired, destroy_at) index, which holds every
+	 * current object of every zone under 0.
 	 */
 	if (!(variant & FIND_CLASS))
 		cls = "";
@@ -1733,11 +1846,12 @@ find_stmt(ev_store *s, unsigned variant)
 		cls = " AND +class = ?2";
 	else
 		cls = " AND class = ?2";
-	snprintf(sql, sizeof(sql), "SELECT id FROM objects WHERE zone = ?1%s%s%s%s%s ORDER BY id",
+	snprintf(sql, sizeof(sql), "SELECT id FROM objects WHERE zone = ?1%s%s%s%s%s%s ORDER BY id",
 		 (variant & FIND_PRIVATE) ? "" : " AND private = 0", cls,
 		 (variant & FIND_KEY_TYPE) ? " AND key_type = ?3" : "",
 		 (variant & FIND_LABEL) ? " AND label = ?4" : "",
-		 (variant & FIND_CKID) ? " AND ckid = ?5" : "");
+		 (variant & FIND_CKID) ? " AND ckid = ?5" : "",
+		 (variant & FIND_GENERATION) ? " AND generation = ?6" : " AND +retired = 0");
 	rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->find_st[variant],
 				NULL);
 	if (rc != SQLITE_OK) {
@@ -1767,6 +1881,8 @@ ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
 		variant |= FIND_LABEL;
 	if (q->has_ckid)
 		variant |= FIND_CKID;
+	if (q->has_generation)
+		variant |= FIND_GENERATION;
 	st = find_stmt(s, variant);
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
@@ -1779,6 +1895,8 @@ ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
 		rc = bind_bytes(st, 4, q->label, q->label_len);
 	if (rc == SQLITE_OK && q->has_ckid)
 		rc = bind_bytes(st, 5, q->ckid, q->ckid_len);
+	if (rc == SQLITE_OK && q->has_generation)
+		rc = sqlite3_bind_int64(st, 6, q->generation);
 	if (rc != SQLITE_OK) {
 		rv = db_error(s, "object find");
 		goto out;
@@ -1834,13 +1952,118 @@ out:
 	return rv;
 }
 
+/*
+ * Run a statement whose parameters are all integers (args[0] is ?1, ...)
+ * and collect the ids it answers.
+ */
+static CK_RV
+ids_by_ints(ev_store *s, enum st_id id_st, const int64_t *args, int nargs, const char *what,
+	    int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, id_st);
+	CK_RV rv;
+	int i;
+
+	*ids = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	for (i = 0; i < nargs; i++) {
+		if (sqlite3_bind_int64(st, i + 1, args[i]) != SQLITE_OK) {
+			rv = db_error(s, what);
+			goto out;
+		}
+	}
+	rv = collect_ids(s, st, what, ids, n);
+out:
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	/* 0 means "current": an object retired at 0 would look untouched. */
+	if (when < 1 || destroy_at < 0) {
+		ev_error("store: object retire: invalid time %lld / %lld", (long long)when,
+			 (long long)destroy_at);
+		return CKR_DEVICE_ERROR;
+	}
+	st = stmt(s, ST_OBJ_RETIRE);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, when);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, destroy_at);
+	return finish_one(s, st, rc, "object retire");
+}
+
+CK_RV
+ev_store_obj_copies(ev_store *s, int64_t id, int64_t **ids, size_t *n)
+{
+	/* Origin 0 marks "not a copy": it names no source. */
+	if (id < 1) {
+		*ids = NULL;
+		*n = 0;
+		return CKR_OK;
+	}
+	return ids_by_ints(s, ST_OBJ_COPIES, &id, 1, "object copies", ids, n);
+}
+
+CK_RV
+ev_store_obj_rotatable(ev_store *s, int64_t zone, int64_t made_before, int64_t **ids, size_t *n)
+{
+	const int64_t args[] = {
+	    zone,
+	    (int64_t)(uint64_t)CKO_PRIVATE_KEY,
+	    (int64_t)(uint64_t)CKO_SECRET_KEY,
+	    made_before,
+	};
+
+	return ids_by_ints(s, ST_OBJ_ROTATABLE, args, (int)EV_ARRAY_SIZE(args), "object rotatable",
+			   ids, n);
+}
+
+CK_RV
+ev_store_obj_expired(ev_store *s, int64_t now, int64_t **ids, size_t *n)
+{
+	return ids_by_ints(s, ST_OBJ_EXPIRED, &now, 1, "object expired", ids, n);
+}
+
+CK_RV
+ev_store_obj_next_destroy(ev_store *s, int64_t *when)
+{
+	sqlite3_stmt *st = stmt(s, ST_OBJ_NEXT_DESTROY);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*when = sqlite3_column_int64(st, 0);
+	else
+		rv = db_error(s, "object next destroy");
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n)
+{
+	return ids_by_ints(s, ST_OBJ_WRAPPED_IDS, &zone, 1, "object wrapped ids", ids, n);
+}
+
 CK_RV
 ev_store_change_add(ev_store *s, ev_change_kind kind, int64_t zone, int64_t object)
 {
 	sqlite3_stmt *st;
 	CK_RV rv = CKR_OK;
 
-	if (kind < EV_CHANGE_ZONE_CREATED || kind > EV_CHANGE_OBJECT_ROTATED) {
+	if (kind < EV_CHANGE_ZONE_CREATED || kind > EV_CHANGE_OBJECT_EXPIRED) {
 		ev_error("store: change add: invalid kind %d", (int)kind);
 		return CKR_DEVICE_ERROR;
 	}
@@ -2146,6 +2369,118 @@ out:
 	if (rv != CKR_OK) {
 		for (i = 0; i < cnt; i++)
 			ev_revoked_rec_clear(&vv[i]);
+		free(vv);
+		return rv;
+	}
+	*v = vv;
+	*n = cnt;
+	return CKR_OK;
+}
+
+void
+ev_attestlog_rec_clear(ev_attestlog_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->purpose);
+	free(r->provider);
+	free(r->reason);
+	memset(r, 0, sizeof(*r));
+}
+
+CK_RV
+ev_store_attestlog_add(ev_store *s, ev_attestlog_rec *r)
+{
+	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_ADD);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	/* A NULL purpose is refused by the NOT NULL constraint. */
+	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, r->zone) != SQLITE_OK ||
+	    bind_text_or_null(st, 3, r->purpose) != SQLITE_OK ||
+	    bind_text_or_null(st, 4, r->provider) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 5, r->accepted != 0) != SQLITE_OK ||
+	    bind_bytes(st, 6, r->digest, sizeof(r->digest)) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, r->valid_until) != SQLITE_OK ||
+	    bind_text_or_null(st, 8, r->reason) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "attestation log add");
+	else
+		r->id = sqlite3_last_insert_rowid(s->db);
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_attestlog_accepted(ev_store *s, int64_t zone, const unsigned char digest[32], int *found)
+{
+	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_ACCEPTED);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, zone) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		rv = db_error(s, "attestation log accepted");
+	else
+		*found = sqlite3_column_int(st, 0) != 0;
+	done(st);
+	return rv;
+}
+
+CK_RV
+ev_store_attestlog_list(ev_store *s, ev_attestlog_rec **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_LIST);
+	ev_attestlog_rec *vv = NULL, *nv, *r;
+	size_t cnt = 0, cap = 0, i;
+	const void *d;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	*v = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		nv = grow(vv, &cap, cnt, sizeof(*vv));
+		if (nv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		vv = nv;
+		r = &vv[cnt++];
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(st, 0);
+		r->time = sqlite3_column_int64(st, 1);
+		r->zone = sqlite3_column_int64(st, 2);
+		rv = column_strdup(st, 3, &r->purpose);
+		if (rv == CKR_OK)
+			rv = column_strdup(st, 4, &r->provider);
+		if (rv != CKR_OK)
+			goto out;
+		r->accepted = sqlite3_column_int(st, 5) != 0;
+		/* The value first, then its length: the order SQLite documents. */
+		d = sqlite3_column_blob(st, 6);
+		if (d == NULL || sqlite3_column_bytes(st, 6) != (int)sizeof(r->digest)) {
+			ev_error("store: attestation log %lld: bad digest", (long long)r->id);
+			rv = CKR_DEVICE_ERROR;
+			goto out;
+		}
+		memcpy(r->digest, d, sizeof(r->digest));
+		r->valid_until = sqlite3_column_int64(st, 7);
+		rv = column_strdup(st, 8, &r->reason);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, "attestation log list");
+out:
+	done(st);
+	if (rv != CKR_OK) {
+		for (i = 0; i < cnt; i++)
+			ev_attestlog_rec_clear(&vv[i]);
 		free(vv);
 		return rv;
 	}

@@ -197,7 +197,10 @@ CK_RV ev_store_obj_next_destroy(ev_store *s, int64_t *when);
 /* The objects of a zone with wrapped material (retired ones too). Ascending. */
 CK_RV ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n);
 
-/* Replace a zone's sealed key. EVR_NOT_FOUND when the zone is absent. */
+/*
+ * Replace a zone's sealed key (an empty one is refused: CKR_DEVICE_ERROR). EVR_NOT_FOUND
+ * when the zone is absent or revoked (a revoked zone's key stays destroyed).
+ */
 CK_RV ev_store_zone_set_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len);
 
 /* Read an object; EVR_NOT_FOUND when absent. Clear with ev_obj_rec_clear(). */

@@ -1,13 +1,673 @@
-/* Placeholder until the attestation commands land (replaced in this issue). */
+/*
+ * edgevault attest: attestation evidence (doc/attestation.md).
+ *
+ *   edgevault attest keygen --out KEYFILE
+ *   edgevault attest sign --key KEYFILE [--in DOC] [--out FILE]
+ *   edgevault attest sign --key KEYFILE --device ID --zone N [--zone N ...]
+ *       [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX] [--out FILE]
+ *   edgevault [--config FILE] [--module FILE] attest nonce --zone N
+ *   edgevault [--config FILE] [--module FILE] attest check --zone N [--json]
+ *   edgevault [--config FILE] attest show [--json]
+ *
+ * `keygen` and `sign` are for the verifier (or an operator, or a test),
+ * off the device: they need neither configuration nor module. `nonce`
+ * and `check` go through the module's admin interface, as applications
+ * would; `show` reads the store read-only.
+ */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "attest.h"
+#include "signed.h"
+#include "store.h"
 #include "tool.h"
+
+/* JSON's interoperable integers: what a result's numbers may be. */
+#define SAFE_MAX 9007199254740992UL
+
+/* --ttl's default: one hour, the default max_evidence_age. */
+#define DEFAULT_TTL 3600UL
+
+static void
+attest_usage(void)
+{
+	fprintf(stderr,
+	    "usage: edgevault attest keygen --out KEYFILE\n"
+	    "       edgevault attest sign --key KEYFILE [--in DOC] [--out FILE]\n"
+	    "       edgevault attest sign --key KEYFILE --device ID --zone N [--zone N ...]\n"
+	    "           [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX]\n"
+	    "           [--out FILE]\n"
+	    "       edgevault attest nonce --zone N\n"
+	    "       edgevault attest check --zone N [--json]\n"
+	    "       edgevault attest show [--json]\n");
+}
+
+static int
+cmd_attest_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *out = NULL;
+	ev_secret *seed = NULL;
+	unsigned char pk[32];
+	char b64[45], err[512] = "";
+	int c;
+
+	sub_begin();
+	while ((c = sub_option("attest keygen", argc, argv, opts)) != -1) {
+		if (c == 'o')
+			out = optarg;
+		else
+			return 2;
+	}
+	if (out == NULL || optind != argc) {
+		fprintf(stderr, "usage: edgevault attest keygen --out KEYFILE\n");
+		return 2;
+	}
+	if (ev_signkey_generate(&seed, pk) != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot generate a signing key\n");
+		return 1;
+	}
+	if (ev_signkey_write(out, seed, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+		ev_secret_free(seed);
+		return 1;
+	}
+	ev_secret_free(seed);
+	ev_pubkey_encode(pk, b64);
+	printf("verifier_key = %s\n", b64);
+	fprintf(stderr,
+	    "edgevault: verifier signing key written to %s (mode 0600); keep it off the "
+	    "devices.\n"
+	    "edgevault: put the line above in the [attestation] section of each device's "
+	    "configuration.\n",
+	    out);
+	return 0;
+}
+
+/* Zones from one --zone value: "N" or "N,M,...", appended to *zones. 0, or -1 after saying why. */
+static int
+add_zones(const char *arg, int64_t **zones, size_t *n)
+{
+	unsigned long z;
+	int64_t *nz;
+	char *copy, *tok, *save = NULL;
+	int rc = -1;
+
+	copy = strdup(arg);
+	if (copy == NULL) {
+		fprintf(stderr, "edgevault: out of memory\n");
+		return -1;
+	}
+	if (arg[0] == '\0' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,") != NULL) {
+		fprintf(stderr, "edgevault: --zone %s: expected zone numbers, comma separated\n",
+		    arg);
+		goto out;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (parse_ulong(tok, 1, SAFE_MAX, &z) != 0) {
+			fprintf(stderr, "edgevault: --zone %s: expected zone numbers (1 to %lu)\n",
+			    arg, SAFE_MAX);
+			goto out;
+		}
+		if (*n >= EV_ATTEST_MAX_ZONES) {
+			fprintf(stderr, "edgevault: --zone: at most %u zones\n",
+			    EV_ATTEST_MAX_ZONES);
+			goto out;
+		}
+		nz = realloc(*zones, (*n + 1) * sizeof(**zones));
+		if (nz == NULL) {
+			fprintf(stderr, "edgevault: out of memory\n");
+			goto out;
+		}
+		*zones = nz;
+		(*zones)[(*n)++] = (int64_t)z;
+	}
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/*
+ * The document the fields describe, malloc'ed. The device id is escaped
+ * for JSON as it is; what a device would refuse in it (a control
+ * character) is then refused by the parser, with its reason.
+ */
+static char *
+fields_doc(const char *device, const int64_t *zones, size_t nzones, int64_t issued,
+    int64_t expires, const char *nonce, size_t *len)
+{
+	const unsigned char *p;
+	char *doc = NULL;
+	size_t n = 0, i;
+	FILE *m;
+
+	m = open_memstream(&doc, &n);
+	if (m == NULL)
+		return NULL;
+	fprintf(m, "{\"version\": 1, \"device\": \"");
+	for (p = (const unsigned char *)device; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(m, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(m, "\\u%04x", *p);
+		else
+			fputc(*p, m);
+	}
+	fprintf(m, "\", \"zones\": [");
+	for (i = 0; i < nzones; i++)
+		fprintf(m, "%s%lld", i > 0 ? ", " : "", (long long)zones[i]);
+	fprintf(m, "], \"issued_at\": %lld, \"expires_at\": %lld", (long long)issued,
+	    (long long)expires);
+	if (nonce != NULL)
+		fprintf(m, ", \"nonce\": \"%s\"", nonce);
+	fprintf(m, "}\n");
+	if (fclose(m) != 0) {
+		free(doc);
+		return NULL;
+	}
+	*len = n;
+	return doc;
+}
+
+static void
+sign_usage(void)
+{
+	fprintf(stderr,
+	    "usage: edgevault attest sign --key KEYFILE [--in DOC] [--out FILE]\n"
+	    "       edgevault attest sign --key KEYFILE --device ID --zone N [--zone N ...]\n"
+	    "           [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX]\n"
+	    "           [--out FILE]\n");
+}
+
+static int
+cmd_attest_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "zone", required_argument, NULL, 'z' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "expires-at", required_argument, NULL, 'e' },
+		{ "issued-at", required_argument, NULL, 'a' },
+		{ "nonce", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *key = NULL, *in = NULL, *out = NULL, *device = NULL, *ttl_s = NULL;
+	const char *expires_s = NULL, *issued_s = NULL, *nonce = NULL;
+	unsigned char *doc = NULL;
+	char *env = NULL, err[512] = "", t[32];
+	int64_t *zones = NULL;
+	ev_secret *seed = NULL;
+	ev_attest_result *r = NULL;
+	unsigned long issued, expires, ttl = DEFAULT_TTL;
+	size_t nzones = 0, doclen = 0, envlen = 0, i;
+	int c, fields, rc = 1;
+	CK_RV rv;
+
+	sub_begin();
+	while ((c = sub_option("attest sign", argc, argv, opts)) != -1) {
+		switch (c) {
+		case 'k':
+			key = optarg;
+			break;
+		case 'i':
+			in = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'd':
+			device = optarg;
+			break;
+		case 'z':
+			if (add_zones(optarg, &zones, &nzones) != 0) {
+				rc = 2;
+				goto out;
+			}
+			break;
+		case 't':
+			ttl_s = optarg;
+			break;
+		case 'e':
+			expires_s = optarg;
+			break;
+		case 'a':
+			issued_s = optarg;
+			break;
+		case 'n':
+			nonce = optarg;
+			break;
+		default:
+			sign_usage();
+			rc = 2;
+			goto out;
+		}
+	}
+	fields = device != NULL || nzones > 0 || ttl_s != NULL || expires_s != NULL ||
+	    issued_s != NULL || nonce != NULL;
+	if (key == NULL || optind != argc || (fields && in != NULL) ||
+	    (fields && (device == NULL || nzones == 0)) || (ttl_s != NULL && expires_s != NULL)) {
+		sign_usage();
+		rc = 2;
+		goto out;
+	}
+	if (fields) {
+		issued = (unsigned long)time(NULL);
+		if (issued_s != NULL && parse_ulong(issued_s, 0, SAFE_MAX, &issued) != 0) {
+			fprintf(stderr, "edgevault: --issued-at %s: expected unix time (seconds)\n",
+			    issued_s);
+			rc = 2;
+			goto out;
+		}
+		if (ttl_s != NULL && parse_ulong(ttl_s, 1, SAFE_MAX, &ttl) != 0) {
+			fprintf(stderr, "edgevault: --ttl %s: expected seconds (1 or more)\n", ttl_s);
+			rc = 2;
+			goto out;
+		}
+		expires = issued + ttl;
+		if (expires_s != NULL && parse_ulong(expires_s, 0, SAFE_MAX, &expires) != 0) {
+			fprintf(stderr, "edgevault: --expires-at %s: expected unix time (seconds)\n",
+			    expires_s);
+			rc = 2;
+			goto out;
+		}
+		if (nonce != NULL && (nonce[0] == '\0' ||
+		    strspn(nonce, "0123456789abcdefABCDEF") != strlen(nonce))) {
+			fprintf(stderr, "edgevault: --nonce: expected hex, two digits per byte\n");
+			rc = 2;
+			goto out;
+		}
+		doc = (unsigned char *)fields_doc(device, zones, nzones, (int64_t)issued,
+		    (int64_t)expires, nonce, &doclen);
+		if (doc == NULL) {
+			fprintf(stderr, "edgevault: out of memory\n");
+			goto out;
+		}
+	}
+	if (ev_signkey_read(key, &seed, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+		goto out;
+	}
+	if (!fields && read_path(in != NULL ? in : "-", EV_ATTEST_MAX_FILE, &doc, &doclen) != 0)
+		goto out;
+	/* What the devices would refuse is not signed. */
+	rv = ev_attest_result_parse(doc, doclen, &r, err, sizeof(err));
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: not signed: %s\n", err);
+		goto out;
+	}
+	rv = ev_signed_make(doc, doclen, EV_SIGNED_ATTESTATION, seed, &env, &envlen);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot sign the result: %s\n", ckr_name(rv));
+		goto out;
+	}
+	if (envlen > EV_ATTEST_MAX_FILE) {
+		fprintf(stderr, "edgevault: not signed: the signed result would be %zu bytes, over "
+		    "the devices' limit of %u\n", envlen, EV_ATTEST_MAX_FILE);
+		goto out;
+	}
+	if (out != NULL) {
+		if (write_file_atomic(out, env, envlen) != 0)
+			goto out;
+	} else if (write_all(STDOUT_FILENO, env, envlen) != 0) {
+		fprintf(stderr, "edgevault: cannot write the signed result: %s\n", strerror(errno));
+		goto out;
+	}
+	fprintf(stderr, "edgevault: signed attestation result for device \"");
+	fputs(r->device, stderr);
+	fprintf(stderr, "\", zone%s ", r->nzones == 1 ? "" : "s");
+	for (i = 0; i < r->nzones && i < 8; i++)
+		fprintf(stderr, "%s%lld", i > 0 ? "," : "", (long long)r->zones[i]);
+	if (r->nzones > 8)
+		fprintf(stderr, ",... (%zu)", r->nzones);
+	fprintf(stderr, ", expires %s%s%s%s\n", iso_time(r->expires_at, t),
+	    r->nonce_len > 0 ? ", with a nonce" : "", out ? ": " : "", out ? out : "");
+	rc = 0;
+out:
+	ev_attest_result_free(r);
+	free(env);
+	free(doc);
+	free(zones);
+	ev_secret_free(seed);
+	return rc;
+}
+
+/* --zone N of nonce and check. 0, or 2 after saying why. */
+static int
+zone_only(const char *cmd, int argc, char **argv, int allow_json, unsigned long *zone)
+{
+	static const struct option opts[] = {
+		{ "zone", required_argument, NULL, 'z' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *zone_s = NULL;
+	int c;
+
+	sub_begin();
+	while ((c = sub_option(cmd, argc, argv, opts)) != -1) {
+		if (c == 'z')
+			zone_s = optarg;
+		else if (c == 'j' && allow_json)
+			json = 1;
+		else {
+			if (c == 'j')
+				fprintf(stderr, "edgevault %s: --json: unknown option\n", cmd);
+			return 2;
+		}
+	}
+	if (zone_s == NULL || optind != argc) {
+		fprintf(stderr, "usage: edgevault %s --zone N%s\n", cmd,
+		    allow_json ? " [--json]" : "");
+		return 2;
+	}
+	if (parse_ulong(zone_s, 1, (unsigned long)-1, zone) != 0) {
+		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n",
+		    zone_s);
+		return 2;
+	}
+	return 0;
+}
+
+/*
+ * The module, its admin interface with the 1.1 functions, and a
+ * read-only session on the zone. 0, or 1 after saying why (whatever was
+ * opened is in *f and *h for the caller to close).
+ */
+static int
+open_zone(unsigned long zone, CK_FUNCTION_LIST_3_0 **f, void **dl, EV_ADMIN_FUNCTION_LIST **admin,
+    CK_SESSION_HANDLE *h)
+{
+	CK_RV rv;
+
+	*f = open_module(dl);
+	if (*f == NULL)
+		return 1;
+	*admin = admin_interface();
+	if (*admin == NULL)
+		return 1;
+	if ((*admin)->version.minor < 1 || (*admin)->EV_Attest == NULL ||
+	    (*admin)->EV_NewNonce == NULL) {
+		fprintf(stderr, "edgevault: the module's admin interface (%u.%u) has no "
+		    "attestation functions (1.1 has)\n", (*admin)->version.major,
+		    (*admin)->version.minor);
+		return 1;
+	}
+	rv = (*f)->C_OpenSession(zone, CKF_SERIAL_SESSION, NULL, NULL, h);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
+		    ckr_name(rv));
+		*h = CK_INVALID_HANDLE;
+		return 1;
+	}
+	return 0;
+}
+
+static void
+close_zone(CK_FUNCTION_LIST_3_0 *f, void *dl, CK_SESSION_HANDLE h)
+{
+	if (f == NULL)
+		return;
+	if (h != CK_INVALID_HANDLE)
+		(void)f->C_CloseSession(h);
+	close_module(f, dl);
+}
+
+static int
+cmd_attest_nonce(int argc, char **argv)
+{
+	EV_ADMIN_FUNCTION_LIST *admin = NULL;
+	CK_FUNCTION_LIST_3_0 *f = NULL;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_BYTE *nonce = NULL;
+	CK_ULONG len = 0;
+	unsigned long zone = 0;
+	void *dl = NULL;
+	int rc;
+	CK_RV rv;
+
+	rc = zone_only("attest nonce", argc, argv, 0, &zone);
+	if (rc != 0)
+		return rc;
+	rc = 1;
+	if (open_zone(zone, &f, &dl, &admin, &h) != 0)
+		goto out;
+	rv = admin->EV_NewNonce(h, NULL, &len);
+	if (rv == CKR_OK && (len == 0 || len > EV_ATTEST_NONCE_MAX))
+		rv = CKR_GENERAL_ERROR;
+	if (rv == CKR_OK) {
+		nonce = malloc(len);
+		rv = nonce == NULL ? CKR_HOST_MEMORY : admin->EV_NewNonce(h, nonce, &len);
+	}
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: no new nonce for zone %lu: %s\n", zone, ckr_name(rv));
+		goto out;
+	}
+	print_hex(nonce, len);
+	putchar('\n');
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close_zone(f, dl, h);
+	free(nonce);
+	return rc;
+}
+
+static int
+cmd_attest_check(int argc, char **argv)
+{
+	EV_ADMIN_FUNCTION_LIST *admin = NULL;
+	CK_FUNCTION_LIST_3_0 *f = NULL;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	EV_ATTESTATION info;
+	unsigned long zone = 0;
+	size_t rlen;
+	char t[32];
+	void *dl = NULL;
+	int rc, ok;
+	CK_RV rv;
+
+	rc = zone_only("attest check", argc, argv, 1, &zone);
+	if (rc != 0)
+		return rc;
+	rc = 1;
+	if (open_zone(zone, &f, &dl, &admin, &h) != 0)
+		goto out;
+	memset(&info, 0, sizeof(info));
+	rv = admin->EV_Attest(h, &info);
+	if (rv == CKR_FUNCTION_REJECTED) {
+		fprintf(stderr, "edgevault: no evidence provider is configured "
+		    "([attestation] provider)\n");
+		goto out;
+	}
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot appraise evidence for zone %lu: %s\n", zone,
+		    ckr_name(rv));
+		goto out;
+	}
+	ok = info.ulState == EV_ATTEST_ACCEPTED;
+	rlen = strnlen((const char *)info.szReason, sizeof(info.szReason));
+	if (json) {
+		printf("{\"zone\":%lu,\"accepted\":%s,\"valid_until\":", zone,
+		    ok ? "true" : "false");
+		if (ok)
+			printf("\"%s\"", iso_time((int64_t)info.ulValidUntil, t));
+		else
+			printf("null");
+		printf(",\"reason\":");
+		json_mem(info.szReason, rlen);
+		printf("}\n");
+	} else if (ok) {
+		printf("accepted: valid until %s\n", iso_time((int64_t)info.ulValidUntil, t));
+	} else {
+		printf("refused: ");
+		print_text(info.szReason, rlen, 0);
+		putchar('\n');
+	}
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = ok ? 0 : 1;
+out:
+	close_zone(f, dl, h);
+	return rc;
+}
+
+static int
+is_zero(const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != 0)
+			return 0;
+	return 1;
+}
+
+static void
+show_attestlog_text(const ev_attestlog_rec *g)
+{
+	const char *reason = g->reason != NULL ? g->reason : "";
+	char t[32];
+
+	printf("%s zone %lld %s (%s): ", iso_time(g->time, t), (long long)g->zone,
+	    g->purpose != NULL ? g->purpose : "?", g->provider != NULL ? g->provider : "?");
+	if (g->accepted)
+		printf("accepted, valid until %s", iso_time(g->valid_until, t));
+	else
+		printf("refused");
+	if (reason[0] != '\0') {
+		printf(": ");
+		print_text((const unsigned char *)reason, strlen(reason), 0);
+	}
+	if (!is_zero(g->digest, sizeof(g->digest))) {
+		printf(" [");
+		print_hex(g->digest, sizeof(g->digest));
+		putchar(']');
+	}
+	putchar('\n');
+}
+
+static void
+show_attestlog_json(const ev_attestlog_rec *g)
+{
+	char t[32];
+
+	printf("{\"id\":%lld,\"time\":\"%s\",\"zone\":%lld,\"purpose\":", (long long)g->id,
+	    iso_time(g->time, t), (long long)g->zone);
+	json_str(g->purpose != NULL ? g->purpose : "");
+	printf(",\"provider\":");
+	json_str(g->provider != NULL ? g->provider : "");
+	printf(",\"accepted\":%s,\"valid_until\":", g->accepted ? "true" : "false");
+	if (g->accepted)
+		printf("\"%s\"", iso_time(g->valid_until, t));
+	else
+		printf("null");
+	printf(",\"reason\":");
+	json_str(g->reason != NULL ? g->reason : "");
+	if (!is_zero(g->digest, sizeof(g->digest))) {
+		printf(",\"digest\":\"");
+		print_hex(g->digest, sizeof(g->digest));
+		putchar('"');
+	}
+	putchar('}');
+}
+
+static int
+cmd_attest_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	ev_config *cfg = NULL;
+	ev_store *store = NULL;
+	ev_attestlog_rec *logs = NULL;
+	size_t n = 0, i;
+	char err[512] = "";
+	int c, rc = 1;
+
+	sub_begin();
+	while ((c = sub_option("attest show", argc, argv, opts)) != -1) {
+		if (c == 'j')
+			json = 1;
+		else
+			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: edgevault attest show [--json]\n");
+		return 2;
+	}
+	if (load_config(&cfg) != 0)
+		return 1;
+	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, &store, err, sizeof(err)) !=
+	    CKR_OK) {
+		fprintf(stderr, "edgevault: store: %s\n", err);
+		goto out;
+	}
+	if (ev_store_attestlog_list(store, &logs, &n) != CKR_OK) {
+		fprintf(stderr, "edgevault: store: cannot read the attestation history\n");
+		goto out;
+	}
+	if (json)
+		putchar('[');
+	else if (n == 0)
+		printf("no attestation history\n");
+	for (i = 0; i < n; i++) {
+		if (json) {
+			if (i > 0)
+				putchar(',');
+			show_attestlog_json(&logs[i]);
+		} else
+			show_attestlog_text(&logs[i]);
+	}
+	if (json)
+		printf("]\n");
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		ev_attestlog_rec_clear(&logs[i]);
+	free(logs);
+	ev_store_close(store);
+	ev_config_free(cfg);
+	return rc;
+}
 
 int
 cmd_attest(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "edgevault: attest: not built yet\n");
+	const char *sub = argc > 0 ? argv[0] : NULL;
+
+	if (sub != NULL && strcmp(sub, "keygen") == 0)
+		return cmd_attest_keygen(argc, argv);
+	if (sub != NULL && strcmp(sub, "sign") == 0)
+		return cmd_attest_sign(argc, argv);
+	if (sub != NULL && strcmp(sub, "nonce") == 0)
+		return cmd_attest_nonce(argc, argv);
+	if (sub != NULL && strcmp(sub, "check") == 0)
+		return cmd_attest_check(argc, argv);
+	if (sub != NULL && strcmp(sub, "show") == 0)
+		return cmd_attest_show(argc, argv);
+	fprintf(stderr, "edgevault: unknown command: attest%s%s\n", sub ? " " : "",
+	    sub ? sub : "");
+	attest_usage();
 	return 2;
 }

@@ -549,6 +549,503 @@ START_TEST(test_revocation_bad_combination)
 }
 END_TEST
 
+/* The minimal valid file, then lines (sections and keys) after it. */
+static const char *
+with_lines(const char *lines)
+{
+	static char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nmodule = /m.so\n"
+		 "token_label = t\npin_env = X\n%s",
+		 lines);
+	return text;
+}
+
+/* A complete [attestation] section with provider result (4 lines, 7 to 10). */
+#define ATTEST_OK                                                                                  \
+	"[attestation]\nprovider = result\nverifier_key = " KEY_B64 "\n"                           \
+	"result_path = /run/edgevault/result.json\n"
+
+static void
+expect_default_policy(const ev_policy *pol)
+{
+	ck_assert_int_eq(pol->require_attestation, 0);
+	ck_assert_int_eq(pol->require_nonce, 0);
+	ck_assert_int_eq(pol->auto_rotate, 0);
+	ck_assert_int_eq(pol->max_evidence_age, 3600);
+	ck_assert_int_eq(pol->rotation_period, 0);
+	ck_assert_int_eq(pol->grace_period, 86400);
+}
+
+START_TEST(test_attestation_defaults)
+{
+	ev_config *c = load_ok(with_lines(""));
+
+	ck_assert_int_eq(c->attest, EV_ATTEST_NONE);
+	ck_assert_int_eq(c->has_verifier_key, 0);
+	ck_assert_ptr_null(c->attest_result_path);
+	ck_assert_int_eq(c->clock_skew, 60);
+	expect_default_policy(&c->policy);
+	ck_assert_uint_eq(c->nzones, 0);
+	ck_assert_ptr_null(c->zones);
+	/* Any zone: [policy]. */
+	ck_assert_ptr_eq(ev_config_policy(c, 1), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, 0), &c->policy);
+	ev_config_free(c);
+	/* Never NULL, even without a configuration. */
+	ck_assert_ptr_nonnull(ev_config_policy(NULL, 1));
+	expect_default_policy(ev_config_policy(NULL, 1));
+}
+END_TEST
+
+START_TEST(test_attestation)
+{
+	unsigned char want[32];
+	ev_config *c;
+	size_t i;
+
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = (unsigned char)i;
+	c = load_ok(with_lines(ATTEST_OK "clock_skew = 0\n"));
+	ck_assert_int_eq(c->attest, EV_ATTEST_RESULT);
+	ck_assert_int_eq(c->has_verifier_key, 1);
+	ck_assert_mem_eq(c->verifier_key, want, sizeof(want));
+	ck_assert_str_eq(c->attest_result_path, "/run/edgevault/result.json");
+	ck_assert_int_eq(c->clock_skew, 0);
+	/* The revocation key is another key. */
+	ck_assert_int_eq(c->has_revocation_key, 0);
+	ev_config_free(c);
+
+	c = load_ok(with_lines(ATTEST_OK "clock_skew = 3600 ; an hour\n"));
+	ck_assert_int_eq(c->clock_skew, 3600);
+	ev_config_free(c);
+	c = load_ok(with_lines(ATTEST_OK));
+	ck_assert_int_eq(c->clock_skew, 60);
+	ev_config_free(c);
+
+	/* Any order, [policy] gated by it. */
+	c = load_ok(with_lines("[policy]\nrequire_attestation = true\n"
+			       "[attestation]\nresult_path = /r\nverifier_key = " KEY_B64 "\n"
+			       "provider = result\n"));
+	ck_assert_int_eq(c->attest, EV_ATTEST_RESULT);
+	ck_assert_int_eq(c->policy.require_attestation, 1);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_attestation_bad_provider)
+{
+	static const char *bad[] = {"none", "Result",	 "results", "result,tpm2-quote",
+				    "tpm2", "\"result\""};
+	char want[450], line[200];
+	const char *e;
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
+	e = load_fails(with_lines("[attestation]\nprovider = tpm2-quote\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "provider tpm2-quote needs the TPM root, not available in this build");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line), "[attestation]\nprovider = %s\n", bad[i]);
+		e = load_fails(with_lines(line));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[attestation] provider");
+		ck_assert_err_has(e, "expected result");
+	}
+	e = load_fails(with_lines("[attestation]\nprovider =\n"));
+	ck_assert_err_has(e, "empty");
+	e = load_fails(with_lines(ATTEST_OK "provider = result\n"));
+	ck_assert_err_has(e, "twice");
+	e = load_fails(with_lines(ATTEST_OK "verifier = x\n"));
+	ck_assert_err_has(e, "unknown key \"verifier\" in section [attestation]");
+}
+END_TEST
+
+START_TEST(test_attestation_bad_values)
+{
+	static const char *bad_skew[] = {"3601", "-1",	 "+5",	"1.5",
+					 "60s",	 "0x10", "6 0", "99999999999999999999999"};
+	char want[450], line[300];
+	const char *e;
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:11:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad_skew) / sizeof(bad_skew[0]); i++) {
+		snprintf(line, sizeof(line), ATTEST_OK "clock_skew = %s\n", bad_skew[i]);
+		e = load_fails(with_lines(line));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[attestation] clock_skew");
+		ck_assert_err_has(e, "whole number of seconds from 0 to 3600");
+	}
+	/* The verifier's key reads like the revocation authority's. */
+	snprintf(want, sizeof(want), "%s:9:", path_of("edgevault.conf"));
+	e = load_fails(with_lines("[attestation]\nprovider = result\n"
+				  "verifier_key = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n"
+				  "result_path = /r\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[attestation] verifier_key");
+	ck_assert_err_has(e, "base64");
+	e = load_fails(with_lines("[attestation]\nprovider = result\nverifier_key = yes\n"));
+	ck_assert_err_has(e, "[attestation] verifier_key");
+	e = load_fails(with_lines(ATTEST_OK "verifier_key = " KEY_B64 "\n"));
+	ck_assert_err_has(e, "twice");
+	e = load_fails(with_lines(ATTEST_OK "result_path = /b\n"));
+	ck_assert_err_has(e, "twice");
+	e = load_fails(with_lines("[attestation]\nprovider = result\nresult_path =\n"));
+	ck_assert_err_has(e, "empty");
+}
+END_TEST
+
+START_TEST(test_attestation_bad_combination)
+{
+	static const char *gates[] = {"require_attestation", "require_nonce", "auto_rotate"};
+	char text[300], want[100];
+	const char *e;
+	size_t i;
+
+	/* A provider without what it needs. */
+	e = load_fails(with_lines("[attestation]\nprovider = result\nresult_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] provider result needs verifier_key");
+	e = load_fails(with_lines("[attestation]\nprovider = result\n"
+				  "verifier_key = " KEY_B64 "\n"));
+	ck_assert_err_has(e, "[attestation] provider result needs result_path");
+
+	/* Settings of a provider without one. */
+	e = load_fails(with_lines("[attestation]\nverifier_key = " KEY_B64 "\n"));
+	ck_assert_err_has(e, "[attestation] verifier_key");
+	ck_assert_err_has(e, "no provider");
+	e = load_fails(with_lines("[attestation]\nresult_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] result_path");
+	ck_assert_err_has(e, "no provider");
+	/* Even at its default value. */
+	e = load_fails(with_lines("[attestation]\nclock_skew = 60\n"));
+	ck_assert_err_has(e, "[attestation] clock_skew");
+	ck_assert_err_has(e, "no provider");
+
+	/* A policy asking for evidence nothing can give. */
+	for (i = 0; i < sizeof(gates) / sizeof(gates[0]); i++) {
+		snprintf(text, sizeof(text), "[policy]\n%s = true\n", gates[i]);
+		e = load_fails(with_lines(text));
+		snprintf(want, sizeof(want), "[policy] %s needs an [attestation] provider",
+			 gates[i]);
+		ck_assert_err_has(e, want);
+
+		snprintf(text, sizeof(text), "[zone 7]\n%s = true\n[zone 2]\n", gates[i]);
+		e = load_fails(with_lines(text));
+		snprintf(want, sizeof(want), "[zone 7] %s needs an [attestation] provider",
+			 gates[i]);
+		ck_assert_err_has(e, want);
+
+		/* Inherited by a zone: [policy] is named. */
+		snprintf(text, sizeof(text), "[zone 7]\ngrace_period = 5\n[policy]\n%s = true\n",
+			 gates[i]);
+		e = load_fails(with_lines(text));
+		snprintf(want, sizeof(want), "[policy] %s needs an [attestation] provider",
+			 gates[i]);
+		ck_assert_err_has(e, want);
+
+		/* With a provider: fine. */
+		snprintf(text, sizeof(text), ATTEST_OK "[zone 7]\n%s = true\n", gates[i]);
+		ev_config_free(load_ok(with_lines(text)));
+	}
+	/* false asks for nothing. */
+	ev_config_free(load_ok(with_lines("[policy]\nrequire_attestation = false\n"
+					  "require_nonce = false\nauto_rotate = false\n"
+					  "[zone 3]\nrequire_attestation = false\n")));
+}
+END_TEST
+
+START_TEST(test_policy)
+{
+	ev_config *c;
+
+	c = load_ok(with_lines(ATTEST_OK "[policy]\nrequire_attestation = true\n"
+					 "require_nonce = true\nauto_rotate = true\n"
+					 "max_evidence_age = 600\nrotation_period = 2592000\n"
+					 "grace_period = 0\n"));
+	ck_assert_int_eq(c->policy.require_attestation, 1);
+	ck_assert_int_eq(c->policy.require_nonce, 1);
+	ck_assert_int_eq(c->policy.auto_rotate, 1);
+	ck_assert_int_eq(c->policy.max_evidence_age, 600);
+	ck_assert_int_eq(c->policy.rotation_period, 2592000);
+	ck_assert_int_eq(c->policy.grace_period, 0);
+	ck_assert_ptr_eq(ev_config_policy(c, 5), &c->policy);
+	ev_config_free(c);
+
+	/* The bounds themselves. */
+	c = load_ok(with_lines("[policy]\nmax_evidence_age = 1\nrotation_period = 0\n"
+			       "grace_period = 3153600000\n"));
+	ck_assert_int_eq(c->policy.max_evidence_age, 1);
+	ck_assert_int_eq(c->policy.rotation_period, 0);
+	ck_assert_int_eq(c->policy.grace_period, 3153600000LL);
+	ev_config_free(c);
+	c = load_ok(with_lines("[policy]\nmax_evidence_age = 31536000\n"
+			       "rotation_period = 3153600000 ; a hundred years\n"));
+	ck_assert_int_eq(c->policy.max_evidence_age, 31536000);
+	ck_assert_int_eq(c->policy.rotation_period, 3153600000LL);
+	ck_assert_int_eq(c->policy.grace_period, 86400);
+	ev_config_free(c);
+
+	/* An empty [policy]: the defaults. */
+	c = load_ok(with_lines("[policy]\n"));
+	expect_default_policy(&c->policy);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_policy_bad)
+{
+	static const struct {
+		const char *line;
+		const char *says;
+	} bad[] = {
+	    {"require_attestation = yes", "expected true or false"},
+	    {"require_attestation = 1", "expected true or false"},
+	    {"require_nonce = True", "expected true or false"},
+	    {"auto_rotate = FALSE", "expected true or false"},
+	    {"auto_rotate = on", "expected true or false"},
+	    {"auto_rotate = truee", "expected true or false"},
+	    {"max_evidence_age = 0", "whole number of seconds from 1 to 31536000"},
+	    {"max_evidence_age = 31536001", "whole number of seconds from 1 to 31536000"},
+	    {"max_evidence_age = 1h", "whole number of seconds from 1 to 31536000"},
+	    {"rotation_period = -1", "whole number of seconds from 0 to 3153600000"},
+	    {"rotation_period = 3153600001", "whole number of seconds from 0 to 3153600000"},
+	    {"rotation_period = 30d", "whole number of seconds from 0 to 3153600000"},
+	    {"grace_period = 3153600001", "whole number of seconds from 0 to 3153600000"},
+	    {"grace_period = +1", "whole number of seconds from 0 to 3153600000"},
+	    {"grace_period = 1e3", "whole number of seconds from 0 to 3153600000"},
+	};
+	char text[300], want[450];
+	const char *e;
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[policy]\n%s\n", bad[i].line);
+		e = load_fails(with_lines(text));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[policy]");
+		ck_assert_err_has(e, bad[i].says);
+	}
+	e = load_fails(with_lines("[policy]\ngrace_period =\n"));
+	ck_assert_err_has(e, "[policy] grace_period has an empty value");
+	e = load_fails(with_lines("[policy]\ngrace_period = 1\n[store]\n[policy]\n"
+				  "grace_period = 2\n"));
+	ck_assert_err_has(e, "[policy] grace_period given twice");
+	e = load_fails(with_lines("[policy]\ngrace = 1\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "unknown key \"grace\" in section [policy]");
+	/* Keys of other sections are unknown here, and the other way round. */
+	e = load_fails(with_lines("[policy]\nclock_skew = 1\n"));
+	ck_assert_err_has(e, "unknown key \"clock_skew\" in section [policy]");
+	e = load_fails(with_lines("[attestation]\ngrace_period = 1\n"));
+	ck_assert_err_has(e, "unknown key \"grace_period\" in section [attestation]");
+}
+END_TEST
+
+START_TEST(test_zones)
+{
+	const ev_policy *pol;
+	ev_config *c;
+
+	c = load_ok(with_lines(ATTEST_OK "[zone 12]\n"
+					 "require_attestation = true\n"
+					 "grace_period = 60\n"
+					 "[zone 3]\n"
+					 "rotation_period = 86400\n"
+					 "require_nonce = false\n"
+					 "[zone 9007199254740992]\n"
+					 "[policy]\n"
+					 "require_nonce = true\n"
+					 "max_evidence_age = 900\n"
+					 "grace_period = 7200\n"
+					 "[zone 5]\n"
+					 "auto_rotate = true\n"
+					 "max_evidence_age = 31536000\n"
+					 "require_attestation = true\n"
+					 "require_nonce = true\n"
+					 "rotation_period = 1\n"
+					 "grace_period = 3153600000\n"));
+	/* [policy], read after some zones. */
+	ck_assert_int_eq(c->policy.require_attestation, 0);
+	ck_assert_int_eq(c->policy.require_nonce, 1);
+	ck_assert_int_eq(c->policy.auto_rotate, 0);
+	ck_assert_int_eq(c->policy.max_evidence_age, 900);
+	ck_assert_int_eq(c->policy.rotation_period, 0);
+	ck_assert_int_eq(c->policy.grace_period, 7200);
+
+	/* Ascending, whatever the file's order. */
+	ck_assert_uint_eq(c->nzones, 4);
+	ck_assert_int_eq(c->zones[0].zone, 3);
+	ck_assert_int_eq(c->zones[1].zone, 5);
+	ck_assert_int_eq(c->zones[2].zone, 12);
+	ck_assert_int_eq(c->zones[3].zone, 9007199254740992LL);
+
+	/* Zone 3: its own keys (false overriding [policy]'s true), the rest inherited. */
+	pol = ev_config_policy(c, 3);
+	ck_assert_ptr_eq(pol, &c->zones[0].policy);
+	ck_assert_int_eq(pol->require_attestation, 0);
+	ck_assert_int_eq(pol->require_nonce, 0);
+	ck_assert_int_eq(pol->auto_rotate, 0);
+	ck_assert_int_eq(pol->max_evidence_age, 900);
+	ck_assert_int_eq(pol->rotation_period, 86400);
+	ck_assert_int_eq(pol->grace_period, 7200);
+
+	/* Zone 5: every key its own. */
+	pol = ev_config_policy(c, 5);
+	ck_assert_ptr_eq(pol, &c->zones[1].policy);
+	ck_assert_int_eq(pol->require_attestation, 1);
+	ck_assert_int_eq(pol->require_nonce, 1);
+	ck_assert_int_eq(pol->auto_rotate, 1);
+	ck_assert_int_eq(pol->max_evidence_age, 31536000);
+	ck_assert_int_eq(pol->rotation_period, 1);
+	ck_assert_int_eq(pol->grace_period, 3153600000LL);
+
+	/* Zone 12, before [policy] in the file: still inherits from it. */
+	pol = ev_config_policy(c, 12);
+	ck_assert_int_eq(pol->require_attestation, 1);
+	ck_assert_int_eq(pol->require_nonce, 1);
+	ck_assert_int_eq(pol->auto_rotate, 0);
+	ck_assert_int_eq(pol->max_evidence_age, 900);
+	ck_assert_int_eq(pol->rotation_period, 0);
+	ck_assert_int_eq(pol->grace_period, 60);
+
+	/* An empty section: all of [policy]. */
+	pol = ev_config_policy(c, 9007199254740992LL);
+	ck_assert_ptr_eq(pol, &c->zones[3].policy);
+	ck_assert_mem_eq(pol, &c->policy, sizeof(*pol));
+
+	/* Zones without a section: [policy] itself. */
+	ck_assert_ptr_eq(ev_config_policy(c, 1), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, 4), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, 13), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, 0), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, -3), &c->policy);
+	ck_assert_ptr_eq(ev_config_policy(c, INT64_MAX), &c->policy);
+	ev_config_free(c);
+
+	/* Without [policy]: zones inherit the defaults. */
+	c = load_ok(with_lines("[zone 2]\ngrace_period = 10\n"));
+	ck_assert_uint_eq(c->nzones, 1);
+	pol = ev_config_policy(c, 2);
+	ck_assert_int_eq(pol->grace_period, 10);
+	ck_assert_int_eq(pol->max_evidence_age, 3600);
+	ck_assert_int_eq(pol->rotation_period, 0);
+	ck_assert_int_eq(pol->require_attestation, 0);
+	ck_assert_ptr_eq(ev_config_policy(c, 3), &c->policy);
+	expect_default_policy(&c->policy);
+	ev_config_free(c);
+
+	/* On the first line, after a UTF-8 byte order mark (libinih skips it too). */
+	c = load_ok("\xEF\xBB\xBF[zone 2]\ngrace_period = 3\n"
+		    "[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n");
+	ck_assert_uint_eq(c->nzones, 1);
+	ck_assert_int_eq(ev_config_policy(c, 2)->grace_period, 3);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_zones_bad)
+{
+	static const char *bad_names[] = {
+	    "[zone 0]",
+	    "[zone 01]",
+	    "[zone -1]",
+	    "[zone +1]",
+	    "[zone 1x]",
+	    "[zone  1]",
+	    "[zone 1 ]",
+	    "[zone1]",
+	    "[zone ]",
+	    "[zone]",
+	    "[zone 0x1]",
+	    "[zone 9007199254740993]",
+	    "[zone 99999999999999999999999]",
+	    "[zones 1]",
+	    "[zone\t1]",
+	};
+	char text[300], want[450];
+	const char *e;
+	size_t i;
+
+	/* A bad zone id: refused at the header, even with no key under it. */
+	snprintf(want, sizeof(want), "%s:7:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		snprintf(text, sizeof(text), "%s\n", bad_names[i]);
+		e = load_fails(with_lines(text));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[zone N]");
+		snprintf(text, sizeof(text), "%s\ngrace_period = 1\n", bad_names[i]);
+		e = load_fails(with_lines(text));
+		ck_assert_err_has(e, want);
+	}
+
+	/* A zone given twice: at the second header, after keys or none, apart or not. */
+	snprintf(want, sizeof(want), "%s:9:", path_of("edgevault.conf"));
+	e = load_fails(with_lines("[zone 4]\ngrace_period = 1\n[zone 4]\nrotation_period = 2\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[zone 4] given twice");
+	e = load_fails(with_lines("[zone 4]\n[zone 5]\n[zone 4]\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[zone 4] given twice");
+	e = load_fails(with_lines("[zone 4]\n\n[zone 4]\n"));
+	ck_assert_err_has(e, want);
+
+	/* Keys: as strict as in [policy], and named by their zone. */
+	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
+	e = load_fails(with_lines("[zone 3]\nrequire_nonce = maybe\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[zone 3] require_nonce = \"maybe\": expected true or false");
+	e = load_fails(with_lines("[zone 3]\nmax_evidence_age = 0\n"));
+	ck_assert_err_has(e, "[zone 3] max_evidence_age");
+	ck_assert_err_has(e, "from 1 to 31536000");
+	e = load_fails(with_lines("[zone 3]\ngrace_period =\n"));
+	ck_assert_err_has(e, "[zone 3] grace_period has an empty value");
+	e = load_fails(with_lines("[zone 3]\nprovider = result\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "unknown key \"provider\" in section [zone 3]");
+	snprintf(want, sizeof(want), "%s:9:", path_of("edgevault.conf"));
+	e = load_fails(with_lines("[zone 3]\ngrace_period = 1\ngrace_period = 2\n"));
+	ck_assert_err_has(e, want);
+	ck_assert_err_has(e, "[zone 3] grace_period given twice");
+	/* An indented line continues the key above: refused too. */
+	e = load_fails(with_lines("[zone 3]\ngrace_period = 1\n  [zone 4]\n"));
+	ck_assert_err_has(e, want);
+	/* A key set in [policy] may be set again in a zone, and in another zone. */
+	ev_config_free(load_ok(with_lines("[policy]\ngrace_period = 1\n[zone 3]\n"
+					  "grace_period = 2\n[zone 4]\ngrace_period = 3\n")));
+}
+END_TEST
+
+START_TEST(test_zones_many)
+{
+	char *text = calloc(1, 200000);
+	const ev_policy *pol;
+	ev_config *c;
+	size_t len, i;
+
+	/* Many zones, in descending order: sorted, and each found. */
+	ck_assert_ptr_nonnull(text);
+	len = (size_t)snprintf(text, 200000, "%s", with_lines("[policy]\ngrace_period = 5\n"));
+	for (i = 1000; i >= 1; i--)
+		len += (size_t)snprintf(text + len, 200000 - len,
+					"[zone %zu]\nrotation_period = %zu\n", i * 2, i);
+	c = load_ok(text);
+	ck_assert_uint_eq(c->nzones, 1000);
+	for (i = 1; i < c->nzones; i++)
+		ck_assert_int_lt(c->zones[i - 1].zone, c->zones[i].zone);
+	for (i = 1; i <= 1000; i++) {
+		pol = ev_config_policy(c, (int64_t)i * 2);
+		ck_assert_int_eq(pol->rotation_period, (int64_t)i);
+		ck_assert_int_eq(pol->grace_period, 5);
+		ck_assert_ptr_eq(ev_config_policy(c, (int64_t)i * 2 + 1), &c->policy);
+	}
+	ev_config_free(c);
+	free(text);
+}
+END_TEST
+
 /*
  * conf/edgevault.conf from the source tree: $srcdir (set by make check),
  * else found from this file's own path.
@@ -599,14 +1096,30 @@ uncomment(char *text, const char *key)
 	ck_assert_msg(found, "the example has no commented-out %s", key);
 }
 
+/* Remove the ";" in front of the line ";header" (a section header). */
+static void
+uncomment_section(char *text, const char *header)
+{
+	char pat[64];
+	char *p;
+
+	snprintf(pat, sizeof(pat), "\n;%s\n", header);
+	p = strstr(text, pat);
+	ck_assert_msg(p != NULL, "the example has no commented-out %s", header);
+	memmove(p + 1, p + 2, strlen(p + 2) + 1);
+}
+
 START_TEST(test_example_file)
 {
 	char *text = read_example();
 	ev_config *c = load_ok(text);
 
-	/* As shipped: no revocation authority. */
+	/* As shipped: no revocation authority, no attestation, the default policy. */
 	ck_assert_int_eq(c->has_revocation_key, 0);
 	ck_assert_ptr_null(c->revocation_dir);
+	ck_assert_int_eq(c->attest, EV_ATTEST_NONE);
+	expect_default_policy(&c->policy);
+	ck_assert_uint_eq(c->nzones, 0);
 	ev_config_free(c);
 
 	/* Its commented-out [revocation] settings are valid ones. */
@@ -615,6 +1128,29 @@ START_TEST(test_example_file)
 	c = load_ok(text);
 	ck_assert_int_eq(c->has_revocation_key, 1);
 	ck_assert_ptr_nonnull(c->revocation_dir);
+	ev_config_free(c);
+
+	/* So are its [attestation] settings and its [zone N] example. */
+	uncomment(text, "provider");
+	uncomment(text, "verifier_key");
+	uncomment(text, "result_path");
+	uncomment(text, "clock_skew");
+	uncomment_section(text, "[zone 1]");
+	uncomment(text, "require_attestation");
+	uncomment(text, "auto_rotate");
+	uncomment(text, "rotation_period");
+	c = load_ok(text);
+	ck_assert_int_eq(c->attest, EV_ATTEST_RESULT);
+	ck_assert_int_eq(c->has_verifier_key, 1);
+	ck_assert_ptr_nonnull(c->attest_result_path);
+	ck_assert_int_eq(c->clock_skew, 60);
+	expect_default_policy(&c->policy);
+	ck_assert_uint_eq(c->nzones, 1);
+	ck_assert_int_eq(c->zones[0].zone, 1);
+	ck_assert_int_eq(ev_config_policy(c, 1)->require_attestation, 1);
+	ck_assert_int_eq(ev_config_policy(c, 1)->auto_rotate, 1);
+	ck_assert_int_eq(ev_config_policy(c, 1)->rotation_period, 7776000);
+	ck_assert_int_eq(ev_config_policy(c, 1)->grace_period, 86400);
 	ev_config_free(c);
 	free(text);
 }
@@ -645,6 +1181,16 @@ config_suite(void)
 	tcase_add_test(tc, test_revocation);
 	tcase_add_test(tc, test_revocation_bad_key);
 	tcase_add_test(tc, test_revocation_bad_combination);
+	tcase_add_test(tc, test_attestation_defaults);
+	tcase_add_test(tc, test_attestation);
+	tcase_add_test(tc, test_attestation_bad_provider);
+	tcase_add_test(tc, test_attestation_bad_values);
+	tcase_add_test(tc, test_attestation_bad_combination);
+	tcase_add_test(tc, test_policy);
+	tcase_add_test(tc, test_policy_bad);
+	tcase_add_test(tc, test_zones);
+	tcase_add_test(tc, test_zones_bad);
+	tcase_add_test(tc, test_zones_many);
 	tcase_add_test(tc, test_example_file);
 	suite_add_tcase(s, tc);
 	return s;

@@ -327,13 +327,22 @@ START_TEST(test_schema_version)
 
 	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
 	ck_assert_uint_eq(len, 1);
-	ck_assert_mem_eq(val, "2", 1);
+	ck_assert_mem_eq(val, "3", 1);
 	free(val);
 	ev_store_close(s);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 				 "AND name LIKE 'objects_zone_%'"),
 			 3);
+	/* A fresh store gets version 3's parts too. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+				 "AND name IN ('objects_retired', 'objects_origin', "
+				 "'attestlog_digest')"),
+			 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('objects') WHERE name "
+				 "IN ('origin', 'previous', 'created', 'retired', 'destroy_at') "
+				 "AND \"notnull\" = 1 AND dflt_value = '0'"),
+			 5);
 }
 END_TEST
 
@@ -1432,7 +1441,7 @@ START_TEST(test_migrate_v1)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 2);
+	ck_assert_int_eq(v, 3);
 	/* The zone and its object are kept as they were. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_mem_eq(z.label, "zone", 4);
@@ -1475,7 +1484,7 @@ START_TEST(test_migrate_v1)
 				 "WHERE \"table\" = 'revlog'"),
 			 1);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked')"), 1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
 	ck_assert_int_eq(raw_int("SELECT revoked FROM zones WHERE id = 4"), 1700000000);
 
 	/* Opening again runs no step twice. */
@@ -2008,7 +2017,7 @@ START_TEST(test_changes)
 
 	/* Unknown kinds are refused. */
 	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)0, 1, 0), CKR_DEVICE_ERROR);
-	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)8, 1, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_OBJECT_EXPIRED + 1), 1, 0), CKR_DEVICE_ERROR);
 	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
 	ck_assert_int_eq(last, 6);
 	ev_store_close(b);
@@ -2233,6 +2242,814 @@ START_TEST(test_revoked)
 }
 END_TEST
 
+/*
+ * Insert an object with its lineage: label NULL means absent, wrapped
+ * NULL none. created 0 lets the store set it. Returns its id.
+ */
+static int64_t
+make_gen(ev_store *s, int64_t zone, CK_OBJECT_CLASS cls, const char *label, int64_t generation,
+	 int64_t origin, int64_t created, const char *wrapped)
+{
+	ev_obj_rec o;
+
+	memset(&o, 0, sizeof(o));
+	o.zone = zone;
+	o.cls = cls;
+	o.private = cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
+	o.generation = generation;
+	o.origin = origin;
+	o.created = created;
+	if (wrapped != NULL) {
+		o.wrapped = (unsigned char *)wrapped;
+		o.wrapped_len = strlen(wrapped);
+	}
+	o.attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(o.attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(o.attrs, CKA_CLASS, cls), CKR_OK);
+	if (label != NULL)
+		ck_assert_int_eq(ev_attrs_set(o.attrs, CKA_LABEL, label, strlen(label)), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set_bool(o.attrs, CKA_PRIVATE, o.private ? CK_TRUE : CK_FALSE),
+			 CKR_OK);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	ck_assert_int_gt(o.id, 0);
+	ev_attrs_free(o.attrs);
+	return o.id;
+}
+
+/* Check an id list (ascending, NULL when empty) against want[], then free it. */
+static void
+expect_ids(int64_t *ids, size_t n, const int64_t *want, size_t nwant)
+{
+	size_t i;
+
+	ck_assert_uint_eq(n, nwant);
+	if (n == 0)
+		ck_assert_ptr_null(ids);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(ids[i], want[i]);
+	free(ids);
+}
+
+START_TEST(test_obj_lineage)
+{
+	ev_store *s = new_store();
+	ev_obj_rec o, g;
+	time_t t0, t1;
+
+	make_zone(s, 1);
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_SECRET_KEY;
+	o.private = 1;
+	o.generation = 3;
+	o.origin = 41;
+	o.previous = 2;
+	o.created = 1700000000;
+	o.retired = 1700000500;
+	o.destroy_at = 1700086900;
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	ck_assert_int_eq(o.created, 1700000000);
+	ck_assert_int_eq(ev_store_obj_get(s, o.id, &g), CKR_OK);
+	ck_assert_int_eq(g.generation, 3);
+	ck_assert_int_eq(g.origin, 41);
+	ck_assert_int_eq(g.previous, 2);
+	ck_assert_int_eq(g.created, 1700000000);
+	ck_assert_int_eq(g.retired, 1700000500);
+	ck_assert_int_eq(g.destroy_at, 1700086900);
+	ev_obj_rec_clear(&g);
+
+	/* Created 0: the store takes the time of the insert, and says so in o. */
+	memset(&o, 0, sizeof(o));
+	o.zone = 1;
+	o.cls = CKO_DATA;
+	o.generation = 1;
+	t0 = time(NULL);
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_OK);
+	t1 = time(NULL);
+	ck_assert_int_ge(o.created, (int64_t)t0);
+	ck_assert_int_le(o.created, (int64_t)t1);
+	ck_assert_int_eq(ev_store_obj_get(s, o.id, &g), CKR_OK);
+	ck_assert_int_eq(g.created, o.created);
+	ck_assert_int_eq(g.origin, 0);
+	ck_assert_int_eq(g.previous, 0);
+	ck_assert_int_eq(g.retired, 0);
+	ck_assert_int_eq(g.destroy_at, 0);
+	ev_obj_rec_clear(&g);
+
+	/* A failed insert leaves o as it was. */
+	memset(&o, 0, sizeof(o));
+	o.zone = 99;
+	o.cls = CKO_DATA;
+	o.generation = 1;
+	ck_assert_int_eq(ev_store_obj_insert(s, &o), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(o.id, 0);
+	ck_assert_int_eq(o.created, 0);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_retire)
+{
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	int64_t k, other;
+	ev_obj_rec g;
+
+	make_zone(s, 1);
+	k = make_gen(s, 1, CKO_SECRET_KEY, "k", 1, 0, 100, "blob");
+	other = make_gen(s, 1, CKO_SECRET_KEY, "k", 2, 0, 200, "blob2");
+	ck_assert_int_eq(ev_store_obj_retire(s, k, 1700000000, 1700086400), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(b, k, &g), CKR_OK);
+	ck_assert_int_eq(g.retired, 1700000000);
+	ck_assert_int_eq(g.destroy_at, 1700086400);
+	/* Nothing else changes: material, lineage, attributes. */
+	ck_assert_int_eq(g.created, 100);
+	ck_assert_int_eq(g.generation, 1);
+	ck_assert_uint_eq(g.wrapped_len, 4);
+	ck_assert_mem_eq(g.wrapped, "blob", 4);
+	ck_assert_ptr_nonnull(ev_attrs_get(g.attrs, CKA_LABEL));
+	ev_obj_rec_clear(&g);
+	ck_assert_int_eq(ev_store_obj_get(s, other, &g), CKR_OK);
+	ck_assert_int_eq(g.retired, 0);
+	ck_assert_int_eq(g.destroy_at, 0);
+	ev_obj_rec_clear(&g);
+
+	/* Again: the new times replace the old. A grace period of 0 is allowed. */
+	ck_assert_int_eq(ev_store_obj_retire(s, k, 1700000001, 1700000001), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, k, &g), CKR_OK);
+	ck_assert_int_eq(g.retired, 1700000001);
+	ck_assert_int_eq(g.destroy_at, 1700000001);
+	ev_obj_rec_clear(&g);
+
+	/* Absent, and times that would read as "current". */
+	ck_assert_int_eq(ev_store_obj_retire(s, 9999, 1700000000, 1700086400), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_obj_retire(s, other, 0, 1700086400), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_obj_retire(s, other, -5, 1700086400), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_obj_retire(s, other, 1700000000, -1), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_obj_get(s, other, &g), CKR_OK);
+	ck_assert_int_eq(g.retired, 0);
+	ev_obj_rec_clear(&g);
+
+	/* Part of the caller's transaction. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, other, 1700000002, 1700000003), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_get(s, other, &g), CKR_OK);
+	ck_assert_int_eq(g.retired, 0);
+	ev_obj_rec_clear(&g);
+	ev_store_close(b);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_find_retired)
+{
+	ev_store *s = new_store();
+	int64_t g1, g2, g3, pub1, pub2, other, hits[8], *ids = NULL;
+	ev_obj_query q;
+	size_t n = 0;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	g1 = make_gen(s, 1, CKO_SECRET_KEY, "k", 1, 0, 0, "a");
+	g2 = make_gen(s, 1, CKO_SECRET_KEY, "k", 2, 0, 0, "b");
+	g3 = make_gen(s, 1, CKO_SECRET_KEY, "k", 3, 0, 0, "c");
+	pub1 = make_gen(s, 1, CKO_PUBLIC_KEY, "p", 1, 0, 0, NULL);
+	pub2 = make_gen(s, 1, CKO_PUBLIC_KEY, "p", 2, 0, 0, NULL);
+	other = make_gen(s, 2, CKO_SECRET_KEY, "k", 1, 0, 0, "d");
+	ck_assert_int_eq(ev_store_obj_retire(s, g1, 1000, 2000), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, g2, 1000, 2000), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, pub1, 1000, 2000), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, other, 1000, 2000), CKR_OK);
+
+	/* Without a generation: current objects only, with every other filter. */
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	ck_assert_int_eq(hits[0], g3);
+	ck_assert_int_eq(hits[1], pub2);
+	q.include_private = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], pub2);
+	q.include_private = 1;
+	q.has_label = 1;
+	q.label = "k";
+	q.label_len = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], g3);
+	q.has_class = 1;
+	q.cls = CKO_SECRET_KEY;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], g3);
+	q.has_label = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	q.zone = 2;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+
+	/* With a generation: that generation, retired or not. */
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	q.has_generation = 1;
+	q.generation = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 2);
+	ck_assert_int_eq(hits[0], g1);
+	ck_assert_int_eq(hits[1], pub1);
+	q.generation = 3;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], g3);
+	q.generation = 2;
+	q.has_label = 1;
+	q.label = "k";
+	q.label_len = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], g2);
+	q.has_class = 1;
+	q.cls = CKO_PUBLIC_KEY;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	q.has_label = 0;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], pub2);
+	/* The private filter still applies. */
+	q.has_class = 0;
+	q.include_private = 0;
+	q.generation = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], pub1);
+	q.generation = 4;
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 0);
+	q.zone = 2;
+	q.generation = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 8), 1);
+	ck_assert_int_eq(hits[0], other);
+
+	/* Revocation's lookup sees every generation, retired ones included. */
+	ck_assert_int_eq(ev_store_obj_find_keys(s, 1, "k", 1, NULL, 0, 0, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){g1, g2, g3}, 3);
+	ck_assert_int_eq(ev_store_obj_find_keys(s, 1, "p", 1, NULL, 0, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){pub1}, 1);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_find_retired_many)
+{
+	ev_store *s = new_store();
+	int64_t hits[2], target = 0, id;
+	ev_obj_query q;
+	char label[32];
+	int i;
+
+	/* Many retired objects and one current one: still exact. */
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	for (i = 0; i < 1000; i++) {
+		snprintf(label, sizeof(label), "key-%d", i % 10);
+		id = make_gen(s, 1, CKO_SECRET_KEY, label, i / 10 + 1, 0, 0, "w");
+		if (i == 995)
+			target = id;
+		else
+			ck_assert_int_eq(ev_store_obj_retire(s, id, 1, 2), CKR_OK);
+	}
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 2), 1);
+	ck_assert_int_eq(hits[0], target);
+	q.has_label = 1;
+	q.label = "key-5";
+	q.label_len = 5;
+	ck_assert_uint_eq(find(s, &q, hits, 2), 1);
+	ck_assert_int_eq(hits[0], target);
+	q.has_generation = 1;
+	q.generation = 100;
+	ck_assert_uint_eq(find(s, &q, hits, 2), 1);
+	ck_assert_int_eq(hits[0], target);
+	q.generation = 99;
+	ck_assert_uint_eq(find(s, &q, hits, 2), 1);
+	ck_assert_int_ne(hits[0], target);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_copies)
+{
+	ev_store *s = new_store();
+	int64_t src, c1, c2, unrelated, *ids = (int64_t *)&ids;
+	size_t n = 99;
+
+	make_zone(s, 1);
+	src = make_gen(s, 1, CKO_SECRET_KEY, "k", 1, 0, 0, "w");
+	unrelated = make_gen(s, 1, CKO_SECRET_KEY, "k", 1, 0, 0, "w");
+	c1 = make_gen(s, 1, CKO_SECRET_KEY, "copy", 1, src, 0, "w");
+	/* A copy of a copy names the first source too (origin is transitive). */
+	c2 = make_gen(s, 1, CKO_SECRET_KEY, "copy2", 1, src, 0, "w");
+	ck_assert_int_eq(ev_store_obj_retire(s, c2, 10, 20), CKR_OK);
+
+	/* Retired copies included: a copy retires with its source. */
+	ck_assert_int_eq(ev_store_obj_copies(s, src, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){c1, c2}, 2);
+	ids = (int64_t *)&ids;
+	ck_assert_int_eq(ev_store_obj_copies(s, unrelated, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	ck_assert_int_eq(ev_store_obj_copies(s, c1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	ck_assert_int_eq(ev_store_obj_copies(s, 9999, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	/* 0 is "not a copy", never a source. */
+	ids = (int64_t *)&ids;
+	n = 99;
+	ck_assert_int_eq(ev_store_obj_copies(s, 0, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	/* The source gone, its copies still name it. */
+	ck_assert_int_eq(ev_store_obj_delete(s, src), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_copies(s, src, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){c1, c2}, 2);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_rotatable)
+{
+	ev_store *s = new_store();
+	int64_t priv, sec, sec_old, other, *ids = (int64_t *)&ids;
+	size_t n = 99;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	priv = make_gen(s, 1, CKO_PRIVATE_KEY, "ec", 1, 0, 100, "w");
+	make_gen(s, 1, CKO_PUBLIC_KEY, "ec", 1, 0, 100, NULL);
+	sec = make_gen(s, 1, CKO_SECRET_KEY, "aes", 2, 0, 200, "w");
+	sec_old = make_gen(s, 1, CKO_SECRET_KEY, "aes", 1, 0, 50, "w");
+	ck_assert_int_eq(ev_store_obj_retire(s, sec_old, 200, 300), CKR_OK);
+	make_gen(s, 1, CKO_CERTIFICATE, "ec", 1, 0, 100, NULL);
+	make_gen(s, 1, CKO_DATA, "d", 1, 0, 100, NULL);
+	/* Copies rotate with their source, never on their own. */
+	make_gen(s, 1, CKO_SECRET_KEY, "aes-copy", 2, sec, 100, "w");
+	make_gen(s, 1, CKO_PRIVATE_KEY, "ec-copy", 1, priv, 100, "w");
+	other = make_gen(s, 2, CKO_SECRET_KEY, "aes", 1, 0, 100, "w");
+
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){priv, sec}, 2);
+	/* Made before: created < made_before, exactly. */
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, 201, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){priv, sec}, 2);
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, 200, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){priv}, 1);
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, 101, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){priv}, 1);
+	ids = (int64_t *)&ids;
+	n = 99;
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, 100, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	/* Other zones. */
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 2, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){other}, 1);
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 3, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	/* A retired key is no longer a candidate. */
+	ck_assert_int_eq(ev_store_obj_retire(s, priv, 300, 400), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 1, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){sec}, 1);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_expired)
+{
+	ev_store *s = new_store();
+	int64_t a, b, c, cur, when = 99, *ids = (int64_t *)&ids;
+	size_t n = 99;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 0);
+	ck_assert_int_eq(ev_store_obj_expired(s, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+
+	a = make_gen(s, 1, CKO_SECRET_KEY, "a", 1, 0, 0, "w");
+	b = make_gen(s, 1, CKO_SECRET_KEY, "b", 1, 0, 0, "w");
+	c = make_gen(s, 2, CKO_SECRET_KEY, "c", 1, 0, 0, "w");
+	cur = make_gen(s, 1, CKO_SECRET_KEY, "cur", 1, 0, 0, "w");
+	(void)cur;
+	/* Current objects (destroy_at 0) are never expired, nor the next to go. */
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 0);
+	ck_assert_int_eq(ev_store_obj_expired(s, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+
+	ck_assert_int_eq(ev_store_obj_retire(s, c, 50, 200), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, a, 50, 100), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, b, 50, 200), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 100);
+
+	/* destroy_at == now is expired; any zone. */
+	ids = (int64_t *)&ids;
+	n = 99;
+	ck_assert_int_eq(ev_store_obj_expired(s, 99, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	ck_assert_int_eq(ev_store_obj_expired(s, 100, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){a}, 1);
+	ck_assert_int_eq(ev_store_obj_expired(s, 199, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){a}, 1);
+	ck_assert_int_eq(ev_store_obj_expired(s, 200, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){a, b, c}, 3);
+
+	/* The sweep deletes; the next one is then the later group. */
+	ck_assert_int_eq(ev_store_obj_delete(s, a), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 200);
+	ck_assert_int_eq(ev_store_obj_delete(s, b), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_delete(s, c), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 0);
+
+	/* Retired with no grace at all (destroy_at 0): overdue, not "none". */
+	a = make_gen(s, 1, CKO_SECRET_KEY, "a", 2, 0, 0, "w");
+	ck_assert_int_eq(ev_store_obj_retire(s, a, 50, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_next_destroy(s, &when), CKR_OK);
+	ck_assert_int_eq(when, 1);
+	ck_assert_int_eq(ev_store_obj_expired(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){a}, 1);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_obj_wrapped_ids)
+{
+	ev_store *s = new_store();
+	int64_t a, b, retired, nothing, *ids = (int64_t *)&ids;
+	size_t n = 99;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_obj_wrapped_ids(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	a = make_gen(s, 1, CKO_SECRET_KEY, "a", 1, 0, 0, "w1");
+	nothing = make_gen(s, 1, CKO_PUBLIC_KEY, "a", 1, 0, 0, NULL);
+	retired = make_gen(s, 1, CKO_PRIVATE_KEY, "r", 1, 0, 0, "w2");
+	b = make_gen(s, 1, CKO_PRIVATE_KEY, "b", 1, 0, 0, NULL);
+	make_gen(s, 2, CKO_SECRET_KEY, "a", 1, 0, 0, "w3");
+	ck_assert_int_eq(ev_store_obj_retire(s, retired, 10, 20), CKR_OK);
+	/* Material set later, in the insert's transaction, counts too. */
+	ck_assert_int_eq(ev_store_obj_set_wrapped(s, b, (const unsigned char *)"w4", 2), CKR_OK);
+
+	ck_assert_int_eq(ev_store_obj_wrapped_ids(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){a, retired, b}, 3);
+	/* Cleared material does not. */
+	ck_assert_int_eq(ev_store_obj_set_wrapped(s, a, NULL, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_wrapped_ids(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){retired, b}, 2);
+	ck_assert_int_eq(ev_store_obj_wrapped_ids(s, 2, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	free(ids);
+	ck_assert_int_eq(ev_store_obj_wrapped_ids(s, 3, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	(void)nothing;
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_zone_set_sealed)
+{
+	static const unsigned char blob[] = {9, 8, 0, 7, 6, 5};
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	ev_zone_rec z;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 1, blob, sizeof(blob)), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 1, &z), CKR_OK);
+	ck_assert_uint_eq(z.sealed_len, sizeof(blob));
+	ck_assert_mem_eq(z.sealed, blob, sizeof(blob));
+	/* The rest of the zone is untouched. */
+	ck_assert_str_eq(z.serial, "0000000000000001");
+	ck_assert_int_eq(z.created, 1700000000);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), CKR_OK);
+	ck_assert_uint_eq(z.sealed_len, 5);
+	ev_zone_rec_clear(&z);
+
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 3, blob, sizeof(blob)), EVR_NOT_FOUND);
+	/* An empty key would read as revoked. */
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 2, blob, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 2, NULL, 4), CKR_DEVICE_ERROR);
+	/* A revoked zone's key stays destroyed. */
+	ck_assert_int_eq(ev_store_zone_revoke(s, 2, 1700000100), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 2, blob, sizeof(blob)), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), CKR_OK);
+	ck_assert_uint_eq(z.sealed_len, 0);
+	ev_zone_rec_clear(&z);
+
+	/* Part of the caller's transaction. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_sealed(s, 1, (const unsigned char *)"x", 1), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_mem_eq(z.sealed, blob, sizeof(blob));
+	ev_zone_rec_clear(&z);
+	ev_store_close(b);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_change_rekeyed)
+{
+	ev_store *s = new_store();
+	ev_change *v = NULL;
+	size_t n = 0;
+
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_REKEYED, 3, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_change_since(s, 0, 10, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0].kind, EV_CHANGE_ZONE_REKEYED);
+	ck_assert_int_eq(v[0].zone, 3);
+	ck_assert_int_eq(v[0].object, 0);
+	free(v);
+	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_OBJECT_EXPIRED + 1), 3, 0),
+			 CKR_DEVICE_ERROR);
+	ev_store_close(s);
+}
+END_TEST
+
+START_TEST(test_attestlog)
+{
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	ev_attestlog_rec r, *v = (ev_attestlog_rec *)&v;
+	unsigned char d1[32], d2[32], zero[32];
+	int64_t id1, id2, id3;
+	size_t n = 99, i;
+	int found = 7;
+
+	memset(zero, 0, sizeof(zero));
+	for (i = 0; i < sizeof(d1); i++) {
+		d1[i] = (unsigned char)(i + 1);
+		d2[i] = (unsigned char)(100 + i);
+	}
+	ck_assert_int_eq(ev_store_attestlog_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(ev_store_attestlog_accepted(s, 1, d1, &found), CKR_OK);
+	ck_assert_int_eq(found, 0);
+
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000000;
+	r.zone = 1;
+	r.purpose = "login";
+	r.provider = "result";
+	r.accepted = 1;
+	memcpy(r.digest, d1, 32);
+	r.valid_until = 1700003600;
+	r.reason = "accepted: issued 1699999990, zones 1 2";
+	ck_assert_int_eq(ev_store_attestlog_add(s, &r), CKR_OK);
+	id1 = r.id;
+	ck_assert_int_gt(id1, 0);
+
+	/* Refused evidence, and a refusal with no evidence at all. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000100;
+	r.zone = 1;
+	r.purpose = "rotate";
+	r.provider = "result";
+	r.accepted = 0;
+	memcpy(r.digest, d2, 32);
+	r.reason = "stale";
+	ck_assert_int_eq(ev_store_attestlog_add(s, &r), CKR_OK);
+	id2 = r.id;
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000200;
+	r.zone = 2;
+	r.purpose = "check";
+	r.accepted = 0;
+	ck_assert_int_eq(ev_store_attestlog_add(s, &r), CKR_OK);
+	id3 = r.id;
+	ck_assert_int_gt(id2, id1);
+	ck_assert_int_gt(id3, id2);
+
+	/* Accepted: this digest, this zone, accepted; seen by another connection. */
+	ck_assert_int_eq(ev_store_attestlog_accepted(b, 1, d1, &found), CKR_OK);
+	ck_assert_int_eq(found, 1);
+	ck_assert_int_eq(ev_store_attestlog_accepted(b, 2, d1, &found), CKR_OK);
+	ck_assert_int_eq(found, 0);
+	ck_assert_int_eq(ev_store_attestlog_accepted(b, 1, d2, &found), CKR_OK);
+	ck_assert_int_eq(found, 0);
+	ck_assert_int_eq(ev_store_attestlog_accepted(b, 2, zero, &found), CKR_OK);
+	ck_assert_int_eq(found, 0);
+
+	/* A purpose is required; a failed add assigns no id. */
+	memset(&r, 0, sizeof(r));
+	r.time = 1;
+	r.zone = 1;
+	r.accepted = 1;
+	memcpy(r.digest, d2, 32);
+	ck_assert_int_eq(ev_store_attestlog_add(s, &r), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(r.id, 0);
+	ck_assert_int_eq(ev_store_attestlog_accepted(s, 1, d2, &found), CKR_OK);
+	ck_assert_int_eq(found, 0);
+
+	ck_assert_int_eq(ev_store_attestlog_list(b, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(v[0].id, id1);
+	ck_assert_int_eq(v[0].time, 1700000000);
+	ck_assert_int_eq(v[0].zone, 1);
+	ck_assert_str_eq(v[0].purpose, "login");
+	ck_assert_str_eq(v[0].provider, "result");
+	ck_assert_int_eq(v[0].accepted, 1);
+	ck_assert_mem_eq(v[0].digest, d1, 32);
+	ck_assert_int_eq(v[0].valid_until, 1700003600);
+	ck_assert_str_eq(v[0].reason, "accepted: issued 1699999990, zones 1 2");
+	ck_assert_int_eq(v[1].id, id2);
+	ck_assert_str_eq(v[1].purpose, "rotate");
+	ck_assert_int_eq(v[1].accepted, 0);
+	ck_assert_mem_eq(v[1].digest, d2, 32);
+	ck_assert_int_eq(v[1].valid_until, 0);
+	ck_assert_str_eq(v[1].reason, "stale");
+	ck_assert_int_eq(v[2].id, id3);
+	ck_assert_int_eq(v[2].zone, 2);
+	ck_assert_str_eq(v[2].purpose, "check");
+	ck_assert_ptr_null(v[2].provider);
+	ck_assert_mem_eq(v[2].digest, zero, 32);
+	ck_assert_ptr_null(v[2].reason);
+	for (i = 0; i < n; i++)
+		ev_attestlog_rec_clear(&v[i]);
+	ck_assert_ptr_null(v[0].purpose);
+	free(v);
+	ev_attestlog_rec_clear(NULL);
+	ev_store_close(b);
+
+	/* The history outlives the zone; a damaged digest is reported, not returned. */
+	ev_store_close(s);
+	raw_sql("UPDATE attestlog SET digest = x'01' WHERE id = 2");
+	s = open_store(0);
+	v = (ev_attestlog_rec *)&v;
+	ck_assert_int_eq(ev_store_attestlog_list(s, &v, &n), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(v);
+	ck_assert_uint_eq(n, 0);
+	ev_store_close(s);
+}
+END_TEST
+
+/*
+ * Version 2's step, as the code before version 3 ran it. A copy, on
+ * purpose, like v1_schema.
+ */
+static const char *const v2_step =
+    "ALTER TABLE zones ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL, object INTEGER NOT NULL DEFAULT 0, time INTEGER NOT NULL);"
+    "CREATE TABLE revlog (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+    " source TEXT NOT NULL, sequence INTEGER NOT NULL, digest BLOB NOT NULL,"
+    " applied INTEGER NOT NULL, detail TEXT);"
+    "CREATE INDEX revlog_digest ON revlog(digest);"
+    "CREATE TABLE revoked (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+    " log INTEGER NOT NULL REFERENCES revlog(id), kind INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL, object INTEGER NOT NULL, label BLOB, ckid BLOB,"
+    " generation INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "CREATE TABLE revoked_entries (digest BLOB PRIMARY KEY,"
+    " log INTEGER NOT NULL REFERENCES revlog(id)) WITHOUT ROWID;"
+    "UPDATE meta SET value = 2 WHERE key = 'schema_version';";
+
+/*
+ * A version 2 store: zone 4 with objects 9 (a secret key) and 10 (its
+ * public counterpart, generation 2), zone 5 revoked, a change and a
+ * revocation log row.
+ */
+static void
+make_v2_store(void)
+{
+	char path[400];
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	make_v1_store();
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, v2_step, NULL, NULL, &msg) == SQLITE_OK, "%s",
+		      msg ? msg : "");
+	ck_assert_msg(
+	    sqlite3_exec(
+		db,
+		"INSERT INTO objects(id, zone, class, key_type, label, ckid, private, "
+		"generation, wrapped) VALUES(10, 4, 2, 3, x'6b', x'01', 0, 2, NULL);"
+		"INSERT INTO zones(id, label, serial, sealed_key, created, revoked) "
+		"VALUES(5, x'7a', 'S5', x'', 1600000000, 1650000000);"
+		"INSERT INTO changes(kind, zone, object, time) VALUES(3, 5, 0, 1650000000);"
+		"INSERT INTO revlog(time, source, sequence, digest, applied, detail) "
+		"VALUES(1650000000, 'local', 0, zeroblob(32), 1, NULL);",
+		NULL, NULL, &msg) == SQLITE_OK,
+	    "%s", msg ? msg : "");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+START_TEST(test_migrate_v2)
+{
+	ev_store *s = NULL;
+	int64_t v = 0, last = 0, hits[4], *ids = NULL;
+	ev_revlog_rec *rl = NULL;
+	ev_attestlog_rec r;
+	ev_obj_query q;
+	ev_zone_rec z;
+	ev_obj_rec o;
+	size_t n = 0;
+	char err[256];
+	time_t t0, t1;
+
+	make_v2_store();
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('objects') "
+				 "WHERE name = 'created'"),
+			 0);
+	/* Read-only does no schema work: it asks for one read-write open. */
+	ck_assert_int_eq(ev_store_open(store_dir(), EV_STORE_READONLY, &s, err, sizeof(err)),
+			 CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "read-write"));
+
+	t0 = time(NULL);
+	s = open_store(0);
+	t1 = time(NULL);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
+	ck_assert_int_eq(v, 3);
+
+	/* Existing objects: made "now" (the upgrade), current, not copies. */
+	ck_assert_int_eq(ev_store_obj_get(s, 9, &o), CKR_OK);
+	ck_assert_int_eq(o.zone, 4);
+	ck_assert_int_eq(o.generation, 5);
+	ck_assert_uint_eq(o.wrapped_len, 2);
+	ck_assert_mem_eq(o.wrapped, "\xaa\xbb", 2);
+	ck_assert_int_ge(o.created, (int64_t)t0);
+	ck_assert_int_le(o.created, (int64_t)t1);
+	ck_assert_int_eq(o.origin, 0);
+	ck_assert_int_eq(o.previous, 0);
+	ck_assert_int_eq(o.retired, 0);
+	ck_assert_int_eq(o.destroy_at, 0);
+	ev_obj_rec_clear(&o);
+	ck_assert_int_eq(ev_store_obj_get(s, 10, &o), CKR_OK);
+	ck_assert_int_ge(o.created, (int64_t)t0);
+	ck_assert_int_le(o.created, (int64_t)t1);
+	ck_assert_int_eq(o.retired, 0);
+	ev_obj_rec_clear(&o);
+
+	/* What version 2 held is kept. */
+	ck_assert_int_eq(ev_store_zone_get(s, 5, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 1650000000);
+	ck_assert_uint_eq(z.sealed_len, 0);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
+	ck_assert_int_eq(last, 1);
+	ck_assert_int_eq(ev_store_revlog_list(s, &rl, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ev_revlog_rec_clear(&rl[0]);
+	free(rl);
+
+	/* The migrated objects are found, and the new parts work on them. */
+	memset(&q, 0, sizeof(q));
+	q.zone = 4;
+	q.include_private = 1;
+	ck_assert_uint_eq(find(s, &q, hits, 4), 2);
+	ck_assert_int_eq(ev_store_obj_rotatable(s, 4, INT64_MAX, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){9}, 1);
+	ck_assert_int_eq(ev_store_obj_retire(s, 9, 1700000000, 1700086400), CKR_OK);
+	ck_assert_uint_eq(find(s, &q, hits, 4), 1);
+	ck_assert_int_eq(hits[0], 10);
+	ck_assert_int_eq(ev_store_obj_expired(s, 1700086400, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){9}, 1);
+	memset(&r, 0, sizeof(r));
+	r.time = 1700000000;
+	r.zone = 4;
+	r.purpose = "rotate";
+	r.provider = "result";
+	r.accepted = 1;
+	ck_assert_int_eq(ev_store_attestlog_add(s, &r), CKR_OK);
+	ev_store_close(s);
+
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('objects') WHERE name "
+				 "IN ('origin', 'previous', 'created', 'retired', 'destroy_at') "
+				 "AND \"notnull\" = 1 AND dflt_value = '0'"),
+			 5);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				 "name IN ('objects_retired', 'objects_origin', "
+				 "'attestlog_digest')"),
+			 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_index_info('objects_retired')"), 2);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM attestlog"), 1);
+
+	/* Opening again runs no step twice. */
+	s = open_store(0);
+	ev_store_close(s);
+	s = open_store(EV_STORE_READONLY);
+	ev_store_close(s);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -2279,6 +3096,18 @@ store_suite(void)
 	tcase_add_test(tc, test_changes);
 	tcase_add_test(tc, test_revlog);
 	tcase_add_test(tc, test_revoked);
+	tcase_add_test(tc, test_obj_lineage);
+	tcase_add_test(tc, test_obj_retire);
+	tcase_add_test(tc, test_obj_find_retired);
+	tcase_add_test(tc, test_obj_find_retired_many);
+	tcase_add_test(tc, test_obj_copies);
+	tcase_add_test(tc, test_obj_rotatable);
+	tcase_add_test(tc, test_obj_expired);
+	tcase_add_test(tc, test_obj_wrapped_ids);
+	tcase_add_test(tc, test_zone_set_sealed);
+	tcase_add_test(tc, test_change_rekeyed);
+	tcase_add_test(tc, test_attestlog);
+	tcase_add_test(tc, test_migrate_v2);
 	suite_add_tcase(s, tc);
 	return s;
 }
