@@ -5,6 +5,8 @@
 #include "common.h"
 #include "pkcs11/edgevault.h"
 
+/* Version 1.1 (the default), and the same functions under version 1.0. */
 extern EV_ADMIN_FUNCTION_LIST ev_admin_functions;
+extern EV_ADMIN_FUNCTION_LIST ev_admin_functions_10;
 
 #endif

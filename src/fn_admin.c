@@ -234,3 +234,16 @@ EV_ADMIN_FUNCTION_LIST ev_admin_functions = {
 	.EV_RotateKey = EV_RotateKey,
 	.EV_RotateZoneKey = EV_RotateZoneKey,
 };
+
+/* What a caller asking for version 1.0 gets: its version says what it asked for. */
+EV_ADMIN_FUNCTION_LIST ev_admin_functions_10 = {
+	.version = { 1, 0 },
+	.EV_ApplyRevocationList = EV_ApplyRevocationList,
+	.EV_Revoke = EV_Revoke,
+	.EV_GetZonePolicy = EV_GetZonePolicy,
+	.EV_Attest = EV_Attest,
+	.EV_NewNonce = EV_NewNonce,
+	.EV_RotationCandidates = EV_RotationCandidates,
+	.EV_RotateKey = EV_RotateKey,
+	.EV_RotateZoneKey = EV_RotateZoneKey,
+};

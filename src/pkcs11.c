@@ -127,6 +127,7 @@ static CK_UTF8CHAR admin_name[] = EV_ADMIN_INTERFACE_NAME;
 
 /* Offered by name only (see include/pkcs11/edgevault.h). */
 static CK_INTERFACE admin_interface = { admin_name, &ev_admin_functions, 0 };
+static CK_INTERFACE admin_interface_10 = { admin_name, &ev_admin_functions_10, 0 };
 
 EV_EXPORT CK_RV
 C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
@@ -180,14 +181,16 @@ C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 		*ppInterface = &interfaces[i];
 		return CKR_OK;
 	}
-	if (pInterfaceName != NULL &&
-	    strcmp((const char *)pInterfaceName, (const char *)admin_name) == 0 &&
-	    /* 1.1 only adds functions at the end: a 1.0 caller gets the same list. */
-	    (pVersion == NULL ||
-		(pVersion->major == ev_admin_functions.version.major &&
-		    pVersion->minor <= ev_admin_functions.version.minor)) &&
-	    flags == 0) {
+	if (pInterfaceName == NULL ||
+	    strcmp((const char *)pInterfaceName, (const char *)admin_name) != 0 || flags != 0)
+		return CKR_ARGUMENTS_BAD;
+	/* 1.1 only adds functions at the end: a 1.0 caller gets them, labelled 1.0. */
+	if (pVersion == NULL || (pVersion->major == 1 && pVersion->minor == 1)) {
 		*ppInterface = &admin_interface;
+		return CKR_OK;
+	}
+	if (pVersion->major == 1 && pVersion->minor == 0) {
+		*ppInterface = &admin_interface_10;
 		return CKR_OK;
 	}
 	return CKR_ARGUMENTS_BAD;
