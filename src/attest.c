@@ -28,28 +28,13 @@
 #include "json.h"
 #include "signed.h"
 
-/* JSON's interoperable integers: up to 2^53, exact in every reader. */
-#define INT_SAFE_MAX 9007199254740992LL
-
 #define DEVICE_MAX 255u
+
+/* What messages name the document. */
+#define DOC "attestation result"
 
 /* How much of a foreign device id a reason quotes. */
 #define DEVICE_SHOWN 48u
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void refuse(ev_verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -78,51 +63,6 @@ iso_time(int64_t t, char buf[32])
 	return buf;
 }
 
-/*
- * Whether n bytes are UTF-8 without control characters (C0, DEL, C1):
- * a device id is printed in reasons, logs and the tool's output.
- */
-static int
-printable_utf8(const unsigned char *p, size_t n)
-{
-	size_t i = 0, k, more;
-	uint32_t cp;
-
-	while (i < n) {
-		if (p[i] < 0x80) {
-			if (p[i] < 0x20 || p[i] == 0x7f)
-				return 0;
-			i++;
-			continue;
-		}
-		if (p[i] >= 0xc2 && p[i] <= 0xdf) {
-			more = 1;
-			cp = p[i] & 0x1fu;
-		} else if (p[i] >= 0xe0 && p[i] <= 0xef) {
-			more = 2;
-			cp = p[i] & 0x0fu;
-		} else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
-			more = 3;
-			cp = p[i] & 0x07u;
-		} else {
-			return 0;
-		}
-		if (n - i <= more)
-			return 0;
-		for (k = 1; k <= more; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i + k] & 0x3fu);
-		}
-		if ((more == 1 && cp <= 0x9f) ||
-		    (more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += more + 1;
-	}
-	return 1;
-}
-
 /* The first bytes of a (printable UTF-8) device id, cut on a character boundary. */
 static int
 shown_len(const char *s)
@@ -137,69 +77,6 @@ shown_len(const char *s)
 	return (int)n;
 }
 
-static json_object *
-member(json_object *o, const char *name)
-{
-	json_object *v = NULL;
-
-	return json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
-/* A whole number in [min, max]; what names the value in a message ("\"zones\"[2]"). */
-static CK_RV
-read_int(json_object *v, int64_t min, int64_t max, int64_t *out, const char *what, char *err,
-	 size_t errlen)
-{
-	int64_t x;
-
-	if (!json_object_is_type(v, json_type_int)) {
-		set_err(err, errlen, "attestation result: %s: expected an integer, not %s", what,
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	/* json-c saturates at the int64 limits: such values are out of range below. */
-	x = json_object_get_int64(v);
-	if (x < min || x > max) {
-		set_err(err, errlen, "attestation result: %s: %lld is out of range (%lld to %lld)",
-			what, (long long)x, (long long)min, (long long)max);
-		return CKR_DATA_INVALID;
-	}
-	*out = x;
-	return CKR_OK;
-}
-
-static CK_RV
-read_device(json_object *v, ev_attest_result *r, char *err, size_t errlen)
-{
-	const char *s;
-	size_t n;
-
-	if (!json_object_is_type(v, json_type_string)) {
-		set_err(err, errlen, "attestation result: \"device\": expected a string, not %s",
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	s = json_object_get_string(v);
-	n = (size_t)json_object_get_string_len(v);
-	if (n == 0 || n > DEVICE_MAX) {
-		set_err(err, errlen, "attestation result: \"device\": %zu bytes, expected 1 to %u",
-			n, DEVICE_MAX);
-		return CKR_DATA_INVALID;
-	}
-	if (!printable_utf8((const unsigned char *)s, n)) {
-		set_err(err, errlen,
-			"attestation result: \"device\": not printable UTF-8 (control character, "
-			"NUL or bad encoding)");
-		return CKR_DATA_INVALID;
-	}
-	r->device = strndup(s, n);
-	if (r->device == NULL) {
-		set_err(err, errlen, "out of memory");
-		return CKR_HOST_MEMORY;
-	}
-	return CKR_OK;
-}
-
 static CK_RV
 read_zones(json_object *v, ev_attest_result *r, char *err, size_t errlen)
 {
@@ -208,31 +85,31 @@ read_zones(json_object *v, ev_attest_result *r, char *err, size_t errlen)
 	CK_RV rv;
 
 	if (!json_object_is_type(v, json_type_array)) {
-		set_err(err, errlen, "attestation result: \"zones\": expected an array, not %s",
+		ev_errf(err, errlen, "attestation result: \"zones\": expected an array, not %s",
 			json_type_to_name(json_object_get_type(v)));
 		return CKR_DATA_INVALID;
 	}
 	n = json_object_array_length(v);
 	if (n == 0 || n > EV_ATTEST_MAX_ZONES) {
-		set_err(err, errlen, "attestation result: \"zones\": %zu zones, expected 1 to %u",
+		ev_errf(err, errlen, "attestation result: \"zones\": %zu zones, expected 1 to %u",
 			n, EV_ATTEST_MAX_ZONES);
 		return CKR_DATA_INVALID;
 	}
 	r->zones = calloc(n, sizeof(*r->zones));
 	if (r->zones == NULL) {
-		set_err(err, errlen, "out of memory");
+		ev_errf(err, errlen, "out of memory");
 		return CKR_HOST_MEMORY;
 	}
 	for (i = 0; i < n; i++) {
 		snprintf(what, sizeof(what), "\"zones\"[%zu]", i);
-		rv = read_int(json_object_array_get_idx(v, i), 1, INT_SAFE_MAX, &r->zones[i], what,
-			      err, errlen);
+		rv = ev_json_int(json_object_array_get_idx(v, i), 1, EV_JSON_SAFE_MAX, &r->zones[i],
+				 DOC, what, err, errlen);
 		if (rv != CKR_OK)
 			return rv;
 		/* At most 1024 zones: the quadratic search costs nothing worth sorting for. */
 		for (j = 0; j < i; j++)
 			if (r->zones[j] == r->zones[i]) {
-				set_err(err, errlen,
+				ev_errf(err, errlen,
 					"attestation result: %s: zone %lld is given twice", what,
 					(long long)r->zones[i]);
 				return CKR_DATA_INVALID;
@@ -245,26 +122,20 @@ read_zones(json_object *v, ev_attest_result *r, char *err, size_t errlen)
 static CK_RV
 read_nonce(json_object *v, ev_attest_result *r, char *err, size_t errlen)
 {
-	const char *s, *end = NULL;
-	size_t n, blen = 0;
+	unsigned char *nonce = NULL;
+	char expect[64];
+	size_t n = 0;
+	CK_RV rv;
 
-	if (!json_object_is_type(v, json_type_string)) {
-		set_err(err, errlen, "attestation result: \"nonce\": expected a hex string, not %s",
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	s = json_object_get_string(v);
-	n = (size_t)json_object_get_string_len(v);
-	if (n % 2 != 0 || n < 2 * EV_ATTEST_NONCE_MIN || n > 2 * EV_ATTEST_NONCE_MAX ||
-	    sodium_hex2bin(r->nonce, sizeof(r->nonce), s, n, NULL, &blen, &end) != 0 ||
-	    end != s + n || blen != n / 2) {
-		set_err(err, errlen,
-			"attestation result: \"nonce\": expected hex, two digits per byte, %u to "
-			"%u bytes",
-			EV_ATTEST_NONCE_MIN, EV_ATTEST_NONCE_MAX);
-		return CKR_DATA_INVALID;
-	}
-	r->nonce_len = blen;
+	snprintf(expect, sizeof(expect), "expected hex, two digits per byte, %u to %u bytes",
+		 EV_ATTEST_NONCE_MIN, EV_ATTEST_NONCE_MAX);
+	rv = ev_json_hex(v, EV_ATTEST_NONCE_MIN, EV_ATTEST_NONCE_MAX, expect, &nonce, &n, DOC,
+			 "\"nonce\"", err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	memcpy(r->nonce, nonce, n);
+	r->nonce_len = n;
+	free(nonce);
 	return CKR_OK;
 }
 
@@ -290,23 +161,23 @@ ev_attest_result_parse(const unsigned char *doc, size_t len, ev_attest_result **
 	if (out != NULL)
 		*out = NULL;
 	if ((doc == NULL && len > 0) || out == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (len > EV_ATTEST_MAX_FILE) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"attestation result of %zu bytes is over the limit of %u bytes", len,
 			EV_ATTEST_MAX_FILE);
 		return CKR_DATA_LEN_RANGE;
 	}
 	rv = ev_json_parse_strict(doc, len, &root, why, sizeof(why));
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "attestation result: %s", why);
+		ev_errf(err, errlen, "attestation result: %s", why);
 		return rv;
 	}
 	rv = CKR_DATA_INVALID;
 	if (!json_object_is_type(root, json_type_object)) {
-		set_err(err, errlen, "attestation result: expected a JSON object");
+		ev_errf(err, errlen, "attestation result: expected a JSON object");
 		goto out;
 	}
 	json_object_object_foreach(root, key, val)
@@ -315,53 +186,55 @@ ev_attest_result_parse(const unsigned char *doc, size_t len, ev_attest_result **
 			if (strcmp(key, doc_members[i].name) == 0)
 				break;
 		if (i == EV_ARRAY_SIZE(doc_members)) {
-			set_err(err, errlen, "attestation result: unknown member \"%s\"",
+			ev_errf(err, errlen, "attestation result: unknown member \"%s\"",
 				ev_json_printable(key, name));
 			goto out;
 		}
 		/* json-c holds null as no object: it must not read as an absent nonce. */
 		if (val == NULL) {
-			set_err(err, errlen, "attestation result: \"%s\": null is not a value here",
+			ev_errf(err, errlen, "attestation result: \"%s\": null is not a value here",
 				doc_members[i].name);
 			goto out;
 		}
 	}
 	for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
-		if (doc_members[i].required && member(root, doc_members[i].name) == NULL) {
-			set_err(err, errlen, "attestation result: \"%s\": missing",
+		if (doc_members[i].required && ev_json_member(root, doc_members[i].name) == NULL) {
+			ev_errf(err, errlen, "attestation result: \"%s\": missing",
 				doc_members[i].name);
 			goto out;
 		}
-	if (read_int(member(root, "version"), INT64_MIN, INT64_MAX, &version, "\"version\"", err,
-		     errlen) != CKR_OK)
+	if (ev_json_int(ev_json_member(root, "version"), INT64_MIN, INT64_MAX, &version, DOC,
+			"\"version\"", err, errlen) != CKR_OK)
 		goto out;
 	if (version != 1) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"attestation result: \"version\": %lld is not supported (1 is)",
 			(long long)version);
 		goto out;
 	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
-		set_err(err, errlen, "out of memory");
+		ev_errf(err, errlen, "out of memory");
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	rv = read_device(member(root, "device"), r, err, errlen);
+	rv = ev_json_str(ev_json_member(root, "device"), 1, DEVICE_MAX,
+			 EV_JSON_PRINTABLE | EV_JSON_EMPTY_AS_LENGTH, &r->device, NULL, DOC,
+			 "\"device\"", err, errlen);
 	if (rv == CKR_OK)
-		rv = read_zones(member(root, "zones"), r, err, errlen);
+		rv = read_zones(ev_json_member(root, "zones"), r, err, errlen);
 	if (rv == CKR_OK)
-		rv = read_int(member(root, "issued_at"), 0, INT_SAFE_MAX, &r->issued_at,
-			      "\"issued_at\"", err, errlen);
+		rv = ev_json_int(ev_json_member(root, "issued_at"), 0, EV_JSON_SAFE_MAX,
+				 &r->issued_at, DOC, "\"issued_at\"", err, errlen);
 	if (rv == CKR_OK)
-		rv = read_int(member(root, "expires_at"), 0, INT_SAFE_MAX, &r->expires_at,
-			      "\"expires_at\"", err, errlen);
-	if (rv == CKR_OK && (v = member(root, "nonce")) != NULL)
+		rv = ev_json_int(ev_json_member(root, "expires_at"), 0, EV_JSON_SAFE_MAX,
+				 &r->expires_at, DOC, "\"expires_at\"", err, errlen);
+	if (rv == CKR_OK && (v = ev_json_member(root, "nonce")) != NULL)
 		rv = read_nonce(v, r, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
 	if (r->expires_at <= r->issued_at) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"attestation result: \"expires_at\": %lld is not after \"issued_at\" %lld",
 			(long long)r->expires_at, (long long)r->issued_at);
 		rv = CKR_DATA_INVALID;
@@ -388,11 +261,11 @@ ev_attest_result_load(const unsigned char *buf, size_t len, const unsigned char 
 	if (out != NULL)
 		*out = NULL;
 	if (out == NULL || pk == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (len > EV_ATTEST_MAX_FILE) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"attestation result of %zu bytes is over the limit of %u bytes", len,
 			EV_ATTEST_MAX_FILE);
 		return CKR_DATA_LEN_RANGE;
@@ -436,7 +309,7 @@ clamp_duration(int64_t d)
 {
 	if (d < 0)
 		return 0;
-	return d > INT_SAFE_MAX ? INT_SAFE_MAX : d;
+	return d > EV_JSON_SAFE_MAX ? EV_JSON_SAFE_MAX : d;
 }
 
 void

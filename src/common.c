@@ -1,3 +1,5 @@
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -26,4 +28,59 @@ void
 ev_errq_restore(void)
 {
 	ERR_pop_to_mark();
+}
+
+void
+ev_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int
+ev_utf8_valid(const unsigned char *p, size_t n, int rule)
+{
+	int printable = rule == EV_UTF8_PRINTABLE;
+	size_t i = 0, k, more;
+	uint32_t cp;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			if (printable && (p[i] < 0x20 || p[i] == 0x7f))
+				return 0;
+			i++;
+			continue;
+		}
+		if (p[i] >= 0xc2 && p[i] <= 0xdf) {
+			more = 1;
+			cp = p[i] & 0x1fu;
+		} else if (p[i] >= 0xe0 && p[i] <= 0xef) {
+			more = 2;
+			cp = p[i] & 0x0fu;
+		} else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
+			more = 3;
+			cp = p[i] & 0x07u;
+		} else {
+			return 0;
+		}
+		if (n - i <= more)
+			return 0;
+		for (k = 1; k <= more; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i + k] & 0x3fu);
+		}
+		/* U+0080..U+009F are the C1 controls. */
+		if ((more == 1 && printable && cp <= 0x9f) ||
+		    (more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		i += more + 1;
+	}
+	return 1;
 }

@@ -31,6 +31,25 @@
 void ev_errq_mark(void);
 void ev_errq_restore(void);
 
+/*
+ * Format a message into err (at most errlen bytes, always terminated, cut
+ * short if longer), as snprintf does. NULL err or errlen 0: nothing is
+ * written, so callers pass their caller's buffer on without checking it.
+ */
+void ev_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* What ev_utf8_valid accepts besides well-formed UTF-8. */
+#define EV_UTF8_ANY 0       /* any character, controls and NUL included */
+#define EV_UTF8_PRINTABLE 1 /* no control character (C0, DEL, C1), so no NUL */
+
+/*
+ * Whether n bytes are well-formed UTF-8 (shortest forms, no surrogates,
+ * nothing above U+10FFFF), with what rule says of control characters:
+ * 1 or 0.
+ */
+int ev_utf8_valid(const unsigned char *p, size_t n, int rule);
+
 /* Copy a C string into a blank-padded, unterminated PKCS#11 text field. */
 void ev_padded_copy(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
 

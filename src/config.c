@@ -145,18 +145,6 @@ struct parse_ctx {
 };
 
 static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void
 ctx_fail(struct parse_ctx *p, const char *fmt, ...)
 {
 	va_list ap;
@@ -574,14 +562,14 @@ check_attestation(const ev_config *c, const struct parse_ctx *p, char *err, size
 
 	if (c->attest == EV_ATTEST_RESULT) {
 		if (!c->has_verifier_key) {
-			set_err(err, errlen,
+			ev_errf(err, errlen,
 				"%s: [attestation] provider result needs verifier_key "
 				"(the verifier's public key, from `edgevault attest keygen`)",
 				c->path);
 			return CKR_GENERAL_ERROR;
 		}
 		if (c->attest_result_path == NULL) {
-			set_err(err, errlen,
+			ev_errf(err, errlen,
 				"%s: [attestation] provider result needs result_path "
 				"(the file the agent keeps the attestation result in)",
 				c->path);
@@ -592,20 +580,20 @@ check_attestation(const ev_config *c, const struct parse_ctx *p, char *err, size
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
 		if (!p->seen[i] || strcmp(keys[i].section, "attestation") != 0)
 			continue;
-		set_err(err, errlen, "%s: [attestation] %s is set but there is no provider",
+		ev_errf(err, errlen, "%s: [attestation] %s is set but there is no provider",
 			c->path, keys[i].name);
 		return CKR_GENERAL_ERROR;
 	}
 	what = policy_needs_provider(&c->policy);
 	if (what != NULL) {
-		set_err(err, errlen, "%s: [policy] %s needs an [attestation] provider", c->path,
+		ev_errf(err, errlen, "%s: [policy] %s needs an [attestation] provider", c->path,
 			what);
 		return CKR_GENERAL_ERROR;
 	}
 	for (i = 0; i < c->nzones; i++) {
 		what = policy_needs_provider(&c->zones[i].policy);
 		if (what != NULL) {
-			set_err(err, errlen, "%s: [zone %lld] %s needs an [attestation] provider",
+			ev_errf(err, errlen, "%s: [zone %lld] %s needs an [attestation] provider",
 				c->path, (long long)c->zones[i].zone, what);
 			return CKR_GENERAL_ERROR;
 		}
@@ -620,7 +608,7 @@ check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t er
 	CK_RV rv;
 
 	if (c->store_dir == NULL) {
-		set_err(err, errlen, "%s: [store] dir is required", c->path);
+		ev_errf(err, errlen, "%s: [store] dir is required", c->path);
 		return CKR_GENERAL_ERROR;
 	}
 	/*
@@ -628,7 +616,7 @@ check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t er
 	 * could never be applied: say so now, not at the first list.
 	 */
 	if (c->revocation_dir != NULL && !c->has_revocation_key) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"%s: [revocation] watch_dir needs public_key "
 			"(the revocation authority's key that signs the lists)",
 			c->path);
@@ -640,33 +628,33 @@ check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t er
 	if (strcmp(c->root_backend, "pkcs11") != 0)
 		return CKR_OK; /* other backends check their own settings */
 	if (c->root_module == NULL) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"%s: [root] module is required with backend pkcs11 "
 			"(path of the upstream PKCS#11 module)",
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
 	if (c->root_token_label == NULL) {
-		set_err(err, errlen, "%s: [root] token_label is required with backend pkcs11",
+		ev_errf(err, errlen, "%s: [root] token_label is required with backend pkcs11",
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
 	if (strlen(c->root_token_label) > 32) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"%s: [root] token_label \"%s\" is longer than the 32 bytes "
 			"of a PKCS#11 token label",
 			c->path, c->root_token_label);
 		return CKR_GENERAL_ERROR;
 	}
 	if (c->root_pin_file == NULL && c->root_pin_env == NULL) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"%s: [root] needs pin_file or pin_env with backend pkcs11 "
 			"(where the upstream user PIN comes from)",
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
 	if (c->root_pin_file != NULL && c->root_pin_env != NULL) {
-		set_err(err, errlen, "%s: [root] pin_file and pin_env are both set; keep one",
+		ev_errf(err, errlen, "%s: [root] pin_file and pin_env are both set; keep one",
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
@@ -696,7 +684,7 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 
 	memset(&p, 0, sizeof(p));
 	if (out == NULL || path == NULL) {
-		set_err(err, errlen, "no configuration path");
+		ev_errf(err, errlen, "no configuration path");
 		return CKR_GENERAL_ERROR;
 	}
 	*out = NULL;
@@ -718,7 +706,7 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 	p.at_line_start = 1;
 	p.fp = fopen(path, "re");
 	if (p.fp == NULL) {
-		set_err(err, errlen, "cannot read configuration %s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot read configuration %s: %s", path, strerror(errno));
 		rv = CKR_GENERAL_ERROR;
 		goto out;
 	}
@@ -727,18 +715,18 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 		goto oom;
 	/* Whichever came first: our error, or a line libinih could not parse. */
 	if (p.errline != 0 && (r <= 0 || p.errline <= r)) {
-		set_err(err, errlen, "%s:%d: %s", path, p.errline, p.msg);
+		ev_errf(err, errlen, "%s:%d: %s", path, p.errline, p.msg);
 		rv = CKR_GENERAL_ERROR;
 		goto out;
 	}
 	if (r > 0) {
-		set_err(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+		ev_errf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
 			path, r);
 		rv = CKR_GENERAL_ERROR;
 		goto out;
 	}
 	if (r < 0 || ferror(p.fp)) {
-		set_err(err, errlen, "cannot read configuration %s", path);
+		ev_errf(err, errlen, "cannot read configuration %s", path);
 		rv = r == -2 ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
 		goto out;
 	}
@@ -748,7 +736,7 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 		goto oom;
 	if (c->device_id == NULL) {
 		if (gethostname(host, sizeof(host)) != 0) {
-			set_err(err, errlen,
+			ev_errf(err, errlen,
 				"%s: [device] id is not set and the host name "
 				"cannot be read: %s",
 				path, strerror(errno));
@@ -769,7 +757,7 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 	rv = CKR_OK;
 	goto out;
 oom:
-	set_err(err, errlen, "%s: out of memory", path);
+	ev_errf(err, errlen, "%s: out of memory", path);
 	rv = CKR_HOST_MEMORY;
 out:
 	if (p.fp != NULL)
@@ -847,11 +835,11 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 	 */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		set_err(err, errlen, "cannot read upstream PIN file %s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot read upstream PIN file %s: %s", path, strerror(errno));
 		return CKR_GENERAL_ERROR;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "upstream PIN file %s is not a regular file", path);
+		ev_errf(err, errlen, "upstream PIN file %s is not a regular file", path);
 		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
@@ -862,7 +850,7 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 	buf = ev_secret_new(ROOT_PIN_MAX + 1);
 	if (buf == NULL) {
 		rv = CKR_HOST_MEMORY;
-		set_err(err, errlen, "out of secure memory reading %s", path);
+		ev_errf(err, errlen, "out of secure memory reading %s", path);
 		goto out;
 	}
 	while (n < buf->len) {
@@ -870,7 +858,7 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			set_err(err, errlen, "cannot read upstream PIN file %s: %s", path,
+			ev_errf(err, errlen, "cannot read upstream PIN file %s: %s", path,
 				strerror(errno));
 			goto out;
 		}
@@ -879,7 +867,7 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 		n += (size_t)r;
 	}
 	if (n > ROOT_PIN_MAX) {
-		set_err(err, errlen, "upstream PIN file %s is longer than %d bytes", path,
+		ev_errf(err, errlen, "upstream PIN file %s is longer than %d bytes", path,
 			ROOT_PIN_MAX);
 		goto out;
 	}
@@ -889,13 +877,13 @@ read_pin_file(const char *path, ev_secret **pin, char *err, size_t errlen)
 			n--;
 	}
 	if (n == 0) {
-		set_err(err, errlen, "upstream PIN file %s is empty", path);
+		ev_errf(err, errlen, "upstream PIN file %s is empty", path);
 		goto out;
 	}
 	*pin = ev_secret_dup(buf->data, n);
 	if (*pin == NULL) {
 		rv = CKR_HOST_MEMORY;
-		set_err(err, errlen, "out of secure memory reading %s", path);
+		ev_errf(err, errlen, "out of secure memory reading %s", path);
 		goto out;
 	}
 	rv = CKR_OK;
@@ -911,12 +899,12 @@ ev_config_root_pin(const ev_config *c, ev_secret **pin, char *err, size_t errlen
 	const char *v;
 
 	if (pin == NULL || c == NULL) {
-		set_err(err, errlen, "no configuration");
+		ev_errf(err, errlen, "no configuration");
 		return CKR_GENERAL_ERROR;
 	}
 	*pin = NULL;
 	if (ev_secmem_init() != 0) {
-		set_err(err, errlen, "cannot initialise libsodium");
+		ev_errf(err, errlen, "cannot initialise libsodium");
 		return CKR_GENERAL_ERROR;
 	}
 	if (c->root_pin_file != NULL)
@@ -929,7 +917,7 @@ ev_config_root_pin(const ev_config *c, ev_secret **pin, char *err, size_t errlen
 		 */
 		v = secure_getenv(c->root_pin_env);
 		if (v == NULL || *v == '\0') {
-			set_err(err, errlen,
+			ev_errf(err, errlen,
 				"environment variable %s (the upstream PIN, [root] "
 				"pin_env) is not set",
 				c->root_pin_env);
@@ -937,12 +925,12 @@ ev_config_root_pin(const ev_config *c, ev_secret **pin, char *err, size_t errlen
 		}
 		*pin = ev_secret_dup(v, strlen(v));
 		if (*pin == NULL) {
-			set_err(err, errlen, "out of secure memory");
+			ev_errf(err, errlen, "out of secure memory");
 			return CKR_HOST_MEMORY;
 		}
 		return CKR_OK;
 	}
-	set_err(err, errlen, "%s: no upstream PIN configured ([root] pin_file or pin_env)",
+	ev_errf(err, errlen, "%s: no upstream PIN configured ([root] pin_file or pin_env)",
 		c->path ? c->path : "configuration");
 	return CKR_GENERAL_ERROR;
 }

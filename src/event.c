@@ -285,7 +285,7 @@ act_on(const ev_change *c, int *dead_keys)
 		ev_object_reload((CK_OBJECT_HANDLE)c->object);
 		break;
 	case EV_CHANGE_OBJECT_ROTATED:
-		ev_object_reload((CK_OBJECT_HANDLE)c->object);
+		ev_object_rotated((CK_OBJECT_HANDLE)c->object);
 		queue_push((CK_SLOT_ID)c->zone);
 		ev_events_sweep_at(1); /* its grace period ends some day: look when */
 		break;
@@ -293,6 +293,7 @@ act_on(const ev_change *c, int *dead_keys)
 		/* Its copies go with it: they carry the same material. */
 		if (ev_object_forget((CK_OBJECT_HANDLE)c->object, 1))
 			*dead_keys = 1;
+		queue_push((CK_SLOT_ID)c->zone);
 		break;
 	case EV_CHANGE_ZONE_REKEYED:
 		ev_token_rekeyed((CK_SLOT_ID)c->zone);
@@ -429,10 +430,15 @@ sweep_if_due(ev_events *e)
 
 	if (when == 0 || (int64_t)time(NULL) < when)
 		return;
-	if (ev_rotate_sweep(&next) == CKR_OK)
-		atomic_store(&e->next_sweep, next);
-	else
+	/* Cleared first: a rotation announced meanwhile sets it again (ev_events_sweep_at()). */
+	atomic_compare_exchange_strong(&e->next_sweep, &when, 0);
+	if (ev_rotate_sweep(&next) == CKR_OK) {
+		if (next != 0)
+			ev_events_sweep_at(next);
+	} else {
 		ev_debug("events: retired generations could not be swept; trying again");
+		ev_events_sweep_at(when);
+	}
 }
 
 void

@@ -1,6 +1,7 @@
 /* Message digesting. */
 #include "module.h"
 #include "object.h"
+#include "rotate.h"
 #include "session.h"
 
 CK_RV
@@ -46,6 +47,9 @@ digest_key(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
 		rv = CKR_KEY_HANDLE_INVALID;
 	if (rv == CKR_OK && o->cls != CKO_SECRET_KEY)
 		rv = CKR_KEY_INDIGESTIBLE;
+	/* Digesting a secret key is a use of it: gated like any other. */
+	if (rv == CKR_OK)
+		rv = ev_gate_use(s->token);
 	if (rv == CKR_OK)
 		rv = ev_object_key(o, &k);
 	if (rv == CKR_OK)

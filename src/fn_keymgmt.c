@@ -2,6 +2,7 @@
 #include "mech/mech.h"
 #include "module.h"
 #include "object.h"
+#include "pkcs11/edgevault.h"
 #include "rotate.h"
 #include "session.h"
 
@@ -242,7 +243,9 @@ wrap_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAND
 		rv = CKR_KEY_HANDLE_INVALID;
 	if (rv != CKR_OK)
 		goto out;
-	if (ko->cls != CKO_SECRET_KEY && ko->cls != CKO_PRIVATE_KEY) {
+	/* A retired generation's material does not leave the token: it is on its way out. */
+	if ((ko->cls != CKO_SECRET_KEY && ko->cls != CKO_PRIVATE_KEY) ||
+	    ev_object_is_true(ko, CKA_EV_RETIRED, 0)) {
 		rv = CKR_KEY_NOT_WRAPPABLE;
 		goto out;
 	}

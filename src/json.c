@@ -3,25 +3,12 @@
  * this file only refuses what json-c's strict mode still lets through.
  */
 #include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
 
 #include "json.h"
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* A member name from the input, made safe to print: at most 32 bytes, no controls. */
 const char *
@@ -52,7 +39,7 @@ scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_
 		unsigned char c = buf[i];
 
 		if (c == '\0') {
-			set_err(err, errlen, "NUL byte at offset %zu", i);
+			ev_errf(err, errlen, "NUL byte at offset %zu", i);
 			return -1;
 		}
 		if (in_str) {
@@ -63,7 +50,7 @@ scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_
 			else if (c == '"')
 				in_str = 0;
 			else if (c < 0x20) {
-				set_err(err, errlen, "control character in a string at offset %zu",
+				ev_errf(err, errlen, "control character in a string at offset %zu",
 					i);
 				return -1;
 			}
@@ -72,7 +59,7 @@ scan_text(const unsigned char *buf, size_t len, size_t *colons, char *err, size_
 		if (c == '"')
 			in_str = 1;
 		else if (c == '\'') {
-			set_err(err, errlen, "single-quoted string at offset %zu", i);
+			ev_errf(err, errlen, "single-quoted string at offset %zu", i);
 			return -1;
 		} else if (c == ':')
 			n++;
@@ -119,16 +106,16 @@ ev_json_parse_strict(const unsigned char *buf, size_t len, json_object **out, ch
 
 	*out = NULL;
 	if (len > INT_MAX) {
-		set_err(err, errlen, "too large");
+		ev_errf(err, errlen, "too large");
 		return CKR_DATA_LEN_RANGE;
 	}
 	if (scan_text(buf, len, &colons, why, sizeof(why)) != 0) {
-		set_err(err, errlen, "not valid JSON: %s", why);
+		ev_errf(err, errlen, "not valid JSON: %s", why);
 		return CKR_DATA_INVALID;
 	}
 	tok = json_tokener_new();
 	if (tok == NULL) {
-		set_err(err, errlen, "out of memory");
+		ev_errf(err, errlen, "out of memory");
 		return CKR_HOST_MEMORY;
 	}
 	/* Trailing characters are told apart below, with a clearer message. */
@@ -140,10 +127,10 @@ ev_json_parse_strict(const unsigned char *buf, size_t len, json_object **out, ch
 	json_tokener_free(tok);
 	if (o == NULL) {
 		if (je == json_tokener_continue || je == json_tokener_success)
-			set_err(err, errlen, "not valid JSON: the text ends early (%zu bytes)",
+			ev_errf(err, errlen, "not valid JSON: the text ends early (%zu bytes)",
 				len);
 		else
-			set_err(err, errlen, "not valid JSON: %s at offset %zu",
+			ev_errf(err, errlen, "not valid JSON: %s at offset %zu",
 				json_tokener_error_desc(je), end);
 		return CKR_DATA_INVALID;
 	}
@@ -152,14 +139,140 @@ ev_json_parse_strict(const unsigned char *buf, size_t len, json_object **out, ch
 		end++;
 	if (end != len) {
 		json_object_put(o);
-		set_err(err, errlen, "not valid JSON: trailing data at offset %zu", end);
+		ev_errf(err, errlen, "not valid JSON: trailing data at offset %zu", end);
 		return CKR_DATA_INVALID;
 	}
 	if (count_members(o) != colons) {
 		json_object_put(o);
-		set_err(err, errlen, "not valid JSON: a member is given twice in an object");
+		ev_errf(err, errlen, "not valid JSON: a member is given twice in an object");
 		return CKR_DATA_INVALID;
 	}
 	*out = o;
+	return CKR_OK;
+}
+
+json_object *
+ev_json_member(json_object *o, const char *name)
+{
+	json_object *v = NULL;
+
+	return json_object_object_get_ex(o, name, &v) ? v : NULL;
+}
+
+CK_RV
+ev_json_int(json_object *v, int64_t min, int64_t max, int64_t *out, const char *doc,
+	    const char *where, char *err, size_t errlen)
+{
+	int64_t x;
+
+	if (!json_object_is_type(v, json_type_int)) {
+		ev_errf(err, errlen, "%s: %s: expected an integer, not %s", doc, where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	x = json_object_get_int64(v);
+	if (x < min || x > max) {
+		ev_errf(err, errlen, "%s: %s: %lld is out of range (%lld to %lld)", doc, where,
+			(long long)x, (long long)min, (long long)max);
+		return CKR_DATA_INVALID;
+	}
+	*out = x;
+	return CKR_OK;
+}
+
+CK_RV
+ev_json_string(json_object *v, const char **s, size_t *len, const char *doc, const char *where,
+	       char *err, size_t errlen)
+{
+	if (!json_object_is_type(v, json_type_string)) {
+		ev_errf(err, errlen, "%s: %s: expected a string, not %s", doc, where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	*s = json_object_get_string(v);
+	*len = (size_t)json_object_get_string_len(v);
+	return CKR_OK;
+}
+
+CK_RV
+ev_json_str(json_object *v, size_t minlen, size_t maxlen, unsigned flags, char **out,
+	    size_t *outlen, const char *doc, const char *where, char *err, size_t errlen)
+{
+	const char *s;
+	char *copy;
+	size_t n;
+	CK_RV rv;
+
+	rv = ev_json_string(v, &s, &n, doc, where, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	if (n < minlen || n > maxlen) {
+		if (n == 0 && !(flags & EV_JSON_EMPTY_AS_LENGTH))
+			ev_errf(err, errlen, "%s: %s: empty", doc, where);
+		else
+			ev_errf(err, errlen, "%s: %s: %zu bytes, expected %zu to %zu", doc, where,
+				n, minlen, maxlen);
+		return CKR_DATA_INVALID;
+	}
+	if (flags & EV_JSON_PRINTABLE) {
+		if (!ev_utf8_valid((const unsigned char *)s, n, EV_UTF8_PRINTABLE)) {
+			ev_errf(err, errlen,
+				"%s: %s: not printable UTF-8 (control character, NUL or bad "
+				"encoding)",
+				doc, where);
+			return CKR_DATA_INVALID;
+		}
+	} else if (memchr(s, '\0', n) != NULL) {
+		ev_errf(err, errlen, "%s: %s: holds a NUL character", doc, where);
+		return CKR_DATA_INVALID;
+	}
+	copy = malloc(n + 1);
+	if (copy == NULL) {
+		ev_errf(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	memcpy(copy, s, n + 1);
+	*out = copy;
+	if (outlen != NULL)
+		*outlen = n;
+	return CKR_OK;
+}
+
+CK_RV
+ev_json_hex(json_object *v, size_t minlen, size_t maxlen, const char *expect,
+	    unsigned char **out, size_t *outlen, const char *doc, const char *where, char *err,
+	    size_t errlen)
+{
+	unsigned char *bin;
+	const char *s;
+	size_t n, i, blen = 0;
+
+	if (!json_object_is_type(v, json_type_string)) {
+		ev_errf(err, errlen, "%s: %s: expected a hex string, not %s", doc, where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	s = json_object_get_string(v);
+	n = (size_t)json_object_get_string_len(v);
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+		      (s[i] >= 'A' && s[i] <= 'F')))
+			break;
+	if (i != n || n % 2 != 0 || n / 2 < minlen || n / 2 > maxlen || n == 0) {
+		ev_errf(err, errlen, "%s: %s: %s", doc, where, expect);
+		return CKR_DATA_INVALID;
+	}
+	bin = malloc(n / 2);
+	if (bin == NULL) {
+		ev_errf(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	if (sodium_hex2bin(bin, n / 2, s, n, NULL, &blen, NULL) != 0 || blen != n / 2) {
+		free(bin);
+		ev_errf(err, errlen, "%s: %s: bad hex", doc, where);
+		return CKR_DATA_INVALID;
+	}
+	*out = bin;
+	*outlen = blen;
 	return CKR_OK;
 }

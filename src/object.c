@@ -10,6 +10,7 @@
 #include "module.h"
 #include "object.h"
 #include "pkcs11/edgevault.h"
+#include "rotate.h"
 
 /*
  * What each class of object may carry. An attribute outside its class's
@@ -362,8 +363,8 @@ fresh_wrapping(ev_object *o, const ev_secret **zk)
 		rec.wrapped_len = len;
 	}
 	ev_obj_rec_clear(&rec);
-	ev_token_forget_key(o->token);
-	return ev_token_zone_key(o->token, zk);
+	/* Unsealed again only when the sealed key changed: one bad blob costs no root trip. */
+	return ev_token_zone_key_refresh(o->token, zk);
 }
 
 CK_RV
@@ -382,6 +383,11 @@ ev_object_key(ev_object *o, ev_key **out)
 	rv = ev_rwlock_rdlock(o->lock);
 	if (rv != CKR_OK)
 		return rv;
+	/* Past its grace period a retired generation is gone, whatever asks for it. */
+	if (o->retired != 0 && (int64_t)time(NULL) >= o->destroy_at) {
+		ev_rwlock_unlock(o->lock);
+		return CKR_KEY_HANDLE_INVALID;
+	}
 	k = ev_key_ref(atomic_load(&o->key));
 	ev_rwlock_unlock(o->lock);
 	if (k != NULL) {
@@ -712,10 +718,7 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 
 		if (k == NULL || (objs[i]->cls != CKO_PRIVATE_KEY && objs[i]->cls != CKO_SECRET_KEY))
 			continue;
-		if (zk == NULL)
-			rv = ev_token_zone_key(t, &zk);
-		if (rv == CKR_OK)
-			rv = ev_key_export_secret(k, &plain[i]);
+		rv = ev_key_export_secret(k, &plain[i]);
 		if (rv != CKR_OK)
 			goto out_token;
 	}
@@ -726,6 +729,16 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 	if (rv != CKR_OK)
 		goto out;
 	in_tx = 1;
+	/*
+	 * The zone key as committed now, under the write lock: a zone key
+	 * rotated by another process since this one cached its key must not
+	 * leave a blob wrapped under a key no longer stored anywhere.
+	 */
+	if (plain[0] != NULL || plain[1] != NULL) {
+		rv = ev_token_zone_key_current(t, &zk);
+		if (rv != CKR_OK)
+			goto out;
+	}
 	for (i = 0; i < n; i++) {
 		ev_object *o = objs[i];
 		ev_obj_rec rec = { 0 };
@@ -1372,7 +1385,10 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 	 */
 	if (wants_secret(o, tmpl, count) && !ev_object_is_true(o, CKA_SENSITIVE, 1) &&
 	    ev_object_is_true(o, CKA_EXTRACTABLE, 0)) {
-		r = ev_object_key(o, &k);
+		/* Reading a secret out is a use of it: gated like any other. */
+		r = ev_gate_use(s->token);
+		if (r == CKR_OK)
+			r = ev_object_key(o, &k);
 		if (r != CKR_OK)
 			return r;
 	}
@@ -1507,10 +1523,31 @@ out:
 	return rv;
 }
 
+/*
+ * Inside a token copy's transaction: its origin is still there and
+ * current. A copy committed after the origin's revocation or rotation (by
+ * a process that had not heard of it yet) would escape both.
+ */
+static CK_RV
+origin_current(void *arg)
+{
+	ev_obj_rec rec = { 0 };
+	CK_RV rv;
+
+	rv = ev_store_obj_get(ev_mod->store, *(const int64_t *)arg, &rec);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else if (rv == CKR_OK && rec.retired != 0)
+		rv = CKR_ACTION_PROHIBITED;
+	ev_obj_rec_clear(&rec);
+	return rv;
+}
+
 CK_RV
 ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count,
     CK_OBJECT_HANDLE *out)
 {
+	int64_t origin;
 	ev_attrs *base = NULL;
 	ev_object *c = NULL;
 	ev_key *key = NULL;
@@ -1519,6 +1556,11 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 	/* A retired generation has no future: no copy to outlive its grace period. */
 	if (!ev_object_is_true(o, CKA_COPYABLE, 1) || ev_object_is_true(o, CKA_EV_RETIRED, 0))
 		return CKR_ACTION_PROHIBITED;
+	if (o->cls == CKO_PRIVATE_KEY || o->cls == CKO_SECRET_KEY) {
+		rv = ev_gate_use(s->token);
+		if (rv != CKR_OK)
+			return rv;
+	}
 	if (is_key_class(o->cls)) {
 		/*
 		 * The copy shares the (immutable, reference-counted) material;
@@ -1553,7 +1595,8 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 		c->origin = o->origin;
 	else if (o->on_token)
 		c->origin = o->handle;
-	return publish(s, &c, 1, out, NULL, NULL);
+	origin = (int64_t)c->origin;
+	return publish(s, &c, 1, out, c->on_token && origin != 0 ? origin_current : NULL, &origin);
 }
 
 CK_ULONG
@@ -1673,11 +1716,11 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 			break;
 		case CKA_EV_GENERATION:
 			/* Retired generations are found only by asking for one. */
+			if (t->ulValueLen != sizeof(CK_ULONG))
+				return CKR_ATTRIBUTE_VALUE_INVALID;
 			f.retired = 1;
-			if (t->ulValueLen == sizeof(CK_ULONG)) {
-				q.has_generation = 1;
-				q.generation = (int64_t)*(CK_ULONG *)t->pValue;
-			}
+			q.has_generation = 1;
+			q.generation = (int64_t)*(CK_ULONG *)t->pValue;
 			break;
 		}
 	}
@@ -1918,8 +1961,6 @@ ev_object_reload(CK_OBJECT_HANDLE h)
 		o->retired = rec.retired;
 		o->destroy_at = rec.destroy_at;
 		ev_rwlock_unlock(o->lock);
-		if (rec.retired != 0)
-			retire_copies(h, rec.retired, rec.destroy_at);
 	} else {
 		ev_error("object %lu: changed by another process, but could not be read again",
 		    (unsigned long)h);
@@ -2051,4 +2092,22 @@ ev_object_rewrapped(ev_token *t)
 	for (i = 0; i < r.n; i++)
 		ev_object_reload(r.v[i]);
 	free(r.v);
+}
+
+void
+ev_object_rotated(CK_OBJECT_HANDLE h)
+{
+	ev_obj_rec rec = { 0 };
+	CK_RV rv;
+
+	ev_object_reload(h);
+	/* Its session copies, loaded here or not (their origin is the object they copy). */
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return;
+	rv = ev_store_obj_get(ev_mod->store, (int64_t)h, &rec);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK && rec.retired != 0)
+		retire_copies(h, rec.retired, rec.destroy_at);
+	ev_obj_rec_clear(&rec);
 }

@@ -40,7 +40,9 @@ typedef struct ev_object {
 	int64_t destroy_at;      /* retired: when its grace period ends (under lock) */
 	ev_rwlock *lock;         /* guards attrs and key: read by every operation's init */
 	ev_attrs *attrs;         /* every non-secret attribute */
-	unsigned char *wrapped;  /* token objects with secret material (immutable) */
+	/* token objects with secret material; replaced in place (under lock) when another
+	 * process rotates the zone key */
+	unsigned char *wrapped;
 	size_t wrapped_len;
 	_Atomic(ev_key *) key;   /* material (one reference), or NULL until unwrapped */
 } ev_object;
@@ -179,6 +181,13 @@ int ev_object_forget(CK_OBJECT_HANDLE h, int with_copies);
 void ev_object_reload(CK_OBJECT_HANDLE h);
 
 /*
+ * A process retired a token object (rotation): read it again as
+ * ev_object_reload() does, and retire the session copies made of it here.
+ * Call with no lock held.
+ */
+void ev_object_rotated(CK_OBJECT_HANDLE h);
+
+/*
  * Rotation's building blocks (rotate.c).
  *
  * The next generation of a token key: every attribute of old but its
@@ -199,7 +208,9 @@ CK_RV ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
 
 /*
  * Another process replaced the zone key: the wrapped blobs of this
- * token's loaded objects are read again. Caller holds t->lock.
+ * token's loaded objects are read again (ev_object_reload(), which takes
+ * the module, store and object locks one at a time, never nested). Caller
+ * holds t->lock and no other lock.
  */
 void ev_object_rewrapped(ev_token *t);
 

@@ -9,7 +9,6 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,24 +19,13 @@
 #include "revlist.h"
 #include "signed.h"
 
-/* JSON's interoperable integers: up to 2^53, exact in every reader. */
-#define INT_SAFE_MAX 9007199254740992LL
-
 #define DEVICE_MAX 255u
 #define LABEL_MAX 255u
 #define REASON_MAX 256u
 
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+/* What messages name the document. */
+#define DOC "revocation list"
+#define ID_EXPECT "expected hex digits, two per byte, at least one byte"
 
 /* The strict reading every signed document gets (json.c), named as a list's. */
 static CK_RV
@@ -48,7 +36,7 @@ parse_strict(const unsigned char *buf, size_t len, json_object **out, char *err,
 
 	rv = ev_json_parse_strict(buf, len, out, why, sizeof(why));
 	if (rv != CKR_OK)
-		set_err(err, errlen, "revocation list: %s", why);
+		ev_errf(err, errlen, "revocation list: %s", why);
 	return rv;
 }
 
@@ -69,107 +57,6 @@ where_entry(struct where *w, size_t i, const char *member)
 {
 	snprintf(w->buf, sizeof(w->buf), "entries[%zu].%s", i, member);
 	return w->buf;
-}
-
-/* An integer member in [min, max]. */
-static int
-get_int(json_object *v, int64_t min, int64_t max, int64_t *out, const char *where, char *err,
-	size_t errlen)
-{
-	int64_t x;
-
-	if (!json_object_is_type(v, json_type_int)) {
-		set_err(err, errlen, "revocation list: %s: expected an integer, not %s", where,
-			json_type_to_name(json_object_get_type(v)));
-		return -1;
-	}
-	/* json-c saturates what does not fit an int64: out of range below. */
-	x = json_object_get_int64(v);
-	if (x < min || x > max) {
-		set_err(err, errlen, "revocation list: %s: %lld is out of range (%lld to %lld)",
-			where, (long long)x, (long long)min, (long long)max);
-		return -1;
-	}
-	*out = x;
-	return 0;
-}
-
-/* A string member of minlen..maxlen bytes without NUL; *out is malloc'ed and NUL-terminated. */
-static CK_RV
-get_str(json_object *v, size_t minlen, size_t maxlen, char **out, size_t *outlen, const char *where,
-	char *err, size_t errlen)
-{
-	const char *s;
-	size_t n;
-
-	if (!json_object_is_type(v, json_type_string)) {
-		set_err(err, errlen, "revocation list: %s: expected a string, not %s", where,
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	s = json_object_get_string(v);
-	n = (size_t)json_object_get_string_len(v);
-	if (n < minlen || n > maxlen) {
-		if (n == 0)
-			set_err(err, errlen, "revocation list: %s: empty", where);
-		else
-			set_err(err, errlen, "revocation list: %s: %zu bytes, expected %zu to %zu",
-				where, n, minlen, maxlen);
-		return CKR_DATA_INVALID;
-	}
-	if (memchr(s, '\0', n) != NULL) {
-		set_err(err, errlen, "revocation list: %s: holds a NUL character", where);
-		return CKR_DATA_INVALID;
-	}
-	*out = malloc(n + 1);
-	if (*out == NULL) {
-		set_err(err, errlen, "out of memory");
-		return CKR_HOST_MEMORY;
-	}
-	memcpy(*out, s, n + 1);
-	if (outlen != NULL)
-		*outlen = n;
-	return CKR_OK;
-}
-
-/* A hex string (CKA_ID): at least one byte, an even number of hex digits. */
-static CK_RV
-get_hex(json_object *v, unsigned char **out, size_t *outlen, const char *where, char *err,
-	size_t errlen)
-{
-	const char *s;
-	size_t n, i, blen = 0;
-
-	if (!json_object_is_type(v, json_type_string)) {
-		set_err(err, errlen, "revocation list: %s: expected a hex string, not %s", where,
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	s = json_object_get_string(v);
-	n = (size_t)json_object_get_string_len(v);
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
-		      (s[i] >= 'A' && s[i] <= 'F')))
-			break;
-	if (n == 0 || i != n || n % 2 != 0) {
-		set_err(err, errlen,
-			"revocation list: %s: expected hex digits, two per byte, at least one byte",
-			where);
-		return CKR_DATA_INVALID;
-	}
-	*out = malloc(n / 2);
-	if (*out == NULL) {
-		set_err(err, errlen, "out of memory");
-		return CKR_HOST_MEMORY;
-	}
-	if (sodium_hex2bin(*out, n / 2, s, n, NULL, &blen, NULL) != 0 || blen != n / 2) {
-		free(*out);
-		*out = NULL;
-		set_err(err, errlen, "revocation list: %s: bad hex", where);
-		return CKR_DATA_INVALID;
-	}
-	*outlen = blen;
-	return CKR_OK;
 }
 
 /* Members of an entry, and which each kind allows and requires. */
@@ -205,14 +92,6 @@ static const struct {
     {"device", EV_REVOKE_DEVICE, M_KIND | M_REASON, M_KIND | M_REASON},
 };
 
-static json_object *
-member(json_object *o, const char *name)
-{
-	json_object *v = NULL;
-
-	return json_object_object_get_ex(o, name, &v) ? v : NULL;
-}
-
 static CK_RV
 parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t errlen)
 {
@@ -221,32 +100,28 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 	const char *ks;
 	char *label = NULL;
 	unsigned present = 0;
-	size_t i, k;
+	size_t i, k, kslen;
 	char name[33];
 	CK_RV rv;
 
 	if (!json_object_is_type(o, json_type_object)) {
-		set_err(err, errlen, "revocation list: entries[%zu]: expected an object, not %s",
+		ev_errf(err, errlen, "revocation list: entries[%zu]: expected an object, not %s",
 			idx, json_type_to_name(json_object_get_type(o)));
 		return CKR_DATA_INVALID;
 	}
-	v = member(o, "kind");
+	v = ev_json_member(o, "kind");
 	if (v == NULL) {
-		set_err(err, errlen, "revocation list: %s: missing", where_entry(&w, idx, "kind"));
+		ev_errf(err, errlen, "revocation list: %s: missing", where_entry(&w, idx, "kind"));
 		return CKR_DATA_INVALID;
 	}
-	if (!json_object_is_type(v, json_type_string)) {
-		set_err(err, errlen, "revocation list: %s: expected a string, not %s",
-			where_entry(&w, idx, "kind"), json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	ks = json_object_get_string(v);
+	rv = ev_json_string(v, &ks, &kslen, DOC, where_entry(&w, idx, "kind"), err, errlen);
+	if (rv != CKR_OK)
+		return rv;
 	for (k = 0; k < EV_ARRAY_SIZE(kinds); k++)
-		if ((size_t)json_object_get_string_len(v) == strlen(kinds[k].name) &&
-		    strcmp(ks, kinds[k].name) == 0)
+		if (kslen == strlen(kinds[k].name) && strcmp(ks, kinds[k].name) == 0)
 			break;
 	if (k == EV_ARRAY_SIZE(kinds)) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"revocation list: %s: \"%s\" is not a kind (key, zone or device)",
 			where_entry(&w, idx, "kind"), ev_json_printable(ks, name));
 		return CKR_DATA_INVALID;
@@ -259,18 +134,18 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 			if (strcmp(key, entry_members[i].name) == 0)
 				break;
 		if (i == EV_ARRAY_SIZE(entry_members)) {
-			set_err(err, errlen, "revocation list: entries[%zu]: unknown member \"%s\"",
+			ev_errf(err, errlen, "revocation list: entries[%zu]: unknown member \"%s\"",
 				idx, ev_json_printable(key, name));
 			return CKR_DATA_INVALID;
 		}
 		if (!(kinds[k].allowed & entry_members[i].bit)) {
-			set_err(err, errlen, "revocation list: %s: not allowed in a \"%s\" entry",
+			ev_errf(err, errlen, "revocation list: %s: not allowed in a \"%s\" entry",
 				where_entry(&w, idx, entry_members[i].name), kinds[k].name);
 			return CKR_DATA_INVALID;
 		}
 		/* json-c holds null as no object: it must not read as an absent member. */
 		if (val == NULL) {
-			set_err(err, errlen, "revocation list: %s: null is not a value here",
+			ev_errf(err, errlen, "revocation list: %s: null is not a value here",
 				where_entry(&w, idx, entry_members[i].name));
 			return CKR_DATA_INVALID;
 		}
@@ -279,34 +154,40 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 	for (i = 0; i < EV_ARRAY_SIZE(entry_members); i++)
 		if ((kinds[k].required & entry_members[i].bit) &&
 		    !(present & entry_members[i].bit)) {
-			set_err(err, errlen,
+			ev_errf(err, errlen,
 				"revocation list: %s: missing (required in a \"%s\" entry)",
 				where_entry(&w, idx, entry_members[i].name), kinds[k].name);
 			return CKR_DATA_INVALID;
 		}
 
-	if ((v = member(o, "zone")) != NULL &&
-	    get_int(v, 1, INT_SAFE_MAX, &e->zone, where_entry(&w, idx, "zone"), err, errlen) != 0)
-		return CKR_DATA_INVALID;
-	if ((v = member(o, "label")) != NULL) {
-		rv = get_str(v, 1, LABEL_MAX, &label, &e->label_len, where_entry(&w, idx, "label"),
-			     err, errlen);
+	if ((v = ev_json_member(o, "zone")) != NULL) {
+		rv = ev_json_int(v, 1, EV_JSON_SAFE_MAX, &e->zone, DOC, where_entry(&w, idx, "zone"),
+				 err, errlen);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	if ((v = ev_json_member(o, "label")) != NULL) {
+		rv = ev_json_str(v, 1, LABEL_MAX, 0, &label, &e->label_len, DOC,
+				 where_entry(&w, idx, "label"), err, errlen);
 		if (rv != CKR_OK)
 			return rv;
 		e->label = (unsigned char *)label;
 	}
-	if ((v = member(o, "id")) != NULL) {
-		rv = get_hex(v, &e->ckid, &e->ckid_len, where_entry(&w, idx, "id"), err, errlen);
+	if ((v = ev_json_member(o, "id")) != NULL) {
+		rv = ev_json_hex(v, 1, SIZE_MAX, ID_EXPECT, &e->ckid, &e->ckid_len, DOC,
+				 where_entry(&w, idx, "id"), err, errlen);
 		if (rv != CKR_OK)
 			return rv;
 	}
-	if ((v = member(o, "generation")) != NULL &&
-	    get_int(v, 1, INT_SAFE_MAX, &e->generation, where_entry(&w, idx, "generation"), err,
-		    errlen) != 0)
-		return CKR_DATA_INVALID;
-	v = member(o, "reason");
-	return get_str(v, 1, REASON_MAX, &e->reason, NULL, where_entry(&w, idx, "reason"), err,
-		       errlen);
+	if ((v = ev_json_member(o, "generation")) != NULL) {
+		rv = ev_json_int(v, 1, EV_JSON_SAFE_MAX, &e->generation, DOC,
+				 where_entry(&w, idx, "generation"), err, errlen);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	v = ev_json_member(o, "reason");
+	return ev_json_str(v, 1, REASON_MAX, 0, &e->reason, NULL, DOC,
+			   where_entry(&w, idx, "reason"), err, errlen);
 }
 
 static const char *const doc_members[] = {"version", "device", "sequence", "issued_at", "entries"};
@@ -325,11 +206,11 @@ ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *e
 	if (out != NULL)
 		*out = NULL;
 	if ((doc == NULL && len > 0) || out == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (len > EV_SIGNED_MAX) {
-		set_err(err, errlen, "revocation list of %zu bytes is over the limit of %u bytes",
+		ev_errf(err, errlen, "revocation list of %zu bytes is over the limit of %u bytes",
 			len, EV_SIGNED_MAX);
 		return CKR_DATA_LEN_RANGE;
 	}
@@ -338,7 +219,7 @@ ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *e
 		return rv;
 	rv = CKR_DATA_INVALID;
 	if (!json_object_is_type(root, json_type_object)) {
-		set_err(err, errlen, "revocation list: expected a JSON object");
+		ev_errf(err, errlen, "revocation list: expected a JSON object");
 		goto out;
 	}
 	json_object_object_foreach(root, key, val)
@@ -347,52 +228,52 @@ ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *e
 			if (strcmp(key, doc_members[i]) == 0)
 				break;
 		if (i == EV_ARRAY_SIZE(doc_members)) {
-			set_err(err, errlen, "revocation list: unknown member \"%s\"",
+			ev_errf(err, errlen, "revocation list: unknown member \"%s\"",
 				ev_json_printable(key, name));
 			goto out;
 		}
 		if (val == NULL) {
-			set_err(err, errlen, "revocation list: %s: null is not a value here",
+			ev_errf(err, errlen, "revocation list: %s: null is not a value here",
 				where_doc(&w, doc_members[i]));
 			goto out;
 		}
 	}
 	for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
-		if (member(root, doc_members[i]) == NULL) {
-			set_err(err, errlen, "revocation list: %s: missing",
+		if (ev_json_member(root, doc_members[i]) == NULL) {
+			ev_errf(err, errlen, "revocation list: %s: missing",
 				where_doc(&w, doc_members[i]));
 			goto out;
 		}
-	if (get_int(member(root, "version"), INT64_MIN, INT64_MAX, &version,
-		    where_doc(&w, "version"), err, errlen) != 0)
+	if (ev_json_int(ev_json_member(root, "version"), INT64_MIN, INT64_MAX, &version, DOC,
+			where_doc(&w, "version"), err, errlen) != CKR_OK)
 		goto out;
 	if (version != 1) {
-		set_err(err, errlen, "revocation list: \"version\": %lld is not supported (1 is)",
+		ev_errf(err, errlen, "revocation list: \"version\": %lld is not supported (1 is)",
 			(long long)version);
 		goto out;
 	}
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		goto oom;
-	rv = get_str(member(root, "device"), 1, DEVICE_MAX, &l->device, NULL,
-		     where_doc(&w, "device"), err, errlen);
+	rv = ev_json_str(ev_json_member(root, "device"), 1, DEVICE_MAX, 0, &l->device, NULL, DOC,
+			 where_doc(&w, "device"), err, errlen);
 	if (rv != CKR_OK)
 		goto out;
 	rv = CKR_DATA_INVALID;
-	if (get_int(member(root, "sequence"), 1, INT_SAFE_MAX, &l->sequence,
-		    where_doc(&w, "sequence"), err, errlen) != 0 ||
-	    get_int(member(root, "issued_at"), 0, INT_SAFE_MAX, &l->issued_at,
-		    where_doc(&w, "issued_at"), err, errlen) != 0)
+	if (ev_json_int(ev_json_member(root, "sequence"), 1, EV_JSON_SAFE_MAX, &l->sequence, DOC,
+			where_doc(&w, "sequence"), err, errlen) != CKR_OK ||
+	    ev_json_int(ev_json_member(root, "issued_at"), 0, EV_JSON_SAFE_MAX, &l->issued_at, DOC,
+			where_doc(&w, "issued_at"), err, errlen) != CKR_OK)
 		goto out;
-	entries = member(root, "entries");
+	entries = ev_json_member(root, "entries");
 	if (!json_object_is_type(entries, json_type_array)) {
-		set_err(err, errlen, "revocation list: \"entries\": expected an array, not %s",
+		ev_errf(err, errlen, "revocation list: \"entries\": expected an array, not %s",
 			json_type_to_name(json_object_get_type(entries)));
 		goto out;
 	}
 	n = json_object_array_length(entries);
 	if (n > EV_REVLIST_MAX_ENTRIES) {
-		set_err(err, errlen, "revocation list: \"entries\": %zu entries, at most %u", n,
+		ev_errf(err, errlen, "revocation list: \"entries\": %zu entries, at most %u", n,
 			EV_REVLIST_MAX_ENTRIES);
 		goto out;
 	}
@@ -413,7 +294,7 @@ ev_revlist_parse(const unsigned char *doc, size_t len, ev_revlist **out, char *e
 	rv = CKR_OK;
 	goto out;
 oom:
-	set_err(err, errlen, "out of memory");
+	ev_errf(err, errlen, "out of memory");
 	rv = CKR_HOST_MEMORY;
 out:
 	ev_revlist_free(l);
@@ -433,7 +314,7 @@ ev_revlist_load(const unsigned char *buf, size_t len, const unsigned char pk[32]
 	if (out != NULL)
 		*out = NULL;
 	if (out == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	rv = ev_signed_open(buf, len, EV_SIGNED_REVOCATION, pk, &payload, &plen, err, errlen);

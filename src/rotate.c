@@ -284,7 +284,7 @@ partner(ev_session *s, ev_object *o, CK_OBJECT_CLASS want, ev_object **out)
 
 		if (ev_object_get(s, (CK_OBJECT_HANDLE)ids[i], &c) != CKR_OK)
 			continue;
-		if (c->origin == 0 && c->retired == 0)
+		if (c->origin == 0 && !ev_object_is_true(c, CKA_EV_RETIRED, 0))
 			*out = c;
 		else
 			ev_object_put(c);
@@ -340,8 +340,10 @@ retire_within(void *arg)
 
 		/* Under the write lock: two rotations of one key never both succeed. */
 		rv = ev_store_obj_get(ev_mod->store, id, &rec);
-		if (rv == EVR_NOT_FOUND || (rv == CKR_OK && rec.retired != 0))
-			rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+		if (rv == EVR_NOT_FOUND)
+			rv = CKR_KEY_HANDLE_INVALID; /* revoked or destroyed meanwhile */
+		else if (rv == CKR_OK && rec.retired != 0)
+			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* rotated meanwhile */
 		ev_obj_rec_clear(&rec);
 		if (rv == CKR_OK)
 			rv = retire_one(r, r->old[i]->token->id, id);
@@ -365,7 +367,7 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 	size_t nfresh = 0, i;
 	CK_RV rv;
 
-	if (!o->on_token || o->origin != 0 || o->retired != 0)
+	if (!o->on_token || o->origin != 0 || ev_object_is_true(o, CKA_EV_RETIRED, 0))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	switch (o->cls) {
 	case CKO_PRIVATE_KEY:
@@ -466,7 +468,7 @@ ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
 		return rv;
 	if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY && o->cls != CKO_SECRET_KEY)
 		rv = CKR_KEY_HANDLE_INVALID;
-	else if (!o->on_token || o->origin != 0 || o->retired != 0)
+	else if (!o->on_token || o->origin != 0 || ev_object_is_true(o, CKA_EV_RETIRED, 0))
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (rv == CKR_OK)
 		rv = rotation_evidence(s->token);
@@ -534,7 +536,8 @@ ev_rotate_due_at_login(ev_session *s)
 	size_t n = 0, i, done = 0;
 	CK_RV rv;
 
-	if (!p->auto_rotate || p->rotation_period == 0 || !ev_session_user(s))
+	/* Only a login the zone's evidence admitted opens an attested session. */
+	if (!p->auto_rotate || p->rotation_period == 0 || !s->token->gated || !ev_session_user(s))
 		return;
 	rv = candidates(s->token, EV_ROTATE_DUE, &ids, &n);
 	if (rv != CKR_OK || n == 0)
@@ -548,6 +551,9 @@ ev_rotate_due_at_login(ev_session *s)
 			continue; /* gone, or rotated by another process meanwhile */
 		if (rotate_one(s, o, NULL) == CKR_OK)
 			done++;
+		else
+			ev_warn("zone %lld: object %lu: automatic rotation failed",
+			    (long long)s->token->id, (unsigned long)o->handle);
 		ev_object_put(o);
 	}
 out:
@@ -616,7 +622,7 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 	unsigned char *sealed = NULL;
 	size_t sealed_len = 0;
 	ev_root *root;
-	int in_tx = 0;
+	int locked = 0, in_tx = 0;
 	CK_RV rv;
 
 	if (!ev_session_rw(s))
@@ -624,31 +630,33 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 	if (!ev_session_so(s))
 		return CKR_USER_NOT_LOGGED_IN;
 	rv = rotation_evidence(t);
-	if (rv != CKR_OK)
-		return rv;
-	rv = ev_zone_key_new(&nk);
-	if (rv != CKR_OK)
-		return rv;
-	/* Lock order: the token (its zone key), then the store. */
-	rv = ev_mutex_lock(t->lock);
-	if (rv != CKR_OK)
-		goto out_key;
-	rv = ev_token_zone_key(t, &old);
-	if (rv != CKR_OK)
-		goto out_token;
-	rv = ev_mutex_lock(ev_mod->store_lock);
-	if (rv != CKR_OK)
-		goto out_token;
-	rv = ev_module_root(&root);
 	if (rv == CKR_OK)
-		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
+		rv = ev_zone_key_new(&nk);
+	/* Lock order: the token (its zone key), then the store. */
+	if (rv == CKR_OK)
+		rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK) {
+		ev_mutex_unlock(t->lock);
+		goto out;
+	}
+	locked = 1;
 	/*
 	 * One transaction: a crash at any point leaves the old sealed key
-	 * with the old blobs, or the new with the new, never a mix.
+	 * with the old blobs, or the new with the new, never a mix. The old
+	 * key is the one stored now, under the write lock: another process
+	 * may have rotated it since this one cached it.
 	 */
-	if (rv == CKR_OK)
-		rv = ev_store_begin(ev_mod->store);
+	rv = ev_store_begin(ev_mod->store);
 	in_tx = rv == CKR_OK;
+	if (rv == CKR_OK)
+		rv = ev_token_zone_key_current(t, &old);
+	if (rv == CKR_OK)
+		rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
 	if (rv == CKR_OK)
 		rv = rewrap_all(t->id, old, nk, count);
 	if (rv == CKR_OK)
@@ -657,25 +665,28 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REKEYED, t->id, 0);
 	if (rv == CKR_OK)
 		rv = ev_store_commit(ev_mod->store);
-	if (rv == CKR_OK)
-		in_tx = 0;
-	if (in_tx)
-		(void)ev_store_rollback(ev_mod->store);
-	if (rv == CKR_OK)
-		(void)ev_store_checkpoint(ev_mod->store); /* no old blob left in the -wal file */
-	ev_mutex_unlock(ev_mod->store_lock);
 	if (rv == CKR_OK) {
+		in_tx = 0;
+		(void)ev_store_checkpoint(ev_mod->store); /* no old blob left in the -wal file */
 		/* This process reads the new key and blobs at once; the others at their next call. */
 		ev_token_forget_key(t);
-		ev_object_rewrapped(t);
 	}
-out_token:
-	ev_mutex_unlock(t->lock);
+	/* The zone was revoked or re-initialised meanwhile: the session's token is gone. */
+	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
+		rv = CKR_DEVICE_REMOVED;
+out:
+	if (in_tx)
+		(void)ev_store_rollback(ev_mod->store);
+	if (locked) {
+		ev_mutex_unlock(ev_mod->store_lock);
+		if (rv == CKR_OK)
+			ev_object_rewrapped(t);
+		ev_mutex_unlock(t->lock);
+	}
 	if (rv == CKR_OK) {
 		ev_events_announce();
 		ev_notice("zone %lld: zone key rotated", (long long)t->id);
 	}
-out_key:
 	free(sealed);
 	ev_secret_free(nk);
 	return rv;

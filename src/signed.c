@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,18 +34,6 @@
 
 /* Longest envelope type accepted by ev_signed_make. */
 #define TYPE_MAX 128u
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* The key pair of a seed: *sk (64 bytes) in secure memory. */
 static CK_RV
@@ -87,16 +74,16 @@ ev_signed_open(const unsigned char *buf, size_t len, const char *type, const uns
 		*plen = 0;
 	if ((buf == NULL && len > 0) || type == NULL || pk == NULL || payload == NULL ||
 	    plen == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (len > EV_SIGNED_MAX) {
-		set_err(err, errlen, "envelope of %zu bytes is over the limit of %u bytes", len,
+		ev_errf(err, errlen, "envelope of %zu bytes is over the limit of %u bytes", len,
 			EV_SIGNED_MAX);
 		return CKR_DATA_LEN_RANGE;
 	}
 	if (ev_secmem_init() != 0) {
-		set_err(err, errlen, "cannot initialise libsodium");
+		ev_errf(err, errlen, "cannot initialise libsodium");
 		return CKR_GENERAL_ERROR;
 	}
 	rv = ev_json_parse_strict(buf, len, &env, err, errlen);
@@ -104,7 +91,7 @@ ev_signed_open(const unsigned char *buf, size_t len, const char *type, const uns
 		return rv;
 	rv = CKR_DATA_INVALID;
 	if (!json_object_is_type(env, json_type_object)) {
-		set_err(err, errlen, "not an envelope: expected a JSON object");
+		ev_errf(err, errlen, "not an envelope: expected a JSON object");
 		goto out;
 	}
 	json_object_object_foreach(env, key, val)
@@ -113,24 +100,24 @@ ev_signed_open(const unsigned char *buf, size_t len, const char *type, const uns
 			if (strcmp(key, names[i]) == 0)
 				break;
 		if (i == EV_ARRAY_SIZE(names)) {
-			set_err(err, errlen, "not an envelope: unknown member \"%s\"",
+			ev_errf(err, errlen, "not an envelope: unknown member \"%s\"",
 				ev_json_printable(key, name));
 			goto out;
 		}
 		if (!json_object_is_type(val, json_type_string)) {
-			set_err(err, errlen, "envelope: \"%s\" is not a string", names[i]);
+			ev_errf(err, errlen, "envelope: \"%s\" is not a string", names[i]);
 			goto out;
 		}
 		m[i] = val;
 	}
 	for (i = 0; i < EV_ARRAY_SIZE(names); i++)
 		if (m[i] == NULL) {
-			set_err(err, errlen, "not an envelope: \"%s\" is missing", names[i]);
+			ev_errf(err, errlen, "not an envelope: \"%s\" is missing", names[i]);
 			goto out;
 		}
 	if ((size_t)json_object_get_string_len(m[0]) != strlen(type) ||
 	    memcmp(json_object_get_string(m[0]), type, strlen(type)) != 0) {
-		set_err(err, errlen, "envelope of type \"%s\", expected \"%s\"",
+		ev_errf(err, errlen, "envelope of type \"%s\", expected \"%s\"",
 			ev_json_printable(json_object_get_string(m[0]), name), type);
 		goto out;
 	}
@@ -138,7 +125,7 @@ ev_signed_open(const unsigned char *buf, size_t len, const char *type, const uns
 	s64len = (size_t)json_object_get_string_len(m[2]);
 	if (sodium_base642bin(sig, sizeof(sig), s64, s64len, NULL, &siglen, NULL, B64) != 0 ||
 	    siglen != sizeof(sig)) {
-		set_err(err, errlen, "envelope: \"signature\" is not base64 of %zu bytes",
+		ev_errf(err, errlen, "envelope: \"signature\" is not base64 of %zu bytes",
 			sizeof(sig));
 		goto out;
 	}
@@ -147,16 +134,16 @@ ev_signed_open(const unsigned char *buf, size_t len, const char *type, const uns
 	cap = p64len / 4 * 3 + 3;
 	pl = malloc(cap + 1);
 	if (pl == NULL) {
-		set_err(err, errlen, "out of memory");
+		ev_errf(err, errlen, "out of memory");
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
 	if (sodium_base642bin(pl, cap, p64, p64len, NULL, &n, NULL, B64) != 0) {
-		set_err(err, errlen, "envelope: \"payload\" is not base64");
+		ev_errf(err, errlen, "envelope: \"payload\" is not base64");
 		goto out;
 	}
 	if (crypto_sign_verify_detached(sig, pl, n, pk) != 0) {
-		set_err(err, errlen, "signature does not verify with the pinned public key");
+		ev_errf(err, errlen, "signature does not verify with the pinned public key");
 		rv = CKR_SIGNATURE_INVALID;
 		goto out;
 	}
@@ -291,26 +278,26 @@ ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
 	int fd;
 
 	if (seed == NULL || path == NULL) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_GENERAL_ERROR;
 	}
 	*seed = NULL;
 	if (ev_secmem_init() != 0) {
-		set_err(err, errlen, "cannot initialise libsodium");
+		ev_errf(err, errlen, "cannot initialise libsodium");
 		return CKR_GENERAL_ERROR;
 	}
 	/* O_NONBLOCK: a FIFO in place of the file must not hang open(); refused below. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		set_err(err, errlen, "cannot read signing key %s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot read signing key %s: %s", path, strerror(errno));
 		return CKR_GENERAL_ERROR;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "signing key %s is not a regular file", path);
+		ev_errf(err, errlen, "signing key %s is not a regular file", path);
 		goto out;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"signing key %s is accessible to group or others (mode %03o); chmod 600 it",
 			path, (unsigned)(st.st_mode & 0777));
 		goto out;
@@ -318,7 +305,7 @@ ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
 	/* One byte more than allowed, to tell "too long" from "exactly full". */
 	buf = ev_secret_new(KEY_FILE_MAX + 1);
 	if (buf == NULL) {
-		set_err(err, errlen, "out of secure memory reading %s", path);
+		ev_errf(err, errlen, "out of secure memory reading %s", path);
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
@@ -327,7 +314,7 @@ ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			set_err(err, errlen, "cannot read signing key %s: %s", path,
+			ev_errf(err, errlen, "cannot read signing key %s: %s", path,
 				strerror(errno));
 			goto out;
 		}
@@ -342,7 +329,7 @@ ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
 	}
 	s = ev_secret_new(crypto_sign_SEEDBYTES);
 	if (s == NULL) {
-		set_err(err, errlen, "out of secure memory reading %s", path);
+		ev_errf(err, errlen, "out of secure memory reading %s", path);
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
@@ -350,7 +337,7 @@ ev_signkey_read(const char *path, ev_secret **seed, char *err, size_t errlen)
 	    sodium_base642bin(s->data, s->len, (const char *)buf->data, n, NULL, &blen, NULL,
 			      B64) != 0 ||
 	    blen != crypto_sign_SEEDBYTES) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"signing key %s is malformed (expected one line: base64 of 32 bytes)",
 			path);
 		goto out;
@@ -399,12 +386,12 @@ ev_signkey_write(const char *path, const ev_secret *seed, char *err, size_t errl
 	int fd, created = 0;
 
 	if (path == NULL || seed == NULL || seed->len != crypto_sign_SEEDBYTES) {
-		set_err(err, errlen, "bad arguments");
+		ev_errf(err, errlen, "bad arguments");
 		return CKR_GENERAL_ERROR;
 	}
 	line = ev_secret_new(KEY_B64_LEN + 1);
 	if (line == NULL) {
-		set_err(err, errlen, "out of secure memory");
+		ev_errf(err, errlen, "out of secure memory");
 		return CKR_HOST_MEMORY;
 	}
 	sodium_bin2base64((char *)line->data, line->len, seed->data, seed->len, B64);
@@ -412,16 +399,16 @@ ev_signkey_write(const char *path, const ev_secret *seed, char *err, size_t errl
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
-			set_err(err, errlen, "%s already exists; not replacing a signing key",
+			ev_errf(err, errlen, "%s already exists; not replacing a signing key",
 				path);
 		else
-			set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			ev_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
 		goto out;
 	}
 	created = 1;
 	/* Exactly 0600, whatever the umask took away. */
 	if (fchmod(fd, 0600) != 0) {
-		set_err(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
 		goto out;
 	}
 	while (done < line->len) {
@@ -429,20 +416,20 @@ ev_signkey_write(const char *path, const ev_secret *seed, char *err, size_t errl
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			set_err(err, errlen, "cannot write %s: %s", path,
+			ev_errf(err, errlen, "cannot write %s: %s", path,
 				r < 0 ? strerror(errno) : "short write");
 			goto out;
 		}
 		done += (size_t)r;
 	}
 	if (fsync(fd) != 0) {
-		set_err(err, errlen, "cannot write %s: fsync: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot write %s: fsync: %s", path, strerror(errno));
 		goto out;
 	}
 	r = close(fd);
 	fd = -1;
 	if (r != 0) {
-		set_err(err, errlen, "cannot write %s: close: %s", path, strerror(errno));
+		ev_errf(err, errlen, "cannot write %s: close: %s", path, strerror(errno));
 		goto out;
 	}
 	sync_parent(path);

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,21 +354,6 @@ static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [3] = schema_v3,
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static CK_RV
 db_error(ev_store *s, const char *what)
 {
@@ -675,7 +659,7 @@ migrate(ev_store *s, char *err, size_t errlen)
 	if (version > EV_SCHEMA_VERSION)
 		goto newer;
 	if (version < 0) {
-		set_err(err, errlen, "store %s: invalid schema version %lld", s->path, version);
+		ev_errf(err, errlen, "store %s: invalid schema version %lld", s->path, version);
 		ev_error("store: %s: invalid schema version", s->path);
 		goto out;
 	}
@@ -705,14 +689,14 @@ migrate(ev_store *s, char *err, size_t errlen)
 	goto out;
 
 newer:
-	set_err(err, errlen,
+	ev_errf(err, errlen,
 		"store %s has schema version %lld, newer than this edgevault supports (%d)",
 		s->path, version, EV_SCHEMA_VERSION);
 	ev_error("store: %s: schema version %lld is newer than supported (%d)", s->path, version,
 		 EV_SCHEMA_VERSION);
 	goto out;
 fail:
-	set_err(err, errlen, "store %s: cannot create or upgrade the schema: %s", s->path,
+	ev_errf(err, errlen, "store %s: cannot create or upgrade the schema: %s", s->path,
 		sqlite3_errmsg(s->db));
 	ev_error("store: %s: schema: %s", s->path, sqlite3_errmsg(s->db));
 out:
@@ -729,7 +713,7 @@ check_schema(ev_store *s, char *err, size_t errlen)
 	long long version;
 
 	if (schema_version(s, &version) != SQLITE_OK) {
-		set_err(err, errlen, "store %s: cannot read the schema: %s", s->path,
+		ev_errf(err, errlen, "store %s: cannot read the schema: %s", s->path,
 			sqlite3_errmsg(s->db));
 		ev_error("store: %s: schema: %s", s->path, sqlite3_errmsg(s->db));
 		return CKR_DEVICE_ERROR;
@@ -737,13 +721,13 @@ check_schema(ev_store *s, char *err, size_t errlen)
 	if (version == EV_SCHEMA_VERSION)
 		return CKR_OK;
 	if (version > EV_SCHEMA_VERSION) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"store %s has schema version %lld, newer than this edgevault supports (%d)",
 			s->path, version, EV_SCHEMA_VERSION);
 	} else if (version == 0) {
-		set_err(err, errlen, "store %s is not initialised", s->path);
+		ev_errf(err, errlen, "store %s is not initialised", s->path);
 	} else {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"store %s has schema version %lld (current %d): open it read-write once "
 			"to upgrade",
 			s->path, version, EV_SCHEMA_VERSION);
@@ -769,7 +753,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		return CKR_DEVICE_ERROR;
 	*out = NULL;
 	if (dir == NULL || *dir == '\0') {
-		set_err(err, errlen, "no store directory given");
+		ev_errf(err, errlen, "no store directory given");
 		return CKR_DEVICE_ERROR;
 	}
 
@@ -785,7 +769,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 
 	if ((flags & EV_STORE_CREATE) && !readonly) {
 		if (make_dirs(dir) != 0) {
-			set_err(err, errlen, "cannot create store directory %s: %s", dir,
+			ev_errf(err, errlen, "cannot create store directory %s: %s", dir,
 				strerror(errno));
 			ev_error("store: cannot create directory %s: %m", dir);
 			goto out;
@@ -797,7 +781,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		 */
 		fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0) {
-			set_err(err, errlen, "cannot create store %s: %s", s->path,
+			ev_errf(err, errlen, "cannot create store %s: %s", s->path,
 				strerror(errno));
 			ev_error("store: cannot create %s: %m", s->path);
 			goto out;
@@ -805,9 +789,9 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		(void)close(fd);
 	} else if (stat(s->path, &sb) != 0) {
 		if (errno == ENOENT)
-			set_err(err, errlen, "store %s does not exist", s->path);
+			ev_errf(err, errlen, "store %s does not exist", s->path);
 		else
-			set_err(err, errlen, "cannot access store %s: %s", s->path,
+			ev_errf(err, errlen, "cannot access store %s: %s", s->path,
 				strerror(errno));
 		ev_error("store: cannot access %s: %m", s->path);
 		goto out;
@@ -837,7 +821,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 	if (pragma(s, "PRAGMA secure_delete = ON", mode, sizeof(mode)) != SQLITE_OK)
 		goto db_fail;
 	if (strcmp(mode, "1") != 0) {
-		set_err(err, errlen, "store %s: cannot enable secure_delete (got %s)", s->path,
+		ev_errf(err, errlen, "store %s: cannot enable secure_delete (got %s)", s->path,
 			mode);
 		ev_error("store: %s: cannot enable secure_delete", s->path);
 		goto out;
@@ -847,7 +831,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		if (pragma(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) != SQLITE_OK)
 			goto db_fail;
 		if (strcmp(mode, "wal") != 0) {
-			set_err(err, errlen, "store %s: cannot enable WAL mode (got %s)", s->path,
+			ev_errf(err, errlen, "store %s: cannot enable WAL mode (got %s)", s->path,
 				mode);
 			ev_error("store: %s: cannot enable WAL mode", s->path);
 			goto out;
@@ -872,7 +856,7 @@ db_fail:
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	set_err(err, errlen, "cannot open store %s: %s", s->path, sqlite3_errmsg(s->db));
+	ev_errf(err, errlen, "cannot open store %s: %s", s->path, sqlite3_errmsg(s->db));
 	ev_error("store: open %s: %s", s->path, sqlite3_errmsg(s->db));
 	rv = CKR_DEVICE_ERROR;
 out:

@@ -594,11 +594,50 @@ ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG
 	return rv;
 }
 
+/*
+ * Unseal the zone key from the zone's row as it is now in the store, unless
+ * the key cached came from that very sealed blob. Store lock held.
+ */
+static CK_RV
+zone_key_from_store(ev_token *t)
+{
+	unsigned char digest[32];
+	ev_zone_rec z = { 0 };
+	ev_secret *key = NULL;
+	ev_root *root;
+	CK_RV rv;
+
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == EVR_NOT_FOUND || (rv == CKR_OK && z.revoked != 0))
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv != CKR_OK)
+		goto out;
+	crypto_generichash(digest, sizeof(digest), z.sealed, z.sealed_len, NULL, 0);
+	if (t->zone_key != NULL && sodium_memcmp(digest, t->sealed_digest, sizeof(digest)) == 0)
+		goto out; /* the key cached is the zone's current one */
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z.sealed,
+		    z.sealed_len, &key);
+	if (rv == CKR_ENCRYPTED_DATA_INVALID) {
+		/* The store and the root disagree: not something the caller can fix. */
+		ev_error("zone %lld: the zone key does not unseal under this root",
+		    (long long)t->id);
+		rv = CKR_DEVICE_ERROR;
+	}
+	if (rv != CKR_OK)
+		goto out;
+	ev_token_forget_key(t);
+	t->zone_key = key;
+	memcpy(t->sealed_digest, digest, sizeof(digest));
+out:
+	ev_zone_rec_clear(&z);
+	return rv;
+}
+
 CK_RV
 ev_token_zone_key(ev_token *t, const ev_secret **key)
 {
-	ev_zone_rec z = { 0 };
-	ev_root *root;
 	CK_RV rv;
 
 	if (t->zone_key != NULL) {
@@ -608,24 +647,33 @@ ev_token_zone_key(ev_token *t, const ev_secret **key)
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
-	if (rv == EVR_NOT_FOUND)
-		rv = CKR_TOKEN_NOT_PRESENT;
-	if (rv == CKR_OK)
-		rv = ev_module_root(&root);
-	if (rv == CKR_OK)
-		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z.sealed,
-		    z.sealed_len, &t->zone_key);
+	rv = zone_key_from_store(t);
 	ev_mutex_unlock(ev_mod->store_lock);
-	ev_zone_rec_clear(&z);
-	if (rv == CKR_ENCRYPTED_DATA_INVALID) {
-		/* The store and the root disagree: not something the caller can fix. */
-		ev_error("zone %lld: the zone key does not unseal under this root",
-		    (long long)t->id);
-		rv = CKR_DEVICE_ERROR;
-	}
 	if (rv == CKR_OK)
 		*key = t->zone_key;
+	return rv;
+}
+
+CK_RV
+ev_token_zone_key_current(ev_token *t, const ev_secret **key)
+{
+	CK_RV rv = zone_key_from_store(t);
+
+	if (rv == CKR_OK)
+		*key = t->zone_key;
+	return rv;
+}
+
+CK_RV
+ev_token_zone_key_refresh(ev_token *t, const ev_secret **key)
+{
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_token_zone_key_current(t, key);
+	ev_mutex_unlock(ev_mod->store_lock);
 	return rv;
 }
 

@@ -24,6 +24,7 @@ typedef struct ev_token {
 	 * ev_mod->lock), read without it by the state predicates. */
 	_Atomic(CK_USER_TYPE) login;
 	ev_secret *zone_key;     /* while unsealed (under lock) */
+	unsigned char sealed_digest[32]; /* BLAKE2b of the sealed blob zone_key came from */
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
 	int reinit;              /* C_InitToken is re-creating the zone (under ev_mod->lock) */
@@ -90,6 +91,19 @@ CK_RV ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK
  * is valid while it does.
  */
 CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key);
+
+/*
+ * The zone key as the store has it now: the one cached when it came from
+ * the zone's current sealed blob, else unsealed again from it (another
+ * process rotated the zone key). For writers inside a transaction, so
+ * what they wrap is wrapped under the key they commit with. Caller holds
+ * t->lock and ev_mod->store_lock. CKR_TOKEN_NOT_PRESENT (zone gone or
+ * revoked), CKR_DEVICE_ERROR, the root's errors.
+ */
+CK_RV ev_token_zone_key_current(ev_token *t, const ev_secret **key);
+
+/* The same, taking ev_mod->store_lock itself (caller holds t->lock only). */
+CK_RV ev_token_zone_key_refresh(ev_token *t, const ev_secret **key);
 
 /* Forget the zone key (wiped). Caller holds t->lock. */
 void ev_token_forget_key(ev_token *t);

@@ -146,9 +146,9 @@ struct EV_ADMIN_FUNCTION_LIST {
 	CK_RV (*EV_GetZonePolicy)(CK_SLOT_ID slotID, EV_ZONE_POLICY *pPolicy);
 	/*
 	 * Appraise the evidence the zone's provider has now, for the
-	 * session's zone, and record the outcome. Accepted evidence also
-	 * renews this process's attested state of the zone (what a logged-in
-	 * session of a gated zone needs to keep using keys). CKR_OK with
+	 * session's zone, and record the outcome. When the user is logged
+	 * in, accepted evidence also renews this process's attested state of
+	 * the zone (what a gated zone's keys need to stay usable). CKR_OK with
 	 * *pInfo filled, whether accepted or refused;
 	 * CKR_FUNCTION_REJECTED when no provider is configured;
 	 * CKR_ARGUMENTS_BAD, CKR_DEVICE_ERROR.

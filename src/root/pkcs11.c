@@ -18,7 +18,6 @@
 #endif
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,18 +82,6 @@ struct p11_root {
 
 #define PIN_MEMO_KEY crypto_generichash_KEYBYTES
 #define PIN_MEMO_TAG 32
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Names for the answers an operator is likely to see; the rest in hex. */
 static const char *
@@ -345,7 +332,7 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 			break;
 	}
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "upstream module %s: C_GetSlotList failed: %s", r->module,
+		ev_errf(err, errlen, "upstream module %s: C_GetSlotList failed: %s", r->module,
 			RVNAME(rv));
 		goto out;
 	}
@@ -358,14 +345,14 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 			*slot = slots[i];
 	}
 	if (found == 0) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"no upstream token labelled \"%s\" in module %s "
 			"(%lu tokens present)",
 			r->token_label, r->module, (unsigned long)n);
 		rv = CKR_DEVICE_ERROR;
 	} else if (found > 1) {
 		/* Picking one could create a root key on the wrong token. */
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"%lu upstream tokens labelled \"%s\" in module %s; "
 			"token labels must be unique",
 			(unsigned long)found, r->token_label, r->module);
@@ -397,14 +384,14 @@ login(struct p11_root *r, char *err, size_t errlen)
 			       PIN_MEMO_KEY) != 0) {
 		ev_secret_free(pin);
 		sodium_memzero(tag, sizeof(tag));
-		set_err(err, errlen, "cannot hash the upstream PIN");
+		ev_errf(err, errlen, "cannot hash the upstream PIN");
 		return CKR_GENERAL_ERROR;
 	}
 	if (r->pin_rejected &&
 	    sodium_memcmp(tag, r->pin_memo->data + PIN_MEMO_KEY, sizeof(tag)) == 0) {
 		ev_secret_free(pin);
 		sodium_memzero(tag, sizeof(tag));
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"upstream PIN rejected by token \"%s\" before and unchanged since; not "
 			"offered again; check [root] %s",
 			r->token_label, r->pin_file ? "pin_file" : "pin_env");
@@ -425,27 +412,27 @@ login(struct p11_root *r, char *err, size_t errlen)
 		return CKR_OK;
 	case CKR_PIN_INCORRECT:
 	case CKR_PIN_LEN_RANGE:
-		set_err(err, errlen, "upstream PIN rejected by token \"%s\" (%s); check [root] %s",
+		ev_errf(err, errlen, "upstream PIN rejected by token \"%s\" (%s); check [root] %s",
 			r->token_label, RVNAME(rv), r->pin_file ? "pin_file" : "pin_env");
 		return CKR_PIN_INCORRECT;
 	case CKR_PIN_LOCKED:
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"upstream user PIN of token \"%s\" is locked; unlock it "
 			"with the token's SO PIN",
 			r->token_label);
 		return CKR_PIN_INCORRECT;
 	case CKR_PIN_EXPIRED:
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"upstream user PIN of token \"%s\" has expired; set a new "
 			"one",
 			r->token_label);
 		return CKR_PIN_INCORRECT;
 	case CKR_USER_PIN_NOT_INITIALIZED:
-		set_err(err, errlen, "upstream token \"%s\" has no user PIN yet; initialise it",
+		ev_errf(err, errlen, "upstream token \"%s\" has no user PIN yet; initialise it",
 			r->token_label);
 		return CKR_DEVICE_ERROR;
 	default:
-		set_err(err, errlen, "upstream login to token \"%s\" failed: %s", r->token_label,
+		ev_errf(err, errlen, "upstream login to token \"%s\" failed: %s", r->token_label,
 			RVNAME(rv));
 		return map_rv(rv);
 	}
@@ -473,7 +460,7 @@ create_key(struct p11_root *r, char *err, size_t errlen)
 
 	rv = r->f->C_GenerateKey(r->sess, &mech, tmpl, EV_ARRAY_SIZE(tmpl), &r->key);
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "cannot create root key \"%s\" on upstream token \"%s\": %s",
+		ev_errf(err, errlen, "cannot create root key \"%s\" on upstream token \"%s\": %s",
 			r->key_label, r->token_label, RVNAME(rv));
 		return map_rv(rv);
 	}
@@ -517,7 +504,7 @@ find_key(struct p11_root *r, unsigned flags, char *err, size_t errlen)
 
 	rv = r->f->C_FindObjectsInit(r->sess, tmpl, EV_ARRAY_SIZE(tmpl));
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "cannot search upstream token \"%s\": %s", r->token_label,
+		ev_errf(err, errlen, "cannot search upstream token \"%s\": %s", r->token_label,
 			RVNAME(rv));
 		return map_rv(rv);
 	}
@@ -526,12 +513,12 @@ find_key(struct p11_root *r, unsigned flags, char *err, size_t errlen)
 	if (rv == CKR_OK)
 		rv = rv2;
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "cannot search upstream token \"%s\": %s", r->token_label,
+		ev_errf(err, errlen, "cannot search upstream token \"%s\": %s", r->token_label,
 			RVNAME(rv));
 		return map_rv(rv);
 	}
 	if (n > 1) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"more than one AES key labelled \"%s\" on upstream token "
 			"\"%s\"; the root key must be unique",
 			r->key_label, r->token_label);
@@ -540,7 +527,7 @@ find_key(struct p11_root *r, unsigned flags, char *err, size_t errlen)
 	if (n == 0) {
 		if (flags & EV_ROOT_CREATE_KEY)
 			return create_key(r, err, errlen);
-		set_err(err, errlen, "root key \"%s\" not found on upstream token \"%s\"",
+		ev_errf(err, errlen, "root key \"%s\" not found on upstream token \"%s\"",
 			r->key_label, r->token_label);
 		return CKR_DEVICE_ERROR;
 	}
@@ -578,7 +565,7 @@ connect_token(struct p11_root *r, unsigned flags, char *err, size_t errlen)
 	if (rv == CKR_TOKEN_WRITE_PROTECTED && !(flags & EV_ROOT_CREATE_KEY))
 		rv = r->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &r->sess);
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "cannot open a session on upstream token \"%s\": %s",
+		ev_errf(err, errlen, "cannot open a session on upstream token \"%s\": %s",
 			r->token_label, RVNAME(rv));
 		return map_rv(rv) == CKR_HOST_MEMORY ? rv : CKR_DEVICE_ERROR;
 	}
@@ -945,28 +932,28 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 		return CKR_ARGUMENTS_BAD;
 	*out = NULL;
 	if (cfg->root_module == NULL || cfg->root_token_label == NULL) {
-		set_err(err, errlen,
+		ev_errf(err, errlen,
 			"[root] module and token_label are required for the "
 			"pkcs11 root");
 		return CKR_GENERAL_ERROR;
 	}
 	if (strlen(cfg->root_token_label) > TOKEN_LABEL_LEN) {
-		set_err(err, errlen, "[root] token_label \"%s\" is longer than 32 bytes",
+		ev_errf(err, errlen, "[root] token_label \"%s\" is longer than 32 bytes",
 			cfg->root_token_label);
 		return CKR_GENERAL_ERROR;
 	}
 	if (cfg->root_pin_file == NULL && cfg->root_pin_env == NULL) {
-		set_err(err, errlen, "[root] pin_file or pin_env is required for the pkcs11 root");
+		ev_errf(err, errlen, "[root] pin_file or pin_env is required for the pkcs11 root");
 		return CKR_GENERAL_ERROR;
 	}
 	key_label = cfg->root_key_label != NULL ? cfg->root_key_label : "edgevault-root";
 	if (*key_label == '\0') {
-		set_err(err, errlen, "[root] key_label is empty");
+		ev_errf(err, errlen, "[root] key_label is empty");
 		return CKR_GENERAL_ERROR;
 	}
 
 	rv = CKR_HOST_MEMORY;
-	set_err(err, errlen, "out of memory");
+	ev_errf(err, errlen, "out of memory");
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		goto out;
@@ -993,7 +980,7 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 	}
 	rv = up_acquire(r->f, &r->up);
 	if (rv != CKR_OK) {
-		set_err(err, errlen, "upstream module %s: C_Initialize failed: %s", r->module,
+		ev_errf(err, errlen, "upstream module %s: C_Initialize failed: %s", r->module,
 			RVNAME(rv));
 		rv = map_rv(rv) == CKR_HOST_MEMORY ? rv : CKR_DEVICE_ERROR;
 		goto out;
