@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -49,18 +48,6 @@ refuse(ev_verdict *v, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(v->reason, sizeof(v->reason), fmt, ap);
 	va_end(ap);
-}
-
-/* Unix time as ISO 8601 UTC, or "@T" when it has no calendar date. */
-static const char *
-iso_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, 32, "@%lld", (long long)t);
-	return buf;
 }
 
 /* The first bytes of a (printable UTF-8) device id, cut on a character boundary. */
@@ -344,17 +331,17 @@ ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_verdict 
 	max_age = clamp_duration(ctx->policy->max_evidence_age);
 	if (r->issued_at - skew > ctx->now) {
 		refuse(v, "issued in the future (at %s), more than %llds ahead of this clock",
-		       iso_time(r->issued_at, t), (long long)skew);
+		       ev_iso_time(r->issued_at, t), (long long)skew);
 		return;
 	}
 	if (ctx->now >= r->expires_at) {
-		refuse(v, "expired at %s", iso_time(r->expires_at, t));
+		refuse(v, "expired at %s", ev_iso_time(r->expires_at, t));
 		return;
 	}
 	stale_at = r->issued_at + max_age;
 	if (ctx->now >= stale_at) {
 		refuse(v, "stale: issued at %s, older than the zone's max_evidence_age of %llds",
-		       iso_time(r->issued_at, t), (long long)max_age);
+		       ev_iso_time(r->issued_at, t), (long long)max_age);
 		return;
 	}
 	if (r->nonce_len > 0) {
@@ -374,7 +361,7 @@ ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_verdict 
 	v->accepted = 1;
 	v->valid_until = r->expires_at < stale_at ? r->expires_at : stale_at;
 	snprintf(v->reason, sizeof(v->reason), "accepted for zone %lld, issued at %s, until %s%s",
-		 (long long)ctx->zone, iso_time(r->issued_at, t), iso_time(v->valid_until, t2),
+		 (long long)ctx->zone, ev_iso_time(r->issued_at, t), ev_iso_time(v->valid_until, t2),
 		 r->nonce_len > 0 ? ", with the current nonce" : "");
 }
 

@@ -1,6 +1,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 
@@ -83,4 +84,15 @@ ev_utf8_valid(const unsigned char *p, size_t n, int rule)
 		i += more + 1;
 	}
 	return 1;
+}
+
+const char *
+ev_iso_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, 32, "@%lld", (long long)t);
+	return buf;
 }

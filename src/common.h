@@ -39,6 +39,9 @@ void ev_errq_restore(void);
 void ev_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Unix time t as ISO 8601 UTC ("2026-11-23T10:40:00Z"), "@t" when it has no calendar date; buf. */
+const char *ev_iso_time(int64_t t, char buf[32]);
+
 /* What ev_utf8_valid accepts besides well-formed UTF-8. */
 #define EV_UTF8_ANY 0       /* any character, controls and NUL included */
 #define EV_UTF8_PRINTABLE 1 /* no control character (C0, DEL, C1), so no NUL */

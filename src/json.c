@@ -239,9 +239,8 @@ ev_json_str(json_object *v, size_t minlen, size_t maxlen, unsigned flags, char *
 }
 
 CK_RV
-ev_json_hex(json_object *v, size_t minlen, size_t maxlen, const char *expect,
-	    unsigned char **out, size_t *outlen, const char *doc, const char *where, char *err,
-	    size_t errlen)
+ev_json_hex(json_object *v, size_t minlen, size_t maxlen, const char *expect, unsigned char **out,
+	    size_t *outlen, const char *doc, const char *where, char *err, size_t errlen)
 {
 	unsigned char *bin;
 	const char *s;

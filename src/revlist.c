@@ -161,8 +161,8 @@ parse_entry(json_object *o, size_t idx, ev_revoke_entry *e, char *err, size_t er
 		}
 
 	if ((v = ev_json_member(o, "zone")) != NULL) {
-		rv = ev_json_int(v, 1, EV_JSON_SAFE_MAX, &e->zone, DOC, where_entry(&w, idx, "zone"),
-				 err, errlen);
+		rv = ev_json_int(v, 1, EV_JSON_SAFE_MAX, &e->zone, DOC,
+				 where_entry(&w, idx, "zone"), err, errlen);
 		if (rv != CKR_OK)
 			return rv;
 	}

@@ -19,10 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "attest.h"
-#include "signed.h"
 #include "store.h"
 #include "tool.h"
 
@@ -46,50 +44,27 @@ attest_usage(void)
 	    "       edgevault attest show [--json]\n");
 }
 
-static int
-cmd_attest_keygen(int argc, char **argv)
+static CK_RV
+check_result(const unsigned char *doc, size_t len, void **parsed, char *err, size_t errlen)
 {
-	static const struct option opts[] = {
-		{ "out", required_argument, NULL, 'o' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *out = NULL;
-	ev_secret *seed = NULL;
-	unsigned char pk[32];
-	char b64[45], err[512] = "";
-	int c;
+	ev_attest_result *r = NULL;
+	CK_RV rv;
 
-	sub_begin();
-	while ((c = sub_option("attest keygen", argc, argv, opts)) != -1) {
-		if (c == 'o')
-			out = optarg;
-		else
-			return 2;
-	}
-	if (out == NULL || optind != argc) {
-		fprintf(stderr, "usage: edgevault attest keygen --out KEYFILE\n");
-		return 2;
-	}
-	if (ev_signkey_generate(&seed, pk) != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot generate a signing key\n");
-		return 1;
-	}
-	if (ev_signkey_write(out, seed, err, sizeof(err)) != CKR_OK) {
-		fprintf(stderr, "edgevault: %s\n", err);
-		ev_secret_free(seed);
-		return 1;
-	}
-	ev_secret_free(seed);
-	ev_pubkey_encode(pk, b64);
-	printf("verifier_key = %s\n", b64);
-	fprintf(stderr,
-	    "edgevault: verifier signing key written to %s (mode 0600); keep it off the "
-	    "devices.\n"
-	    "edgevault: put the line above in the [attestation] section of each device's "
-	    "configuration.\n",
-	    out);
-	return 0;
+	rv = ev_attest_result_parse(doc, len, &r, err, errlen);
+	*parsed = r;
+	return rv;
 }
+
+static const struct signed_kind attestation_results = {
+	.keygen_cmd = "attest keygen",
+	.config_key = "verifier_key",
+	.key_name = "verifier signing key",
+	.section = "attestation",
+	.type = EV_SIGNED_ATTESTATION,
+	.noun = "result",
+	.max = EV_ATTEST_MAX_FILE,
+	.check = check_result,
+};
 
 /* Zones from one --zone value: "N" or "N,M,...", appended to *zones. 0, or -1 after saying why. */
 static int
@@ -205,14 +180,13 @@ cmd_attest_sign(int argc, char **argv)
 	const char *key = NULL, *in = NULL, *out = NULL, *device = NULL, *ttl_s = NULL;
 	const char *expires_s = NULL, *issued_s = NULL, *nonce = NULL;
 	unsigned char *doc = NULL;
-	char *env = NULL, err[512] = "", t[32];
+	char t[32];
 	int64_t *zones = NULL;
-	ev_secret *seed = NULL;
-	ev_attest_result *r = NULL;
+	void *parsed = NULL;
+	ev_attest_result *r;
 	unsigned long issued, expires, ttl = DEFAULT_TTL;
-	size_t nzones = 0, doclen = 0, envlen = 0, i;
+	size_t nzones = 0, doclen = 0, i;
 	int c, fields, rc = 1;
-	CK_RV rv;
 
 	sub_begin();
 	while ((c = sub_option("attest sign", argc, argv, opts)) != -1) {
@@ -294,35 +268,10 @@ cmd_attest_sign(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (ev_signkey_read(key, &seed, err, sizeof(err)) != CKR_OK) {
-		fprintf(stderr, "edgevault: %s\n", err);
+	if (sign_document(&attestation_results, key, in != NULL ? in : "-", doc, doclen, out,
+	    &parsed) != 0)
 		goto out;
-	}
-	if (!fields && read_path(in != NULL ? in : "-", EV_ATTEST_MAX_FILE, &doc, &doclen) != 0)
-		goto out;
-	/* What the devices would refuse is not signed. */
-	rv = ev_attest_result_parse(doc, doclen, &r, err, sizeof(err));
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: not signed: %s\n", err);
-		goto out;
-	}
-	rv = ev_signed_make(doc, doclen, EV_SIGNED_ATTESTATION, seed, &env, &envlen);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot sign the result: %s\n", ckr_name(rv));
-		goto out;
-	}
-	if (envlen > EV_ATTEST_MAX_FILE) {
-		fprintf(stderr, "edgevault: not signed: the signed result would be %zu bytes, over "
-		    "the devices' limit of %u\n", envlen, EV_ATTEST_MAX_FILE);
-		goto out;
-	}
-	if (out != NULL) {
-		if (write_file_atomic(out, env, envlen) != 0)
-			goto out;
-	} else if (write_all(STDOUT_FILENO, env, envlen) != 0) {
-		fprintf(stderr, "edgevault: cannot write the signed result: %s\n", strerror(errno));
-		goto out;
-	}
+	r = parsed;
 	fprintf(stderr, "edgevault: signed attestation result for device \"");
 	fputs(r->device, stderr);
 	fprintf(stderr, "\", zone%s ", r->nzones == 1 ? "" : "s");
@@ -334,11 +283,9 @@ cmd_attest_sign(int argc, char **argv)
 	    r->nonce_len > 0 ? ", with a nonce" : "", out ? ": " : "", out ? out : "");
 	rc = 0;
 out:
-	ev_attest_result_free(r);
-	free(env);
+	ev_attest_result_free(parsed);
 	free(doc);
 	free(zones);
-	ev_secret_free(seed);
 	return rc;
 }
 
@@ -657,7 +604,7 @@ cmd_attest(int argc, char **argv)
 	const char *sub = argc > 0 ? argv[0] : NULL;
 
 	if (sub != NULL && strcmp(sub, "keygen") == 0)
-		return cmd_attest_keygen(argc, argv);
+		return signkey_keygen(&attestation_results, argc, argv);
 	if (sub != NULL && strcmp(sub, "sign") == 0)
 		return cmd_attest_sign(argc, argv);
 	if (sub != NULL && strcmp(sub, "nonce") == 0)

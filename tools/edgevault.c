@@ -36,7 +36,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -647,8 +646,8 @@ out:
 	return rc;
 }
 
-static int
-cmd_revocation_keygen(int argc, char **argv)
+int
+signkey_keygen(const struct signed_kind *k, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "out", required_argument, NULL, 'o' },
@@ -661,14 +660,14 @@ cmd_revocation_keygen(int argc, char **argv)
 	int c;
 
 	sub_begin();
-	while ((c = sub_option("revocation keygen", argc, argv, opts)) != -1) {
+	while ((c = sub_option(k->keygen_cmd, argc, argv, opts)) != -1) {
 		if (c == 'o')
 			out = optarg;
 		else
 			return 2;
 	}
 	if (out == NULL || optind != argc) {
-		fprintf(stderr, "usage: edgevault revocation keygen --out KEYFILE\n");
+		fprintf(stderr, "usage: edgevault %s --out KEYFILE\n", k->keygen_cmd);
 		return 2;
 	}
 	if (ev_signkey_generate(&seed, pk) != CKR_OK) {
@@ -682,14 +681,89 @@ cmd_revocation_keygen(int argc, char **argv)
 	}
 	ev_secret_free(seed);
 	ev_pubkey_encode(pk, b64);
-	printf("public_key = %s\n", b64);
+	printf("%s = %s\n", k->config_key, b64);
 	fprintf(stderr,
-	    "edgevault: signing key written to %s (mode 0600); keep it off the devices.\n"
-	    "edgevault: put the line above in the [revocation] section of each device's "
+	    "edgevault: %s written to %s (mode 0600); keep it off the devices.\n"
+	    "edgevault: put the line above in the [%s] section of each device's "
 	    "configuration.\n",
-	    out);
+	    k->key_name, out, k->section);
 	return 0;
 }
+
+int
+sign_document(const struct signed_kind *k, const char *key_path, const char *in,
+    const unsigned char *doc, size_t doclen, const char *out, void **parsed)
+{
+	unsigned char *buf = NULL;
+	char *env = NULL, err[512] = "";
+	ev_secret *seed = NULL;
+	size_t envlen = 0;
+	int rc = 1;
+	CK_RV rv;
+
+	*parsed = NULL;
+	if (ev_signkey_read(key_path, &seed, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "edgevault: %s\n", err);
+		return 1;
+	}
+	if (doc == NULL) {
+		if (read_path(in, k->max, &buf, &doclen) != 0)
+			goto out;
+		doc = buf;
+	}
+	/* What the devices would refuse is not signed. */
+	rv = k->check(doc, doclen, parsed, err, sizeof(err));
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: not signed: %s\n", err);
+		goto out;
+	}
+	rv = ev_signed_make(doc, doclen, k->type, seed, &env, &envlen);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: cannot sign the %s: %s\n", k->noun, ckr_name(rv));
+		goto out;
+	}
+	if (envlen > k->max) {
+		fprintf(stderr, "edgevault: not signed: the signed %s would be %zu bytes, over "
+		    "the devices' limit of %zu\n", k->noun, envlen, k->max);
+		goto out;
+	}
+	if (out != NULL) {
+		if (write_file_atomic(out, env, envlen) != 0)
+			goto out;
+	} else if (write_all(STDOUT_FILENO, env, envlen) != 0) {
+		fprintf(stderr, "edgevault: cannot write the signed %s: %s\n", k->noun,
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(env);
+	free(buf);
+	ev_secret_free(seed);
+	return rc;
+}
+
+static CK_RV
+check_revlist(const unsigned char *doc, size_t len, void **parsed, char *err, size_t errlen)
+{
+	ev_revlist *l = NULL;
+	CK_RV rv;
+
+	rv = ev_revlist_parse(doc, len, &l, err, errlen);
+	*parsed = l;
+	return rv;
+}
+
+static const struct signed_kind revocation_lists = {
+	.keygen_cmd = "revocation keygen",
+	.config_key = "public_key",
+	.key_name = "signing key",
+	.section = "revocation",
+	.type = EV_SIGNED_REVOCATION,
+	.noun = "list",
+	.max = EV_SIGNED_MAX,
+	.check = check_revlist,
+};
 
 static int
 cmd_revocation_sign(int argc, char **argv)
@@ -701,13 +775,9 @@ cmd_revocation_sign(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *key = NULL, *in = "-", *out = NULL;
-	unsigned char *doc = NULL;
-	char *env = NULL, err[512] = "";
-	ev_secret *seed = NULL;
-	ev_revlist *l = NULL;
-	size_t doclen = 0, envlen = 0;
-	int c, rc = 1;
-	CK_RV rv;
+	void *parsed = NULL;
+	ev_revlist *l;
+	int c, rc;
 
 	sub_begin();
 	while ((c = sub_option("revocation sign", argc, argv, opts)) != -1) {
@@ -725,39 +795,14 @@ cmd_revocation_sign(int argc, char **argv)
 		    "usage: edgevault revocation sign --key KEYFILE [--in DOC] [--out FILE]\n");
 		return 2;
 	}
-	if (ev_signkey_read(key, &seed, err, sizeof(err)) != CKR_OK) {
-		fprintf(stderr, "edgevault: %s\n", err);
-		return 1;
-	}
-	if (read_path(in, EV_SIGNED_MAX, &doc, &doclen) != 0)
-		goto out;
-	/* What the devices would refuse is not signed. */
-	rv = ev_revlist_parse(doc, doclen, &l, err, sizeof(err));
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: not signed: %s\n", err);
-		goto out;
-	}
-	rv = ev_signed_make(doc, doclen, EV_SIGNED_REVOCATION, seed, &env, &envlen);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot sign the list: %s\n", ckr_name(rv));
-		goto out;
-	}
-	if (out != NULL) {
-		if (write_file_atomic(out, env, envlen) != 0)
-			goto out;
-	} else if (write_all(STDOUT_FILENO, env, envlen) != 0) {
-		fprintf(stderr, "edgevault: cannot write the signed list: %s\n", strerror(errno));
-		goto out;
-	}
-	fprintf(stderr, "edgevault: signed revocation list %lld for device %s (%zu entr%s)%s%s\n",
-	    (long long)l->sequence, l->device, l->n, l->n == 1 ? "y" : "ies", out ? ": " : "",
-	    out ? out : "");
-	rc = 0;
-out:
+	rc = sign_document(&revocation_lists, key, in, NULL, 0, out, &parsed);
+	l = parsed;
+	if (rc == 0)
+		fprintf(stderr,
+		    "edgevault: signed revocation list %lld for device %s (%zu entr%s)%s%s\n",
+		    (long long)l->sequence, l->device, l->n, l->n == 1 ? "y" : "ies",
+		    out ? ": " : "", out ? out : "");
 	ev_revlist_free(l);
-	free(env);
-	free(doc);
-	ev_secret_free(seed);
 	return rc;
 }
 
@@ -864,12 +909,7 @@ out:
 const char *
 iso_time(int64_t t, char buf[32])
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, 32, "@%lld", (long long)t);
-	return buf;
+	return ev_iso_time(t, buf);
 }
 
 static const char *
@@ -890,35 +930,7 @@ kind_name(int kind)
 int
 is_utf8(const unsigned char *p, size_t n)
 {
-	size_t i = 0, k, more;
-	unsigned cp;
-
-	while (i < n) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if (p[i] >= 0xc2 && p[i] <= 0xdf)
-			more = 1, cp = p[i] & 0x1f;
-		else if (p[i] >= 0xe0 && p[i] <= 0xef)
-			more = 2, cp = p[i] & 0x0f;
-		else if (p[i] >= 0xf0 && p[i] <= 0xf4)
-			more = 3, cp = p[i] & 0x07;
-		else
-			return 0;
-		if (n - i <= more)
-			return 0;
-		for (k = 1; k <= more; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += more + 1;
-	}
-	return 1;
+	return ev_utf8_valid(p, n, EV_UTF8_ANY);
 }
 
 void
@@ -1160,7 +1172,7 @@ cmd_revocation(int argc, char **argv)
 	const char *sub = argc > 0 ? argv[0] : NULL;
 
 	if (sub != NULL && strcmp(sub, "keygen") == 0)
-		return cmd_revocation_keygen(argc, argv);
+		return signkey_keygen(&revocation_lists, argc, argv);
 	if (sub != NULL && strcmp(sub, "sign") == 0)
 		return cmd_revocation_sign(argc, argv);
 	if (sub != NULL && strcmp(sub, "apply") == 0)

@@ -64,6 +64,38 @@ int write_all(int fd, const void *p, size_t n);
 int write_file_atomic(const char *path, const void *data, size_t len);
 
 /*
+ * Signed documents for the devices (revocation lists, attestation
+ * results): what `revocation keygen|sign` and `attest keygen|sign` differ
+ * in. Both make an Ed25519 signing key whose public half goes in the
+ * devices' configuration, and sign only what the devices would read.
+ */
+struct signed_kind {
+	const char *keygen_cmd; /* "revocation keygen": for option errors and usage */
+	const char *config_key; /* "public_key": the configuration line keygen prints */
+	const char *key_name;   /* "signing key": what keygen says it wrote */
+	const char *section;    /* "revocation": where the line goes in the configuration */
+	const char *type;       /* EV_SIGNED_REVOCATION: the envelope's type */
+	const char *noun;       /* "list": in "cannot sign the list" */
+	size_t max;             /* the devices' limit on a document and on its envelope */
+	/* The devices' parser: CKR_OK with *parsed (the caller's), else a CKR and err. */
+	CK_RV (*check)(const unsigned char *doc, size_t len, void **parsed, char *err,
+	    size_t errlen);
+};
+
+/* `<keygen_cmd> --out KEYFILE`: the key written 0600, its public key printed. Exit code. */
+int signkey_keygen(const struct signed_kind *k, int argc, char **argv);
+
+/*
+ * Sign doc (when NULL: read from in, "-" for stdin) with the key in
+ * key_path, once k->check accepts it, and write the envelope to out
+ * atomically, or to stdout when out is NULL. 0, or 1 after saying why.
+ * Either way *parsed is what k->check made of the document (NULL when it
+ * did not accept it), the caller's to free.
+ */
+int sign_document(const struct signed_kind *k, const char *key_path, const char *in,
+    const unsigned char *doc, size_t doclen, const char *out, void **parsed);
+
+/*
  * A PIN of a zone (who: CKU_SO or CKU_USER): from file when not NULL
  * (mode 0600 required), else $EDGEVAULT_SO_PIN / $EDGEVAULT_PIN (wiped and
  * unset after reading), else a no-echo prompt. NULL after saying why;

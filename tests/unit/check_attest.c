@@ -5,7 +5,6 @@
  * and its own temporary directory for files.
  */
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,60 +16,16 @@
 #include "attest.h"
 #include "secmem.h"
 #include "signed.h"
+#include "testutil.h"
 
 #define ISSUED 1795430400LL /* 2026-11-23T10:40:00Z */
 #define SAFE_MAX "9007199254740992"
 
-static char tmpdir[256];
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_attest_XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	tmpdir_make("ev_attest");
 }
-
-static void
-teardown(void)
-{
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* tmpdir/name, in a static buffer (one of a few, rotating). */
-static const char *
-path_of(const char *name)
-{
-	static char bufs[4][400];
-	static int i;
-	char *p = bufs[i++ % 4];
-
-	snprintf(p, 400, "%s/%s", tmpdir, name);
-	return p;
-}
-
-static const char *
-write_file(const char *name, const void *data, size_t len)
-{
-	const char *p = path_of(name);
-	FILE *f = fopen(p, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-	ck_assert_int_eq(fclose(f), 0);
-	return p;
-}
-
-#define ck_assert_err_has(err, s)                                                                  \
-	ck_assert_msg(strstr((err), (s)) != NULL, "\"%s\" not in: %s", (s), (err))
 
 static ev_secret *
 new_key(unsigned char pk[32])
@@ -1016,7 +971,7 @@ attest_suite(void)
 	TCase *tr = tcase_create("rules");
 	TCase *tp = tcase_create("provider");
 
-	tcase_add_checked_fixture(td, setup, teardown);
+	tcase_add_checked_fixture(td, setup, tmpdir_remove);
 	tcase_add_test(td, test_parse_full);
 	tcase_add_test(td, test_parse_limits_accepted);
 	tcase_add_test(td, test_doc_version);
@@ -1030,7 +985,7 @@ attest_suite(void)
 	tcase_add_test(td, test_load_refused);
 	suite_add_tcase(s, td);
 
-	tcase_add_checked_fixture(tr, setup, teardown);
+	tcase_add_checked_fixture(tr, setup, tmpdir_remove);
 	tcase_add_test(tr, test_check_accepted);
 	tcase_add_test(tr, test_check_device);
 	tcase_add_test(tr, test_check_zone);
@@ -1041,7 +996,7 @@ attest_suite(void)
 	tcase_add_test(tr, test_check_order_and_nulls);
 	suite_add_tcase(s, tr);
 
-	tcase_add_checked_fixture(tp, setup, teardown);
+	tcase_add_checked_fixture(tp, setup, tmpdir_remove);
 	tcase_add_test(tp, test_provider_of);
 	tcase_add_test(tp, test_provider_good);
 	tcase_add_test(tp, test_provider_missing);
@@ -1056,15 +1011,5 @@ attest_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* libsodium's allocator needs it before the first ev_secret. */
-	if (ev_secmem_init() != 0)
-		return EXIT_FAILURE;
-	sr = srunner_create(attest_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(attest_suite());
 }

@@ -3,7 +3,6 @@
  * its files into its own temporary directory and removes it.
  */
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,54 +12,12 @@
 #include <sodium.h>
 
 #include "config.h"
-
-static char tmpdir[256];
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+#include "testutil.h"
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_config_XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void
-teardown(void)
-{
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* tmpdir/name, in a static buffer (one of a few, rotating). */
-static const char *
-path_of(const char *name)
-{
-	static char bufs[4][400];
-	static int i;
-	char *p = bufs[i++ % 4];
-
-	snprintf(p, 400, "%s/%s", tmpdir, name);
-	return p;
-}
-
-static const char *
-write_file(const char *name, const char *text, mode_t mode)
-{
-	const char *p = path_of(name);
-	FILE *f = fopen(p, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
-	ck_assert_int_eq(chmod(p, mode), 0);
-	return p;
+	tmpdir_make("ev_config");
 }
 
 /* Load text as a configuration; expect failure; return the message. */
@@ -68,7 +25,7 @@ static const char *
 load_fails(const char *text)
 {
 	static char err[512];
-	const char *p = write_file("edgevault.conf", text, 0644);
+	const char *p = write_text("edgevault.conf", text, 0644);
 	ev_config *c = (ev_config *)1;
 	CK_RV rv;
 
@@ -85,7 +42,7 @@ static ev_config *
 load_ok(const char *text)
 {
 	char err[512] = "";
-	const char *p = write_file("edgevault.conf", text, 0644);
+	const char *p = write_text("edgevault.conf", text, 0644);
 	ev_config *c = NULL;
 	CK_RV rv;
 
@@ -96,9 +53,6 @@ load_ok(const char *text)
 }
 
 /* err mentions every one of the given strings. */
-#define ck_assert_err_has(err, s)                                                                  \
-	ck_assert_msg(strstr((err), (s)) != NULL, "\"%s\" not in error: %s", (s), (err))
-
 START_TEST(test_full_file)
 {
 	ev_config *c = load_ok("; every setting\n"
@@ -386,17 +340,17 @@ START_TEST(test_pin_file)
 {
 	ev_config *c = with_pin_file("root.pin");
 
-	write_file("root.pin", "1234\n", 0600);
+	write_text("root.pin", "1234\n", 0600);
 	expect_pin(c, "1234");
-	write_file("root.pin", "1234", 0600);
+	write_text("root.pin", "1234", 0600);
 	expect_pin(c, "1234");
-	write_file("root.pin", "1234\r\n", 0600);
+	write_text("root.pin", "1234\r\n", 0600);
 	expect_pin(c, "1234");
 	/* Only one newline is taken off; spaces are part of the PIN. */
-	write_file("root.pin", " 12 34 \n\n", 0600);
+	write_text("root.pin", " 12 34 \n\n", 0600);
 	expect_pin(c, " 12 34 \n");
 	/* Readable by others: a warning, not a failure. */
-	write_file("root.pin", "5678\n", 0644);
+	write_text("root.pin", "5678\n", 0644);
 	expect_pin(c, "5678");
 	ev_config_free(c);
 }
@@ -416,14 +370,14 @@ START_TEST(test_pin_file_bad)
 	ck_assert_err_has(err, "No such file");
 
 	/* Empty, or only a newline. */
-	write_file("root.pin", "\n", 0600);
+	write_text("root.pin", "\n", 0600);
 	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
 	ck_assert_err_has(err, "empty");
 
 	/* Too long. */
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	write_file("root.pin", big, 0600);
+	write_text("root.pin", big, 0600);
 	ck_assert_uint_eq(ev_config_root_pin(c, &pin, err, sizeof(err)), CKR_GENERAL_ERROR);
 	ck_assert_err_has(err, "longer");
 
@@ -1162,7 +1116,7 @@ config_suite(void)
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, tmpdir_remove);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_other_backend);
@@ -1199,15 +1153,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* libsodium's allocator needs it before the first ev_secret. */
-	if (ev_secmem_init() != 0)
-		return EXIT_FAILURE;
-	sr = srunner_create(config_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(config_suite());
 }

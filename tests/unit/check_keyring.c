@@ -5,7 +5,6 @@
  * its own SOFTHSM2_CONF and token directory in its own temporary directory.
  */
 #include <check.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,56 +17,17 @@
 #include "config.h"
 #include "keyring.h"
 #include "root/root.h"
+#include "testutil.h"
 
 #define DEFAULT_SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
 #define TOKEN_LABEL "ev test root"
 #define USER_PIN "1234"
 #define SO_PIN "56789"
 
-static char tmpdir[256];
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_keyring_XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void
-teardown(void)
-{
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *
-path_of(const char *name)
-{
-	static char bufs[4][400];
-	static int i;
-	char *p = bufs[i++ % 4];
-
-	snprintf(p, 400, "%s/%s", tmpdir, name);
-	return p;
-}
-
-static void
-write_file(const char *path, const char *text, mode_t mode)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fputs(text, f), 0);
-	ck_assert_int_eq(fclose(f), 0);
-	ck_assert_int_eq(chmod(path, mode), 0);
+	tmpdir_make("ev_keyring");
 }
 
 /* ---- wrapping ---------------------------------------------------------- */
@@ -493,10 +453,10 @@ softhsm_setup(void)
 		 "directories.tokendir = %s\nobjectstore.backend = file\n"
 		 "log.level = ERROR\n",
 		 path_of("tokens"));
-	write_file(path_of("softhsm2.conf"), text, 0600);
+	write_text("softhsm2.conf", text, 0600);
 	ck_assert_int_eq(setenv("SOFTHSM2_CONF", path_of("softhsm2.conf"), 1), 0);
 	run_quiet(init);
-	write_file(path_of("root.pin"), USER_PIN "\n", 0600);
+	write_text("root.pin", USER_PIN "\n", 0600);
 }
 
 /* An edgevault configuration; root_lines replace the [root] section's body. */
@@ -510,7 +470,7 @@ config_with(const char *root_lines)
 
 	snprintf(text, sizeof(text), "[store]\ndir = %s\n[device]\nid = dev-A\n[root]\n%s\n",
 		 path_of("store"), root_lines);
-	write_file(path_of("edgevault.conf"), text, 0600);
+	write_text("edgevault.conf", text, 0600);
 	rv = ev_config_load(path_of("edgevault.conf"), &c, err, sizeof(err));
 	ck_assert_msg(rv == CKR_OK, "config: %s", err);
 	return c;
@@ -555,9 +515,6 @@ open_fails(const ev_config *c, unsigned flags, CK_RV want)
 	ck_assert_msg(err[0] != '\0', "no message");
 	return err;
 }
-
-#define ck_assert_err_has(err, s)                                                                  \
-	ck_assert_msg(strstr((err), (s)) != NULL, "\"%s\" not in error: %s", (s), (err))
 
 static void
 seal_zone_key(ev_root *r, const ev_secret *zk, int64_t zone, unsigned char **blob, size_t *len)
@@ -672,7 +629,7 @@ START_TEST(test_wrong_pin)
 	ev_config *c = default_config();
 	const char *e;
 
-	write_file(path_of("root.pin"), "4321\n", 0600);
+	write_text("root.pin", "4321\n", 0600);
 	e = open_fails(c, EV_ROOT_CREATE_KEY, CKR_PIN_INCORRECT);
 	ck_assert_err_has(e, "PIN rejected");
 	ck_assert_err_has(e, TOKEN_LABEL);
@@ -920,7 +877,7 @@ START_TEST(test_reconnect_wrong_pin)
 	size_t len;
 
 	seal_zone_key(r, zk, 4, &blob, &len);
-	write_file(path_of("root.pin"), "4321\n", 0600);
+	write_text("root.pin", "4321\n", 0600);
 	logout_upstream();
 	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
 	ck_assert_ptr_null(k);
@@ -935,10 +892,10 @@ START_TEST(test_reconnect_wrong_pin)
 	ck_assert(!(upstream_flags() & CKF_USER_PIN_COUNT_LOW));
 
 	/* Another wrong PIN is tried (and fails); the right one works again. */
-	write_file(path_of("root.pin"), "9999\n", 0600);
+	write_text("root.pin", "9999\n", 0600);
 	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
 	ck_assert(upstream_flags() & CKF_USER_PIN_COUNT_LOW);
-	write_file(path_of("root.pin"), USER_PIN "\n", 0600);
+	write_text("root.pin", USER_PIN "\n", 0600);
 	unseal_ok(r, zk, 4, blob, len);
 	free(blob);
 	ev_secret_free(zk);
@@ -1057,7 +1014,7 @@ keyring_suite(void)
 	TCase *wrap = tcase_create("wrap");
 	TCase *root = tcase_create("root");
 
-	tcase_add_checked_fixture(wrap, setup, teardown);
+	tcase_add_checked_fixture(wrap, setup, tmpdir_remove);
 	tcase_add_test(wrap, test_zone_key_new);
 	tcase_add_test(wrap, test_wrap_roundtrip);
 	tcase_add_test(wrap, test_wrap_moved);
@@ -1069,7 +1026,7 @@ keyring_suite(void)
 	tcase_add_test(wrap, test_attr_digest);
 	suite_add_tcase(s, wrap);
 
-	tcase_add_checked_fixture(root, softhsm_setup, teardown);
+	tcase_add_checked_fixture(root, softhsm_setup, tmpdir_remove);
 	tcase_set_timeout(root, 120);
 	tcase_add_test(root, test_seal_roundtrip);
 	tcase_add_test(root, test_root_key_reused);
@@ -1090,15 +1047,5 @@ keyring_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* libsodium's allocator needs it before the first ev_secret. */
-	if (ev_secmem_init() != 0)
-		return EXIT_FAILURE;
-	sr = srunner_create(keyring_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(keyring_suite());
 }

@@ -11,6 +11,7 @@
 
 #include "pin.h"
 #include "secmem.h"
+#include "testutil.h"
 
 #define OPS crypto_pwhash_argon2id_OPSLIMIT_MIN
 #define MEM crypto_pwhash_argon2id_MEMLIMIT_MIN
@@ -140,15 +141,5 @@ pin_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* libsodium's allocator needs it before the first ev_secret. */
-	if (ev_secmem_init() != 0)
-		return EXIT_FAILURE;
-	sr = srunner_create(pin_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(pin_suite());
 }

@@ -4,7 +4,6 @@
  * own temporary directory for key files.
  */
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,58 +15,13 @@
 #include "revlist.h"
 #include "secmem.h"
 #include "signed.h"
-
-static char tmpdir[256];
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+#include "testutil.h"
 
 static void
 setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ev_revlist_XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	tmpdir_make("ev_revlist");
 }
-
-static void
-teardown(void)
-{
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* tmpdir/name, in a static buffer (one of a few, rotating). */
-static const char *
-path_of(const char *name)
-{
-	static char bufs[4][400];
-	static int i;
-	char *p = bufs[i++ % 4];
-
-	snprintf(p, 400, "%s/%s", tmpdir, name);
-	return p;
-}
-
-static const char *
-write_file(const char *name, const void *data, size_t len, mode_t mode)
-{
-	const char *p = path_of(name);
-	FILE *f = fopen(p, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-	ck_assert_int_eq(fclose(f), 0);
-	ck_assert_int_eq(chmod(p, mode), 0);
-	return p;
-}
-
-#define ck_assert_err_has(err, s)                                                                  \
-	ck_assert_msg(strstr((err), (s)) != NULL, "\"%s\" not in error: %s", (s), (err))
 
 static const char full_doc[] =
     "{\"version\": 1,\n"
@@ -553,7 +507,7 @@ START_TEST(test_key_malformed)
 	size_t i;
 
 	for (i = 0; i < EV_ARRAY_SIZE(bad); i++) {
-		path = write_file("bad.key", bad[i], strlen(bad[i]), 0600);
+		path = write_file_mode("bad.key", bad[i], strlen(bad[i]), 0600);
 		err[0] = '\0';
 		ck_assert_msg(ev_signkey_read(path, &back, err, sizeof(err)) == CKR_GENERAL_ERROR,
 			      "accepted key file %zu", i);
@@ -564,7 +518,7 @@ START_TEST(test_key_malformed)
 		ck_assert_int_eq(remove(path), 0);
 	}
 	/* "\r\n" is one line end. */
-	path = write_file("crlf.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n", 46, 0600);
+	path = write_file_mode("crlf.key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n", 46, 0600);
 	ck_assert_uint_eq(ev_signkey_read(path, &back, err, sizeof(err)), CKR_OK);
 	ck_assert_uint_eq(back->len, 32);
 	ck_assert_int_eq(back->data[31], 31);
@@ -1064,7 +1018,7 @@ revlist_suite(void)
 	TCase *tk = tcase_create("keys");
 	TCase *tl = tcase_create("list");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, tmpdir_remove);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_reordered_and_spaced);
 	tcase_add_test(tc, test_bad_signature);
@@ -1078,14 +1032,14 @@ revlist_suite(void)
 	tcase_add_test(tc, test_make_arguments);
 	suite_add_tcase(s, tc);
 
-	tcase_add_checked_fixture(tk, setup, teardown);
+	tcase_add_checked_fixture(tk, setup, tmpdir_remove);
 	tcase_add_test(tk, test_key_round_trip);
 	tcase_add_test(tk, test_key_mode);
 	tcase_add_test(tk, test_key_malformed);
 	tcase_add_test(tk, test_pubkey_decode);
 	suite_add_tcase(s, tk);
 
-	tcase_add_checked_fixture(tl, setup, teardown);
+	tcase_add_checked_fixture(tl, setup, tmpdir_remove);
 	tcase_add_test(tl, test_parse_full);
 	tcase_add_test(tl, test_parse_limits_accepted);
 	tcase_add_test(tl, test_doc_version);
@@ -1112,15 +1066,5 @@ revlist_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	/* libsodium's allocator needs it before the first ev_secret. */
-	if (ev_secmem_init() != 0)
-		return EXIT_FAILURE;
-	sr = srunner_create(revlist_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(revlist_suite());
 }
