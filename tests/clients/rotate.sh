@@ -1,3 +1,488 @@
 #!/bin/sh
-# Placeholder: replaced in this issue by the rotation tool tests.
-exit 77
+# Key and zone key rotation with the edgevault tool, against the module and a
+# SoftHSMv2 root: rotate key (the new generation signs by label, OpenSSL
+# verifies it with the new public key, the old one is hidden), rotate zone
+# with progress, rotate due after the rotation period, refusal without
+# attestation evidence, zone key rotation (also killed at random moments:
+# every key still works after each kill), policy show, usage errors.
+#
+# Zones: 1 "zone-one" (a few keys of each type), 2 "bulk" (30 keys),
+# 3 "crash" (60 keys, attestation required at login), 4 "due"
+# (rotation_period 2).
+. "$(dirname "$0")/lib.sh"
+
+: "${EV_TOOL:?EV_TOOL must name the built tool}"
+export EDGEVAULT_MODULE="$EV_MODULE"
+cd "$EV_TMP" || exit 99
+P11="pkcs11-tool --module $EV_MODULE"
+printf 'the data to sign\n' >data
+
+# exits NAME CODE COMMAND...: the command exits with CODE.
+exits() {
+	name=$1
+	code=$2
+	shift 2
+	ok "$name" sh -c '"$@" >cmd.out 2>&1; rc=$?; [ $rc -eq "$0" ] || { cat cmd.out; echo "exit $rc"; exit 1; }' \
+		"$code" "$@"
+}
+
+# ---- Usage errors: no module, configuration or PIN needed ----
+
+exits "rotate alone is a usage error" 2 "$EV_TOOL" rotate
+exits "unknown rotate command is a usage error" 2 "$EV_TOOL" rotate frobnicate
+exits "rotate key without --zone is a usage error" 2 "$EV_TOOL" rotate key --label web
+exits "rotate key without --label is a usage error" 2 "$EV_TOOL" rotate key --zone 1
+exits "rotate zone without --zone is a usage error" 2 "$EV_TOOL" rotate zone
+exits "rotate zone-key without --zone is a usage error" 2 "$EV_TOOL" rotate zone-key
+exits "rotate zone with --label is a usage error" 2 "$EV_TOOL" rotate zone --zone 1 --label web
+exits "rotate zone with --id is a usage error" 2 "$EV_TOOL" rotate zone --zone 1 --id 0a
+exits "rotate key with a zone that is not a number is a usage error" 2 \
+	"$EV_TOOL" rotate key --zone one --label web
+exits "rotate key with zone 0 is a usage error" 2 "$EV_TOOL" rotate key --zone 0 --label web
+exits "rotate due with a negative zone is a usage error" 2 "$EV_TOOL" rotate due --zone -1
+exits "rotate key with bad hex in --id is a usage error" 2 \
+	"$EV_TOOL" rotate key --zone 1 --label web --id 0g
+exits "rotate with an unknown option is a usage error" 2 "$EV_TOOL" rotate zone --zone 1 --force
+exits "rotate with a stray argument is a usage error" 2 "$EV_TOOL" rotate zone --zone 1 extra
+exits "rotate zone-key takes the SO PIN, not the user's" 2 \
+	"$EV_TOOL" rotate zone-key --zone 1 --user-pin-file user.pin
+exits "rotate key takes the user PIN, not the SO's" 2 \
+	"$EV_TOOL" rotate key --zone 1 --label web --so-pin-file so.pin
+exits "rotate refuses an abbreviated --user-pin" 2 \
+	"$EV_TOOL" rotate zone --zone 1 --user-pin user.pin
+ok "rotate refuses a PIN on the command line and does not echo it" sh -c \
+	'"$1" rotate zone --zone 1 --pin=pin-on-cmdline >pin.out 2>&1
+	rc=$?; cat pin.out; [ $rc -eq 2 ] && ! grep -q pin-on-cmdline pin.out' sh "$EV_TOOL"
+fails "rotate without a user PIN source or terminal says so" 'no user PIN' \
+	"$EV_TOOL" rotate zone --zone 1
+exits "rotate without a user PIN source or terminal exits 2" 2 "$EV_TOOL" rotate zone --zone 1
+exits "rotate zone-key without an SO PIN source or terminal exits 2" 2 \
+	"$EV_TOOL" rotate zone-key --zone 1
+exits "policy alone is a usage error" 2 "$EV_TOOL" policy
+exits "unknown policy command is a usage error" 2 "$EV_TOOL" policy frobnicate
+exits "policy show with a bad zone is a usage error" 2 "$EV_TOOL" policy show --zone x
+exits "policy show with an argument is a usage error" 2 "$EV_TOOL" policy show 1
+out_has "--help lists the rotate commands" "rotate zone-key --zone N" "$EV_TOOL" --help
+
+# ---- Set-up: evidence, policy, zones, keys ----
+
+if "$EV_TOOL" attest keygen --out verifier.key >keygen.out 2>&1; then
+	:
+elif grep -q "not built yet" keygen.out; then
+	echo "SKIP: edgevault attest is not built yet"
+	exit 77
+else
+	cat keygen.out
+	exit 99
+fi
+VERIFIER_KEY=$(sed -n 's/^verifier_key = //p' keygen.out)
+[ -n "$VERIFIER_KEY" ] || { cat keygen.out; exit 99; }
+cat >>"$EDGEVAULT_CONF" <<EOC
+[attestation]
+provider = result
+verifier_key = $VERIFIER_KEY
+result_path = $EV_TMP/evidence.json
+[policy]
+grace_period = 600
+[zone 3]
+require_attestation = true
+max_evidence_age = 900
+[zone 4]
+rotation_period = 2
+EOC
+
+# evidence: a fresh result admitting every zone, where the provider reads it.
+evidence() {
+	run "$EV_TOOL" attest sign --key verifier.key --device test-device \
+		--zone 1 --zone 2 --zone 3 --zone 4 --ttl 300 --out evidence.json
+}
+evidence
+printf '%s\n' "$USER_PIN" >user.pin
+printf '%s\n' "$SO_PIN" >so.pin
+chmod 600 user.pin so.pin
+
+run "$EV_TOOL" init
+# The free slot's ID is the next zone id.
+zone() {
+	run $P11 --slot "$1" --init-token --label "$2" --so-pin "$SO_PIN"
+	run $P11 --token-label "$2" --login --login-type so --so-pin "$SO_PIN" \
+		--init-pin --pin "$USER_PIN"
+}
+zone 1 zone-one
+zone 2 bulk
+zone 3 crash
+zone 4 due
+
+# keypair ZONE-LABEL TYPE LABEL ID, secret ZONE-LABEL LABEL ID: keys as
+# applications make them.
+keypair() {
+	run $P11 --token-label "$1" --login --pin "$USER_PIN" \
+		--keypairgen --key-type "$2" --label "$3" --id "$4"
+}
+secret() {
+	run $P11 --token-label "$1" --login --pin "$USER_PIN" \
+		--keygen --key-type AES:32 --label "$2" --id "$3"
+}
+
+# Zone 4 first: its keys are due 2 seconds after they are made.
+keypair due EC:prime256v1 due-ec1 0401
+keypair due EC:prime256v1 due-ec2 0402
+secret due due-aes 0403
+
+keypair zone-one EC:prime256v1 web 0a01
+keypair zone-one rsa:2048 rsa 0a02
+secret zone-one aes 0a03
+keypair zone-one EC:prime256v1 db 0a04
+
+i=1
+while [ $i -le 30 ]; do
+	n=$(printf '%02d' $i)
+	if [ $i -le 28 ]; then
+		keypair bulk EC:prime256v1 "bulk-$n" "02$n"
+	else
+		secret bulk "bulk-$n" "02$n"
+	fi
+	i=$((i + 1))
+done
+
+# Zone 3: 55 EC pairs, 2 RSA pairs, 3 AES keys; a ciphertext made now by
+# each AES key, to decrypt after every crash.
+IV=000102030405060708090a0b0c0d0e0f
+i=1
+while [ $i -le 60 ]; do
+	n=$(printf '%02d' $i)
+	if [ $i -le 55 ]; then
+		keypair crash EC:prime256v1 "c-$n" "03$n"
+	elif [ $i -le 57 ]; then
+		keypair crash rsa:2048 "c-$n" "03$n"
+	else
+		secret crash "c-$n" "03$n"
+		run $P11 --token-label crash --login --pin "$USER_PIN" --encrypt --id "03$n" \
+			--mechanism AES-CBC-PAD --iv "$IV" --input-file data --output-file "03$n.enc"
+	fi
+	i=$((i + 1))
+done
+
+# ---- policy show ----
+
+out_has "policy show lists every zone" '^zone 4 "due"$' "$EV_TOOL" policy show
+out_has "policy show: zone 4's rotation period" '^  rotation_period +2 s$' \
+	"$EV_TOOL" policy show --zone 4
+out_has "policy show: zone 3 requires attestation" '^  require_attestation +yes$' \
+	"$EV_TOOL" policy show --zone 3
+out_has "policy show: the provider" '^  provider +result$' "$EV_TOOL" policy show --zone 1
+out_has "policy show: a zone without rotation period" '^  rotation_period +0 \(never due\)$' \
+	"$EV_TOOL" policy show --zone 1
+ok "policy show --json is JSON with each zone's policy" sh -c \
+	"'$EV_TOOL' policy show --json | '$EV_PYTHON' -c 'import json,sys; p=json.load(sys.stdin)
+assert [z[\"zone\"] for z in p] == [1, 2, 3, 4], p
+keys = {\"zone\", \"require_attestation\", \"require_nonce\", \"auto_rotate\", \"max_evidence_age\",
+        \"rotation_period\", \"grace_period\", \"provider\"}
+assert all(keys <= set(z) for z in p), p
+z = {x[\"zone\"]: x for x in p}
+assert z[3][\"require_attestation\"] is True and z[3][\"max_evidence_age\"] == 900, z[3]
+assert z[1][\"require_attestation\"] is False and z[1][\"max_evidence_age\"] == 3600, z[1]
+assert z[4][\"rotation_period\"] == 2 and z[1][\"rotation_period\"] == 0, p
+assert all(x[\"grace_period\"] == 600 and x[\"provider\"] == \"result\" for x in p), p
+assert all(x[\"require_nonce\"] is False and x[\"auto_rotate\"] is False for x in p), p'"
+ok "policy show --zone N --json is an array of one" sh -c \
+	"'$EV_TOOL' policy show --zone 2 --json | '$EV_PYTHON' -c 'import json,sys; p=json.load(sys.stdin)
+assert len(p) == 1 and p[0][\"zone\"] == 2 and p[0][\"label\"] == \"bulk\", p'"
+exits "policy show of a zone that does not exist exits 1" 1 "$EV_TOOL" policy show --zone 9
+fails "policy show of a zone that does not exist says so" 'no zone 9' \
+	"$EV_TOOL" policy show --zone 9
+
+# ---- rotate key ----
+
+# objects ZONE-LABEL: the zone's objects as pkcs11-tool lists them.
+objects() {
+	$P11 --token-label "$1" --login --pin "$USER_PIN" --list-objects
+}
+# generations ZONE LABEL: the CKA_EV_GENERATION of the current private or
+# secret key labelled LABEL, then whether generation 1 is there, retired.
+cat >gen.py <<'EOP'
+import struct, sys
+import PyKCS11
+from PyKCS11 import LowLevel
+module, zone, pin, label = sys.argv[1:5]
+CKA_EV_GENERATION, CKA_EV_RETIRED = 0x80455601, 0x80455602
+lib = PyKCS11.PyKCS11Lib()
+lib.load(module)
+s = lib.openSession(int(zone))
+s.login(pin)
+def keys(extra):
+    found = []
+    for cls in (PyKCS11.CKO_PRIVATE_KEY, PyKCS11.CKO_SECRET_KEY):
+        found += s.findObjects([(PyKCS11.CKA_CLASS, cls), (PyKCS11.CKA_LABEL, label)] + extra)
+    return found
+# CK_ULONG: the platform's unsigned long.
+def ulong(o, a):
+    return struct.unpack("L", bytes(s.getAttributeValue(o, [a], allAsBinary=True)[0]))[0]
+cur = keys([])
+assert len(cur) == 1, "%d current keys" % len(cur)
+old = keys([(CKA_EV_GENERATION, struct.pack("L", 1))])
+assert len(old) == 1, "%d keys of generation 1" % len(old)
+print("current generation", ulong(cur[0], CKA_EV_GENERATION))
+print("generation 1 retired", bytes(s.getAttributeValue(old[0], [CKA_EV_RETIRED],
+    allAsBinary=True)[0]) == b"\x01")
+EOP
+
+run $P11 --token-label zone-one --read-object --type pubkey --id 0a01 --output-file web-old.der
+run openssl pkey -pubin -inform DER -in web-old.der -out web-old.pem
+out_has "rotate key rotates an EC key pair" \
+	'^rotated "web" \(private key, EC\): generation 1 -> 2, new id [0-9a-f]{40}$' \
+	"$EV_TOOL" rotate key --zone 1 --label web --user-pin-file user.pin
+WEB_ID=$(sed -n 's/^rotated "web" .*new id \([0-9a-f]*\)$/\1/p' "$EV_TMP/out")
+ok "the old generation is hidden and the new one listed" sh -c \
+	"$P11 --token-label zone-one --login --pin '$USER_PIN' --list-objects >objects.txt || exit 1
+	 grep -A3 'label: *web\$' objects.txt >web.txt
+	 cat web.txt
+	 [ \$(grep -c 'ID: *$WEB_ID\$' web.txt) -eq 2 ] && ! grep -q 'ID: *0a01\$' web.txt"
+out_has "the new key is generation 2" '^current generation 2$' \
+	"$EV_PYTHON" gen.py "$EV_MODULE" 1 "$USER_PIN" web
+out_has "generation 1 is retired, still found by generation" '^generation 1 retired True$' \
+	"$EV_PYTHON" gen.py "$EV_MODULE" 1 "$USER_PIN" web
+# An application signing by label (pkcs11-tool 0.23 finds the key to sign with
+# by CKA_ID only): ECDSA-SHA256, the signature DER-encoded as OpenSSL reads it.
+cat >sign.py <<'EOP'
+import sys
+import PyKCS11
+module, zone, pin, label, data, out = sys.argv[1:7]
+lib = PyKCS11.PyKCS11Lib()
+lib.load(module)
+s = lib.openSession(int(zone))
+s.login(pin)
+keys = s.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, label)])
+assert len(keys) == 1, "%d private keys labelled %s" % (len(keys), label)
+sig = bytes(s.sign(keys[0], open(data, "rb").read(), PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)))
+def der_int(b):
+    b = b.lstrip(b"\0") or b"\0"
+    if b[0] & 0x80:
+        b = b"\0" + b
+    return b"\x02" + bytes([len(b)]) + b
+half = len(sig) // 2
+body = der_int(sig[:half]) + der_int(sig[half:])
+open(out, "wb").write(b"\x30" + bytes([len(body)]) + body)
+EOP
+ok "an application signing by label uses the new key" \
+	"$EV_PYTHON" sign.py "$EV_MODULE" 1 "$USER_PIN" web data web.sig
+ok "OpenSSL verifies the signature with the new public key" sh -c \
+	"$P11 --token-label zone-one --read-object --type pubkey --id $WEB_ID \
+		--output-file web-new.der &&
+	 openssl pkey -pubin -inform DER -in web-new.der -out web-new.pem &&
+	 openssl dgst -sha256 -verify web-new.pem -signature web.sig data"
+ok "the old public key does not verify it" sh -c \
+	"! openssl dgst -sha256 -verify web-old.pem -signature web.sig data"
+ok "the new id is the SHA-1 of the new public key" sh -c \
+	"[ \"\$(openssl dgst -sha1 -r web-new.der | cut -d' ' -f1)\" = '$WEB_ID' ]"
+ok "pkcs11-tool signs with the new id" sh -c \
+	"$P11 --token-label zone-one --login --pin '$USER_PIN' --sign --id $WEB_ID \
+		--mechanism ECDSA-SHA256 --signature-format openssl --input-file data \
+		--output-file web2.sig &&
+	 openssl dgst -sha256 -verify web-new.pem -signature web2.sig data"
+ok "pkcs11-tool finds no key with the old id" sh -c \
+	"! $P11 --token-label zone-one --login --pin '$USER_PIN' --sign --id 0a01 \
+		--mechanism ECDSA-SHA256 --input-file data --output-file web3.sig"
+
+out_has "rotate key narrowed by --id rotates an RSA key pair" \
+	'^rotated "rsa" \(private key, RSA\): generation 1 -> 2, new id [0-9a-f]{40}$' \
+	env EDGEVAULT_PIN="$USER_PIN" "$EV_TOOL" rotate key --zone 1 --label rsa --id 0a02
+RSA_ID=$(sed -n 's/^rotated "rsa" .*new id \([0-9a-f]*\)$/\1/p' "$EV_TMP/out")
+ok "the new RSA key signs and OpenSSL verifies it" sh -c \
+	"$P11 --token-label zone-one --login --pin '$USER_PIN' --sign --id $RSA_ID \
+		--mechanism SHA256-RSA-PKCS --input-file data --output-file rsa.sig &&
+	 $P11 --token-label zone-one --read-object --type pubkey --id $RSA_ID \
+		--output-file rsa.der &&
+	 openssl pkey -pubin -inform DER -in rsa.der -out rsa.pem &&
+	 openssl dgst -sha256 -verify rsa.pem -signature rsa.sig data"
+out_has "rotate key rotates a secret key" \
+	'^rotated "aes" \(secret key, AES\): generation 1 -> 2, new id [0-9a-f]{40}$' \
+	"$EV_TOOL" rotate key --zone 1 --label aes --user-pin-file user.pin
+out_has "rotating again makes generation 3" 'generation 2 -> 3' \
+	"$EV_TOOL" rotate key --zone 1 --label aes --user-pin-file user.pin
+AES_ID=$(sed -n 's/^rotated "aes" .*new id \([0-9a-f]*\)$/\1/p' "$EV_TMP/out")
+exits "rotate key with no such label exits 1" 1 \
+	"$EV_TOOL" rotate key --zone 1 --label nosuchkey --user-pin-file user.pin
+fails "rotate key with no such label says so" 'zone 1 has no private or secret key labelled "nosuchkey"' \
+	"$EV_TOOL" rotate key --zone 1 --label nosuchkey --user-pin-file user.pin
+fails "rotate key with a label but another id says so" 'labelled "db" with id 0a05' \
+	"$EV_TOOL" rotate key --zone 1 --label db --id 0a05 --user-pin-file user.pin
+fails "rotate key in a zone that does not exist says so" 'no zone 9' \
+	"$EV_TOOL" rotate key --zone 9 --label web --user-pin-file user.pin
+printf 'not-the-pin\n' >wrong.pin
+chmod 600 wrong.pin
+fails "rotate key with a wrong user PIN names the refusal" 'user login to zone 1 failed: CKR_PIN_INCORRECT' \
+	"$EV_TOOL" rotate key --zone 1 --label web --user-pin-file wrong.pin
+cp user.pin open.pin
+chmod 644 open.pin
+fails "rotate refuses a PIN file readable by others" 'open\.pin is accessible to group or others' \
+	"$EV_TOOL" rotate key --zone 1 --label web --user-pin-file open.pin
+
+# ---- No fresh evidence: every rotation is refused, and says why ----
+
+mv evidence.json evidence.saved
+exits "rotate key without evidence exits 1" 1 \
+	"$EV_TOOL" rotate key --zone 1 --label db --user-pin-file user.pin
+fails "rotate key without evidence names the zone" \
+	'"db" \(private key, EC\) generation 1: not rotated: CKR_FUNCTION_REJECTED: no fresh attestation evidence for zone 1' \
+	"$EV_TOOL" rotate key --zone 1 --label db --user-pin-file user.pin
+fails "rotate zone without evidence stops at the first refusal" \
+	'stopped; 29 key\(s\) not tried' \
+	"$EV_TOOL" rotate zone --zone 2 --user-pin-file user.pin
+fails "rotate zone without evidence counts every key as failed" '^0 rotated, 30 failed$' \
+	"$EV_TOOL" rotate zone --zone 2 --user-pin-file user.pin
+fails "rotate zone-key without evidence names the zone" \
+	'zone 1: zone key not rotated: CKR_FUNCTION_REJECTED: no fresh attestation evidence for zone 1' \
+	"$EV_TOOL" rotate zone-key --zone 1 --so-pin-file so.pin
+fails "a login to a zone requiring attestation is refused and explained" \
+	'user login to zone 3 failed: CKR_FUNCTION_REJECTED: no fresh attestation evidence for zone 3' \
+	"$EV_TOOL" rotate zone --zone 3 --user-pin-file user.pin
+run "$EV_TOOL" attest sign --key verifier.key --device test-device --zone 2 --ttl 300 \
+	--out evidence.json
+fails "evidence for another zone does not do" 'no fresh attestation evidence for zone 1' \
+	"$EV_TOOL" rotate key --zone 1 --label db --user-pin-file user.pin
+evidence
+ok "nothing was rotated meanwhile" sh -c \
+	"$P11 --token-label zone-one --login --pin '$USER_PIN' --list-objects >db.txt &&
+	 [ \$(grep -A1 'label: *db\$' db.txt | grep -c 'ID: *0a04\$') -eq 2 ]"
+
+# ---- rotate zone: 30 keys, with progress ----
+
+out_has "rotate zone rotates every key with progress" '^30 rotated, 0 failed$' \
+	"$EV_TOOL" rotate zone --zone 2 --user-pin-file user.pin
+cp "$EV_TMP/out" zone.out
+ok "rotate zone shows [i/30] for each key, in order" sh -c \
+	"[ \$(grep -cE '^\[[0-9]+/30\] rotated \"bulk-[0-9]{2}\" \((private|secret) key, (EC|AES)\): generation 1 -> 2, new id [0-9a-f]{40}\$' zone.out) -eq 30 ] &&
+	 grep -E '^\[[0-9]+/30\]' zone.out | sed 's/^\[\([0-9]*\).*/\1/' | tr '\n' ' ' |
+	 grep -qx '$(seq -s ' ' 1 30) '"
+ok "rotate zone announces the count" grep -qx 'zone 2: 30 key(s) to rotate' zone.out
+ok "after rotate zone, no key of zone 2 has its first id" sh -c \
+	"$P11 --token-label bulk --login --pin '$USER_PIN' --list-objects >bulk.txt &&
+	 ! grep -qE 'ID: *02[0-9]{2}\$' bulk.txt && [ \$(grep -c 'label: *bulk-' bulk.txt) -eq 58 ]"
+
+# ---- rotate due ----
+
+sleep 3
+out_has "rotate due in one zone without a rotation period says nothing is due" \
+	'^zone 1: no rotation period; no key is due$' \
+	"$EV_TOOL" rotate due --zone 1 --user-pin-file user.pin
+out_has "rotate due rotates the keys past their rotation period" '^3 rotated, 0 failed$' \
+	"$EV_TOOL" rotate due --user-pin-file user.pin
+cp "$EV_TMP/out" due.out
+ok "rotate due names the zone and shows progress" sh -c \
+	"grep -qx 'zone 4: 3 key(s) due' due.out && grep -q '^\[3/3\] rotated \"due-' due.out &&
+	 ! grep -qE '^zone [123]' due.out"
+ok "rotate due left the other zones alone" sh -c \
+	"$P11 --token-label zone-one --login --pin '$USER_PIN' --list-objects --type privkey |
+	 grep -q 'ID: *0a04\$'"
+ok "the rotated due keys are generation 2" sh -c \
+	"'$EV_PYTHON' gen.py '$EV_MODULE' 4 '$USER_PIN' due-ec1 | grep -qx 'current generation 2'"
+
+# ---- rotate zone-key ----
+
+# works ZONE-LABEL ID KIND: the key with CKA_ID ID signs (EC, RSA) or
+# decrypts (AES: the ciphertext ID.enc when there is one, else a fresh one).
+works() {
+	case $3 in
+	EC) $P11 --token-label "$1" --login --pin "$USER_PIN" --sign --id "$2" \
+		--mechanism ECDSA-SHA256 --input-file data --output-file sig.bin ;;
+	RSA) $P11 --token-label "$1" --login --pin "$USER_PIN" --sign --id "$2" \
+		--mechanism SHA256-RSA-PKCS --input-file data --output-file sig.bin ;;
+	AES)
+		if [ ! -f "$2.enc" ]; then
+			$P11 --token-label "$1" --login --pin "$USER_PIN" --encrypt --id "$2" \
+				--mechanism AES-CBC-PAD --iv "$IV" --input-file data \
+				--output-file "$2.enc" || return 1
+		fi
+		$P11 --token-label "$1" --login --pin "$USER_PIN" --decrypt --id "$2" \
+			--mechanism AES-CBC-PAD --iv "$IV" --input-file "$2.enc" \
+			--output-file dec.bin && cmp dec.bin data ;;
+	esac
+}
+ok "the AES key of zone 1 encrypts before the zone key rotation" works zone-one "$AES_ID" AES
+out_has "rotate zone-key wraps the zone's keys again" \
+	'^zone 1: zone key rotated, [0-9]+ keys wrapped again$' \
+	"$EV_TOOL" rotate zone-key --zone 1 --so-pin-file so.pin
+ok "after rotate zone-key the EC key signs" works zone-one "$WEB_ID" EC
+ok "after rotate zone-key the untouched EC key signs" works zone-one 0a04 EC
+ok "after rotate zone-key the RSA key signs" works zone-one "$RSA_ID" RSA
+ok "after rotate zone-key the AES key decrypts what it encrypted before" \
+	works zone-one "$AES_ID" AES
+ok "after rotate zone-key the new generation still signs by label" \
+	"$EV_PYTHON" sign.py "$EV_MODULE" 1 "$USER_PIN" web data web4.sig
+fails "rotate zone-key with a wrong SO PIN names the refusal" 'SO login to zone 1 failed: CKR_PIN_INCORRECT' \
+	"$EV_TOOL" rotate zone-key --zone 1 --so-pin-file wrong.pin
+
+# ---- rotate zone-key, killed at random moments ----
+
+# crash_keys_work: every key of zone 3 works; the first that does not is named.
+crash_keys_work() {
+	i=1
+	while [ $i -le 60 ]; do
+		n=$(printf '%02d' $i)
+		kind=EC
+		[ $i -gt 55 ] && kind=RSA
+		[ $i -gt 57 ] && kind=AES
+		if ! works crash "03$n" $kind >work.out 2>&1; then
+			echo "key c-$n ($kind) failed:"
+			cat work.out
+			return 1
+		fi
+		i=$((i + 1))
+	done
+}
+ok "before the crashes every key of zone 3 works" crash_keys_work
+# A whole run, timed: on a fast machine it ends well within 0.3 s, so the
+# kills are aimed at random moments in the later part of the time a run
+# takes (its transaction is at the end), never later than 0.3 s. Whether a
+# round's kill landed before the run ended is shown in its name.
+start=$(date +%s%N)
+out_has "rotate zone-key of 60 keys" '^zone 3: zone key rotated, [0-9]+ keys wrapped again$' \
+	"$EV_TOOL" rotate zone-key --zone 3 --so-pin-file so.pin
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "# rotate zone-key of zone 3 took $took ms"
+# SoftHSMv2's file backend (Debian's is built without the crash-safe
+# sqlite one) rewrites the root token's token.object in place at every
+# login: a process killed at that moment, as the module logs in to the root
+# at start, leaves the upstream root token empty ("no upstream token
+# labelled root"). That is the stand-in HSM's weakness, not the store's:
+# the root token's files are kept here and put back, with a note, when a
+# kill damaged them, so the rounds test what edgevault itself writes.
+cp -a tokens tokens.saved
+root_intact() {
+	pkcs11-tool --module "$EV_SOFTHSM" --list-token-slots 2>/dev/null |
+		grep -q 'token label *: *root$'
+}
+ROOT_RESTORED=0
+round=1
+while [ $round -le 5 ]; do
+	delay=$("$EV_PYTHON" -c 'import random, sys
+t = min(0.3, int(sys.argv[1]) / 1000)
+print("%.3f" % random.uniform(0.4 * t, t))' "$took")
+	"$EV_TOOL" rotate zone-key --zone 3 --so-pin-file so.pin >crash.out 2>&1 &
+	pid=$!
+	EV_PIDS="$EV_PIDS $pid"
+	sleep "$delay"
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	status=$?
+	EV_PIDS=${EV_PIDS% "$pid"}
+	if ! root_intact; then
+		echo "# round $round: the kill damaged SoftHSM's root token files; put back"
+		ROOT_RESTORED=$((ROOT_RESTORED + 1))
+		rm -rf tokens && cp -a tokens.saved tokens
+	fi
+	# 137: killed (before, during or after its transaction); else it had ended.
+	how="killed at ${delay} s"
+	[ $status -eq 137 ] || how="ended before the kill at ${delay} s (status $status)"
+	ok "rotate zone-key $how (round $round): every key works" crash_keys_work
+	round=$((round + 1))
+done
+out_has "rotate zone-key after the crashes completes" \
+	'^zone 3: zone key rotated, [0-9]+ keys wrapped again$' \
+	"$EV_TOOL" rotate zone-key --zone 3 --so-pin-file so.pin
+ok "after the last zone key rotation every key works" crash_keys_work
+[ $ROOT_RESTORED -eq 0 ] ||
+	echo "# SoftHSM's root token was put back after $ROOT_RESTORED of 5 kills"
+
+finish
