@@ -2,8 +2,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "admin.h"
 #include "attest.h"
 #include "event.h"
@@ -113,19 +111,12 @@ EV_Attest(CK_SESSION_HANDLE hSession, EV_ATTESTATION *pInfo)
 	rv = ev_session_acquire(hSession, &s);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_attest_zone(s->token, "check", 1, &v);
+	rv = ev_attest_session(s, &v);
 	if (rv == CKR_OK || rv == CKR_FUNCTION_REJECTED) {
 		memset(pInfo, 0, sizeof(*pInfo));
 		pInfo->ulState = v.accepted ? EV_ATTEST_ACCEPTED : EV_ATTEST_REFUSED;
 		pInfo->ulValidUntil = v.accepted ? (CK_ULONG)v.valid_until : 0;
 		snprintf((char *)pInfo->szReason, sizeof(pInfo->szReason), "%s", v.reason);
-	}
-	/* Fresh evidence renews a logged-in user's attested state, as the use gate would. */
-	if (rv == CKR_OK && v.accepted && ev_session_user(s) &&
-	    ev_mutex_lock(s->token->lock) == CKR_OK) {
-		atomic_store(&s->token->attested_until, v.valid_until);
-		s->token->stale_noted = 0;
-		ev_mutex_unlock(s->token->lock);
 	}
 	ev_session_release(s);
 	return rv;
@@ -154,12 +145,7 @@ EV_NewNonce(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pNonce, CK_ULONG_PTR pulNonc
 		rv = CKR_BUFFER_TOO_SMALL;
 		goto out;
 	}
-	randombytes_buf(nonce, sizeof(nonce));
-	rv = ev_mutex_lock(ev_mod->store_lock);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_store_meta_set(ev_mod->store, EV_META_ATTEST_NONCE, nonce, sizeof(nonce));
-	ev_mutex_unlock(ev_mod->store_lock);
+	rv = ev_attest_new_nonce(nonce);
 	if (rv == CKR_OK) {
 		memcpy(pNonce, nonce, sizeof(nonce));
 		*pulNonceLen = EV_NONCE_LEN;

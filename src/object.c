@@ -170,6 +170,17 @@ object_alloc(void)
 	return o;
 }
 
+/*
+ * Whether an object keeps its material wrapped in the store (token private
+ * and secret keys), decided by fields that never change: o->wrapped
+ * itself may be replaced under the object's lock.
+ */
+static int
+has_wrapped(const ev_object *o)
+{
+	return o->on_token && (o->cls == CKO_PRIVATE_KEY || o->cls == CKO_SECRET_KEY);
+}
+
 /* Whether a session may see an object at all. */
 static int
 visible(const ev_session *s, const ev_object *o)
@@ -1602,11 +1613,12 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 CK_ULONG
 ev_object_size(ev_object *o)
 {
-	CK_ULONG size = o->wrapped_len;
+	CK_ULONG size;
 	size_t i;
 
 	if (ev_rwlock_rdlock(o->lock) != CKR_OK)
 		return CK_UNAVAILABLE_INFORMATION;
+	size = o->wrapped_len;
 	for (i = 0; i < o->attrs->n; i++)
 		size += sizeof(CK_ATTRIBUTE) + o->attrs->v[i].ulValueLen;
 	ev_rwlock_unlock(o->lock);
@@ -1992,7 +2004,7 @@ wipe_cb(CK_ULONG key, void *val, void *arg)
 	ev_object *o = val;
 
 	/* Only material that can be unwrapped again is dropped: session keys are their object. */
-	if (o->token != d->token || o->wrapped == NULL || (d->private_only && !o->private))
+	if (o->token != d->token || !has_wrapped(o) || (d->private_only && !o->private))
 		return;
 	wipe_key(o);
 }
@@ -2067,7 +2079,7 @@ rewrap_cb(CK_ULONG key, void *val, void *arg)
 	struct rewrap_ctx *r = arg;
 	ev_object *o = val;
 
-	if (o->token == r->token && o->on_token && o->wrapped != NULL && r->n < r->cap)
+	if (o->token == r->token && has_wrapped(o) && r->n < r->cap)
 		r->v[r->n++] = (CK_OBJECT_HANDLE)key;
 }
 

@@ -31,6 +31,34 @@ policy_of(const ev_token *t)
 	return ev_config_policy(ev_mod->cfg, t->id);
 }
 
+/* The same refusal (evidence and reason) is recorded at most once in this many seconds. */
+#define REFUSAL_REPEAT 60
+
+/*
+ * Whether a refusal repeats the zone's last one within REFUSAL_REPEAT: a
+ * caller looping on C_Login (no PIN is spent before the evidence check)
+ * must not grow the history without bound. Store lock held.
+ */
+static int
+refusal_repeats(ev_token *t, const ev_verdict *v, int64_t now)
+{
+	unsigned char id[32];
+	crypto_generichash_state h;
+	int same;
+
+	crypto_generichash_init(&h, NULL, 0, sizeof(id));
+	crypto_generichash_update(&h, v->digest, sizeof(v->digest));
+	crypto_generichash_update(&h, (const unsigned char *)v->reason, strlen(v->reason));
+	crypto_generichash_final(&h, id, sizeof(id));
+	same = t->refused_at != 0 && now - t->refused_at < REFUSAL_REPEAT &&
+	    memcmp(id, t->refused, sizeof(id)) == 0;
+	if (!same) {
+		memcpy(t->refused, id, sizeof(id));
+		t->refused_at = now;
+	}
+	return same;
+}
+
 /* The history row for an appraisal. Caller holds the store lock. */
 static CK_RV
 record(ev_token *t, const char *purpose, const char *provider, const ev_verdict *v)
@@ -43,6 +71,8 @@ record(ev_token *t, const char *purpose, const char *provider, const ev_verdict 
 		rv = ev_store_attestlog_accepted(ev_mod->store, t->id, v->digest, &found);
 		if (rv != CKR_OK || found)
 			return rv;
+	} else if (refusal_repeats(t, v, now_unix())) {
+		return CKR_OK;
 	}
 	r.time = now_unix();
 	r.zone = t->id;
@@ -740,5 +770,39 @@ ev_rotate_sweep(int64_t *next)
 		ev_notice("%zu retired generation(s) destroyed at the end of their grace period", n);
 		ev_events_announce();
 	}
+	return rv;
+}
+
+CK_RV
+ev_attest_session(ev_session *s, ev_verdict *v)
+{
+	ev_token *t = s->token;
+	CK_RV rv;
+
+	rv = ev_attest_zone(t, "check", 1, v);
+	/* Fresh evidence renews a logged-in user's attested state, as the use gate would. */
+	if (rv == CKR_OK && v->accepted && ev_session_user(s) &&
+	    ev_mutex_lock(t->lock) == CKR_OK) {
+		atomic_store(&t->attested_until, v->valid_until);
+		t->stale_noted = 0;
+		ev_mutex_unlock(t->lock);
+	}
+	return rv;
+}
+
+CK_RV
+ev_attest_new_nonce(unsigned char nonce[EV_NONCE_LEN])
+{
+	unsigned char fresh[EV_NONCE_LEN];
+	CK_RV rv;
+
+	randombytes_buf(fresh, sizeof(fresh));
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_meta_set(ev_mod->store, EV_META_ATTEST_NONCE, fresh, sizeof(fresh));
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK)
+		memcpy(nonce, fresh, sizeof(fresh));
 	return rv;
 }

@@ -21,19 +21,31 @@
 
 #include "attest.h"
 #include "common.h"
+#include "pkcs11/edgevault.h"
 #include "session.h"
 
 /*
  * Appraise evidence for a zone now with the configured provider, and
  * record it in the attestation history (purpose: "login", "use",
  * "rotate", "check"): accepted evidence once per document and zone, a
- * refusal when record_refusal. CKR_OK with *v filled, accepted or not;
+ * refusal when record_refusal (the same evidence refused for the same
+ * reason at most once a minute). CKR_OK with *v filled, accepted or not;
  * CKR_FUNCTION_REJECTED when no provider is configured (v says so);
  * CKR_HOST_MEMORY, CKR_DEVICE_ERROR (the history could not be written:
  * nothing is accepted unrecorded).
  */
 CK_RV ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict *v)
     EV_MUST_CHECK;
+
+/*
+ * EV_Attest's body: appraise for the session's zone (purpose "check");
+ * accepted evidence renews the zone's attested state in this process when
+ * the user is logged in. Codes as ev_attest_zone().
+ */
+CK_RV ev_attest_session(ev_session *s, ev_verdict *v) EV_MUST_CHECK;
+
+/* EV_NewNonce's body: a fresh device nonce, stored as the current one. */
+CK_RV ev_attest_new_nonce(unsigned char nonce[EV_NONCE_LEN]) EV_MUST_CHECK;
 
 /*
  * The login gate (C_Login CKU_USER, before the PIN is checked): CKR_OK

@@ -33,6 +33,8 @@ typedef struct ev_token {
 	/* the user's evidence is fresh until then (unix time, exclusive); 0: none */
 	_Atomic int64_t attested_until;
 	int stale_noted;         /* the evidence went stale and that was recorded (under lock) */
+	unsigned char refused[32]; /* the last refusal recorded: its evidence and reason (store lock) */
+	int64_t refused_at;      /* when; 0: none */
 } ev_token;
 
 /* Free a token, wiping its zone key. NULL is a no-op. */
