@@ -286,6 +286,7 @@ act_on(const ev_change *c, int *dead_keys)
 		break;
 	case EV_CHANGE_OBJECT_ROTATED:
 		ev_object_rotated((CK_OBJECT_HANDLE)c->object);
+		*dead_keys = 1; /* signing and encryption with it end */
 		queue_push((CK_SLOT_ID)c->zone);
 		ev_events_sweep_at(1); /* its grace period ends some day: look when */
 		break;

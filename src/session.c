@@ -4,6 +4,7 @@
 #include "log.h"
 #include "module.h"
 #include "object.h"
+#include "pkcs11/edgevault.h"
 #include "rotate.h"
 #include "session.h"
 
@@ -395,6 +396,11 @@ end_dead(ev_session *s)
 		if (all[i]->key != NULL && atomic_load(&all[i]->key->destroyed)) {
 			ev_active_end(all[i]);
 			all[i]->dead = CKR_KEY_HANDLE_INVALID;
+		} else if (all[i]->key != NULL && (all[i] == &s->sign || all[i] == &s->enc) &&
+		    ev_object_is_true(all[i]->key, CKA_EV_RETIRED, 0)) {
+			/* A retired generation never signs or encrypts, not even to finish. */
+			ev_active_end(all[i]);
+			all[i]->dead = CKR_KEY_FUNCTION_NOT_PERMITTED;
 		}
 	}
 }

@@ -91,7 +91,9 @@ void ev_session_removed(ev_token *t);
 /*
  * Operations whose key object was revoked or destroyed end now, so the
  * material they hold is wiped; their next call answers
- * CKR_KEY_HANDLE_INVALID. Call with no session lock held.
+ * CKR_KEY_HANDLE_INVALID. Signing and encryption with a retired
+ * generation end too (CKR_KEY_FUNCTION_NOT_PERMITTED). Call with no
+ * session lock held.
  */
 void ev_session_end_dead_ops(void);
 
