@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -306,7 +307,7 @@ up_release(struct upstream *e)
 }
 
 static CK_RV
-find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
+find_slot_once(struct p11_root *r, CK_SLOT_ID *slot, int *missing, char *err, size_t errlen)
 {
 	CK_UTF8CHAR want[TOKEN_LABEL_LEN];
 	CK_SLOT_ID *slots = NULL;
@@ -344,6 +345,7 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 		if (found++ == 0)
 			*slot = slots[i];
 	}
+	*missing = found == 0;
 	if (found == 0) {
 		ev_errf(err, errlen,
 			"no upstream token labelled \"%s\" in module %s "
@@ -361,6 +363,28 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 out:
 	free(slots);
 	return rv;
+}
+
+/*
+ * The upstream token, looked for again for a moment when it is missing:
+ * SoftHSMv2's file store rewrites a token's file in place at each login,
+ * and another process reading it meanwhile sees no token (or one without
+ * its label) for a few milliseconds.
+ */
+static CK_RV
+find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
+{
+	const struct timespec pause = { 0, 20 * 1000 * 1000 };
+	CK_RV rv;
+	int tries, missing;
+
+	for (tries = 0;; tries++) {
+		missing = 0;
+		rv = find_slot_once(r, slot, &missing, err, errlen);
+		if (rv == CKR_OK || !missing || tries == 9)
+			return rv;
+		nanosleep(&pause, NULL);
+	}
 }
 
 static CK_RV

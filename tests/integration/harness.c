@@ -310,6 +310,33 @@ env_sql_long(const char *sql)
 	return v;
 }
 
+char *
+env_sql_text(const char *sql)
+{
+	char cmd[1024];
+	char *buf = NULL, *nbuf;
+	size_t len = 0, cap = 0, n;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 -cmd '.timeout 10000' '%s/store/edgevault.db' \"%s\"",
+	    env.dir, sql);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	do {
+		if (cap - len < 4096) {
+			cap = cap == 0 ? 8192 : cap * 2;
+			nbuf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(nbuf);
+			buf = nbuf;
+		}
+		n = fread(buf + len, 1, cap - len - 1, p);
+		len += n;
+	} while (n > 0);
+	ck_assert_int_eq(pclose(p), 0);
+	buf[len] = '\0';
+	return buf;
+}
+
 pid_t
 env_fork(void)
 {

@@ -98,6 +98,12 @@ void env_drop(const char *name, const void *buf, size_t len);
 long env_sql_long(const char *sql);
 
 /*
+ * The same, the whole output (every row, one a line, columns separated
+ * by "|") as a malloc'ed string the caller frees; "" when there is none.
+ */
+char *env_sql_text(const char *sql);
+
+/*
  * Child processes. env_fork() forks and records the child's PID; the child
  * is killed when the test process dies (PR_SET_PDEATHSIG), so a failing
  * test never leaves one behind. A child must leave with _exit(), never by
