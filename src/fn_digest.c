@@ -1,6 +1,7 @@
 /* Message digesting. */
 #include "module.h"
 #include "object.h"
+#include "pkcs11/edgevault.h"
 #include "rotate.h"
 #include "session.h"
 
@@ -45,7 +46,8 @@ digest_key(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
 	rv = ev_object_get(s, hKey, &o);
 	if (rv == CKR_OBJECT_HANDLE_INVALID)
 		rv = CKR_KEY_HANDLE_INVALID;
-	if (rv == CKR_OK && o->cls != CKO_SECRET_KEY)
+	/* A retired generation's value is not fed anywhere, not even to a digest. */
+	if (rv == CKR_OK && (o->cls != CKO_SECRET_KEY || ev_object_is_true(o, CKA_EV_RETIRED, 0)))
 		rv = CKR_KEY_INDIGESTIBLE;
 	/* Digesting a secret key is a use of it: gated like any other. */
 	if (rv == CKR_OK)

@@ -1092,12 +1092,34 @@ out:
 }
 
 /*
+ * A session copy's source revoked or retired while the copy was made (the
+ * watcher acts in parallel): the copy must not outlive it. Called under
+ * the module lock (write), which dropping and retiring take too.
+ */
+static CK_RV
+source_current(ev_object *src)
+{
+	CK_RV rv;
+
+	if (atomic_load(&src->destroyed))
+		return CKR_OBJECT_HANDLE_INVALID;
+	rv = ev_rwlock_rdlock(src->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (src->retired != 0)
+		rv = CKR_ACTION_PROHIBITED;
+	ev_rwlock_unlock(src->lock);
+	return rv;
+}
+
+/*
  * Store prepared objects (token objects in one transaction) and map them.
  * The objects are consumed, also on failure; handles[i] gets each handle.
+ * src: a copy's source, or NULL.
  */
 static CK_RV
 publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles,
-    CK_RV (*within)(void *), void *arg)
+    CK_RV (*within)(void *), void *arg, ev_object *src)
 {
 	ev_object *on_token[2];
 	size_t i, nt = 0;
@@ -1112,6 +1134,9 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles,
 		rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		goto out;
+	/* A token copy's source was checked in its transaction (origin_current()). */
+	if (src != NULL && nt == 0)
+		rv = source_current(src);
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		if (!objs[i]->on_token)
 			objs[i]->handle = EV_SESSION_OBJECT_BIT | ev_mod->next_object++;
@@ -1139,7 +1164,7 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 	rv = prepare(s, origin, tmpl, count, base, key, gen_mech, &o);
 	if (rv != CKR_OK)
 		return rv;
-	return publish(s, &o, 1, out, NULL, NULL);
+	return publish(s, &o, 1, out, NULL, NULL, NULL);
 }
 
 CK_RV
@@ -1164,7 +1189,7 @@ ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_cou
 		ev_object_free(objs[0]);
 		return rv;
 	}
-	rv = publish(s, objs, 2, h, NULL, NULL);
+	rv = publish(s, objs, 2, h, NULL, NULL, NULL);
 	if (rv == CKR_OK) {
 		*hpub = h[0];
 		*hpriv = h[1];
@@ -1263,9 +1288,12 @@ attr_value(ev_object *o, const ev_key *k, CK_ATTRIBUTE_TYPE type, ev_secret **se
 	if (ev_attr_is_secret(o->cls, type)) {
 		if (!valid_for_class(o->cls, type))
 			return CKR_ATTRIBUTE_TYPE_INVALID;
-		/* Checked again here: the attributes may have changed since k was fetched. */
+		/*
+		 * Checked again here: the attributes may have changed since k
+		 * was fetched. A retired generation's material never leaves.
+		 */
 		if (k == NULL || ev_attrs_is_true(o->attrs, CKA_SENSITIVE, 1) ||
-		    !ev_attrs_is_true(o->attrs, CKA_EXTRACTABLE, 0))
+		    !ev_attrs_is_true(o->attrs, CKA_EXTRACTABLE, 0) || o->retired != 0)
 			return CKR_ATTRIBUTE_SENSITIVE;
 		return ev_key_secret_attr(k, type, secret);
 	}
@@ -1395,7 +1423,7 @@ ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG co
 	 * of the same object by one thread never returns).
 	 */
 	if (wants_secret(o, tmpl, count) && !ev_object_is_true(o, CKA_SENSITIVE, 1) &&
-	    ev_object_is_true(o, CKA_EXTRACTABLE, 0)) {
+	    ev_object_is_true(o, CKA_EXTRACTABLE, 0) && !ev_object_is_true(o, CKA_EV_RETIRED, 0)) {
 		/* Reading a secret out is a use of it: gated like any other. */
 		r = ev_gate_use(s->token);
 		if (r == CKR_OK)
@@ -1607,7 +1635,8 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 	else if (o->on_token)
 		c->origin = o->handle;
 	origin = (int64_t)c->origin;
-	return publish(s, &c, 1, out, c->on_token && origin != 0 ? origin_current : NULL, &origin);
+	return publish(s, &c, 1, out, c->on_token && origin != 0 ? origin_current : NULL, &origin,
+	    o);
 }
 
 CK_ULONG
@@ -2064,7 +2093,7 @@ CK_RV
 ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
     CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg)
 {
-	return publish(s, fresh, n, handles, within, arg);
+	return publish(s, fresh, n, handles, within, arg, NULL);
 }
 
 struct rewrap_ctx {

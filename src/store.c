@@ -2128,6 +2128,120 @@ out:
 	return CKR_OK;
 }
 
+/*
+ * The audit logs: the revocation history (revlog, revoked) and the
+ * attestation history (attestlog) share how rows are added, asked about
+ * and listed.
+ */
+
+/*
+ * Step an insert whose parameters were bound (bound: whether every bind
+ * succeeded): *id is the new row's id. The statement is made idle.
+ */
+static CK_RV
+insert_row(ev_store *s, sqlite3_stmt *st, int bound, const char *what, int64_t *id)
+{
+	CK_RV rv = CKR_OK;
+
+	if (!bound || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, what);
+	else
+		*id = sqlite3_last_insert_rowid(s->db);
+	done(st);
+	return rv;
+}
+
+/*
+ * Run a yes/no query with a 32-byte digest as ?1 (and zone as ?2 when it
+ * is not NULL): *yes is whether column 0 of its one row is not 0.
+ */
+static CK_RV
+digest_query(ev_store *s, enum st_id id, const unsigned char digest[32], const int64_t *zone,
+    const char *what, int *yes)
+{
+	sqlite3_stmt *st = stmt(s, id);
+	CK_RV rv = CKR_OK;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK ||
+	    (zone != NULL && sqlite3_bind_int64(st, 2, *zone) != SQLITE_OK) ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		rv = db_error(s, what);
+	else
+		*yes = sqlite3_column_int(st, 0) != 0;
+	done(st);
+	return rv;
+}
+
+/* Column col as a 32-byte digest; CKR_DEVICE_ERROR (logged: row id of log what) otherwise. */
+static CK_RV
+column_digest(sqlite3_stmt *st, int col, unsigned char out[32], const char *what, int64_t id)
+{
+	/* The value first, then its length: the order SQLite documents. */
+	const void *d = sqlite3_column_blob(st, col);
+
+	if (d == NULL || sqlite3_column_bytes(st, col) != 32) {
+		ev_error("store: %s %lld: bad digest", what, (long long)id);
+		return CKR_DEVICE_ERROR;
+	}
+	memcpy(out, d, 32);
+	return CKR_OK;
+}
+
+/* Fill a zeroed record from the statement's current row. */
+typedef CK_RV row_reader(sqlite3_stmt *st, void *rec);
+
+/* Free what a record holds (as its type's _clear does). */
+typedef void rec_clearer(void *rec);
+
+/*
+ * Every row of statement id, oldest first, as records of rec_size bytes
+ * read by read_row: *v malloc'ed (NULL when *n == 0). On an error nothing
+ * is returned: the records read are cleared with clear and freed.
+ */
+static CK_RV
+list_rows(ev_store *s, enum st_id id, size_t rec_size, row_reader *read_row, rec_clearer *clear,
+    const char *what, void **v, size_t *n)
+{
+	sqlite3_stmt *st = stmt(s, id);
+	unsigned char *vv = NULL, *nv, *r;
+	size_t cnt = 0, cap = 0, i;
+	int rc;
+	CK_RV rv = CKR_OK;
+
+	*v = NULL;
+	*n = 0;
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		nv = grow(vv, &cap, cnt, rec_size);
+		if (nv == NULL) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		vv = nv;
+		r = vv + cnt++ * rec_size;
+		memset(r, 0, rec_size);
+		rv = read_row(st, r);
+		if (rv != CKR_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		rv = db_error(s, what);
+out:
+	done(st);
+	if (rv != CKR_OK) {
+		for (i = 0; i < cnt; i++)
+			clear(vv + i * rec_size);
+		free(vv);
+		return rv;
+	}
+	*v = vv;
+	*n = cnt;
+	return CKR_OK;
+}
+
 void
 ev_revlog_rec_clear(ev_revlog_rec *r)
 {
@@ -2142,38 +2256,24 @@ CK_RV
 ev_store_revlog_add(ev_store *s, ev_revlog_rec *r)
 {
 	sqlite3_stmt *st = stmt(s, ST_REVLOG_ADD);
-	CK_RV rv = CKR_OK;
+	int bound;
 
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	/* A NULL source is refused by the NOT NULL constraint. */
-	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
-	    bind_text_or_null(st, 2, r->source) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 3, r->sequence) != SQLITE_OK ||
-	    bind_bytes(st, 4, r->digest, sizeof(r->digest)) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 5, r->applied != 0) != SQLITE_OK ||
-	    bind_text_or_null(st, 6, r->detail) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-		rv = db_error(s, "revocation log add");
-	else
-		r->id = sqlite3_last_insert_rowid(s->db);
-	done(st);
-	return rv;
+	bound = sqlite3_bind_int64(st, 1, r->time) == SQLITE_OK &&
+	    bind_text_or_null(st, 2, r->source) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 3, r->sequence) == SQLITE_OK &&
+	    bind_bytes(st, 4, r->digest, sizeof(r->digest)) == SQLITE_OK &&
+	    sqlite3_bind_int(st, 5, r->applied != 0) == SQLITE_OK &&
+	    bind_text_or_null(st, 6, r->detail) == SQLITE_OK;
+	return insert_row(s, st, bound, "revocation log add", &r->id);
 }
 
 CK_RV
 ev_store_entry_applied(ev_store *s, const unsigned char digest[32], int *applied)
 {
-	sqlite3_stmt *st = stmt(s, ST_ENTRY_APPLIED);
-	CK_RV rv = CKR_OK;
-
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
-		rv = db_error(s, "revocation entry applied");
-	else
-		*applied = sqlite3_column_int(st, 0) != 0;
-	done(st);
-	return rv;
+	return digest_query(s, ST_ENTRY_APPLIED, digest, NULL, "revocation entry applied", applied);
 }
 
 CK_RV
@@ -2194,74 +2294,43 @@ ev_store_entry_add(ev_store *s, const unsigned char digest[32], int64_t log)
 CK_RV
 ev_store_revlog_seen(ev_store *s, const unsigned char digest[32], int *seen)
 {
-	sqlite3_stmt *st = stmt(s, ST_REVLOG_SEEN);
-	CK_RV rv = CKR_OK;
+	return digest_query(s, ST_REVLOG_SEEN, digest, NULL, "revocation log seen", seen);
+}
 
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
-		rv = db_error(s, "revocation log seen");
-	else
-		*seen = sqlite3_column_int(st, 0) != 0;
-	done(st);
-	return rv;
+static CK_RV
+read_revlog(sqlite3_stmt *st, void *rec)
+{
+	ev_revlog_rec *r = rec;
+	CK_RV rv;
+
+	r->id = sqlite3_column_int64(st, 0);
+	r->time = sqlite3_column_int64(st, 1);
+	rv = column_strdup(st, 2, &r->source);
+	if (rv != CKR_OK)
+		return rv;
+	r->sequence = sqlite3_column_int64(st, 3);
+	rv = column_digest(st, 4, r->digest, "revocation log", r->id);
+	if (rv != CKR_OK)
+		return rv;
+	r->applied = sqlite3_column_int(st, 5) != 0;
+	return column_strdup(st, 6, &r->detail);
+}
+
+static void
+clear_revlog(void *rec)
+{
+	ev_revlog_rec_clear(rec);
 }
 
 CK_RV
 ev_store_revlog_list(ev_store *s, ev_revlog_rec **v, size_t *n)
 {
-	sqlite3_stmt *st = stmt(s, ST_REVLOG_LIST);
-	ev_revlog_rec *vv = NULL, *nv, *r;
-	size_t cnt = 0, cap = 0, i;
-	const void *d;
-	int rc;
-	CK_RV rv = CKR_OK;
+	void *vv;
+	CK_RV rv = list_rows(s, ST_REVLOG_LIST, sizeof(**v), read_revlog, clear_revlog,
+	    "revocation log list", &vv, n);
 
-	*v = NULL;
-	*n = 0;
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		nv = grow(vv, &cap, cnt, sizeof(*vv));
-		if (nv == NULL) {
-			rv = CKR_HOST_MEMORY;
-			goto out;
-		}
-		vv = nv;
-		r = &vv[cnt++];
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(st, 0);
-		r->time = sqlite3_column_int64(st, 1);
-		rv = column_strdup(st, 2, &r->source);
-		if (rv != CKR_OK)
-			goto out;
-		r->sequence = sqlite3_column_int64(st, 3);
-		/* The value first, then its length: the order SQLite documents. */
-		d = sqlite3_column_blob(st, 4);
-		if (d == NULL || sqlite3_column_bytes(st, 4) != (int)sizeof(r->digest)) {
-			ev_error("store: revocation log %lld: bad digest", (long long)r->id);
-			rv = CKR_DEVICE_ERROR;
-			goto out;
-		}
-		memcpy(r->digest, d, sizeof(r->digest));
-		r->applied = sqlite3_column_int(st, 5) != 0;
-		rv = column_strdup(st, 6, &r->detail);
-		if (rv != CKR_OK)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		rv = db_error(s, "revocation log list");
-out:
-	done(st);
-	if (rv != CKR_OK) {
-		for (i = 0; i < cnt; i++)
-			ev_revlog_rec_clear(&vv[i]);
-		free(vv);
-		return rv;
-	}
 	*v = vv;
-	*n = cnt;
-	return CKR_OK;
+	return rv;
 }
 
 void
@@ -2279,86 +2348,67 @@ CK_RV
 ev_store_revoked_add(ev_store *s, ev_revoked_rec *r)
 {
 	sqlite3_stmt *st = stmt(s, ST_REVOKED_ADD);
-	CK_RV rv = CKR_OK;
+	int bound;
 
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	/* An unknown log is refused by its foreign key, a NULL reason by NOT NULL. */
-	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, r->log) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 3, r->kind) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 4, r->zone) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 5, r->object) != SQLITE_OK ||
+	bound = sqlite3_bind_int64(st, 1, r->time) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 2, r->log) == SQLITE_OK &&
+	    sqlite3_bind_int(st, 3, r->kind) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 4, r->zone) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 5, r->object) == SQLITE_OK &&
 	    (r->label != NULL ? bind_bytes(st, 6, r->label, r->label_len)
-			      : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+			      : sqlite3_bind_null(st, 6)) == SQLITE_OK &&
 	    (r->ckid != NULL ? bind_bytes(st, 7, r->ckid, r->ckid_len)
-			     : sqlite3_bind_null(st, 7)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 8, r->generation) != SQLITE_OK ||
-	    bind_text_or_null(st, 9, r->reason) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-		rv = db_error(s, "revoked add");
-	else
-		r->id = sqlite3_last_insert_rowid(s->db);
-	done(st);
-	return rv;
+			     : sqlite3_bind_null(st, 7)) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 8, r->generation) == SQLITE_OK &&
+	    bind_text_or_null(st, 9, r->reason) == SQLITE_OK;
+	return insert_row(s, st, bound, "revoked add", &r->id);
+}
+
+static CK_RV
+read_revoked(sqlite3_stmt *st, void *rec)
+{
+	ev_revoked_rec *r = rec;
+	CK_RV rv;
+
+	r->id = sqlite3_column_int64(st, 0);
+	r->time = sqlite3_column_int64(st, 1);
+	r->log = sqlite3_column_int64(st, 2);
+	r->kind = sqlite3_column_int(st, 3);
+	r->zone = sqlite3_column_int64(st, 4);
+	r->object = sqlite3_column_int64(st, 5);
+	/* NULL stays NULL; an empty value is a one-byte allocation of length 0. */
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+		rv = column_dup(st, 6, &r->label, &r->label_len);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+		rv = column_dup(st, 7, &r->ckid, &r->ckid_len);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	r->generation = sqlite3_column_int64(st, 8);
+	return column_strdup(st, 9, &r->reason);
+}
+
+static void
+clear_revoked(void *rec)
+{
+	ev_revoked_rec_clear(rec);
 }
 
 CK_RV
 ev_store_revoked_list(ev_store *s, ev_revoked_rec **v, size_t *n)
 {
-	sqlite3_stmt *st = stmt(s, ST_REVOKED_LIST);
-	ev_revoked_rec *vv = NULL, *nv, *r;
-	size_t cnt = 0, cap = 0, i;
-	int rc;
-	CK_RV rv = CKR_OK;
+	void *vv;
+	CK_RV rv = list_rows(s, ST_REVOKED_LIST, sizeof(**v), read_revoked, clear_revoked,
+	    "revoked list", &vv, n);
 
-	*v = NULL;
-	*n = 0;
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		nv = grow(vv, &cap, cnt, sizeof(*vv));
-		if (nv == NULL) {
-			rv = CKR_HOST_MEMORY;
-			goto out;
-		}
-		vv = nv;
-		r = &vv[cnt++];
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(st, 0);
-		r->time = sqlite3_column_int64(st, 1);
-		r->log = sqlite3_column_int64(st, 2);
-		r->kind = sqlite3_column_int(st, 3);
-		r->zone = sqlite3_column_int64(st, 4);
-		r->object = sqlite3_column_int64(st, 5);
-		/* NULL stays NULL; an empty value is a one-byte allocation of length 0. */
-		if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-			rv = column_dup(st, 6, &r->label, &r->label_len);
-			if (rv != CKR_OK)
-				goto out;
-		}
-		if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-			rv = column_dup(st, 7, &r->ckid, &r->ckid_len);
-			if (rv != CKR_OK)
-				goto out;
-		}
-		r->generation = sqlite3_column_int64(st, 8);
-		rv = column_strdup(st, 9, &r->reason);
-		if (rv != CKR_OK)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		rv = db_error(s, "revoked list");
-out:
-	done(st);
-	if (rv != CKR_OK) {
-		for (i = 0; i < cnt; i++)
-			ev_revoked_rec_clear(&vv[i]);
-		free(vv);
-		return rv;
-	}
 	*v = vv;
-	*n = cnt;
-	return CKR_OK;
+	return rv;
 }
 
 void
@@ -2376,99 +2426,64 @@ CK_RV
 ev_store_attestlog_add(ev_store *s, ev_attestlog_rec *r)
 {
 	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_ADD);
-	CK_RV rv = CKR_OK;
+	int bound;
 
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	/* A NULL purpose is refused by the NOT NULL constraint. */
-	if (sqlite3_bind_int64(st, 1, r->time) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, r->zone) != SQLITE_OK ||
-	    bind_text_or_null(st, 3, r->purpose) != SQLITE_OK ||
-	    bind_text_or_null(st, 4, r->provider) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 5, r->accepted != 0) != SQLITE_OK ||
-	    bind_bytes(st, 6, r->digest, sizeof(r->digest)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 7, r->valid_until) != SQLITE_OK ||
-	    bind_text_or_null(st, 8, r->reason) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-		rv = db_error(s, "attestation log add");
-	else
-		r->id = sqlite3_last_insert_rowid(s->db);
-	done(st);
-	return rv;
+	bound = sqlite3_bind_int64(st, 1, r->time) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 2, r->zone) == SQLITE_OK &&
+	    bind_text_or_null(st, 3, r->purpose) == SQLITE_OK &&
+	    bind_text_or_null(st, 4, r->provider) == SQLITE_OK &&
+	    sqlite3_bind_int(st, 5, r->accepted != 0) == SQLITE_OK &&
+	    bind_bytes(st, 6, r->digest, sizeof(r->digest)) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 7, r->valid_until) == SQLITE_OK &&
+	    bind_text_or_null(st, 8, r->reason) == SQLITE_OK;
+	return insert_row(s, st, bound, "attestation log add", &r->id);
 }
 
 CK_RV
 ev_store_attestlog_accepted(ev_store *s, int64_t zone, const unsigned char digest[32], int *found)
 {
-	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_ACCEPTED);
-	CK_RV rv = CKR_OK;
+	return digest_query(s, ST_ATTESTLOG_ACCEPTED, digest, &zone, "attestation log accepted",
+	    found);
+}
 
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	if (bind_bytes(st, 1, digest, 32) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, zone) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
-		rv = db_error(s, "attestation log accepted");
-	else
-		*found = sqlite3_column_int(st, 0) != 0;
-	done(st);
-	return rv;
+static CK_RV
+read_attestlog(sqlite3_stmt *st, void *rec)
+{
+	ev_attestlog_rec *r = rec;
+	CK_RV rv;
+
+	r->id = sqlite3_column_int64(st, 0);
+	r->time = sqlite3_column_int64(st, 1);
+	r->zone = sqlite3_column_int64(st, 2);
+	rv = column_strdup(st, 3, &r->purpose);
+	if (rv == CKR_OK)
+		rv = column_strdup(st, 4, &r->provider);
+	if (rv != CKR_OK)
+		return rv;
+	r->accepted = sqlite3_column_int(st, 5) != 0;
+	rv = column_digest(st, 6, r->digest, "attestation log", r->id);
+	if (rv != CKR_OK)
+		return rv;
+	r->valid_until = sqlite3_column_int64(st, 7);
+	return column_strdup(st, 8, &r->reason);
+}
+
+static void
+clear_attestlog(void *rec)
+{
+	ev_attestlog_rec_clear(rec);
 }
 
 CK_RV
 ev_store_attestlog_list(ev_store *s, ev_attestlog_rec **v, size_t *n)
 {
-	sqlite3_stmt *st = stmt(s, ST_ATTESTLOG_LIST);
-	ev_attestlog_rec *vv = NULL, *nv, *r;
-	size_t cnt = 0, cap = 0, i;
-	const void *d;
-	int rc;
-	CK_RV rv = CKR_OK;
+	void *vv;
+	CK_RV rv = list_rows(s, ST_ATTESTLOG_LIST, sizeof(**v), read_attestlog, clear_attestlog,
+	    "attestation log list", &vv, n);
 
-	*v = NULL;
-	*n = 0;
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		nv = grow(vv, &cap, cnt, sizeof(*vv));
-		if (nv == NULL) {
-			rv = CKR_HOST_MEMORY;
-			goto out;
-		}
-		vv = nv;
-		r = &vv[cnt++];
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(st, 0);
-		r->time = sqlite3_column_int64(st, 1);
-		r->zone = sqlite3_column_int64(st, 2);
-		rv = column_strdup(st, 3, &r->purpose);
-		if (rv == CKR_OK)
-			rv = column_strdup(st, 4, &r->provider);
-		if (rv != CKR_OK)
-			goto out;
-		r->accepted = sqlite3_column_int(st, 5) != 0;
-		/* The value first, then its length: the order SQLite documents. */
-		d = sqlite3_column_blob(st, 6);
-		if (d == NULL || sqlite3_column_bytes(st, 6) != (int)sizeof(r->digest)) {
-			ev_error("store: attestation log %lld: bad digest", (long long)r->id);
-			rv = CKR_DEVICE_ERROR;
-			goto out;
-		}
-		memcpy(r->digest, d, sizeof(r->digest));
-		r->valid_until = sqlite3_column_int64(st, 7);
-		rv = column_strdup(st, 8, &r->reason);
-		if (rv != CKR_OK)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		rv = db_error(s, "attestation log list");
-out:
-	done(st);
-	if (rv != CKR_OK) {
-		for (i = 0; i < cnt; i++)
-			ev_attestlog_rec_clear(&vv[i]);
-		free(vv);
-		return rv;
-	}
 	*v = vv;
-	*n = cnt;
-	return CKR_OK;
+	return rv;
 }

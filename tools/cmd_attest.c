@@ -14,7 +14,6 @@
  * and `check` go through the module's admin interface, as applications
  * would; `show` reads the store read-only.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,12 +317,7 @@ zone_only(const char *cmd, int argc, char **argv, int allow_json, unsigned long 
 		    allow_json ? " [--json]" : "");
 		return 2;
 	}
-	if (parse_ulong(zone_s, 1, (unsigned long)-1, zone) != 0) {
-		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n",
-		    zone_s);
-		return 2;
-	}
-	return 0;
+	return parse_zone(zone_s, zone);
 }
 
 /*
@@ -335,8 +329,6 @@ static int
 open_zone(unsigned long zone, CK_FUNCTION_LIST_3_0 **f, void **dl, EV_ADMIN_FUNCTION_LIST **admin,
     CK_SESSION_HANDLE *h)
 {
-	CK_RV rv;
-
 	*f = open_module(dl);
 	if (*f == NULL)
 		return 1;
@@ -350,14 +342,7 @@ open_zone(unsigned long zone, CK_FUNCTION_LIST_3_0 **f, void **dl, EV_ADMIN_FUNC
 		    (*admin)->version.minor);
 		return 1;
 	}
-	rv = (*f)->C_OpenSession(zone, CKF_SERIAL_SESSION, NULL, NULL, h);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
-		    ckr_name(rv));
-		*h = CK_INVALID_HANDLE;
-		return 1;
-	}
-	return 0;
+	return open_zone_session(*f, zone, 0, CKU_USER, NULL, h) == CKR_OK ? 0 : 1;
 }
 
 static void
@@ -402,10 +387,8 @@ cmd_attest_nonce(int argc, char **argv)
 	}
 	print_hex(nonce, len);
 	putchar('\n');
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+	if (flush_stdout() != 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	close_zone(f, dl, h);
@@ -464,10 +447,8 @@ cmd_attest_check(int argc, char **argv)
 		print_text(info.szReason, rlen, 0);
 		putchar('\n');
 	}
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+	if (flush_stdout() != 0)
 		goto out;
-	}
 	rc = ok ? 0 : 1;
 out:
 	close_zone(f, dl, h);
@@ -537,35 +518,15 @@ show_attestlog_json(const ev_attestlog_rec *g)
 static int
 cmd_attest_show(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
-	ev_config *cfg = NULL;
 	ev_store *store = NULL;
 	ev_attestlog_rec *logs = NULL;
 	size_t n = 0, i;
-	char err[512] = "";
-	int c, rc = 1;
+	int rc;
 
-	sub_begin();
-	while ((c = sub_option("attest show", argc, argv, opts)) != -1) {
-		if (c == 'j')
-			json = 1;
-		else
-			return 2;
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: edgevault attest show [--json]\n");
-		return 2;
-	}
-	if (load_config(&cfg) != 0)
-		return 1;
-	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, &store, err, sizeof(err)) !=
-	    CKR_OK) {
-		fprintf(stderr, "edgevault: store: %s\n", err);
-		goto out;
-	}
+	rc = show_store_open("attest show", argc, argv, &store);
+	if (rc != 0)
+		return rc;
+	rc = 1;
 	if (ev_store_attestlog_list(store, &logs, &n) != CKR_OK) {
 		fprintf(stderr, "edgevault: store: cannot read the attestation history\n");
 		goto out;
@@ -584,17 +545,14 @@ cmd_attest_show(int argc, char **argv)
 	}
 	if (json)
 		printf("]\n");
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+	if (flush_stdout() != 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	for (i = 0; i < n; i++)
 		ev_attestlog_rec_clear(&logs[i]);
 	free(logs);
 	ev_store_close(store);
-	ev_config_free(cfg);
 	return rc;
 }
 

@@ -18,7 +18,6 @@
  * many keys takes a while, and an operator watching it, or a log, sees each
  * key as it is done); failures to stderr, each naming the key and the CKR.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,19 +60,6 @@ policy_usage(void)
 	fprintf(stderr, "usage: edgevault policy show [--zone N] [--json]\n");
 }
 
-/* Why a zone refused, when the code alone does not say it. */
-static void
-explain(CK_RV rv, unsigned long zone)
-{
-	if (rv == CKR_FUNCTION_REJECTED)
-		fprintf(stderr, ": no fresh attestation evidence for zone %lu "
-		    "(see `edgevault attest check --zone %lu`)", zone, zone);
-	else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
-		fprintf(stderr, " (retired meanwhile, a copy, or a session object)");
-	else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
-		fprintf(stderr, " (gone meanwhile)");
-}
-
 /*
  * Errors that are the zone's or the session's, not the key's: the next
  * key would meet them too, so a batch stops at the first.
@@ -107,17 +93,6 @@ admin_11(void)
 		return NULL;
 	}
 	return a;
-}
-
-/* --zone's value: 0, or 2 (usage) after saying why. */
-static int
-zone_arg(const char *s, unsigned long *zone)
-{
-	if (parse_ulong(s, 1, (unsigned long)-1, zone) != 0) {
-		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n", s);
-		return 2;
-	}
-	return 0;
 }
 
 /*
@@ -317,7 +292,7 @@ rotate_one(struct batch *b, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, size_t i,
 		prefix(stderr, b, i, n);
 		fprintf(stderr, "zone %lu, object %lu: cannot read its attributes: %s", b->zone,
 		    (unsigned long)key, ckr_name(rv));
-		explain(rv, b->zone);
+		explain_zone_refusal(rv, b->zone);
 		fputc('\n', stderr);
 		key_desc_clear(&k);
 		b->failed++;
@@ -330,7 +305,7 @@ rotate_one(struct batch *b, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, size_t i,
 		fprintf(stderr, "\"%s\" (%s, %s) generation %lu: not rotated: %s", k.label,
 		    class_name(k.cls), type_name(k.type), (unsigned long)k.generation,
 		    ckr_name(rv));
-		explain(rv, b->zone);
+		explain_zone_refusal(rv, b->zone);
 		fputc('\n', stderr);
 		key_desc_clear(&k);
 		b->failed++;
@@ -382,54 +357,6 @@ summary(const struct batch *b, unsigned long zones_failed)
 	if (zones_failed > 0)
 		printf(", %lu zone(s) not reached", zones_failed);
 	putchar('\n');
-}
-
-/*
- * A read/write session on zone with who logged in; CK_INVALID_HANDLE
- * after saying why (*rvp gets the code).
- */
-static CK_SESSION_HANDLE
-zone_login(CK_FUNCTION_LIST_3_0 *f, unsigned long zone, CK_USER_TYPE who, const ev_secret *pin,
-    CK_RV *rvp)
-{
-	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-	CK_RV rv;
-
-	rv = f->C_OpenSession(zone, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
-	if (rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT) {
-		fprintf(stderr, "edgevault: no zone %lu (%s)\n", zone, ckr_name(rv));
-		goto fail;
-	}
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
-		    ckr_name(rv));
-		goto fail;
-	}
-	rv = f->C_Login(h, who, pin->data, (CK_ULONG)pin->len);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: %s login to zone %lu failed: %s",
-		    who == CKU_SO ? "SO" : "user", zone, ckr_name(rv));
-		if (rv == CKR_FUNCTION_REJECTED)
-			explain(rv, zone);
-		fputc('\n', stderr);
-		(void)f->C_CloseSession(h);
-		h = CK_INVALID_HANDLE;
-		goto fail;
-	}
-	*rvp = CKR_OK;
-	return h;
-fail:
-	*rvp = rv;
-	return CK_INVALID_HANDLE;
-}
-
-static void
-zone_logout(CK_FUNCTION_LIST_3_0 *f, CK_SESSION_HANDLE h)
-{
-	if (h == CK_INVALID_HANDLE)
-		return;
-	(void)f->C_Logout(h);
-	(void)f->C_CloseSession(h);
 }
 
 /* EV_RotationCandidates, whole; *out malloc'ed. */
@@ -614,8 +541,8 @@ rotate_due_zone(struct batch *b, const char *pin_file, ev_secret **pin, int all,
 			return 1;
 		}
 	}
-	h = zone_login(b->f, b->zone, CKU_USER, *pin, &rv);
-	if (h == CK_INVALID_HANDLE) {
+	rv = open_zone_session(b->f, b->zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_USER, *pin, &h);
+	if (rv != CKR_OK) {
 		if (all && rv == CKR_PIN_INCORRECT)
 			fprintf(stderr, "edgevault: (the same user PIN is used for every zone)\n");
 		return 1;
@@ -624,7 +551,7 @@ rotate_due_zone(struct batch *b, const char *pin_file, ev_secret **pin, int all,
 	if (rv != CKR_OK) {
 		fprintf(stderr, "edgevault: cannot list the keys due in zone %lu: %s\n", b->zone,
 		    ckr_name(rv));
-		zone_logout(b->f, h);
+		close_zone_session(b->f, h);
 		return 1;
 	}
 	if (n > 0) {
@@ -634,7 +561,7 @@ rotate_due_zone(struct batch *b, const char *pin_file, ev_secret **pin, int all,
 	} else if (!all)
 		printf("zone %lu: no key due\n", b->zone);
 	free(keys);
-	zone_logout(b->f, h);
+	close_zone_session(b->f, h);
 	return 0;
 }
 
@@ -676,15 +603,14 @@ rotate_zone_key(struct batch *b, const ev_secret *pin)
 	CK_ULONG count = 0;
 	CK_RV rv;
 
-	h = zone_login(b->f, b->zone, CKU_SO, pin, &rv);
-	if (h == CK_INVALID_HANDLE)
+	if (open_zone_session(b->f, b->zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_SO, pin, &h) != CKR_OK)
 		return 1;
 	rv = b->admin->EV_RotateZoneKey(h, &count);
-	zone_logout(b->f, h);
+	close_zone_session(b->f, h);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "edgevault: zone %lu: zone key not rotated: %s", b->zone,
 		    ckr_name(rv));
-		explain(rv, b->zone);
+		explain_zone_refusal(rv, b->zone);
 		fputc('\n', stderr);
 		return 1;
 	}
@@ -764,7 +690,7 @@ cmd_rotate(int argc, char **argv)
 		rotate_usage();
 		return 2;
 	}
-	if (zone_s != NULL && zone_arg(zone_s, &b.zone) != 0)
+	if (zone_s != NULL && parse_zone(zone_s, &b.zone) != 0)
 		return 2;
 	if (label != NULL && (strlen(label) == 0 || strlen(label) > 255)) {
 		fprintf(stderr, "edgevault: --label: 1 to 255 bytes\n");
@@ -800,10 +726,10 @@ cmd_rotate(int argc, char **argv)
 		break;
 	case KEY:
 	case ZONE:
-		h = zone_login(b.f, b.zone, CKU_USER, pin, &rv);
+		rv = open_zone_session(b.f, b.zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_USER, pin, &h);
 		ev_secret_free(pin);
 		pin = NULL;
-		if (h == CK_INVALID_HANDLE)
+		if (rv != CKR_OK)
 			break;
 		if (what == KEY) {
 			rc = rotate_by_label(&b, h, label, id, idlen);
@@ -827,13 +753,10 @@ cmd_rotate(int argc, char **argv)
 		rc = b.failed == 0 ? 0 : 1;
 		break;
 	}
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
-		if (rc == 0)
-			rc = 1;
-	}
+	if (flush_stdout() != 0 && rc == 0)
+		rc = 1;
 out:
-	zone_logout(b.f, h);
+	close_zone_session(b.f, h);
 	if (b.f != NULL)
 		close_module(b.f, dl);
 	ev_secret_free(pin);
@@ -923,7 +846,7 @@ cmd_policy(int argc, char **argv)
 		policy_usage();
 		return 2;
 	}
-	if (zone_s != NULL && zone_arg(zone_s, &zone) != 0)
+	if (zone_s != NULL && parse_zone(zone_s, &zone) != 0)
 		return 2;
 	f = open_module(&dl);
 	if (f == NULL)
@@ -973,10 +896,8 @@ cmd_policy(int argc, char **argv)
 	}
 	if (json)
 		printf("]\n");
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+	if (flush_stdout() != 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	if (zones != &one)

@@ -1066,40 +1066,55 @@ show_log_json(const ev_revlog_rec *g)
 	printf(",\"revoked\":[");
 }
 
-static int
-cmd_revocation_show(int argc, char **argv)
+/* The prologue of `revocation show` and `attest show`. */
+int
+show_store_open(const char *cmd, int argc, char **argv, ev_store **store)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	ev_config *cfg = NULL;
-	ev_store *store = NULL;
-	ev_revlog_rec *logs = NULL;
-	ev_revoked_rec *rev = NULL;
-	unsigned char *shown = NULL;
-	size_t nlogs = 0, nrev = 0, i, j, k;
-	char err[512] = "", t[32];
+	char err[512] = "";
 	int c, rc = 1;
 
+	*store = NULL;
 	sub_begin();
-	while ((c = sub_option("revocation show", argc, argv, opts)) != -1) {
+	while ((c = sub_option(cmd, argc, argv, opts)) != -1) {
 		if (c == 'j')
 			json = 1;
 		else
 			return 2;
 	}
 	if (optind != argc) {
-		fprintf(stderr, "usage: edgevault revocation show [--json]\n");
+		fprintf(stderr, "usage: edgevault %s [--json]\n", cmd);
 		return 2;
 	}
 	if (load_config(&cfg) != 0)
 		return 1;
-	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, &store, err, sizeof(err)) !=
-	    CKR_OK) {
+	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, store, err, sizeof(err)) != CKR_OK)
 		fprintf(stderr, "edgevault: store: %s\n", err);
-		goto out;
-	}
+	else
+		rc = 0;
+	ev_config_free(cfg);
+	return rc;
+}
+
+static int
+cmd_revocation_show(int argc, char **argv)
+{
+	ev_store *store = NULL;
+	ev_revlog_rec *logs = NULL;
+	ev_revoked_rec *rev = NULL;
+	unsigned char *shown = NULL;
+	size_t nlogs = 0, nrev = 0, i, j, k;
+	char t[32];
+	int rc;
+
+	rc = show_store_open("revocation show", argc, argv, &store);
+	if (rc != 0)
+		return rc;
+	rc = 1;
 	if (ev_store_revlog_list(store, &logs, &nlogs) != CKR_OK ||
 	    ev_store_revoked_list(store, &rev, &nrev) != CKR_OK) {
 		fprintf(stderr, "edgevault: store: cannot read the revocation history\n");
@@ -1155,10 +1170,8 @@ cmd_revocation_show(int argc, char **argv)
 		printf("]}");
 	if (json)
 		printf("]\n");
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+	if (flush_stdout() != 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	for (i = 0; i < nlogs; i++)
@@ -1169,7 +1182,6 @@ out:
 	free(rev);
 	free(shown);
 	ev_store_close(store);
-	ev_config_free(cfg);
 	return rc;
 }
 
@@ -1359,6 +1371,84 @@ get_pin(CK_USER_TYPE who, const char *file, unsigned long zone, int *usage_err)
 	return prompt_pin(name, zone);
 }
 
+/* The end of a command's output. */
+int
+flush_stdout(void)
+{
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "edgevault: cannot write: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* --zone's value: 0, or 2 (usage) after saying why. */
+int
+parse_zone(const char *s, unsigned long *zone)
+{
+	if (parse_ulong(s, 1, (unsigned long)-1, zone) != 0) {
+		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n", s);
+		return 2;
+	}
+	return 0;
+}
+
+/* Why a zone refused, when the code alone does not say it (the attestation gate, rotation). */
+void
+explain_zone_refusal(CK_RV rv, unsigned long zone)
+{
+	if (rv == CKR_FUNCTION_REJECTED)
+		fprintf(stderr, ": no fresh attestation evidence for zone %lu "
+		    "(see `edgevault attest check --zone %lu`)", zone, zone);
+	else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
+		fprintf(stderr, " (retired meanwhile, a copy, or a session object)");
+	else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
+		fprintf(stderr, " (gone meanwhile)");
+}
+
+/* A zone's session, logged in when there is a PIN (revoke, rotate, attest). */
+CK_RV
+open_zone_session(CK_FUNCTION_LIST_3_0 *f, unsigned long zone, int flags, CK_USER_TYPE who,
+    const ev_secret *pin, CK_SESSION_HANDLE *h)
+{
+	CK_FLAGS sf = CKF_SERIAL_SESSION | ((flags & ZS_RW) ? CKF_RW_SESSION : 0);
+	CK_RV rv;
+
+	rv = f->C_OpenSession(zone, sf, NULL, NULL, h);
+	if (rv != CKR_OK) {
+		if ((flags & ZS_SAY_NO_ZONE) &&
+		    (rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT))
+			fprintf(stderr, "edgevault: no zone %lu (%s)\n", zone, ckr_name(rv));
+		else
+			fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
+			    ckr_name(rv));
+		*h = CK_INVALID_HANDLE;
+		return rv;
+	}
+	if (pin == NULL)
+		return CKR_OK;
+	rv = f->C_Login(*h, who, pin->data, (CK_ULONG)pin->len);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: %s login to zone %lu failed: %s",
+		    who == CKU_SO ? "SO" : "user", zone, ckr_name(rv));
+		if (rv == CKR_FUNCTION_REJECTED)
+			explain_zone_refusal(rv, zone);
+		fputc('\n', stderr);
+		(void)f->C_CloseSession(*h);
+		*h = CK_INVALID_HANDLE;
+	}
+	return rv;
+}
+
+void
+close_zone_session(CK_FUNCTION_LIST_3_0 *f, CK_SESSION_HANDLE h)
+{
+	if (h == CK_INVALID_HANDLE)
+		return;
+	(void)f->C_Logout(h);
+	(void)f->C_CloseSession(h);
+}
+
 /* A hex string: two digits per byte, at least one byte. */
 int
 parse_hex(const char *s, unsigned char **out, size_t *outlen)
@@ -1456,11 +1546,8 @@ cmd_revoke(int argc, char **argv)
 		revoke_usage();
 		return 2;
 	}
-	if (parse_ulong(zone_s, 1, (unsigned long)-1, &zone) != 0) {
-		fprintf(stderr, "edgevault: --zone %s: expected a zone number (1 or more)\n",
-		    zone_s);
+	if (parse_zone(zone_s, &zone) != 0)
 		return 2;
-	}
 	if (gen_s != NULL && parse_ulong(gen_s, 1, (unsigned long)-1, &gen) != 0) {
 		fprintf(stderr, "edgevault: --generation %s: expected a number (1 or more)\n",
 		    gen_s);
@@ -1490,19 +1577,11 @@ cmd_revoke(int argc, char **argv)
 	admin = admin_interface();
 	if (admin == NULL)
 		goto out;
-	rv = f->C_OpenSession(zone, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot open a session on zone %lu: %s\n", zone,
-		    ckr_name(rv));
-		goto out;
-	}
-	rv = f->C_Login(h, CKU_SO, pin->data, (CK_ULONG)pin->len);
+	rv = open_zone_session(f, zone, ZS_RW, CKU_SO, pin, &h);
 	ev_secret_free(pin);
 	pin = NULL;
-	if (rv != CKR_OK) {
-		fprintf(stderr, "edgevault: SO login to zone %lu failed: %s\n", zone, ckr_name(rv));
+	if (rv != CKR_OK)
 		goto out;
-	}
 	memset(&e, 0, sizeof(e));
 	e.kind = is_key ? EV_REVOKE_KEY : EV_REVOKE_ZONE;
 	e.pLabel = (CK_UTF8CHAR_PTR)label;
@@ -1526,12 +1605,10 @@ cmd_revoke(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	if (h != CK_INVALID_HANDLE) {
-		(void)f->C_Logout(h);
-		(void)f->C_CloseSession(h);
-	}
-	if (f != NULL)
+	if (f != NULL) {
+		close_zone_session(f, h);
 		close_module(f, dl);
+	}
 	ev_secret_free(pin);
 	free(id);
 	return rc;

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "pkcs11/edgevault.h"
 #include "secmem.h"
+#include "store.h"
 
 /* The module's path (--module, $EDGEVAULT_MODULE, or the default). */
 extern const char *module_path;
@@ -102,6 +103,43 @@ int sign_document(const struct signed_kind *k, const char *key_path, const char 
  * *usage_err set when there was no source at all.
  */
 ev_secret *get_pin(CK_USER_TYPE who, const char *file, unsigned long zone, int *usage_err);
+
+/* fflush(stdout): 0, or 1 after saying that the output could not be written. */
+int flush_stdout(void);
+
+/* --zone's value, a zone number (1 or more): 0, or 2 (usage) after saying why. */
+int parse_zone(const char *s, unsigned long *zone);
+
+/*
+ * Why a zone refused, when the code alone does not say it: words that
+ * complete a message on stderr (no line end), or nothing.
+ */
+void explain_zone_refusal(CK_RV rv, unsigned long zone);
+
+/* open_zone_session() flags. */
+#define ZS_RW 0x1          /* a read/write session (else read-only) */
+#define ZS_SAY_NO_ZONE 0x2 /* a zone that is not there is "no zone N (CKR_...)" */
+
+/*
+ * A session on zone and, unless pin is NULL, who (CKU_SO or CKU_USER)
+ * logged in with pin. CKR_OK with *h; else the failure after saying why
+ * ("cannot open a session on zone N: CKR_...", "SO login to zone N
+ * failed: CKR_...", with explain_zone_refusal() for CKR_FUNCTION_REJECTED),
+ * nothing left open and *h CK_INVALID_HANDLE.
+ */
+CK_RV open_zone_session(CK_FUNCTION_LIST_3_0 *f, unsigned long zone, int flags, CK_USER_TYPE who,
+    const ev_secret *pin, CK_SESSION_HANDLE *h);
+
+/* Log out and close a session of open_zone_session(); CK_INVALID_HANDLE: nothing to do. */
+void close_zone_session(CK_FUNCTION_LIST_3_0 *f, CK_SESSION_HANDLE h);
+
+/*
+ * The start of a `<cmd> [--json]` that reads the store (cmd: "attest
+ * show"): its options (--json sets json), the configuration, and the
+ * store opened read-only. 0 with *store, the caller's to close; else 1,
+ * or 2 for usage, after saying why (*store NULL).
+ */
+int show_store_open(const char *cmd, int argc, char **argv, ev_store **store);
 
 /* Commands in their own files: argv[0] is the command's first word. */
 int cmd_attest(int argc, char **argv);   /* tools/cmd_attest.c */

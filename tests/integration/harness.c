@@ -1,5 +1,6 @@
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -406,4 +407,209 @@ env_kill_children(void)
 		(void)waitpid(env_children[i], NULL, 0);
 		env_children[i] = 0;
 	}
+}
+
+/* Utilities and children talking through pipes (it_revoke, it_rotate). */
+
+char *
+fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	int n;
+
+	va_start(ap, f);
+	n = vasprintf(&s, f, ap);
+	va_end(ap);
+	ck_assert_int_ge(n, 0);
+	return s;
+}
+
+double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+CK_RV
+get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	CK_BYTE buf[64];
+	CK_ATTRIBUTE a = { CKA_LABEL, buf, sizeof(buf) };
+
+	return env.f->C_GetAttributeValue(h, o, &a, 1);
+}
+
+CK_RV
+env_poll_slot_event(CK_SLOT_ID *slot)
+{
+	double end = now_s() + DEADLINE;
+	CK_RV rv;
+
+	do {
+		rv = env.f->C_WaitForSlotEvent(CKF_DONT_BLOCK, slot, NULL);
+		if (rv != CKR_NO_EVENT)
+			break;
+		nap_ms(10);
+	} while (now_s() < end);
+	return rv;
+}
+
+void
+kid_start(struct kid *k, kid_fn *fn, void *arg)
+{
+	int up[2], down[2];
+
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	k->pid = env_fork();
+	if (k->pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		fn(down[0], up[1], arg);
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	k->rd = up[0];
+	k->wr = down[1];
+}
+
+/*
+ * read() or write() all of len bytes, waiting for fd within timeout_ms
+ * (-1: no limit): 0, or -1 on end of file, an error or the timeout. buf
+ * is only read from when writing.
+ */
+static int
+transfer_all(int fd, void *buf, size_t len, int writing, int timeout_ms)
+{
+	char *p = buf;
+	double end = now_s() + timeout_ms / 1000.0;
+	struct pollfd pfd = { fd, writing ? POLLOUT : POLLIN, 0 };
+	ssize_t n;
+	int left;
+
+	while (len > 0) {
+		left = timeout_ms < 0 ? -1 : (int)((end - now_s()) * 1000);
+		if (timeout_ms >= 0 && left < 0)
+			return -1;
+		if (poll(&pfd, 1, left) <= 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		n = writing ? write(fd, p, len) : read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+write_all(int fd, const void *buf, size_t len)
+{
+	return transfer_all(fd, (void *)buf, len, 1, -1);
+}
+
+int
+read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	return transfer_all(fd, buf, len, 0, timeout_ms);
+}
+
+void
+put(int fd, CK_ULONG v)
+{
+	if (write_all(fd, &v, sizeof(v)) != 0)
+		_exit(4);
+}
+
+void
+put_bytes(int fd, const void *buf, CK_ULONG len)
+{
+	put(fd, len);
+	if (write_all(fd, buf, len) != 0)
+		_exit(4);
+}
+
+CK_ULONG
+take(int fd)
+{
+	CK_ULONG v;
+
+	if (read_all(fd, &v, sizeof(v), -1) != 0)
+		_exit(3);
+	return v;
+}
+
+void
+kid_put(struct kid *k, CK_ULONG v)
+{
+	ck_assert_msg(write_all(k->wr, &v, sizeof(v)) == 0, "child %d has gone", (int)k->pid);
+}
+
+CK_ULONG
+kid_get(struct kid *k)
+{
+	CK_ULONG v;
+
+	ck_assert_msg(read_all(k->rd, &v, sizeof(v), CHILD_DEADLINE * 1000) == 0,
+	    "child %d: no answer (gone, or over %d s)", (int)k->pid, CHILD_DEADLINE);
+	return v;
+}
+
+CK_ULONG
+kid_get_bytes(struct kid *k, CK_BYTE *buf, CK_ULONG cap)
+{
+	CK_ULONG len = kid_get(k);
+
+	ck_assert_uint_le(len, cap);
+	ck_assert_msg(read_all(k->rd, buf, len, CHILD_DEADLINE * 1000) == 0, "child %d: no data",
+	    (int)k->pid);
+	return len;
+}
+
+void
+kid_done(struct kid *k)
+{
+	int st = env_wait_child(k->pid, CHILD_DEADLINE);
+
+	ck_assert_msg(st == 0, "child %d ended with %d", (int)k->pid, st);
+	close(k->rd);
+	close(k->wr);
+}
+
+CK_RV
+kid_init(void)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+
+	return env.f->C_Initialize(&args);
+}
+
+CK_RV
+kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h)
+{
+	CK_RV rv = env.f->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL,
+	    NULL, h);
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = env.f->C_Login(*h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }

@@ -120,4 +120,89 @@ int env_wait_child(pid_t pid, int seconds);
 /* SIGKILL and reap every recorded child still there. */
 void env_kill_children(void);
 
+/* Deadlines (seconds) for what another process or thread must do. */
+#define DEADLINE 10
+#define CHILD_DEADLINE 60
+
+/* What a child reports when its own deadline passed. */
+#define KID_TIMEOUT 0xdead0001UL
+
+/* A malloc'ed printf; the test fails when it cannot be made. */
+char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* Seconds on the monotonic clock. */
+double now_s(void);
+
+/* Sleep for ms milliseconds. */
+void nap_ms(long ms);
+
+/* C_GetAttributeValue of CKA_LABEL (up to 64 bytes): its return code, not asserted. */
+CK_RV get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
+
+/*
+ * Children that talk to the test through two pipes: a forked process
+ * (env_fork) runs fn(rd, wr, arg) and then _exit(0). In the child, put,
+ * put_bytes and take send and receive CK_ULONG values (put_bytes: a length
+ * then the bytes) and _exit() when the test has gone; in the test, kid_put,
+ * kid_get and kid_get_bytes do the same within CHILD_DEADLINE and fail the
+ * test when the child has gone or is late.
+ */
+struct kid {
+	pid_t pid;
+	int rd; /* from the child */
+	int wr; /* to the child */
+};
+
+typedef void kid_fn(int rd, int wr, void *arg);
+
+/* Fork a child running fn; fails the test when the pipes or the fork cannot be made. */
+void kid_start(struct kid *k, kid_fn *fn, void *arg);
+
+/* Write all of buf (retrying on EINTR): 0, or -1 when the other end has gone. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* Read len bytes within timeout_ms (-1: no limit); 0, or -1 on end of file or timeout. */
+int read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/* In a child: send a value / bytes (exit status 4 when the test has gone). */
+void put(int fd, CK_ULONG v);
+void put_bytes(int fd, const void *buf, CK_ULONG len);
+
+/* In a child: receive a value (exit status 3 when the test has gone). */
+CK_ULONG take(int fd);
+
+/* In the test: send to / receive from a child, within CHILD_DEADLINE. */
+void kid_put(struct kid *k, CK_ULONG v);
+CK_ULONG kid_get(struct kid *k);
+
+/* Receive a length and that many bytes (at most cap) from a child: the length. */
+CK_ULONG kid_get_bytes(struct kid *k, CK_BYTE *buf, CK_ULONG cap);
+
+/* The child's next value, checked against want and reported with its name. */
+#define kid_expect(k, want, what)                                                          \
+	do {                                                                                \
+		CK_ULONG got_ = kid_get(k);                                                 \
+		ck_assert_msg(got_ == (CK_ULONG)(want), "%s: 0x%lx, expected 0x%lx", (what), \
+		    got_, (CK_ULONG)(want));                                                \
+	} while (0)
+
+/* Wait (CHILD_DEADLINE) for the child to exit with status 0; close its pipes. */
+void kid_done(struct kid *k);
+
+/*
+ * Poll C_WaitForSlotEvent(CKF_DONT_BLOCK) every 10 ms until it answers
+ * other than CKR_NO_EVENT or DEADLINE has passed: its last answer (*slot
+ * is the event's slot on CKR_OK). Asserts nothing: usable in children.
+ */
+CK_RV env_poll_slot_event(CK_SLOT_ID *slot);
+
+/* In a child: C_Initialize with OS locking; its return code. */
+CK_RV kid_init(void);
+
+/*
+ * In a child: open a session on slot (rw or not) and log the user in
+ * (already logged in counts as done); the first failure.
+ */
+CK_RV kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h);
+
 #endif

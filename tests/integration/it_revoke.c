@@ -12,11 +12,8 @@
  * process or thread must do.
  */
 #include <check.h>
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +29,8 @@
 #define F env.f
 #define B64 sodium_base64_VARIANT_ORIGINAL
 
-/* Deadlines (seconds) for what another process or thread must do. */
-#define DEADLINE 10
-#define CHILD_DEADLINE 60
-
 #define DEVICE "test-device"
 #define MSG "edgevault revocation test"
-
-/* What a child reports when its own deadline passed. */
-#define KID_TIMEOUT 0xdead0001UL
 
 static unsigned char auth_pk[crypto_sign_PUBLICKEYBYTES];
 static unsigned char auth_sk[crypto_sign_SECRETKEYBYTES];
@@ -64,40 +54,6 @@ teardown(void)
 {
 	env_kill_children();
 	env_teardown();
-}
-
-static char *
-fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
-fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	int n;
-
-	va_start(ap, f);
-	n = vasprintf(&s, f, ap);
-	va_end(ap);
-	ck_assert_int_ge(n, 0);
-	return s;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-nap_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 /* Lists and envelopes. */
@@ -318,15 +274,6 @@ count_label(CK_SESSION_HANDLE h, const char *label)
 	return n;
 }
 
-static CK_RV
-get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
-{
-	CK_BYTE buf[64];
-	CK_ATTRIBUTE a = { CKA_LABEL, buf, sizeof(buf) };
-
-	return F->C_GetAttributeValue(h, o, &a, 1);
-}
-
 static int
 slot_listed(CK_BBOOL present, CK_SLOT_ID slot)
 {
@@ -374,177 +321,6 @@ wait_revlog(int applied, long want)
 		nap_ms(10);
 	ck_assert_msg(n == want, "revlog rows with applied = %d: %ld, expected %ld", applied, n,
 	    want);
-}
-
-/* Children: a forked process that talks through two pipes. */
-
-struct kid {
-	pid_t pid;
-	int rd; /* from the child */
-	int wr; /* to the child */
-};
-
-typedef void kid_fn(int rd, int wr, void *arg);
-
-static void
-kid_start(struct kid *k, kid_fn *fn, void *arg)
-{
-	int up[2], down[2];
-
-	ck_assert_int_eq(pipe(up), 0);
-	ck_assert_int_eq(pipe(down), 0);
-	k->pid = env_fork();
-	if (k->pid == 0) {
-		close(up[0]);
-		close(down[1]);
-		fn(down[0], up[1], arg);
-		_exit(0);
-	}
-	close(up[1]);
-	close(down[0]);
-	k->rd = up[0];
-	k->wr = down[1];
-}
-
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read len bytes within timeout_ms (-1: no limit); 0, or -1 on end of file or timeout. */
-static int
-read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-	double end = now_s() + timeout_ms / 1000.0;
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	ssize_t n;
-	int left;
-
-	while (len > 0) {
-		left = timeout_ms < 0 ? -1 : (int)((end - now_s()) * 1000);
-		if (timeout_ms >= 0 && left <= 0)
-			return -1;
-		if (poll(&pfd, 1, left) <= 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* In a child: send a value / bytes; receive a value (the test gone: leave). */
-static void
-put(int fd, CK_ULONG v)
-{
-	if (write_all(fd, &v, sizeof(v)) != 0)
-		_exit(4);
-}
-
-static void
-put_bytes(int fd, const void *buf, CK_ULONG len)
-{
-	put(fd, len);
-	if (write_all(fd, buf, len) != 0)
-		_exit(4);
-}
-
-static CK_ULONG
-take(int fd)
-{
-	CK_ULONG v;
-
-	if (read_all(fd, &v, sizeof(v), -1) != 0)
-		_exit(3);
-	return v;
-}
-
-/* In the test: send to / receive from a child, within CHILD_DEADLINE. */
-static void
-kid_put(struct kid *k, CK_ULONG v)
-{
-	ck_assert_msg(write_all(k->wr, &v, sizeof(v)) == 0, "child %d has gone", (int)k->pid);
-}
-
-static CK_ULONG
-kid_get(struct kid *k)
-{
-	CK_ULONG v;
-
-	ck_assert_msg(read_all(k->rd, &v, sizeof(v), CHILD_DEADLINE * 1000) == 0,
-	    "child %d: no answer (gone, or over %d s)", (int)k->pid, CHILD_DEADLINE);
-	return v;
-}
-
-static CK_ULONG
-kid_get_bytes(struct kid *k, CK_BYTE *buf, CK_ULONG cap)
-{
-	CK_ULONG len = kid_get(k);
-
-	ck_assert_uint_le(len, cap);
-	ck_assert_msg(read_all(k->rd, buf, len, CHILD_DEADLINE * 1000) == 0, "child %d: no data",
-	    (int)k->pid);
-	return len;
-}
-
-/* The child's return code, checked with its name. */
-#define kid_expect(k, want, what)                                                       \
-	do {                                                                                 \
-		CK_ULONG got_ = kid_get(k);                                                      \
-		ck_assert_msg(got_ == (CK_ULONG)(want), "%s: 0x%lx, expected 0x%lx", (what),     \
-		    got_, (CK_ULONG)(want));                                                     \
-	} while (0)
-
-static void
-kid_done(struct kid *k)
-{
-	int st = env_wait_child(k->pid, CHILD_DEADLINE);
-
-	ck_assert_msg(st == 0, "child %d ended with %d", (int)k->pid, st);
-	close(k->rd);
-	close(k->wr);
-}
-
-/* In a child: C_Initialize, and a user session on slot. */
-static CK_RV
-kid_init(void)
-{
-	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
-
-	return F->C_Initialize(&args);
-}
-
-static CK_RV
-kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h)
-{
-	CK_RV rv = F->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL,
-	    NULL, h);
-
-	if (rv != CKR_OK)
-		return rv;
-	rv = F->C_Login(*h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
-	return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
 
 /* Key revocation. */
@@ -1363,16 +1139,9 @@ END_TEST
 static CK_SLOT_ID
 poll_event(void)
 {
-	double end = now_s() + DEADLINE;
 	CK_SLOT_ID slot = 0;
-	CK_RV rv;
+	CK_RV rv = env_poll_slot_event(&slot);
 
-	do {
-		rv = F->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL);
-		if (rv != CKR_NO_EVENT)
-			break;
-		nap_ms(10);
-	} while (now_s() < end);
 	ck_assert_msg(rv == CKR_OK, "C_WaitForSlotEvent(CKF_DONT_BLOCK): 0x%lx", rv);
 	return slot;
 }

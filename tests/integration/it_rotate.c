@@ -39,16 +39,11 @@
 #define F env.f
 #define B64 sodium_base64_VARIANT_ORIGINAL
 
-/* Deadlines (seconds) for what another process or thread must do. */
-#define DEADLINE 10
-#define CHILD_DEADLINE 60
-
 #define DEVICE "test-device"
 #define MSG "edgevault rotation test"
 #define ATTEST_TYPE "edgevault-attestation-result"
 
-/* What a child reports when its own deadline passed, or a mismatch. */
-#define KID_TIMEOUT 0xdead0001UL
+/* What a child reports on a mismatch (KID_TIMEOUT: harness.h). */
 #define KID_MISMATCH 0xdead0002UL
 
 /* The default grace period (seconds). */
@@ -62,44 +57,10 @@ static CK_BBOOL no = CK_FALSE;
 
 /* Utilities. */
 
-static char *
-fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
-fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	int n;
-
-	va_start(ap, f);
-	n = vasprintf(&s, f, ap);
-	va_end(ap);
-	ck_assert_int_ge(n, 0);
-	return s;
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long long
 now_unix(void)
 {
 	return (long long)time(NULL);
-}
-
-static void
-nap_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 /* Sleep until the unix time is at least t. */
@@ -141,6 +102,13 @@ refusals_for(const char *purpose)
 	return sql("SELECT count(*) FROM attestlog WHERE accepted = 0 AND purpose = '%s'", purpose);
 }
 
+/* C_Login of the user with USER_PIN; its return code (usable in children). */
+static CK_RV
+login_user(CK_SESSION_HANDLE h)
+{
+	return F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+}
+
 /* Configuration. */
 
 /* The config with the result provider and the test's verifier key; extra lines after it. */
@@ -163,6 +131,24 @@ restart(void)
 {
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
 	env_init();
+}
+
+/* conf() with formatted extra lines, then restart() to read it. */
+static void
+reconf(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+reconf(const char *f, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, f);
+	ck_assert_int_ge(vasprintf(&s, f, ap), 0);
+	va_end(ap);
+	conf(s);
+	free(s);
+	restart();
 }
 
 static void
@@ -264,6 +250,15 @@ good_evidence(CK_SLOT_ID zone)
 
 	snprintf(z, sizeof(z), "%lu", (unsigned long)zone);
 	good_evidence_for(z);
+}
+
+/* A new zone with good evidence, and an R/W session on it with the user logged in. */
+static CK_SESSION_HANDLE
+attested_zone(const char *label, CK_SLOT_ID *zone)
+{
+	*zone = env_new_zone(label);
+	good_evidence(*zone);
+	return env_session(*zone, 1, 1);
 }
 
 static void
@@ -505,33 +500,9 @@ aes_roundtrip(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 
 /* Attributes. */
 
+/* An attribute's value into buf (cap bytes): its length; fails the test on an error. */
 static CK_ULONG
-attr_ulong(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
-{
-	CK_ULONG v = 0xdeadbeef;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
-	CK_RV rv = F->C_GetAttributeValue(h, o, &a, 1);
-
-	ck_assert_msg(rv == CKR_OK, "C_GetAttributeValue(%lu, 0x%lx): 0x%lx", o, type, rv);
-	ck_assert_uint_eq(a.ulValueLen, sizeof(v));
-	return v;
-}
-
-static CK_BBOOL
-attr_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
-{
-	CK_BBOOL v = 0x55;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
-	CK_RV rv = F->C_GetAttributeValue(h, o, &a, 1);
-
-	ck_assert_msg(rv == CKR_OK, "C_GetAttributeValue(%lu, 0x%lx): 0x%lx", o, type, rv);
-	ck_assert_uint_eq(a.ulValueLen, sizeof(v));
-	ck_assert(v == CK_TRUE || v == CK_FALSE);
-	return v;
-}
-
-static CK_ULONG
-attr_bytes(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, CK_BYTE *buf,
+attr_bytes(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, void *buf,
     CK_ULONG cap)
 {
 	CK_ATTRIBUTE a = { type, buf, cap };
@@ -541,13 +512,23 @@ attr_bytes(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, CK_B
 	return a.ulValueLen;
 }
 
-static CK_RV
-get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+static CK_ULONG
+attr_ulong(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
 {
-	CK_BYTE buf[64];
-	CK_ATTRIBUTE a = { CKA_LABEL, buf, sizeof(buf) };
+	CK_ULONG v = 0xdeadbeef;
 
-	return F->C_GetAttributeValue(h, o, &a, 1);
+	ck_assert_uint_eq(attr_bytes(h, o, type, &v, sizeof(v)), sizeof(v));
+	return v;
+}
+
+static CK_BBOOL
+attr_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
+{
+	CK_BBOOL v = 0x55;
+
+	ck_assert_uint_eq(attr_bytes(h, o, type, &v, sizeof(v)), sizeof(v));
+	ck_assert(v == CK_TRUE || v == CK_FALSE);
+	return v;
 }
 
 /* Searches. */
@@ -609,178 +590,6 @@ static long
 stored(CK_OBJECT_HANDLE o)
 {
 	return sql("SELECT count(*) FROM objects WHERE id = %lu", (unsigned long)o);
-}
-
-/* Children: a forked process that talks through two pipes (as in it_revoke.c). */
-
-struct kid {
-	pid_t pid;
-	int rd; /* from the child */
-	int wr; /* to the child */
-};
-
-typedef void kid_fn(int rd, int wr, void *arg);
-
-static void
-kid_start(struct kid *k, kid_fn *fn, void *arg)
-{
-	int up[2], down[2];
-
-	ck_assert_int_eq(pipe(up), 0);
-	ck_assert_int_eq(pipe(down), 0);
-	k->pid = env_fork();
-	if (k->pid == 0) {
-		close(up[0]);
-		close(down[1]);
-		fn(down[0], up[1], arg);
-		_exit(0);
-	}
-	close(up[1]);
-	close(down[0]);
-	k->rd = up[0];
-	k->wr = down[1];
-}
-
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read len bytes within timeout_ms (-1: no limit); 0, or -1 on end of file or timeout. */
-static int
-read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-	double end = now_s() + timeout_ms / 1000.0;
-	struct pollfd pfd = { fd, POLLIN, 0 };
-	ssize_t n;
-	int left;
-
-	while (len > 0) {
-		left = timeout_ms < 0 ? -1 : (int)((end - now_s()) * 1000);
-		if (timeout_ms >= 0 && left < 0)
-			return -1;
-		if (poll(&pfd, 1, left) <= 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* In a child: send a value / bytes (the test gone: leave). */
-static void
-put(int fd, CK_ULONG v)
-{
-	if (write_all(fd, &v, sizeof(v)) != 0)
-		_exit(4);
-}
-
-static void
-put_bytes(int fd, const void *buf, CK_ULONG len)
-{
-	put(fd, len);
-	if (write_all(fd, buf, len) != 0)
-		_exit(4);
-}
-
-/* In a child: receive a value (the test gone: leave). */
-static CK_ULONG
-take(int fd)
-{
-	CK_ULONG v;
-
-	if (read_all(fd, &v, sizeof(v), -1) != 0)
-		_exit(3);
-	return v;
-}
-
-/* In the test: send to / receive from a child, within CHILD_DEADLINE. */
-static void
-kid_put(struct kid *k, CK_ULONG v)
-{
-	ck_assert_msg(write_all(k->wr, &v, sizeof(v)) == 0, "child %d has gone", (int)k->pid);
-}
-
-static CK_ULONG
-kid_get(struct kid *k)
-{
-	CK_ULONG v;
-
-	ck_assert_msg(read_all(k->rd, &v, sizeof(v), CHILD_DEADLINE * 1000) == 0,
-	    "child %d: no answer (gone, or over %d s)", (int)k->pid, CHILD_DEADLINE);
-	return v;
-}
-
-static CK_ULONG
-kid_get_bytes(struct kid *k, CK_BYTE *buf, CK_ULONG cap)
-{
-	CK_ULONG len = kid_get(k);
-
-	ck_assert_uint_le(len, cap);
-	ck_assert_msg(read_all(k->rd, buf, len, CHILD_DEADLINE * 1000) == 0, "child %d: no data",
-	    (int)k->pid);
-	return len;
-}
-
-/* The child's return code, checked with its name. */
-#define kid_expect(k, want, what)                                                          \
-	do {                                                                                \
-		CK_ULONG got_ = kid_get(k);                                                 \
-		ck_assert_msg(got_ == (CK_ULONG)(want), "%s: 0x%lx, expected 0x%lx", (what), \
-		    got_, (CK_ULONG)(want));                                                \
-	} while (0)
-
-static void
-kid_done(struct kid *k)
-{
-	int st = env_wait_child(k->pid, CHILD_DEADLINE);
-
-	ck_assert_msg(st == 0, "child %d ended with %d", (int)k->pid, st);
-	close(k->rd);
-	close(k->wr);
-}
-
-/* In a child: C_Initialize, and a session on slot with the user logged in. */
-static CK_RV
-kid_init(void)
-{
-	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
-
-	return F->C_Initialize(&args);
-}
-
-static CK_RV
-kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h)
-{
-	CK_RV rv = F->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL,
-	    NULL, h);
-
-	if (rv != CKR_OK)
-		return rv;
-	rv = F->C_Login(*h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
-	return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
 
 /* 1. The login gate. */
@@ -870,17 +679,13 @@ START_TEST(test_login_gate)
 	long refused;
 	size_t n, i;
 	CK_RV rv;
-	char *s;
 
 	env_init();
 	za = env_new_zone("gated");
 	zb = env_new_zone("open");
-	s = fmt("clock_skew = 10\n"
-		"[zone %lu]\nrequire_attestation = true\nmax_evidence_age = 1000\n",
+	reconf("clock_skew = 10\n"
+	       "[zone %lu]\nrequire_attestation = true\nmax_evidence_age = 1000\n",
 	    (unsigned long)za);
-	conf(s);
-	free(s);
-	restart();
 
 	h = env_session(za, 1, 0);
 	ck_assert_int_eq(refusals(), 0);
@@ -891,7 +696,7 @@ START_TEST(test_login_gate)
 			no_evidence();
 		else
 			put_file(bad[i].bytes);
-		rv = F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+		rv = login_user(h);
 		ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "%s: C_Login: 0x%lx", bad[i].what, rv);
 		refused++;
 		ck_assert_msg(refusals() == refused, "%s: %ld refusals recorded, expected %ld",
@@ -919,8 +724,7 @@ START_TEST(test_login_gate)
 		snprintf(zs, sizeof(zs), "%lu", (unsigned long)za);
 		put_evidence(zs, now + 5, now + 600, NULL);
 	}
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(refusals(), refused);
 	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM attestlog WHERE accepted = 1 AND "
 				      "purpose = 'login'"),
@@ -934,8 +738,7 @@ START_TEST(test_login_gate)
 
 	/* A zone without require_attestation: no evidence needed. */
 	hb = env_session(zb, 1, 0);
-	ck_assert_int_eq(F->C_Login(hb, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(hb), CKR_OK);
 
 	/* And a wrong PIN with good evidence does count (the flags above could tell). */
 	good_evidence(za);
@@ -964,16 +767,12 @@ START_TEST(test_nonce)
 	char x1[2 * 64 + 1], x2[2 * 64 + 1], xo[2 * EV_NONCE_LEN + 1], za_s[32], zn_s[32];
 	long long now;
 	CK_RV rv;
-	char *s;
 
 	env_init();
 	za = env_new_zone("nonce");
 	zn = env_new_zone("strict");
-	s = fmt("[policy]\nrequire_attestation = true\n[zone %lu]\nrequire_nonce = true\n",
+	reconf("[policy]\nrequire_attestation = true\n[zone %lu]\nrequire_nonce = true\n",
 	    (unsigned long)zn);
-	conf(s);
-	free(s);
-	restart();
 	snprintf(za_s, sizeof(za_s), "%lu", (unsigned long)za);
 	snprintf(zn_s, sizeof(zn_s), "%lu", (unsigned long)zn);
 
@@ -995,21 +794,19 @@ START_TEST(test_nonce)
 	/* Evidence carrying it: accepted. */
 	now = now_unix();
 	put_evidence(za_s, now - 5, now + 600, x1);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 
 	/* Another nonce: refused. */
 	randombytes_buf(other, sizeof(other));
 	hexof(xo, sizeof(xo), other, sizeof(other));
 	put_evidence(za_s, now - 5, now + 600, xo);
-	rv = F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	rv = login_user(h);
 	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "evidence with another nonce: 0x%lx", rv);
 
 	/* No nonce, in a zone that does not require one: accepted. */
 	put_evidence(za_s, now - 5, now + 600, NULL);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 
 	/* A new nonce replaces the old one. */
@@ -1019,24 +816,22 @@ START_TEST(test_nonce)
 	ck_assert(memcmp(n1, n2, EV_NONCE_LEN) != 0);
 	hexof(x2, sizeof(x2), n2, EV_NONCE_LEN);
 	put_evidence(za_s, now - 5, now + 600, x1);
-	rv = F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	rv = login_user(h);
 	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "evidence with the previous nonce: 0x%lx", rv);
 	put_evidence(za_s, now - 5, now + 600, x2);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 
 	/* require_nonce: evidence without one is refused, with the current one accepted. */
 	hn = env_session(zn, 0, 0);
 	put_evidence(zn_s, now - 5, now + 600, NULL);
-	rv = F->C_Login(hn, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	rv = login_user(hn);
 	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "require_nonce, evidence without: 0x%lx", rv);
 	put_evidence(zn_s, now - 5, now + 600, x1);
-	rv = F->C_Login(hn, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	rv = login_user(hn);
 	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "require_nonce, an old nonce: 0x%lx", rv);
 	put_evidence(zn_s, now - 5, now + 600, x2);
-	ck_assert_int_eq(F->C_Login(hn, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(hn), CKR_OK);
 }
 END_TEST
 
@@ -1079,8 +874,7 @@ START_TEST(test_expiry_during_session)
 	t = now_unix();
 	exp = t + 3;
 	put_evidence(zs, t, exp, NULL);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	signs(h, KT_EC, priv, pub);
 	use0 = refusals_for("use");
 	/* A signature started while the evidence is fresh. */
@@ -1256,9 +1050,7 @@ START_TEST(test_rotate_ec_pair)
 	long long t0, t1;
 
 	env_init();
-	z = env_new_zone("rotate");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("rotate", &z);
 	h2 = env_session(z, 0, 1);
 	gen_pair_x(h, KT_EC, "web", CK_TRUE, extra, 3, &pub, &priv);
 	ck_assert_uint_eq(attr_ulong(h, priv, CKA_EV_GENERATION), 1);
@@ -1344,9 +1136,7 @@ START_TEST(test_rotate_operation_under_way)
 	CK_RV rs, re;
 
 	env_init();
-	z = env_new_zone("underway");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("underway", &z);
 	hs = env_session(z, 0, 1);
 	he = env_session(z, 0, 1);
 	hv = env_session(z, 0, 1);
@@ -1392,9 +1182,7 @@ START_TEST(test_rotate_rsa_pair)
 	long long t0, t1;
 
 	env_init();
-	z = env_new_zone("rsa");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("rsa", &z);
 	gen_pair(h, KT_RSA, "rsa", &pub, &priv);
 	ck_assert_int_eq(try_sign(h, KT_RSA, priv, sig, &len), CKR_OK);
 	ml = attr_bytes(h, pub, CKA_MODULUS, mod, sizeof(mod));
@@ -1427,9 +1215,7 @@ START_TEST(test_rotate_ed25519_by_public_key)
 	long long t0, t1;
 
 	env_init();
-	z = env_new_zone("ed");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("ed", &z);
 	gen_pair(h, KT_ED, "edkey", &pub, &priv);
 	ck_assert_int_eq(try_sign(h, KT_ED, priv, sig, &len), CKR_OK);
 	ck_assert(ossl_verifies(h, KT_ED, pub, sig, len));
@@ -1461,9 +1247,7 @@ START_TEST(test_rotate_aes)
 	CK_ULONG at;
 
 	env_init();
-	z = env_new_zone("aes");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("aes", &z);
 	k = gen_aes(h, "vault");
 	ck_assert_int_eq(aes_seal(h, k, ct, &ctlen), CKR_OK);
 
@@ -1589,8 +1373,7 @@ START_TEST(test_rotate_errors)
 	ck_assert_int_eq(admin()->EV_RotateKey(pub_s, pub, &got), CKR_USER_NOT_LOGGED_IN);
 
 	/* With all that put right, it rotates. */
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(admin()->EV_RotateKey(h, priv, NULL), CKR_OK);
 	ck_assert_int_eq(attr_bool(h, priv, CKA_EV_RETIRED), CK_TRUE);
 
@@ -1627,9 +1410,7 @@ START_TEST(test_grace_period_ends)
 
 	conf("[policy]\ngrace_period = 2\n");
 	env_init();
-	z = env_new_zone("grace");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("grace", &z);
 	gen_pair(h, KT_EC, "short", &pub, &priv);
 	ck_assert_int_eq(try_sign(h, KT_EC, priv, sig, &len), CKR_OK);
 	t0 = now_unix();
@@ -1673,9 +1454,7 @@ START_TEST(test_grace_period_zero)
 
 	conf("[policy]\ngrace_period = 0\n");
 	env_init();
-	z = env_new_zone("nograce");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("nograce", &z);
 	gen_pair(h, KT_EC, "now", &pub, &priv);
 	k = gen_aes(h, "now-aes");
 	ck_assert_int_eq(try_sign(h, KT_EC, priv, sig, &len), CKR_OK);
@@ -1743,9 +1522,7 @@ START_TEST(test_rotation_candidates)
 
 	conf("[policy]\nrotation_period = 2\n");
 	env_init();
-	z = env_new_zone("candidates");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("candidates", &z);
 	t = now_unix();
 	gen_pair(h, KT_EC, "a", &apub, &apriv);
 	gen_pair(h, KT_EC, "r", &rpub, &rpriv);
@@ -1803,12 +1580,9 @@ START_TEST(test_auto_rotation_at_login)
 	env_init();
 	za = env_new_zone("auto");
 	zb = env_new_zone("manual");
-	s = fmt("[policy]\nrequire_attestation = true\nauto_rotate = true\nrotation_period = 1\n"
-		"[zone %lu]\nauto_rotate = false\n",
+	reconf("[policy]\nrequire_attestation = true\nauto_rotate = true\nrotation_period = 1\n"
+	       "[zone %lu]\nauto_rotate = false\n",
 	    (unsigned long)zb);
-	conf(s);
-	free(s);
-	restart();
 	s = fmt("%lu,%lu", (unsigned long)za, (unsigned long)zb);
 	good_evidence_for(s);
 	free(s);
@@ -1823,8 +1597,7 @@ START_TEST(test_auto_rotation_at_login)
 	ck_assert_int_eq(F->C_Logout(hb), CKR_OK);
 	sleep_until(t + 2);
 
-	ck_assert_int_eq(F->C_Login(ha, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(ha), CKR_OK);
 	n = find_label(ha, "auto", 0, found, 16);
 	ck_assert_uint_eq(n, 2);
 	for (i = 0; i < n; i++)
@@ -1840,8 +1613,7 @@ START_TEST(test_auto_rotation_at_login)
 	    find_one(ha, "auto", CKO_PUBLIC_KEY, 2));
 
 	/* The zone without auto_rotate keeps its keys as they were. */
-	ck_assert_int_eq(F->C_Login(hb, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(hb), CKR_OK);
 	n = find_label(hb, "manual", 0, found, 16);
 	ck_assert_uint_eq(n, 2);
 	ck_assert(listed(found, n, mpriv) && listed(found, n, mpub));
@@ -1936,13 +1708,7 @@ kid_rotation_view(int rd, int wr, void *arg)
 	put_bytes(wr, sig, rv == CKR_OK ? len : 0);
 
 	/* The slot event. */
-	end = now_s() + DEADLINE;
-	do {
-		rv = F->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL);
-		if (rv != CKR_NO_EVENT)
-			break;
-		nap_ms(10);
-	} while (now_s() < end);
+	rv = env_poll_slot_event(&slot);
 	put(wr, rv);
 	put(wr, slot);
 	(void)F->C_Finalize(NULL);
@@ -1960,9 +1726,7 @@ START_TEST(test_rotation_seen_by_other_process)
 	CK_ULONG len;
 
 	env_init();
-	z = env_new_zone("shared");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("shared", &z);
 	gen_pair(h, KT_EC, "shared", &pub, &priv);
 
 	a = (struct signer_arg){ z, priv, "shared" };
@@ -2031,9 +1795,7 @@ START_TEST(test_concurrent_rotation)
 	CK_ULONG n;
 
 	env_init();
-	z = env_new_zone("race");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("race", &z);
 	gen_pair(h, KT_EC, "contested", &pub, &priv);
 	a = (struct race_arg){ z, priv };
 	/* Set up one after the other (only the rotations race). */
@@ -2098,6 +1860,25 @@ zone_keys_work(CK_SESSION_HANDLE h, const struct zone_keys *zk, CK_BYTE *sig, CK
 	return rv;
 }
 
+/*
+ * A new zone (with good evidence) holding the keys of zk, made and used
+ * once, s2 rotated; an R/W user session on it.
+ */
+static CK_SESSION_HANDLE
+make_zone_keys(struct zone_keys *zk, const char *zone_label)
+{
+	CK_SESSION_HANDLE h = attested_zone(zone_label, &zk->slot);
+
+	gen_pair(h, KT_EC, "k1", &zk->p1, &zk->k1);
+	zk->s1 = gen_aes(h, "s1");
+	zk->s2 = gen_aes(h, "s2");
+	zk->sig1len = sizeof(zk->sig1);
+	ck_assert_int_eq(try_sign(h, KT_EC, zk->k1, zk->sig1, &zk->sig1len), CKR_OK);
+	ck_assert_int_eq(aes_seal(h, zk->s2, zk->ct2, &zk->ct2len), CKR_OK);
+	ck_assert_int_eq(admin()->EV_RotateKey(h, zk->s2, &zk->s2new), CKR_OK);
+	return h;
+}
+
 static void
 check_zone_keys(CK_SESSION_HANDLE h, const struct zone_keys *zk, const char *where)
 {
@@ -2109,24 +1890,35 @@ check_zone_keys(CK_SESSION_HANDLE h, const struct zone_keys *zk, const char *whe
 	ck_assert(ossl_verifies(h, KT_EC, zk->p1, sig, len));
 }
 
+/*
+ * In a child, after rv (what came before): every key when rv is CKR_OK;
+ * the first failure and k1's new signature to the test, then leave.
+ */
 static void
-kid_zone_keys(int rd, int wr, void *arg)
+kid_zone_keys_report(int wr, CK_SESSION_HANDLE h, const struct zone_keys *zk, CK_RV rv)
 {
-	const struct zone_keys *zk = arg;
-	CK_SESSION_HANDLE h;
 	CK_BYTE sig[64];
 	CK_ULONG len = 0;
-	CK_RV rv = kid_init();
 
-	(void)rd;
-	if (rv == CKR_OK)
-		rv = kid_session(zk->slot, 0, &h);
 	if (rv == CKR_OK)
 		rv = zone_keys_work(h, zk, sig, &len);
 	put(wr, rv);
 	put_bytes(wr, sig, rv == CKR_OK ? len : 0);
 	(void)F->C_Finalize(NULL);
 	_exit(0);
+}
+
+static void
+kid_zone_keys(int rd, int wr, void *arg)
+{
+	const struct zone_keys *zk = arg;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_RV rv = kid_init();
+
+	(void)rd;
+	if (rv == CKR_OK)
+		rv = kid_session(zk->slot, 0, &h);
+	kid_zone_keys_report(wr, h, zk, rv);
 }
 
 /*
@@ -2157,11 +1949,7 @@ kid_zone_keys_before(int rd, int wr, void *arg)
 	if (rv != CKR_OK)
 		_exit(1);
 	(void)take(rd); /* the zone key was rotated */
-	rv = zone_keys_work(h, zk, sig, &len);
-	put(wr, rv);
-	put_bytes(wr, sig, rv == CKR_OK ? len : 0);
-	(void)F->C_Finalize(NULL);
-	_exit(0);
+	kid_zone_keys_report(wr, h, zk, CKR_OK);
 }
 
 /* Whether no line of before (rows "id:hex") is found in after. */
@@ -2195,16 +1983,7 @@ START_TEST(test_zone_key_rotation)
 	char *q_sealed, *q_blobs, *sealed0, *blobs0, *sealed1, *blobs1, *sealed2;
 
 	env_init();
-	zk.slot = env_new_zone("rekey");
-	good_evidence(zk.slot);
-	h = env_session(zk.slot, 1, 1);
-	gen_pair(h, KT_EC, "k1", &zk.p1, &zk.k1);
-	zk.s1 = gen_aes(h, "s1");
-	zk.s2 = gen_aes(h, "s2");
-	zk.sig1len = sizeof(zk.sig1);
-	ck_assert_int_eq(try_sign(h, KT_EC, zk.k1, zk.sig1, &zk.sig1len), CKR_OK);
-	ck_assert_int_eq(aes_seal(h, zk.s2, zk.ct2, &zk.ct2len), CKR_OK);
-	ck_assert_int_eq(admin()->EV_RotateKey(h, zk.s2, &zk.s2new), CKR_OK);
+	h = make_zone_keys(&zk, "rekey");
 	check_zone_keys(h, &zk, "before");
 
 	kid_start(&early, kid_zone_keys_before, &zk);
@@ -2258,8 +2037,7 @@ START_TEST(test_zone_key_rotation)
 	kid_done(&early);
 
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	check_zone_keys(h, &zk, "this process");
 	restart();
 	h = env_session(zk.slot, 0, 1);
@@ -2325,16 +2103,7 @@ START_TEST(test_zone_key_rotation_while_in_use)
 	int i;
 
 	env_init();
-	zk.slot = env_new_zone("busy");
-	good_evidence(zk.slot);
-	h = env_session(zk.slot, 1, 1);
-	gen_pair(h, KT_EC, "k1", &zk.p1, &zk.k1);
-	zk.s1 = gen_aes(h, "s1");
-	zk.s2 = gen_aes(h, "s2");
-	zk.sig1len = sizeof(zk.sig1);
-	ck_assert_int_eq(try_sign(h, KT_EC, zk.k1, zk.sig1, &zk.sig1len), CKR_OK);
-	ck_assert_int_eq(aes_seal(h, zk.s2, zk.ct2, &zk.ct2len), CKR_OK);
-	ck_assert_int_eq(admin()->EV_RotateKey(h, zk.s2, &zk.s2new), CKR_OK);
+	h = make_zone_keys(&zk, "busy");
 	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
 
 	kid_start(&k, kid_keys_loop, &zk);
@@ -2403,9 +2172,7 @@ START_TEST(test_zone_key_rotation_killed)
 	CK_RV rv;
 
 	env_init();
-	z = env_new_zone("crash");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("crash", &z);
 	for (i = 0; i < CRASH_EC; i++) {
 		snprintf(label, sizeof(label), "ec-%d", i);
 		gen_pair(h, KT_EC, label, &pub[i], &priv[i]);
@@ -2437,7 +2204,7 @@ START_TEST(test_zone_key_rotation_killed)
 		env_init();
 		rv = F->C_OpenSession(z, CKF_SERIAL_SESSION, NULL, NULL, &h);
 		if (rv == CKR_OK)
-			rv = F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+			rv = login_user(h);
 		ck_assert_msg(rv == CKR_OK,
 		    "round %d (killed after %ld ms): C_OpenSession, C_Login: 0x%lx", round, ms, rv);
 		for (i = 0; i < CRASH_EC; i++) {
@@ -2538,6 +2305,23 @@ blank_padded(const CK_UTF8CHAR *got, const char *want)
 	ck_assert_mem_eq(got, exp, 32);
 }
 
+/* The zone's policy is want (its provider not looked at), with the provider "result". */
+static void
+check_policy(CK_SLOT_ID zone, const EV_ZONE_POLICY *want)
+{
+	EV_ZONE_POLICY p;
+
+	memset(&p, 0xa5, sizeof(p));
+	ck_assert_int_eq(admin()->EV_GetZonePolicy(zone, &p), CKR_OK);
+	ck_assert_int_eq(p.requireAttestation, want->requireAttestation);
+	ck_assert_int_eq(p.requireNonce, want->requireNonce);
+	ck_assert_int_eq(p.autoRotate, want->autoRotate);
+	ck_assert_uint_eq(p.ulMaxEvidenceAge, want->ulMaxEvidenceAge);
+	ck_assert_uint_eq(p.ulRotationPeriod, want->ulRotationPeriod);
+	ck_assert_uint_eq(p.ulGracePeriod, want->ulGracePeriod);
+	blank_padded(p.provider, "result");
+}
+
 START_TEST(test_zone_policy)
 {
 	CK_SLOT_ID za, zb, slots[32];
@@ -2546,7 +2330,6 @@ START_TEST(test_zone_policy)
 	CK_BYTE nonce[EV_NONCE_LEN];
 	EV_ATTESTATION info;
 	EV_ZONE_POLICY p;
-	char *s;
 
 	ck_assert_int_eq(admin()->EV_GetZonePolicy(1, &p), CKR_CRYPTOKI_NOT_INITIALIZED);
 	ck_assert_int_eq(admin()->EV_Attest(1, &info), CKR_CRYPTOKI_NOT_INITIALIZED);
@@ -2562,43 +2345,21 @@ START_TEST(test_zone_policy)
 	env_init();
 	za = env_new_zone("defaults");
 	zb = env_new_zone("override");
-	memset(&p, 0xa5, sizeof(p));
-	ck_assert_int_eq(admin()->EV_GetZonePolicy(za, &p), CKR_OK);
-	ck_assert_int_eq(p.requireAttestation, CK_FALSE);
-	ck_assert_int_eq(p.requireNonce, CK_FALSE);
-	ck_assert_int_eq(p.autoRotate, CK_FALSE);
-	ck_assert_uint_eq(p.ulMaxEvidenceAge, 3600);
-	ck_assert_uint_eq(p.ulRotationPeriod, 0);
-	ck_assert_uint_eq(p.ulGracePeriod, 86400);
-	blank_padded(p.provider, "result");
+	check_policy(za, &(EV_ZONE_POLICY){ .requireAttestation = CK_FALSE, .requireNonce = CK_FALSE,
+	    .autoRotate = CK_FALSE, .ulMaxEvidenceAge = 3600, .ulRotationPeriod = 0,
+	    .ulGracePeriod = 86400 });
 
-	s = fmt("[policy]\nrequire_nonce = true\nauto_rotate = true\nmax_evidence_age = 1200\n"
-		"rotation_period = 7200\ngrace_period = 600\n"
-		"[zone %lu]\nrequire_attestation = true\ngrace_period = 30\nrotation_period = 0\n",
+	reconf("[policy]\nrequire_nonce = true\nauto_rotate = true\nmax_evidence_age = 1200\n"
+	       "rotation_period = 7200\ngrace_period = 600\n"
+	       "[zone %lu]\nrequire_attestation = true\ngrace_period = 30\nrotation_period = 0\n",
 	    (unsigned long)zb);
-	conf(s);
-	free(s);
-	restart();
 
-	memset(&p, 0xa5, sizeof(p));
-	ck_assert_int_eq(admin()->EV_GetZonePolicy(za, &p), CKR_OK);
-	ck_assert_int_eq(p.requireAttestation, CK_FALSE);
-	ck_assert_int_eq(p.requireNonce, CK_TRUE);
-	ck_assert_int_eq(p.autoRotate, CK_TRUE);
-	ck_assert_uint_eq(p.ulMaxEvidenceAge, 1200);
-	ck_assert_uint_eq(p.ulRotationPeriod, 7200);
-	ck_assert_uint_eq(p.ulGracePeriod, 600);
-	blank_padded(p.provider, "result");
-
-	memset(&p, 0xa5, sizeof(p));
-	ck_assert_int_eq(admin()->EV_GetZonePolicy(zb, &p), CKR_OK);
-	ck_assert_int_eq(p.requireAttestation, CK_TRUE);
-	ck_assert_int_eq(p.requireNonce, CK_TRUE);
-	ck_assert_int_eq(p.autoRotate, CK_TRUE);
-	ck_assert_uint_eq(p.ulMaxEvidenceAge, 1200);
-	ck_assert_uint_eq(p.ulRotationPeriod, 0);
-	ck_assert_uint_eq(p.ulGracePeriod, 30);
-	blank_padded(p.provider, "result");
+	check_policy(za, &(EV_ZONE_POLICY){ .requireAttestation = CK_FALSE, .requireNonce = CK_TRUE,
+	    .autoRotate = CK_TRUE, .ulMaxEvidenceAge = 1200, .ulRotationPeriod = 7200,
+	    .ulGracePeriod = 600 });
+	check_policy(zb, &(EV_ZONE_POLICY){ .requireAttestation = CK_TRUE, .requireNonce = CK_TRUE,
+	    .autoRotate = CK_TRUE, .ulMaxEvidenceAge = 1200, .ulRotationPeriod = 0,
+	    .ulGracePeriod = 30 });
 
 	/* The free slot, a slot that does not exist, no output. */
 	ck_assert_int_eq(F->C_GetSlotList(CK_FALSE, slots, &n), CKR_OK);
@@ -2636,9 +2397,7 @@ START_TEST(test_copies_follow_origin)
 	CK_ULONG count = 0;
 
 	env_init();
-	z = env_new_zone("copies");
-	good_evidence(z);
-	h = env_session(z, 1, 1);
+	h = attested_zone("copies", &z);
 
 	/* Rotation retires the copy with its origin. */
 	gen_pair(h, KT_EC, "orig", &pub, &priv);
@@ -2663,8 +2422,7 @@ START_TEST(test_copies_follow_origin)
 	ck_assert_int_eq(admin()->EV_Revoke(h, &e, &count), CKR_OK);
 	ck_assert_uint_ge(count, 2);
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
-	ck_assert_int_eq(F->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN)),
-	    CKR_OK);
+	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(get_label(h, copy2), CKR_OBJECT_HANDLE_INVALID);
 	ck_assert_int_eq(F->C_SignInit(h, &m, copy2), CKR_KEY_HANDLE_INVALID);
 	ck_assert_uint_eq(find_label(h, "copy2", 0, found, 16), 0);
