@@ -140,10 +140,12 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 	/* Lists dropped while no process watched, before anything is used. */
 	ev_revoke_scan();
 	/* Retired generations whose grace period ended while no process ran. */
-	if (ev_rotate_sweep(&next) != CKR_OK)
+	if (ev_rotate_sweep(&next) != CKR_OK) {
 		ev_warn("retired generations could not be swept; the watcher tries again");
-	else if (next != 0)
+		ev_events_sweep_at(1);
+	} else if (next != 0) {
 		ev_events_sweep_at(next);
+	}
 out:
 	if (m != NULL) {
 		ev_store_close(m->store);

@@ -34,29 +34,30 @@ policy_of(const ev_token *t)
 /* The same refusal (evidence and reason) is recorded at most once in this many seconds. */
 #define REFUSAL_REPEAT 60
 
-/*
- * Whether a refusal repeats the zone's last one within REFUSAL_REPEAT: a
- * caller looping on C_Login (no PIN is spent before the evidence check)
- * must not grow the history without bound. Store lock held.
- */
-static int
-refusal_repeats(ev_token *t, const ev_verdict *v, int64_t now)
+/* What identifies a refusal: its purpose, evidence and reason. */
+static void
+refusal_id(const char *purpose, const ev_verdict *v, unsigned char id[32])
 {
-	unsigned char id[32];
 	crypto_generichash_state h;
-	int same;
 
-	crypto_generichash_init(&h, NULL, 0, sizeof(id));
+	crypto_generichash_init(&h, NULL, 0, 32);
+	crypto_generichash_update(&h, (const unsigned char *)purpose, strlen(purpose) + 1);
 	crypto_generichash_update(&h, v->digest, sizeof(v->digest));
 	crypto_generichash_update(&h, (const unsigned char *)v->reason, strlen(v->reason));
-	crypto_generichash_final(&h, id, sizeof(id));
-	same = t->refused_at != 0 && now - t->refused_at < REFUSAL_REPEAT &&
-	    memcmp(id, t->refused, sizeof(id)) == 0;
-	if (!same) {
-		memcpy(t->refused, id, sizeof(id));
-		t->refused_at = now;
-	}
-	return same;
+	crypto_generichash_final(&h, id, 32);
+}
+
+/*
+ * Whether a refusal repeats the last one recorded for the zone in this
+ * process within REFUSAL_REPEAT: a caller looping on C_Login (no PIN is
+ * spent before the evidence check) must not grow the history without
+ * bound. Store lock held.
+ */
+static int
+refusal_repeats(const ev_token *t, const unsigned char id[32], int64_t now)
+{
+	return t->refused_at != 0 && now - t->refused_at < REFUSAL_REPEAT &&
+	    memcmp(id, t->refused, 32) == 0;
 }
 
 /* The history row for an appraisal. Caller holds the store lock. */
@@ -64,14 +65,17 @@ static CK_RV
 record(ev_token *t, const char *purpose, const char *provider, const ev_verdict *v)
 {
 	ev_attestlog_rec r = { 0 };
+	unsigned char id[32];
 	int found = 0;
 	CK_RV rv;
 
+	refusal_id(purpose, v, id);
 	if (v->accepted) {
+		t->refused_at = 0; /* a refusal after an acceptance is news */
 		rv = ev_store_attestlog_accepted(ev_mod->store, t->id, v->digest, &found);
 		if (rv != CKR_OK || found)
 			return rv;
-	} else if (refusal_repeats(t, v, now_unix())) {
+	} else if (refusal_repeats(t, id, now_unix())) {
 		return CKR_OK;
 	}
 	r.time = now_unix();
@@ -82,7 +86,12 @@ record(ev_token *t, const char *purpose, const char *provider, const ev_verdict 
 	memcpy(r.digest, v->digest, sizeof(r.digest));
 	r.valid_until = v->accepted ? v->valid_until : 0;
 	r.reason = (char *)v->reason;
-	return ev_store_attestlog_add(ev_mod->store, &r);
+	rv = ev_store_attestlog_add(ev_mod->store, &r);
+	if (rv == CKR_OK && !v->accepted) {
+		memcpy(t->refused, id, sizeof(id));
+		t->refused_at = r.time;
+	}
+	return rv;
 }
 
 CK_RV
@@ -679,14 +688,15 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 	 * key is the one stored now, under the write lock: another process
 	 * may have rotated it since this one cached it.
 	 */
-	rv = ev_store_begin(ev_mod->store);
+	/* Sealed first: the root's I/O does not hold the store's write lock. */
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
+	if (rv == CKR_OK)
+		rv = ev_store_begin(ev_mod->store);
 	in_tx = rv == CKR_OK;
 	if (rv == CKR_OK)
 		rv = ev_token_zone_key_current(t, &old);
-	if (rv == CKR_OK)
-		rv = ev_module_root(&root);
-	if (rv == CKR_OK)
-		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
 	if (rv == CKR_OK)
 		rv = rewrap_all(t->id, old, nk, count);
 	if (rv == CKR_OK)

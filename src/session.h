@@ -27,7 +27,7 @@ typedef struct ev_active {
 	struct ev_object *key; /* a reference; NULL for digests */
 	ev_key *mat;           /* a reference to the key's material, which op borrows */
 	int need_login;        /* CKA_ALWAYS_AUTHENTICATE: no data call before C_Login(CKU_CONTEXT_SPECIFIC) */
-	CK_RV dead;            /* ended because its key was revoked or destroyed: the next call's answer */
+	CK_RV dead;            /* ended because its key was revoked, destroyed or retired: the next call's answer */
 } ev_active;
 
 typedef struct ev_session {

@@ -92,7 +92,7 @@ CK_RV ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK
  * The zone key, unsealed on first need. Caller holds t->lock; the pointer
  * is valid while it does.
  */
-CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key);
+CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key) EV_MUST_CHECK;
 
 /*
  * The zone key as the store has it now: the one cached when it came from
@@ -102,10 +102,13 @@ CK_RV ev_token_zone_key(ev_token *t, const ev_secret **key);
  * t->lock and ev_mod->store_lock. CKR_TOKEN_NOT_PRESENT (zone gone or
  * revoked), CKR_DEVICE_ERROR, the root's errors.
  */
-CK_RV ev_token_zone_key_current(ev_token *t, const ev_secret **key);
+CK_RV ev_token_zone_key_current(ev_token *t, const ev_secret **key) EV_MUST_CHECK;
 
-/* The same, taking ev_mod->store_lock itself (caller holds t->lock only). */
-CK_RV ev_token_zone_key_refresh(ev_token *t, const ev_secret **key);
+/*
+ * The same, taking ev_mod->store_lock itself: the caller holds t->lock,
+ * and possibly an object's lock (the store lock comes after both).
+ */
+CK_RV ev_token_zone_key_refresh(ev_token *t, const ev_secret **key) EV_MUST_CHECK;
 
 /* Forget the zone key (wiped). Caller holds t->lock. */
 void ev_token_forget_key(ev_token *t);

@@ -24,7 +24,10 @@
  * finds current generations only; naming it (with the generation wanted)
  * finds retired ones too. A retired key still verifies, decrypts and
  * unwraps until its grace period ends, then it is destroyed; it never
- * signs, encrypts, wraps or derives (CKR_KEY_FUNCTION_NOT_PERMITTED).
+ * signs, encrypts, wraps or derives (CKR_KEY_FUNCTION_NOT_PERMITTED), and
+ * its material never leaves: not by C_WrapKey (CKR_KEY_NOT_WRAPPABLE),
+ * C_GetAttributeValue (CKR_ATTRIBUTE_SENSITIVE), C_DigestKey
+ * (CKR_KEY_INDIGESTIBLE) or C_CopyObject (CKR_ACTION_PROHIBITED).
  *
  * CKA_EV_RETIRED (CK_BBOOL, read-only): whether a key was rotated out.
  * CKA_EV_DESTROY_AT (CK_ULONG, read-only): for a retired key, the unix
@@ -195,7 +198,9 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * (a crash leaves the old zone key and blobs, or the new ones). Needs
 	 * a read/write session with the SO logged in, and fresh evidence
 	 * (CKR_FUNCTION_REJECTED). *pulCount (may be NULL) gets the number of
-	 * keys wrapped again.
+	 * keys wrapped again. CKR_DEVICE_REMOVED when the zone was revoked or
+	 * re-initialised meanwhile; CKR_DEVICE_ERROR when a blob of the zone
+	 * does not open under its key (nothing changes then).
 	 */
 	CK_RV (*EV_RotateZoneKey)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount);
 };
