@@ -350,8 +350,13 @@ close_zone(CK_FUNCTION_LIST_3_0 *f, void *dl, CK_SESSION_HANDLE h)
 {
 	if (f == NULL)
 		return;
-	if (h != CK_INVALID_HANDLE)
-		(void)f->C_CloseSession(h);
+	/* Nobody logged in: closed only. */
+	if (h != CK_INVALID_HANDLE) {
+		CK_RV rv = f->C_CloseSession(h);
+
+		if (rv != CKR_OK)
+			fprintf(stderr, "edgevault: warning: C_CloseSession: %s\n", ckr_name(rv));
+	}
 	close_module(f, dl);
 }
 

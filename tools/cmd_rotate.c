@@ -12,7 +12,9 @@
  * sessions; the module appraises attestation evidence afresh at every
  * rotation, so a rotation may be refused (CKR_FUNCTION_REJECTED) even in a
  * zone whose logins need no evidence. `rotate due` without --zone logs in
- * to every zone with a key due using the same user PIN.
+ * to every zone with a rotation period using the same user PIN, and stops
+ * at the first zone that refuses the PIN (each refusal counts towards
+ * locking a zone's user).
  *
  * Progress goes to stdout, a line per key, flushed at once (a rotation of
  * many keys takes a while, and an operator watching it, or a log, sees each
@@ -503,8 +505,20 @@ out:
 }
 
 /*
- * rotate due: one zone. 0 done (or nothing due), 1 after saying why the
- * zone was not reached. The PIN is read at the first zone that needs it.
+ * A login refused for the PIN itself: the same PIN would be refused by
+ * every zone, and each refusal counts towards locking that zone's user.
+ */
+static int
+pin_refused(CK_RV rv)
+{
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_LOCKED;
+}
+
+/*
+ * rotate due: one zone. 0 done (or nothing due); 1 after saying why the
+ * zone was not reached; 2 the same, and no other zone is to be tried: there
+ * is no PIN, or the zone refused it. The PIN is read at the first zone
+ * that needs it.
  */
 static int
 rotate_due_zone(struct batch *b, const char *pin_file, ev_secret **pin, int all, int *usage)
@@ -538,15 +552,12 @@ rotate_due_zone(struct batch *b, const char *pin_file, ev_secret **pin, int all,
 		*pin = get_pin(CKU_USER, pin_file, b->zone, &usage_err);
 		if (*pin == NULL) {
 			*usage = usage_err;
-			return 1;
+			return 2;
 		}
 	}
 	rv = open_zone_session(b->f, b->zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_USER, *pin, &h);
-	if (rv != CKR_OK) {
-		if (all && rv == CKR_PIN_INCORRECT)
-			fprintf(stderr, "edgevault: (the same user PIN is used for every zone)\n");
-		return 1;
-	}
+	if (rv != CKR_OK)
+		return pin_refused(rv) ? 2 : 1;
 	rv = candidates(b->admin, h, EV_ROTATE_DUE, &keys, &n);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "edgevault: cannot list the keys due in zone %lu: %s\n", b->zone,
@@ -572,6 +583,7 @@ rotate_due(struct batch *b, const char *pin_file, int have_zone, int *usage)
 	CK_ULONG nzones = 0, i;
 	unsigned long not_reached = 0;
 	ev_secret *pin = NULL;
+	int r;
 
 	if (have_zone) {
 		if (rotate_due_zone(b, pin_file, &pin, 0, usage) != 0)
@@ -579,10 +591,20 @@ rotate_due(struct batch *b, const char *pin_file, int have_zone, int *usage)
 	} else {
 		if (zone_list(b->f, &zones, &nzones) != 0)
 			return 1;
-		for (i = 0; i < nzones && !*usage; i++) {
+		for (i = 0; i < nzones; i++) {
 			b->zone = zones[i];
-			if (rotate_due_zone(b, pin_file, &pin, 1, usage) != 0)
-				not_reached++;
+			r = rotate_due_zone(b, pin_file, &pin, 1, usage);
+			if (r == 0)
+				continue;
+			not_reached++;
+			if (r != 2)
+				continue;
+			/* Without a PIN, or with one refused, no zone gets another try. */
+			if (i + 1 < nzones)
+				fprintf(stderr, "edgevault: stopped at zone %lu: %lu zone(s) after it "
+				    "not tried (the same user PIN is used for every zone)\n", b->zone,
+				    (unsigned long)(nzones - i - 1));
+			break;
 		}
 		free(zones);
 	}
@@ -596,14 +618,18 @@ rotate_due(struct batch *b, const char *pin_file, int have_zone, int *usage)
 	return b->failed == 0 && not_reached == 0 ? 0 : 1;
 }
 
+/* rotate zone-key; *pin (the SO's) is wiped and freed once the SO is logged in, or not. */
 static int
-rotate_zone_key(struct batch *b, const ev_secret *pin)
+rotate_zone_key(struct batch *b, ev_secret **pin)
 {
 	CK_SESSION_HANDLE h;
 	CK_ULONG count = 0;
 	CK_RV rv;
 
-	if (open_zone_session(b->f, b->zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_SO, pin, &h) != CKR_OK)
+	rv = open_zone_session(b->f, b->zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_SO, *pin, &h);
+	ev_secret_free(*pin);
+	*pin = NULL;
+	if (rv != CKR_OK)
 		return 1;
 	rv = b->admin->EV_RotateZoneKey(h, &count);
 	close_zone_session(b->f, h);
@@ -719,7 +745,7 @@ cmd_rotate(int argc, char **argv)
 	b.progress = what != KEY;
 	switch (what) {
 	case ZONE_KEY:
-		rc = rotate_zone_key(&b, pin);
+		rc = rotate_zone_key(&b, &pin);
 		break;
 	case DUE:
 		rc = rotate_due(&b, user_pin, zone_s != NULL, &usage_err);

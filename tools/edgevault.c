@@ -219,7 +219,11 @@ open_module(void **dl)
 void
 close_module(CK_FUNCTION_LIST_3_0 *f, void *dl)
 {
-	(void)f->C_Finalize(NULL);
+	CK_RV rv = f->C_Finalize(NULL);
+
+	/* The command's work is done; what the module did not finish is worth a word. */
+	if (rv != CKR_OK)
+		fprintf(stderr, "edgevault: warning: C_Finalize: %s\n", ckr_name(rv));
 	dlclose(dl);
 }
 
@@ -1350,15 +1354,20 @@ get_pin(CK_USER_TYPE who, const char *file, unsigned long zone, int *usage_err)
 		return read_pin_file(file, name);
 	v = secure_getenv(var);
 	if (v != NULL && *v != '\0') {
-		if (strlen(v) > PIN_MAX) {
-			fprintf(stderr, "edgevault: %s is too long\n", var);
-			return NULL;
-		}
-		pin = ev_secret_dup(v, strlen(v));
-		/* No copy left in this process's environment (children, core files). */
-		sodium_memzero((char *)v, strlen(v));
+		size_t len = strlen(v);
+
+		pin = len <= PIN_MAX ? ev_secret_dup(v, len) : NULL;
+		/*
+		 * No copy left in this process's environment (children, core
+		 * files), whether it was taken or not: an over-long value may be
+		 * a PIN with something stuck to it.
+		 */
+		sodium_memzero((char *)v, len);
 		unsetenv(var);
-		if (pin == NULL)
+		if (len > PIN_MAX)
+			fprintf(stderr, "edgevault: %s is too long (at most %d bytes)\n", var,
+			    PIN_MAX);
+		else if (pin == NULL)
 			fprintf(stderr, "edgevault: out of secure memory\n");
 		return pin;
 	}
@@ -1443,10 +1452,17 @@ open_zone_session(CK_FUNCTION_LIST_3_0 *f, unsigned long zone, int flags, CK_USE
 void
 close_zone_session(CK_FUNCTION_LIST_3_0 *f, CK_SESSION_HANDLE h)
 {
+	CK_RV rv;
+
 	if (h == CK_INVALID_HANDLE)
 		return;
-	(void)f->C_Logout(h);
-	(void)f->C_CloseSession(h);
+	/* CKR_USER_NOT_LOGGED_IN: a session opened without a PIN; nothing to undo. */
+	rv = f->C_Logout(h);
+	if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN)
+		fprintf(stderr, "edgevault: warning: C_Logout: %s\n", ckr_name(rv));
+	rv = f->C_CloseSession(h);
+	if (rv != CKR_OK)
+		fprintf(stderr, "edgevault: warning: C_CloseSession: %s\n", ckr_name(rv));
 }
 
 /* A hex string: two digits per byte, at least one byte. */

@@ -25,7 +25,8 @@ int load_config(ev_config **cfg);
 
 /*
  * The module, loaded and initialised as an application would (NULL after
- * saying why); close_module() finalises and unloads it.
+ * saying why); close_module() finalises and unloads it (a warning on
+ * stderr when C_Finalize fails).
  */
 CK_FUNCTION_LIST_3_0 *open_module(void **dl);
 void close_module(CK_FUNCTION_LIST_3_0 *f, void *dl);
@@ -130,7 +131,11 @@ void explain_zone_refusal(CK_RV rv, unsigned long zone);
 CK_RV open_zone_session(CK_FUNCTION_LIST_3_0 *f, unsigned long zone, int flags, CK_USER_TYPE who,
     const ev_secret *pin, CK_SESSION_HANDLE *h);
 
-/* Log out and close a session of open_zone_session(); CK_INVALID_HANDLE: nothing to do. */
+/*
+ * Log out and close a session of open_zone_session(); CK_INVALID_HANDLE:
+ * nothing to do. A failure is a warning on stderr (the command's outcome
+ * stands); none for C_Logout's CKR_USER_NOT_LOGGED_IN (opened without a PIN).
+ */
 void close_zone_session(CK_FUNCTION_LIST_3_0 *f, CK_SESSION_HANDLE h);
 
 /*

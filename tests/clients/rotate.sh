@@ -2,13 +2,17 @@
 # Key and zone key rotation with the edgevault tool, against the module and a
 # SoftHSMv2 root: rotate key (the new generation signs by label, OpenSSL
 # verifies it with the new public key, the old one is hidden), rotate zone
-# with progress, rotate due after the rotation period, refusal without
-# attestation evidence, zone key rotation (also killed at random moments:
-# every key still works after each kill), policy show, usage errors.
+# with progress, rotate due after the rotation period (and its stop at the
+# first zone refusing the PIN), refusal without attestation evidence, zone
+# key rotation (also killed at random moments: every key still works after
+# each kill), policy show, attest nonce|check|show|sign, usage errors.
 #
 # Zones: 1 "zone-one" (a few keys of each type), 2 "bulk" (30 keys),
-# 3 "crash" (60 keys, attestation required at login), 4 "due"
-# (rotation_period 2).
+# 3 "crash" (60 keys, attestation required at login, rotation_period a
+# day: never due here), 4 "due" (rotation_period 2).
+#
+# Evidence is good for 300 s: it is signed afresh before each phase that
+# rotates or logs in to zone 3, so a slow machine does not see it expire.
 . "$(dirname "$0")/lib.sh"
 
 : "${EV_TOOL:?EV_TOOL must name the built tool}"
@@ -87,6 +91,7 @@ grace_period = 600
 [zone 3]
 require_attestation = true
 max_evidence_age = 900
+rotation_period = 86400
 [zone 4]
 rotation_period = 2
 EOC
@@ -183,6 +188,7 @@ z = {x[\"zone\"]: x for x in p}
 assert z[3][\"require_attestation\"] is True and z[3][\"max_evidence_age\"] == 900, z[3]
 assert z[1][\"require_attestation\"] is False and z[1][\"max_evidence_age\"] == 3600, z[1]
 assert z[4][\"rotation_period\"] == 2 and z[1][\"rotation_period\"] == 0, p
+assert z[3][\"rotation_period\"] == 86400, p
 assert all(x[\"grace_period\"] == 600 and x[\"provider\"] == \"result\" for x in p), p
 assert all(x[\"require_nonce\"] is False and x[\"auto_rotate\"] is False for x in p), p'"
 ok "policy show --zone N --json is an array of one" sh -c \
@@ -192,7 +198,115 @@ exits "policy show of a zone that does not exist exits 1" 1 "$EV_TOOL" policy sh
 fails "policy show of a zone that does not exist says so" 'no zone 9' \
 	"$EV_TOOL" policy show --zone 9
 
+# ---- attest nonce, check, show; attest sign's refusals ----
+
+evidence
+exits "attest nonce without --zone is a usage error" 2 "$EV_TOOL" attest nonce
+exits "attest nonce takes no --json" 2 "$EV_TOOL" attest nonce --zone 1 --json
+exits "attest nonce with a stray argument is a usage error" 2 "$EV_TOOL" attest nonce --zone 1 x
+out_has "attest nonce prints 32 bytes in hex" '^[0-9a-f]{64}$' "$EV_TOOL" attest nonce --zone 1
+NONCE1=$(cat "$EV_TMP/out")
+out_has "attest nonce makes a new one each time" '^[0-9a-f]{64}$' "$EV_TOOL" attest nonce --zone 1
+NONCE2=$(cat "$EV_TMP/out")
+ok "the two nonces differ" [ "$NONCE1" != "$NONCE2" ]
+fails "attest nonce in a zone that does not exist says so" 'zone 9' \
+	"$EV_TOOL" attest nonce --zone 9
+
+exits "attest check without --zone is a usage error" 2 "$EV_TOOL" attest check
+exits "attest check with a bad zone is a usage error" 2 "$EV_TOOL" attest check --zone x
+exits "attest check with a stray argument is a usage error" 2 "$EV_TOOL" attest check --zone 1 x
+exits "attest check with an unknown option is a usage error" 2 \
+	"$EV_TOOL" attest check --zone 1 --force
+out_has "attest check accepts fresh evidence" '^accepted: valid until [0-9]{4}-[0-9]{2}-[0-9]{2}T' \
+	"$EV_TOOL" attest check --zone 1
+ok "attest check --json of accepted evidence" sh -c \
+	"'$EV_TOOL' attest check --zone 1 --json | '$EV_PYTHON' -c 'import json,sys; c=json.load(sys.stdin)
+assert c[\"zone\"] == 1 and c[\"accepted\"] is True, c
+assert c[\"valid_until\"].endswith(\"Z\") and isinstance(c[\"reason\"], str), c'"
+# Evidence carrying the device's current nonce, then an older one.
+run "$EV_TOOL" attest sign --key verifier.key --device test-device --zone 1 --ttl 300 \
+	--nonce "$NONCE2" --out evidence.json
+exits "evidence with the current nonce is accepted (exit 0)" 0 "$EV_TOOL" attest check --zone 1
+run "$EV_TOOL" attest sign --key verifier.key --device test-device --zone 1 --ttl 300 \
+	--nonce "$NONCE1" --out evidence.json
+exits "evidence with an older nonce is refused (exit 1)" 1 "$EV_TOOL" attest check --zone 1
+fails "attest check says why evidence is refused" \
+	"^refused: nonce does not match the device's current nonce$" \
+	"$EV_TOOL" attest check --zone 1
+ok "attest check --json of refused evidence" sh -c \
+	"'$EV_TOOL' attest check --zone 1 --json >check.json; rc=\$?; cat check.json; [ \$rc -eq 1 ] &&
+	 '$EV_PYTHON' -c 'import json,sys; c=json.load(open(\"check.json\"))
+assert c[\"accepted\"] is False and c[\"valid_until\"] is None, c
+assert \"nonce\" in c[\"reason\"], c'"
+run "$EV_TOOL" attest sign --key verifier.key --device test-device --zone 2 --ttl 300 \
+	--out evidence.json
+fails "evidence for another zone is refused" '^refused: does not admit zone 1$' \
+	"$EV_TOOL" attest check --zone 1
+mv evidence.json evidence.saved
+fails "no evidence at all is refused" '^refused: .*evidence' "$EV_TOOL" attest check --zone 1
+sed '/^\[attestation\]/,$d' "$EDGEVAULT_CONF" >noprovider.conf
+exits "attest check without a provider exits 1" 1 \
+	"$EV_TOOL" --config noprovider.conf attest check --zone 1
+fails "attest check without a provider says so" 'no evidence provider is configured' \
+	"$EV_TOOL" --config noprovider.conf attest check --zone 1
+evidence
+
+out_has "attest show lists the checks, accepted" \
+	'^[0-9TZ:-]+ zone 1 check \(result\): accepted, valid until [0-9TZ:-]+ .*\[[0-9a-f]{64}\]$' \
+	"$EV_TOOL" attest show
+out_has "attest show lists the checks, refused, with the reason" \
+	'^[0-9TZ:-]+ zone 1 check \(result\): refused: nonce does not match' "$EV_TOOL" attest show
+exits "attest show with an argument is a usage error" 2 "$EV_TOOL" attest show x
+ok "attest show --json is JSON with each appraisal" sh -c \
+	"'$EV_TOOL' attest show --json | '$EV_PYTHON' -c 'import json,sys; h=json.load(sys.stdin)
+keys = {\"id\", \"time\", \"zone\", \"purpose\", \"provider\", \"accepted\", \"valid_until\", \"reason\"}
+assert all(keys <= set(r) for r in h), h
+checks = [r for r in h if r[\"purpose\"] == \"check\" and r[\"zone\"] == 1]
+acc = [r for r in checks if r[\"accepted\"]]
+ref = [r for r in checks if not r[\"accepted\"]]
+assert acc and ref, h
+assert all(r[\"valid_until\"].endswith(\"Z\") and len(r[\"digest\"]) == 64 for r in acc), acc
+assert all(r[\"valid_until\"] is None and r[\"reason\"] for r in ref), ref
+assert any(\"does not admit zone 1\" in r[\"reason\"] for r in ref), ref
+assert all(r[\"provider\"] == \"result\" and r[\"time\"].endswith(\"Z\") for r in checks), h
+assert [r[\"id\"] for r in h] == sorted(r[\"id\"] for r in h), h'"
+
+cp verifier.key open-verifier.key
+chmod 644 open-verifier.key
+exits "attest sign with a key readable by others exits 1" 1 \
+	"$EV_TOOL" attest sign --key open-verifier.key --device test-device --zone 1
+fails "attest sign with a key readable by others says so" \
+	'open-verifier\.key is accessible to group or others' \
+	"$EV_TOOL" attest sign --key open-verifier.key --device test-device --zone 1
+printf '{"version": 1, "device": "test-device", "zones": [1], "issued_at": 1, "expires_at": 2}\n' \
+	>result.json
+exits "attest sign with --in and fields is a usage error" 2 \
+	"$EV_TOOL" attest sign --key verifier.key --in result.json --device test-device --zone 1
+exits "attest sign with --in and --ttl is a usage error" 2 \
+	"$EV_TOOL" attest sign --key verifier.key --in result.json --ttl 60
+exits "attest sign with --ttl and --expires-at is a usage error" 2 \
+	"$EV_TOOL" attest sign --key verifier.key --device test-device --zone 1 --ttl 60 \
+	--expires-at 99
+exits "attest sign with fields but no --zone is a usage error" 2 \
+	"$EV_TOOL" attest sign --key verifier.key --device test-device
+ok "attest sign --in signs a well-formed document" sh -c \
+	"'$EV_TOOL' attest sign --key verifier.key --in result.json >result.signed &&
+	 grep -q '\"edgevault-attestation-result\"' result.signed"
+printf '{"version": 1, "device": "test-device", "zones": [1], "issued_at": 1, "expires_at": 2,\n "trusted": true}\n' \
+	>bad-result.json
+exits "attest sign of a malformed document exits 1" 1 \
+	"$EV_TOOL" attest sign --key verifier.key --in bad-result.json --out bad.signed
+fails "attest sign names the malformed member" 'unknown member "trusted"' \
+	"$EV_TOOL" attest sign --key verifier.key --in bad-result.json
+ok "a refused document leaves no output file" [ ! -e bad.signed ]
+printf '{"version": 1, "device": "test-device", "zones": [1], "issued_at": 5, "expires_at": 5}\n' \
+	>bad-times.json
+exits "attest sign of a document that expires when issued exits 1" 1 \
+	"$EV_TOOL" attest sign --key verifier.key --in bad-times.json
+
 # ---- rotate key ----
+
+evidence
 
 # objects ZONE-LABEL: the zone's objects as pkcs11-tool lists them.
 objects() {
@@ -348,6 +462,8 @@ ok "nothing was rotated meanwhile" sh -c \
 
 # ---- rotate zone: 30 keys, with progress ----
 
+evidence
+
 out_has "rotate zone rotates every key with progress" '^30 rotated, 0 failed$' \
 	"$EV_TOOL" rotate zone --zone 2 --user-pin-file user.pin
 cp "$EV_TMP/out" zone.out
@@ -363,6 +479,7 @@ ok "after rotate zone, no key of zone 2 has its first id" sh -c \
 # ---- rotate due ----
 
 sleep 3
+evidence
 out_has "rotate due in one zone without a rotation period says nothing is due" \
 	'^zone 1: no rotation period; no key is due$' \
 	"$EV_TOOL" rotate due --zone 1 --user-pin-file user.pin
@@ -378,7 +495,56 @@ ok "rotate due left the other zones alone" sh -c \
 ok "the rotated due keys are generation 2" sh -c \
 	"'$EV_PYTHON' gen.py '$EV_MODULE' 4 '$USER_PIN' due-ec1 | grep -qx 'current generation 2'"
 
+# ---- rotate due: a refused PIN is not tried on the next zone ----
+
+# pin_count_low ZONE: the zone's C_GetTokenInfo has CKF_USER_PIN_COUNT_LOW
+# (a wrong user PIN was counted since the last good login).
+cat >pinflags.py <<'EOP'
+import sys
+import PyKCS11
+module, zone = sys.argv[1:3]
+lib = PyKCS11.PyKCS11Lib()
+lib.load(module)
+flags = lib.getTokenInfo(int(zone)).flags
+print("zone %s: user PIN count low: %s" % (zone, bool(flags & PyKCS11.CKF_USER_PIN_COUNT_LOW)))
+EOP
+pin_count_is() {
+	flags=$("$EV_PYTHON" pinflags.py "$EV_MODULE" "$1" 2>&1)
+	echo "$flags"
+	[ "$flags" = "zone $1: user PIN count low: $2" ]
+}
+pin_count_low() {
+	pin_count_is "$1" True
+}
+pin_count_ok() {
+	pin_count_is "$1" False
+}
+evidence
+# Zones 3 and 4 have a rotation period: rotate due logs in to both, 3 first.
+ok "before: no wrong user PIN counted in zone 3" pin_count_ok 3
+ok "before: no wrong user PIN counted in zone 4" pin_count_ok 4
+exits "rotate due with a wrong user PIN exits 1" 1 \
+	"$EV_TOOL" rotate due --user-pin-file wrong.pin
+ok "rotate due with a wrong user PIN stops at the first zone" sh -c \
+	"cat cmd.out; grep -q 'user login to zone 3 failed: CKR_PIN_INCORRECT' cmd.out &&
+	 grep -q 'stopped at zone 3: 1 zone(s) after it not tried' cmd.out &&
+	 ! grep -q 'zone 4' cmd.out"
+ok "the wrong PIN was counted in zone 3" pin_count_low 3
+ok "and not tried in zone 4" pin_count_ok 4
+# A PIN file it may not use: said once, not once per zone.
+exits "rotate due with an unusable PIN file exits 1" 1 \
+	"$EV_TOOL" rotate due --user-pin-file open.pin
+ok "rotate due with an unusable PIN file says so once" sh -c \
+	"cat cmd.out; [ \$(grep -c 'accessible to group or others' cmd.out) -eq 1 ]"
+# Zone 4's keys may be due again by now (rotation_period 2).
+out_has "rotate due with the right PIN logs in to zone 3 again" \
+	'^(no key due|[0-9]+ rotated, 0 failed)$' \
+	"$EV_TOOL" rotate due --user-pin-file user.pin
+ok "a good login reset zone 3's count" pin_count_ok 3
+
 # ---- rotate zone-key ----
+
+evidence
 
 # works ZONE-LABEL ID KIND: the key with CKA_ID ID signs (EC, RSA) or
 # decrypts (AES: the ciphertext ID.enc when there is one, else a fresh one).
@@ -431,6 +597,7 @@ crash_keys_work() {
 		i=$((i + 1))
 	done
 }
+evidence
 ok "before the crashes every key of zone 3 works" crash_keys_work
 # A whole run, timed: on a fast machine it ends well within 0.3 s, so the
 # kills are aimed at random moments in the later part of the time a run
@@ -456,6 +623,7 @@ root_intact() {
 ROOT_RESTORED=0
 round=1
 while [ $round -le 5 ]; do
+	evidence
 	delay=$("$EV_PYTHON" -c 'import random, sys
 t = min(0.3, int(sys.argv[1]) / 1000)
 print("%.3f" % random.uniform(0.4 * t, t))' "$took")
@@ -472,12 +640,21 @@ print("%.3f" % random.uniform(0.4 * t, t))' "$took")
 		ROOT_RESTORED=$((ROOT_RESTORED + 1))
 		rm -rf tokens && cp -a tokens.saved tokens
 	fi
-	# 137: killed (before, during or after its transaction); else it had ended.
-	how="killed at ${delay} s"
-	[ $status -eq 137 ] || how="ended before the kill at ${delay} s (status $status)"
+	# 137: killed (before, during or after its transaction); 0: it had ended,
+	# having rotated. Anything else is a failure of the tool, not the kill.
+	if [ $status -eq 137 ]; then
+		how="killed at ${delay} s"
+		ok "rotate zone-key killed at ${delay} s (round $round)" true
+	else
+		how="ended before the kill at ${delay} s (status $status)"
+		ok "rotate zone-key $how (round $round): exit 0, rotated" sh -c \
+			"cat crash.out; [ $status -eq 0 ] &&
+			 grep -qE '^zone 3: zone key rotated, [0-9]+ keys wrapped again\$' crash.out"
+	fi
 	ok "rotate zone-key $how (round $round): every key works" crash_keys_work
 	round=$((round + 1))
 done
+evidence
 out_has "rotate zone-key after the crashes completes" \
 	'^zone 3: zone key rotated, [0-9]+ keys wrapped again$' \
 	"$EV_TOOL" rotate zone-key --zone 3 --so-pin-file so.pin

@@ -1,5 +1,6 @@
 #include <dlfcn.h>
 #include <errno.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +32,40 @@ env_sh(const char *fmt, ...)
 	va_end(ap);
 	rc = system(cmd);
 	ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+/*
+ * The run's directory: every test's directory is made in it, and env_run()
+ * removes it after the last test, also the directories of tests that failed
+ * (Check skips a checked fixture's teardown when the test fails in fork mode).
+ */
+static char env_rundir[200];
+
+/* Where temporary directories go: $TMPDIR, else /tmp. */
+static const char *
+env_tmp(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t != NULL && *t != '\0' ? t : "/tmp";
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) != 0 && errno != ENOENT)
+		fprintf(stderr, "could not remove %s: %s\n", path, strerror(errno));
+	return 0; /* go on: remove what can be */
+}
+
+/* Remove a directory and everything below it (symbolic links not followed). */
+static void
+rm_tree(const char *dir)
+{
+	(void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static const char *
@@ -72,8 +107,11 @@ env_setup(void)
 
 	ck_assert_msg(module != NULL, "EV_MODULE is not set (run through make check)");
 	memset(&env, 0, sizeof(env));
-	snprintf(env.dir, sizeof(env.dir), "%s/ev-it-XXXXXX",
-	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	/* Under the run's directory (env_run), else straight in $TMPDIR. */
+	if (env_rundir[0] != '\0')
+		snprintf(env.dir, sizeof(env.dir), "%s/test-XXXXXX", env_rundir);
+	else
+		snprintf(env.dir, sizeof(env.dir), "%s/ev-it-XXXXXX", env_tmp());
 	ck_assert_ptr_nonnull(mkdtemp(env.dir));
 
 	snprintf(path, sizeof(path), "%s/softhsm2.conf", env.dir);
@@ -114,13 +152,8 @@ env_teardown(void)
 		(void)env.f->C_Finalize(NULL);
 	if (env.dl != NULL)
 		dlclose(env.dl);
-	if (env.dir[0] != '\0' && getenv("EV_KEEP") == NULL) {
-		char cmd[512];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env.dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", env.dir);
-	}
+	if (env.dir[0] != '\0' && getenv("EV_KEEP") == NULL)
+		rm_tree(env.dir);
 	memset(&env, 0, sizeof(env));
 }
 
@@ -221,12 +254,24 @@ env_ecdsa_der(const CK_BYTE *sig, CK_ULONG len, unsigned char **der)
 int
 env_run(Suite *s)
 {
-	SRunner *sr = srunner_create(s);
+	SRunner *sr;
 	int failed;
 
+	snprintf(env_rundir, sizeof(env_rundir), "%s/ev-it-XXXXXX", env_tmp());
+	if (mkdtemp(env_rundir) == NULL) {
+		fprintf(stderr, "cannot make a directory in %s: %s\n", env_tmp(), strerror(errno));
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	/* Children of a test that failed may still be dying: they die with it (env_fork). */
+	if (getenv("EV_KEEP") != NULL)
+		fprintf(stderr, "EV_KEEP: the tests' directories are kept in %s\n", env_rundir);
+	else
+		rm_tree(env_rundir);
+	env_rundir[0] = '\0';
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

@@ -26,7 +26,10 @@ struct ev_env {
 /* The current test's environment (set up by env_setup). */
 extern struct ev_env env;
 
-/* Make the directory, the root token, the config; load the module (not initialised). */
+/*
+ * Make the directory (in the run's directory that env_run() made, else in
+ * $TMPDIR), the root token, the config; load the module (not initialised).
+ */
 void env_setup(void);
 
 /* Finalize (if needed), unload, remove the directory. */
@@ -66,7 +69,12 @@ EVP_PKEY *env_spki(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 /* A PKCS#11 ECDSA signature (raw r||s) as DER for OpenSSL; *der is OPENSSL_free'd by the caller. */
 int env_ecdsa_der(const CK_BYTE *sig, CK_ULONG len, unsigned char **der);
 
-/* Run a suite; the process's exit status (0 when every test passed). */
+/*
+ * Run a suite; the process's exit status (0 when every test passed). The
+ * tests' directories are made in one directory for the run, in $TMPDIR
+ * (/tmp when unset), removed at the end whatever the outcome ($EV_KEEP
+ * set: kept, and named on stderr).
+ */
 int env_run(Suite *s);
 
 /* Run a shell command; fail the test when it fails. */

@@ -1,10 +1,13 @@
 /*
  * Integration tests of attestation-gated sessions and key rotation: the
- * login gate and its refusals, device nonces, evidence going stale while
- * a session is open, key rotation (EC, RSA, Ed25519, AES), grace periods,
- * rotation candidates and automatic rotation, what another process sees,
- * zone key rotation (also killed halfway), CKA_START_DATE/CKA_END_DATE,
- * zone policies, and token copies following their origin.
+ * login gate and its refusals (recorded once a minute when repeated),
+ * device nonces, evidence going stale while a session is open, key
+ * rotation (EC, RSA, Ed25519, AES), retired material that never leaves,
+ * grace periods (also ended with nothing swept), rotation candidates and
+ * automatic rotation, what another process sees, zone key rotation (while
+ * in use, racing key creation, killed halfway), CKA_START_DATE and
+ * CKA_END_DATE, zone policies, and token and session copies following
+ * their origin.
  *
  * Evidence (signed attestation results) is made here with libsodium,
  * independently of the module's and the tool's code for the format, and
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +73,57 @@ sleep_until(long long t)
 {
 	while (now_unix() < t)
 		nap_ms(50);
+}
+
+#define EV_STR_(x) #x
+#define EV_STR(x) EV_STR_(x)
+
+/*
+ * Windows the test must act within (evidence lifetimes, grace and
+ * rotation periods), in seconds: long enough for a slow machine.
+ */
+#define WINDOW 5
+
+/*
+ * Wait for the next second to begin, and return it: a window of WINDOW
+ * seconds anchored on it (deadlines are whole unix seconds) lasts WINDOW
+ * seconds, not WINDOW - 1 and a fraction.
+ */
+static long long
+second_start(void)
+{
+	long long t = now_unix() + 1;
+
+	sleep_until(t);
+	return t;
+}
+
+/*
+ * A counter shared with the children forked after it is made (an
+ * anonymous shared mapping): a child counts what it has done, the test
+ * reads it while the child goes on. The test unmaps it.
+ */
+static CK_ULONG *
+shared_counter(void)
+{
+	void *p = mmap(NULL, sizeof(CK_ULONG), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	*(CK_ULONG *)p = 0;
+	return p;
+}
+
+static CK_ULONG
+counter_get(const CK_ULONG *c)
+{
+	return __atomic_load_n(c, __ATOMIC_SEQ_CST);
+}
+
+static void
+counter_add(CK_ULONG *c)
+{
+	(void)__atomic_add_fetch(c, 1, __ATOMIC_SEQ_CST);
 }
 
 /* env_sql_long with a formatted query. */
@@ -749,6 +804,61 @@ START_TEST(test_login_gate)
 }
 END_TEST
 
+/*
+ * A caller looping on C_Login with the same refused evidence does not grow
+ * the history: the same refusal (evidence and reason) is recorded once a
+ * minute; another reason is news.
+ */
+START_TEST(test_refusal_rate_limit)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	char zs[32], *doc, *expired, *other;
+	long long now = now_unix();
+	long r0;
+	int i;
+
+	env_init();
+	z = env_new_zone("repeat");
+	reconf("[zone %lu]\nrequire_attestation = true\n", (unsigned long)z);
+	snprintf(zs, sizeof(zs), "%lu", (unsigned long)z);
+	doc = evidence_doc(DEVICE, zs, now - 120, now - 60, NULL);
+	expired = envelope(ATTEST_TYPE, doc, ver_sk);
+	free(doc);
+	doc = evidence_doc("other-device", zs, now - 5, now + 600, NULL);
+	other = envelope(ATTEST_TYPE, doc, ver_sk);
+	free(doc);
+
+	h = env_session(z, 1, 0);
+	r0 = refusals_for("login");
+	put_file(expired);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(login_user(h), CKR_FUNCTION_REJECTED);
+		ck_assert_msg(refusals_for("login") == r0 + 1,
+		    "the same expired evidence refused %d times: %ld rows, expected %ld", i + 1,
+		    refusals_for("login"), r0 + 1);
+	}
+	/* Another reason: recorded, once. */
+	put_file(other);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(login_user(h), CKR_FUNCTION_REJECTED);
+		ck_assert_int_eq(refusals_for("login"), r0 + 2);
+	}
+	/* No evidence at all: another reason again. */
+	no_evidence();
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(login_user(h), CKR_FUNCTION_REJECTED);
+		ck_assert_int_eq(refusals_for("login"), r0 + 3);
+	}
+	ck_assert_int_eq(sql("SELECT count(DISTINCT reason) FROM attestlog WHERE accepted = 0 AND "
+			     "purpose = 'login' AND zone = %lu",
+			     (unsigned long)z),
+	    3);
+	free(expired);
+	free(other);
+}
+END_TEST
+
 /* 2. Nonces. */
 
 static void
@@ -841,16 +951,23 @@ START_TEST(test_expiry_during_session)
 {
 	CK_SLOT_ID z;
 	CK_SESSION_HANDLE h, h2;
-	CK_OBJECT_HANDLE pub, priv, k, nk;
+	CK_OBJECT_HANDLE pub, priv, k, xk, nk;
 	CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
 	CK_MECHANISM kg = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
 	CK_BYTE iv[12] = { 0 };
 	CK_GCM_PARAMS gp = { iv, sizeof(iv), 96, NULL, 0, 128 };
 	CK_MECHANISM gcm = { CKM_AES_GCM, &gp, sizeof(gp) };
 	CK_ULONG klen = 32;
 	CK_ATTRIBUTE kt[] = { { CKA_VALUE_LEN, &klen, sizeof(klen) } };
-	CK_BYTE sig[64], ct[64], sig2[64];
-	CK_ULONG len = sizeof(sig), ctlen, len2;
+	CK_ATTRIBUTE readable[] = {
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE copy_t[] = { { CKA_LABEL, "exp-copy", 8 } };
+	CK_BYTE sig[64], ct[64], sig2[64], val[64], dg[32];
+	CK_ATTRIBUTE va = { CKA_VALUE, val, sizeof(val) };
+	CK_ULONG len = sizeof(sig), ctlen, len2, dlen;
 	EV_ATTESTATION info;
 	char zs[32];
 	long long t, exp;
@@ -865,21 +982,35 @@ START_TEST(test_expiry_during_session)
 	h = env_session(z, 1, 1);
 	gen_pair(h, KT_EC, "exp", &pub, &priv);
 	k = gen_aes(h, "exp-aes");
+	/* A secret key whose value may be read out and digested. */
+	xk = gen_aes_x(h, "exp-readable", CK_TRUE, readable, 2);
 	ck_assert_int_eq(try_sign(h, KT_EC, priv, sig, &len), CKR_OK);
 	ck_assert(ossl_verifies(h, KT_EC, pub, sig, len));
 	ck_assert_int_eq(aes_seal(h, k, ct, &ctlen), CKR_OK);
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 
-	/* A login with evidence good for about three seconds. */
-	t = now_unix();
-	exp = t + 3;
+	/* A login with evidence good for WINDOW seconds. */
+	t = second_start();
+	exp = t + WINDOW;
 	put_evidence(zs, t, exp, NULL);
 	ck_assert_int_eq(login_user(h), CKR_OK);
 	signs(h, KT_EC, priv, pub);
+	/* While fresh, what is refused below works: the refusals are the gate's. */
+	va.ulValueLen = sizeof(val);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, xk, &va, 1), CKR_OK);
+	ck_assert_uint_eq(va.ulValueLen, 32);
+	ck_assert_int_eq(F->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_int_eq(F->C_DigestKey(h, xk), CKR_OK);
+	dlen = sizeof(dg);
+	ck_assert_int_eq(F->C_DigestFinal(h, dg, &dlen), CKR_OK);
+	ck_assert_int_eq(F->C_CopyObject(h, priv, copy_t, 1, &nk), CKR_OK);
+	ck_assert_int_eq(F->C_DestroyObject(h, nk), CKR_OK);
 	use0 = refusals_for("use");
 	/* A signature started while the evidence is fresh. */
 	h2 = env_session(z, 0, 1);
 	ck_assert_int_eq(F->C_SignInit(h2, &m, priv), CKR_OK);
+	ck_assert_msg(now_unix() < exp, "the set-up took longer than the evidence's %d s",
+	    WINDOW);
 
 	/* Stale: private and secret keys, and key management, are refused. */
 	sleep_until(exp);
@@ -889,6 +1020,12 @@ START_TEST(test_expiry_during_session)
 	ck_assert_int_eq(F->C_DecryptInit(h, &gcm, k), CKR_FUNCTION_REJECTED);
 	ck_assert_int_eq(F->C_GenerateKey(h, &kg, kt, 1, &nk), CKR_FUNCTION_REJECTED);
 	ck_assert_int_eq(F->C_CopyObject(h, priv, kt, 0, &nk), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(F->C_CopyObject(h, priv, copy_t, 1, &nk), CKR_FUNCTION_REJECTED);
+	/* Digesting a secret key, and reading its value out, are uses too. */
+	ck_assert_int_eq(F->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_int_eq(F->C_DigestKey(h, xk), CKR_FUNCTION_REJECTED);
+	va.ulValueLen = sizeof(val);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, xk, &va, 1), CKR_FUNCTION_REJECTED);
 	/* An operation started before finishes. */
 	len2 = sizeof(sig2);
 	ck_assert_int_eq(F->C_Sign(h2, (CK_BYTE *)MSG, strlen(MSG), sig2, &len2), CKR_OK);
@@ -906,11 +1043,12 @@ START_TEST(test_expiry_during_session)
 	ck_assert_int_eq(F->C_SignInit(h, &m, priv), CKR_FUNCTION_REJECTED);
 
 	/* The agent refreshes the file: keys work again without a new login (read again). */
-	t = now_unix();
-	exp = t + 2;
+	t = second_start();
+	exp = t + WINDOW;
 	put_evidence(zs, t, exp, NULL);
 	signs(h, KT_EC, priv, pub);
 	ck_assert_int_eq(aes_open(h, k, ct, ctlen), CKR_OK);
+	ck_assert_msg(now_unix() < exp, "the checks took longer than the evidence's %d s", WINDOW);
 
 	/* Stale again: refused again, and recorded again. */
 	sleep_until(exp);
@@ -1281,8 +1419,81 @@ START_TEST(test_rotate_aes)
 	/* The new key has new material. */
 	ck_assert_int_eq(aes_seal(h, nk, nct, &nctlen), CKR_OK);
 	ck_assert_int_eq(aes_open(h, nk, nct, nctlen), CKR_OK);
-	ck_assert_int_ne(aes_open(h, k, nct, nctlen), CKR_OK);
-	ck_assert_int_ne(aes_open(h, nk, ct, ctlen), CKR_OK);
+	/* Each key's ciphertext does not authenticate under the other. */
+	ck_assert_int_eq(aes_open(h, k, nct, nctlen), CKR_ENCRYPTED_DATA_INVALID);
+	ck_assert_int_eq(aes_open(h, nk, ct, ctlen), CKR_ENCRYPTED_DATA_INVALID);
+}
+END_TEST
+
+/*
+ * A retired generation's material never leaves, during its grace period
+ * either: not wrapped, not read out, not digested. Each worked before the
+ * rotation, and works with the new generation.
+ */
+START_TEST(test_retired_material_stays)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE k, nk = 0, w;
+	CK_ATTRIBUTE readable[] = {
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE wrapper[] = { { CKA_WRAP, &yes, sizeof(yes) } };
+	CK_MECHANISM kw = { CKM_AES_KEY_WRAP, NULL, 0 };
+	CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
+	CK_BYTE val[64], nval[64], wrapped[64], dg[32];
+	CK_ATTRIBUTE va = { CKA_VALUE, val, sizeof(val) };
+	CK_ULONG wlen, dlen;
+
+	env_init();
+	h = attested_zone("material", &z);
+	k = gen_aes_x(h, "readable", CK_TRUE, readable, 2);
+	w = gen_aes_x(h, "wrapper", CK_TRUE, wrapper, 1);
+
+	/* The current generation: wrapped, read out, digested. */
+	wlen = sizeof(wrapped);
+	ck_assert_int_eq(F->C_WrapKey(h, &kw, w, k, wrapped, &wlen), CKR_OK);
+	ck_assert_uint_eq(wlen, 40);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, k, &va, 1), CKR_OK);
+	ck_assert_uint_eq(va.ulValueLen, 32);
+	ck_assert_int_eq(F->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_int_eq(F->C_DigestKey(h, k), CKR_OK);
+	dlen = sizeof(dg);
+	ck_assert_int_eq(F->C_DigestFinal(h, dg, &dlen), CKR_OK);
+
+	ck_assert_int_eq(admin()->EV_RotateKey(h, k, &nk), CKR_OK);
+	ck_assert_int_eq(attr_bool(h, k, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_uint_gt(attr_ulong(h, k, CKA_EV_DESTROY_AT), (CK_ULONG)now_unix());
+
+	/* Retired, within its grace period: none of it. */
+	wlen = sizeof(wrapped);
+	ck_assert_int_eq(F->C_WrapKey(h, &kw, w, k, wrapped, &wlen), CKR_KEY_NOT_WRAPPABLE);
+	wlen = 0;
+	ck_assert_int_eq(F->C_WrapKey(h, &kw, w, k, NULL, &wlen), CKR_KEY_NOT_WRAPPABLE);
+	va.pValue = nval;
+	va.ulValueLen = sizeof(nval);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, k, &va, 1), CKR_ATTRIBUTE_SENSITIVE);
+	ck_assert_uint_eq(va.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+	va.pValue = NULL;
+	va.ulValueLen = 0;
+	ck_assert_int_eq(F->C_GetAttributeValue(h, k, &va, 1), CKR_ATTRIBUTE_SENSITIVE);
+	ck_assert_uint_eq(va.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+	ck_assert_int_eq(F->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_int_eq(F->C_DigestKey(h, k), CKR_KEY_INDIGESTIBLE);
+
+	/* The new generation keeps the attributes that allow it, with new material. */
+	wlen = sizeof(wrapped);
+	ck_assert_int_eq(F->C_WrapKey(h, &kw, w, nk, wrapped, &wlen), CKR_OK);
+	va.pValue = nval;
+	va.ulValueLen = sizeof(nval);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, nk, &va, 1), CKR_OK);
+	ck_assert_uint_eq(va.ulValueLen, 32);
+	ck_assert(memcmp(val, nval, 32) != 0);
+	ck_assert_int_eq(F->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_int_eq(F->C_DigestKey(h, nk), CKR_OK);
+	dlen = sizeof(dg);
+	ck_assert_int_eq(F->C_DigestFinal(h, dg, &dlen), CKR_OK);
 }
 END_TEST
 
@@ -1408,17 +1619,18 @@ START_TEST(test_grace_period_ends)
 	long long t0, t1;
 	double end;
 
-	conf("[policy]\ngrace_period = 2\n");
+	conf("[policy]\ngrace_period = " EV_STR(WINDOW) "\n");
 	env_init();
 	h = attested_zone("grace", &z);
 	gen_pair(h, KT_EC, "short", &pub, &priv);
 	ck_assert_int_eq(try_sign(h, KT_EC, priv, sig, &len), CKR_OK);
-	t0 = now_unix();
+	t0 = second_start();
 	ck_assert_int_eq(admin()->EV_RotateKey(h, priv, &got), CKR_OK);
 	t1 = now_unix();
-	check_rotated_pair(h, KT_EC, "short", pub, priv, t0, t1, 2, &npub, &npriv);
+	check_rotated_pair(h, KT_EC, "short", pub, priv, t0, t1, WINDOW, &npub, &npriv);
 	ck_assert_int_eq(try_verify(h, KT_EC, pub, sig, len), CKR_OK);
 	at = attr_ulong(h, pub, CKA_EV_DESTROY_AT);
+	ck_assert_msg(now_unix() < (long long)at, "the checks took longer than the grace period");
 
 	/* Past the grace period the watcher destroys them, with no call to the module. */
 	sleep_until((long long)at + 1);
@@ -1495,6 +1707,77 @@ START_TEST(test_grace_period_zero)
 }
 END_TEST
 
+/*
+ * Past its grace period a retired generation is unusable at once, before
+ * anything destroys it: here no watcher runs (the application forbids
+ * threads) and no rotation or C_Initialize sweeps after the rotations.
+ */
+START_TEST(test_past_grace_no_sweep)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK |
+		CKF_LIBRARY_CANT_CREATE_OS_THREADS };
+	CK_ATTRIBUTE readable[] = {
+		{ CKA_SENSITIVE, &no, sizeof(no) },
+		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
+	};
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE pub, priv, k, npriv = 0, nk = 0;
+	CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
+	CK_BYTE iv[12] = { 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4 };
+	CK_GCM_PARAMS gp = { iv, sizeof(iv), 96, NULL, 0, 128 };
+	CK_MECHANISM gcm = { CKM_AES_GCM, &gp, sizeof(gp) };
+	CK_BYTE sig[64], ct[64], val[64];
+	CK_ATTRIBUTE va = { CKA_VALUE, val, sizeof(val) };
+	CK_ULONG len = sizeof(sig), ctlen, at, kat;
+	long long t;
+
+	conf("[policy]\ngrace_period = 2\n");
+	ck_assert_int_eq(F->C_Initialize(&args), CKR_OK);
+	h = attested_zone("late", &z);
+	gen_pair(h, KT_EC, "late", &pub, &priv);
+	k = gen_aes_x(h, "late-aes", CK_TRUE, readable, 2);
+	ck_assert_int_eq(try_sign(h, KT_EC, priv, sig, &len), CKR_OK);
+	ck_assert_int_eq(aes_seal(h, k, ct, &ctlen), CKR_OK);
+
+	/* Both rotations within the grace period: the second's sweep finds nothing due. */
+	t = second_start();
+	ck_assert_int_eq(admin()->EV_RotateKey(h, priv, &npriv), CKR_OK);
+	ck_assert_int_eq(admin()->EV_RotateKey(h, k, &nk), CKR_OK);
+	ck_assert_msg(now_unix() <= t + 1, "two rotations took over a second");
+	at = attr_ulong(h, pub, CKA_EV_DESTROY_AT);
+	ck_assert_uint_eq(at, (CK_ULONG)(t + 2));
+	kat = attr_ulong(h, k, CKA_EV_DESTROY_AT);
+	ck_assert(kat == at || kat == at + 1);
+
+	/* Past both grace periods. */
+	sleep_until((long long)kat + 1);
+	/* Not swept: still in the store, and this process still has the objects. */
+	ck_assert_int_eq(stored(pub), 1);
+	ck_assert_int_eq(stored(k), 1);
+	ck_assert_int_eq(get_label(h, pub), CKR_OK);
+	ck_assert_int_eq(get_label(h, k), CKR_OK);
+
+	/* Yet unusable: what a retired key may do in its grace period, it may not now. */
+	ck_assert_int_eq(F->C_VerifyInit(h, &m, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_int_eq(F->C_DecryptInit(h, &gcm, k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_int_eq(F->C_SignInit(h, &m, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_int_eq(F->C_EncryptInit(h, &gcm, k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, k, &va, 1), CKR_ATTRIBUTE_SENSITIVE);
+	ck_assert_uint_eq(va.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+	/* The new generations work. */
+	signs(h, KT_EC, npriv, find_one(h, "late", CKO_PUBLIC_KEY, 0));
+	ck_assert_int_eq(aes_roundtrip(h, nk), CKR_OK);
+
+	/* The next C_Initialize sweeps them. */
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	ck_assert_int_eq(F->C_Initialize(&args), CKR_OK);
+	ck_assert_int_eq(stored(pub), 0);
+	ck_assert_int_eq(stored(priv), 0);
+	ck_assert_int_eq(stored(k), 0);
+}
+END_TEST
+
 /* 6. Rotation candidates. */
 
 /* The candidates, asserted CKR_OK by the two-call convention; their number. */
@@ -1518,12 +1801,12 @@ START_TEST(test_rotation_candidates)
 	CK_OBJECT_HANDLE apub, apriv, rpub, rpriv, spub, spriv, s, ss, copy, nr = 0, v[16];
 	CK_ATTRIBUTE ct[] = { { CKA_LABEL, "copy", 4 }, { CKA_TOKEN, &yes, sizeof(yes) } };
 	CK_ULONG n, m;
-	long long t;
+	long long t, t_made;
 
-	conf("[policy]\nrotation_period = 2\n");
+	conf("[policy]\nrotation_period = " EV_STR(WINDOW) "\n");
 	env_init();
 	h = attested_zone("candidates", &z);
-	t = now_unix();
+	t = second_start();
 	gen_pair(h, KT_EC, "a", &apub, &apriv);
 	gen_pair(h, KT_EC, "r", &rpub, &rpriv);
 	gen_pair_x(h, KT_EC, "session", CK_FALSE, NULL, 0, &spub, &spriv);
@@ -1531,9 +1814,11 @@ START_TEST(test_rotation_candidates)
 	ss = gen_aes_x(h, "session-aes", CK_FALSE, NULL, 0);
 	ck_assert_int_eq(F->C_CopyObject(h, apriv, ct, 2, &copy), CKR_OK);
 	ck_assert_int_eq(admin()->EV_RotateKey(h, rpriv, &nr), CKR_OK);
+	t_made = now_unix();
 
 	/* Nothing is due yet. */
 	ck_assert_uint_eq(candidates(h, EV_ROTATE_DUE, v, 16), 0);
+	ck_assert_msg(now_unix() < t + WINDOW, "the set-up took longer than the rotation period");
 
 	/* Every rotatable key: current private and secret token keys, no copies. */
 	n = candidates(h, EV_ROTATE_ALL, v, 16);
@@ -1548,8 +1833,8 @@ START_TEST(test_rotation_candidates)
 	ck_assert_int_eq(admin()->EV_RotationCandidates(h, EV_ROTATE_ALL, v, NULL),
 	    CKR_ARGUMENTS_BAD);
 
-	/* A rotation period later, the same keys are due. */
-	sleep_until(t + 3);
+	/* A rotation period after the last key was made, the same keys are due. */
+	sleep_until(t_made + WINDOW);
 	n = candidates(h, EV_ROTATE_DUE, v, 16);
 	ck_assert_uint_eq(n, 3);
 	ck_assert(listed(v, n, apriv) && listed(v, n, s) && listed(v, n, nr));
@@ -1589,10 +1874,10 @@ START_TEST(test_auto_rotation_at_login)
 
 	ha = env_session(za, 1, 1);
 	hb = env_session(zb, 1, 1);
-	t = now_unix();
 	gen_pair(ha, KT_EC, "auto", &pub, &priv);
 	k = gen_aes(ha, "auto-aes");
 	gen_pair(hb, KT_EC, "manual", &mpub, &mpriv);
+	t = now_unix(); /* every key made by now: due a rotation period later */
 	ck_assert_int_eq(F->C_Logout(ha), CKR_OK);
 	ck_assert_int_eq(F->C_Logout(hb), CKR_OK);
 	sleep_until(t + 2);
@@ -2062,14 +2347,19 @@ END_TEST
  * Another process keeps starting afresh (C_Initialize, login, every key,
  * C_Finalize) while the zone key is rotated again and again: no failure.
  */
+struct keys_loop_arg {
+	const struct zone_keys *zk;
+	CK_ULONG *rounds; /* shared: rounds completed */
+};
+
 static void
 kid_keys_loop(int rd, int wr, void *arg)
 {
-	const struct zone_keys *zk = arg;
+	const struct keys_loop_arg *a = arg;
 	struct pollfd pfd = { rd, POLLIN, 0 };
 	CK_SESSION_HANDLE h;
 	CK_BYTE sig[64];
-	CK_ULONG len, rounds = 0;
+	CK_ULONG len;
 	double end = now_s() + CHILD_DEADLINE;
 	CK_RV rv = CKR_OK;
 
@@ -2077,28 +2367,32 @@ kid_keys_loop(int rd, int wr, void *arg)
 	while (poll(&pfd, 1, 0) == 0) {
 		rv = kid_init();
 		if (rv == CKR_OK)
-			rv = kid_session(zk->slot, 0, &h);
+			rv = kid_session(a->zk->slot, 0, &h);
 		if (rv == CKR_OK)
-			rv = zone_keys_work(h, zk, sig, &len);
+			rv = zone_keys_work(h, a->zk, sig, &len);
 		(void)F->C_Finalize(NULL);
 		if (rv != CKR_OK)
 			break;
-		rounds++;
+		counter_add(a->rounds);
 		if (now_s() > end) {
 			rv = KID_TIMEOUT;
 			break;
 		}
 	}
 	put(wr, rv);
-	put(wr, rounds);
+	put(wr, counter_get(a->rounds));
 	_exit(0);
 }
+
+#define BUSY_ROTATIONS 20
 
 START_TEST(test_zone_key_rotation_while_in_use)
 {
 	struct zone_keys zk = { 0 };
+	struct keys_loop_arg a = { &zk, shared_counter() };
 	CK_SESSION_HANDLE h, so;
-	CK_ULONG count, rounds;
+	CK_ULONG count, rounds, after_first, before_last = 0;
+	double end;
 	struct kid k;
 	int i;
 
@@ -2106,20 +2400,175 @@ START_TEST(test_zone_key_rotation_while_in_use)
 	h = make_zone_keys(&zk, "busy");
 	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
 
-	kid_start(&k, kid_keys_loop, &zk);
+	kid_start(&k, kid_keys_loop, &a);
 	kid_expect(&k, CKR_OK, "child: started");
 	so = env_session(zk.slot, 1, 0);
 	ck_assert_int_eq(F->C_Login(so, CKU_SO, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN)), CKR_OK);
-	for (i = 0; i < 20; i++) {
+	ck_assert_int_eq(admin()->EV_RotateZoneKey(so, &count), CKR_OK);
+	ck_assert_uint_eq(count, 4);
+	after_first = counter_get(a.rounds);
+	/*
+	 * Until the child has completed two rounds after the first rotation
+	 * (so one whole round lies between the first and the last), at least
+	 * BUSY_ROTATIONS rotations.
+	 */
+	end = now_s() + CHILD_DEADLINE / 2;
+	for (i = 1; i < BUSY_ROTATIONS || before_last < after_first + 2; i++) {
+		ck_assert_msg(now_s() < end, "the child completed %lu rounds in %d s of rotations",
+		    counter_get(a.rounds) - after_first, CHILD_DEADLINE / 2);
+		nap_ms(20);
+		before_last = counter_get(a.rounds);
 		ck_assert_int_eq(admin()->EV_RotateZoneKey(so, &count), CKR_OK);
 		ck_assert_uint_eq(count, 4);
-		nap_ms(20);
 	}
-	kid_put(&k, 1);
+	/* Stop (a child that failed has gone already: its report says why). */
+	(void)write_all(k.wr, &(CK_ULONG){ 1 }, sizeof(CK_ULONG));
 	kid_expect(&k, CKR_OK, "child: every key, in a loop, while the zone key was rotated");
 	rounds = kid_get(&k);
 	kid_done(&k);
-	ck_assert_uint_ge(rounds, 1);
+	fprintf(stderr, "it_rotate: %lu rounds of the child over %d zone key rotations, %lu between "
+	    "the first and the start of the last\n", rounds, i, before_last - after_first);
+	ck_assert_uint_ge(before_last, after_first + 2);
+	munmap(a.rounds, sizeof(CK_ULONG));
+}
+END_TEST
+
+/*
+ * Zone key rotation racing key creation: another process makes token keys
+ * while the zone key is rotated again and again; every key it made works
+ * afterwards (each blob wrapped under the zone key that was committed).
+ */
+#define RACE_KEYS 50
+#define RACE_ROTATIONS 10
+
+struct maker_arg {
+	CK_SLOT_ID slot;
+	CK_ULONG *made; /* shared: keys made */
+};
+
+/* Makes AES token keys "race-N" until told to stop and RACE_KEYS are made; reports. */
+static void
+kid_make_keys(int rd, int wr, void *arg)
+{
+	const struct maker_arg *a = arg;
+	struct pollfd pfd = { rd, POLLIN, 0 };
+	CK_MECHANISM mech = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_ULONG len = 32, n = 0;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o;
+	char label[32];
+	CK_ATTRIBUTE t[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_LABEL, label, 0 },
+		{ CKA_VALUE_LEN, &len, sizeof(len) },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+	};
+	double end = now_s() + CHILD_DEADLINE;
+	int stop = 0;
+	CK_RV rv = kid_init();
+
+	if (rv == CKR_OK)
+		rv = kid_session(a->slot, 1, &h);
+	put(wr, rv);
+	if (rv != CKR_OK)
+		_exit(1);
+	while (!stop || n < RACE_KEYS) {
+		if (!stop && poll(&pfd, 1, 0) != 0)
+			stop = 1;
+		snprintf(label, sizeof(label), "race-%03lu", n);
+		t[1].ulValueLen = strlen(label);
+		rv = F->C_GenerateKey(h, &mech, t, 5, &o);
+		if (rv != CKR_OK)
+			break;
+		n++;
+		counter_add(a->made);
+		if (now_s() > end) {
+			rv = KID_TIMEOUT;
+			break;
+		}
+	}
+	put(wr, rv);
+	put(wr, n);
+	(void)F->C_Finalize(NULL);
+	_exit(0);
+}
+
+START_TEST(test_zone_key_rotation_racing_creation)
+{
+	CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+	CK_ATTRIBUTE secret_t[] = { { CKA_CLASS, &sk, sizeof(sk) } };
+	CK_OBJECT_HANDLE found[64];
+	struct maker_arg a;
+	CK_SESSION_HANDLE h, hs, so;
+	CK_ULONG count, made, before, during, n, i, mine = 0;
+	CK_BYTE label[64];
+	CK_ATTRIBUTE la = { CKA_LABEL, label, sizeof(label) };
+	struct kid k;
+	double end;
+	CK_RV rv;
+	int r;
+
+	env_init();
+	h = attested_zone("racing", &a.slot);
+	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
+	a.made = shared_counter();
+
+	kid_start(&k, kid_make_keys, &a);
+	kid_expect(&k, CKR_OK, "child: C_Initialize, C_OpenSession, C_Login");
+	so = env_session(a.slot, 1, 0);
+	ck_assert_int_eq(F->C_Login(so, CKU_SO, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN)), CKR_OK);
+	/*
+	 * At least RACE_ROTATIONS rotations, and on until half of RACE_KEYS
+	 * were made since the first began; a short pause between two lets the
+	 * child's transactions in (SQLite's busy wait backs off).
+	 */
+	before = counter_get(a.made);
+	end = now_s() + CHILD_DEADLINE / 2;
+	for (r = 0; r < RACE_ROTATIONS || counter_get(a.made) - before < RACE_KEYS / 2; r++) {
+		ck_assert_msg(now_s() < end, "%lu keys made in %d s of zone key rotations",
+		    counter_get(a.made) - before, CHILD_DEADLINE / 2);
+		rv = admin()->EV_RotateZoneKey(so, &count);
+		ck_assert_msg(rv == CKR_OK, "zone key rotation %d, %lu keys made: 0x%lx", r,
+		    counter_get(a.made), rv);
+		nap_ms(2);
+	}
+	during = counter_get(a.made) - before;
+	/* Stop (a child that failed has gone already: its report says why). */
+	(void)write_all(k.wr, &(CK_ULONG){ 1 }, sizeof(CK_ULONG));
+	rv = kid_get(&k);
+	made = kid_get(&k);
+	kid_done(&k);
+	ck_assert_msg(rv == CKR_OK, "child: C_GenerateKey of key %lu while the zone key was "
+	    "rotated: 0x%lx", made, rv);
+	ck_assert_uint_ge(made, RACE_KEYS);
+	fprintf(stderr, "it_rotate: %lu keys made, %lu of them during %d zone key rotations\n",
+	    made, during, r);
+
+	/* Every key, in a fresh start. */
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	env_init();
+	h = env_session(a.slot, 0, 1);
+	/* A search in one session, its keys used in another. */
+	hs = env_session(a.slot, 0, 1);
+	ck_assert_int_eq(F->C_FindObjectsInit(hs, secret_t, 1), CKR_OK);
+	do {
+		ck_assert_int_eq(F->C_FindObjects(hs, found, 64, &n), CKR_OK);
+		for (i = 0; i < n; i++) {
+			la.ulValueLen = sizeof(label);
+			ck_assert_int_eq(F->C_GetAttributeValue(h, found[i], &la, 1), CKR_OK);
+			if (la.ulValueLen < 5 || memcmp(label, "race-", 5) != 0)
+				continue;
+			mine++;
+			rv = aes_roundtrip(h, found[i]);
+			ck_assert_msg(rv == CKR_OK,
+			    "key %.*s made while the zone key was rotated: 0x%lx",
+			    (int)la.ulValueLen, label, rv);
+		}
+	} while (n > 0);
+	ck_assert_int_eq(F->C_FindObjectsFinal(hs), CKR_OK);
+	ck_assert_uint_eq(mine, made);
+	munmap(a.made, sizeof(CK_ULONG));
 }
 END_TEST
 
@@ -2158,17 +2607,26 @@ kid_rekey_loop(int rd, int wr, void *arg)
 	}
 }
 
+/*
+ * Each round: a child rotates the zone key again and again; its first two
+ * rotations are timed, and the child is killed at a random moment within
+ * the shorter of the two after the second, so during the third (begun at
+ * once), at any point of it up to its commit. Then every key works, in a
+ * fresh start.
+ */
 START_TEST(test_zone_key_rotation_killed)
 {
 	CK_SLOT_ID z;
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE pub[CRASH_EC], priv[CRASH_EC], aes[CRASH_AES];
 	CK_BYTE ct[CRASH_AES][64], sig[64];
-	CK_ULONG ctlen[CRASH_AES], len, v, done = 0;
+	CK_ULONG ctlen[CRASH_AES], len, v, done = 0, later;
 	struct kid k;
 	char label[32];
-	int round, i;
-	long ms;
+	int round, i, st, interrupted = 0;
+	double t0, t1, t2, took;
+	struct timespec nap;
+	long us;
 	CK_RV rv;
 
 	env_init();
@@ -2187,32 +2645,52 @@ START_TEST(test_zone_key_rotation_killed)
 		ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
 		kid_start(&k, kid_rekey_loop, &z);
 		kid_expect(&k, CKR_OK, "child: SO login");
-		ms = (long)randombytes_uniform(301);
-		nap_ms(ms);
+		t0 = now_s();
+		kid_expect(&k, CKR_OK, "child: the first zone key rotation");
+		t1 = now_s();
+		kid_expect(&k, CKR_OK, "child: the second zone key rotation");
+		/* The shorter of the two: the first also warms caches up. */
+		t2 = now_s();
+		took = t2 - t1 < t1 - t0 ? t2 - t1 : t1 - t0;
+		us = (long)randombytes_uniform((uint32_t)(took * 1e6) + 1);
+		nap = (struct timespec){ us / 1000000, (us % 1000000) * 1000 };
+		nanosleep(&nap, NULL);
 		ck_assert_int_eq(kill(k.pid, SIGKILL), 0);
-		ck_assert_int_eq(env_wait_child(k.pid, DEADLINE), -1);
-		/* What the child reported before it died: every rotation it finished was CKR_OK. */
-		/* The child is gone: its pipe reads up to the end, then end of file. */
-		while (read(k.rd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
-			ck_assert_msg(v == CKR_OK, "round %d: EV_RotateZoneKey in the child: 0x%lx",
-			    round, v);
-			done++;
+		/*
+		 * What the child reported before it died, read before its end is
+		 * looked at: every rotation it finished after the first was
+		 * CKR_OK. Its pipe reads up to the end, then end of file.
+		 */
+		later = 0;
+		while (read_all(k.rd, &v, sizeof(v), DEADLINE * 1000) == 0) {
+			ck_assert_msg(v == CKR_OK,
+			    "round %d: EV_RotateZoneKey %lu in the child: 0x%lx", round, later + 3,
+			    v);
+			later++;
 		}
+		st = env_wait_child(k.pid, DEADLINE);
+		ck_assert_msg(st == -1, "round %d: the child ended by itself (status %d)", round,
+		    st);
 		close(k.rd);
 		close(k.wr);
+		done += 2 + later;
+		/* None finished after the second: the kill landed in the third one. */
+		if (later == 0)
+			interrupted++;
 
 		env_init();
 		rv = F->C_OpenSession(z, CKF_SERIAL_SESSION, NULL, NULL, &h);
 		if (rv == CKR_OK)
 			rv = login_user(h);
 		ck_assert_msg(rv == CKR_OK,
-		    "round %d (killed after %ld ms): C_OpenSession, C_Login: 0x%lx", round, ms, rv);
+		    "round %d (killed %ld us after a rotation of %.0f us): C_OpenSession, "
+		    "C_Login: 0x%lx", round, us, took * 1e6, rv);
 		for (i = 0; i < CRASH_EC; i++) {
 			len = sizeof(sig);
 			rv = try_sign(h, KT_EC, priv[i], sig, &len);
 			ck_assert_msg(rv == CKR_OK,
-			    "round %d (killed after %ld ms): key ec-%d signs: 0x%lx", round, ms, i,
-			    rv);
+			    "round %d (killed %ld us after a rotation of %.0f us): key ec-%d signs: "
+			    "0x%lx", round, us, took * 1e6, i, rv);
 			ck_assert(ossl_verifies(h, KT_EC, pub[i], sig, len));
 		}
 		for (i = 0; i < CRASH_AES; i++) {
@@ -2220,10 +2698,13 @@ START_TEST(test_zone_key_rotation_killed)
 			if (rv == CKR_OK)
 				rv = aes_roundtrip(h, aes[i]);
 			ck_assert_msg(rv == CKR_OK,
-			    "round %d (killed after %ld ms): key aes-%d: 0x%lx", round, ms, i, rv);
+			    "round %d (killed %ld us after a rotation of %.0f us): key aes-%d: 0x%lx",
+			    round, us, took * 1e6, i, rv);
 		}
 	}
-	fprintf(stderr, "it_rotate: %lu zone key rotations finished before the kills\n", done);
+	fprintf(stderr, "it_rotate: %lu zone key rotations finished; %d of %d kills interrupted "
+	    "the third\n", done, interrupted, CRASH_ROUNDS);
+	ck_assert_int_ge(interrupted, 1);
 }
 END_TEST
 
@@ -2420,7 +2901,7 @@ START_TEST(test_copies_follow_origin)
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 	ck_assert_int_eq(F->C_Login(h, CKU_SO, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN)), CKR_OK);
 	ck_assert_int_eq(admin()->EV_Revoke(h, &e, &count), CKR_OK);
-	ck_assert_uint_ge(count, 2);
+	ck_assert_uint_eq(count, 3); /* orig2's two halves and the copy under another label */
 	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
 	ck_assert_int_eq(login_user(h), CKR_OK);
 	ck_assert_int_eq(get_label(h, copy2), CKR_OBJECT_HANDLE_INVALID);
@@ -2430,6 +2911,59 @@ START_TEST(test_copies_follow_origin)
 	ck_assert_int_eq(stored(priv2), 0);
 	/* The other copy's story is unchanged. */
 	ck_assert_int_eq(attr_bool(h, copy, CKA_EV_RETIRED), CK_TRUE);
+}
+END_TEST
+
+/*
+ * Session copies (CKA_TOKEN false) of a token key retire with it, whether
+ * this process rotates it or another one does.
+ */
+START_TEST(test_session_copies_retire)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE pub, priv, copy, pub2, priv2, copy2, nk = 0;
+	CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
+	CK_ATTRIBUTE ct[] = { { CKA_LABEL, "scopy", 5 }, { CKA_TOKEN, &no, sizeof(no) } };
+	CK_ATTRIBUTE ct2[] = { { CKA_LABEL, "scopy2", 6 }, { CKA_TOKEN, &no, sizeof(no) } };
+	struct race_arg a;
+	struct kid k;
+
+	env_init();
+	h = attested_zone("scopies", &z);
+
+	/* Rotated here. */
+	gen_pair(h, KT_EC, "sorig", &pub, &priv);
+	ck_assert_int_eq(F->C_CopyObject(h, priv, ct, 2, &copy), CKR_OK);
+	ck_assert_int_eq(attr_bool(h, copy, CKA_TOKEN), CK_FALSE);
+	signs(h, KT_EC, copy, pub);
+	ck_assert_int_eq(attr_bool(h, copy, CKA_EV_RETIRED), CK_FALSE);
+	ck_assert_int_eq(admin()->EV_RotateKey(h, priv, &nk), CKR_OK);
+	ck_assert_int_eq(attr_bool(h, copy, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_uint_eq(attr_ulong(h, copy, CKA_EV_DESTROY_AT),
+	    attr_ulong(h, priv, CKA_EV_DESTROY_AT));
+	ck_assert_int_eq(F->C_SignInit(h, &m, copy), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	signs(h, KT_EC, nk, find_one(h, "sorig", CKO_PUBLIC_KEY, 0));
+
+	/* Rotated by another process: seen at this process's next call. */
+	gen_pair(h, KT_EC, "sorig2", &pub2, &priv2);
+	ck_assert_int_eq(F->C_CopyObject(h, priv2, ct2, 2, &copy2), CKR_OK);
+	signs(h, KT_EC, copy2, pub2);
+	a = (struct race_arg){ z, priv2 };
+	kid_start(&k, kid_rotate_race, &a);
+	kid_expect(&k, CKR_OK, "child: C_Initialize");
+	kid_expect(&k, CKR_OK, "child: C_OpenSession and C_Login");
+	kid_put(&k, 1);
+	kid_expect(&k, CKR_OK, "child: EV_RotateKey");
+	kid_done(&k);
+	ck_assert_int_eq(attr_bool(h, copy2, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_int_eq(attr_bool(h, priv2, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_uint_eq(attr_ulong(h, copy2, CKA_EV_DESTROY_AT),
+	    attr_ulong(h, priv2, CKA_EV_DESTROY_AT));
+	ck_assert_int_eq(F->C_SignInit(h, &m, copy2), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	/* The new generation signs. */
+	signs(h, KT_EC, find_one(h, "sorig2", CKO_PRIVATE_KEY, 0),
+	    find_one(h, "sorig2", CKO_PUBLIC_KEY, 0));
 }
 END_TEST
 
@@ -2445,6 +2979,7 @@ main(void)
 	tcase_add_checked_fixture(ta, setup, teardown);
 	tcase_set_timeout(ta, 120);
 	tcase_add_test(ta, test_login_gate);
+	tcase_add_test(ta, test_refusal_rate_limit);
 	tcase_add_test(ta, test_nonce);
 	tcase_add_test(ta, test_expiry_during_session);
 	suite_add_tcase(s, ta);
@@ -2456,9 +2991,11 @@ main(void)
 	tcase_add_test(tr, test_rotate_rsa_pair);
 	tcase_add_test(tr, test_rotate_ed25519_by_public_key);
 	tcase_add_test(tr, test_rotate_aes);
+	tcase_add_test(tr, test_retired_material_stays);
 	tcase_add_test(tr, test_rotate_errors);
 	tcase_add_test(tr, test_grace_period_ends);
 	tcase_add_test(tr, test_grace_period_zero);
+	tcase_add_test(tr, test_past_grace_no_sweep);
 	tcase_add_test(tr, test_rotation_candidates);
 	tcase_add_test(tr, test_auto_rotation_at_login);
 	tcase_add_test(tr, test_rotation_seen_by_other_process);
@@ -2469,6 +3006,7 @@ main(void)
 	tcase_set_timeout(tz, 120);
 	tcase_add_test(tz, test_zone_key_rotation);
 	tcase_add_test(tz, test_zone_key_rotation_while_in_use);
+	tcase_add_test(tz, test_zone_key_rotation_racing_creation);
 	tcase_add_test(tz, test_zone_key_rotation_killed);
 	suite_add_tcase(s, tz);
 
@@ -2477,6 +3015,7 @@ main(void)
 	tcase_add_test(to, test_start_end_dates);
 	tcase_add_test(to, test_zone_policy);
 	tcase_add_test(to, test_copies_follow_origin);
+	tcase_add_test(to, test_session_copies_retire);
 	suite_add_tcase(s, to);
 	return env_run(s);
 }

@@ -12,26 +12,51 @@
 
 char tmpdir[256];
 
+/*
+ * The run's directory (run_suite): each test's tmpdir is made in it, and
+ * it is removed after the last test, with the directories of tests that
+ * failed (Check skips a checked fixture's teardown when a test fails in
+ * fork mode).
+ */
+static char rundir[160];
+
+/* Where temporary directories go: $TMPDIR, else /tmp. */
+static const char *
+tmp_base(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t != NULL && *t != '\0' ? t : "/tmp";
+}
+
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
 	(void)flag;
 	(void)ftw;
-	return remove(path);
+	(void)remove(path);
+	return 0; /* go on: remove what can be */
+}
+
+static void
+rm_tree(const char *dir)
+{
+	(void)nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void
 tmpdir_make(const char *prefix)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/%s_XXXXXX", prefix);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/%s_XXXXXX", rundir[0] != '\0' ? rundir : tmp_base(),
+	    prefix);
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
 void
 tmpdir_remove(void)
 {
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(tmpdir);
 }
 
 const char *
@@ -80,9 +105,16 @@ run_suite(Suite *s)
 
 	if (ev_secmem_init() != 0)
 		return EXIT_FAILURE;
+	snprintf(rundir, sizeof(rundir), "%s/ev-unit-XXXXXX", tmp_base());
+	if (mkdtemp(rundir) == NULL) {
+		fprintf(stderr, "cannot make a directory in %s\n", tmp_base());
+		return EXIT_FAILURE;
+	}
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	rm_tree(rundir);
+	rundir[0] = '\0';
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -20,7 +20,11 @@
 /* The running test's temporary directory (tmpdir_make). */
 extern char tmpdir[256];
 
-/* Make tmpdir as /tmp/<prefix>_XXXXXX: call it from a checked fixture's setup. */
+/*
+ * Make tmpdir as <run>/<prefix>_XXXXXX, in the run's directory that
+ * run_suite() made (else in $TMPDIR, /tmp when unset): call it from a
+ * checked fixture's setup.
+ */
 void tmpdir_make(const char *prefix);
 
 /* Remove tmpdir and all below it: a checked fixture's teardown. */
@@ -44,7 +48,9 @@ const char *write_text(const char *name, const char *text, mode_t mode);
 /*
  * Run suite s, libsodium's allocator set up first (ev_secmem_init, needed
  * before the first ev_secret): EXIT_SUCCESS when every test passed, else
- * EXIT_FAILURE. The runner frees s.
+ * EXIT_FAILURE. The runner frees s. The tests' directories are made in one
+ * directory for the run, in $TMPDIR, removed at the end whatever the
+ * outcome (a failed test's teardown does not run in fork mode).
  */
 int run_suite(Suite *s);
 
