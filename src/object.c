@@ -1955,8 +1955,13 @@ retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
 	ev_rwlock_unlock(ev_mod->lock);
 }
 
-void
-ev_object_reload(CK_OBJECT_HANDLE h)
+/*
+ * Read a token object's record again and, when it is loaded here, put it
+ * in place. An object not loaded is read only when the caller needs its
+ * lifecycle (always_read): *retired and *destroy_at (may be NULL) get it.
+ */
+static void
+reload(CK_OBJECT_HANDLE h, int always_read, int64_t *retired, int64_t *destroy_at)
 {
 	ev_obj_rec rec = { 0 };
 	ev_object *o;
@@ -1968,7 +1973,7 @@ ev_object_reload(CK_OBJECT_HANDLE h)
 	if (o != NULL)
 		atomic_fetch_add(&o->refs, 1);
 	ev_rwlock_unlock(ev_mod->lock);
-	if (o == NULL)
+	if (o == NULL && !always_read)
 		return; /* not loaded here: read fresh at first use */
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv == CKR_OK) {
@@ -1977,7 +1982,16 @@ ev_object_reload(CK_OBJECT_HANDLE h)
 	}
 	if (rv == EVR_NOT_FOUND) {
 		ev_object_put(o);
-		(void)ev_object_forget(h, 0); /* gone since */
+		if (o != NULL)
+			(void)ev_object_forget(h, 0); /* gone since */
+		return;
+	}
+	if (rv == CKR_OK && retired != NULL) {
+		*retired = rec.retired;
+		*destroy_at = rec.destroy_at;
+	}
+	if (o == NULL) {
+		ev_obj_rec_clear(&rec);
 		return;
 	}
 	if (rv == CKR_OK && is_key_class(rec.cls))
@@ -2008,6 +2022,12 @@ ev_object_reload(CK_OBJECT_HANDLE h)
 	}
 	ev_obj_rec_clear(&rec);
 	ev_object_put(o);
+}
+
+void
+ev_object_reload(CK_OBJECT_HANDLE h)
+{
+	reload(h, 0, NULL, NULL);
 }
 
 void
@@ -2138,17 +2158,10 @@ ev_object_rewrapped(ev_token *t)
 void
 ev_object_rotated(CK_OBJECT_HANDLE h)
 {
-	ev_obj_rec rec = { 0 };
-	CK_RV rv;
+	int64_t retired = 0, destroy_at = 0;
 
-	ev_object_reload(h);
-	/* Its session copies, loaded here or not (their origin is the object they copy). */
-	rv = ev_mutex_lock(ev_mod->store_lock);
-	if (rv != CKR_OK)
-		return;
-	rv = ev_store_obj_get(ev_mod->store, (int64_t)h, &rec);
-	ev_mutex_unlock(ev_mod->store_lock);
-	if (rv == CKR_OK && rec.retired != 0)
-		retire_copies(h, rec.retired, rec.destroy_at);
-	ev_obj_rec_clear(&rec);
+	/* One read: the object if loaded, and its session copies, loaded here or not. */
+	reload(h, 1, &retired, &destroy_at);
+	if (retired != 0)
+		retire_copies(h, retired, destroy_at);
 }

@@ -69,14 +69,15 @@ record(ev_token *t, const char *purpose, const char *provider, const ev_verdict 
 	int found = 0;
 	CK_RV rv;
 
-	refusal_id(purpose, v, id);
 	if (v->accepted) {
 		t->refused_at = 0; /* a refusal after an acceptance is news */
 		rv = ev_store_attestlog_accepted(ev_mod->store, t->id, v->digest, &found);
 		if (rv != CKR_OK || found)
 			return rv;
-	} else if (refusal_repeats(t, id, now_unix())) {
-		return CKR_OK;
+	} else {
+		refusal_id(purpose, v, id);
+		if (refusal_repeats(t, id, now_unix()))
+			return CKR_OK;
 	}
 	r.time = now_unix();
 	r.zone = t->id;
@@ -162,6 +163,13 @@ ev_gate_login(ev_token *t, int64_t *until)
 	return CKR_OK;
 }
 
+void
+ev_gate_renew(ev_token *t, int64_t until)
+{
+	atomic_store(&t->attested_until, until);
+	t->stale_noted = 0;
+}
+
 CK_RV
 ev_gate_use(ev_token *t)
 {
@@ -179,8 +187,7 @@ ev_gate_use(ev_token *t)
 	/* A stale zone is recorded once, not at every call it refuses. */
 	rv = ev_attest_zone(t, "use", !t->stale_noted, &v);
 	if (rv == CKR_OK && v.accepted) {
-		atomic_store(&t->attested_until, v.valid_until);
-		t->stale_noted = 0;
+		ev_gate_renew(t, v.valid_until);
 	} else if (rv == CKR_OK || rv == CKR_FUNCTION_REJECTED) {
 		t->stale_noted = 1;
 		rv = CKR_FUNCTION_REJECTED;
@@ -335,6 +342,16 @@ out:
 	return rv;
 }
 
+/*
+ * Whether a key object has a next generation of its own: a current token
+ * key, not a copy (copies follow their origin).
+ */
+static int
+rotatable(ev_object *o)
+{
+	return o->on_token && o->origin == 0 && !ev_object_is_true(o, CKA_EV_RETIRED, 0);
+}
+
 /* What the rotation transaction retires. */
 struct retire {
 	ev_object *old[2];
@@ -406,7 +423,7 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 	size_t nfresh = 0, i;
 	CK_RV rv;
 
-	if (!o->on_token || o->origin != 0 || ev_object_is_true(o, CKA_EV_RETIRED, 0))
+	if (!rotatable(o))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	switch (o->cls) {
 	case CKO_PRIVATE_KEY:
@@ -507,7 +524,7 @@ ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
 		return rv;
 	if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY && o->cls != CKO_SECRET_KEY)
 		rv = CKR_KEY_HANDLE_INVALID;
-	else if (!o->on_token || o->origin != 0 || ev_object_is_true(o, CKA_EV_RETIRED, 0))
+	else if (!rotatable(o))
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (rv == CKR_OK)
 		rv = rotation_evidence(s->token);
@@ -793,8 +810,7 @@ ev_attest_session(ev_session *s, ev_verdict *v)
 	/* Fresh evidence renews a logged-in user's attested state, as the use gate would. */
 	if (rv == CKR_OK && v->accepted && ev_session_user(s) &&
 	    ev_mutex_lock(t->lock) == CKR_OK) {
-		atomic_store(&t->attested_until, v->valid_until);
-		t->stale_noted = 0;
+		ev_gate_renew(t, v->valid_until);
 		ev_mutex_unlock(t->lock);
 	}
 	return rv;

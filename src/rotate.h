@@ -55,6 +55,9 @@ CK_RV ev_attest_new_nonce(unsigned char nonce[EV_NONCE_LEN]) EV_MUST_CHECK;
  */
 CK_RV ev_gate_login(ev_token *t, int64_t *until) EV_MUST_CHECK;
 
+/* The zone's evidence is fresh until `until` (an accepted appraisal). Caller holds t->lock. */
+void ev_gate_renew(ev_token *t, int64_t until);
+
 /*
  * The use gate, at every start of an operation with a private or secret
  * key of the zone and every key management call: CKR_OK when the zone

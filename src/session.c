@@ -484,8 +484,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		/* Unlock the zone now, so an unreachable root shows at login. */
 		rv = ev_token_zone_key(t, &zk);
 		if (rv == CKR_OK) {
-			atomic_store(&t->attested_until, until);
-			t->stale_noted = 0;
+			ev_gate_renew(t, until);
 			t->login = who;
 		}
 		goto out;
