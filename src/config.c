@@ -34,6 +34,10 @@
 #define ROOT_KEY_LABEL_DEFAULT "edgevault-root"
 #define ROOT_BACKEND_DEFAULT "pkcs11"
 
+/* TPM 2.0 persistent object handles (TPM2_HT_PERSISTENT), the owner's range. */
+#define TPM2_PERSISTENT_FIRST 0x81000000ULL
+#define TPM2_PERSISTENT_LAST 0x817FFFFFULL
+
 /* Longest upstream PIN read from a file; PKCS#11 PINs are short. */
 #define ROOT_PIN_MAX 1024
 
@@ -53,8 +57,10 @@
  * K_PUBKEY: an Ed25519 public key in base64, with an int flag (at
  * flag) set when given. K_SECS: seconds, an int64_t. K_BOOL: "true" or
  * "false", an int. K_PROVIDER: [attestation] provider, an ev_attest_kind.
+ * K_HANDLE: a TPM handle in hexadecimal ("0x" and up to 8 digits), a
+ * uint32_t within [min, max].
  */
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER };
+enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER, K_HANDLE };
 
 /*
  * One known key: where it lives (in ev_config, or in ev_policy for
@@ -83,6 +89,9 @@ static const struct key_def keys[] = {
     STR("root", "pin_file", root_pin_file),
     STR("root", "pin_env", root_pin_env),
     STR("root", "key_label", root_key_label),
+    STR("root", "tcti", root_tcti),
+    {"root", "primary_handle", K_HANDLE, offsetof(ev_config, root_primary_handle),
+     TPM2_PERSISTENT_FIRST, TPM2_PERSISTENT_LAST, 0},
     {"pin", "max_fails", K_UINT, offsetof(ev_config, pin_max_fails), MAX_FAILS_MIN, MAX_FAILS_MAX,
      0},
     {"pin", "argon2_ops", K_ULL, offsetof(ev_config, argon2_ops),
@@ -179,6 +188,31 @@ parse_number(const char *s, unsigned long long min, unsigned long long max, unsi
 }
 
 /*
+ * A TPM handle: "0x" or "0X", then 1 to 8 hexadecimal digits and nothing
+ * else, within [min, max]. Hexadecimal only: handles are always written so.
+ */
+static int
+parse_handle(const char *s, unsigned long long min, unsigned long long max,
+	     unsigned long long *out)
+{
+	unsigned long long v;
+	size_t n;
+	char *end;
+
+	if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+		return -1;
+	n = strspn(s + 2, "0123456789abcdefABCDEF");
+	if (n == 0 || n > 8 || s[2 + n] != '\0')
+		return -1;
+	errno = 0;
+	v = strtoull(s + 2, &end, 16);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/*
  * Set a key of obj (the ev_config, or an ev_policy for policy_keys[])
  * from its value; section is the section as it is named in messages.
  */
@@ -250,6 +284,16 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 		}
 		ctx_fail(p, "[%s] %s = \"%s\": expected true or false", section, k->name, value);
 		return 0;
+	case K_HANDLE:
+		if (parse_handle(value, k->min, k->max, &v) != 0) {
+			ctx_fail(p,
+				 "[%s] %s = \"%s\": expected a persistent TPM handle in hexadecimal "
+				 "from 0x%08llx to 0x%08llx",
+				 section, k->name, value, k->min, k->max);
+			return 0;
+		}
+		*(uint32_t *)(void *)base = (uint32_t)v;
+		return 1;
 	case K_PROVIDER:
 		if (strcmp(value, "result") == 0) {
 			*(ev_attest_kind *)(void *)base = EV_ATTEST_RESULT;
@@ -601,32 +645,53 @@ check_attestation(const ev_config *c, const struct parse_ctx *p, char *err, size
 	return CKR_OK;
 }
 
-/* The checks that need the whole file: required keys and combinations. */
-static CK_RV
-check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
-{
-	CK_RV rv;
+/*
+ * The keys of [root] that belong to one backend only. A key of the other
+ * backend is refused, not ignored: "module = ..." under backend tpm2 says
+ * that someone believes the root is somewhere it is not.
+ */
+static const struct {
+	const char *name;
+	const char *backend;
+} root_keys[] = {
+    {"module", "pkcs11"},  {"token_label", "pkcs11"}, {"pin_file", "pkcs11"},
+    {"pin_env", "pkcs11"}, {"key_label", "pkcs11"},   {"tcti", "tpm2"},
+    {"primary_handle", "tpm2"},
+};
 
-	if (c->store_dir == NULL) {
-		ev_errf(err, errlen, "%s: [store] dir is required", c->path);
+/* [root]: a known backend, its required keys, no key of another backend. */
+static CK_RV
+check_root(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
+{
+	size_t i, j;
+
+	if (strcmp(c->root_backend, "pkcs11") != 0 && strcmp(c->root_backend, "tpm2") != 0) {
+		ev_errf(err, errlen, "%s: [root] backend = \"%s\": unknown backend (expected "
+			"pkcs11 or tpm2)", c->path, c->root_backend);
 		return CKR_GENERAL_ERROR;
 	}
-	/*
-	 * Lists dropped in a directory with no key to check them against
-	 * could never be applied: say so now, not at the first list.
-	 */
-	if (c->revocation_dir != NULL && !c->has_revocation_key) {
-		ev_errf(err, errlen,
-			"%s: [revocation] watch_dir needs public_key "
-			"(the revocation authority's key that signs the lists)",
-			c->path);
-		return CKR_GENERAL_ERROR;
+	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
+		if (!p->seen[i] || strcmp(keys[i].section, "root") != 0)
+			continue;
+		for (j = 0; j < EV_ARRAY_SIZE(root_keys); j++) {
+			if (strcmp(root_keys[j].name, keys[i].name) != 0 ||
+			    strcmp(root_keys[j].backend, c->root_backend) == 0)
+				continue;
+			ev_errf(err, errlen, "%s: [root] %s is a setting of backend %s, not %s",
+				c->path, keys[i].name, root_keys[j].backend, c->root_backend);
+			return CKR_GENERAL_ERROR;
+		}
 	}
-	rv = check_attestation(c, p, err, errlen);
-	if (rv != CKR_OK)
-		return rv;
-	if (strcmp(c->root_backend, "pkcs11") != 0)
-		return CKR_OK; /* other backends check their own settings */
+	if (strcmp(c->root_backend, "tpm2") == 0) {
+		if (c->root_tcti == NULL) {
+			ev_errf(err, errlen,
+				"%s: [root] tcti is required with backend tpm2 (how to reach "
+				"the TPM, e.g. device:/dev/tpmrm0)",
+				c->path);
+			return CKR_GENERAL_ERROR;
+		}
+		return CKR_OK;
+	}
 	if (c->root_module == NULL) {
 		ev_errf(err, errlen,
 			"%s: [root] module is required with backend pkcs11 "
@@ -659,6 +724,33 @@ check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t er
 		return CKR_GENERAL_ERROR;
 	}
 	return CKR_OK;
+}
+
+/* The checks that need the whole file: required keys and combinations. */
+static CK_RV
+check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
+{
+	CK_RV rv;
+
+	if (c->store_dir == NULL) {
+		ev_errf(err, errlen, "%s: [store] dir is required", c->path);
+		return CKR_GENERAL_ERROR;
+	}
+	/*
+	 * Lists dropped in a directory with no key to check them against
+	 * could never be applied: say so now, not at the first list.
+	 */
+	if (c->revocation_dir != NULL && !c->has_revocation_key) {
+		ev_errf(err, errlen,
+			"%s: [revocation] watch_dir needs public_key "
+			"(the revocation authority's key that signs the lists)",
+			c->path);
+		return CKR_GENERAL_ERROR;
+	}
+	rv = check_attestation(c, p, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	return check_root(c, p, err, errlen);
 }
 
 const char *
@@ -781,6 +873,7 @@ ev_config_free(ev_config *c)
 	free(c->root_pin_file);
 	free(c->root_pin_env);
 	free(c->root_key_label);
+	free(c->root_tcti);
 	free(c->revocation_dir);
 	free(c->attest_result_path);
 	free(c->zones);

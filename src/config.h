@@ -40,12 +40,15 @@ typedef struct ev_config {
 	char *path;             /* the file it was read from */
 	char *store_dir;        /* [store] dir (required) */
 	char *device_id;        /* [device] id (default: the host name) */
-	char *root_backend;     /* [root] backend: "pkcs11" (default) */
+	char *root_backend;     /* [root] backend: "pkcs11" (default) or "tpm2" */
 	char *root_module;      /* [root] module: upstream PKCS#11 module path */
 	char *root_token_label; /* [root] token_label */
 	char *root_pin_file;    /* [root] pin_file: file holding the upstream user PIN */
 	char *root_pin_env;     /* [root] pin_env: environment variable holding it */
 	char *root_key_label;   /* [root] key_label (default "edgevault-root") */
+	char *root_tcti;        /* [root] tcti: TCTI configuration string (tpm2; required) */
+	/* [root] primary_handle: persistent storage primary (tpm2; 0: create a transient one) */
+	uint32_t root_primary_handle;
 	unsigned pin_max_fails; /* [pin] max_fails: failed logins before lockout (default 10) */
 	unsigned long long argon2_ops;  /* [pin] argon2_ops (default: libsodium's INTERACTIVE) */
 	size_t argon2_mem;      /* [pin] argon2_mem_kib * 1024 (default: INTERACTIVE) */

@@ -41,6 +41,14 @@ ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, siz
 		ERR_pop_to_mark();
 		return rv;
 	}
+	if (strcmp(backend, "tpm2") == 0) {
+		CK_RV rv;
+
+		ERR_set_mark();
+		rv = ev_root_tpm2_open(cfg, flags, out, err, errlen);
+		ERR_pop_to_mark();
+		return rv;
+	}
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, "unknown root backend %s", backend);
 	return CKR_GENERAL_ERROR;

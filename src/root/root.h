@@ -4,11 +4,12 @@
  *
  * Backends: "pkcs11" (another PKCS#11 module, loaded with p11-kit; the root
  * key is an AES-256 key in its token, sensitive and not extractable, used
- * with CKM_AES_GCM). "tpm2" follows in its own issue.
+ * with CKM_AES_GCM). "tpm2" (a TPM 2.0 reached through a TCTI: each sealed
+ * secret is a sealed-data object under a storage primary key).
  *
- * The pkcs11 backend serialises its upstream session with its own lock,
- * so an ev_root may be shared by threads; the module also calls it only
- * under its store lock.
+ * Each backend serialises its upstream access with its own lock, so an
+ * ev_root may be shared by threads; the module also calls it only under
+ * its store lock.
  */
 #ifndef EV_ROOT_H
 #define EV_ROOT_H
@@ -77,6 +78,18 @@ void ev_root_free(ev_root *r);
 
 /* Backend constructors (used by ev_root_open). */
 CK_RV ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err,
+    size_t errlen);
+
+/*
+ * The TPM root: connect through [root] tcti, start the TPM if nobody has,
+ * and make the storage primary (or find the persistent one at [root]
+ * primary_handle). flags are ignored: the transient primary is the same
+ * key each time, and a persistent one is never made here. Errors as
+ * ev_root_open: CKR_DEVICE_ERROR when the TPM cannot be reached or
+ * answers with an error (err has the TPM's answer decoded),
+ * CKR_GENERAL_ERROR (configuration), CKR_HOST_MEMORY.
+ */
+CK_RV ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err,
     size_t errlen);
 
 /*

@@ -108,14 +108,74 @@ START_TEST(test_defaults)
 }
 END_TEST
 
-START_TEST(test_other_backend)
+START_TEST(test_tpm2_backend)
 {
-	/* A backend other than pkcs11 does not need the pkcs11 settings here;
-	 * ev_root_open refuses backends it does not know. */
-	ev_config *c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\n");
+	ev_config *c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\n"
+			       "tcti = swtpm:host=127.0.0.1,port=2321\n");
 
 	ck_assert_str_eq(c->root_backend, "tpm2");
+	ck_assert_str_eq(c->root_tcti, "swtpm:host=127.0.0.1,port=2321");
+	ck_assert_uint_eq(c->root_primary_handle, 0); /* a transient primary */
+	ck_assert_ptr_null(c->root_module);
 	ev_config_free(c);
+
+	c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device:/dev/tpmrm0\n"
+		    "primary_handle = 0x81000001\n");
+	ck_assert_uint_eq(c->root_primary_handle, 0x81000001u);
+	ev_config_free(c);
+	c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		    "primary_handle = 0X817fffff\n");
+	ck_assert_uint_eq(c->root_primary_handle, 0x817fffffu);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_tpm2_backend_refused)
+{
+	static const char *bad_handles[] = {
+	    "0x01000001", "0x81800000", "81000001", "0x", "0x810000011", "0x8100000g",
+	    "0x81000001 x", "-0x81000001", "0x+81000001", "2164260865",
+	};
+	const char *e;
+	char text[256];
+	size_t i;
+
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\n");
+	ck_assert_err_has(e, "[root] tcti is required");
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm3\ntcti = device\n");
+	ck_assert_err_has(e, "\"tpm3\"");
+	ck_assert_err_has(e, "unknown backend");
+
+	/* A setting of the other backend says the root is elsewhere: refused. */
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		       "module = /m.so\n");
+	ck_assert_err_has(e, "[root] module is a setting of backend pkcs11, not tpm2");
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		       "key_label = k\n");
+	ck_assert_err_has(e, "key_label");
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		       "pin_env = X\n");
+	ck_assert_err_has(e, "pin_env");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
+		       "pin_env = X\ntcti = device\n");
+	ck_assert_err_has(e, "[root] tcti is a setting of backend tpm2, not pkcs11");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
+		       "pin_env = X\nprimary_handle = 0x81000001\n");
+	ck_assert_err_has(e, "primary_handle");
+
+	for (i = 0; i < EV_ARRAY_SIZE(bad_handles); i++) {
+		snprintf(text, sizeof(text),
+			 "[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+			 "primary_handle = %s\n",
+			 bad_handles[i]);
+		e = load_fails(text);
+		ck_assert_err_has(e, "primary_handle");
+		ck_assert_err_has(e, "persistent TPM handle");
+	}
+	/* Given twice: refused like any other key. */
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		       "tcti = mssim\n");
+	ck_assert_err_has(e, "tcti");
 }
 END_TEST
 
@@ -1119,7 +1179,8 @@ config_suite(void)
 	tcase_add_checked_fixture(tc, setup, tmpdir_remove);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_defaults);
-	tcase_add_test(tc, test_other_backend);
+	tcase_add_test(tc, test_tpm2_backend);
+	tcase_add_test(tc, test_tpm2_backend_refused);
 	tcase_add_test(tc, test_missing_required);
 	tcase_add_test(tc, test_unknown_key);
 	tcase_add_test(tc, test_unknown_section);
