@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -657,4 +660,113 @@ kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h)
 		return rv;
 	rv = env.f->C_Login(*h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
 	return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
+}
+
+/* Bind (or, with do_connect, connect to) 127.0.0.1:port over TCP: 0 on success. */
+static int
+tcp_try(int port, int do_connect)
+{
+	struct sockaddr_in a;
+	int fd, rc;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((unsigned short)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (do_connect)
+		rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	else
+		rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+	close(fd);
+	return rc;
+}
+
+void
+env_swtpm_start(struct ev_swtpm *t, const char *state_dir)
+{
+	int tries;
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->state, sizeof(t->state), "%s", state_dir);
+	env_sh("mkdir -p '%s'", t->state);
+	/*
+	 * A free pair may be taken between our check and swtpm's bind: then
+	 * swtpm exits at once and another pair is tried.
+	 */
+	for (tries = 0; tries < 8; tries++) {
+		double deadline;
+		int status;
+
+		/* Spread by process, so parallel test programs seldom collide. */
+		t->port = 20000 + (int)(((unsigned)getpid() * 2654435761u + (unsigned)tries * 7919u) %
+			      10000u) * 2;
+		if (tcp_try(t->port, 0) != 0 || tcp_try(t->port + 1, 0) != 0)
+			continue;
+		t->pid = env_fork();
+		if (t->pid == 0) {
+			char server[64], ctrl[64], state[320], pid[320];
+
+			snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1",
+			    t->port);
+			snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1",
+			    t->port + 1);
+			snprintf(state, sizeof(state), "dir=%s", t->state);
+			snprintf(pid, sizeof(pid), "file=%s/swtpm.pid", t->state);
+			execlp("swtpm", "swtpm", "socket", "--tpm2", "--tpmstate", state,
+			    "--server", server, "--ctrl", ctrl, "--flags",
+			    "not-need-init,startup-clear", "--pid", pid, (char *)NULL);
+			_exit(127);
+		}
+		deadline = now_s() + DEADLINE;
+		while (now_s() < deadline) {
+			if (tcp_try(t->port, 1) == 0)
+				return;
+			if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
+				env_forget_child(t->pid);
+				ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 127),
+				    "cannot run swtpm (is it installed?)");
+				t->pid = 0;
+				break;
+			}
+			nap_ms(20);
+		}
+		ck_assert_msg(t->pid == 0, "swtpm on port %d did not answer in time", t->port);
+	}
+	ck_abort_msg("cannot start swtpm on a free port pair");
+}
+
+void
+env_swtpm_stop(struct ev_swtpm *t)
+{
+	char cmd[128];
+
+	if (t->pid == 0)
+		return;
+	/* A graceful shutdown saves the TPM's volatile state; the answer does not matter. */
+	snprintf(cmd, sizeof(cmd), "swtpm_ioctl --tcp 127.0.0.1:%d -s >/dev/null 2>&1",
+	    t->port + 1);
+	(void)system(cmd);
+	(void)env_wait_child(t->pid, DEADLINE);
+	t->pid = 0;
+}
+
+void
+env_write_tpm_config(const struct ev_swtpm *t, const char *extra)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	    "[store]\ndir = %s/store\n"
+	    "[device]\nid = test-device\n"
+	    "[root]\nbackend = tpm2\ntcti = swtpm:host=127.0.0.1,port=%d\n"
+	    "[pin]\nmax_fails = 3\nargon2_ops = 1\nargon2_mem_kib = 64\n%s",
+	    env.dir, t->port, extra != NULL ? extra : "");
+	ck_assert_int_eq(fclose(f), 0);
 }

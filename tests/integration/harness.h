@@ -213,4 +213,26 @@ CK_RV kid_init(void);
  */
 CK_RV kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h);
 
+/*
+ * swtpm, the TPM simulator behind the tpm2 root in tests. env_swtpm_start
+ * runs `swtpm socket` (TPM 2.0, started, state in state_dir, made if
+ * needed) on a free loopback port pair (port: the TPM; port + 1: its
+ * control channel), as a recorded child (env_fork): it dies with the test
+ * process whatever happens. It returns when the TPM port accepts
+ * connections. env_swtpm_stop shuts it down through its control channel
+ * (state saved) and reaps it, killing it if it is late; a stopped or
+ * never-started one is a no-op.
+ */
+struct ev_swtpm {
+	pid_t pid;
+	int port;
+	char state[300];
+};
+
+void env_swtpm_start(struct ev_swtpm *t, const char *state_dir);
+void env_swtpm_stop(struct ev_swtpm *t);
+
+/* Write the config with [root] backend tpm2 reaching t; extra lines appended. */
+void env_write_tpm_config(const struct ev_swtpm *t, const char *extra);
+
 #endif
