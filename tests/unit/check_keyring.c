@@ -709,11 +709,29 @@ END_TEST
 
 START_TEST(test_unknown_backend)
 {
-	ev_config *c = config_with("backend = tpm3\n");
+	/* The loader refuses it; a configuration built otherwise meets the root's own check. */
+	ev_config *c = default_config();
 	const char *e;
 
+	free(c->root_backend);
+	c->root_backend = strdup("tpm3");
+	ck_assert_ptr_nonnull(c->root_backend);
 	e = open_fails(c, EV_ROOT_CREATE_KEY, CKR_GENERAL_ERROR);
 	ck_assert_str_eq(e, "unknown root backend tpm3");
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_tpm2_unreachable)
+{
+	/* Nothing listens on port 1 of the loopback: a clear device error. */
+	ev_config *c = config_with("backend = tpm2\ntcti = swtpm:host=127.0.0.1,port=1\n");
+	const char *e;
+
+	e = open_fails(c, EV_ROOT_CREATE_KEY, CKR_DEVICE_ERROR);
+	ck_assert_msg(strstr(e, "cannot reach the TPM through TCTI \"swtpm:host=127.0.0.1,port=1\"") !=
+			  NULL,
+		      "%s", e);
 	ev_config_free(c);
 }
 END_TEST
@@ -1036,6 +1054,7 @@ keyring_suite(void)
 	tcase_add_test(root, test_unknown_token);
 	tcase_add_test(root, test_missing_module);
 	tcase_add_test(root, test_unknown_backend);
+	tcase_add_test(root, test_tpm2_unreachable);
 	tcase_add_test(root, test_reconnect);
 	tcase_add_test(root, test_reconnect_wrong_pin);
 	tcase_add_test(root, test_fork);
