@@ -277,9 +277,68 @@ START_TEST(test_malformed_blob)
 }
 END_TEST
 
-struct init_token_args {
+START_TEST(test_other_device_id)
+{
+	struct login_args a;
+	char *log = NULL;
 	CK_RV rv;
-};
+
+	/*
+	 * The same TPM, another [device] id: the TPM loads and unseals the
+	 * object, and the associated data's digest inside it refuses it.
+	 */
+	a.slot = zone_with_key();
+	env_sh("sed -i 's/^id = test-device$/id = other-device/' '%s/edgevault.conf'", env.dir);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "associated data does not match") != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, "refused to load") == NULL, "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_sh("sed -i 's/^id = other-device$/id = test-device/' '%s/edgevault.conf'", env.dir);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_OK, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	free(log);
+}
+END_TEST
+
+/* In a child: its own C_Initialize, a login (the zone key unsealed anew), C_Finalize. */
+static void
+kid_use_tpm(int rd, int wr, void *arg)
+{
+	CK_SLOT_ID slot = *(CK_SLOT_ID *)arg;
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	(void)rd;
+	rv = kid_init();
+	if (rv == CKR_OK)
+		rv = kid_session(slot, 0, &h);
+	put(wr, rv);
+	put(wr, env.f->C_Finalize(NULL));
+}
+
+START_TEST(test_fork)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	struct kid k;
+
+	env_init();
+	slot = env_new_zone("tpm zone");
+	h = env_session(slot, 1, 1);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "k", CK_TRUE, &pub, &priv);
+	kid_start(&k, kid_use_tpm, &slot);
+	kid_expect(&k, CKR_OK, "child's login");
+	kid_expect(&k, CKR_OK, "child's C_Finalize");
+	kid_done(&k);
+	/* The parent's connection and primary are untouched: it signs and seals. */
+	sign_and_verify(h, pub, priv);
+	(void)env_new_zone("second zone");
+	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+}
+END_TEST
 
 static CK_RV
 do_init_token(void *arg)
@@ -326,6 +385,8 @@ main(void)
 	tcase_add_test(tc, test_other_tpm_cannot_unseal);
 	tcase_add_test(tc, test_malformed_blob);
 	tcase_add_test(tc, test_unreachable);
+	tcase_add_test(tc, test_other_device_id);
+	tcase_add_test(tc, test_fork);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }
