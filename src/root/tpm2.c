@@ -62,13 +62,13 @@
 /* The sealed object's attributes (doc/key-protection.md says why). */
 #define SEAL_ATTRS                                                                                 \
 	(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH |               \
-	    TPMA_OBJECT_NODA)
+	 TPMA_OBJECT_NODA)
 
 /* The storage primary's: the TCG's storage root key template. */
 #define PRIMARY_ATTRS                                                                              \
 	(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |        \
-	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |                 \
-	    TPMA_OBJECT_DECRYPT)
+	 TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |                    \
+	 TPMA_OBJECT_DECRYPT)
 
 struct tpm_root {
 	ev_root base; /* first: an ev_root * is a struct tpm_root * */
@@ -166,7 +166,8 @@ create_primary(struct tpm_root *r)
 	pub.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
 	/* unique left empty: the key is a function of seed and template alone. */
 	return Esys_CreatePrimary(r->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-	    ESYS_TR_NONE, &sens, &pub, &outside, &pcrs, &r->primary, NULL, NULL, NULL, NULL);
+				  ESYS_TR_NONE, &sens, &pub, &outside, &pcrs, &r->primary, NULL,
+				  NULL, NULL, NULL);
 }
 
 /* The persistent primary: there, and a storage key (restricted decrypt). */
@@ -177,21 +178,22 @@ find_primary(struct tpm_root *r, char *err, size_t errlen)
 	TPMA_OBJECT a;
 	TSS2_RC rc;
 
-	rc = Esys_TR_FromTPMPublic(r->esys, r->persistent, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, &r->primary);
+	rc = Esys_TR_FromTPMPublic(r->esys, r->persistent, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   &r->primary);
 	if (rc != TSS2_RC_SUCCESS) {
 		r->primary = ESYS_TR_NONE;
 		ev_errf(err, errlen,
-		    "no usable persistent primary key at TPM handle 0x%08x ([root] primary_handle): "
-		    "%s",
-		    r->persistent, rc_text(rc));
+			"no usable persistent primary key at TPM handle 0x%08x ([root] "
+			"primary_handle): "
+			"%s",
+			r->persistent, rc_text(rc));
 		return CKR_DEVICE_ERROR;
 	}
 	rc = Esys_ReadPublic(r->esys, r->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
-	    NULL, NULL);
+			     NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		ev_errf(err, errlen, "cannot read the public area of TPM handle 0x%08x: %s",
-		    r->persistent, rc_text(rc));
+			r->persistent, rc_text(rc));
 		return CKR_DEVICE_ERROR;
 	}
 	a = pub->publicArea.objectAttributes;
@@ -199,15 +201,15 @@ find_primary(struct tpm_root *r, char *err, size_t errlen)
 	if (!(a & TPMA_OBJECT_RESTRICTED) || !(a & TPMA_OBJECT_DECRYPT) ||
 	    (a & TPMA_OBJECT_SIGN_ENCRYPT)) {
 		ev_errf(err, errlen,
-		    "TPM handle 0x%08x ([root] primary_handle) is not a storage key "
-		    "(restricted, decrypt, not sign)",
-		    r->persistent);
+			"TPM handle 0x%08x ([root] primary_handle) is not a storage key "
+			"(restricted, decrypt, not sign)",
+			r->persistent);
 		return CKR_DEVICE_ERROR;
 	}
 	if (!(a & TPMA_OBJECT_FIXEDTPM))
 		ev_warn("TPM primary key 0x%08x is not fixedTPM: it may be duplicated to "
 			"another TPM",
-		    r->persistent);
+			r->persistent);
 	return CKR_OK;
 }
 
@@ -222,15 +224,14 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 	if (rc != TSS2_RC_SUCCESS) {
 		r->tctx = NULL;
 		ev_errf(err, errlen, "cannot reach the TPM through TCTI \"%s\" ([root] tcti): %s",
-		    r->tcti, rc_text(rc));
+			r->tcti, rc_text(rc));
 		return CKR_DEVICE_ERROR;
 	}
 	r->pid = getpid();
 	rc = Esys_Initialize(&r->esys, r->tctx, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		r->esys = NULL;
-		ev_errf(err, errlen, "cannot start ESAPI on TCTI \"%s\": %s", r->tcti,
-		    rc_text(rc));
+		ev_errf(err, errlen, "cannot start ESAPI on TCTI \"%s\": %s", r->tcti, rc_text(rc));
 		rv = (rc & ~TSS2_RC_LAYER_MASK) == TSS2_BASE_RC_MEMORY ? CKR_HOST_MEMORY
 								       : CKR_DEVICE_ERROR;
 		goto fail;
@@ -239,7 +240,7 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 	rc = Esys_Startup(r->esys, TPM2_SU_CLEAR);
 	if (rc != TSS2_RC_SUCCESS && (rc & ~TSS2_RC_LAYER_MASK) != TPM2_RC_INITIALIZE) {
 		ev_errf(err, errlen, "TPM2_Startup through TCTI \"%s\" failed: %s", r->tcti,
-		    rc_text(rc));
+			rc_text(rc));
 		rv = CKR_DEVICE_ERROR;
 		goto fail;
 	}
@@ -252,9 +253,9 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 		if (rc != TSS2_RC_SUCCESS) {
 			r->primary = ESYS_TR_NONE;
 			ev_errf(err, errlen,
-			    "cannot create the storage primary key under the TPM's owner "
-			    "hierarchy (TCTI \"%s\"): %s",
-			    r->tcti, rc_text(rc));
+				"cannot create the storage primary key under the TPM's owner "
+				"hierarchy (TCTI \"%s\"): %s",
+				r->tcti, rc_text(rc));
 			rv = CKR_DEVICE_ERROR;
 			goto fail;
 		}
@@ -283,7 +284,7 @@ start_session(struct tpm_root *r, TPMA_SESSION attrs, ESYS_TR *sess)
 	sym.mode.aes = TPM2_ALG_CFB;
 	*sess = ESYS_TR_NONE;
 	rc = Esys_StartAuthSession(r->esys, r->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, sess);
+				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, sess);
 	if (rc != TSS2_RC_SUCCESS) {
 		*sess = ESYS_TR_NONE;
 		return rc;
@@ -366,7 +367,7 @@ op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
 	tmpl.publicArea.objectAttributes = SEAL_ATTRS;
 	tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
 	rc = Esys_Create(r->esys, r->primary, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
-	    &outside, &pcrs, &a->priv, &a->pub, NULL, NULL, NULL);
+			 &outside, &pcrs, &a->priv, &a->pub, NULL, NULL, NULL);
 	sodium_memzero(&sens, sizeof(sens));
 	if (rc != TSS2_RC_SUCCESS) {
 		end_session(r, &sess);
@@ -390,14 +391,14 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	rc = start_session(r, 0, &sess);
 	if (rc != TSS2_RC_SUCCESS)
 		return rc;
-	rc = Esys_Load(r->esys, r->primary, sess, ESYS_TR_NONE, ESYS_TR_NONE, a->priv, a->pub,
-	    &obj);
+	rc =
+	    Esys_Load(r->esys, r->primary, sess, ESYS_TR_NONE, ESYS_TR_NONE, a->priv, a->pub, &obj);
 	if (rc != TSS2_RC_SUCCESS) {
 		end_session(r, &sess);
 		if (parameter_error(rc)) {
 			ev_error("the TPM refused to load the sealed object: %s (sealed by another "
 				 "TPM or under another primary key, or altered)",
-			    rc_text(rc));
+				 rc_text(rc));
 			*rv = CKR_ENCRYPTED_DATA_INVALID;
 		}
 		return rc;
@@ -488,7 +489,7 @@ get_u16(const unsigned char *p)
 
 static CK_RV
 tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-    unsigned char **blob, size_t *bloblen)
+	 unsigned char **blob, size_t *bloblen)
 {
 	struct tpm_root *r = (struct tpm_root *)base;
 	unsigned char digest[AAD_DIGEST_LEN];
@@ -574,7 +575,7 @@ parse_blob(const unsigned char *blob, size_t len, TPM2B_PUBLIC *pub, TPM2B_PRIVA
 
 static CK_RV
 tpm_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
-    size_t bloblen, ev_secret **plain)
+	   size_t bloblen, ev_secret **plain)
 {
 	struct tpm_root *r = (struct tpm_root *)base;
 	unsigned char digest[AAD_DIGEST_LEN];
