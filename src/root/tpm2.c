@@ -25,8 +25,9 @@
  * persistent one instead, made beforehand by the operator.
  *
  * One lock serialises all use of the TPM connection. A connection that
- * fails (swtpm or tpm2-abrmd restarted) is made again, once, and the
- * operation retried. After fork() the child forgets the parent's ESAPI and
+ * fails (swtpm or tpm2-abrmd restarted), or a TPM that has forgotten our
+ * primary (reset, restarted), is made again, once, and the operation
+ * retried. After fork() the child forgets the parent's ESAPI and
  * TCTI contexts without finalising them (see tpm_forked) and connects
  * afresh at first use.
  */
@@ -106,6 +107,24 @@ link_error(TSS2_RC rc)
 	if (layer == TSS2_TPM_RC_LAYER)
 		return 0;
 	return base == TSS2_BASE_RC_IO_ERROR || base == TSS2_BASE_RC_NO_CONNECTION;
+}
+
+/*
+ * The TPM has forgotten our state: it was reset or restarted (swtpm, a
+ * reboot of a separate TPM, a resource manager that flushed our objects),
+ * so the primary we hold (handle 1 of every command we send) is not
+ * loaded, or the TPM wants TPM2_Startup again. A new connection makes
+ * the primary again.
+ */
+static int
+stale_error(TSS2_RC rc)
+{
+	TSS2_RC layer = rc & TSS2_RC_LAYER_MASK, code = rc & ~TSS2_RC_LAYER_MASK;
+
+	if (layer != TSS2_TPM_RC_LAYER && layer != TSS2_RESMGR_TPM_RC_LAYER)
+		return 0;
+	return code == TPM2_RC_REFERENCE_H0 || code == TPM2_RC_INITIALIZE ||
+	       code == (TPM2_RC_HANDLE | TPM2_RC_1);
 }
 
 /*
@@ -459,7 +478,7 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 		}
 		rv = CKR_DEVICE_ERROR;
 		rc = op(r, arg, &rv);
-		if (rc == TSS2_RC_SUCCESS || !link_error(rc) || tries == 1)
+		if (rc == TSS2_RC_SUCCESS || (!link_error(rc) && !stale_error(rc)) || tries == 1)
 			break;
 		ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
 		drop_connection(r);

@@ -667,11 +667,13 @@ static int
 tcp_try(int port, int do_connect)
 {
 	struct sockaddr_in a;
-	int fd, rc;
+	int fd, rc, one = 1;
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	/* As swtpm binds: a port left in TIME_WAIT by a stopped swtpm is free. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_port = htons((unsigned short)port);
@@ -687,6 +689,12 @@ tcp_try(int port, int do_connect)
 void
 env_swtpm_start(struct ev_swtpm *t, const char *state_dir)
 {
+	env_swtpm_start_on(t, state_dir, 0);
+}
+
+void
+env_swtpm_start_on(struct ev_swtpm *t, const char *state_dir, int port)
+{
 	int tries;
 
 	memset(t, 0, sizeof(*t));
@@ -701,10 +709,16 @@ env_swtpm_start(struct ev_swtpm *t, const char *state_dir)
 		int status;
 
 		/* Spread by process, so parallel test programs seldom collide. */
-		t->port = 20000 + (int)(((unsigned)getpid() * 2654435761u + (unsigned)tries * 7919u) %
-			      10000u) * 2;
-		if (tcp_try(t->port, 0) != 0 || tcp_try(t->port + 1, 0) != 0)
+		if (port != 0)
+			t->port = port;
+		else
+			t->port = 20000 + (int)(((unsigned)getpid() * 2654435761u +
+						    (unsigned)tries * 7919u) % 10000u) * 2;
+		if (tcp_try(t->port, 0) != 0 || tcp_try(t->port + 1, 0) != 0) {
+			if (port != 0)
+				nap_ms(250); /* the same pair again, a moment later */
 			continue;
+		}
 		t->pid = env_fork();
 		if (t->pid == 0) {
 			char server[64], ctrl[64], state[320], pid[320];
@@ -754,7 +768,7 @@ env_swtpm_stop(struct ev_swtpm *t)
 }
 
 void
-env_write_tpm_config(const struct ev_swtpm *t, const char *extra)
+env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const char *extra)
 {
 	char path[512];
 	FILE *f;
@@ -765,8 +779,8 @@ env_write_tpm_config(const struct ev_swtpm *t, const char *extra)
 	fprintf(f,
 	    "[store]\ndir = %s/store\n"
 	    "[device]\nid = test-device\n"
-	    "[root]\nbackend = tpm2\ntcti = swtpm:host=127.0.0.1,port=%d\n"
+	    "[root]\nbackend = tpm2\ntcti = swtpm:host=127.0.0.1,port=%d\n%s"
 	    "[pin]\nmax_fails = 3\nargon2_ops = 1\nargon2_mem_kib = 64\n%s",
-	    env.dir, t->port, extra != NULL ? extra : "");
+	    env.dir, t->port, root_extra != NULL ? root_extra : "", extra != NULL ? extra : "");
 	ck_assert_int_eq(fclose(f), 0);
 }

@@ -230,9 +230,15 @@ struct ev_swtpm {
 };
 
 void env_swtpm_start(struct ev_swtpm *t, const char *state_dir);
+
+/* The same on a given port pair (port, port + 1), tried a few times while it is busy. */
+void env_swtpm_start_on(struct ev_swtpm *t, const char *state_dir, int port);
 void env_swtpm_stop(struct ev_swtpm *t);
 
-/* Write the config with [root] backend tpm2 reaching t; extra lines appended. */
-void env_write_tpm_config(const struct ev_swtpm *t, const char *extra);
+/*
+ * Write the config with [root] backend tpm2 reaching t; root_extra lines
+ * added to [root], extra lines appended (either may be NULL).
+ */
+void env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const char *extra);
 
 #endif

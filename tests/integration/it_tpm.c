@@ -15,6 +15,7 @@
 #include "harness.h"
 
 static struct ev_swtpm tpm;
+static const char *root_lines; /* extra [root] lines for the config (a test's choice) */
 
 static void
 setup(void)
@@ -23,8 +24,9 @@ setup(void)
 
 	env_setup();
 	snprintf(state, sizeof(state), "%s/tpm", env.dir);
+	root_lines = NULL;
 	env_swtpm_start(&tpm, state);
-	env_write_tpm_config(&tpm, NULL);
+	env_write_tpm_config(&tpm, root_lines, NULL);
 }
 
 static void
@@ -147,7 +149,7 @@ tpm_restart(const char *state_dir)
 {
 	env_swtpm_stop(&tpm);
 	env_swtpm_start(&tpm, state_dir);
-	env_write_tpm_config(&tpm, NULL);
+	env_write_tpm_config(&tpm, root_lines, NULL);
 }
 
 /* A zone with a key pair "k" in it; the module finalized afterwards. */
@@ -373,6 +375,96 @@ START_TEST(test_unreachable)
 }
 END_TEST
 
+/* tpm2-tools against the test's swtpm: fails the test when the command fails. */
+#define TOOLS_TCTI "-T swtpm:host=127.0.0.1,port=%d"
+
+START_TEST(test_persistent_primary)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	char state[300];
+
+	/*
+	 * The operator's storage primary, made persistent at 0x81000001; the
+	 * tools' transient copies flushed (swtpm has no resource manager and
+	 * three object slots).
+	 */
+	env_sh("cd '%s' && tpm2_createprimary " TOOLS_TCTI " -C o -g sha256 -G ecc256 "
+	       "-c primary.ctx >/dev/null && tpm2_evictcontrol " TOOLS_TCTI
+	       " -C o -c primary.ctx 0x81000001 >/dev/null && tpm2_flushcontext " TOOLS_TCTI
+	       " -t",
+	    env.dir, tpm.port, tpm.port, tpm.port);
+	root_lines = "primary_handle = 0x81000001\n";
+	env_write_tpm_config(&tpm, root_lines, NULL);
+	slot = zone_with_key();
+	/* Nothing transient left behind: the primary is the persistent one. */
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
+
+	snprintf(state, sizeof(state), "%s", tpm.state);
+	tpm_restart(state);
+	env_init();
+	h = env_session(slot, 0, 1);
+	pub = find_one(h, CKO_PUBLIC_KEY, "k");
+	priv = find_one(h, CKO_PRIVATE_KEY, "k");
+	sign_and_verify(h, pub, priv);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_persistent_primary_refused)
+{
+	char *log = NULL;
+	CK_RV rv;
+
+	/* Nothing at the handle. */
+	root_lines = "primary_handle = 0x81000002\n";
+	env_write_tpm_config(&tpm, root_lines, NULL);
+	rv = logged(do_init_token, NULL, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_InitToken 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "no usable persistent primary key at TPM handle 0x81000002") !=
+		NULL,
+	    "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+
+	/* A signing key there: not a storage key. */
+	env_sh("cd '%s' && tpm2_createprimary " TOOLS_TCTI " -C o -G ecc256:ecdsa "
+	       "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign' -c sign.ctx "
+	       ">/dev/null && tpm2_evictcontrol " TOOLS_TCTI
+	       " -C o -c sign.ctx 0x81000002 >/dev/null && tpm2_flushcontext " TOOLS_TCTI " -t",
+	    env.dir, tpm.port, tpm.port, tpm.port);
+	rv = logged(do_init_token, NULL, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_InitToken 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "is not a storage key") != NULL, "log: %s", log);
+	free(log);
+}
+END_TEST
+
+START_TEST(test_tpm_restarted_under_module)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	char state[300];
+	int port;
+
+	env_init();
+	slot = env_new_zone("tpm zone");
+	h = env_session(slot, 1, 1);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "k", CK_TRUE, &pub, &priv);
+	/* The TPM goes away and comes back on the same port while the module runs. */
+	port = tpm.port;
+	snprintf(state, sizeof(state), "%s", tpm.state);
+	env_swtpm_stop(&tpm);
+	env_swtpm_start_on(&tpm, state, port);
+	/* Sealing a new zone key connects again; the unlocked zone still signs. */
+	(void)env_new_zone("after restart");
+	sign_and_verify(h, pub, priv);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -387,6 +479,9 @@ main(void)
 	tcase_add_test(tc, test_unreachable);
 	tcase_add_test(tc, test_other_device_id);
 	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_persistent_primary);
+	tcase_add_test(tc, test_persistent_primary_refused);
+	tcase_add_test(tc, test_tpm_restarted_under_module);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }
