@@ -432,9 +432,10 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	(void)Esys_FlushContext(r->esys, obj);
 	if (rc != TSS2_RC_SUCCESS)
 		return rc;
-	if (out->size < AAD_DIGEST_LEN ||
+	if (out->size <= AAD_DIGEST_LEN ||
 	    sodium_memcmp(out->buffer, a->digest, AAD_DIGEST_LEN) != 0) {
-		ev_debug("sealed object opened but its associated data does not match");
+		ev_error("the TPM unsealed the object, but it was sealed for other associated "
+			 "data (another device id or zone)");
 		*rv = CKR_ENCRYPTED_DATA_INVALID;
 	} else {
 		a->plain = ev_secret_dup(out->buffer + AAD_DIGEST_LEN, out->size - AAD_DIGEST_LEN);
@@ -518,7 +519,7 @@ tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret
 	unsigned char *p;
 	CK_RV rv;
 
-	if (plain->len > PLAIN_MAX)
+	if (plain->len == 0 || plain->len > PLAIN_MAX)
 		return CKR_DATA_LEN_RANGE;
 	memset(&a, 0, sizeof(a));
 	if (aad_digest(aad, aadlen, digest) != 0)

@@ -293,7 +293,7 @@ START_TEST(test_other_device_id)
 	env_sh("sed -i 's/^id = test-device$/id = other-device/' '%s/edgevault.conf'", env.dir);
 	rv = logged(do_login, &a, &log);
 	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
-	ck_assert_msg(strstr(log, "associated data does not match") != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, "sealed for other associated data") != NULL, "log: %s", log);
 	ck_assert_msg(strstr(log, "refused to load") == NULL, "log: %s", log);
 	free(log);
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
