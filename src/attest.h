@@ -3,8 +3,11 @@
  * appraised before a login to a gated zone and before every rotation.
  *
  * Evidence comes from a provider, behind one small interface
- * (ev_attest_provider), so the TPM quote provider slots in beside the
- * first one:
+ * (ev_attest_provider):
+ *
+ *   tpm2-quote  a TPM quote of the configured PCRs, made at each
+ *            appraisal and checked against a signed reference policy
+ *            (quote.h);
  *
  *   result   a signed attestation result: a verifier (off the device)
  *            appraised the device and issued a small JSON document,
