@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "attest.h"
+#include "quote.h"
 #include "json.h"
 #include "signed.h"
 
@@ -35,11 +36,8 @@
 /* How much of a foreign device id a reason quotes. */
 #define DEVICE_SHOWN 48u
 
-static void refuse(ev_verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* A refusal: the verdict says why. */
-static void
-refuse(ev_verdict *v, const char *fmt, ...)
+void
+ev_verdict_refuse(ev_verdict *v, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -65,45 +63,75 @@ shown_len(const char *s)
 }
 
 static CK_RV
-read_zones(json_object *v, ev_attest_result *r, char *err, size_t errlen)
+read_zones(json_object *v, const char *doc, ev_attest_scope *sc, char *err, size_t errlen)
 {
 	char what[32];
 	size_t n, i, j;
 	CK_RV rv;
 
-	if (!json_object_is_type(v, json_type_array)) {
-		ev_errf(err, errlen, "attestation result: \"zones\": expected an array, not %s",
-			json_type_to_name(json_object_get_type(v)));
-		return CKR_DATA_INVALID;
-	}
-	n = json_object_array_length(v);
-	if (n == 0 || n > EV_ATTEST_MAX_ZONES) {
-		ev_errf(err, errlen, "attestation result: \"zones\": %zu zones, expected 1 to %u",
-			n, EV_ATTEST_MAX_ZONES);
-		return CKR_DATA_INVALID;
-	}
-	r->zones = calloc(n, sizeof(*r->zones));
-	if (r->zones == NULL) {
+	rv = ev_json_array(v, 1, EV_ATTEST_MAX_ZONES, "zones", &n, doc, "\"zones\"", err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	sc->zones = calloc(n, sizeof(*sc->zones));
+	if (sc->zones == NULL) {
 		ev_errf(err, errlen, "out of memory");
 		return CKR_HOST_MEMORY;
 	}
 	for (i = 0; i < n; i++) {
 		snprintf(what, sizeof(what), "\"zones\"[%zu]", i);
-		rv = ev_json_int(json_object_array_get_idx(v, i), 1, EV_JSON_SAFE_MAX, &r->zones[i],
-				 DOC, what, err, errlen);
+		rv = ev_json_int(json_object_array_get_idx(v, i), 1, EV_JSON_SAFE_MAX,
+				 &sc->zones[i], doc, what, err, errlen);
 		if (rv != CKR_OK)
 			return rv;
 		/* At most 1024 zones: the quadratic search costs nothing worth sorting for. */
 		for (j = 0; j < i; j++)
-			if (r->zones[j] == r->zones[i]) {
-				ev_errf(err, errlen,
-					"attestation result: %s: zone %lld is given twice", what,
-					(long long)r->zones[i]);
+			if (sc->zones[j] == sc->zones[i]) {
+				ev_errf(err, errlen, "%s: %s: zone %lld is given twice", doc, what,
+					(long long)sc->zones[i]);
 				return CKR_DATA_INVALID;
 			}
-		r->nzones = i + 1;
+		sc->nzones = i + 1;
 	}
 	return CKR_OK;
+}
+
+CK_RV
+ev_attest_scope_read(json_object *root, const char *doc, ev_attest_scope *sc, char *err,
+		     size_t errlen)
+{
+	json_object *v;
+	CK_RV rv;
+
+	memset(sc, 0, sizeof(*sc));
+	rv = ev_json_str(ev_json_member(root, "device"), 1, DEVICE_MAX,
+			 EV_JSON_PRINTABLE | EV_JSON_EMPTY_AS_LENGTH, &sc->device, NULL, doc,
+			 "\"device\"", err, errlen);
+	if (rv == CKR_OK && (v = ev_json_member(root, "zones")) != NULL)
+		rv = read_zones(v, doc, sc, err, errlen);
+	if (rv == CKR_OK)
+		rv = ev_json_int(ev_json_member(root, "issued_at"), 0, EV_JSON_SAFE_MAX,
+				 &sc->issued_at, doc, "\"issued_at\"", err, errlen);
+	if (rv == CKR_OK)
+		rv = ev_json_int(ev_json_member(root, "expires_at"), 0, EV_JSON_SAFE_MAX,
+				 &sc->expires_at, doc, "\"expires_at\"", err, errlen);
+	if (rv == CKR_OK && sc->expires_at <= sc->issued_at) {
+		ev_errf(err, errlen, "%s: \"expires_at\": %lld is not after \"issued_at\" %lld",
+			doc, (long long)sc->expires_at, (long long)sc->issued_at);
+		rv = CKR_DATA_INVALID;
+	}
+	if (rv != CKR_OK)
+		ev_attest_scope_clear(sc);
+	return rv;
+}
+
+void
+ev_attest_scope_clear(ev_attest_scope *sc)
+{
+	if (sc == NULL)
+		return;
+	free(sc->device);
+	free(sc->zones);
+	memset(sc, 0, sizeof(*sc));
 }
 
 static CK_RV
@@ -127,10 +155,7 @@ read_nonce(json_object *v, ev_attest_result *r, char *err, size_t errlen)
 }
 
 /* Every member a result may have; all but the nonce are required. */
-static const struct {
-	const char *name;
-	int required;
-} doc_members[] = {
+static const ev_json_member_def doc_members[] = {
     {"version", 1}, {"device", 1}, {"zones", 1}, {"issued_at", 1}, {"expires_at", 1}, {"nonce", 0},
 };
 
@@ -140,9 +165,7 @@ ev_attest_result_parse(const unsigned char *doc, size_t len, ev_attest_result **
 {
 	json_object *root = NULL, *v;
 	ev_attest_result *r = NULL;
-	int64_t version = 0;
-	char name[33], why[160] = "";
-	size_t i;
+	ev_attest_scope sc;
 	CK_RV rv;
 
 	if (out != NULL)
@@ -151,82 +174,28 @@ ev_attest_result_parse(const unsigned char *doc, size_t len, ev_attest_result **
 		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
-	if (len > EV_ATTEST_MAX_FILE) {
-		ev_errf(err, errlen,
-			"attestation result of %zu bytes is over the limit of %u bytes", len,
-			EV_ATTEST_MAX_FILE);
-		return CKR_DATA_LEN_RANGE;
-	}
-	rv = ev_json_parse_strict(doc, len, &root, why, sizeof(why));
-	if (rv != CKR_OK) {
-		ev_errf(err, errlen, "attestation result: %s", why);
+	rv = ev_json_document(doc, len, EV_ATTEST_MAX_FILE, doc_members,
+			      EV_ARRAY_SIZE(doc_members), DOC, &root, err, errlen);
+	if (rv != CKR_OK)
 		return rv;
-	}
-	rv = CKR_DATA_INVALID;
-	if (!json_object_is_type(root, json_type_object)) {
-		ev_errf(err, errlen, "attestation result: expected a JSON object");
-		goto out;
-	}
-	json_object_object_foreach(root, key, val)
-	{
-		for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
-			if (strcmp(key, doc_members[i].name) == 0)
-				break;
-		if (i == EV_ARRAY_SIZE(doc_members)) {
-			ev_errf(err, errlen, "attestation result: unknown member \"%s\"",
-				ev_json_printable(key, name));
-			goto out;
-		}
-		/* json-c holds null as no object: it must not read as an absent nonce. */
-		if (val == NULL) {
-			ev_errf(err, errlen, "attestation result: \"%s\": null is not a value here",
-				doc_members[i].name);
-			goto out;
-		}
-	}
-	for (i = 0; i < EV_ARRAY_SIZE(doc_members); i++)
-		if (doc_members[i].required && ev_json_member(root, doc_members[i].name) == NULL) {
-			ev_errf(err, errlen, "attestation result: \"%s\": missing",
-				doc_members[i].name);
-			goto out;
-		}
-	if (ev_json_int(ev_json_member(root, "version"), INT64_MIN, INT64_MAX, &version, DOC,
-			"\"version\"", err, errlen) != CKR_OK)
-		goto out;
-	if (version != 1) {
-		ev_errf(err, errlen,
-			"attestation result: \"version\": %lld is not supported (1 is)",
-			(long long)version);
-		goto out;
-	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		ev_errf(err, errlen, "out of memory");
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	rv = ev_json_str(ev_json_member(root, "device"), 1, DEVICE_MAX,
-			 EV_JSON_PRINTABLE | EV_JSON_EMPTY_AS_LENGTH, &r->device, NULL, DOC,
-			 "\"device\"", err, errlen);
-	if (rv == CKR_OK)
-		rv = read_zones(ev_json_member(root, "zones"), r, err, errlen);
-	if (rv == CKR_OK)
-		rv = ev_json_int(ev_json_member(root, "issued_at"), 0, EV_JSON_SAFE_MAX,
-				 &r->issued_at, DOC, "\"issued_at\"", err, errlen);
-	if (rv == CKR_OK)
-		rv = ev_json_int(ev_json_member(root, "expires_at"), 0, EV_JSON_SAFE_MAX,
-				 &r->expires_at, DOC, "\"expires_at\"", err, errlen);
-	if (rv == CKR_OK && (v = ev_json_member(root, "nonce")) != NULL)
+	rv = ev_attest_scope_read(root, DOC, &sc, err, errlen);
+	if (rv != CKR_OK)
+		goto out;
+	r->device = sc.device;
+	r->zones = sc.zones;
+	r->nzones = sc.nzones;
+	r->issued_at = sc.issued_at;
+	r->expires_at = sc.expires_at; /* transferred */
+	if ((v = ev_json_member(root, "nonce")) != NULL)
 		rv = read_nonce(v, r, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
-	if (r->expires_at <= r->issued_at) {
-		ev_errf(err, errlen,
-			"attestation result: \"expires_at\": %lld is not after \"issued_at\" %lld",
-			(long long)r->expires_at, (long long)r->issued_at);
-		rv = CKR_DATA_INVALID;
-		goto out;
-	}
 	*out = r;
 	r = NULL; /* transferred */
 	rv = CKR_OK;
@@ -237,36 +206,61 @@ out:
 }
 
 CK_RV
-ev_attest_result_load(const unsigned char *buf, size_t len, const unsigned char pk[32],
-		      ev_attest_result **out, char *err, size_t errlen)
+ev_attest_load(const unsigned char *buf, size_t len, const char *type, const char *doc,
+	       const unsigned char pk[32], ev_attest_parse_fn *parse, void **out, char *err,
+	       size_t errlen)
 {
-	unsigned char *payload = NULL;
-	ev_attest_result *r = NULL;
+	unsigned char *payload = NULL, digest[32];
 	size_t plen = 0;
 	CK_RV rv;
 
-	if (out != NULL)
-		*out = NULL;
-	if (out == NULL || pk == NULL) {
+	*out = NULL;
+	if (pk == NULL || (buf == NULL && len > 0)) {
 		ev_errf(err, errlen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (len > EV_ATTEST_MAX_FILE) {
-		ev_errf(err, errlen,
-			"attestation result of %zu bytes is over the limit of %u bytes", len,
+		ev_errf(err, errlen, "%s of %zu bytes is over the limit of %u bytes", doc, len,
 			EV_ATTEST_MAX_FILE);
 		return CKR_DATA_LEN_RANGE;
 	}
-	rv = ev_signed_open(buf, len, EV_SIGNED_ATTESTATION, pk, &payload, &plen, err, errlen);
+	rv = ev_signed_open(buf, len, type, pk, &payload, &plen, err, errlen);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_attest_result_parse(payload, plen, &r, err, errlen);
+	crypto_generichash(digest, sizeof(digest), buf, len, NULL, 0);
+	rv = parse(payload, plen, digest, out, err, errlen);
 	free(payload);
-	if (rv != CKR_OK)
-		return rv;
-	crypto_generichash(r->digest, sizeof(r->digest), buf, len, NULL, 0);
+	return rv;
+}
+
+/* ev_attest_parse_fn of results. */
+static CK_RV
+parse_result(const unsigned char *doc, size_t len, const unsigned char digest[32], void **out,
+	     char *err, size_t errlen)
+{
+	ev_attest_result *r = NULL;
+	CK_RV rv;
+
+	rv = ev_attest_result_parse(doc, len, &r, err, errlen);
+	if (rv == CKR_OK)
+		memcpy(r->digest, digest, sizeof(r->digest));
 	*out = r;
-	return CKR_OK;
+	return rv;
+}
+
+CK_RV
+ev_attest_result_load(const unsigned char *buf, size_t len, const unsigned char pk[32],
+		      ev_attest_result **out, char *err, size_t errlen)
+{
+	void *r = NULL;
+	CK_RV rv;
+
+	if (out == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_attest_load(buf, len, EV_SIGNED_ATTESTATION, DOC, pk, parse_result, &r, err,
+			    errlen);
+	*out = r;
+	return rv;
 }
 
 void
@@ -279,83 +273,106 @@ ev_attest_result_free(ev_attest_result *r)
 	free(r);
 }
 
+/* Zones absent (a reference policy without "zones"): every zone. */
 static int
-admits_zone(const ev_attest_result *r, int64_t zone)
+admits_zone(const ev_attest_scope *sc, int64_t zone)
 {
 	size_t i;
 
-	for (i = 0; i < r->nzones; i++)
-		if (r->zones[i] == zone)
+	if (sc->zones == NULL)
+		return 1;
+	for (i = 0; i < sc->nzones; i++)
+		if (sc->zones[i] == zone)
 			return 1;
 	return 0;
 }
 
 /* A duration from the configuration, kept where sums of it cannot overflow. */
-static int64_t
-clamp_duration(int64_t d)
+int64_t
+ev_attest_clamp(int64_t d)
 {
 	if (d < 0)
 		return 0;
 	return d > EV_JSON_SAFE_MAX ? EV_JSON_SAFE_MAX : d;
 }
 
+int
+ev_attest_scope_check(const ev_attest_scope *sc, const ev_attest_ctx *ctx, ev_verdict *v)
+{
+	int64_t skew;
+	char t[32];
+
+	if (ctx->cfg == NULL || ctx->policy == NULL || ctx->device == NULL) {
+		ev_verdict_refuse(v, "no configuration to appraise evidence against");
+		return -1;
+	}
+	if (strcmp(sc->device, ctx->device) != 0) {
+		ev_verdict_refuse(v, "for device \"%.*s%s\", not this one", shown_len(sc->device),
+				  sc->device, strlen(sc->device) > DEVICE_SHOWN ? "..." : "");
+		return -1;
+	}
+	if (!admits_zone(sc, ctx->zone)) {
+		ev_verdict_refuse(v, "does not admit zone %lld", (long long)ctx->zone);
+		return -1;
+	}
+	/* The fields are at most 2^53 and the durations clamped: no sum below overflows. */
+	skew = ev_attest_clamp(ctx->cfg->clock_skew);
+	if (sc->issued_at - skew > ctx->now) {
+		ev_verdict_refuse(v,
+				  "issued in the future (at %s), more than %llds ahead of this clock",
+				  ev_iso_time(sc->issued_at, t), (long long)skew);
+		return -1;
+	}
+	if (ctx->now >= sc->expires_at) {
+		ev_verdict_refuse(v, "expired at %s", ev_iso_time(sc->expires_at, t));
+		return -1;
+	}
+	return 0;
+}
+
 void
 ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_verdict *v)
 {
-	int64_t skew, max_age, stale_at;
+	ev_attest_scope sc;
+	int64_t max_age, stale_at;
 	char t[32], t2[32];
 
 	if (v == NULL)
 		return;
 	memset(v, 0, sizeof(*v));
 	if (r == NULL || r->device == NULL || ctx == NULL) {
-		refuse(v, "no evidence");
+		ev_verdict_refuse(v, "no evidence");
 		return;
 	}
 	memcpy(v->digest, r->digest, sizeof(v->digest));
-	if (ctx->cfg == NULL || ctx->policy == NULL || ctx->device == NULL) {
-		refuse(v, "no configuration to appraise evidence against");
+	/* A view: the rules shared with reference policies read it, nothing is moved. */
+	sc.device = r->device;
+	sc.zones = r->zones;
+	sc.nzones = r->nzones;
+	sc.issued_at = r->issued_at;
+	sc.expires_at = r->expires_at;
+	if (ev_attest_scope_check(&sc, ctx, v) != 0)
 		return;
-	}
-	if (strcmp(r->device, ctx->device) != 0) {
-		refuse(v, "for device \"%.*s%s\", not this one", shown_len(r->device), r->device,
-		       strlen(r->device) > DEVICE_SHOWN ? "..." : "");
-		return;
-	}
-	if (!admits_zone(r, ctx->zone)) {
-		refuse(v, "does not admit zone %lld", (long long)ctx->zone);
-		return;
-	}
-	/* The fields are at most 2^53 and the durations clamped: no sum below overflows. */
-	skew = clamp_duration(ctx->cfg->clock_skew);
-	max_age = clamp_duration(ctx->policy->max_evidence_age);
-	if (r->issued_at - skew > ctx->now) {
-		refuse(v, "issued in the future (at %s), more than %llds ahead of this clock",
-		       ev_iso_time(r->issued_at, t), (long long)skew);
-		return;
-	}
-	if (ctx->now >= r->expires_at) {
-		refuse(v, "expired at %s", ev_iso_time(r->expires_at, t));
-		return;
-	}
+	max_age = ev_attest_clamp(ctx->policy->max_evidence_age);
 	stale_at = r->issued_at + max_age;
 	if (ctx->now >= stale_at) {
-		refuse(v, "stale: issued at %s, older than the zone's max_evidence_age of %llds",
-		       ev_iso_time(r->issued_at, t), (long long)max_age);
+		ev_verdict_refuse(
+		    v, "stale: issued at %s, older than the zone's max_evidence_age of %llds",
+		    ev_iso_time(r->issued_at, t), (long long)max_age);
 		return;
 	}
 	if (r->nonce_len > 0) {
 		if (ctx->nonce == NULL || ctx->nonce_len == 0) {
-			refuse(v, "carries a nonce, but this device has issued none");
+			ev_verdict_refuse(v, "carries a nonce, but this device has issued none");
 			return;
 		}
 		if (r->nonce_len != ctx->nonce_len ||
 		    sodium_memcmp(r->nonce, ctx->nonce, r->nonce_len) != 0) {
-			refuse(v, "nonce does not match the device's current nonce");
+			ev_verdict_refuse(v, "nonce does not match the device's current nonce");
 			return;
 		}
 	} else if (ctx->policy->require_nonce) {
-		refuse(v, "no nonce, and zone %lld requires one", (long long)ctx->zone);
+		ev_verdict_refuse(v, "no nonce, and zone %lld requires one", (long long)ctx->zone);
 		return;
 	}
 	v->accepted = 1;
@@ -365,15 +382,9 @@ ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_verdict 
 		 r->nonce_len > 0 ? ", with the current nonce" : "");
 }
 
-/*
- * Read the result file: a regular file of at most EV_ATTEST_MAX_FILE
- * bytes. Symbolic links are followed: an agent may publish by swapping a
- * link, and where the bytes come from does not matter, only the
- * verifier's signature over them. 0 with *buf malloc'ed; -1 with v
- * refused; -2 out of memory.
- */
-static int
-read_result(const char *path, unsigned char **buf, size_t *len, ev_verdict *v)
+int
+ev_attest_read_file(const char *path, const char *what, unsigned char **buf, size_t *len,
+		    ev_verdict *v)
 {
 	unsigned char *b = NULL;
 	struct stat st;
@@ -387,18 +398,18 @@ read_result(const char *path, unsigned char **buf, size_t *len, ev_verdict *v)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			refuse(v, "no evidence at %s", path);
+			ev_verdict_refuse(v, "no %s at %s", what, path);
 		else
-			refuse(v, "cannot read evidence at %s: %s", path, strerror(errno));
+			ev_verdict_refuse(v, "cannot read %s at %s: %s", what, path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		refuse(v, "evidence at %s is not a regular file", path);
+		ev_verdict_refuse(v, "%s at %s is not a regular file", what, path);
 		goto out;
 	}
 	if (st.st_size > (off_t)EV_ATTEST_MAX_FILE) {
-		refuse(v, "evidence at %s is %lld bytes, over the limit of %u", path,
-		       (long long)st.st_size, EV_ATTEST_MAX_FILE);
+		ev_verdict_refuse(v, "%s at %s is %lld bytes, over the limit of %u", what, path,
+				  (long long)st.st_size, EV_ATTEST_MAX_FILE);
 		goto out;
 	}
 	/* One byte more than allowed: the file may grow between fstat and read. */
@@ -412,7 +423,8 @@ read_result(const char *path, unsigned char **buf, size_t *len, ev_verdict *v)
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			refuse(v, "cannot read evidence at %s: %s", path, strerror(errno));
+			ev_verdict_refuse(v, "cannot read %s at %s: %s", what, path,
+					  strerror(errno));
 			goto out;
 		}
 		if (got == 0)
@@ -420,7 +432,8 @@ read_result(const char *path, unsigned char **buf, size_t *len, ev_verdict *v)
 		n += (size_t)got;
 	}
 	if (n > EV_ATTEST_MAX_FILE) {
-		refuse(v, "evidence at %s is over the limit of %u bytes", path, EV_ATTEST_MAX_FILE);
+		ev_verdict_refuse(v, "%s at %s is over the limit of %u bytes", what, path,
+				  EV_ATTEST_MAX_FILE);
 		goto out;
 	}
 	*buf = b;
@@ -447,18 +460,18 @@ result_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 		return CKR_ARGUMENTS_BAD;
 	memset(v, 0, sizeof(*v));
 	if (ctx == NULL || ctx->cfg == NULL) {
-		refuse(v, "no configuration to appraise evidence against");
+		ev_verdict_refuse(v, "no configuration to appraise evidence against");
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (!ctx->cfg->has_verifier_key) {
-		refuse(v, "no [attestation] verifier_key is configured");
+		ev_verdict_refuse(v, "no [attestation] verifier_key is configured");
 		return CKR_OK;
 	}
 	if (ctx->cfg->attest_result_path == NULL || ctx->cfg->attest_result_path[0] == '\0') {
-		refuse(v, "no [attestation] result_path is configured");
+		ev_verdict_refuse(v, "no [attestation] result_path is configured");
 		return CKR_OK;
 	}
-	rc = read_result(ctx->cfg->attest_result_path, &buf, &len, v);
+	rc = ev_attest_read_file(ctx->cfg->attest_result_path, "evidence", &buf, &len, v);
 	if (rc == -2)
 		return CKR_HOST_MEMORY;
 	if (rc != 0)
@@ -467,7 +480,7 @@ result_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 	if (rv == CKR_HOST_MEMORY)
 		goto out;
 	if (rv != CKR_OK) {
-		refuse(v, "%s", err);
+		ev_verdict_refuse(v, "%s", err);
 		/* The audit trail can still tell which file was refused. */
 		crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0);
 		rv = CKR_OK;
@@ -493,6 +506,8 @@ ev_attest_provider_of(const ev_config *cfg)
 	switch (cfg->attest) {
 	case EV_ATTEST_RESULT:
 		return &result_provider;
+	case EV_ATTEST_TPM2_QUOTE:
+		return &ev_tpm2_quote_provider;
 	case EV_ATTEST_NONE:
 		break;
 	}

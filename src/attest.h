@@ -3,8 +3,11 @@
  * appraised before a login to a gated zone and before every rotation.
  *
  * Evidence comes from a provider, behind one small interface
- * (ev_attest_provider), so the TPM quote provider slots in beside the
- * first one:
+ * (ev_attest_provider):
+ *
+ *   tpm2-quote  a TPM quote of the configured PCRs, made at each
+ *            appraisal and checked against a signed reference policy
+ *            (quote.h);
  *
  *   result   a signed attestation result: a verifier (off the device)
  *            appraised the device and issued a small JSON document,
@@ -39,8 +42,11 @@
 #ifndef EV_ATTEST_H
 #define EV_ATTEST_H
 
+#include <json-c/json.h>
+
 #include "common.h"
 #include "config.h"
+#include "root/root.h"
 
 /* The envelope type of attestation results. */
 #define EV_SIGNED_ATTESTATION "edgevault-attestation-result"
@@ -72,6 +78,23 @@ typedef struct ev_attest_result {
 CK_RV ev_attest_result_load(const unsigned char *buf, size_t len, const unsigned char pk[32],
     ev_attest_result **out, char *err, size_t errlen) EV_MUST_CHECK;
 
+/*
+ * A document's parser for ev_attest_load(): CKR_OK with *out (the
+ * caller's), which keeps digest; else a CKR and err, *out NULL.
+ */
+typedef CK_RV ev_attest_parse_fn(const unsigned char *doc, size_t len,
+    const unsigned char digest[32], void **out, char *err, size_t errlen);
+
+/*
+ * A provider's signed document (doc names it in err): an envelope of at
+ * most EV_ATTEST_MAX_FILE bytes, of type, signed with pk, its document
+ * parsed by parse into *out (NULL on failure) with digest, the
+ * BLAKE2b-256 of the envelope's bytes. Errors as ev_attest_result_load().
+ */
+CK_RV ev_attest_load(const unsigned char *buf, size_t len, const char *type, const char *doc,
+    const unsigned char pk[32], ev_attest_parse_fn *parse, void **out, char *err, size_t errlen)
+    EV_MUST_CHECK;
+
 /* Parse a document alone (no envelope): for `edgevault attest sign`. */
 CK_RV ev_attest_result_parse(const unsigned char *doc, size_t len, ev_attest_result **out,
     char *err, size_t errlen) EV_MUST_CHECK;
@@ -96,6 +119,7 @@ typedef struct ev_attest_ctx {
 	const ev_policy *policy;     /* the zone's */
 	const unsigned char *nonce;  /* the device's current nonce, or NULL when none was issued */
 	size_t nonce_len;
+	ev_root *root;               /* the root of trust, for providers that need it (NULL: none) */
 } ev_attest_ctx;
 
 /*
@@ -105,6 +129,54 @@ typedef struct ev_attest_ctx {
 void ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_verdict *v);
 
 /*
+ * What attestation results and TPM reference policies share: whom they
+ * are for, which zones, from when until when.
+ */
+typedef struct ev_attest_scope {
+	char *device;
+	int64_t *zones;    /* NULL (nzones 0): the document names none, so every zone */
+	size_t nzones;
+	int64_t issued_at;
+	int64_t expires_at;
+} ev_attest_scope;
+
+/*
+ * Read "device", "zones" (when present: 1..EV_ATTEST_MAX_ZONES ids, none
+ * twice), "issued_at" and "expires_at" (> issued_at) of a document
+ * (root, an object whose members the caller has checked); doc names it
+ * in err. On failure *sc is left empty. CKR_DATA_INVALID, CKR_HOST_MEMORY.
+ */
+CK_RV ev_attest_scope_read(json_object *root, const char *doc, ev_attest_scope *sc, char *err,
+    size_t errlen) EV_MUST_CHECK;
+
+/* Free what a scope holds and empty it. NULL is a no-op. */
+void ev_attest_scope_clear(ev_attest_scope *sc);
+
+/*
+ * The rules a scope must meet, the first four of ev_attest_check()'s:
+ * this device, the zone admitted, not issued beyond clock_skew ahead,
+ * not expired. 0 when they hold; -1 with v refused (its reason set).
+ */
+int ev_attest_scope_check(const ev_attest_scope *sc, const ev_attest_ctx *ctx, ev_verdict *v)
+    EV_MUST_CHECK;
+
+/* A duration from the configuration, within 0 .. 2^53 so sums of it cannot overflow. */
+int64_t ev_attest_clamp(int64_t d);
+
+/* Refuse: accepted and valid_until cleared, reason formatted. */
+void ev_verdict_refuse(ev_verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Read a provider's file (what names it in refusals: "evidence"): a
+ * regular file of at most EV_ATTEST_MAX_FILE bytes. Symbolic links are
+ * followed: an agent may publish by swapping a link, and where the bytes
+ * come from does not matter, only the signature over them. 0 with *buf
+ * malloc'ed; -1 with v refused; -2 out of memory.
+ */
+int ev_attest_read_file(const char *path, const char *what, unsigned char **buf, size_t *len,
+    ev_verdict *v) EV_MUST_CHECK;
+
+/*
  * An evidence provider. appraise gathers evidence and applies the rules:
  * CKR_OK with v filled, whether accepted or refused (missing, unreadable,
  * badly signed, malformed evidence are refusals, with the reason);
@@ -112,6 +184,7 @@ void ev_attest_check(const ev_attest_result *r, const ev_attest_ctx *ctx, ev_ver
  */
 typedef struct ev_attest_provider {
 	const char *name;
+	int needs_root;  /* appraise uses ctx->root */
 	CK_RV (*appraise)(const ev_attest_ctx *ctx, ev_verdict *v);
 } ev_attest_provider;
 

@@ -96,3 +96,47 @@ ev_iso_time(int64_t t, char buf[32])
 		snprintf(buf, 32, "@%lld", (long long)t);
 	return buf;
 }
+
+int
+ev_pcr_list_parse(const char *s, uint32_t *mask)
+{
+	uint32_t m = 0;
+	unsigned v;
+
+	if (s == NULL || mask == NULL)
+		return -1;
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = (unsigned)(*s++ - '0');
+		if (v != 0 && *s >= '0' && *s <= '9')
+			v = v * 10 + (unsigned)(*s++ - '0');
+		if (v >= EV_PCR_COUNT || (m & (1u << v)) != 0)
+			return -1;
+		m |= 1u << v;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == '\0')
+			break;
+		if (*s++ != ',')
+			return -1;
+	}
+	*mask = m;
+	return 0;
+}
+
+const char *
+ev_pcr_list_format(uint32_t mask, char buf[EV_PCR_LIST_MAX])
+{
+	size_t n = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	for (i = 0; i < EV_PCR_COUNT; i++)
+		if (mask & (1u << i))
+			n += (size_t)snprintf(buf + n, EV_PCR_LIST_MAX - n, "%s%u", n > 0 ? "," : "",
+					      i);
+	return buf;
+}

@@ -56,4 +56,21 @@ int ev_utf8_valid(const unsigned char *p, size_t n, int rule);
 /* Copy a C string into a blank-padded, unterminated PKCS#11 text field. */
 void ev_padded_copy(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
 
+/*
+ * A set of PCRs (TPM platform configuration registers 0..23, the PC
+ * Client profile's) as a mask: bit i is PCR i.
+ */
+#define EV_PCR_COUNT 24
+#define EV_PCR_LIST_MAX 64 /* "0,1,...,23" and a NUL */
+
+/*
+ * Read "0,1,7": PCR indexes in decimal (no sign, no leading zero),
+ * separated by commas, blanks allowed around each, any order, none
+ * twice, at least one. 0 with *mask, or -1.
+ */
+int ev_pcr_list_parse(const char *s, uint32_t *mask) EV_MUST_CHECK;
+
+/* The set as "0,1,7" (ascending), into buf; "" for none. */
+const char *ev_pcr_list_format(uint32_t mask, char buf[EV_PCR_LIST_MAX]);
+
 #endif

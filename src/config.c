@@ -58,9 +58,10 @@
  * flag) set when given. K_SECS: seconds, an int64_t. K_BOOL: "true" or
  * "false", an int. K_PROVIDER: [attestation] provider, an ev_attest_kind.
  * K_HANDLE: a TPM handle in hexadecimal ("0x" and up to 8 digits), a
- * uint32_t within [min, max].
+ * uint32_t within [min, max]. K_PCRS: PCR indexes ("0,1,7"), a uint32_t
+ * mask (ev_pcr_list_parse()).
  */
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER, K_HANDLE };
+enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER, K_HANDLE, K_PCRS };
 
 /*
  * One known key: where it lives (in ev_config, or in ev_policy for
@@ -106,6 +107,8 @@ static const struct key_def keys[] = {
     {"attestation", "verifier_key", K_PUBKEY, offsetof(ev_config, verifier_key), 0, 0,
      offsetof(ev_config, has_verifier_key)},
     STR("attestation", "result_path", attest_result_path),
+    STR("attestation", "reference_path", attest_reference_path),
+    {"attestation", "pcrs", K_PCRS, offsetof(ev_config, attest_pcrs), 0, 0, 0},
     {"attestation", "clock_skew", K_SECS, offsetof(ev_config, clock_skew), 0, CLOCK_SKEW_MAX, 0},
 };
 
@@ -294,19 +297,26 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 		}
 		*(uint32_t *)(void *)base = (uint32_t)v;
 		return 1;
+	case K_PCRS:
+		if (ev_pcr_list_parse(value, (uint32_t *)(void *)base) != 0) {
+			ctx_fail(p,
+				 "[%s] %s = \"%s\": expected PCR indexes from 0 to %d, comma "
+				 "separated, none twice (e.g. 0,1,7)",
+				 section, k->name, value, EV_PCR_COUNT - 1);
+			return 0;
+		}
+		return 1;
 	case K_PROVIDER:
 		if (strcmp(value, "result") == 0) {
 			*(ev_attest_kind *)(void *)base = EV_ATTEST_RESULT;
 			return 1;
 		}
-		if (strcmp(value, "tpm2-quote") == 0)
-			ctx_fail(p,
-				 "[%s] %s = \"%s\": provider tpm2-quote needs the TPM root, not "
-				 "available in this build",
-				 section, k->name, value);
-		else
-			ctx_fail(p, "[%s] %s = \"%s\": unknown provider (expected result)", section,
-				 k->name, value);
+		if (strcmp(value, "tpm2-quote") == 0) {
+			*(ev_attest_kind *)(void *)base = EV_ATTEST_TPM2_QUOTE;
+			return 1;
+		}
+		ctx_fail(p, "[%s] %s = \"%s\": unknown provider (expected result or tpm2-quote)",
+			 section, k->name, value);
 		return 0;
 	}
 	if (k->kind == K_MEM_KIB)
@@ -593,6 +603,74 @@ policy_needs_provider(const ev_policy *pol)
 }
 
 /*
+ * The [attestation] keys that belong to one provider only: a key of the
+ * other is refused, not ignored (result_path under tpm2-quote says that
+ * someone believes evidence comes from where it does not).
+ */
+static const struct {
+	const char *name;
+	ev_attest_kind provider;
+	const char *provider_name;
+	const char *what; /* why it is needed */
+} provider_keys[] = {
+    {"result_path", EV_ATTEST_RESULT, "result", "the file the agent keeps the attestation result in"},
+    {"reference_path", EV_ATTEST_TPM2_QUOTE, "tpm2-quote",
+     "the file holding the signed reference policy"},
+    {"pcrs", EV_ATTEST_TPM2_QUOTE, "tpm2-quote", "the PCRs to quote, e.g. 0,1,7"},
+};
+
+/* Whether key k of [attestation] was given. */
+static int
+attest_key_seen(const struct parse_ctx *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(keys); i++)
+		if (strcmp(keys[i].section, "attestation") == 0 && strcmp(keys[i].name, name) == 0)
+			return p->seen[i];
+	return 0;
+}
+
+/* A provider: what it needs, nothing of the other provider's. */
+static CK_RV
+check_provider(const ev_config *c, const struct parse_ctx *p, char *err, size_t errlen)
+{
+	const char *name = c->attest == EV_ATTEST_RESULT ? "result" : "tpm2-quote";
+	size_t i;
+
+	if (c->attest == EV_ATTEST_TPM2_QUOTE && strcmp(c->root_backend, "tpm2") != 0) {
+		ev_errf(err, errlen,
+			"%s: [attestation] provider tpm2-quote needs the TPM root ([root] backend "
+			"= tpm2), not backend %s",
+			c->path, c->root_backend);
+		return CKR_GENERAL_ERROR;
+	}
+	if (!c->has_verifier_key) {
+		ev_errf(err, errlen,
+			"%s: [attestation] provider %s needs verifier_key "
+			"(the verifier's public key, from `edgevault attest keygen`)",
+			c->path, name);
+		return CKR_GENERAL_ERROR;
+	}
+	for (i = 0; i < EV_ARRAY_SIZE(provider_keys); i++) {
+		int seen = attest_key_seen(p, provider_keys[i].name);
+
+		if (provider_keys[i].provider == c->attest && !seen) {
+			ev_errf(err, errlen, "%s: [attestation] provider %s needs %s (%s)", c->path,
+				name, provider_keys[i].name, provider_keys[i].what);
+			return CKR_GENERAL_ERROR;
+		}
+		if (provider_keys[i].provider != c->attest && seen) {
+			ev_errf(err, errlen,
+				"%s: [attestation] %s is a setting of provider %s, not %s", c->path,
+				provider_keys[i].name, provider_keys[i].provider_name, name);
+			return CKR_GENERAL_ERROR;
+		}
+	}
+	return CKR_OK;
+}
+
+/*
  * [attestation] and the policies together: a provider with what it
  * needs, no provider settings without a provider, and no policy that
  * asks for evidence nothing can give (every login to such a zone, or
@@ -604,23 +682,8 @@ check_attestation(const ev_config *c, const struct parse_ctx *p, char *err, size
 	const char *what;
 	size_t i;
 
-	if (c->attest == EV_ATTEST_RESULT) {
-		if (!c->has_verifier_key) {
-			ev_errf(err, errlen,
-				"%s: [attestation] provider result needs verifier_key "
-				"(the verifier's public key, from `edgevault attest keygen`)",
-				c->path);
-			return CKR_GENERAL_ERROR;
-		}
-		if (c->attest_result_path == NULL) {
-			ev_errf(err, errlen,
-				"%s: [attestation] provider result needs result_path "
-				"(the file the agent keeps the attestation result in)",
-				c->path);
-			return CKR_GENERAL_ERROR;
-		}
-		return CKR_OK;
-	}
+	if (c->attest != EV_ATTEST_NONE)
+		return check_provider(c, p, err, errlen);
 	for (i = 0; i < EV_ARRAY_SIZE(keys); i++) {
 		if (!p->seen[i] || strcmp(keys[i].section, "attestation") != 0)
 			continue;
@@ -876,6 +939,7 @@ ev_config_free(ev_config *c)
 	free(c->root_tcti);
 	free(c->revocation_dir);
 	free(c->attest_result_path);
+	free(c->attest_reference_path);
 	free(c->zones);
 	free(c);
 }

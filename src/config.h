@@ -29,6 +29,7 @@ typedef struct ev_policy {
 typedef enum ev_attest_kind {
 	EV_ATTEST_NONE = 0,   /* no provider (default): gated zones are refused at load */
 	EV_ATTEST_RESULT,     /* "result": a signed attestation result file */
+	EV_ATTEST_TPM2_QUOTE, /* "tpm2-quote": a TPM quote against a signed reference policy */
 } ev_attest_kind;
 
 typedef struct ev_zone_policy {
@@ -57,10 +58,12 @@ typedef struct ev_config {
 	int has_revocation_key;
 	char *revocation_dir;   /* [revocation] watch_dir: where lists are dropped (NULL: none) */
 	ev_attest_kind attest;  /* [attestation] provider */
-	/* [attestation] verifier_key: the verifier's Ed25519 key (base64); required for "result" */
+	/* [attestation] verifier_key: the verifier's Ed25519 key (base64); required by both providers */
 	unsigned char verifier_key[32];
 	int has_verifier_key;
 	char *attest_result_path; /* [attestation] result_path; required for "result" */
+	char *attest_reference_path; /* [attestation] reference_path; required for "tpm2-quote" */
+	uint32_t attest_pcrs;   /* [attestation] pcrs: SHA-256 PCRs quoted (bit i: PCR i); "tpm2-quote" */
 	int64_t clock_skew;     /* [attestation] clock_skew: seconds evidence may be dated ahead (default 60; 0 .. 3600) */
 	ev_policy policy;       /* [policy]: every zone's defaults */
 	ev_zone_policy *zones;  /* [zone N] sections, merged over [policy], ascending by zone */

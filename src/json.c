@@ -3,6 +3,7 @@
  * this file only refuses what json-c's strict mode still lets through.
  */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,5 +274,91 @@ ev_json_hex(json_object *v, size_t minlen, size_t maxlen, const char *expect, un
 	}
 	*out = bin;
 	*outlen = blen;
+	return CKR_OK;
+}
+
+CK_RV
+ev_json_document(const unsigned char *buf, size_t len, size_t max, const ev_json_member_def *defs,
+		 size_t ndefs, const char *doc, json_object **root, char *err, size_t errlen)
+{
+	json_object *o = NULL;
+	int64_t version = 0;
+	char name[33], why[160] = "", where[40];
+	size_t i;
+	CK_RV rv;
+
+	*root = NULL;
+	if (len > max) {
+		ev_errf(err, errlen, "%s of %zu bytes is over the limit of %zu bytes", doc, len,
+			max);
+		return CKR_DATA_LEN_RANGE;
+	}
+	rv = ev_json_parse_strict(buf, len, &o, why, sizeof(why));
+	if (rv != CKR_OK) {
+		ev_errf(err, errlen, "%s: %s", doc, why);
+		return rv;
+	}
+	rv = CKR_DATA_INVALID;
+	if (!json_object_is_type(o, json_type_object)) {
+		ev_errf(err, errlen, "%s: expected a JSON object", doc);
+		goto out;
+	}
+	json_object_object_foreach(o, key, val)
+	{
+		for (i = 0; i < ndefs; i++)
+			if (strcmp(key, defs[i].name) == 0)
+				break;
+		if (i == ndefs) {
+			ev_errf(err, errlen, "%s: unknown member \"%s\"", doc,
+				ev_json_printable(key, name));
+			goto out;
+		}
+		/* json-c holds null as no object: it must not read as an absent member. */
+		if (val == NULL) {
+			ev_errf(err, errlen, "%s: \"%s\": null is not a value here", doc,
+				defs[i].name);
+			goto out;
+		}
+	}
+	for (i = 0; i < ndefs; i++)
+		if (defs[i].required && ev_json_member(o, defs[i].name) == NULL) {
+			ev_errf(err, errlen, "%s: \"%s\": missing", doc, defs[i].name);
+			goto out;
+		}
+	snprintf(where, sizeof(where), "\"version\"");
+	if (ev_json_int(ev_json_member(o, "version"), INT64_MIN, INT64_MAX, &version, doc, where,
+			err, errlen) != CKR_OK)
+		goto out;
+	if (version != 1) {
+		ev_errf(err, errlen, "%s: \"version\": %lld is not supported (1 is)", doc,
+			(long long)version);
+		goto out;
+	}
+	*root = o;
+	o = NULL; /* transferred */
+	rv = CKR_OK;
+out:
+	json_object_put(o);
+	return rv;
+}
+
+CK_RV
+ev_json_array(json_object *v, size_t min, size_t max, const char *noun, size_t *n,
+	      const char *doc, const char *where, char *err, size_t errlen)
+{
+	size_t len;
+
+	if (!json_object_is_type(v, json_type_array)) {
+		ev_errf(err, errlen, "%s: %s: expected an array, not %s", doc, where,
+			json_type_to_name(json_object_get_type(v)));
+		return CKR_DATA_INVALID;
+	}
+	len = json_object_array_length(v);
+	if (len < min || len > max) {
+		ev_errf(err, errlen, "%s: %s: %zu %s, expected %zu to %zu", doc, where, len, noun,
+			min, max);
+		return CKR_DATA_INVALID;
+	}
+	*n = len;
 	return CKR_OK;
 }

@@ -72,4 +72,29 @@ CK_RV ev_json_hex(json_object *v, size_t minlen, size_t maxlen, const char *expe
     unsigned char **out, size_t *outlen, const char *doc, const char *where, char *err,
     size_t errlen) EV_MUST_CHECK;
 
+/*
+ * An array of min..max elements (noun names them: "zones"): CKR_OK with
+ * *n, or CKR_DATA_INVALID ("<doc>: <where>: 0 zones, expected 1 to 8").
+ */
+CK_RV ev_json_array(json_object *v, size_t min, size_t max, const char *noun, size_t *n,
+    const char *doc, const char *where, char *err, size_t errlen) EV_MUST_CHECK;
+
+/* A member a document may have (ev_json_document()). */
+typedef struct ev_json_member_def {
+	const char *name;
+	int required;
+} ev_json_member_def;
+
+/*
+ * The start of reading a document of version 1 (attestation results,
+ * TPM reference policies): at most max bytes, strict JSON
+ * (ev_json_parse_strict), an object, no member but those of defs, none
+ * null, every required one present, and "version" (which defs must
+ * name) equal to 1. *root is the caller's (json_object_put). Errors as
+ * "<doc>: <why>": CKR_DATA_LEN_RANGE, CKR_DATA_INVALID, CKR_HOST_MEMORY.
+ */
+CK_RV ev_json_document(const unsigned char *buf, size_t len, size_t max,
+    const ev_json_member_def *defs, size_t ndefs, const char *doc, json_object **root, char *err,
+    size_t errlen) EV_MUST_CHECK;
+
 #endif

@@ -9,7 +9,8 @@
  *                           map; held only for a lookup or an insertion,
  *                           never across other work
  *   object->lock (rwlock)   an object's attributes
- *   ev_mod->store_lock      the SQLite connection and the root
+ *   ev_mod->store_lock      the SQLite connection and the root (reached under
+ *                           it; a quote, ev_root_quote(), runs outside it)
  */
 #ifndef EV_MODULE_H
 #define EV_MODULE_H

@@ -99,6 +99,7 @@ CK_RV
 ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict *v)
 {
 	const ev_attest_provider *p = ev_attest_provider_of(ev_mod->cfg);
+	ev_root *root = NULL;
 	unsigned char *nonce = NULL;
 	size_t nonce_len = 0;
 	ev_attest_ctx ctx;
@@ -113,11 +114,19 @@ ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict 
 	if (rv != CKR_OK)
 		return rv;
 	rv = ev_store_meta_get(ev_mod->store, EV_META_ATTEST_NONCE, &nonce, &nonce_len);
-	ev_mutex_unlock(ev_mod->store_lock);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_OK; /* no nonce issued: evidence carrying one is refused */
-	if (rv != CKR_OK)
+	/*
+	 * Reached under the store lock, used outside it: the root serialises
+	 * its own access, and a quote must not hold up the store.
+	 */
+	if (rv == CKR_OK && p->needs_root)
+		rv = ev_module_root(&root);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv != CKR_OK) {
+		free(nonce);
 		return rv;
+	}
 	ctx.cfg = ev_mod->cfg;
 	ctx.device = ev_mod->cfg->device_id;
 	ctx.zone = t->id;
@@ -125,6 +134,7 @@ ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict 
 	ctx.policy = policy_of(t);
 	ctx.nonce = nonce;
 	ctx.nonce_len = nonce_len;
+	ctx.root = root;
 	rv = p->appraise(&ctx, v);
 	free(nonce);
 	if (rv != CKR_OK)

@@ -5,11 +5,14 @@
  *   edgevault attest sign --key KEYFILE [--in DOC] [--out FILE]
  *   edgevault attest sign --key KEYFILE --device ID --zone N [--zone N ...]
  *       [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX] [--out FILE]
+ *   edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]
+ *   edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...] --digest HEX
+ *       [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX) [--issued-at UNIX] [--out FILE]
  *   edgevault [--config FILE] [--module FILE] attest nonce --zone N
  *   edgevault [--config FILE] [--module FILE] attest check --zone N [--json]
  *   edgevault [--config FILE] attest show [--json]
  *
- * `keygen` and `sign` are for the verifier (or an operator, or a test),
+ * `keygen`, `sign` and `reference` are for the verifier (or an operator, or a test),
  * off the device: they need neither configuration nor module. `nonce`
  * and `check` go through the module's admin interface, as applications
  * would; `show` reads the store read-only.
@@ -20,6 +23,7 @@
 #include <time.h>
 
 #include "attest.h"
+#include "quote.h"
 #include "store.h"
 #include "tool.h"
 
@@ -38,6 +42,10 @@ attest_usage(void)
 	    "       edgevault attest sign --key KEYFILE --device ID --zone N [--zone N ...]\n"
 	    "           [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX]\n"
 	    "           [--out FILE]\n"
+	    "       edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]\n"
+	    "       edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...]\n"
+	    "           --digest HEX [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX)\n"
+	    "           [--issued-at UNIX] [--out FILE]\n"
 	    "       edgevault attest nonce --zone N\n"
 	    "       edgevault attest check --zone N [--json]\n"
 	    "       edgevault attest show [--json]\n");
@@ -63,6 +71,28 @@ static const struct signed_kind attestation_results = {
 	.noun = "result",
 	.max = EV_ATTEST_MAX_FILE,
 	.check = check_result,
+};
+
+static CK_RV
+check_reference(const unsigned char *doc, size_t len, void **parsed, char *err, size_t errlen)
+{
+	ev_tpm_reference *r = NULL;
+	CK_RV rv;
+
+	rv = ev_tpm_reference_parse(doc, len, &r, err, errlen);
+	*parsed = r;
+	return rv;
+}
+
+static const struct signed_kind reference_policies = {
+	.keygen_cmd = "attest keygen",
+	.config_key = "verifier_key",
+	.key_name = "verifier signing key",
+	.section = "attestation",
+	.type = EV_SIGNED_TPM_REFERENCE,
+	.noun = "reference policy",
+	.max = EV_ATTEST_MAX_FILE,
+	.check = check_reference,
 };
 
 /* Zones from one --zone value: "N" or "N,M,...", appended to *zones. 0, or -1 after saying why. */
@@ -109,23 +139,12 @@ out:
 	return rc;
 }
 
-/*
- * The document the fields describe, malloc'ed. The device id is escaped
- * for JSON as it is; what a device would refuse in it (a control
- * character) is then refused by the parser, with its reason.
- */
-static char *
-fields_doc(const char *device, const int64_t *zones, size_t nzones, int64_t issued,
-    int64_t expires, const char *nonce, size_t *len)
+/* A document's start: {"version": 1, "device": "<device, escaped for JSON as it is>" */
+static void
+put_device(FILE *m, const char *device)
 {
 	const unsigned char *p;
-	char *doc = NULL;
-	size_t n = 0, i;
-	FILE *m;
 
-	m = open_memstream(&doc, &n);
-	if (m == NULL)
-		return NULL;
 	fprintf(m, "{\"version\": 1, \"device\": \"");
 	for (p = (const unsigned char *)device; *p != '\0'; p++) {
 		if (*p == '"' || *p == '\\')
@@ -135,20 +154,77 @@ fields_doc(const char *device, const int64_t *zones, size_t nzones, int64_t issu
 		else
 			fputc(*p, m);
 	}
-	fprintf(m, "\", \"zones\": [");
+	fputc('"', m);
+}
+
+/*
+ * The end of a document built from fields in m, an open_memstream on *doc
+ * and *n (set by fclose): the document and *len, or NULL (out of memory).
+ */
+static char *
+close_doc(FILE *m, char **doc, size_t *n, size_t *len)
+{
+	fprintf(m, "}\n");
+	if (fclose(m) != 0) {
+		free(*doc);
+		return NULL;
+	}
+	*len = *n;
+	return *doc;
+}
+
+/*
+ * The document the fields describe, malloc'ed. The device id is escaped
+ * for JSON as it is; what a device would refuse in it (a control
+ * character) is then refused by the parser, with its reason.
+ */
+static char *
+fields_doc(const char *device, const int64_t *zones, size_t nzones, int64_t issued,
+    int64_t expires, const char *nonce, size_t *len)
+{
+	char *doc = NULL;
+	size_t n = 0, i;
+	FILE *m;
+
+	m = open_memstream(&doc, &n);
+	if (m == NULL)
+		return NULL;
+	put_device(m, device);
+	fprintf(m, ", \"zones\": [");
 	for (i = 0; i < nzones; i++)
 		fprintf(m, "%s%lld", i > 0 ? ", " : "", (long long)zones[i]);
 	fprintf(m, "], \"issued_at\": %lld, \"expires_at\": %lld", (long long)issued,
 	    (long long)expires);
 	if (nonce != NULL)
 		fprintf(m, ", \"nonce\": \"%s\"", nonce);
-	fprintf(m, "}\n");
-	if (fclose(m) != 0) {
-		free(doc);
-		return NULL;
+	return close_doc(m, &doc, &n, len);
+}
+
+/*
+ * --issued-at (default: now), --ttl (default: ttl) or --expires-at: a
+ * document's times. 0, or -1 after saying why.
+ */
+static int
+doc_times(const char *issued_s, const char *ttl_s, const char *expires_s, unsigned long ttl,
+    unsigned long *issued, unsigned long *expires)
+{
+	*issued = (unsigned long)time(NULL);
+	if (issued_s != NULL && parse_ulong(issued_s, 0, SAFE_MAX, issued) != 0) {
+		fprintf(stderr, "edgevault: --issued-at %s: expected unix time (seconds)\n",
+		    issued_s);
+		return -1;
 	}
-	*len = n;
-	return doc;
+	if (ttl_s != NULL && parse_ulong(ttl_s, 1, SAFE_MAX, &ttl) != 0) {
+		fprintf(stderr, "edgevault: --ttl %s: expected seconds (1 or more)\n", ttl_s);
+		return -1;
+	}
+	*expires = *issued + ttl;
+	if (expires_s != NULL && parse_ulong(expires_s, 0, SAFE_MAX, expires) != 0) {
+		fprintf(stderr, "edgevault: --expires-at %s: expected unix time (seconds)\n",
+		    expires_s);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -183,7 +259,7 @@ cmd_attest_sign(int argc, char **argv)
 	int64_t *zones = NULL;
 	void *parsed = NULL;
 	ev_attest_result *r;
-	unsigned long issued, expires, ttl = DEFAULT_TTL;
+	unsigned long issued, expires;
 	size_t nzones = 0, doclen = 0, i;
 	int c, fields, rc = 1;
 
@@ -235,22 +311,7 @@ cmd_attest_sign(int argc, char **argv)
 		goto out;
 	}
 	if (fields) {
-		issued = (unsigned long)time(NULL);
-		if (issued_s != NULL && parse_ulong(issued_s, 0, SAFE_MAX, &issued) != 0) {
-			fprintf(stderr, "edgevault: --issued-at %s: expected unix time (seconds)\n",
-			    issued_s);
-			rc = 2;
-			goto out;
-		}
-		if (ttl_s != NULL && parse_ulong(ttl_s, 1, SAFE_MAX, &ttl) != 0) {
-			fprintf(stderr, "edgevault: --ttl %s: expected seconds (1 or more)\n", ttl_s);
-			rc = 2;
-			goto out;
-		}
-		expires = issued + ttl;
-		if (expires_s != NULL && parse_ulong(expires_s, 0, SAFE_MAX, &expires) != 0) {
-			fprintf(stderr, "edgevault: --expires-at %s: expected unix time (seconds)\n",
-			    expires_s);
+		if (doc_times(issued_s, ttl_s, expires_s, DEFAULT_TTL, &issued, &expires) != 0) {
 			rc = 2;
 			goto out;
 		}
@@ -283,6 +344,164 @@ cmd_attest_sign(int argc, char **argv)
 	rc = 0;
 out:
 	ev_attest_result_free(parsed);
+	free(doc);
+	free(zones);
+	return rc;
+}
+
+static void
+reference_usage(void)
+{
+	fprintf(stderr,
+	    "usage: edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]\n"
+	    "       edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...]\n"
+	    "           --digest HEX [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX)\n"
+	    "           [--issued-at UNIX] [--out FILE]\n");
+}
+
+/* The reference policy the fields describe, malloc'ed (NULL: out of memory). */
+static char *
+reference_doc(const char *device, uint32_t pcrs, const char *digest, const int64_t *zones,
+    size_t nzones, int64_t issued, int64_t expires, size_t *len)
+{
+	char list[EV_PCR_LIST_MAX], *doc = NULL;
+	size_t n = 0, i;
+	FILE *m;
+
+	m = open_memstream(&doc, &n);
+	if (m == NULL)
+		return NULL;
+	put_device(m, device);
+	fprintf(m, ", \"pcrs\": [%s], \"digest\": \"%s\"", ev_pcr_list_format(pcrs, list),
+	    digest);
+	if (nzones > 0) {
+		fprintf(m, ", \"zones\": [");
+		for (i = 0; i < nzones; i++)
+			fprintf(m, "%s%lld", i > 0 ? ", " : "", (long long)zones[i]);
+		fputc(']', m);
+	}
+	fprintf(m, ", \"issued_at\": %lld, \"expires_at\": %lld", (long long)issued,
+	    (long long)expires);
+	return close_doc(m, &doc, &n, len);
+}
+
+static int
+cmd_attest_reference(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "pcrs", required_argument, NULL, 'p' },
+		{ "digest", required_argument, NULL, 'g' },
+		{ "zone", required_argument, NULL, 'z' },
+		{ "zones", required_argument, NULL, 'z' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "expires-at", required_argument, NULL, 'e' },
+		{ "issued-at", required_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *key = NULL, *in = NULL, *out = NULL, *device = NULL, *pcrs_s = NULL;
+	const char *digest = NULL, *ttl_s = NULL, *expires_s = NULL, *issued_s = NULL;
+	char t[32], list[EV_PCR_LIST_MAX];
+	unsigned char *doc = NULL;
+	int64_t *zones = NULL;
+	void *parsed = NULL;
+	ev_tpm_reference *r;
+	unsigned long issued, expires;
+	uint32_t pcrs = 0;
+	size_t nzones = 0, doclen = 0;
+	int c, fields, rc = 1;
+
+	sub_begin();
+	while ((c = sub_option("attest reference", argc, argv, opts)) != -1) {
+		switch (c) {
+		case 'k':
+			key = optarg;
+			break;
+		case 'i':
+			in = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'd':
+			device = optarg;
+			break;
+		case 'p':
+			pcrs_s = optarg;
+			break;
+		case 'g':
+			digest = optarg;
+			break;
+		case 'z':
+			if (add_zones(optarg, &zones, &nzones) != 0) {
+				rc = 2;
+				goto out;
+			}
+			break;
+		case 't':
+			ttl_s = optarg;
+			break;
+		case 'e':
+			expires_s = optarg;
+			break;
+		case 'a':
+			issued_s = optarg;
+			break;
+		default:
+			reference_usage();
+			rc = 2;
+			goto out;
+		}
+	}
+	fields = device != NULL || pcrs_s != NULL || digest != NULL || nzones > 0 ||
+	    ttl_s != NULL || expires_s != NULL || issued_s != NULL;
+	if (key == NULL || optind != argc || (fields && in != NULL) ||
+	    (fields && (device == NULL || pcrs_s == NULL || digest == NULL)) ||
+	    (fields && (ttl_s == NULL) == (expires_s == NULL))) {
+		reference_usage();
+		rc = 2;
+		goto out;
+	}
+	if (fields) {
+		if (ev_pcr_list_parse(pcrs_s, &pcrs) != 0) {
+			fprintf(stderr, "edgevault: --pcrs %s: expected PCR indexes from 0 to %d, "
+			    "comma separated, none twice\n", pcrs_s, EV_PCR_COUNT - 1);
+			rc = 2;
+			goto out;
+		}
+		if (strlen(digest) != 2 * EV_QUOTE_DIGEST_LEN ||
+		    strspn(digest, "0123456789abcdefABCDEF") != strlen(digest)) {
+			fprintf(stderr, "edgevault: --digest: expected the hex of a SHA-256 digest "
+			    "(64 digits)\n");
+			rc = 2;
+			goto out;
+		}
+		if (doc_times(issued_s, ttl_s, expires_s, 1, &issued, &expires) != 0) {
+			rc = 2;
+			goto out;
+		}
+		doc = (unsigned char *)reference_doc(device, pcrs, digest, zones, nzones,
+		    (int64_t)issued, (int64_t)expires, &doclen);
+		if (doc == NULL) {
+			fprintf(stderr, "edgevault: out of memory\n");
+			goto out;
+		}
+	}
+	if (sign_document(&reference_policies, key, in != NULL ? in : "-", doc, doclen, out,
+	    &parsed) != 0)
+		goto out;
+	r = parsed;
+	fprintf(stderr, "edgevault: signed TPM reference policy for device \"");
+	fputs(r->scope.device, stderr);
+	fprintf(stderr, "\", PCRs %s, %s, expires %s%s%s\n",
+	    ev_pcr_list_format(r->pcrs, list), r->scope.nzones > 0 ? "some zones" : "every zone",
+	    iso_time(r->scope.expires_at, t), out ? ": " : "", out ? out : "");
+	rc = 0;
+out:
+	ev_tpm_reference_free(parsed);
 	free(doc);
 	free(zones);
 	return rc;
@@ -570,6 +789,8 @@ cmd_attest(int argc, char **argv)
 		return signkey_keygen(&attestation_results, argc, argv);
 	if (sub != NULL && strcmp(sub, "sign") == 0)
 		return cmd_attest_sign(argc, argv);
+	if (sub != NULL && strcmp(sub, "reference") == 0)
+		return cmd_attest_reference(argc, argv);
 	if (sub != NULL && strcmp(sub, "nonce") == 0)
 		return cmd_attest_nonce(argc, argv);
 	if (sub != NULL && strcmp(sub, "check") == 0)

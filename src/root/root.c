@@ -110,3 +110,21 @@ ev_root_free(ev_root *r)
 		ERR_pop_to_mark();
 	}
 }
+
+CK_RV
+ev_root_quote(ev_root *r, uint32_t pcrs, const unsigned char *nonce, size_t nonce_len,
+	      struct ev_quote *q)
+{
+	CK_RV rv;
+
+	if (r == NULL || r->ops == NULL || q == NULL || nonce == NULL || nonce_len == 0 ||
+	    nonce_len > EV_QUOTE_NONCE_LEN || pcrs == 0 || (pcrs >> 24) != 0)
+		return CKR_ARGUMENTS_BAD;
+	if (r->ops->quote == NULL)
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	memset(q, 0, sizeof(*q));
+	ERR_set_mark();
+	rv = r->ops->quote(r, pcrs, nonce, nonce_len, q);
+	ERR_pop_to_mark();
+	return rv;
+}

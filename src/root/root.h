@@ -20,6 +20,7 @@
 #include "secmem.h"
 
 typedef struct ev_root ev_root;
+struct ev_quote; /* ev_root_quote() */
 
 struct ev_root_ops {
 	const char *name;
@@ -29,6 +30,9 @@ struct ev_root_ops {
 	    const unsigned char *blob, size_t bloblen, ev_secret **plain);
 	void (*forked)(ev_root *r);
 	void (*free)(ev_root *r);
+	/* tpm2 only; NULL where the root cannot quote (ev_root_quote()). */
+	CK_RV (*quote)(ev_root *r, uint32_t pcrs, const unsigned char *nonce, size_t nonce_len,
+	    struct ev_quote *q);
 };
 
 struct ev_root {
@@ -102,5 +106,35 @@ CK_RV ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, cha
  */
 void *ev_p11kit_load(const char *path, char *err, size_t errlen);
 void ev_p11kit_release(void *module);
+
+/*
+ * A TPM quote, as the TPM answered it, for the tpm2-quote attestation
+ * provider (src/quote.h) to check: nothing here is trusted yet. All three
+ * are in the TPM's own marshalling.
+ */
+#define EV_QUOTE_NONCE_LEN 32u   /* the qualifying data the provider sends */
+#define EV_QUOTE_PART_MAX 1024u  /* a quote's parts are about 150 bytes each */
+struct ev_quote {
+	unsigned char attest[EV_QUOTE_PART_MAX]; /* the TPMS_ATTEST the TPM signed */
+	size_t attest_len;
+	unsigned char sig[EV_QUOTE_PART_MAX];    /* TPMT_SIGNATURE over attest */
+	size_t sig_len;
+	unsigned char ak[EV_QUOTE_PART_MAX];     /* TPMT_PUBLIC of the attestation key */
+	size_t ak_len;
+};
+
+/*
+ * Quote the PCRs of the SHA-256 bank whose bits are set in pcrs (bit i:
+ * PCR i, 0..23) with qualifying data nonce (1..EV_QUOTE_NONCE_LEN bytes,
+ * the caller's fresh random bytes), signed by an attestation key the
+ * root makes for it and forgets afterwards (tpm2: a transient primary of
+ * the owner hierarchy, doc/attestation.md gives its template). May be
+ * called without the module's store lock: the backend serialises its own
+ * access. *q is filled on CKR_OK. CKR_FUNCTION_NOT_SUPPORTED (a root that
+ * cannot quote: pkcs11), CKR_ARGUMENTS_BAD, CKR_DEVICE_ERROR (the TPM
+ * unreachable or answering with an error; logged in the TSS's words).
+ */
+CK_RV ev_root_quote(ev_root *r, uint32_t pcrs, const unsigned char *nonce, size_t nonce_len,
+    struct ev_quote *q) EV_MUST_CHECK;
 
 #endif

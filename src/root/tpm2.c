@@ -654,12 +654,141 @@ tpm_free(ev_root *base)
 	free(r);
 }
 
+/*
+ * Quotes, for the tpm2-quote attestation provider (root.h,
+ * doc/attestation.md). The attestation key (AK) is a transient primary of
+ * the owner hierarchy made from a fixed template for each quote and
+ * flushed after it: the TPM derives it from the owner seed, so it is the
+ * same key every time on this TPM (and changes only with TPM2_Clear,
+ * which loses the sealed zone keys too), and nothing of it stays loaded.
+ * The owner hierarchy, not the endorsement one: its empty authorisation
+ * is what the storage primary already relies on; an AK under the
+ * endorsement hierarchy would add a dependency on endorsementAuth for no
+ * gain on a quote checked on the device itself.
+ */
+
+/* The AK: restricted signing, ECDSA-SHA256 on P-256, never leaves this TPM. */
+#define AK_ATTRS                                                                                   \
+	(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |        \
+	 TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED |                    \
+	 TPMA_OBJECT_SIGN_ENCRYPT)
+
+struct quote_args {
+	uint32_t pcrs;
+	const unsigned char *nonce;
+	size_t nonce_len;
+	struct ev_quote *q;
+};
+
+static void
+ak_template(TPM2B_PUBLIC *pub)
+{
+	memset(pub, 0, sizeof(*pub));
+	pub->publicArea.type = TPM2_ALG_ECC;
+	pub->publicArea.nameAlg = TPM2_ALG_SHA256;
+	pub->publicArea.objectAttributes = AK_ATTRS;
+	pub->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+	pub->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+	pub->publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+	pub->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	pub->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+}
+
+/* The TPM's answer into q, in its own marshalling. 0, or -1 when it does not fit. */
+static int
+quote_out(const TPM2B_PUBLIC *ak, const TPM2B_ATTEST *quoted, const TPMT_SIGNATURE *sig,
+	  struct ev_quote *q)
+{
+	q->ak_len = 0;
+	q->sig_len = 0;
+	if (quoted->size > sizeof(q->attest) ||
+	    Tss2_MU_TPMT_PUBLIC_Marshal(&ak->publicArea, q->ak, sizeof(q->ak), &q->ak_len) !=
+		TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPMT_SIGNATURE_Marshal(sig, q->sig, sizeof(q->sig), &q->sig_len) !=
+		TSS2_RC_SUCCESS)
+		return -1;
+	memcpy(q->attest, quoted->attestationData, quoted->size);
+	q->attest_len = quoted->size;
+	return 0;
+}
+
+static TSS2_RC
+op_quote(struct tpm_root *r, void *arg, CK_RV *rv)
+{
+	struct quote_args *a = arg;
+	TPM2B_SENSITIVE_CREATE sens;
+	TPM2B_PUBLIC tmpl, *akpub = NULL;
+	TPM2B_DATA outside, qualifying;
+	TPML_PCR_SELECTION none, sel;
+	TPMT_SIG_SCHEME scheme;
+	TPM2B_ATTEST *quoted = NULL;
+	TPMT_SIGNATURE *sig = NULL;
+	ESYS_TR ak = ESYS_TR_NONE;
+	TSS2_RC rc;
+	unsigned i;
+
+	*rv = CKR_DEVICE_ERROR;
+	memset(&sens, 0, sizeof(sens));
+	memset(&outside, 0, sizeof(outside));
+	memset(&none, 0, sizeof(none));
+	ak_template(&tmpl);
+	rc = Esys_CreatePrimary(r->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+				ESYS_TR_NONE, &sens, &tmpl, &outside, &none, &ak, &akpub, NULL,
+				NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	memset(&qualifying, 0, sizeof(qualifying));
+	qualifying.size = (UINT16)a->nonce_len;
+	memcpy(qualifying.buffer, a->nonce, a->nonce_len);
+	memset(&sel, 0, sizeof(sel));
+	sel.count = 1;
+	sel.pcrSelections[0].hash = TPM2_ALG_SHA256;
+	sel.pcrSelections[0].sizeofSelect = 3;
+	for (i = 0; i < 24; i++)
+		if (a->pcrs & (1u << i))
+			sel.pcrSelections[0].pcrSelect[i / 8] |= (BYTE)(1u << (i % 8));
+	/* TPM2_ALG_NULL: the key's own scheme, ECDSA-SHA256. */
+	memset(&scheme, 0, sizeof(scheme));
+	scheme.scheme = TPM2_ALG_NULL;
+	rc = Esys_Quote(r->esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qualifying,
+			&scheme, &sel, &quoted, &sig);
+	/* Always: no TPM object slot left in use, whatever happened. */
+	(void)Esys_FlushContext(r->esys, ak);
+	if (rc == TSS2_RC_SUCCESS) {
+		if (quote_out(akpub, quoted, sig, a->q) == 0) {
+			*rv = CKR_OK;
+		} else {
+			ev_error("TPM root: the TPM's quote does not fit (%u bytes signed)",
+				 (unsigned)quoted->size);
+		}
+	}
+	Esys_Free(akpub);
+	Esys_Free(quoted);
+	Esys_Free(sig);
+	return rc;
+}
+
+static CK_RV
+tpm_quote(ev_root *base, uint32_t pcrs, const unsigned char *nonce, size_t nonce_len,
+	  struct ev_quote *q)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+	struct quote_args a;
+
+	a.pcrs = pcrs;
+	a.nonce = nonce;
+	a.nonce_len = nonce_len;
+	a.q = q;
+	return run(r, "quoting", op_quote, &a);
+}
+
 static const struct ev_root_ops tpm_ops = {
     .name = "tpm2",
     .seal = tpm_seal,
     .unseal = tpm_unseal,
     .forked = tpm_forked,
     .free = tpm_free,
+    .quote = tpm_quote,
 };
 
 CK_RV

@@ -5,7 +5,8 @@
 # with progress, rotate due after the rotation period (and its stop at the
 # first zone refusing the PIN), refusal without attestation evidence, zone
 # key rotation (also killed at random moments: every key still works after
-# each kill), policy show, attest nonce|check|show|sign, usage errors.
+# each kill), policy show, attest nonce|check|show|sign|reference, usage
+# errors.
 #
 # Zones: 1 "zone-one" (a few keys of each type), 2 "bulk" (30 keys),
 # 3 "crash" (60 keys, attestation required at login, rotation_period a
@@ -298,6 +299,43 @@ exits "attest sign of a malformed document exits 1" 1 \
 	"$EV_TOOL" attest sign --key verifier.key --in bad-result.json --out bad.signed
 fails "attest sign names the malformed member" 'unknown member "trusted"' \
 	"$EV_TOOL" attest sign --key verifier.key --in bad-result.json
+
+# ---- attest reference: TPM reference policies (provider tpm2-quote) ----
+D=3d458cfe55cc03ea1f443f1562beec8df51c75e14a9fcf9a7234a13f198e7969
+ok "attest reference signs a policy built from the fields" sh -c \
+	"'$EV_TOOL' attest reference --key verifier.key --device test-device --pcrs 7,0 \
+	 --digest $D --zone 1,2 --ttl 600 --out reference.signed 2>ref.err &&
+	 grep -q 'PCRs 0,7' ref.err &&
+	 '$EV_PYTHON' -c 'import json,base64; e=json.load(open(\"reference.signed\"))
+assert e[\"type\"] == \"edgevault-tpm-reference\", e
+d=json.loads(base64.b64decode(e[\"payload\"]))
+assert d[\"pcrs\"] == [0, 7] and d[\"digest\"] == \"$D\" and d[\"zones\"] == [1, 2], d
+assert d[\"expires_at\"] - d[\"issued_at\"] == 600 and d[\"device\"] == \"test-device\", d'"
+ok "attest reference without --zone admits every zone (no \"zones\")" sh -c \
+	"'$EV_TOOL' attest reference --key verifier.key --device test-device --pcrs 16 \
+	 --digest $D --expires-at 9999999999 2>ref.err | '$EV_PYTHON' -c 'import json,sys,base64
+d=json.loads(base64.b64decode(json.load(sys.stdin)[\"payload\"]))
+assert \"zones\" not in d and d[\"pcrs\"] == [16] and d[\"expires_at\"] == 9999999999, d' &&
+	 grep -q 'every zone' ref.err"
+exits "attest reference without --digest is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --ttl 60
+exits "attest reference without --ttl or --expires-at is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D
+exits "attest reference with --ttl and --expires-at is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
+	--ttl 60 --expires-at 99
+exits "attest reference with PCR 24 is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0,24 \
+	--digest $D --ttl 60
+exits "attest reference with a short digest is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 \
+	--digest 3d45 --ttl 60
+printf '{"version": 1, "device": "test-device", "pcrs": [7, 0], "digest": "%s",\n "issued_at": 1, "expires_at": 2}\n' \
+	"$D" >bad-reference.json
+exits "attest reference of a malformed document exits 1" 1 \
+	"$EV_TOOL" attest reference --key verifier.key --in bad-reference.json
+fails "attest reference names what is wrong" '"pcrs"\[1\]: PCR 0 after PCR 7' \
+	"$EV_TOOL" attest reference --key verifier.key --in bad-reference.json
 ok "a refused document leaves no output file" [ ! -e bad.signed ]
 printf '{"version": 1, "device": "test-device", "zones": [1], "issued_at": 5, "expires_at": 5}\n' \
 	>bad-times.json

@@ -37,6 +37,7 @@
 #include <openssl/x509.h>
 #include <sodium.h>
 
+#include "envelope.h"
 #include "harness.h"
 #include "pkcs11/edgevault.h"
 
@@ -240,27 +241,6 @@ evidence_doc(const char *device, const char *zones, long long issued, long long 
 	    device, zones, issued, expires);
 }
 
-/* A signed envelope of doc, signed with sk (Ed25519 over the document's exact bytes). */
-static char *
-envelope(const char *type, const char *doc, const unsigned char *sk)
-{
-	size_t dlen = strlen(doc);
-	unsigned char sig[crypto_sign_BYTES];
-	char sig64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, B64)];
-	char *payload = malloc(sodium_base64_ENCODED_LEN(dlen, B64));
-	char *out;
-
-	ck_assert_ptr_nonnull(payload);
-	ck_assert_int_eq(crypto_sign_detached(sig, NULL, (const unsigned char *)doc, dlen, sk), 0);
-	sodium_bin2base64(payload, sodium_base64_ENCODED_LEN(dlen, B64),
-	    (const unsigned char *)doc, dlen, B64);
-	sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), B64);
-	out = fmt("{\"type\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\"}\n", type, payload,
-	    sig64);
-	free(payload);
-	return out;
-}
-
 /* Replace the result file as an agent does: written beside it, then renamed over it. */
 static void
 put_file(const char *bytes)
@@ -282,7 +262,7 @@ static void
 put_evidence(const char *zones, long long issued, long long expires, const char *nonce)
 {
 	char *doc = evidence_doc(DEVICE, zones, issued, expires, nonce);
-	char *e = envelope(ATTEST_TYPE, doc, ver_sk);
+	char *e = env_envelope(ATTEST_TYPE, doc, ver_sk);
 
 	put_file(e);
 	free(e);
@@ -671,7 +651,7 @@ bad_evidence(CK_SLOT_ID zone, CK_SLOT_ID other, struct bad_evidence *v)
 #define BAD(what_, doc_, sk_, type_)                                      \
 	do {                                                              \
 		doc = (doc_);                                             \
-		v[n++] = (struct bad_evidence){ (what_), envelope((type_), doc, (sk_)) }; \
+		v[n++] = (struct bad_evidence){ (what_), env_envelope((type_), doc, (sk_)) }; \
 		free(doc);                                                \
 	} while (0)
 	BAD("expired", evidence_doc(DEVICE, z, now - 120, now - 60, NULL), ver_sk, ATTEST_TYPE);
@@ -707,10 +687,10 @@ bad_evidence(CK_SLOT_ID zone, CK_SLOT_ID other, struct bad_evidence *v)
 #undef BAD
 	/* One document's bytes with the signature of another (both by the verifier). */
 	doc = evidence_doc(DEVICE, z, now - 5, now + 600, NULL);
-	e = envelope(ATTEST_TYPE, doc, ver_sk);
+	e = env_envelope(ATTEST_TYPE, doc, ver_sk);
 	free(doc);
 	doc = evidence_doc(DEVICE, z, now - 5, now + 6000, NULL);
-	other_env = envelope(ATTEST_TYPE, doc, ver_sk);
+	other_env = env_envelope(ATTEST_TYPE, doc, ver_sk);
 	free(doc);
 	sig_of_e = strstr(e, "\"signature\":\"");
 	sig_of_other = strstr(other_env, "\"signature\":\"");
@@ -823,10 +803,10 @@ START_TEST(test_refusal_rate_limit)
 	reconf("[zone %lu]\nrequire_attestation = true\n", (unsigned long)z);
 	snprintf(zs, sizeof(zs), "%lu", (unsigned long)z);
 	doc = evidence_doc(DEVICE, zs, now - 120, now - 60, NULL);
-	expired = envelope(ATTEST_TYPE, doc, ver_sk);
+	expired = env_envelope(ATTEST_TYPE, doc, ver_sk);
 	free(doc);
 	doc = evidence_doc("other-device", zs, now - 5, now + 600, NULL);
-	other = envelope(ATTEST_TYPE, doc, ver_sk);
+	other = env_envelope(ATTEST_TYPE, doc, ver_sk);
 	free(doc);
 
 	h = env_session(z, 1, 0);

@@ -651,21 +651,18 @@ END_TEST
 START_TEST(test_attestation_bad_provider)
 {
 	static const char *bad[] = {"none", "Result",	 "results", "result,tpm2-quote",
-				    "tpm2", "\"result\""};
+				    "tpm2", "\"result\"", "tpm2_quote", "TPM2-quote"};
 	char want[450], line[200];
 	const char *e;
 	size_t i;
 
 	snprintf(want, sizeof(want), "%s:8:", path_of("edgevault.conf"));
-	e = load_fails(with_lines("[attestation]\nprovider = tpm2-quote\n"));
-	ck_assert_err_has(e, want);
-	ck_assert_err_has(e, "provider tpm2-quote needs the TPM root, not available in this build");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(line, sizeof(line), "[attestation]\nprovider = %s\n", bad[i]);
 		e = load_fails(with_lines(line));
 		ck_assert_err_has(e, want);
 		ck_assert_err_has(e, "[attestation] provider");
-		ck_assert_err_has(e, "expected result");
+		ck_assert_err_has(e, "expected result or tpm2-quote");
 	}
 	e = load_fails(with_lines("[attestation]\nprovider =\n"));
 	ck_assert_err_has(e, "empty");
@@ -767,6 +764,136 @@ START_TEST(test_attestation_bad_combination)
 	ev_config_free(load_ok(with_lines("[policy]\nrequire_attestation = false\n"
 					  "require_nonce = false\nauto_rotate = false\n"
 					  "[zone 3]\nrequire_attestation = false\n")));
+}
+END_TEST
+
+/* The minimal file with the TPM root, then lines after it. */
+static const char *
+with_tpm(const char *lines)
+{
+	static char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n%s", lines);
+	return text;
+}
+
+/* A complete [attestation] section with provider tpm2-quote (5 lines, 6 to 10). */
+#define QUOTE_OK                                                                                   \
+	"[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64 "\n"                       \
+	"reference_path = /etc/edgevault/reference.signed\npcrs = 0,1,7\n"
+
+START_TEST(test_attestation_tpm2_quote)
+{
+	ev_config *c;
+
+	c = load_ok(with_tpm(QUOTE_OK "[policy]\nrequire_attestation = true\n"));
+	ck_assert_int_eq(c->attest, EV_ATTEST_TPM2_QUOTE);
+	ck_assert_int_eq(c->has_verifier_key, 1);
+	ck_assert_str_eq(c->attest_reference_path, "/etc/edgevault/reference.signed");
+	ck_assert_uint_eq(c->attest_pcrs, 0x83u);
+	ck_assert_ptr_null(c->attest_result_path);
+	ck_assert_int_eq(c->policy.require_attestation, 1);
+	ev_config_free(c);
+
+	/* Any order, blanks around indexes, the ends of the range. */
+	c = load_ok(with_tpm("[attestation]\npcrs = 23, 0 ,16\nprovider = tpm2-quote\n"
+			     "reference_path = /r\nverifier_key = " KEY_B64 "\n"));
+	ck_assert_uint_eq(c->attest_pcrs, (1u << 23) | (1u << 16) | 1u);
+	ev_config_free(c);
+	c = load_ok(with_tpm(QUOTE_OK "clock_skew = 0\n"));
+	ck_assert_int_eq(c->clock_skew, 0);
+	ev_config_free(c);
+	c = load_ok(with_tpm("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+			     "\nreference_path = /r\n"
+			     "pcrs = 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23\n"));
+	ck_assert_uint_eq(c->attest_pcrs, 0xffffffu);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_attestation_tpm2_quote_refused)
+{
+	static const char *bad_pcrs[] = {
+	    "24", "-1", "0,,1", "0,", ",0", "0,0", "7,1,7", "07", "1.5", "0x1", "a", "0 1", "100",
+	    "+1", "0;1", "1,2,3,",
+	};
+	char text[400], want[450];
+	const char *e;
+	size_t i;
+
+	/* The TPM root is needed. */
+	e = load_fails(with_lines("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+				  "\nreference_path = /r\npcrs = 0\n"));
+	ck_assert_err_has(e, "[attestation] provider tpm2-quote needs the TPM root ([root] "
+			     "backend = tpm2), not backend pkcs11");
+
+	/* What it needs. */
+	e = load_fails(with_tpm("[attestation]\nprovider = tpm2-quote\nreference_path = /r\n"
+				"pcrs = 0\n"));
+	ck_assert_err_has(e, "[attestation] provider tpm2-quote needs verifier_key");
+	e = load_fails(with_tpm("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+				"\npcrs = 0\n"));
+	ck_assert_err_has(e, "[attestation] provider tpm2-quote needs reference_path");
+	e = load_fails(with_tpm("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+				"\nreference_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] provider tpm2-quote needs pcrs");
+
+	/* The other provider's settings. */
+	e = load_fails(with_tpm(QUOTE_OK "result_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] result_path is a setting of provider result, not "
+			     "tpm2-quote");
+	e = load_fails(with_lines(ATTEST_OK "reference_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] reference_path is a setting of provider tpm2-quote, "
+			     "not result");
+	e = load_fails(with_lines(ATTEST_OK "pcrs = 7\n"));
+	ck_assert_err_has(e, "[attestation] pcrs is a setting of provider tpm2-quote, not result");
+	/* Or of none. */
+	e = load_fails(with_tpm("[attestation]\npcrs = 7\n"));
+	ck_assert_err_has(e, "[attestation] pcrs is set but there is no provider");
+	e = load_fails(with_tpm("[attestation]\nreference_path = /r\n"));
+	ck_assert_err_has(e, "[attestation] reference_path is set but there is no provider");
+
+	/* Bad PCR lists, named with their line. */
+	snprintf(want, sizeof(want), "%s:10:", path_of("edgevault.conf"));
+	for (i = 0; i < sizeof(bad_pcrs) / sizeof(bad_pcrs[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+			 "\nreference_path = /r\npcrs = %s\n",
+			 bad_pcrs[i]);
+		e = load_fails(with_tpm(text));
+		ck_assert_err_has(e, want);
+		ck_assert_err_has(e, "[attestation] pcrs");
+		ck_assert_err_has(e, "expected PCR indexes from 0 to 23, comma separated, none twice");
+	}
+	e = load_fails(with_tpm(QUOTE_OK "pcrs = 1\n"));
+	ck_assert_err_has(e, "twice");
+	e = load_fails(with_tpm("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
+				"\nreference_path = /r\npcrs =\n"));
+	ck_assert_err_has(e, "empty");
+}
+END_TEST
+
+START_TEST(test_pcr_list)
+{
+	char buf[EV_PCR_LIST_MAX];
+	uint32_t m = 0xdead;
+
+	ck_assert_int_eq(ev_pcr_list_parse("0", &m), 0);
+	ck_assert_uint_eq(m, 1);
+	ck_assert_int_eq(ev_pcr_list_parse("\t7 ,1,0", &m), 0);
+	ck_assert_uint_eq(m, 0x83);
+	ck_assert_str_eq(ev_pcr_list_format(m, buf), "0,1,7");
+	ck_assert_str_eq(ev_pcr_list_format(0, buf), "");
+	ck_assert_str_eq(ev_pcr_list_format(0xffffff, buf),
+			 "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23");
+	m = 5;
+	ck_assert_int_eq(ev_pcr_list_parse("", &m), -1);
+	ck_assert_int_eq(ev_pcr_list_parse(" ", &m), -1);
+	ck_assert_int_eq(ev_pcr_list_parse("23,24", &m), -1);
+	ck_assert_int_eq(ev_pcr_list_parse(NULL, &m), -1);
+	ck_assert_int_eq(ev_pcr_list_parse("1", NULL), -1);
+	ck_assert_uint_eq(m, 5); /* left as it was */
 }
 END_TEST
 
@@ -1197,6 +1324,9 @@ config_suite(void)
 	tcase_add_test(tc, test_revocation_bad_key);
 	tcase_add_test(tc, test_revocation_bad_combination);
 	tcase_add_test(tc, test_attestation_defaults);
+	tcase_add_test(tc, test_attestation_tpm2_quote);
+	tcase_add_test(tc, test_attestation_tpm2_quote_refused);
+	tcase_add_test(tc, test_pcr_list);
 	tcase_add_test(tc, test_attestation);
 	tcase_add_test(tc, test_attestation_bad_provider);
 	tcase_add_test(tc, test_attestation_bad_values);

@@ -1,0 +1,99 @@
+/*
+ * The "tpm2-quote" attestation provider (doc/attestation.md): at each
+ * appraisal the TPM root quotes the configured PCRs ([attestation] pcrs,
+ * SHA-256 bank) with a fresh random nonce, signed by an attestation key
+ * (AK) the TPM makes for it (root.h, ev_root_quote()); the quote is
+ * checked here, and its PCR digest compared with the one a signed
+ * reference policy expects.
+ *
+ * The reference policy is a signed envelope (signed.h) of type
+ * EV_SIGNED_TPM_REFERENCE, signed by the verifier whose key is pinned in
+ * [attestation] verifier_key, kept at [attestation] reference_path:
+ *
+ *   {"version": 1,
+ *    "device": "edge-0042",     the device it is for ([device] id)
+ *    "pcrs": [0, 1, 7],         the PCRs (SHA-256 bank), ascending, none twice:
+ *                               exactly the configured pcrs
+ *    "digest": "3d4589...",     hex SHA-256 of the selected PCR values
+ *                               concatenated in index order: the TPM's pcrDigest
+ *    "zones": [1, 2],           optional: the zones it admits (absent: every zone)
+ *    "issued_at": 1795430400,   unix time
+ *    "expires_at": 1826966400}  unix time, > issued_at
+ *
+ * Unknown, missing or repeated members, wrong types and out-of-range
+ * numbers make it malformed (refused).
+ *
+ * The rules (ev_quote_check()), at a time `now`, once the quote verifies:
+ *   - the reference's scope: this device, the zone admitted, issued at
+ *     most clock_skew ahead of now, now < expires_at (attest.h);
+ *   - its pcrs are the configured ones;
+ *   - the quote's PCR digest equals its digest (constant time).
+ * Accepted: valid until min(expires_at, now + the zone's
+ * max_evidence_age), exclusive: the quote is fresh now, the reference
+ * bounds how long its state is trusted. The verdict's digest is
+ * BLAKE2b-256 of the reference envelope and the PCR digest, the same
+ * while neither changes, so the attestation history records one
+ * acceptance per reference and state, not one per quote.
+ */
+#ifndef EV_QUOTE_H
+#define EV_QUOTE_H
+
+#include "attest.h"
+
+/* The envelope type of TPM reference policies. */
+#define EV_SIGNED_TPM_REFERENCE "edgevault-tpm-reference"
+
+#define EV_QUOTE_DIGEST_LEN 32u /* SHA-256 */
+
+/* A parsed reference policy. */
+typedef struct ev_tpm_reference {
+	ev_attest_scope scope;
+	uint32_t pcrs;                               /* bit i: PCR i */
+	unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN];
+	unsigned char digest[32];                    /* BLAKE2b-256 of the envelope's bytes */
+} ev_tpm_reference;
+
+/*
+ * Parse a document alone (for `edgevault attest reference`) / open an
+ * envelope with the verifier's key pk and parse its document.
+ * CKR_DATA_INVALID (malformed; err says where), CKR_SIGNATURE_INVALID,
+ * CKR_DATA_LEN_RANGE, CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY.
+ */
+CK_RV ev_tpm_reference_parse(const unsigned char *doc, size_t len, ev_tpm_reference **out,
+    char *err, size_t errlen) EV_MUST_CHECK;
+CK_RV ev_tpm_reference_load(const unsigned char *buf, size_t len, const unsigned char pk[32],
+    ev_tpm_reference **out, char *err, size_t errlen) EV_MUST_CHECK;
+
+/* Free. NULL is a no-op. */
+void ev_tpm_reference_free(ev_tpm_reference *r);
+
+/*
+ * Check a quote from the TPM root: the AK is a restricted ECDSA-SHA256
+ * P-256 signing key (as tpm2.c makes it), its signature over the attest
+ * bytes verifies, the attest structure is all of its bytes, made by the
+ * TPM (TPM2_GENERATED_VALUE), a quote, over exactly the PCRs pcrs of the
+ * SHA-256 bank, qualified by nonce (constant time). CKR_OK with
+ * pcr_digest; CKR_SIGNATURE_INVALID or CKR_DATA_INVALID with why; CKR_HOST_MEMORY.
+ */
+CK_RV ev_quote_verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce,
+    size_t nonce_len, unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN], char *why, size_t whylen)
+    EV_MUST_CHECK;
+
+/*
+ * Apply the rules above to a reference and the PCR digest a verified
+ * quote carries. Always fills v; never fails.
+ */
+void ev_quote_check(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN],
+    const ev_attest_ctx *ctx, ev_verdict *v);
+
+/*
+ * The provider (ev_attest_provider_of()). Refusals: no verifier key or
+ * reference path configured, a root that cannot quote, a missing,
+ * unreadable or badly signed reference, a quote that does not verify,
+ * the rules. CKR_DEVICE_ERROR when the TPM cannot be reached or answers
+ * with an error (the machinery failed: no evidence either way);
+ * CKR_HOST_MEMORY.
+ */
+extern const ev_attest_provider ev_tpm2_quote_provider;
+
+#endif
