@@ -50,6 +50,9 @@
 #define GRACE_PERIOD_DEFAULT 86400
 #define PERIOD_MAX 3153600000ULL
 
+/* PCRs a zone key can be sealed to: 0 .. 23 of the SHA-256 bank. */
+#define PCR_INDEX_MAX 23
+
 /* Zone ids are JSON numbers in attestation results: exact up to 2^53. */
 #define ZONE_ID_MAX 9007199254740992ULL
 
@@ -60,7 +63,18 @@
  * K_HANDLE: a TPM handle in hexadecimal ("0x" and up to 8 digits), a
  * uint32_t within [min, max].
  */
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER, K_HANDLE };
+enum kind {
+	K_STR,
+	K_UINT,
+	K_ULL,
+	K_MEM_KIB,
+	K_PUBKEY,
+	K_SECS,
+	K_BOOL,
+	K_PROVIDER,
+	K_HANDLE,
+	K_PCRS
+};
 
 /*
  * One known key: where it lives (in ev_config, or in ev_policy for
@@ -128,6 +142,7 @@ static const struct key_def policy_keys[] = {
     POL("max_evidence_age", K_SECS, max_evidence_age, 1, MAX_EVIDENCE_AGE_MAX),
     POL("rotation_period", K_SECS, rotation_period, 0, PERIOD_MAX),
     POL("grace_period", K_SECS, grace_period, 0, PERIOD_MAX),
+    POL("pcrs", K_PCRS, pcrs, 0, PCR_INDEX_MAX),
 };
 
 #undef POL
@@ -145,6 +160,8 @@ struct parse_ctx {
 	int lineno;	   /* line being parsed, counted by our reader */
 	int at_line_start; /* the next read starts a new line */
 	int errline;	   /* line of the first error we found, 0 if none */
+	int pcrs_line;	   /* first line binding a zone to PCRs, 0 if none */
+	char pcrs_section[32]; /* its section */
 	char msg[256];	   /* that error, without file and line */
 	unsigned char seen[EV_ARRAY_SIZE(keys)];
 	unsigned char policy_seen[EV_ARRAY_SIZE(policy_keys)];
@@ -209,6 +226,42 @@ parse_handle(const char *s, unsigned long long min, unsigned long long max,
 	if (errno != 0 || *end != '\0' || v < min || v > max)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+/*
+ * A PCR list: "none", or indexes from 0 to max in plain decimal separated
+ * by commas (blanks around them allowed), each once. *mask: bit i = PCR i.
+ */
+static int
+parse_pcrs(const char *s, unsigned long long max, unsigned long long *mask)
+{
+	unsigned long long m = 0, v;
+	char item[8];
+	size_t n;
+
+	if (strcmp(s, "none") == 0) {
+		*mask = 0;
+		return 0;
+	}
+	for (;;) {
+		s += strspn(s, " \t");
+		n = strcspn(s, ",");
+		while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		if (n == 0 || n >= sizeof(item) || (n > 1 && s[0] == '0'))
+			return -1;
+		memcpy(item, s, n);
+		item[n] = '\0';
+		if (parse_number(item, 0, max, &v) != 0 || (m & (1ULL << v)) != 0)
+			return -1;
+		m |= 1ULL << v;
+		s += strcspn(s, ",");
+		if (*s == '\0')
+			break;
+		s++;
+	}
+	*mask = m;
 	return 0;
 }
 
@@ -294,6 +347,15 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 		}
 		*(uint32_t *)(void *)base = (uint32_t)v;
 		return 1;
+	case K_PCRS:
+		if (parse_pcrs(value, k->max, &v) != 0)
+			break;
+		*(uint32_t *)(void *)base = (uint32_t)v;
+		if (v != 0 && p->pcrs_line == 0) {
+			p->pcrs_line = p->lineno;
+			snprintf(p->pcrs_section, sizeof(p->pcrs_section), "%s", section);
+		}
+		return 1;
 	case K_PROVIDER:
 		if (strcmp(value, "result") == 0) {
 			*(ev_attest_kind *)(void *)base = EV_ATTEST_RESULT;
@@ -309,7 +371,12 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 				 k->name, value);
 		return 0;
 	}
-	if (k->kind == K_MEM_KIB)
+	if (k->kind == K_PCRS)
+		ctx_fail(p,
+			 "[%s] %s = \"%s\": expected PCR indexes from %llu to %llu separated "
+			 "by commas, each once (\"0,7\"), or none",
+			 section, k->name, value, k->min, k->max);
+	else if (k->kind == K_MEM_KIB)
 		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number of KiB from %llu to %llu",
 			 section, k->name, value, (k->min + 1023) / 1024, k->max / 1024);
 	else
@@ -542,6 +609,8 @@ zone_cmp(const void *a, const void *b)
 static size_t
 policy_value_size(enum kind kind)
 {
+	if (kind == K_PCRS)
+		return sizeof(uint32_t);
 	return kind == K_SECS ? sizeof(int64_t) : sizeof(int);
 }
 
@@ -681,6 +750,14 @@ check_root(const ev_config *c, const struct parse_ctx *p, char *err, size_t errl
 				c->path, keys[i].name, root_keys[j].backend, c->root_backend);
 			return CKR_GENERAL_ERROR;
 		}
+	}
+	/* Only a TPM has PCRs: a zone bound to them under another root could never be sealed. */
+	if (p->pcrs_line != 0 && strcmp(c->root_backend, "tpm2") != 0) {
+		ev_errf(err, errlen,
+			"%s:%d: [%s] pcrs binds zone keys to TPM PCRs, which needs [root] backend "
+			"tpm2 (the backend is %s)",
+			c->path, p->pcrs_line, p->pcrs_section, c->root_backend);
+		return CKR_GENERAL_ERROR;
 	}
 	if (strcmp(c->root_backend, "tpm2") == 0) {
 		if (c->root_tcti == NULL) {
