@@ -808,7 +808,9 @@ pcr_refused(ev_token *t, const unsigned char digest[32], uint32_t pcrs, uint32_t
 			 count > 1 ? "s" : "", list, count > 1 ? "" : "es");
 	else
 		snprintf(reason, sizeof(reason),
-			 "PCRs %s no longer hold the values the zone key is sealed to", list);
+			 "the PCRs the zone key is sealed to (%s) no longer hold the values it "
+			 "is sealed to",
+			 list);
 	ev_error("zone %lld: %s; the SO can re-bind it with `edgevault zone rebind --zone %lld`",
 		 (long long)t->id, reason, (long long)t->id);
 	if (ev_attest_record_refusal(t, "unseal", "tpm2-pcr", digest, reason) != CKR_OK)
