@@ -131,6 +131,7 @@ static const struct key_def policy_keys[] = {
     POL("max_evidence_age", K_SECS, max_evidence_age, 1, MAX_EVIDENCE_AGE_MAX),
     POL("rotation_period", K_SECS, rotation_period, 0, PERIOD_MAX),
     POL("grace_period", K_SECS, grace_period, 0, PERIOD_MAX),
+    POL("pcrs", K_PCRS, pcrs, 0, EV_PCR_COUNT - 1),
 };
 
 #undef POL
@@ -148,6 +149,8 @@ struct parse_ctx {
 	int lineno;	   /* line being parsed, counted by our reader */
 	int at_line_start; /* the next read starts a new line */
 	int errline;	   /* line of the first error we found, 0 if none */
+	int pcrs_line;	   /* first line binding a zone to PCRs, 0 if none */
+	char pcrs_section[32]; /* its section */
 	char msg[256];	   /* that error, without file and line */
 	unsigned char seen[EV_ARRAY_SIZE(keys)];
 	unsigned char policy_seen[EV_ARRAY_SIZE(policy_keys)];
@@ -225,6 +228,7 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 {
 	char *base = (char *)obj + k->off;
 	unsigned long long v;
+	uint32_t m;
 	char **sp;
 
 	switch (k->kind) {
@@ -298,12 +302,15 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 		*(uint32_t *)(void *)base = (uint32_t)v;
 		return 1;
 	case K_PCRS:
-		if (ev_pcr_list_parse(value, (uint32_t *)(void *)base) != 0) {
-			ctx_fail(p,
-				 "[%s] %s = \"%s\": expected PCR indexes from 0 to %d, comma "
-				 "separated, none twice (e.g. 0,1,7)",
-				 section, k->name, value, EV_PCR_COUNT - 1);
-			return 0;
+		if (strcmp(value, "none") == 0)
+			m = 0;
+		else if (ev_pcr_list_parse(value, &m) != 0)
+			break;
+		*(uint32_t *)(void *)base = m;
+		/* Zone keys bound to PCRs ([policy], [zone N]) need the TPM root. */
+		if (m != 0 && p->pcrs_line == 0 && strcmp(section, "attestation") != 0) {
+			p->pcrs_line = p->lineno;
+			snprintf(p->pcrs_section, sizeof(p->pcrs_section), "%s", section);
 		}
 		return 1;
 	case K_PROVIDER:
@@ -319,7 +326,12 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 			 section, k->name, value);
 		return 0;
 	}
-	if (k->kind == K_MEM_KIB)
+	if (k->kind == K_PCRS)
+		ctx_fail(p,
+			 "[%s] %s = \"%s\": expected PCR indexes from 0 to %d separated "
+			 "by commas, each once (\"0,7\"), or none",
+			 section, k->name, value, EV_PCR_COUNT - 1);
+	else if (k->kind == K_MEM_KIB)
 		ctx_fail(p, "[%s] %s = \"%s\": expected a whole number of KiB from %llu to %llu",
 			 section, k->name, value, (k->min + 1023) / 1024, k->max / 1024);
 	else
@@ -552,6 +564,8 @@ zone_cmp(const void *a, const void *b)
 static size_t
 policy_value_size(enum kind kind)
 {
+	if (kind == K_PCRS)
+		return sizeof(uint32_t);
 	return kind == K_SECS ? sizeof(int64_t) : sizeof(int);
 }
 
@@ -744,6 +758,14 @@ check_root(const ev_config *c, const struct parse_ctx *p, char *err, size_t errl
 				c->path, keys[i].name, root_keys[j].backend, c->root_backend);
 			return CKR_GENERAL_ERROR;
 		}
+	}
+	/* Only a TPM has PCRs: a zone bound to them under another root could never be sealed. */
+	if (p->pcrs_line != 0 && strcmp(c->root_backend, "tpm2") != 0) {
+		ev_errf(err, errlen,
+			"%s:%d: [%s] pcrs binds zone keys to TPM PCRs, which needs [root] backend "
+			"tpm2 (the backend is %s)",
+			c->path, p->pcrs_line, p->pcrs_section, c->root_backend);
+		return CKR_GENERAL_ERROR;
 	}
 	if (strcmp(c->root_backend, "tpm2") == 0) {
 		if (c->root_tcti == NULL) {

@@ -23,6 +23,9 @@ typedef struct ev_policy {
 	int64_t max_evidence_age; /* max_evidence_age (default 3600; 1 .. 31536000) */
 	int64_t rotation_period;  /* rotation_period (default 0 = never due; 0 .. 3153600000) */
 	int64_t grace_period;     /* grace_period (default 86400; 0 .. 3153600000) */
+	/* pcrs: PCRs (bit i = PCR i, SHA-256 bank, 0 .. 23) the zone key is sealed to; 0: none.
+	 * "pcrs = 0,7"; "none" for none. Backend tpm2 only. */
+	uint32_t pcrs;
 } ev_policy;
 
 /* The evidence provider ([attestation] provider). */

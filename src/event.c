@@ -299,6 +299,9 @@ act_on(const ev_change *c, int *dead_keys)
 	case EV_CHANGE_ZONE_REKEYED:
 		ev_token_rekeyed((CK_SLOT_ID)c->zone);
 		break;
+	case EV_CHANGE_ZONE_RESEALED:
+		ev_token_resealed((CK_SLOT_ID)c->zone);
+		break;
 	case EV_CHANGE_ZONE_REVOKED:
 	case EV_CHANGE_ZONE_REINIT:
 		ev_token_removed((CK_SLOT_ID)c->zone, c->kind == EV_CHANGE_ZONE_REVOKED);

@@ -209,27 +209,32 @@ EV_RotateZoneKey(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount)
 	return rv;
 }
 
-EV_ADMIN_FUNCTION_LIST ev_admin_functions = {
-	.version = { 1, 1 },
-	.EV_ApplyRevocationList = EV_ApplyRevocationList,
-	.EV_Revoke = EV_Revoke,
-	.EV_GetZonePolicy = EV_GetZonePolicy,
-	.EV_Attest = EV_Attest,
-	.EV_NewNonce = EV_NewNonce,
-	.EV_RotationCandidates = EV_RotationCandidates,
-	.EV_RotateKey = EV_RotateKey,
-	.EV_RotateZoneKey = EV_RotateZoneKey,
-};
+static CK_RV
+EV_RebindZone(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs)
+{
+	ev_session *s;
+	CK_RV rv = ev_check_init();
 
-/* What a caller asking for version 1.0 gets: its version says what it asked for. */
-EV_ADMIN_FUNCTION_LIST ev_admin_functions_10 = {
-	.version = { 1, 0 },
-	.EV_ApplyRevocationList = EV_ApplyRevocationList,
-	.EV_Revoke = EV_Revoke,
-	.EV_GetZonePolicy = EV_GetZonePolicy,
-	.EV_Attest = EV_Attest,
-	.EV_NewNonce = EV_NewNonce,
-	.EV_RotationCandidates = EV_RotationCandidates,
-	.EV_RotateKey = EV_RotateKey,
-	.EV_RotateZoneKey = EV_RotateZoneKey,
-};
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rebind_zone(s, pulPcrs);
+	ev_session_release(s);
+	return rv;
+}
+
+/* One list per version asked for: the functions are the same, the version says what was asked. */
+#define ADMIN_FUNCTIONS(minor)                                                                     \
+	{                                                                                          \
+		.version = {1, minor}, .EV_ApplyRevocationList = EV_ApplyRevocationList,           \
+		.EV_Revoke = EV_Revoke, .EV_GetZonePolicy = EV_GetZonePolicy,                      \
+		.EV_Attest = EV_Attest, .EV_NewNonce = EV_NewNonce,                                \
+		.EV_RotationCandidates = EV_RotationCandidates, .EV_RotateKey = EV_RotateKey,      \
+		.EV_RotateZoneKey = EV_RotateZoneKey, .EV_RebindZone = EV_RebindZone,              \
+	}
+
+EV_ADMIN_FUNCTION_LIST ev_admin_functions = ADMIN_FUNCTIONS(2);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions_11 = ADMIN_FUNCTIONS(1);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions_10 = ADMIN_FUNCTIONS(0);

@@ -137,7 +137,10 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 		rv = CKR_PIN_LEN_RANGE;
 	else
 		rv = ev_token_check_pin(s->token, who, pOldPin, ulOldLen);
-	if (rv == CKR_OK)
+	/* The SO's also seals the zone's SO recovery copy again. */
+	if (rv == CKR_OK && who == CKU_SO)
+		rv = ev_token_set_so_pin(s->token, pOldPin, ulOldLen, pNewPin, ulNewLen);
+	else if (rv == CKR_OK)
 		rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
 	ev_session_release(s);
 	return rv;

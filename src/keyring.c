@@ -17,6 +17,7 @@
 #define ZONE_SEAL_CONTEXT "edgevault zone key v1"
 #define WRAP_CONTEXT "edgevault wrap v1"
 #define DIGEST_CONTEXT "edgevault attr digest v1"
+#define SO_AUTH_CONTEXT "edgevault so recovery auth v1"
 
 #define WRAP_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define WRAP_TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
@@ -110,7 +111,7 @@ zone_aad(const char *device_id, int64_t zone_id, unsigned char **aad, size_t *le
 
 CK_RV
 ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id, const ev_secret *key,
-		 unsigned char **blob, size_t *len)
+		 const ev_seal_opts *opts, unsigned char **blob, size_t *len)
 {
 	unsigned char *aad = NULL;
 	size_t aadlen = 0;
@@ -125,14 +126,14 @@ ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id, const ev
 	rv = zone_aad(device_id, zone_id, &aad, &aadlen);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_root_seal(root, aad, aadlen, key, blob, len);
+	rv = ev_root_seal(root, aad, aadlen, key, opts, blob, len);
 	free(aad);
 	return rv;
 }
 
 CK_RV
 ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id, const unsigned char *blob,
-		   size_t len, ev_secret **key)
+		   size_t len, ev_unseal_opts *opts, ev_secret **key)
 {
 	unsigned char *aad = NULL;
 	ev_secret *k = NULL;
@@ -147,7 +148,7 @@ ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id, const 
 	rv = zone_aad(device_id, zone_id, &aad, &aadlen);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_root_unseal(root, aad, aadlen, blob, len, &k);
+	rv = ev_root_unseal(root, aad, aadlen, blob, len, opts, &k);
 	free(aad);
 	if (rv != CKR_OK)
 		return rv;
@@ -157,6 +158,54 @@ ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id, const 
 		return CKR_ENCRYPTED_DATA_INVALID;
 	}
 	*key = k;
+	return CKR_OK;
+}
+
+CK_RV
+ev_so_auth_derive(const CK_UTF8CHAR *pin, CK_ULONG pinlen, int64_t zone_id, const char *serial,
+		  ev_secret **auth)
+{
+	unsigned char key[crypto_generichash_BYTES], num[8];
+	crypto_generichash_state st;
+	size_t slen;
+	ev_secret *a;
+	int r;
+
+	if (auth == NULL)
+		return CKR_ARGUMENTS_BAD;
+	*auth = NULL;
+	if (pin == NULL || serial == NULL || pinlen == 0)
+		return CKR_ARGUMENTS_BAD;
+	if (ev_secmem_init() != 0)
+		return CKR_GENERAL_ERROR;
+	a = ev_secret_new(EV_SO_AUTH_LEN);
+	if (a == NULL)
+		return CKR_HOST_MEMORY;
+	slen = strlen(serial);
+	/* The salt: this zone, this initialisation of it. */
+	r = crypto_generichash_init(&st, NULL, 0, sizeof(key));
+	if (r == 0)
+		r = crypto_generichash_update(&st, (const unsigned char *)SO_AUTH_CONTEXT,
+					      sizeof(SO_AUTH_CONTEXT) - 1);
+	put_u64(num, (uint64_t)zone_id);
+	if (r == 0)
+		r = crypto_generichash_update(&st, num, sizeof(num));
+	put_u64(num, slen);
+	if (r == 0)
+		r = crypto_generichash_update(&st, num, sizeof(num));
+	if (r == 0 && slen > 0)
+		r = crypto_generichash_update(&st, (const unsigned char *)serial, slen);
+	if (r == 0)
+		r = crypto_generichash_final(&st, key, sizeof(key));
+	if (r == 0)
+		r = crypto_generichash(a->data, a->len, pin, pinlen, key, sizeof(key));
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(key, sizeof(key));
+	if (r != 0) {
+		ev_secret_free(a);
+		return CKR_GENERAL_ERROR;
+	}
+	*auth = a;
 	return CKR_OK;
 }
 

@@ -30,21 +30,38 @@ CK_RV ev_zone_key_new(ev_secret **key);
 
 /*
  * Seal a zone key under the root, bound to the device id (a C string) and
- * the zone id. *blob is malloc'ed (NULL on failure). Errors: those of
- * ev_root_seal(), CKR_ARGUMENTS_BAD (a NULL argument, a key that is not
- * EV_ZONE_KEY_LEN bytes).
+ * the zone id, and to what opts names (may be NULL: see ev_seal_opts).
+ * *blob is malloc'ed (NULL on failure). Errors: those of ev_root_seal(),
+ * CKR_ARGUMENTS_BAD (a NULL argument, a key that is not EV_ZONE_KEY_LEN
+ * bytes).
  */
-CK_RV ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id,
-    const ev_secret *key, unsigned char **blob, size_t *len);
+CK_RV ev_zone_key_seal(ev_root *root, const char *device_id, int64_t zone_id, const ev_secret *key,
+		       const ev_seal_opts *opts, unsigned char **blob, size_t *len);
 
 /*
  * Open a sealed zone key; *key (secure memory, the caller's) is NULL on
- * failure. CKR_ENCRYPTED_DATA_INVALID when the blob does not authenticate
- * for this device and zone or does not hold a zone key; the other errors
- * of ev_root_unseal().
+ * failure; opts as for ev_root_unseal() (may be NULL).
+ * CKR_ENCRYPTED_DATA_INVALID when the blob does not authenticate for this
+ * device and zone or does not hold a zone key; the other errors of
+ * ev_root_unseal() (EVR_PCR_MISMATCH among them).
  */
 CK_RV ev_zone_key_unseal(ev_root *root, const char *device_id, int64_t zone_id,
-    const unsigned char *blob, size_t len, ev_secret **key) EV_MUST_CHECK;
+			 const unsigned char *blob, size_t len, ev_unseal_opts *opts,
+			 ev_secret **key) EV_MUST_CHECK;
+
+#define EV_SO_AUTH_LEN 32
+
+/*
+ * The auth value of a zone's SO recovery copy (doc/key-protection.md,
+ * "PCR binding"): BLAKE2b-256 over the SO PIN, keyed with
+ * BLAKE2b-256("edgevault so recovery auth v1" || u64 zone id ||
+ * u64 length || serial), so that each zone (and each initialisation of
+ * it: a new serial) has its own. *auth is in secure memory, the
+ * caller's; NULL on failure. CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY,
+ * CKR_GENERAL_ERROR (libsodium unusable).
+ */
+CK_RV ev_so_auth_derive(const CK_UTF8CHAR *pin, CK_ULONG pinlen, int64_t zone_id,
+			const char *serial, ev_secret **auth);
 
 /* What a wrapped blob is bound to. */
 typedef struct ev_wrap_binding {

@@ -127,6 +127,7 @@ static CK_UTF8CHAR admin_name[] = EV_ADMIN_INTERFACE_NAME;
 
 /* Offered by name only (see include/pkcs11/edgevault.h). */
 static CK_INTERFACE admin_interface = { admin_name, &ev_admin_functions, 0 };
+static CK_INTERFACE admin_interface_11 = {admin_name, &ev_admin_functions_11, 0};
 static CK_INTERFACE admin_interface_10 = { admin_name, &ev_admin_functions_10, 0 };
 
 EV_EXPORT CK_RV
@@ -184,9 +185,14 @@ C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 	if (pInterfaceName == NULL ||
 	    strcmp((const char *)pInterfaceName, (const char *)admin_name) != 0 || flags != 0)
 		return CKR_ARGUMENTS_BAD;
-	/* 1.1 only adds functions at the end: a 1.0 caller gets them, labelled 1.0. */
-	if (pVersion == NULL || (pVersion->major == 1 && pVersion->minor == 1)) {
+	/* Each version only adds functions at the end: an older caller gets them, labelled as
+	 * asked. */
+	if (pVersion == NULL || (pVersion->major == 1 && pVersion->minor == 2)) {
 		*ppInterface = &admin_interface;
+		return CKR_OK;
+	}
+	if (pVersion->major == 1 && pVersion->minor == 1) {
+		*ppInterface = &admin_interface_11;
 		return CKR_OK;
 	}
 	if (pVersion->major == 1 && pVersion->minor == 0) {

@@ -96,6 +96,18 @@ record(ev_token *t, const char *purpose, const char *provider, const ev_verdict 
 }
 
 CK_RV
+ev_attest_record_refusal(ev_token *t, const char *purpose, const char *provider,
+			 const unsigned char digest[32], const char *reason)
+{
+	ev_verdict v;
+
+	memset(&v, 0, sizeof(v));
+	memcpy(v.digest, digest, sizeof(v.digest));
+	snprintf(v.reason, sizeof(v.reason), "%s", reason);
+	return record(t, purpose, provider, &v);
+}
+
+CK_RV
 ev_attest_zone(ev_token *t, const char *purpose, int record_refusal, ev_verdict *v)
 {
 	const ev_attest_provider *p = ev_attest_provider_of(ev_mod->cfg);
@@ -685,9 +697,8 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 	ev_token *t = s->token;
 	const ev_secret *old;
 	ev_secret *nk = NULL;
-	unsigned char *sealed = NULL;
-	size_t sealed_len = 0;
-	ev_root *root;
+	unsigned char *sealed = NULL, *so_sealed = NULL;
+	size_t sealed_len = 0, so_len = 0;
 	int locked = 0, in_tx = 0;
 	CK_RV rv;
 
@@ -700,14 +711,9 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 		rv = ev_zone_key_new(&nk);
 	/* Lock order: the token (its zone key), then the store. */
 	if (rv == CKR_OK)
-		rv = ev_mutex_lock(t->lock);
+		rv = ev_token_lock_both(t);
 	if (rv != CKR_OK)
 		goto out;
-	rv = ev_mutex_lock(ev_mod->store_lock);
-	if (rv != CKR_OK) {
-		ev_mutex_unlock(t->lock);
-		goto out;
-	}
 	locked = 1;
 	/*
 	 * One transaction: a crash at any point leaves the old sealed key
@@ -715,10 +721,11 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 	 * key is the one stored now, under the write lock: another process
 	 * may have rotated it since this one cached it.
 	 */
-	/* Sealed first: the root's I/O does not hold the store's write lock. */
-	rv = ev_module_root(&root);
-	if (rv == CKR_OK)
-		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, t->id, nk, &sealed, &sealed_len);
+	/*
+	 * Sealed first: the root's I/O does not hold the store's write lock.
+	 * As the zone's policy says: to its PCRs, with the SO's copy.
+	 */
+	rv = ev_token_seal_key(t->id, nk, t->so_auth, &sealed, &sealed_len, &so_sealed, &so_len);
 	if (rv == CKR_OK)
 		rv = ev_store_begin(ev_mod->store);
 	in_tx = rv == CKR_OK;
@@ -728,6 +735,8 @@ ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
 		rv = rewrap_all(t->id, old, nk, count);
 	if (rv == CKR_OK)
 		rv = ev_store_zone_set_sealed(ev_mod->store, t->id, sealed, sealed_len);
+	if (rv == CKR_OK)
+		rv = ev_store_zone_set_so_sealed(ev_mod->store, t->id, so_sealed, so_len);
 	if (rv == CKR_OK)
 		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REKEYED, t->id, 0);
 	if (rv == CKR_OK)
@@ -755,7 +764,164 @@ out:
 		ev_notice("zone %lld: zone key rotated", (long long)t->id);
 	}
 	free(sealed);
+	free(so_sealed);
 	ev_secret_free(nk);
+	return rv;
+}
+
+/*
+ * The zone key of a zone record: unsealed as usual, or, when the PCRs it
+ * is bound to have changed, from the SO's recovery copy with the SO's
+ * auth value. Store lock held.
+ */
+static CK_RV
+rebind_key(ev_token *t, const ev_zone_rec *z, ev_secret **key)
+{
+	ev_unseal_opts uo = {0};
+	ev_root *root;
+	CK_RV rv;
+
+	rv = ev_module_root(&root);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z->sealed, z->sealed_len, NULL,
+				key);
+	if (rv != EVR_PCR_MISMATCH)
+		return rv;
+	if (z->so_sealed == NULL) {
+		ev_error("zone %lld: its PCRs changed and it has no SO recovery copy of its key: "
+			 "it cannot be re-bound",
+			 (long long)t->id);
+		return CKR_FUNCTION_REJECTED;
+	}
+	ev_notice("zone %lld: PCRs changed; opening the SO recovery copy of the zone key",
+		  (long long)t->id);
+	uo.auth = t->so_auth;
+	rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z->so_sealed, z->so_sealed_len,
+				&uo, key);
+	if (rv == CKR_PIN_INCORRECT)
+		ev_error("zone %lld: the SO recovery copy does not open with this SO's PIN",
+			 (long long)t->id);
+	return rv;
+}
+
+/* Whether a blob is stored as it was read (both NULL counts). */
+static int
+same_blob(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return alen == blen && (alen == 0 || sodium_memcmp(a, b, alen) == 0);
+}
+
+/*
+ * One attempt at re-binding: read, open, seal (no write lock held), then
+ * in one transaction write both blobs if the zone's row still has the
+ * ones that were read. *stale when another process changed them meanwhile
+ * (nothing written). Token lock and store lock held.
+ */
+static CK_RV
+rebind_once(ev_token *t, uint32_t *pcrs, int *stale)
+{
+	ev_zone_rec z = {0}, now = {0};
+	ev_secret *key = NULL;
+	unsigned char *sealed = NULL, *so_sealed = NULL;
+	size_t sealed_len = 0, so_len = 0;
+	int in_tx = 0;
+	CK_RV rv;
+
+	*stale = 0;
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == CKR_OK && z.revoked != 0)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv == CKR_OK)
+		rv = rebind_key(t, &z, &key);
+	if (rv == CKR_OK)
+		rv = ev_token_seal_key(t->id, key, t->so_auth, &sealed, &sealed_len, &so_sealed,
+				       &so_len);
+	if (rv == CKR_OK)
+		rv = ev_store_begin(ev_mod->store);
+	in_tx = rv == CKR_OK;
+	if (rv == CKR_OK)
+		rv = ev_store_zone_get(ev_mod->store, t->id, &now);
+	if (rv == CKR_OK &&
+	    (now.revoked != 0 || !same_blob(z.sealed, z.sealed_len, now.sealed, now.sealed_len) ||
+	     !same_blob(z.so_sealed, z.so_sealed_len, now.so_sealed, now.so_sealed_len))) {
+		*stale = 1;
+		rv = now.revoked != 0 ? CKR_TOKEN_NOT_PRESENT : CKR_OK;
+		goto out;
+	}
+	if (rv == CKR_OK)
+		rv = ev_store_zone_set_sealed(ev_mod->store, t->id, sealed, sealed_len);
+	if (rv == CKR_OK)
+		rv = ev_store_zone_set_so_sealed(ev_mod->store, t->id, so_sealed, so_len);
+	if (rv == CKR_OK)
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_RESEALED, t->id, 0);
+	if (rv == CKR_OK)
+		rv = ev_store_commit(ev_mod->store);
+	if (rv == CKR_OK) {
+		in_tx = 0;
+		*pcrs = ev_config_policy(ev_mod->cfg, t->id)->pcrs;
+	}
+out:
+	if (in_tx)
+		(void)ev_store_rollback(ev_mod->store);
+	ev_zone_rec_clear(&z);
+	ev_zone_rec_clear(&now);
+	ev_secret_free(key);
+	free(sealed);
+	free(so_sealed);
+	return rv;
+}
+
+CK_RV
+ev_rebind_zone(ev_session *s, CK_ULONG *pcrs_out)
+{
+	ev_token *t = s->token;
+	uint32_t pcrs = 0;
+	int tries, stale = 0;
+	ev_verdict v;
+	CK_RV rv;
+
+	if (!ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	if (!ev_session_so(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	/* A zone whose logins need evidence is re-bound only on evidence. */
+	if (t->gated) {
+		rv = ev_attest_zone(t, "rebind", 1, &v);
+		if (rv == CKR_OK && !v.accepted)
+			rv = CKR_FUNCTION_REJECTED;
+		if (rv != CKR_OK)
+			return rv;
+	}
+	/* The token (the SO's auth value, the zone key), then the store. */
+	rv = ev_token_lock_both(t);
+	if (rv != CKR_OK)
+		return rv;
+	for (tries = 0; tries < 3; tries++) {
+		rv = rebind_once(t, &pcrs, &stale);
+		if (rv != CKR_OK || !stale)
+			break;
+	}
+	if (rv == CKR_OK && stale) {
+		ev_error("zone %lld: the zone key kept changing under re-binding; not re-bound",
+			 (long long)t->id);
+		rv = CKR_FUNCTION_FAILED;
+	}
+	/* The same key, in a new blob: this process unseals it anew at next need. */
+	if (rv == CKR_OK)
+		ev_token_forget_key(t);
+	ev_token_unlock_both(t);
+	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
+		rv = CKR_DEVICE_REMOVED;
+	if (rv == CKR_OK) {
+		ev_events_announce();
+		ev_notice("zone %lld: zone key sealed again (%s)", (long long)t->id,
+			  pcrs != 0 ? "bound to its PCRs as they are now" : "bound to no PCR");
+		if (pcrs_out != NULL)
+			*pcrs_out = (CK_ULONG)pcrs;
+	}
 	return rv;
 }
 

@@ -86,6 +86,25 @@ CK_RV ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out);
 CK_RV ev_rotate_zone_key(ev_session *s, CK_ULONG *count);
 
 /*
+ * EV_RebindZone's body (s acquired; see include/pkcs11/edgevault.h):
+ * the zone key, unsealed as usual or from the SO's recovery copy, sealed
+ * again as the zone's policy says now; both blobs written in one
+ * transaction if the zone's row still holds the ones read (tried again
+ * when another process changed them), and a change-log row. *pcrs (may
+ * be NULL) gets the PCRs it is bound to now.
+ */
+CK_RV ev_rebind_zone(ev_session *s, CK_ULONG *pcrs);
+
+/*
+ * Record a refusal that is not an appraisal (purpose "unseal", provider
+ * "tpm2-pcr"): what was refused (digest) and why, at most once a minute
+ * for the same (see ev_attest_zone()). Caller holds the store lock.
+ * CKR_OK, the store's errors.
+ */
+CK_RV ev_attest_record_refusal(ev_token *t, const char *purpose, const char *provider,
+			       const unsigned char digest[32], const char *reason);
+
+/*
  * Destroy retired generations whose grace period has ended (any zone),
  * with their change-log rows, and announce. Called at C_Initialize, by
  * every rotation, and by the watcher when the earliest one is due.

@@ -197,6 +197,7 @@ token_idle(ev_token *t)
 		if (t->sessions == 0) {
 			t->login = EV_NOBODY;
 			ev_token_forget_key(t);
+			ev_token_forget_so(t);
 			ev_object_wipe_token(t, 0);
 		}
 		ev_rwlock_unlock(ev_mod->lock);
@@ -440,6 +441,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 {
 	ev_token *t = s->token;
 	const ev_secret *zk;
+	ev_secret *so_auth = NULL;
 	int64_t until = 0;
 	CK_RV rv;
 
@@ -489,6 +491,10 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		}
 		goto out;
 	}
+	/* What opens the zone's SO recovery copy, kept while the SO is logged in. */
+	rv = ev_token_so_auth(t, pin, len, &so_auth);
+	if (rv != CKR_OK)
+		goto out;
 	/*
 	 * The SO, once no read-only session exists, decided under the lock
 	 * C_OpenSession takes: none can open between the check and the login.
@@ -498,11 +504,16 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		goto out;
 	if (t->sessions != t->rw_sessions)
 		rv = CKR_SESSION_READ_ONLY_EXISTS;
-	else
+	else {
 		t->login = who;
+		ev_token_forget_so(t);
+		t->so_auth = so_auth;
+		so_auth = NULL; /* transferred */
+	}
 	ev_rwlock_unlock(ev_mod->lock);
 out:
 	ev_mutex_unlock(t->lock);
+	ev_secret_free(so_auth);
 	return rv;
 }
 
@@ -521,6 +532,7 @@ ev_session_logout(ev_token *t)
 	t->login = EV_NOBODY;
 	atomic_store(&t->attested_until, 0); /* the next login brings its own evidence */
 	ev_token_forget_key(t);
+	ev_token_forget_so(t);
 	if (ev_rwlock_rdlock(ev_mod->lock) == CKR_OK) {
 		ev_object_wipe_token(t, 1);
 		ev_rwlock_unlock(ev_mod->lock);

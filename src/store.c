@@ -30,7 +30,7 @@
 #include "store.h"
 
 /* The schema version this code writes and understands. */
-#define EV_SCHEMA_VERSION 3
+#define EV_SCHEMA_VERSION 4
 
 /* Writers wait this long for one another before giving up. */
 #define EV_BUSY_TIMEOUT_MS 10000
@@ -61,6 +61,7 @@ enum st_id {
 	ST_ZONE_REVOKE,
 	ST_ZONE_REVOKED,
 	ST_ZONE_SET_SEALED,
+	ST_ZONE_SET_SO_SEALED,
 	ST_OBJ_INSERT,
 	ST_OBJ_SET_COLUMNS,
 	ST_OBJ_CLASS,
@@ -114,10 +115,10 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_ZONE_NEXT_ID] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
 			"WHERE name = 'zones'), 0), coalesce((SELECT max(id) FROM zones), 0)) + 1",
     [ST_ZONE_INSERT] = "INSERT INTO zones(id, label, serial, sealed_key, so_pin, user_pin, "
-		       "so_fails, user_fails, created, revoked) "
-		       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+		       "so_fails, user_fails, created, revoked, so_sealed_key) "
+		       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_ZONE_GET] = "SELECT label, serial, sealed_key, so_pin, user_pin, so_fails, user_fails, "
-		    "created, revoked FROM zones WHERE id = ?1",
+		    "created, revoked, so_sealed_key FROM zones WHERE id = ?1",
     [ST_ZONE_LIST] = "SELECT id FROM zones ORDER BY id",
     [ST_ZONE_SET_SO_PIN] = "UPDATE zones SET so_pin = ?2, so_fails = 0 WHERE id = ?1",
     [ST_ZONE_SET_USER_PIN] = "UPDATE zones SET user_pin = ?2, user_fails = 0 WHERE id = ?1",
@@ -130,11 +131,12 @@ static const char *const st_sql[ST__COUNT] = {
     [ST_ZONE_DELETE] = "DELETE FROM zones WHERE id = ?1",
     /* Only a zone not yet revoked: a second revocation changes nothing. */
     [ST_ZONE_REVOKE] = "UPDATE zones SET revoked = ?2, sealed_key = zeroblob(0), so_pin = NULL, "
-		       "user_pin = NULL, so_fails = 0, user_fails = 0 "
+		       "user_pin = NULL, so_fails = 0, user_fails = 0, so_sealed_key = NULL "
 		       "WHERE id = ?1 AND revoked = 0",
     [ST_ZONE_REVOKED] = "SELECT revoked FROM zones WHERE id = ?1",
     /* A revoked zone's key stays destroyed: such a zone counts as absent here. */
     [ST_ZONE_SET_SEALED] = "UPDATE zones SET sealed_key = ?2 WHERE id = ?1 AND revoked = 0",
+    [ST_ZONE_SET_SO_SEALED] = "UPDATE zones SET so_sealed_key = ?2 WHERE id = ?1 AND revoked = 0",
     [ST_OBJ_INSERT] = "INSERT INTO objects(zone, class, key_type, label, ckid, private, "
 		      "generation, wrapped, origin, previous, created, retired, destroy_at) "
 		      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -348,10 +350,21 @@ static const char *const schema_v3[] = {
     NULL,
 };
 
+/*
+ * PCR binding: a zone whose key is sealed to PCRs also keeps a copy of
+ * it sealed under an auth value derived from the SO PIN (NULL: none), so
+ * the SO can bind it again after the PCRs changed.
+ */
+static const char *const schema_v4[] = {
+    "ALTER TABLE zones ADD COLUMN so_sealed_key BLOB",
+    NULL,
+};
+
 static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [1] = schema_v1,
     [2] = schema_v2,
     [3] = schema_v3,
+    [4] = schema_v4,
 };
 
 static CK_RV
@@ -1106,6 +1119,7 @@ ev_zone_rec_clear(ev_zone_rec *z)
 	if (z == NULL)
 		return;
 	free(z->sealed);
+	free(z->so_sealed);
 	/* PIN hashes are not PINs, but there is no reason to leave them in the heap. */
 	if (z->so_pin != NULL) {
 		sodium_memzero(z->so_pin, strlen(z->so_pin));
@@ -1157,7 +1171,10 @@ ev_store_zone_insert(ev_store *s, const ev_zone_rec *z)
 	    sqlite3_bind_int64(st, 7, z->so_fails) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 8, z->user_fails) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 9, z->created) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 10, z->revoked) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+	    sqlite3_bind_int64(st, 10, z->revoked) != SQLITE_OK ||
+	    (z->so_sealed != NULL ? bind_bytes(st, 11, z->so_sealed, z->so_sealed_len)
+				  : sqlite3_bind_null(st, 11)) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
 		rv = db_error(s, "zone insert");
 	done(st);
 	return rv;
@@ -1223,6 +1240,8 @@ ev_store_zone_get(ev_store *s, int64_t id, ev_zone_rec *z)
 	z->user_fails = (unsigned)sqlite3_column_int64(st, 6);
 	z->created = sqlite3_column_int64(st, 7);
 	z->revoked = sqlite3_column_int64(st, 8);
+	if (sqlite3_column_type(st, 9) != SQLITE_NULL)
+		rv = column_dup(st, 9, &z->so_sealed, &z->so_sealed_len);
 out:
 	done(st);
 	if (rv != CKR_OK)
@@ -1484,6 +1503,25 @@ ev_store_zone_set_sealed(ev_store *s, int64_t id, const unsigned char *blob, siz
 	if (rc == SQLITE_OK)
 		rc = bind_bytes(st, 2, blob, len);
 	return finish_one(s, st, rc, "zone set sealed");
+}
+
+CK_RV
+ev_store_zone_set_so_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (blob != NULL && len == 0) {
+		ev_error("store: zone set SO copy: empty key");
+		return CKR_DEVICE_ERROR;
+	}
+	st = stmt(s, ST_ZONE_SET_SO_SEALED);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = blob != NULL ? bind_bytes(st, 2, blob, len) : sqlite3_bind_null(st, 2);
+	return finish_one(s, st, rc, "zone set SO copy");
 }
 
 CK_RV
@@ -2047,7 +2085,7 @@ ev_store_change_add(ev_store *s, ev_change_kind kind, int64_t zone, int64_t obje
 	sqlite3_stmt *st;
 	CK_RV rv = CKR_OK;
 
-	if (kind < EV_CHANGE_ZONE_CREATED || kind > EV_CHANGE_OBJECT_EXPIRED) {
+	if (kind < EV_CHANGE_ZONE_CREATED || kind > EV_CHANGE_ZONE_RESEALED) {
 		ev_error("store: change add: invalid kind %d", (int)kind);
 		return CKR_DEVICE_ERROR;
 	}

@@ -76,6 +76,9 @@ typedef struct ev_zone_rec {
 	char serial[17];         /* NUL-terminated, up to 16 characters */
 	unsigned char *sealed;   /* zone key sealed by the root */
 	size_t sealed_len;
+	/* its SO recovery copy (sealed under the SO's auth value); NULL: none */
+	unsigned char *so_sealed;
+	size_t so_sealed_len;
 	char *so_pin;            /* Argon2id hash string; NULL when unset */
 	char *user_pin;          /* Argon2id hash string; NULL when unset */
 	unsigned so_fails;       /* consecutive failed logins */
@@ -203,6 +206,13 @@ CK_RV ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t 
  */
 CK_RV ev_store_zone_set_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len);
 
+/*
+ * Replace a zone's SO recovery copy of its key; blob NULL: none (an
+ * empty one is refused: CKR_DEVICE_ERROR). EVR_NOT_FOUND when the zone is
+ * absent or revoked.
+ */
+CK_RV ev_store_zone_set_so_sealed(ev_store *s, int64_t id, const unsigned char *blob, size_t len);
+
 /* Read an object; EVR_NOT_FOUND when absent. Clear with ev_obj_rec_clear(). */
 CK_RV ev_store_obj_get(ev_store *s, int64_t id, ev_obj_rec *o);
 
@@ -260,7 +270,7 @@ CK_RV ev_store_meta_set_int(ev_store *s, const char *key, int64_t val);
  */
 typedef enum ev_change_kind {
 	EV_CHANGE_ZONE_CREATED = 1,
-	EV_CHANGE_ZONE_REINIT = 2,    /* C_InitToken on an existing zone */
+	EV_CHANGE_ZONE_REINIT = 2, /* C_InitToken on an existing zone */
 	EV_CHANGE_ZONE_REVOKED = 3,
 	EV_CHANGE_OBJECT_REVOKED = 4,
 	EV_CHANGE_OBJECT_DESTROYED = 5,
@@ -268,6 +278,7 @@ typedef enum ev_change_kind {
 	EV_CHANGE_OBJECT_ROTATED = 7, /* retired by a rotation: its new state is in the store */
 	EV_CHANGE_ZONE_REKEYED = 8,   /* the zone key and every blob of the zone replaced */
 	EV_CHANGE_OBJECT_EXPIRED = 9, /* a retired generation's grace period ended: destroyed */
+	EV_CHANGE_ZONE_RESEALED = 10, /* the same zone key sealed again (PCRs re-bound) */
 } ev_change_kind;
 
 typedef struct ev_change {

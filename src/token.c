@@ -11,6 +11,7 @@
 #include "object.h"
 #include "pin.h"
 #include "pkcs11/edgevault.h"
+#include "rotate.h"
 #include "session.h"
 #include "token.h"
 
@@ -20,6 +21,7 @@ ev_token_free(ev_token *t)
 	if (t == NULL)
 		return;
 	ev_secret_free(t->zone_key);
+	ev_secret_free(t->so_auth);
 	ev_mutex_free(t->lock);
 	free(t);
 }
@@ -340,18 +342,51 @@ out:
 	return rv;
 }
 
+CK_RV
+ev_token_seal_key(int64_t zone, const ev_secret *key, const ev_secret *so_auth,
+		  unsigned char **sealed, size_t *len, unsigned char **so_sealed, size_t *so_len)
+{
+	ev_seal_opts bound = {0}, copy = {0};
+	ev_root *root;
+	CK_RV rv;
+
+	*sealed = NULL;
+	*so_sealed = NULL;
+	*len = 0;
+	*so_len = 0;
+	bound.pcrs = ev_config_policy(ev_mod->cfg, zone)->pcrs;
+	copy.auth = so_auth;
+	/* Bound to PCRs, the key needs a way back for when they change: the SO's copy. */
+	if (bound.pcrs != 0 && so_auth == NULL)
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, zone, key, &bound, sealed, len);
+	if (rv == CKR_OK && bound.pcrs != 0)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, zone, key, &copy, so_sealed,
+				      so_len);
+	if (rv != CKR_OK) {
+		free(*sealed);
+		*sealed = NULL;
+		*len = 0;
+	}
+	return rv;
+}
+
 /*
  * A new zone's record: SO PIN hash, serial, and a fresh zone key sealed by
- * the root. Slow (Argon2, an upstream call), so it is made before the
- * store's write transaction begins. Labels are the 32 blank-padded bytes.
- * Caller holds ev_mod->store_lock (the root is used under it).
+ * the root (as the zone's policy says: see ev_token_seal_key(); the SO's
+ * copy under the auth value of pin). Slow (Argon2, an upstream call), so
+ * it is made before the store's write transaction begins. Labels are the
+ * 32 blank-padded bytes. Caller holds ev_mod->store_lock (the root is
+ * used under it).
  */
 static CK_RV
-make_zone(int64_t id, char *so_hash, const CK_UTF8CHAR *label, ev_zone_rec *z)
+make_zone(int64_t id, char *so_hash, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
+	  const CK_UTF8CHAR *label, ev_zone_rec *z)
 {
-	ev_secret *zk = NULL;
+	ev_secret *zk = NULL, *auth = NULL;
 	unsigned char serial[8];
-	ev_root *root;
 	CK_RV rv;
 
 	z->id = id;
@@ -362,10 +397,11 @@ make_zone(int64_t id, char *so_hash, const CK_UTF8CHAR *label, ev_zone_rec *z)
 	z->so_pin = so_hash;
 	rv = ev_zone_key_new(&zk);
 	if (rv == CKR_OK)
-		rv = ev_module_root(&root);
+		rv = ev_so_auth_derive(pin, pinlen, id, z->serial, &auth);
 	if (rv == CKR_OK)
-		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, id, zk, &z->sealed,
-		    &z->sealed_len);
+		rv = ev_token_seal_key(id, zk, auth, &z->sealed, &z->sealed_len, &z->so_sealed,
+				       &z->so_sealed_len);
+	ev_secret_free(auth);
 	ev_secret_free(zk);
 	return rv;
 }
@@ -398,6 +434,7 @@ reinit_end(ev_token *t, int done)
 {
 	if (done && ev_mutex_lock(t->lock) == CKR_OK) {
 		ev_token_forget_key(t);
+		ev_token_forget_so(t);
 		t->login = EV_NOBODY;
 		ev_object_forget_token(t);
 		ev_mutex_unlock(t->lock);
@@ -453,7 +490,7 @@ store_zone(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *pin, CK_ULONG pinlen
 		free(so_hash);
 		return rv;
 	}
-	rv = make_zone((int64_t)slot, so_hash, label, &z);
+	rv = make_zone((int64_t)slot, so_hash, pin, pinlen, label, &z);
 	so_hash = NULL; /* transferred to z */
 	if (rv != CKR_OK)
 		goto out;
@@ -517,6 +554,20 @@ ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK
 	return rv;
 }
 
+/* A zone's record, read under the store lock (taken here). */
+static CK_RV
+zone_read(int64_t id, ev_zone_rec *z)
+{
+	CK_RV rv;
+
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_store_zone_get(ev_mod->store, id, z);
+	ev_mutex_unlock(ev_mod->store_lock);
+	return rv;
+}
+
 CK_RV
 ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
 {
@@ -526,11 +577,7 @@ ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	int ok;
 	CK_RV rv;
 
-	rv = ev_mutex_lock(ev_mod->store_lock);
-	if (rv != CKR_OK)
-		return rv;
-	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
-	ev_mutex_unlock(ev_mod->store_lock);
+	rv = zone_read(t->id, &z);
 	if (rv != CKR_OK)
 		goto out;
 	hash = who == CKU_SO ? z.so_pin : z.user_pin;
@@ -594,6 +641,184 @@ ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG
 	return rv;
 }
 
+CK_RV
+ev_token_so_auth(ev_token *t, const CK_UTF8CHAR *pin, CK_ULONG len, ev_secret **auth)
+{
+	ev_zone_rec z = {0};
+	CK_RV rv;
+
+	*auth = NULL;
+	rv = zone_read(t->id, &z);
+	if (rv == CKR_OK)
+		rv = ev_so_auth_derive(pin, len, t->id, z.serial, auth);
+	ev_zone_rec_clear(&z);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	return rv;
+}
+
+CK_RV
+ev_token_lock_both(ev_token *t)
+{
+	CK_RV rv;
+
+	rv = ev_mutex_lock(t->lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		ev_mutex_unlock(t->lock);
+	return rv;
+}
+
+void
+ev_token_unlock_both(ev_token *t)
+{
+	ev_mutex_unlock(ev_mod->store_lock);
+	ev_mutex_unlock(t->lock);
+}
+
+void
+ev_token_forget_so(ev_token *t)
+{
+	ev_secret_free(t->so_auth);
+	t->so_auth = NULL;
+}
+
+/*
+ * The zone's SO recovery copy, sealed again under the auth value of the
+ * new PIN (*blob NULL when the zone has none). Store lock held, in the
+ * transaction that stores the new PIN.
+ */
+static CK_RV
+reseal_so_copy(const ev_zone_rec *z, const ev_secret *old_auth, const ev_secret *new_auth,
+	       unsigned char **blob, size_t *len)
+{
+	ev_unseal_opts open = {0};
+	ev_seal_opts copy = {0};
+	ev_secret *zk = NULL;
+	ev_root *root;
+	CK_RV rv;
+
+	*blob = NULL;
+	*len = 0;
+	if (z->so_sealed == NULL)
+		return CKR_OK;
+	open.auth = old_auth;
+	copy.auth = new_auth;
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, z->id, z->so_sealed,
+					z->so_sealed_len, &open, &zk);
+	if (rv == CKR_OK)
+		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, z->id, zk, &copy, blob, len);
+	else
+		ev_error("zone %lld: the SO recovery copy of the zone key does not open with the "
+			 "old SO PIN (%s); SO PIN not changed",
+			 (long long)z->id,
+			 rv == CKR_PIN_INCORRECT ? "wrong auth value" : "root error");
+	ev_secret_free(zk);
+	return rv;
+}
+
+CK_RV
+ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen, const CK_UTF8CHAR *pin,
+		    CK_ULONG len)
+{
+	ev_secret *old_auth = NULL, *new_auth = NULL;
+	ev_zone_rec z = {0};
+	unsigned char *blob = NULL;
+	size_t bloblen = 0;
+	char *hash = NULL;
+	int in_tx = 0;
+	CK_RV rv;
+
+	rv = ev_pin_hash(pin, len, ev_mod->cfg->argon2_ops, ev_mod->cfg->argon2_mem, &hash);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_token_lock_both(t);
+	if (rv != CKR_OK)
+		goto out;
+	/*
+	 * One transaction, the root's work inside it (a rare call): the copy
+	 * that opens with the old PIN is the one stored now, and the new
+	 * hash never goes without the copy that opens with it.
+	 */
+	rv = ev_store_begin(ev_mod->store);
+	in_tx = rv == CKR_OK;
+	if (rv == CKR_OK)
+		rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == CKR_OK && z.revoked != 0)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	if (rv == CKR_OK)
+		rv = ev_so_auth_derive(old, oldlen, t->id, z.serial, &old_auth);
+	if (rv == CKR_OK)
+		rv = ev_so_auth_derive(pin, len, t->id, z.serial, &new_auth);
+	if (rv == CKR_OK)
+		rv = reseal_so_copy(&z, old_auth, new_auth, &blob, &bloblen);
+	if (rv == CKR_OK && blob != NULL)
+		rv = ev_store_zone_set_so_sealed(ev_mod->store, t->id, blob, bloblen);
+	if (rv == CKR_OK)
+		rv = ev_store_zone_set_pin(ev_mod->store, t->id, CKU_SO, hash);
+	if (rv == CKR_OK)
+		rv = ev_store_commit(ev_mod->store);
+	if (rv == CKR_OK)
+		in_tx = 0;
+	if (in_tx)
+		(void)ev_store_rollback(ev_mod->store);
+	if (rv == CKR_OK && t->login == CKU_SO) {
+		ev_token_forget_so(t);
+		t->so_auth = new_auth;
+		new_auth = NULL; /* transferred */
+	}
+	ev_token_unlock_both(t);
+out:
+	ev_secret_free(old_auth);
+	ev_secret_free(new_auth);
+	ev_zone_rec_clear(&z);
+	free(blob);
+	free(hash);
+	if (rv == EVR_NOT_FOUND)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	return rv;
+}
+
+/*
+ * The zone key does not unseal because PCRs it is bound to changed: said
+ * in words, recorded in the attestation history (the same refusal at
+ * most once a minute), CKR_FUNCTION_REJECTED. Store lock held.
+ */
+static CK_RV
+pcr_refused(ev_token *t, const unsigned char digest[32], uint32_t pcrs, uint32_t changed)
+{
+	uint32_t which = changed != 0 ? changed : pcrs;
+	char list[96] = "", reason[160];
+	size_t n = 0;
+	int i, count = 0;
+
+	for (i = 0; i <= EV_PCR_MAX && n < sizeof(list); i++) {
+		if (!(which & (1u << i)))
+			continue;
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", count ? ", " : "", i);
+		count++;
+	}
+	if (changed != 0)
+		snprintf(reason, sizeof(reason),
+			 "PCR%s %s no longer match%s the values the zone key is sealed to",
+			 count > 1 ? "s" : "", list, count > 1 ? "" : "es");
+	else
+		snprintf(reason, sizeof(reason),
+			 "the PCRs the zone key is sealed to (%s) no longer hold the values it "
+			 "is sealed to",
+			 list);
+	ev_error("zone %lld: %s; the SO can re-bind it with `edgevault zone rebind --zone %lld`",
+		 (long long)t->id, reason, (long long)t->id);
+	if (ev_attest_record_refusal(t, "unseal", "tpm2-pcr", digest, reason) != CKR_OK)
+		ev_error("zone %lld: the refusal could not be recorded in the attestation history",
+			 (long long)t->id);
+	return CKR_FUNCTION_REJECTED;
+}
+
 /*
  * Unseal the zone key from the zone's row as it is now in the store, unless
  * the key cached came from that very sealed blob. Store lock held.
@@ -602,6 +827,7 @@ static CK_RV
 zone_key_from_store(ev_token *t)
 {
 	unsigned char digest[32];
+	ev_unseal_opts uo = {0};
 	ev_zone_rec z = { 0 };
 	ev_secret *key = NULL;
 	ev_root *root;
@@ -617,8 +843,10 @@ zone_key_from_store(ev_token *t)
 		goto out; /* the key cached is the zone's current one */
 	rv = ev_module_root(&root);
 	if (rv == CKR_OK)
-		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z.sealed,
-		    z.sealed_len, &key);
+		rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z.sealed, z.sealed_len,
+					&uo, &key);
+	if (rv == EVR_PCR_MISMATCH)
+		rv = pcr_refused(t, digest, uo.pcrs, uo.changed);
 	if (rv == CKR_ENCRYPTED_DATA_INVALID) {
 		/* The store and the root disagree: not something the caller can fix. */
 		ev_error("zone %lld: the zone key does not unseal under this root",
@@ -713,6 +941,7 @@ ev_token_removed(CK_SLOT_ID slot, int revoked)
 		ev_rwlock_unlock(ev_mod->lock);
 	}
 	ev_token_forget_key(t);
+	ev_token_forget_so(t);
 	ev_object_forget_token(t);
 	ev_mutex_unlock(t->lock);
 }
@@ -726,5 +955,16 @@ ev_token_rekeyed(CK_SLOT_ID slot)
 		return;
 	ev_token_forget_key(t);
 	ev_object_rewrapped(t);
+	ev_mutex_unlock(t->lock);
+}
+
+void
+ev_token_resealed(CK_SLOT_ID slot)
+{
+	ev_token *t = ev_token_loaded(slot);
+
+	if (t == NULL || ev_mutex_lock(t->lock) != CKR_OK)
+		return;
+	ev_token_forget_key(t);
 	ev_mutex_unlock(t->lock);
 }

@@ -24,6 +24,9 @@ typedef struct ev_token {
 	 * ev_mod->lock), read without it by the state predicates. */
 	_Atomic(CK_USER_TYPE) login;
 	ev_secret *zone_key;     /* while unsealed (under lock) */
+	/* the SO's recovery auth value (ev_so_auth_derive) while the SO is logged in (under lock)
+	 */
+	ev_secret *so_auth;
 	unsigned char sealed_digest[32]; /* BLAKE2b of the sealed blob zone_key came from */
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
@@ -89,6 +92,50 @@ CK_RV ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, 
 CK_RV ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len);
 
 /*
+ * Change the SO PIN from old (already checked) to pin: the new hash and,
+ * when the zone has an SO recovery copy of its key, that copy sealed
+ * again under the new PIN's auth value, in one transaction; the SO's auth
+ * value kept by this process (while the SO is logged in) follows. The
+ * errors of ev_token_set_pin(), the root's (CKR_PIN_INCORRECT: the copy
+ * does not open with the old PIN's auth value), the store's. Call
+ * without t->lock.
+ */
+CK_RV ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen,
+			  const CK_UTF8CHAR *pin, CK_ULONG len);
+
+/*
+ * The recovery auth value of the zone's SO for a PIN (checked already):
+ * *auth in secure memory, the caller's. CKR_TOKEN_NOT_PRESENT, the store's
+ * and ev_so_auth_derive()'s errors. Call without ev_mod->store_lock.
+ */
+CK_RV ev_token_so_auth(ev_token *t, const CK_UTF8CHAR *pin, CK_ULONG len,
+		       ev_secret **auth) EV_MUST_CHECK;
+
+/*
+ * Take t->lock, then ev_mod->store_lock (the order every writer of a
+ * zone's key follows); on failure neither is held. Released together by
+ * ev_token_unlock_both().
+ */
+CK_RV ev_token_lock_both(ev_token *t) EV_MUST_CHECK;
+void ev_token_unlock_both(ev_token *t);
+
+/* Forget the SO's auth value (wiped). Caller holds t->lock. */
+void ev_token_forget_so(ev_token *t);
+
+/*
+ * Seal a zone key of zone as the zone's policy says now: to its
+ * configured PCRs ([policy] / [zone N] pcrs) with an SO recovery copy
+ * sealed under so_auth, or, with no PCRs configured, unbound and with no
+ * copy (*so_sealed NULL). Both malloc'ed, the caller's; NULL on failure.
+ * CKR_USER_NOT_LOGGED_IN when a copy is needed and so_auth is NULL; the
+ * root's errors. Caller holds ev_mod->store_lock (the root is used under
+ * it).
+ */
+CK_RV ev_token_seal_key(int64_t zone, const ev_secret *key, const ev_secret *so_auth,
+			unsigned char **sealed, size_t *len, unsigned char **so_sealed,
+			size_t *so_len);
+
+/*
  * The zone key, unsealed on first need. Caller holds t->lock; the pointer
  * is valid while it does.
  */
@@ -129,6 +176,13 @@ void ev_token_removed(CK_SLOT_ID slot, int revoked);
  * held.
  */
 void ev_token_rekeyed(CK_SLOT_ID slot);
+
+/*
+ * Another process sealed the zone key again (EV_CHANGE_ZONE_RESEALED): the
+ * same key, another blob; forgotten here, unsealed again at next need.
+ * Nothing when the token was never loaded here. Call with no lock held.
+ */
+void ev_token_resealed(CK_SLOT_ID slot);
 
 /* Meta key set when the whole device is revoked: no zone, no new zone. */
 #define EV_META_DEVICE_REVOKED "device_revoked"

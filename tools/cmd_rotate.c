@@ -6,6 +6,7 @@
  *   rotate zone --zone N [--user-pin-file FILE]
  *   rotate due [--zone N] [--user-pin-file FILE]
  *   rotate zone-key --zone N [--so-pin-file FILE]
+ *   zone rebind --zone N [--so-pin-file FILE] [--json]
  *   policy show [--zone N] [--json]
  *
  * Keys rotate as the zone's user, zone keys as its SO, in read/write
@@ -929,5 +930,127 @@ out:
 	if (zones != &one)
 		free(zones);
 	close_module(f, dl);
+	return rc;
+}
+
+static void
+rebind_usage(void)
+{
+	fprintf(stderr, "usage: edgevault zone rebind --zone N [--so-pin-file FILE] [--json]\n");
+}
+
+/* "0, 7, 16" (or "none") for a PCR mask; as a JSON array with json. */
+static void
+print_pcrs(CK_ULONG pcrs, int as_json)
+{
+	int i, n = 0;
+
+	if (as_json)
+		putchar('[');
+	else if (pcrs == 0)
+		printf("none");
+	for (i = 0; i < 24; i++) {
+		if (!(pcrs & (1UL << i)))
+			continue;
+		printf("%s%d", n > 0 ? (as_json ? "," : ", ") : "", i);
+		n++;
+	}
+	if (as_json)
+		putchar(']');
+}
+
+/*
+ * zone rebind: the zone's SO seals the zone key again to the PCRs the
+ * zone's policy names, at the values they hold now (admin interface 1.2).
+ */
+int
+cmd_zone_rebind(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"zone", required_argument, NULL, 'z'},
+	    {"so-pin-file", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *zone_s = NULL, *pin_file = NULL;
+	EV_ADMIN_FUNCTION_LIST *admin;
+	CK_FUNCTION_LIST_3_0 *f = NULL;
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	CK_ULONG pcrs = 0;
+	unsigned long zone = 0;
+	ev_secret *pin = NULL;
+	void *dl = NULL;
+	int c, usage_err = 0, rc = 1;
+	CK_RV rv;
+
+	sub_begin();
+	while ((c = sub_option("zone rebind", argc, argv, opts)) != -1) {
+		if (c == 'z')
+			zone_s = optarg;
+		else if (c == 's')
+			pin_file = optarg;
+		else if (c == 'j')
+			json = 1;
+		else {
+			rebind_usage();
+			return 2;
+		}
+	}
+	if (optind != argc || zone_s == NULL) {
+		rebind_usage();
+		return 2;
+	}
+	if (parse_zone(zone_s, &zone) != 0)
+		return 2;
+	pin = get_pin(CKU_SO, pin_file, zone, &usage_err);
+	if (pin == NULL)
+		return usage_err ? 2 : 1;
+	f = open_module(&dl);
+	if (f == NULL)
+		goto out;
+	admin = admin_interface();
+	if (admin == NULL)
+		goto out;
+	if (admin->version.minor < 2) {
+		fprintf(stderr,
+			"edgevault: the module's admin interface is version %u.%u: it has no "
+			"PCR re-binding (1.2 needed)\n",
+			admin->version.major, admin->version.minor);
+		goto out;
+	}
+	rv = open_zone_session(f, zone, ZS_RW | ZS_SAY_NO_ZONE, CKU_SO, pin, &h);
+	ev_secret_free(pin);
+	pin = NULL;
+	if (rv != CKR_OK)
+		goto out;
+	rv = admin->EV_RebindZone(h, &pcrs);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "edgevault: zone %lu: not re-bound: %s", zone, ckr_name(rv));
+		if (rv == CKR_PIN_INCORRECT)
+			fprintf(stderr, " (the SO recovery copy does not open with this SO PIN)");
+		else if (rv == CKR_PIN_LOCKED)
+			fprintf(stderr, " (the TPM is in dictionary-attack lockout)");
+		else if (rv == CKR_FUNCTION_REJECTED)
+			fprintf(stderr, " (no fresh attestation evidence, or no SO recovery copy: "
+					"see the module's log)");
+		fputc('\n', stderr);
+		goto out;
+	}
+	if (json) {
+		printf("{\"zone\":%lu,\"pcrs\":", zone);
+		print_pcrs(pcrs, 1);
+		printf("}\n");
+	} else {
+		printf("zone %lu: zone key sealed again, bound to PCRs: ", zone);
+		print_pcrs(pcrs, 0);
+		printf("%s\n", pcrs != 0 ? " (their values now)" : "");
+	}
+	rc = flush_stdout() != 0 ? 1 : 0;
+out:
+	if (f != NULL) {
+		close_zone_session(f, h);
+		close_module(f, dl);
+	}
+	ev_secret_free(pin);
 	return rc;
 }

@@ -4,6 +4,8 @@
  *   edgevault [--config FILE] [--module FILE] init
  *   edgevault [--config FILE] [--module FILE] status [--json]
  *   edgevault [--config FILE] [--module FILE] zone list [--json]
+ *   edgevault [--config FILE] [--module FILE] zone rebind --zone N [--so-pin-file FILE]
+ *       [--json]
  *   edgevault revocation keygen --out KEYFILE
  *   edgevault revocation sign --key KEYFILE [--in DOC] [--out FILE]
  *   edgevault [--config FILE] [--module FILE] revocation apply FILE
@@ -63,7 +65,8 @@ static CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_
 static void
 usage(FILE *f)
 {
-	fprintf(f,
+	fprintf(
+	    f,
 	    "usage: edgevault [--config FILE] [--module FILE] COMMAND\n"
 	    "\n"
 	    "commands:\n"
@@ -72,6 +75,9 @@ usage(FILE *f)
 	    "  status [--json] configuration, root and store health, zones\n"
 	    "  zone list [--json]\n"
 	    "                  the zones (tokens) and their state\n"
+	    "  zone rebind --zone N [--json]\n"
+	    "                  seal zone N's key again to the PCRs its policy names (pcrs),\n"
+	    "                  at the values they hold now (the zone's SO logs in)\n"
 	    "  revocation keygen --out KEYFILE\n"
 	    "                  a new signing key for revocation lists (0600); prints the\n"
 	    "                  public_key line for the devices' [revocation] section\n"
@@ -121,8 +127,8 @@ usage(FILE *f)
 	    "  policy show [--zone N] [--json]\n"
 	    "                  the zones' attestation and rotation policies\n"
 	    "\n"
-	    "revoke takes the SO PIN from --so-pin-file FILE, else $EDGEVAULT_SO_PIN, else\n"
-	    "asks on the terminal; never from the command line.\n"
+	    "revoke and zone rebind take the SO PIN from --so-pin-file FILE, else\n"
+	    "$EDGEVAULT_SO_PIN, else ask on the terminal; never from the command line.\n"
 	    "rotate takes the user PIN from --user-pin-file FILE, else $EDGEVAULT_PIN (and\n"
 	    "rotate zone-key the SO PIN as revoke does), else asks on the terminal.\n"
 	    "\n"
@@ -1414,8 +1420,12 @@ void
 explain_zone_refusal(CK_RV rv, unsigned long zone)
 {
 	if (rv == CKR_FUNCTION_REJECTED)
-		fprintf(stderr, ": no fresh attestation evidence for zone %lu "
-		    "(see `edgevault attest check --zone %lu`)", zone, zone);
+		fprintf(
+		    stderr,
+		    ": no fresh attestation evidence for zone %lu "
+		    "(see `edgevault attest check --zone %lu`), or the PCRs its key is sealed to "
+		    "changed (see the module's log; `edgevault zone rebind --zone %lu`)",
+		    zone, zone, zone);
 	else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
 		fprintf(stderr, " (retired meanwhile, a copy, or a session object)");
 	else if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
@@ -1697,6 +1707,8 @@ main(int argc, char **argv)
 		return cmd_status();
 	if (strcmp(cmd, "zone") == 0 && sub != NULL && strcmp(sub, "list") == 0)
 		return cmd_zone_list();
+	if (strcmp(cmd, "zone") == 0 && sub != NULL && strcmp(sub, "rebind") == 0)
+		return cmd_zone_rebind(argc - optind, argv + optind);
 	if (strcmp(cmd, "revocation") == 0)
 		return cmd_revocation(argc - optind, argv + optind);
 	if (strcmp(cmd, "revoke") == 0)

@@ -150,5 +150,6 @@ int show_store_open(const char *cmd, int argc, char **argv, ev_store **store);
 int cmd_attest(int argc, char **argv);   /* tools/cmd_attest.c */
 int cmd_rotate(int argc, char **argv);   /* tools/cmd_rotate.c */
 int cmd_policy(int argc, char **argv);   /* tools/cmd_rotate.c */
+int cmd_zone_rebind(int argc, char **argv); /* tools/cmd_rotate.c: argv[0] is "rebind" */
 
 #endif

@@ -41,8 +41,9 @@
 
 /*
  * The admin interface: a vendor interface offered by C_GetInterface
- * under the name below, version 1.1 (1.0 lacks the attestation and
- * rotation functions; asking for 1.0 gets the same list). C_GetInterfaceList does not list
+ * under the name below, version 1.2 (1.0 lacks the attestation and
+ * rotation functions, 1.1 lacks EV_RebindZone; asking for 1.0 or 1.1 gets
+ * the same list, labelled with the version asked for). C_GetInterfaceList does not list
  * it: generic callers that walk that list take every entry for a PKCS#11
  * function list. Its functions work in the module initialised with
  * C_Initialize, like the standard ones, and answer
@@ -111,7 +112,7 @@ typedef struct EV_ATTESTATION {
 typedef struct EV_ADMIN_FUNCTION_LIST EV_ADMIN_FUNCTION_LIST;
 
 struct EV_ADMIN_FUNCTION_LIST {
-	CK_VERSION version; /* 1.1 */
+	CK_VERSION version; /* 1.2 (or the 1.0 or 1.1 asked for) */
 	/*
 	 * Apply a signed revocation list (the bytes of a list file) as if it
 	 * had been dropped in the watched directory: verified against the
@@ -203,6 +204,28 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * does not open under its key (nothing changes then).
 	 */
 	CK_RV (*EV_RotateZoneKey)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount);
+
+	/* Version 1.2: PCR binding (doc/key-protection.md, "PCR binding"). */
+
+	/*
+	 * Seal the session's zone key again as the zone's policy says now:
+	 * to the PCRs its pcrs setting names, at the values they hold now
+	 * (with a new SO recovery copy), or to no PCR when it names none.
+	 * The key itself does not change. It is opened as usual or, when the
+	 * PCRs it is bound to have changed, from the SO recovery copy with
+	 * the logged-in SO's PIN. Needs a read/write session
+	 * (CKR_SESSION_READ_ONLY) with the SO logged in
+	 * (CKR_USER_NOT_LOGGED_IN), and for a zone whose logins need
+	 * attestation, fresh evidence (CKR_FUNCTION_REJECTED, recorded).
+	 * *pulPcrs (may be NULL) gets the PCRs it is bound to now (bit i:
+	 * PCR i of the SHA-256 bank; 0: none). CKR_FUNCTION_REJECTED when its
+	 * PCRs changed and it has no SO recovery copy; CKR_PIN_INCORRECT when
+	 * the copy does not open with the SO's PIN (the TPM counts it towards
+	 * its dictionary-attack lockout), CKR_PIN_LOCKED when the TPM is in
+	 * lockout; CKR_DEVICE_REMOVED when the zone was revoked or
+	 * re-initialised meanwhile; CKR_DEVICE_ERROR.
+	 */
+	CK_RV (*EV_RebindZone)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs);
 };
 
 #endif

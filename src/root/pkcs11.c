@@ -825,7 +825,7 @@ versioned_aad(const unsigned char *aad, size_t aadlen, unsigned char **out)
 
 static CK_RV
 p11_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-	 unsigned char **blob, size_t *bloblen)
+	 const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)
 {
 	struct p11_root *r = (struct p11_root *)base;
 	unsigned char *gcm_aad = NULL;
@@ -833,6 +833,9 @@ p11_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret
 	size_t n;
 	CK_RV rv;
 
+	/* No PCRs here, and the upstream token's PIN is its only auth value. */
+	if (opts != NULL && (opts->pcrs != 0 || opts->auth != NULL))
+		return CKR_ARGUMENTS_BAD;
 	if (plain->len > (size_t)1 << 30)
 		return CKR_DATA_LEN_RANGE;
 	n = SEAL_OVERHEAD + plain->len;
@@ -863,13 +866,15 @@ out:
 
 static CK_RV
 p11_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
-	   size_t bloblen, ev_secret **plain)
+	   size_t bloblen, ev_unseal_opts *opts, ev_secret **plain)
 {
 	struct p11_root *r = (struct p11_root *)base;
 	unsigned char *gcm_aad = NULL;
 	struct unseal_args a;
 	CK_RV rv;
 
+	if (opts != NULL && opts->auth != NULL)
+		return CKR_ARGUMENTS_BAD;
 	if (bloblen < SEAL_OVERHEAD || blob[0] != SEAL_VERSION)
 		return CKR_ENCRYPTED_DATA_INVALID;
 	memset(&a, 0, sizeof(a));

@@ -56,7 +56,7 @@ ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, siz
 
 CK_RV
 ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-	     unsigned char **blob, size_t *bloblen)
+	     const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)
 {
 	CK_RV rv;
 
@@ -67,26 +67,37 @@ ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secre
 	if (r == NULL || r->ops == NULL || plain == NULL || blob == NULL || bloblen == NULL ||
 	    (aad == NULL && aadlen > 0))
 		return CKR_ARGUMENTS_BAD;
+	if (opts != NULL &&
+	    ((opts->pcrs & ~EV_PCR_ALL) != 0 || (opts->pcrs != 0 && opts->auth != NULL) ||
+	     (opts->auth != NULL && (opts->auth->len == 0 || opts->auth->len > EV_SEAL_AUTH_MAX))))
+		return CKR_ARGUMENTS_BAD;
 	ERR_set_mark();
-	rv = r->ops->seal(r, aad, aadlen, plain, blob, bloblen);
+	rv = r->ops->seal(r, aad, aadlen, plain, opts, blob, bloblen);
 	ERR_pop_to_mark();
 	return rv;
 }
 
 CK_RV
 ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
-	       size_t bloblen, ev_secret **plain)
+	       size_t bloblen, ev_unseal_opts *opts, ev_secret **plain)
 {
 	CK_RV rv;
 
 	if (plain == NULL)
 		return CKR_ARGUMENTS_BAD;
 	*plain = NULL;
+	if (opts != NULL) {
+		opts->pcrs = 0;
+		opts->changed = 0;
+	}
 	if (r == NULL || r->ops == NULL || (blob == NULL && bloblen > 0) ||
 	    (aad == NULL && aadlen > 0))
 		return CKR_ARGUMENTS_BAD;
+	if (opts != NULL && opts->auth != NULL &&
+	    (opts->auth->len == 0 || opts->auth->len > EV_SEAL_AUTH_MAX))
+		return CKR_ARGUMENTS_BAD;
 	ERR_set_mark();
-	rv = r->ops->unseal(r, aad, aadlen, blob, bloblen, plain);
+	rv = r->ops->unseal(r, aad, aadlen, blob, bloblen, opts, plain);
 	ERR_pop_to_mark();
 	return rv;
 }

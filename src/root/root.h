@@ -22,12 +22,54 @@
 typedef struct ev_root ev_root;
 struct ev_quote; /* ev_root_quote() */
 
+/* The PCRs a sealed secret can be bound to: 0 .. EV_PCR_MAX of the SHA-256 bank. */
+#define EV_PCR_MAX 23
+#define EV_PCR_ALL 0x00ffffffu /* bit i: PCR i */
+#define EV_SEAL_AUTH_MAX 32    /* longest auth value (the TPM's SHA-256 digest size) */
+
+/*
+ * What a seal binds the secret to, beyond the associated data. NULL, or
+ * a zeroed one: nothing (the blob opens whenever the root is reachable).
+ * At most one of the two (CKR_ARGUMENTS_BAD for both); the pkcs11 backend
+ * supports neither (CKR_ARGUMENTS_BAD).
+ *   pcrs: bit i set = PCR i (SHA-256 bank, 0 .. 23): the blob opens only
+ *         while those PCRs hold the values they hold at sealing.
+ *   auth: an auth value (1 .. EV_SEAL_AUTH_MAX bytes) the unsealer must
+ *         give; the TPM counts wrong ones towards its dictionary-attack
+ *         lockout.
+ */
+typedef struct ev_seal_opts {
+	uint32_t pcrs;
+	const ev_secret *auth;
+} ev_seal_opts;
+
+/*
+ * What an unseal needs (auth: the value the blob was sealed with; NULL:
+ * none), and what it found out (pcrs: the PCR selection the blob is bound
+ * to; changed: with EVR_PCR_MISMATCH, those PCRs of the selection whose
+ * values differ from the sealed ones now, 0 when that could not be told).
+ */
+typedef struct ev_unseal_opts {
+	const ev_secret *auth;
+	uint32_t pcrs;
+	uint32_t changed;
+} ev_unseal_opts;
+
+/*
+ * Internal answer of ev_root_unseal(): the blob is bound to PCRs whose
+ * values have changed since it was sealed. Never returned to an
+ * application (the token layer turns it into CKR_FUNCTION_REJECTED).
+ */
+#define EVR_PCR_MISMATCH (CKR_VENDOR_DEFINED | 0x45560010UL)
+
 struct ev_root_ops {
 	const char *name;
-	CK_RV (*seal)(ev_root *r, const unsigned char *aad, size_t aadlen,
-	    const ev_secret *plain, unsigned char **blob, size_t *bloblen);
-	CK_RV (*unseal)(ev_root *r, const unsigned char *aad, size_t aadlen,
-	    const unsigned char *blob, size_t bloblen, ev_secret **plain);
+	CK_RV (*seal)
+	(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
+	 const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen);
+	CK_RV (*unseal)
+	(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
+	 size_t bloblen, ev_unseal_opts *opts, ev_secret **plain);
 	void (*forked)(ev_root *r);
 	void (*free)(ev_root *r);
 	/* tpm2 only; NULL where the root cannot quote (ev_root_quote()). */
@@ -55,23 +97,32 @@ CK_RV ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *er
 
 /*
  * Seal a secret: *blob (malloc'ed; NULL on failure) can only be opened by
- * this root with the same associated data. The blob starts with a format
- * version byte. CKR_ARGUMENTS_BAD, CKR_DATA_LEN_RANGE, CKR_HOST_MEMORY,
- * CKR_DEVICE_ERROR (root unreachable), CKR_PIN_INCORRECT (upstream PIN
- * rejected on reconnection).
+ * this root with the same associated data, and under opts (may be NULL:
+ * see ev_seal_opts). The blob starts with a format version byte.
+ * CKR_ARGUMENTS_BAD (also: options the backend does not support, a PCR
+ * outside 0 .. 23), CKR_DATA_LEN_RANGE, CKR_HOST_MEMORY, CKR_DEVICE_ERROR
+ * (root unreachable), CKR_PIN_INCORRECT (upstream PIN rejected on
+ * reconnection), CKR_FUNCTION_FAILED (the PCRs kept changing while the
+ * TPM sealed).
  */
 CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-    unsigned char **blob, size_t *bloblen);
+		   const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen);
 
 /*
- * Open a sealed blob. CKR_ENCRYPTED_DATA_INVALID when the blob or its
- * associated data do not authenticate; CKR_DEVICE_ERROR when the root
- * cannot be reached; CKR_PIN_INCORRECT when the upstream PIN is rejected
- * on reconnection. *plain is in secure memory, owned by the caller, NULL
- * on failure.
+ * Open a sealed blob; opts may be NULL (no auth value given, nothing to
+ * report back). CKR_ENCRYPTED_DATA_INVALID when the blob or its
+ * associated data do not authenticate; EVR_PCR_MISMATCH (see above) when
+ * the blob is bound to PCRs that have changed; CKR_PIN_INCORRECT when the
+ * blob needs an auth value and the one given is wrong (counted by the
+ * TPM's dictionary-attack protection), or when the upstream PIN is
+ * rejected on reconnection; CKR_PIN_LOCKED when the TPM is in
+ * dictionary-attack lockout; CKR_ARGUMENTS_BAD when an auth value is
+ * given for a blob that has none or missing for one that has;
+ * CKR_DEVICE_ERROR when the root cannot be reached. *plain is in secure
+ * memory, owned by the caller, NULL on failure.
  */
-CK_RV ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen,
-    const unsigned char *blob, size_t bloblen, ev_secret **plain) EV_MUST_CHECK;
+CK_RV ev_root_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
+		     size_t bloblen, ev_unseal_opts *opts, ev_secret **plain) EV_MUST_CHECK;
 
 /* In a child after fork(): drop the parent's upstream sessions and state
  * without disturbing the parent; the next call reconnects. */

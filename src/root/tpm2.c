@@ -12,6 +12,17 @@
  * the data's secrecy and integrity, and the digest, checked after
  * TPM2_Unseal, binds the associated data (and the version) to it.
  *
+ * A seal with options (ev_seal_opts) makes version 0x03: a binding byte
+ * (1: a PCR policy, 2: an auth value), the PCR selection (u32) and the
+ * PCR values it was sealed to (32 bytes each, ascending PCR order) come
+ * before the two halves, and the digest covers version, binding and
+ * selection. A PCR-bound object has authPolicy = PolicyPCR(selection,
+ * values) and no userWithAuth: it is unsealed in a policy session that
+ * runs TPM2_PolicyPCR first, and a PCR that changed since makes
+ * TPM2_Unseal fail (EVR_PCR_MISMATCH, with the PCRs that differ). An
+ * auth-bound object has the auth value and, unlike the others, no noDA:
+ * a wrong value counts towards the TPM's dictionary-attack lockout.
+ *
  * Every command that carries the secret runs in a salted HMAC session
  * (salted with the primary key, AES-128-CFB parameter encryption), so the
  * secret never crosses the bus to the TPM in clear: TPM2_Create's
@@ -52,7 +63,13 @@
 #include "root.h"
 
 #define SEAL_VERSION 2
+#define SEAL_VERSION_BOUND 3 /* with ev_seal_opts */
+#define BIND_NONE 0
+#define BIND_PCR 1
+#define BIND_AUTH 2
 #define AAD_DIGEST_LEN 32 /* BLAKE2b-256 */
+#define PCR_LEN 32	  /* a SHA-256 PCR value */
+#define PCR_SELECT_BYTES 3 /* PCRs 0 .. 23 */
 /*
  * A sealed object's data is at most MAX_SYM_DATA bytes, 128 on the TPMs
  * of the PC Client profile (the TSS headers allow 256; TPMs do not).
@@ -64,6 +81,10 @@
 #define SEAL_ATTRS                                                                                 \
 	(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH |               \
 	 TPMA_OBJECT_NODA)
+/* Bound to PCRs: only the policy authorises it (no userWithAuth). */
+#define PCR_ATTRS (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_NODA)
+/* Bound to an auth value: no noDA, so guessing it meets the TPM's lockout. */
+#define AUTH_ATTRS (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH)
 
 /* The storage primary's: the TCG's storage root key template. */
 #define PRIMARY_ATTRS                                                                              \
@@ -139,6 +160,24 @@ parameter_error(TSS2_RC rc)
 	    (rc & TSS2_RC_LAYER_MASK) != TSS2_RESMGR_TPM_RC_LAYER)
 		return 0;
 	return (rc & TPM2_RC_FMT1) != 0 && (rc & TPM2_RC_P) != 0;
+}
+
+/*
+ * The TPM's answer without the layer and the handle, session or
+ * parameter number: TPM2_RC_POLICY_FAIL for a policy check failed in
+ * session 1. 0 for an answer that is not the TPM's.
+ */
+static TSS2_RC
+tpm_rc(TSS2_RC rc)
+{
+	TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+
+	if (layer != TSS2_TPM_RC_LAYER && layer != TSS2_RESMGR_TPM_RC_LAYER)
+		return 0;
+	rc &= ~TSS2_RC_LAYER_MASK;
+	if (rc & TPM2_RC_FMT1)
+		return rc & (TPM2_RC_FMT1 | 0x3f);
+	return rc & 0xfff;
 }
 
 static void
@@ -292,7 +331,7 @@ fail:
  * TPMA_SESSION_ENCRYPT: the response's).
  */
 static TSS2_RC
-start_session(struct tpm_root *r, TPMA_SESSION attrs, ESYS_TR *sess)
+start_salted(struct tpm_root *r, TPM2_SE type, TPMA_SESSION attrs, ESYS_TR *sess)
 {
 	TPMT_SYM_DEF sym;
 	TSS2_RC rc;
@@ -303,7 +342,7 @@ start_session(struct tpm_root *r, TPMA_SESSION attrs, ESYS_TR *sess)
 	sym.mode.aes = TPM2_ALG_CFB;
 	*sess = ESYS_TR_NONE;
 	rc = Esys_StartAuthSession(r->esys, r->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, sess);
+				   ESYS_TR_NONE, NULL, type, &sym, TPM2_ALG_SHA256, sess);
 	if (rc != TSS2_RC_SUCCESS) {
 		*sess = ESYS_TR_NONE;
 		return rc;
@@ -315,6 +354,12 @@ start_session(struct tpm_root *r, TPMA_SESSION attrs, ESYS_TR *sess)
 		*sess = ESYS_TR_NONE;
 	}
 	return rc;
+}
+
+static TSS2_RC
+start_session(struct tpm_root *r, TPMA_SESSION attrs, ESYS_TR *sess)
+{
+	return start_salted(r, TPM2_SE_HMAC, attrs, sess);
 }
 
 /*
@@ -330,34 +375,225 @@ end_session(struct tpm_root *r, ESYS_TR *sess)
 	*sess = ESYS_TR_NONE;
 }
 
-/* BLAKE2b-256(SEAL_VERSION || aad): what binds the associated data. */
+/*
+ * What binds the associated data: BLAKE2b-256(version || aad), and for
+ * version 0x03 BLAKE2b-256(version || binding || u32 PCR selection || aad).
+ */
 static int
-aad_digest(const unsigned char *aad, size_t aadlen, unsigned char out[AAD_DIGEST_LEN])
+aad_digest(unsigned version, unsigned binding, uint32_t pcrs, const unsigned char *aad,
+	   size_t aadlen, unsigned char out[AAD_DIGEST_LEN])
 {
 	crypto_generichash_state st;
-	const unsigned char v = SEAL_VERSION;
+	unsigned char head[6];
+	size_t n = 1;
 
+	head[0] = (unsigned char)version;
+	if (version == SEAL_VERSION_BOUND) {
+		head[1] = (unsigned char)binding;
+		head[2] = (unsigned char)(pcrs >> 24);
+		head[3] = (unsigned char)(pcrs >> 16);
+		head[4] = (unsigned char)(pcrs >> 8);
+		head[5] = (unsigned char)pcrs;
+		n = sizeof(head);
+	}
 	if (crypto_generichash_init(&st, NULL, 0, AAD_DIGEST_LEN) != 0 ||
-	    crypto_generichash_update(&st, &v, 1) != 0 ||
+	    crypto_generichash_update(&st, head, n) != 0 ||
 	    (aadlen > 0 && crypto_generichash_update(&st, aad, aadlen) != 0) ||
 	    crypto_generichash_final(&st, out, AAD_DIGEST_LEN) != 0)
 		return -1;
 	return 0;
 }
 
+static unsigned
+pcr_count(uint32_t pcrs)
+{
+	return (unsigned)__builtin_popcount(pcrs);
+}
+
+/* The SHA-256 bank's selection of the PCRs in mask. */
+static void
+pcr_selection(uint32_t mask, TPML_PCR_SELECTION *sel)
+{
+	unsigned i;
+
+	memset(sel, 0, sizeof(*sel));
+	sel->count = 1;
+	sel->pcrSelections[0].hash = TPM2_ALG_SHA256;
+	sel->pcrSelections[0].sizeofSelect = PCR_SELECT_BYTES;
+	for (i = 0; i < PCR_SELECT_BYTES; i++)
+		sel->pcrSelections[0].pcrSelect[i] = (BYTE)(mask >> (8 * i));
+}
+
+/* The PCRs of the SHA-256 bank a selection names. */
+static uint32_t
+pcr_mask_of(const TPML_PCR_SELECTION *sel)
+{
+	uint32_t mask = 0;
+	unsigned i, j;
+
+	for (i = 0; i < sel->count && i < TPM2_NUM_PCR_BANKS; i++) {
+		if (sel->pcrSelections[i].hash != TPM2_ALG_SHA256)
+			continue;
+		for (j = 0; j < sel->pcrSelections[i].sizeofSelect && j < PCR_SELECT_BYTES; j++)
+			mask |= (uint32_t)sel->pcrSelections[i].pcrSelect[j] << (8 * j);
+	}
+	return mask;
+}
+
+/*
+ * The values of the PCRs in mask (SHA-256 bank), ascending, into values
+ * (PCR_LEN bytes each). TPM2_PCR_Read answers at most 8 at a time: the
+ * rest are asked for again, and the whole read starts over (a few times)
+ * when a PCR changed in between (the update counter moved). A bank
+ * without these PCRs is TPM2_RC_VALUE.
+ */
+static TSS2_RC
+read_pcrs(struct tpm_root *r, uint32_t mask, unsigned char *values)
+{
+	TPML_PCR_SELECTION sel, *got = NULL;
+	TPML_DIGEST *dig = NULL;
+	uint32_t left, done, counter = 0, first = 0;
+	unsigned i, k, at, tries;
+	TSS2_RC rc = TSS2_RC_SUCCESS;
+
+	for (tries = 0; tries < 4; tries++) {
+		left = mask;
+		for (k = 0; left != 0; k++) {
+			pcr_selection(left, &sel);
+			rc = Esys_PCR_Read(r->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
+					   &counter, &got, &dig);
+			if (rc != TSS2_RC_SUCCESS)
+				return rc;
+			if (k == 0)
+				first = counter;
+			done = pcr_mask_of(got) & left;
+			rc = TPM2_RC_VALUE; /* nothing read, or not what was asked for */
+			if (done == 0 || dig->count != pcr_count(done) || counter != first)
+				goto next;
+			for (i = 0, at = 0; i <= EV_PCR_MAX; i++) {
+				if (!(done & (1u << i)))
+					continue;
+				if (dig->digests[at].size != PCR_LEN)
+					goto next;
+				memcpy(values + PCR_LEN * pcr_count(mask & ((1u << i) - 1)),
+				       dig->digests[at].buffer, PCR_LEN);
+				at++;
+			}
+			rc = TSS2_RC_SUCCESS;
+			left &= ~done;
+		next:
+			Esys_Free(got);
+			Esys_Free(dig);
+			got = NULL;
+			dig = NULL;
+			if (rc != TSS2_RC_SUCCESS)
+				break;
+		}
+		if (rc == TSS2_RC_SUCCESS || counter == first)
+			return rc;
+	}
+	return rc;
+}
+
+/*
+ * The policy digest of TPM2_PolicyPCR over the PCRs in mask holding
+ * values, computed by the TPM in a trial session (flushed on every path).
+ */
+static TSS2_RC
+pcr_policy(struct tpm_root *r, uint32_t mask, const unsigned char *values, TPM2B_DIGEST *policy)
+{
+	TPML_PCR_SELECTION sel;
+	TPM2B_DIGEST pcr_digest, *out = NULL;
+	TPMT_SYM_DEF sym;
+	ESYS_TR trial = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	memset(&sym, 0, sizeof(sym));
+	sym.algorithm = TPM2_ALG_NULL;
+	memset(&pcr_digest, 0, sizeof(pcr_digest));
+	pcr_digest.size = crypto_hash_sha256_BYTES;
+	crypto_hash_sha256(pcr_digest.buffer, values,
+			   (unsigned long long)PCR_LEN * pcr_count(mask));
+	pcr_selection(mask, &sel);
+	rc =
+	    Esys_StartAuthSession(r->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				  ESYS_TR_NONE, NULL, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &trial);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	rc = Esys_PolicyPCR(r->esys, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pcr_digest,
+			    &sel);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_PolicyGetDigest(r->esys, trial, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					  &out);
+	(void)Esys_FlushContext(r->esys, trial);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	*policy = *out;
+	Esys_Free(out);
+	return TSS2_RC_SUCCESS;
+}
+
+/* A TPM2B_AUTH from a secret; wipe it after use. */
+static void
+auth_value(const ev_secret *s, TPM2B_AUTH *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (s == NULL)
+		return;
+	a->size = (UINT16)s->len;
+	memcpy(a->buffer, s->data, s->len);
+}
+
 struct seal_args {
 	const unsigned char *digest;
 	const ev_secret *plain;
-	TPM2B_PUBLIC *pub;   /* out, Esys_Free */
-	TPM2B_PRIVATE *priv; /* out, Esys_Free */
+	unsigned binding;
+	uint32_t pcrs;
+	const ev_secret *auth;
+	unsigned char *values; /* PCR_LEN per PCR of pcrs: out */
+	int raced;	       /* out: a PCR changed while the object was made */
+	TPM2B_PUBLIC *pub;     /* out, Esys_Free */
+	TPM2B_PRIVATE *priv;   /* out, Esys_Free */
 };
 
 struct unseal_args {
 	const unsigned char *digest;
+	unsigned binding;
+	uint32_t pcrs;
+	const unsigned char *values; /* the PCR values it was sealed to */
+	const ev_secret *auth;
 	const TPM2B_PUBLIC *pub;
 	const TPM2B_PRIVATE *priv;
+	uint32_t changed; /* out, with EVR_PCR_MISMATCH */
 	ev_secret *plain; /* out */
 };
+
+/* The object's template: its attributes and policy say how it is opened. */
+static TSS2_RC
+seal_template(struct tpm_root *r, struct seal_args *a, TPM2B_PUBLIC *tmpl)
+{
+	TSS2_RC rc;
+
+	memset(tmpl, 0, sizeof(*tmpl));
+	tmpl->publicArea.type = TPM2_ALG_KEYEDHASH;
+	tmpl->publicArea.nameAlg = TPM2_ALG_SHA256;
+	tmpl->publicArea.objectAttributes = SEAL_ATTRS;
+	tmpl->publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+	if (a->binding == BIND_AUTH)
+		tmpl->publicArea.objectAttributes = AUTH_ATTRS;
+	if (a->binding != BIND_PCR)
+		return TSS2_RC_SUCCESS;
+	tmpl->publicArea.objectAttributes = PCR_ATTRS;
+	rc = read_pcrs(r, a->pcrs, a->values);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = pcr_policy(r, a->pcrs, a->values, &tmpl->publicArea.authPolicy);
+	if (rc != TSS2_RC_SUCCESS)
+		ev_error(
+		    "TPM root: cannot read PCRs 0x%06x of the SHA-256 bank or make their policy: "
+		    "%s",
+		    (unsigned)a->pcrs, rc_text(rc));
+	return rc;
+}
 
 static TSS2_RC
 op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
@@ -368,23 +604,23 @@ op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
 	TPM2B_DATA outside;
 	TPML_PCR_SELECTION pcrs;
 	ESYS_TR sess;
+	unsigned char now[PCR_LEN * (EV_PCR_MAX + 1)];
 	TSS2_RC rc;
 
 	*rv = CKR_DEVICE_ERROR;
+	rc = seal_template(r, a, &tmpl);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
 	rc = start_session(r, TPMA_SESSION_DECRYPT, &sess);
 	if (rc != TSS2_RC_SUCCESS)
 		return rc;
 	memset(&sens, 0, sizeof(sens));
-	memset(&tmpl, 0, sizeof(tmpl));
 	memset(&outside, 0, sizeof(outside));
 	memset(&pcrs, 0, sizeof(pcrs));
 	sens.sensitive.data.size = (UINT16)(AAD_DIGEST_LEN + a->plain->len);
 	memcpy(sens.sensitive.data.buffer, a->digest, AAD_DIGEST_LEN);
 	memcpy(sens.sensitive.data.buffer + AAD_DIGEST_LEN, a->plain->data, a->plain->len);
-	tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
-	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-	tmpl.publicArea.objectAttributes = SEAL_ATTRS;
-	tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+	auth_value(a->auth, &sens.sensitive.userAuth);
 	rc = Esys_Create(r->esys, r->primary, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
 			 &outside, &pcrs, &a->priv, &a->pub, NULL, NULL, NULL);
 	sodium_memzero(&sens, sizeof(sens));
@@ -394,8 +630,93 @@ op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
 		a->pub = NULL;
 		return rc;
 	}
+	/* Sealed to the values read before: still the values now? */
+	if (a->binding == BIND_PCR && (read_pcrs(r, a->pcrs, now) != TSS2_RC_SUCCESS ||
+				       memcmp(now, a->values, PCR_LEN * pcr_count(a->pcrs)) != 0))
+		a->raced = 1;
 	*rv = CKR_OK;
 	return rc;
+}
+
+/* The PCRs of the selection whose values are not the sealed ones now (0: cannot tell). */
+static uint32_t
+pcrs_changed(struct tpm_root *r, uint32_t mask, const unsigned char *sealed)
+{
+	unsigned char now[PCR_LEN * (EV_PCR_MAX + 1)];
+	uint32_t changed = 0;
+	unsigned i, at = 0;
+
+	if (read_pcrs(r, mask, now) != TSS2_RC_SUCCESS)
+		return 0;
+	for (i = 0; i <= EV_PCR_MAX; i++) {
+		if (!(mask & (1u << i)))
+			continue;
+		if (memcmp(now + PCR_LEN * at, sealed + PCR_LEN * at, PCR_LEN) != 0)
+			changed |= 1u << i;
+		at++;
+	}
+	return changed;
+}
+
+/*
+ * The session that authorises TPM2_Unseal and encrypts its answer: a
+ * salted HMAC session (with the auth value set on the object when it has
+ * one), or for a PCR-bound object a salted policy session that has run
+ * TPM2_PolicyPCR over the object's selection with the values the PCRs
+ * hold now (the TPM then refuses the unseal when they are not the ones
+ * the object's policy was made with).
+ */
+static TSS2_RC
+unseal_session(struct tpm_root *r, struct unseal_args *a, ESYS_TR obj, ESYS_TR *sess)
+{
+	TPML_PCR_SELECTION sel;
+	TPM2B_DIGEST none;
+	TPM2B_AUTH auth;
+	TSS2_RC rc;
+
+	if (a->binding != BIND_PCR) {
+		if (a->binding == BIND_AUTH) {
+			auth_value(a->auth, &auth);
+			rc = Esys_TR_SetAuth(r->esys, obj, &auth);
+			sodium_memzero(&auth, sizeof(auth));
+			if (rc != TSS2_RC_SUCCESS)
+				return rc;
+		}
+		return start_session(r, TPMA_SESSION_ENCRYPT, sess);
+	}
+	rc = start_salted(r, TPM2_SE_POLICY, TPMA_SESSION_ENCRYPT, sess);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	memset(&none, 0, sizeof(none));
+	pcr_selection(a->pcrs, &sel);
+	rc = Esys_PolicyPCR(r->esys, *sess, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &none, &sel);
+	if (rc != TSS2_RC_SUCCESS)
+		end_session(r, sess);
+	return rc;
+}
+
+/* What a refused TPM2_Unseal means here, when it is not a device error. */
+static CK_RV
+unseal_refusal(struct tpm_root *r, struct unseal_args *a, TSS2_RC rc)
+{
+	TSS2_RC code = tpm_rc(rc);
+
+	if (a->binding == BIND_PCR &&
+	    (code == TPM2_RC_POLICY_FAIL || code == TPM2_RC_PCR_CHANGED)) {
+		a->changed = pcrs_changed(r, a->pcrs, a->values);
+		return EVR_PCR_MISMATCH;
+	}
+	if (a->binding == BIND_AUTH && (code == TPM2_RC_AUTH_FAIL || code == TPM2_RC_BAD_AUTH)) {
+		ev_warn("TPM root: the auth value of the sealed object is wrong (counted by the "
+			"TPM's dictionary-attack protection)");
+		return CKR_PIN_INCORRECT;
+	}
+	if (code == TPM2_RC_LOCKOUT) {
+		ev_error("TPM root: the TPM is in dictionary-attack lockout: objects with an auth "
+			 "value cannot be used until it recovers");
+		return CKR_PIN_LOCKED;
+	}
+	return CKR_DEVICE_ERROR;
 }
 
 static TSS2_RC
@@ -403,6 +724,7 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 {
 	struct unseal_args *a = arg;
 	TPM2B_SENSITIVE_DATA *out = NULL;
+	TPM2B_AUTH empty;
 	ESYS_TR sess = ESYS_TR_NONE, obj = ESYS_TR_NONE;
 	TSS2_RC rc;
 
@@ -422,16 +744,23 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 		}
 		return rc;
 	}
-	rc = start_session(r, TPMA_SESSION_ENCRYPT, &sess);
+	sess = ESYS_TR_NONE; /* ended with TPM2_Load */
+	rc = unseal_session(r, a, obj, &sess);
 	if (rc == TSS2_RC_SUCCESS) {
 		rc = Esys_Unseal(r->esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &out);
 		if (rc != TSS2_RC_SUCCESS)
 			end_session(r, &sess);
 	}
+	/* ESAPI keeps the auth value with the object's handle: overwritten, then flushed. */
+	memset(&empty, 0, sizeof(empty));
+	if (a->binding == BIND_AUTH)
+		(void)Esys_TR_SetAuth(r->esys, obj, &empty);
 	/* Always: no TPM object slot left in use, whatever happened. */
 	(void)Esys_FlushContext(r->esys, obj);
-	if (rc != TSS2_RC_SUCCESS)
+	if (rc != TSS2_RC_SUCCESS) {
+		*rv = unseal_refusal(r, a, rc);
 		return rc;
+	}
 	if (out->size <= AAD_DIGEST_LEN ||
 	    sodium_memcmp(out->buffer, a->digest, AAD_DIGEST_LEN) != 0) {
 		ev_error("the TPM unsealed the object, but it was sealed for other associated "
@@ -493,7 +822,6 @@ out:
 	pthread_mutex_unlock(&r->lock);
 	return rv;
 }
-
 static void
 put_u16(unsigned char *p, size_t v)
 {
@@ -507,113 +835,216 @@ get_u16(const unsigned char *p)
 	return ((size_t)p[0] << 8) | p[1];
 }
 
-static CK_RV
-tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-	 unsigned char **blob, size_t *bloblen)
+/* How a seal's options bind the object. */
+static unsigned
+binding_of(const ev_seal_opts *opts)
 {
-	struct tpm_root *r = (struct tpm_root *)base;
-	unsigned char digest[AAD_DIGEST_LEN];
+	if (opts != NULL && opts->pcrs != 0)
+		return BIND_PCR;
+	if (opts != NULL && opts->auth != NULL)
+		return BIND_AUTH;
+	return BIND_NONE;
+}
+
+/* The blob's header: version, and for version 0x03 binding, selection and PCR values. */
+static size_t
+header_len(unsigned binding, uint32_t pcrs)
+{
+	return binding == BIND_NONE ? 1 : 6 + (size_t)PCR_LEN * pcr_count(pcrs);
+}
+
+/* Seal once; *raced when a PCR changed while it was sealed (the blob is not made then). */
+static CK_RV
+seal_once(struct tpm_root *r, struct seal_args *a, unsigned char **blob, size_t *bloblen)
+{
 	unsigned char pubbuf[sizeof(TPM2B_PUBLIC)], privbuf[sizeof(TPM2B_PRIVATE)];
-	size_t publen = 0, privlen = 0, n;
-	struct seal_args a;
+	size_t publen = 0, privlen = 0, n, h = header_len(a->binding, a->pcrs);
 	unsigned char *p;
 	CK_RV rv;
 
-	if (plain->len == 0 || plain->len > PLAIN_MAX)
-		return CKR_DATA_LEN_RANGE;
-	memset(&a, 0, sizeof(a));
-	if (aad_digest(aad, aadlen, digest) != 0)
-		return CKR_GENERAL_ERROR;
-	a.digest = digest;
-	a.plain = plain;
-	rv = run(r, "sealing", op_seal, &a);
-	if (rv != CKR_OK)
+	a->raced = 0;
+	a->pub = NULL;
+	a->priv = NULL;
+	rv = run(r, "sealing", op_seal, a);
+	if (rv != CKR_OK || a->raced)
 		goto out;
-	if (Tss2_MU_TPM2B_PUBLIC_Marshal(a.pub, pubbuf, sizeof(pubbuf), &publen) !=
+	if (Tss2_MU_TPM2B_PUBLIC_Marshal(a->pub, pubbuf, sizeof(pubbuf), &publen) !=
 		TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPM2B_PRIVATE_Marshal(a.priv, privbuf, sizeof(privbuf), &privlen) !=
+	    Tss2_MU_TPM2B_PRIVATE_Marshal(a->priv, privbuf, sizeof(privbuf), &privlen) !=
 		TSS2_RC_SUCCESS ||
 	    publen > 0xffff || privlen > 0xffff) {
 		ev_error("TPM root: cannot marshal the sealed object");
 		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
-	n = 1 + 2 + publen + 2 + privlen;
+	n = h + 2 + publen + 2 + privlen;
 	p = malloc(n);
 	if (p == NULL) {
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	p[0] = SEAL_VERSION;
-	put_u16(p + 1, publen);
-	memcpy(p + 3, pubbuf, publen);
-	put_u16(p + 3 + publen, privlen);
-	memcpy(p + 5 + publen, privbuf, privlen);
+	p[0] = a->binding == BIND_NONE ? SEAL_VERSION : SEAL_VERSION_BOUND;
+	if (a->binding != BIND_NONE) {
+		p[1] = (unsigned char)a->binding;
+		p[2] = (unsigned char)(a->pcrs >> 24);
+		p[3] = (unsigned char)(a->pcrs >> 16);
+		p[4] = (unsigned char)(a->pcrs >> 8);
+		p[5] = (unsigned char)a->pcrs;
+		memcpy(p + 6, a->values, h - 6);
+	}
+	put_u16(p + h, publen);
+	memcpy(p + h + 2, pubbuf, publen);
+	put_u16(p + h + 2 + publen, privlen);
+	memcpy(p + h + 4 + publen, privbuf, privlen);
 	*blob = p;
 	*bloblen = n;
 out:
-	Esys_Free(a.pub);
-	Esys_Free(a.priv);
+	Esys_Free(a->pub);
+	Esys_Free(a->priv);
+	a->pub = NULL;
+	a->priv = NULL;
 	return rv;
 }
 
+static CK_RV
+tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
+	 const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+	unsigned char digest[AAD_DIGEST_LEN], values[PCR_LEN * (EV_PCR_MAX + 1)];
+	struct seal_args a;
+	int tries;
+	CK_RV rv = CKR_OK;
+
+	if (plain->len == 0 || plain->len > PLAIN_MAX)
+		return CKR_DATA_LEN_RANGE;
+	memset(&a, 0, sizeof(a));
+	a.binding = binding_of(opts);
+	a.pcrs = a.binding == BIND_PCR ? opts->pcrs : 0;
+	a.auth = a.binding == BIND_AUTH ? opts->auth : NULL;
+	a.values = values;
+	if (aad_digest(a.binding == BIND_NONE ? SEAL_VERSION : SEAL_VERSION_BOUND, a.binding,
+		       a.pcrs, aad, aadlen, digest) != 0)
+		return CKR_GENERAL_ERROR;
+	a.digest = digest;
+	a.plain = plain;
+	/* A PCR extended while sealing would leave a blob that opens for nobody: again. */
+	for (tries = 0; tries < 3; tries++) {
+		rv = seal_once(r, &a, blob, bloblen);
+		if (rv != CKR_OK || !a.raced)
+			return rv;
+		ev_warn("TPM root: PCRs 0x%06x changed while sealing; sealing again",
+			(unsigned)a.pcrs);
+	}
+	ev_error("TPM root: PCRs 0x%06x keep changing; nothing sealed", (unsigned)a.pcrs);
+	return CKR_FUNCTION_FAILED;
+}
+
+/* A parsed blob: its header, and its halves. */
+struct blob {
+	unsigned version, binding;
+	uint32_t pcrs;
+	const unsigned char *values;
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+};
+
+/* The public area a blob's binding calls for: our template, its attributes and policy. */
+static int
+template_ok(const struct blob *b)
+{
+	const TPMT_PUBLIC *pa = &b->pub.publicArea;
+	TPMA_OBJECT attrs = b->binding == BIND_PCR    ? PCR_ATTRS
+			    : b->binding == BIND_AUTH ? AUTH_ATTRS
+						      : SEAL_ATTRS;
+	UINT16 policy = b->binding == BIND_PCR ? crypto_hash_sha256_BYTES : 0;
+
+	return pa->type == TPM2_ALG_KEYEDHASH && pa->nameAlg == TPM2_ALG_SHA256 &&
+	       pa->objectAttributes == attrs &&
+	       pa->parameters.keyedHashDetail.scheme.scheme == TPM2_ALG_NULL &&
+	       pa->authPolicy.size == policy;
+}
+
 /*
- * The blob's two halves, all of it and nothing more, and a public area
- * that is ours: a sealed-data object with our attributes. 0 or -1.
+ * The blob's header and two halves, all of it and nothing more, and a
+ * public area that is ours: a sealed-data object with the attributes
+ * (and policy size) of its binding. 0 or -1.
  */
 static int
-parse_blob(const unsigned char *blob, size_t len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv)
+parse_blob(const unsigned char *blob, size_t len, struct blob *b)
 {
 	size_t n, off = 0, at;
-	const TPMT_PUBLIC *pa = &pub->publicArea;
 
-	memset(pub, 0, sizeof(*pub));
-	memset(priv, 0, sizeof(*priv));
-	if (len < 5 || blob[0] != SEAL_VERSION)
+	memset(b, 0, sizeof(*b));
+	if (len < 1)
 		return -1;
-	n = get_u16(blob + 1);
-	if (n > len - 5)
+	b->version = blob[0];
+	if (b->version == SEAL_VERSION_BOUND) {
+		if (len < 6)
+			return -1;
+		b->binding = blob[1];
+		b->pcrs = ((uint32_t)blob[2] << 24) | ((uint32_t)blob[3] << 16) |
+			  ((uint32_t)blob[4] << 8) | blob[5];
+		if ((b->binding != BIND_PCR && b->binding != BIND_AUTH) ||
+		    (b->pcrs & ~EV_PCR_ALL) != 0 || (b->binding == BIND_PCR) != (b->pcrs != 0))
+			return -1;
+		b->values = blob + 6;
+	} else if (b->version != SEAL_VERSION) {
 		return -1;
-	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob + 3, n, &off, pub) != TSS2_RC_SUCCESS || off != n)
+	}
+	at = header_len(b->binding, b->pcrs);
+	if (len < at + 4)
 		return -1;
-	at = 3 + n;
+	n = get_u16(blob + at);
+	if (n > len - at - 4)
+		return -1;
+	if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob + at + 2, n, &off, &b->pub) != TSS2_RC_SUCCESS ||
+	    off != n)
+		return -1;
+	at += 2 + n;
 	n = get_u16(blob + at);
 	at += 2;
 	if (n != len - at)
 		return -1;
 	off = 0;
-	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob + at, n, &off, priv) != TSS2_RC_SUCCESS ||
+	if (Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob + at, n, &off, &b->priv) != TSS2_RC_SUCCESS ||
 	    off != n)
 		return -1;
-	if (pa->type != TPM2_ALG_KEYEDHASH || pa->nameAlg != TPM2_ALG_SHA256 ||
-	    pa->objectAttributes != SEAL_ATTRS ||
-	    pa->parameters.keyedHashDetail.scheme.scheme != TPM2_ALG_NULL ||
-	    pa->authPolicy.size != 0)
-		return -1;
-	return 0;
+	return template_ok(b) ? 0 : -1;
 }
 
 static CK_RV
 tpm_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
-	   size_t bloblen, ev_secret **plain)
+	   size_t bloblen, ev_unseal_opts *opts, ev_secret **plain)
 {
 	struct tpm_root *r = (struct tpm_root *)base;
 	unsigned char digest[AAD_DIGEST_LEN];
+	const ev_secret *auth = opts != NULL ? opts->auth : NULL;
 	struct unseal_args a;
-	TPM2B_PUBLIC pub;
-	TPM2B_PRIVATE priv;
+	struct blob b;
 	CK_RV rv;
 
 	/* Before the TPM sees anything. */
-	if (parse_blob(blob, bloblen, &pub, &priv) != 0)
+	if (parse_blob(blob, bloblen, &b) != 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
-	if (aad_digest(aad, aadlen, digest) != 0)
+	if (opts != NULL)
+		opts->pcrs = b.pcrs;
+	/* An auth value for an object without one, or none for one that has: a caller's slip. */
+	if ((b.binding == BIND_AUTH) != (auth != NULL))
+		return CKR_ARGUMENTS_BAD;
+	if (aad_digest(b.version, b.binding, b.pcrs, aad, aadlen, digest) != 0)
 		return CKR_GENERAL_ERROR;
 	memset(&a, 0, sizeof(a));
 	a.digest = digest;
-	a.pub = &pub;
-	a.priv = &priv;
+	a.binding = b.binding;
+	a.pcrs = b.pcrs;
+	a.values = b.values;
+	a.auth = auth;
+	a.pub = &b.pub;
+	a.priv = &b.priv;
 	rv = run(r, "unsealing", op_unseal, &a);
+	if (rv == EVR_PCR_MISMATCH && opts != NULL)
+		opts->changed = a.changed;
 	if (rv != CKR_OK) {
 		ev_secret_free(a.plain);
 		return rv;

@@ -49,6 +49,37 @@ ok "status --json is JSON" sh -c \
 	"'$EV_TOOL' --json status | '$EV_PYTHON' -c 'import json,sys; s=json.load(sys.stdin);
 assert s[\"root\"][\"reachable\"] is True and s[\"zones\"] == 2, s'"
 
+# zone rebind: with this (pkcs11) root no zone is bound to PCRs, so it
+# seals the zone key again unbound; the key still opens afterwards.
+printf '%s\n' "$SO_PIN" >so-rebind.pin
+chmod 600 so-rebind.pin
+out_has "zone rebind seals the zone key again" '^zone 1: zone key sealed again, bound to PCRs: none$' \
+	"$EV_TOOL" zone rebind --zone 1 --so-pin-file so-rebind.pin
+ok "zone rebind --json says the PCRs it is bound to" sh -c \
+	"'$EV_TOOL' zone rebind --zone 1 --so-pin-file so-rebind.pin --json | '$EV_PYTHON' -c 'import json,sys; r=json.load(sys.stdin);
+assert r == {\"zone\": 1, \"pcrs\": []}, r'"
+ok "zone rebind takes the SO PIN from the environment" env EDGEVAULT_SO_PIN="$SO_PIN" \
+	"$EV_TOOL" zone rebind --zone 1
+ok "the re-bound zone still opens" \
+	pkcs11-tool --module "$EV_MODULE" --token-label zone-one --login --pin "$USER_PIN" --list-objects
+printf 'not-the-so-pin\n' >so-wrong.pin
+chmod 600 so-wrong.pin
+fails "zone rebind with a wrong SO PIN is refused" 'SO login to zone 1 failed: CKR_PIN_INCORRECT' \
+	"$EV_TOOL" zone rebind --zone 1 --so-pin-file so-wrong.pin
+exits "zone rebind with a wrong SO PIN exits 1" 1 \
+	"$EV_TOOL" zone rebind --zone 1 --so-pin-file so-wrong.pin
+run "$EV_TOOL" zone rebind --zone 1 --so-pin-file so-rebind.pin # the SO's failures reset
+fails "zone rebind of no zone says so" 'no zone 9 ' \
+	"$EV_TOOL" zone rebind --zone 9 --so-pin-file so-rebind.pin
+exits "zone rebind of no zone exits 1" 1 "$EV_TOOL" zone rebind --zone 9 --so-pin-file so-rebind.pin
+exits "zone rebind without --zone is a usage error" 2 "$EV_TOOL" zone rebind --so-pin-file so-rebind.pin
+exits "zone rebind with an unknown option is a usage error" 2 \
+	"$EV_TOOL" zone rebind --zone 1 --pcrs 7 --so-pin-file so-rebind.pin
+exits "zone rebind with a zone that is not a number is a usage error" 2 \
+	"$EV_TOOL" zone rebind --zone one --so-pin-file so-rebind.pin
+exits "zone rebind without an SO PIN source or terminal exits 2" 2 "$EV_TOOL" zone rebind --zone 1
+out_has "--help lists zone rebind" "zone rebind --zone N" "$EV_TOOL" --help
+
 # Errors an operator meets, each named in words.
 cp edgevault.conf good.conf
 sed "s|^pin_file = .*|pin_file = $EV_TMP/wrong.pin|" good.conf >wrong-pin.conf

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "pkcs11/edgevault.h"
 
 static struct ev_swtpm tpm;
 static const char *root_lines; /* extra [root] lines for the config (a test's choice) */
@@ -465,6 +466,535 @@ START_TEST(test_tpm_restarted_under_module)
 }
 END_TEST
 
+/* PCR binding (doc/key-protection.md, "PCR binding"). PCR 16 is the debug PCR. */
+
+#define NEW_SO_PIN "new-so-secret"
+#define OTHER_SO_PIN "other-so-secret"
+
+/* Extend a PCR of the SHA-256 bank with tpm2-tools: its value changes. */
+static void
+pcr_extend(int pcr)
+{
+	env_sh("tpm2_pcrextend " TOOLS_TCTI " %d:sha256=%064d", tpm.port, pcr, 1);
+}
+
+/* The config with extra lines (a [policy] or [zone N] pcrs, [attestation]) after [pin]. */
+static void
+tpm_config(const char *extra)
+{
+	env_write_tpm_config(&tpm, root_lines, extra);
+}
+
+/* A zone's sealed key (or its SO copy: column so_sealed_key) as hex; "" when NULL. */
+static char *
+sealed_hex(CK_SLOT_ID slot, const char *column)
+{
+	char sql[160], *hex;
+
+	snprintf(sql, sizeof(sql), "SELECT coalesce(hex(%s), '') FROM zones WHERE id = %lu", column,
+		 (unsigned long)slot);
+	hex = env_sql_text(sql);
+	hex[strcspn(hex, "\n")] = '\0';
+	return hex;
+}
+
+/* The first bytes of a sealed blob: version, binding, PCR selection (hex). */
+static void
+expect_head(CK_SLOT_ID slot, const char *column, const char *head)
+{
+	char *hex = sealed_hex(slot, column);
+
+	ck_assert_msg(strncmp(hex, head, strlen(head)) == 0, "%s of zone %lu: %.16s..., wanted %s",
+		      column, (unsigned long)slot, hex, head);
+	free(hex);
+}
+
+/* A zone bound to PCR 16: version 3, binding 1, selection 0x00010000, and an SO copy (binding 2).
+ */
+#define BOUND_16 "030100010000"
+#define SO_COPY "030200000000"
+
+/* C_Login(CKU_USER) on a new session of slot: its answer (the session closed after). */
+static CK_RV
+user_login(CK_SLOT_ID slot)
+{
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	ck_assert_int_eq(env.f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+	rv = env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	return rv;
+}
+
+/* A read/write session on slot and C_Login(CKU_SO) with pin: its answer. */
+static CK_RV
+so_login(CK_SLOT_ID slot, const char *pin, CK_SESSION_HANDLE *h)
+{
+	ck_assert_int_eq(
+	    env.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, h), CKR_OK);
+	return env.f->C_Login(*h, CKU_SO, (CK_UTF8CHAR *)pin, strlen(pin));
+}
+
+/* The admin interface, version 1.2. */
+static EV_ADMIN_FUNCTION_LIST *
+admin12(void)
+{
+	CK_INTERFACE *iface = NULL;
+	CK_VERSION v = {1, 2};
+	EV_ADMIN_FUNCTION_LIST *a;
+
+	ck_assert_int_eq(
+	    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v, &iface, 0), CKR_OK);
+	a = iface->pFunctionList;
+	ck_assert_int_eq(a->version.major, 1);
+	ck_assert_int_eq(a->version.minor, 2);
+	ck_assert_ptr_nonnull(a->EV_RebindZone);
+	return a;
+}
+
+/* EV_RebindZone as the SO with pin, in a session closed afterwards: its answer; *pcrs set. */
+static CK_RV
+rebind(CK_SLOT_ID slot, const char *pin, CK_ULONG *pcrs)
+{
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	ck_assert_int_eq(so_login(slot, pin, &h), CKR_OK);
+	*pcrs = 0xdead;
+	rv = admin12()->EV_RebindZone(h, pcrs);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	return rv;
+}
+
+/* Sign with the zone's key "k" in a new user session (the login asserted). */
+static void
+zone_signs(CK_SLOT_ID slot)
+{
+	CK_SESSION_HANDLE h = env_session(slot, 0, 1);
+
+	sign_and_verify(h, find_one(h, CKO_PUBLIC_KEY, "k"), find_one(h, CKO_PRIVATE_KEY, "k"));
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+}
+
+static long
+refusals(void)
+{
+	return env_sql_long("SELECT count(*) FROM attestlog WHERE purpose = 'unseal' AND "
+			    "provider = 'tpm2-pcr' AND accepted = 0 AND reason = 'PCR 16 no "
+			    "longer matches the values the zone key is sealed to'");
+}
+
+/* Nothing left in the TPM but the module's primary. */
+static void
+tpm_clean(void)
+{
+	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
+}
+
+START_TEST(test_pcr_bound_refused)
+{
+	struct login_args a;
+	CK_SLOT_ID unbound;
+	char *log = NULL;
+	CK_RV rv;
+
+	/* Zone 1 bound to PCR 16, zone 2 not. */
+	tpm_config("[zone 1]\npcrs = 16\n");
+	a.slot = zone_with_key();
+	ck_assert_int_eq(a.slot, 1);
+	expect_head(1, "sealed_key", BOUND_16);
+	expect_head(1, "so_sealed_key", SO_COPY);
+	env_init();
+	unbound = env_new_zone("unbound");
+	ck_assert_int_eq(unbound, 2);
+	expect_head(2, "sealed_key", "02");
+	expect_head(2, "so_sealed_key", "");
+	zone_signs(1);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+
+	/* The platform's state changes. */
+	pcr_extend(16);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "zone 1: PCR 16 no longer matches the values the zone key is "
+				  "sealed to; the SO can re-bind it with `edgevault zone rebind "
+				  "--zone 1`") != NULL,
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_eq(refusals(), 1);
+	/* The PIN was right: no attempt spent. */
+	ck_assert_int_eq(env_sql_long("SELECT user_fails FROM zones WHERE id = 1"), 0);
+	/* No object or session of the refusal left in the TPM. */
+	tpm_clean();
+	/* Again within the minute: refused, not recorded twice. */
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(refusals(), 1);
+	/* A wrong PIN is still a wrong PIN (and counted). */
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	{
+		CK_SESSION_HANDLE h;
+
+		ck_assert_int_eq(env.f->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &h),
+				 CKR_OK);
+		ck_assert_int_eq(env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)"wrong-pin", 9),
+				 CKR_PIN_INCORRECT);
+	}
+	ck_assert_int_eq(env_sql_long("SELECT user_fails FROM zones WHERE id = 1"), 1);
+	/* The zone that is not bound still works. */
+	{
+		CK_OBJECT_HANDLE pub, priv;
+		CK_SESSION_HANDLE h = env_session(2, 1, 1);
+
+		env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "k2", CK_TRUE, &pub,
+			   &priv);
+		sign_and_verify(h, pub, priv);
+	}
+	tpm_clean();
+}
+END_TEST
+
+/* In a child: its own C_Initialize, a login to zone 1 and a signature; C_Finalize. */
+static void
+kid_sign(int rd, int wr, void *arg)
+{
+	CK_SESSION_HANDLE h;
+	CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, "k", 1}};
+	CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+	CK_BYTE sig[128];
+	CK_ULONG n = 0, len = sizeof(sig);
+	CK_RV rv;
+
+	(void)rd;
+	(void)arg;
+	rv = kid_init();
+	if (rv == CKR_OK)
+		rv = kid_session(1, 0, &h);
+	if (rv == CKR_OK)
+		rv = env.f->C_FindObjectsInit(h, t, 2);
+	if (rv == CKR_OK)
+		rv = env.f->C_FindObjects(h, &o, 1, &n);
+	if (rv == CKR_OK)
+		rv = env.f->C_FindObjectsFinal(h);
+	if (rv == CKR_OK && n != 1)
+		rv = CKR_GENERAL_ERROR;
+	if (rv == CKR_OK)
+		rv = env.f->C_SignInit(h, &m, o);
+	if (rv == CKR_OK)
+		rv = env.f->C_Sign(h, (CK_BYTE_PTR) "x", 1, sig, &len);
+	put(wr, rv);
+	put(wr, env.f->C_Finalize(NULL));
+}
+
+START_TEST(test_pcr_rebind)
+{
+	CK_SESSION_HANDLE h;
+	CK_ULONG pcrs;
+	struct kid k;
+	char *before, *copy_before, *after, *copy_after;
+
+	tpm_config("[policy]\npcrs = 16\n");
+	(void)zone_with_key();
+	before = sealed_hex(1, "sealed_key");
+	copy_before = sealed_hex(1, "so_sealed_key");
+	pcr_extend(16);
+	env_init();
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(env.f->C_CloseAllSessions(1), CKR_OK);
+
+	/* Only the SO, with the right PIN, in a read/write session. */
+	ck_assert_int_eq(so_login(1, "wrong-so-pin", &h), CKR_PIN_INCORRECT);
+	ck_assert_int_eq(admin12()->EV_RebindZone(h, &pcrs), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	ck_assert_str_eq(sealed_hex(1, "sealed_key"), before);
+	ck_assert_int_eq(admin12()->EV_RebindZone(CK_INVALID_HANDLE, &pcrs),
+			 CKR_SESSION_HANDLE_INVALID);
+	/* A 1.1 caller gets the same list, labelled 1.1; no 1.3 yet. */
+	{
+		CK_INTERFACE *iface = NULL;
+		CK_VERSION v11 = {1, 1}, v13 = {1, 3};
+		EV_ADMIN_FUNCTION_LIST *a11;
+
+		ck_assert_int_eq(
+		    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v11, &iface, 0),
+		    CKR_OK);
+		a11 = iface->pFunctionList;
+		ck_assert_int_eq(a11->version.minor, 1);
+		ck_assert_ptr_eq(a11->EV_RebindZone, admin12()->EV_RebindZone);
+		ck_assert_int_eq(
+		    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v13, &iface, 0),
+		    CKR_ARGUMENTS_BAD);
+	}
+
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
+	ck_assert_uint_eq(pcrs, 1UL << 16);
+	after = sealed_hex(1, "sealed_key");
+	copy_after = sealed_hex(1, "so_sealed_key");
+	ck_assert_str_ne(after, before);
+	ck_assert_str_ne(copy_after, copy_before);
+	expect_head(1, "sealed_key", BOUND_16);
+	expect_head(1, "so_sealed_key", SO_COPY);
+	/* A change-log row tells the other processes. */
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM changes WHERE kind = 10 AND zone = 1"),
+			 1);
+	tpm_clean();
+
+	/* Works again: in this process, in a fresh one, in a forked child. */
+	zone_signs(1);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	zone_signs(1);
+	kid_start(&k, kid_sign, NULL);
+	kid_expect(&k, CKR_OK, "child's login and signature");
+	kid_expect(&k, CKR_OK, "child's C_Finalize");
+	kid_done(&k);
+
+	/* Still bound: the next change refuses it again. */
+	pcr_extend(16);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	free(before);
+	free(copy_before);
+	free(after);
+	free(copy_after);
+}
+END_TEST
+
+START_TEST(test_pcr_v2_blob_binds)
+{
+	CK_ULONG pcrs;
+
+	/* Made before the zone had PCRs: version 2, no copy. */
+	(void)zone_with_key();
+	expect_head(1, "sealed_key", "02");
+	expect_head(1, "so_sealed_key", "");
+	/* PCRs configured now: the version 2 blob still opens, unbound. */
+	tpm_config("[zone 1]\npcrs = 16\n");
+	pcr_extend(16);
+	env_init();
+	zone_signs(1);
+	/* Re-bound by the SO: bound from now on. */
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
+	ck_assert_uint_eq(pcrs, 1UL << 16);
+	expect_head(1, "sealed_key", BOUND_16);
+	expect_head(1, "so_sealed_key", SO_COPY);
+	zone_signs(1);
+	pcr_extend(16);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(env.f->C_CloseAllSessions(1), CKR_OK);
+
+	/* And unbound again when the configuration drops the PCRs. */
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	tpm_config("[zone 1]\npcrs = none\n");
+	env_init();
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
+	ck_assert_uint_eq(pcrs, 0);
+	expect_head(1, "sealed_key", "02");
+	expect_head(1, "so_sealed_key", "");
+	pcr_extend(16);
+	zone_signs(1);
+}
+END_TEST
+
+/* Attestation that the rotation needs: a verifier key and a result for zone 1. */
+static char *
+attest_lines(void)
+{
+	char path[400], line[200];
+	FILE *f;
+
+	env_sh("'%s' attest keygen --out '%s/v.key' >'%s/v.line' 2>/dev/null", getenv("EV_TOOL"),
+	       env.dir, env.dir);
+	env_sh("'%s' attest sign --key '%s/v.key' --device test-device --zone 1 --ttl 3600 "
+	       "--out '%s/result.json' 2>/dev/null",
+	       getenv("EV_TOOL"), env.dir, env.dir);
+	snprintf(path, sizeof(path), "%s/v.line", env.dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	return fmt("[attestation]\nprovider = result\n%sresult_path = %s/result.json\n"
+		   "[zone 1]\npcrs = 16\n",
+		   line, env.dir);
+}
+
+START_TEST(test_pcr_rotation_keeps_binding)
+{
+	CK_SESSION_HANDLE h;
+	CK_ULONG count = 0, pcrs;
+	char *lines, *before, *copy_before;
+
+	ck_assert_ptr_nonnull(getenv("EV_TOOL"));
+	lines = attest_lines();
+	tpm_config(lines);
+	(void)zone_with_key();
+	before = sealed_hex(1, "sealed_key");
+	copy_before = sealed_hex(1, "so_sealed_key");
+	env_init();
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_OK);
+	ck_assert_int_eq(admin12()->EV_RotateZoneKey(h, &count), CKR_OK);
+	ck_assert_uint_eq(count, 1);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	/* Both copies sealed anew, the new key still bound. */
+	ck_assert_str_ne(sealed_hex(1, "sealed_key"), before);
+	ck_assert_str_ne(sealed_hex(1, "so_sealed_key"), copy_before);
+	expect_head(1, "sealed_key", BOUND_16);
+	expect_head(1, "so_sealed_key", SO_COPY);
+	zone_signs(1);
+	tpm_clean();
+	/* Refused once the PCR changes; the new copy re-binds it. */
+	pcr_extend(16);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(env.f->C_CloseAllSessions(1), CKR_OK);
+	/* Rotation needs the key: refused until re-bound. */
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_OK);
+	ck_assert_int_eq(admin12()->EV_RotateZoneKey(h, &count), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
+	zone_signs(1);
+	free(lines);
+	free(before);
+	free(copy_before);
+}
+END_TEST
+
+/* TPM2_PT_LOCKOUT_COUNTER: the TPM's count of failed authorisations. */
+static long
+da_failures(void)
+{
+	char cmd[256], line[256];
+	long n = -1;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "tpm2_getcap " TOOLS_TCTI " properties-variable", tpm.port);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	while (fgets(line, sizeof(line), p) != NULL)
+		if (strncmp(line, "TPM2_PT_LOCKOUT_COUNTER:", 24) == 0)
+			n = strtol(line + 24, NULL, 16);
+	ck_assert_int_eq(pclose(p), 0);
+	return n;
+}
+
+START_TEST(test_pcr_copy_needs_so_auth)
+{
+	CK_UTF8CHAR lab[32];
+	CK_ULONG pcrs;
+	int i;
+
+	tpm_config("[policy]\npcrs = 16\n");
+	(void)zone_with_key();
+	env_init();
+	/* Zone 2 with another SO PIN, whose hash zone 1 is given below. */
+	env_label(lab, "other");
+	ck_assert_int_eq(
+	    env.f->C_InitToken(2, (CK_UTF8CHAR *)OTHER_SO_PIN, strlen(OTHER_SO_PIN), lab), CKR_OK);
+	pcr_extend(16);
+	ck_assert_int_eq(da_failures(), 0);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"CREATE TABLE saved AS SELECT so_pin FROM zones "
+	       "WHERE id = 1; UPDATE zones SET so_pin = (SELECT so_pin FROM zones WHERE id = 2) "
+	       "WHERE id = 1\"",
+	       env.dir);
+	/*
+	 * The module takes that PIN for zone 1's SO; the TPM does not: the
+	 * copy's auth value comes from the PIN it was sealed with, and each
+	 * wrong one counts towards the TPM's dictionary-attack lockout.
+	 */
+	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_INCORRECT);
+	ck_assert_int_eq(da_failures(), 1);
+	tpm_clean();
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_INCORRECT);
+	/* Locked out now (swtpm allows 3): even the right auth value waits. */
+	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_LOCKED);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET so_pin = (SELECT so_pin FROM "
+	       "saved) WHERE id = 1\"",
+	       env.dir);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_PIN_LOCKED);
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	/* The TPM's owner clears the lockout; the right PIN re-binds. */
+	env_sh("tpm2_dictionarylockout " TOOLS_TCTI " -c >/dev/null", tpm.port);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
+	ck_assert_int_eq(env.f->C_CloseAllSessions(1), CKR_OK);
+	zone_signs(1);
+}
+END_TEST
+
+START_TEST(test_pcr_so_pin_change)
+{
+	CK_SESSION_HANDLE h;
+	CK_ULONG pcrs;
+	char *copy_before;
+
+	tpm_config("[zone 1]\npcrs = 16\n");
+	(void)zone_with_key();
+	copy_before = sealed_hex(1, "so_sealed_key");
+	env_init();
+	env_sh("sqlite3 '%s/store/edgevault.db' \"CREATE TABLE saved AS SELECT so_pin FROM zones "
+	       "WHERE id = 1\"",
+	       env.dir);
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_OK);
+	ck_assert_int_eq(env.f->C_SetPIN(h, (CK_UTF8CHAR *)"wrong-so-pin", 12,
+					 (CK_UTF8CHAR *)NEW_SO_PIN, strlen(NEW_SO_PIN)),
+			 CKR_PIN_INCORRECT);
+	ck_assert_str_eq(sealed_hex(1, "so_sealed_key"), copy_before);
+	ck_assert_int_eq(env.f->C_SetPIN(h, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN),
+					 (CK_UTF8CHAR *)NEW_SO_PIN, strlen(NEW_SO_PIN)),
+			 CKR_OK);
+	/* The copy is sealed anew (under the new PIN's auth value). */
+	ck_assert_str_ne(sealed_hex(1, "so_sealed_key"), copy_before);
+	expect_head(1, "so_sealed_key", SO_COPY);
+	tpm_clean();
+	/* This SO login goes on with the new PIN's auth value. */
+	pcr_extend(16);
+	ck_assert_int_eq(admin12()->EV_RebindZone(h, &pcrs), CKR_OK);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+
+	/* The old PIN no longer opens the copy, even if the store takes it again. */
+	pcr_extend(16);
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_PIN_INCORRECT);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"CREATE TABLE saved_new AS SELECT so_pin FROM "
+	       "zones WHERE id = 1; UPDATE zones SET so_pin = (SELECT so_pin FROM saved), "
+	       "so_fails = 0 WHERE id = 1\"",
+	       env.dir);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_PIN_INCORRECT);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET so_pin = (SELECT so_pin FROM "
+	       "saved_new) WHERE id = 1\"",
+	       env.dir);
+	ck_assert_int_eq(rebind(1, NEW_SO_PIN, &pcrs), CKR_OK);
+	zone_signs(1);
+	free(copy_before);
+}
+END_TEST
+
+START_TEST(test_pcr_pkcs11_root_refused)
+{
+	char path[512], *log = NULL;
+	CK_RV rv;
+
+	/* The same configuration with the SoftHSM root: pcrs is refused at load, its line named. */
+	env_write_config("[policy]\npcrs = 16\n");
+	rv = logged(do_init_token, NULL, &log);
+	ck_assert_msg(rv == CKR_GENERAL_ERROR, "C_Initialize: 0x%lx\n%s", (unsigned long)rv, log);
+	snprintf(path, sizeof(path), "%s/edgevault.conf:", env.dir);
+	ck_assert_msg(strstr(log, path) != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, "[policy] pcrs binds zone keys to TPM PCRs, which needs [root] "
+				  "backend tpm2 (the backend is pkcs11)") != NULL,
+		      "log: %s", log);
+	free(log);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -482,6 +1012,13 @@ main(void)
 	tcase_add_test(tc, test_persistent_primary);
 	tcase_add_test(tc, test_persistent_primary_refused);
 	tcase_add_test(tc, test_tpm_restarted_under_module);
+	tcase_add_test(tc, test_pcr_bound_refused);
+	tcase_add_test(tc, test_pcr_rebind);
+	tcase_add_test(tc, test_pcr_v2_blob_binds);
+	tcase_add_test(tc, test_pcr_rotation_keeps_binding);
+	tcase_add_test(tc, test_pcr_copy_needs_so_auth);
+	tcase_add_test(tc, test_pcr_so_pin_change);
+	tcase_add_test(tc, test_pcr_pkcs11_root_refused);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }

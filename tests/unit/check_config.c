@@ -1297,6 +1297,103 @@ START_TEST(test_example_file)
 }
 END_TEST
 
+/* A [root] with backend tpm2, then lines after it. */
+static const char *
+tpm_with_lines(const char *lines)
+{
+	static char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device:/dev/tpmrm0\n%s", lines);
+	return text;
+}
+
+START_TEST(test_pcrs)
+{
+	ev_config *c;
+
+	/* Not bound unless asked. */
+	c = load_ok(tpm_with_lines(""));
+	ck_assert_uint_eq(c->policy.pcrs, 0);
+	ev_config_free(c);
+
+	c = load_ok(tpm_with_lines("[policy]\npcrs = 0,7\n"));
+	ck_assert_uint_eq(c->policy.pcrs, (1u << 0) | (1u << 7));
+	ck_assert_uint_eq(ev_config_policy(c, 3)->pcrs, 0x81);
+	ev_config_free(c);
+
+	/* Blanks around the indexes, any order, the whole range. */
+	c = load_ok(tpm_with_lines("[policy]\npcrs = 23 , 16,\t0\n"));
+	ck_assert_uint_eq(c->policy.pcrs, (1u << 23) | (1u << 16) | 1u);
+	ev_config_free(c);
+
+	/* A zone overrides [policy], either way; others inherit it. */
+	c = load_ok(tpm_with_lines("[zone 2]\npcrs = none\n[zone 3]\npcrs = 16\n"
+				   "[zone 4]\ngrace_period = 5\n[policy]\npcrs = 7\n"));
+	ck_assert_uint_eq(ev_config_policy(c, 1)->pcrs, 1u << 7);
+	ck_assert_uint_eq(ev_config_policy(c, 2)->pcrs, 0);
+	ck_assert_uint_eq(ev_config_policy(c, 3)->pcrs, 1u << 16);
+	ck_assert_uint_eq(ev_config_policy(c, 4)->pcrs, 1u << 7);
+	ck_assert_int_eq(ev_config_policy(c, 4)->grace_period, 5);
+	ev_config_free(c);
+
+	/* "none" is allowed with any backend. */
+	c = load_ok(with_lines("[policy]\npcrs = none\n[zone 5]\npcrs = none\n"));
+	ck_assert_uint_eq(c->policy.pcrs, 0);
+	ck_assert_uint_eq(ev_config_policy(c, 5)->pcrs, 0);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_pcrs_bad)
+{
+	static const char *bad[] = {
+	    "24",
+	    "7,7",
+	    "0,,7",
+	    ",7",
+	    "7,",
+	    "-1",
+	    "+7",
+	    "07",
+	    "x",
+	    "7 8",
+	    "0x7",
+	    "none,7",
+	    "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24",
+	    "99999999999",
+	};
+	char text[256], want[128];
+	const char *e;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[zone 3]\npcrs = %s\n", bad[i]);
+		e = load_fails(tpm_with_lines(text));
+		snprintf(want, sizeof(want), ":7: [zone 3] pcrs = \"%s\": expected PCR indexes",
+			 bad[i]);
+		ck_assert_msg(strstr(e, want) != NULL, "%s: %s", bad[i], e);
+	}
+	/* An empty value says nothing: "none" says not bound. */
+	e = load_fails(tpm_with_lines("[policy]\npcrs =\n"));
+	ck_assert_msg(strstr(e, ":7: [policy] pcrs has an empty value") != NULL, "%s", e);
+	e = load_fails(tpm_with_lines("[policy]\npcrs = 7\npcrs = 8\n"));
+	ck_assert_msg(strstr(e, ":8: [policy] pcrs given twice") != NULL, "%s", e);
+
+	/* Only a TPM has PCRs: the line that asks for them is named. */
+	e = load_fails(with_lines("[policy]\ngrace_period = 5\npcrs = 7\n"));
+	ck_assert_msg(strstr(e, ":9: [policy] pcrs binds zone keys to TPM PCRs, which needs "
+				"[root] backend tpm2 (the backend is pkcs11)") != NULL,
+		      "%s", e);
+	e = load_fails(with_lines("[zone 9]\npcrs = none\n[zone 4]\npcrs = 0,7\n"));
+	ck_assert_msg(strstr(e, ":10: [zone 4] pcrs binds zone keys to TPM PCRs") != NULL, "%s", e);
+	/* Wherever [root] is. */
+	e = load_fails("[policy]\npcrs = 16\n[store]\ndir = /s\n[root]\nmodule = /m.so\n"
+		       "token_label = t\npin_env = X\n");
+	ck_assert_msg(strstr(e, ":2: [policy] pcrs binds") != NULL, "%s", e);
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1337,6 +1434,8 @@ config_suite(void)
 	tcase_add_test(tc, test_zones_bad);
 	tcase_add_test(tc, test_zones_many);
 	tcase_add_test(tc, test_example_file);
+	tcase_add_test(tc, test_pcrs);
+	tcase_add_test(tc, test_pcrs_bad);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -521,7 +521,7 @@ seal_zone_key(ev_root *r, const ev_secret *zk, int64_t zone, unsigned char **blo
 {
 	CK_RV rv;
 
-	rv = ev_zone_key_seal(r, "dev-A", zone, zk, blob, len);
+	rv = ev_zone_key_seal(r, "dev-A", zone, zk, NULL, blob, len);
 	ck_assert_msg(rv == CKR_OK, "seal: 0x%lx", (unsigned long)rv);
 	ck_assert_uint_eq(*len, 1 + 12 + EV_ZONE_KEY_LEN + 16);
 	ck_assert_uint_eq((*blob)[0], 1);
@@ -533,7 +533,7 @@ unseal_ok(ev_root *r, const ev_secret *zk, int64_t zone, const unsigned char *bl
 	ev_secret *k = NULL;
 	CK_RV rv;
 
-	rv = ev_zone_key_unseal(r, "dev-A", zone, blob, len, &k);
+	rv = ev_zone_key_unseal(r, "dev-A", zone, blob, len, NULL, &k);
 	ck_assert_msg(rv == CKR_OK, "unseal: 0x%lx", (unsigned long)rv);
 	ck_assert_int_eq(ev_secret_equal(k, zk), 1);
 	ev_secret_free(k);
@@ -546,7 +546,7 @@ unseal_fails(ev_root *r, const char *dev, int64_t zone, const unsigned char *blo
 	ev_secret *k = (ev_secret *)1;
 	CK_RV rv;
 
-	rv = ev_zone_key_unseal(r, dev, zone, blob, len, &k);
+	rv = ev_zone_key_unseal(r, dev, zone, blob, len, NULL, &k);
 	ck_assert_msg(rv == CKR_ENCRYPTED_DATA_INVALID, "%s: 0x%lx", what, (unsigned long)rv);
 	ck_assert_ptr_null(k);
 }
@@ -584,6 +584,84 @@ START_TEST(test_seal_roundtrip)
 	ev_secret_free(zk);
 	ev_root_free(r);
 	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_pkcs11_refuses_options)
+{
+	ev_config *c = default_config();
+	ev_root *r = open_root(c, EV_ROOT_CREATE_KEY);
+	ev_secret *zk = new_zone_key(), *auth = ev_secret_dup("0123456789abcdef", 16);
+	ev_seal_opts pcrs = {.pcrs = 1u << 7}, with_auth = {.auth = auth}, both = {0};
+	ev_seal_opts none = {0}, beyond = {.pcrs = 1u << 24};
+	ev_unseal_opts uo = {.auth = auth};
+	unsigned char *blob = (unsigned char *)1;
+	ev_secret *k = (ev_secret *)1;
+	size_t len = 1;
+
+	ck_assert_ptr_nonnull(auth);
+	/* The upstream token has no PCRs, and its PIN is the only auth value. */
+	ck_assert_uint_eq(ev_zone_key_seal(r, "dev-A", 1, zk, &pcrs, &blob, &len),
+			  CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(blob);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_uint_eq(ev_zone_key_seal(r, "dev-A", 1, zk, &with_auth, &blob, &len),
+			  CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(blob);
+	/* Refused by any backend: both at once, a PCR beyond 23. */
+	both.pcrs = 1;
+	both.auth = auth;
+	ck_assert_uint_eq(ev_zone_key_seal(r, "dev-A", 1, zk, &both, &blob, &len),
+			  CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(ev_zone_key_seal(r, "dev-A", 1, zk, &beyond, &blob, &len),
+			  CKR_ARGUMENTS_BAD);
+	/* Zeroed options are no options. */
+	ck_assert_uint_eq(ev_zone_key_seal(r, "dev-A", 1, zk, &none, &blob, &len), CKR_OK);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 1, blob, len, &uo, &k), CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(k);
+	uo.auth = NULL;
+	uo.pcrs = uo.changed = 99;
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 1, blob, len, &uo, &k), CKR_OK);
+	ck_assert_int_eq(ev_secret_equal(k, zk), 1);
+	ck_assert_uint_eq(uo.pcrs, 0);
+	ck_assert_uint_eq(uo.changed, 0);
+	ev_secret_free(k);
+	free(blob);
+	ev_secret_free(auth);
+	ev_secret_free(zk);
+	ev_root_free(r);
+	ev_config_free(c);
+}
+END_TEST
+
+START_TEST(test_so_auth_derive)
+{
+	ev_secret *a = NULL, *b = NULL;
+	const CK_UTF8CHAR pin[] = "so-secret";
+
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 9, 3, "00aa11bb22cc33dd", &a), CKR_OK);
+	ck_assert_uint_eq(a->len, EV_SO_AUTH_LEN);
+	/* The same inputs, the same value. */
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 9, 3, "00aa11bb22cc33dd", &b), CKR_OK);
+	ck_assert_int_eq(ev_secret_equal(a, b), 1);
+	ev_secret_free(b);
+	/* Another PIN, zone or serial: another value. */
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 8, 3, "00aa11bb22cc33dd", &b), CKR_OK);
+	ck_assert_int_eq(ev_secret_equal(a, b), 0);
+	ev_secret_free(b);
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 9, 4, "00aa11bb22cc33dd", &b), CKR_OK);
+	ck_assert_int_eq(ev_secret_equal(a, b), 0);
+	ev_secret_free(b);
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 9, 3, "00aa11bb22cc33de", &b), CKR_OK);
+	ck_assert_int_eq(ev_secret_equal(a, b), 0);
+	ev_secret_free(b);
+	b = (ev_secret *)1;
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 0, 3, "s", &b), CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(b);
+	b = (ev_secret *)1;
+	ck_assert_uint_eq(ev_so_auth_derive(pin, 9, 3, NULL, &b), CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(b);
+	ev_secret_free(a);
 }
 END_TEST
 
@@ -897,7 +975,8 @@ START_TEST(test_reconnect_wrong_pin)
 	seal_zone_key(r, zk, 4, &blob, &len);
 	write_text("root.pin", "4321\n", 0600);
 	logout_upstream();
-	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, NULL, &k),
+			  CKR_PIN_INCORRECT);
 	ck_assert_ptr_null(k);
 	/* SoftHSMv2 marks a failed login with CKF_USER_PIN_COUNT_LOW; a good one clears it. */
 	ck_assert(upstream_flags() & CKF_USER_PIN_COUNT_LOW);
@@ -905,13 +984,16 @@ START_TEST(test_reconnect_wrong_pin)
 	ck_assert(!(upstream_flags() & CKF_USER_PIN_COUNT_LOW));
 
 	/* The same wrong PIN again: refused here, never shown to the token. */
-	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
-	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, NULL, &k),
+			  CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, NULL, &k),
+			  CKR_PIN_INCORRECT);
 	ck_assert(!(upstream_flags() & CKF_USER_PIN_COUNT_LOW));
 
 	/* Another wrong PIN is tried (and fails); the right one works again. */
 	write_text("root.pin", "9999\n", 0600);
-	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, &k), CKR_PIN_INCORRECT);
+	ck_assert_uint_eq(ev_zone_key_unseal(r, "dev-A", 4, blob, len, NULL, &k),
+			  CKR_PIN_INCORRECT);
 	ck_assert(upstream_flags() & CKF_USER_PIN_COUNT_LOW);
 	write_text("root.pin", USER_PIN "\n", 0600);
 	unseal_ok(r, zk, 4, blob, len);
@@ -943,11 +1025,11 @@ START_TEST(test_fork)
 		int code = 0;
 
 		ev_root_forked(r);
-		if (ev_zone_key_unseal(r, "dev-A", 3, blob, len, &k) != CKR_OK)
+		if (ev_zone_key_unseal(r, "dev-A", 3, blob, len, NULL, &k) != CKR_OK)
 			code = 1;
 		else if (!ev_secret_equal(k, zk))
 			code = 2;
-		else if (ev_zone_key_seal(r, "dev-A", 3, zk, &b2, &l2) != CKR_OK)
+		else if (ev_zone_key_seal(r, "dev-A", 3, zk, NULL, &b2, &l2) != CKR_OK)
 			code = 3;
 		ev_secret_free(k);
 		free(b2);
@@ -987,8 +1069,8 @@ seal_loop(void *p)
 	for (i = 0; i < 25; i++) {
 		blob = NULL;
 		k = NULL;
-		if (ev_zone_key_seal(a->r, "dev-A", a->zone, a->zk, &blob, &len) != CKR_OK ||
-		    ev_zone_key_unseal(a->r, "dev-A", a->zone, blob, len, &k) != CKR_OK ||
+		if (ev_zone_key_seal(a->r, "dev-A", a->zone, a->zk, NULL, &blob, &len) != CKR_OK ||
+		    ev_zone_key_unseal(a->r, "dev-A", a->zone, blob, len, NULL, &k) != CKR_OK ||
 		    !ev_secret_equal(k, a->zk))
 			a->failures++;
 		ev_secret_free(k);
@@ -1055,6 +1137,8 @@ keyring_suite(void)
 	tcase_add_test(root, test_missing_module);
 	tcase_add_test(root, test_unknown_backend);
 	tcase_add_test(root, test_tpm2_unreachable);
+	tcase_add_test(root, test_pkcs11_refuses_options);
+	tcase_add_test(root, test_so_auth_derive);
 	tcase_add_test(root, test_reconnect);
 	tcase_add_test(root, test_reconnect_wrong_pin);
 	tcase_add_test(root, test_fork);

@@ -309,10 +309,10 @@ START_TEST(test_schema_version)
 
 	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
 	ck_assert_uint_eq(len, 1);
-	ck_assert_mem_eq(val, "3", 1);
+	ck_assert_mem_eq(val, "4", 1);
 	free(val);
 	ev_store_close(s);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 				 "AND name LIKE 'objects_zone_%'"),
 			 3);
@@ -1423,7 +1423,7 @@ START_TEST(test_migrate_v1)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 3);
+	ck_assert_int_eq(v, 4);
 	/* The zone and its object are kept as they were. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_mem_eq(z.label, "zone", 4);
@@ -1466,7 +1466,7 @@ START_TEST(test_migrate_v1)
 				 "WHERE \"table\" = 'revlog'"),
 			 1);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked')"), 1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
 	ck_assert_int_eq(raw_int("SELECT revoked FROM zones WHERE id = 4"), 1700000000);
 
 	/* Opening again runs no step twice. */
@@ -1999,7 +1999,9 @@ START_TEST(test_changes)
 
 	/* Unknown kinds are refused. */
 	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)0, 1, 0), CKR_DEVICE_ERROR);
-	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_OBJECT_EXPIRED + 1), 1, 0), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(
+	    ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_ZONE_RESEALED + 1), 1, 0),
+	    CKR_DEVICE_ERROR);
 	ck_assert_int_eq(ev_store_change_last(s, &last), CKR_OK);
 	ck_assert_int_eq(last, 6);
 	ev_store_close(b);
@@ -2741,6 +2743,72 @@ START_TEST(test_zone_set_sealed)
 }
 END_TEST
 
+START_TEST(test_zone_so_sealed)
+{
+	static const unsigned char main_blob[] = {3, 1, 0, 0, 1, 0};
+	static const unsigned char copy[] = {3, 2, 0, 0, 0, 0, 7};
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	ev_zone_rec z;
+
+	/* A zone made without a copy has none. */
+	make_zone(s, 1);
+	ck_assert_int_eq(ev_store_zone_get(b, 1, &z), CKR_OK);
+	ck_assert_ptr_null(z.so_sealed);
+	ck_assert_uint_eq(z.so_sealed_len, 0);
+	ev_zone_rec_clear(&z);
+
+	/* Inserted with one. */
+	memset(&z, 0, sizeof(z));
+	z.id = 2;
+	ev_padded_copy(z.label, sizeof(z.label), "bound");
+	snprintf(z.serial, sizeof(z.serial), "%016llx", 2ULL);
+	z.sealed = (unsigned char *)main_blob;
+	z.sealed_len = sizeof(main_blob);
+	z.so_sealed = (unsigned char *)copy;
+	z.so_sealed_len = sizeof(copy);
+	z.created = 1700000000;
+	ck_assert_int_eq(ev_store_zone_insert(s, &z), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), CKR_OK);
+	ck_assert_uint_eq(z.so_sealed_len, sizeof(copy));
+	ck_assert_mem_eq(z.so_sealed, copy, sizeof(copy));
+	ck_assert_mem_eq(z.sealed, main_blob, sizeof(main_blob));
+	ev_zone_rec_clear(&z);
+
+	/* Set, replaced, removed; the sealed key is left alone. */
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 1, copy, sizeof(copy)), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 1, &z), CKR_OK);
+	ck_assert_mem_eq(z.so_sealed, copy, sizeof(copy));
+	ck_assert_uint_eq(z.sealed_len, 5);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 1, NULL, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 1, &z), CKR_OK);
+	ck_assert_ptr_null(z.so_sealed);
+	ck_assert_uint_eq(z.sealed_len, 5);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 3, copy, sizeof(copy)), EVR_NOT_FOUND);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 1, copy, 0), CKR_DEVICE_ERROR);
+
+	/* Part of the caller's transaction. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 1, copy, sizeof(copy)), CKR_OK);
+	ck_assert_int_eq(ev_store_rollback(s), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 1, &z), CKR_OK);
+	ck_assert_ptr_null(z.so_sealed);
+	ev_zone_rec_clear(&z);
+
+	/* Revocation destroys the copy with the key, and it stays destroyed. */
+	ck_assert_int_eq(ev_store_zone_revoke(s, 2, 1700000100), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(b, 2, &z), CKR_OK);
+	ck_assert_ptr_null(z.so_sealed);
+	ck_assert_uint_eq(z.sealed_len, 0);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 2, copy, sizeof(copy)), EVR_NOT_FOUND);
+	ev_store_close(b);
+	ev_store_close(s);
+}
+END_TEST
+
 START_TEST(test_change_rekeyed)
 {
 	ev_store *s = new_store();
@@ -2754,8 +2822,15 @@ START_TEST(test_change_rekeyed)
 	ck_assert_int_eq(v[0].zone, 3);
 	ck_assert_int_eq(v[0].object, 0);
 	free(v);
-	ck_assert_int_eq(ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_OBJECT_EXPIRED + 1), 3, 0),
-			 CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_store_change_add(s, EV_CHANGE_ZONE_RESEALED, 4, 0), CKR_OK);
+	ck_assert_int_eq(ev_store_change_since(s, 1, 10, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0].kind, EV_CHANGE_ZONE_RESEALED);
+	ck_assert_int_eq(v[0].zone, 4);
+	free(v);
+	ck_assert_int_eq(
+	    ev_store_change_add(s, (ev_change_kind)(EV_CHANGE_ZONE_RESEALED + 1), 3, 0),
+	    CKR_DEVICE_ERROR);
 	ev_store_close(s);
 }
 END_TEST
@@ -2903,6 +2978,20 @@ static const char *const v2_step =
  * public counterpart, generation 2), zone 5 revoked, a change and a
  * revocation log row.
  */
+/* Run SQL on the store's database as it is, with no schema work. */
+static void
+store_exec(const char *sql)
+{
+	char path[400];
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s", msg ? msg : "");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+
 static void
 make_v2_store(void)
 {
@@ -2911,10 +3000,9 @@ make_v2_store(void)
 	char *msg = NULL;
 
 	make_v1_store();
+	store_exec(v2_step);
 	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
 	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	ck_assert_msg(sqlite3_exec(db, v2_step, NULL, NULL, &msg) == SQLITE_OK, "%s",
-		      msg ? msg : "");
 	ck_assert_msg(
 	    sqlite3_exec(
 		db,
@@ -2958,7 +3046,7 @@ START_TEST(test_migrate_v2)
 	s = open_store(0);
 	t1 = time(NULL);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 3);
+	ck_assert_int_eq(v, 4);
 
 	/* Existing objects: made "now" (the upgrade), current, not copies. */
 	ck_assert_int_eq(ev_store_obj_get(s, 9, &o), CKR_OK);
@@ -3021,8 +3109,99 @@ START_TEST(test_migrate_v2)
 				 "'attestlog_digest')"),
 			 3);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_index_info('objects_retired')"), 2);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM attestlog"), 1);
+
+	/* Opening again runs no step twice. */
+	s = open_store(0);
+	ev_store_close(s);
+	s = open_store(EV_STORE_READONLY);
+	ev_store_close(s);
+}
+END_TEST
+
+/*
+ * Version 3's step, as the code before version 4 ran it. A copy, on
+ * purpose, like v1_schema.
+ */
+static const char *const v3_step =
+    "ALTER TABLE objects ADD COLUMN origin INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN previous INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN created INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN retired INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN destroy_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE objects SET created = CAST(strftime('%s', 'now') AS INTEGER);"
+    "CREATE INDEX objects_retired ON objects(retired, destroy_at);"
+    "CREATE INDEX objects_origin ON objects(origin);"
+    "CREATE TABLE attestlog (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+    " zone INTEGER NOT NULL, purpose TEXT NOT NULL, provider TEXT, accepted INTEGER NOT NULL,"
+    " digest BLOB NOT NULL, valid_until INTEGER NOT NULL, reason TEXT);"
+    "CREATE INDEX attestlog_digest ON attestlog(digest);"
+    "UPDATE meta SET value = 3 WHERE key = 'schema_version';";
+
+/* A version 3 store: version 2's, and an attestation history row. */
+static void
+make_v3_store(void)
+{
+	make_v2_store();
+	store_exec(v3_step);
+	store_exec("INSERT INTO attestlog(time, zone, purpose, provider, accepted, digest, "
+		   "valid_until, reason) VALUES(1650000000, 4, 'login', 'result', 0, "
+		   "zeroblob(32), 0, 'stale');");
+}
+
+START_TEST(test_migrate_v3)
+{
+	static const unsigned char copy[] = {3, 2, 0, 0, 0, 0, 9};
+	ev_store *s = NULL;
+	ev_attestlog_rec *al = NULL;
+	int64_t v = 0;
+	ev_zone_rec z;
+	size_t n = 0;
+	char err[256];
+
+	make_v3_store();
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('zones') "
+				 "WHERE name = 'so_sealed_key'"),
+			 0);
+	/* Read-only does no schema work: it asks for one read-write open. */
+	ck_assert_int_eq(ev_store_open(store_dir(), EV_STORE_READONLY, &s, err, sizeof(err)),
+			 CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "read-write"));
+
+	s = open_store(0);
+	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
+	ck_assert_int_eq(v, 4);
+	/* Zones made before: their key as it was, no SO copy; a revoked one stays revoked. */
+	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
+	ck_assert_uint_eq(z.sealed_len, 2);
+	ck_assert_mem_eq(z.sealed, "\x01\x02", 2);
+	ck_assert_str_eq(z.so_pin, "$so");
+	ck_assert_ptr_null(z.so_sealed);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_get(s, 5, &z), CKR_OK);
+	ck_assert_int_eq(z.revoked, 1650000000);
+	ck_assert_ptr_null(z.so_sealed);
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_attestlog_list(s, &al, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ev_attestlog_rec_clear(&al[0]);
+	free(al);
+	/* The new column works on the migrated store. */
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 4, copy, sizeof(copy)), CKR_OK);
+	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
+	ck_assert_mem_eq(z.so_sealed, copy, sizeof(copy));
+	ev_zone_rec_clear(&z);
+	ck_assert_int_eq(ev_store_zone_set_so_sealed(s, 5, copy, sizeof(copy)), EVR_NOT_FOUND);
+	ev_store_close(s);
+
+	ck_assert_int_eq(
+	    raw_int("SELECT count(*) FROM pragma_table_info('zones') "
+		    "WHERE name = 'so_sealed_key' AND type = 'BLOB' AND \"notnull\" = 0"),
+	    1);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
 
 	/* Opening again runs no step twice. */
 	s = open_store(0);
@@ -3090,6 +3269,8 @@ store_suite(void)
 	tcase_add_test(tc, test_change_rekeyed);
 	tcase_add_test(tc, test_attestlog);
 	tcase_add_test(tc, test_migrate_v2);
+	tcase_add_test(tc, test_migrate_v3);
+	tcase_add_test(tc, test_zone_so_sealed);
 	suite_add_tcase(s, tc);
 	return s;
 }
