@@ -681,6 +681,13 @@ check_provider(const ev_config *c, const struct parse_ctx *p, char *err, size_t 
 			return CKR_GENERAL_ERROR;
 		}
 	}
+	if (c->attest == EV_ATTEST_TPM2_QUOTE && c->attest_pcrs == 0) {
+		ev_errf(err, errlen,
+			"%s: [attestation] pcrs = none: provider tpm2-quote needs at least one PCR "
+			"to quote",
+			c->path);
+		return CKR_GENERAL_ERROR;
+	}
 	return CKR_OK;
 }
 

@@ -779,9 +779,10 @@ with_tpm(const char *lines)
 }
 
 /* A complete [attestation] section with provider tpm2-quote (5 lines, 6 to 10). */
-#define QUOTE_OK                                                                                   \
+#define QUOTE_OK_NO_PCRS                                                                           \
 	"[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64 "\n"                       \
-	"reference_path = /etc/edgevault/reference.signed\npcrs = 0,1,7\n"
+	"reference_path = /etc/edgevault/reference.signed\n"
+#define QUOTE_OK QUOTE_OK_NO_PCRS "pcrs = 0,1,7\n"
 
 START_TEST(test_attestation_tpm2_quote)
 {
@@ -864,8 +865,10 @@ START_TEST(test_attestation_tpm2_quote_refused)
 		e = load_fails(with_tpm(text));
 		ck_assert_err_has(e, want);
 		ck_assert_err_has(e, "[attestation] pcrs");
-		ck_assert_err_has(e, "expected PCR indexes from 0 to 23, comma separated, none twice");
+		ck_assert_err_has(e, "expected PCR indexes from 0 to 23 separated by commas, each once");
 	}
+	e = load_fails(with_tpm(QUOTE_OK_NO_PCRS "pcrs = none\n"));
+	ck_assert_err_has(e, "[attestation] pcrs = none: provider tpm2-quote needs at least one PCR");
 	e = load_fails(with_tpm(QUOTE_OK "pcrs = 1\n"));
 	ck_assert_err_has(e, "twice");
 	e = load_fails(with_tpm("[attestation]\nprovider = tpm2-quote\nverifier_key = " KEY_B64
