@@ -1,7 +1,8 @@
 /*
  * Integration test harness: each test gets its own temporary directory
- * with a fresh SoftHSMv2 token as the root, an edgevault configuration and
- * store, and the built module loaded with dlopen() as applications load it.
+ * with a fresh root of trust (a SoftHSMv2 token, or a swtpm: $EV_ROOT, see
+ * env_root), an edgevault configuration and store, and the built module
+ * loaded with dlopen() as applications load it.
  */
 #ifndef EV_HARNESS_H
 #define EV_HARNESS_H
