@@ -184,8 +184,12 @@ cmd_init(void)
 			    "key; not creating a new one\n", nzones);
 		goto out;
 	}
-	printf("root of trust: %s token \"%s\", key \"%s\": ok\n", cfg->root_backend,
-	    cfg->root_token_label, cfg->root_key_label);
+	/* A TPM has no token or key label (printing them printed "(null)"). */
+	if (cfg->root_tcti != NULL && strcmp(cfg->root_backend, "tpm2") == 0)
+		printf("root of trust: tpm2 TCTI \"%s\": ok\n", cfg->root_tcti);
+	else
+		printf("root of trust: %s token \"%s\", key \"%s\": ok\n", cfg->root_backend,
+		    cfg->root_token_label, cfg->root_key_label);
 	printf("store: %s/%s: ok\n", cfg->store_dir, EV_STORE_FILE);
 	rc = 0;
 out:

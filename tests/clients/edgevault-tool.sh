@@ -24,11 +24,17 @@ exits "unknown command is a usage error" 2 "$EV_TOOL" frobnicate
 out_has "--help lists the commands" "zone list" "$EV_TOOL" --help
 
 exits "init succeeds" 0 "$EV_TOOL" init
-out_has "init reports each step" "root of trust: pkcs11 token \"root\".*ok" "$EV_TOOL" init
+if ev_root_is pkcs11; then
+	out_has "init reports each step" "root of trust: pkcs11 token \"root\".*ok" "$EV_TOOL" init
+else
+	out_has "init reports each step" "root of trust: tpm2 TCTI \"swtpm:[^\"]*\": ok" "$EV_TOOL" init
+fi
 ok "init created the store" test -s "$EV_TMP/store/edgevault.db"
-out_has "init created the root key in the upstream token" 'label: *edgevault-root$' \
-	pkcs11-tool --module "$EV_SOFTHSM" --token-label root --login --pin "$ROOT_PIN" \
-	--list-objects --type secrkey
+if ev_root_is pkcs11; then
+	out_has "init created the root key in the upstream token" 'label: *edgevault-root$' \
+		pkcs11-tool --module "$EV_SOFTHSM" --token-label root --login --pin "$ROOT_PIN" \
+		--list-objects --type secrkey
+fi
 
 run pkcs11-tool --module "$EV_MODULE" --init-token --label zone-one --so-pin "$SO_PIN"
 run pkcs11-tool --module "$EV_MODULE" --token-label zone-one --login --login-type so \
@@ -82,20 +88,31 @@ out_has "--help lists zone rebind" "zone rebind --zone N" "$EV_TOOL" --help
 
 # Errors an operator meets, each named in words.
 cp edgevault.conf good.conf
-sed "s|^pin_file = .*|pin_file = $EV_TMP/wrong.pin|" good.conf >wrong-pin.conf
-printf 'not-the-pin\n' >wrong.pin
-exits "wrong upstream PIN fails init" 1 "$EV_TOOL" --config wrong-pin.conf init
-fails "wrong upstream PIN is named" 'upstream PIN rejected .*CKR_PIN_INCORRECT' \
-	"$EV_TOOL" --config wrong-pin.conf init
-sed "s|^token_label = .*|token_label = nosuchtoken|" good.conf >no-token.conf
-fails "unknown upstream token is named" 'no upstream token labelled "nosuchtoken"' \
-	"$EV_TOOL" --config no-token.conf init
-sed "s|^module = .*|module = $EV_TMP/missing.so|" good.conf >no-module.conf
-fails "unreachable root names the module" 'cannot load upstream module .*/missing\.so' \
-	"$EV_TOOL" --config no-module.conf init
-fails "status shows an unreachable root" 'root: +pkcs11: cannot load upstream module .*/missing\.so' \
-	"$EV_TOOL" --config no-module.conf status
-exits "status with an unreachable root exits 1" 1 "$EV_TOOL" --config no-module.conf status
+# The upstream token's errors (PIN, label, module) are the SoftHSMv2 root's;
+# the TPM's is an unreachable TCTI.
+if ev_root_is pkcs11; then
+	sed "s|^pin_file = .*|pin_file = $EV_TMP/wrong.pin|" good.conf >wrong-pin.conf
+	printf 'not-the-pin\n' >wrong.pin
+	exits "wrong upstream PIN fails init" 1 "$EV_TOOL" --config wrong-pin.conf init
+	fails "wrong upstream PIN is named" 'upstream PIN rejected .*CKR_PIN_INCORRECT' \
+		"$EV_TOOL" --config wrong-pin.conf init
+	sed "s|^token_label = .*|token_label = nosuchtoken|" good.conf >no-token.conf
+	fails "unknown upstream token is named" 'no upstream token labelled "nosuchtoken"' \
+		"$EV_TOOL" --config no-token.conf init
+	sed "s|^module = .*|module = $EV_TMP/missing.so|" good.conf >no-module.conf
+	fails "unreachable root names the module" 'cannot load upstream module .*/missing\.so' \
+		"$EV_TOOL" --config no-module.conf init
+	fails "status shows an unreachable root" 'root: +pkcs11: cannot load upstream module .*/missing\.so' \
+		"$EV_TOOL" --config no-module.conf status
+	exits "status with an unreachable root exits 1" 1 "$EV_TOOL" --config no-module.conf status
+else
+	sed "s|^tcti = .*|tcti = swtpm:host=127.0.0.1,port=1|" good.conf >no-tpm.conf
+	fails "unreachable TPM names the TCTI" 'cannot reach the TPM.*port=1' \
+		"$EV_TOOL" --config no-tpm.conf init
+	fails "status shows an unreachable TPM" 'root: +tpm2: .*port=1' \
+		"$EV_TOOL" --config no-tpm.conf status
+	exits "status with an unreachable TPM exits 1" 1 "$EV_TOOL" --config no-tpm.conf status
+fi
 mkdir -p badstore && printf 'this is not a database' >badstore/edgevault.db
 sed "s|^dir = .*|dir = $EV_TMP/badstore|" good.conf >bad-store.conf
 fails "unreadable store is named" 'cannot open store .*/badstore/edgevault\.db' \

@@ -1,5 +1,6 @@
-# Shared set-up for the client tests: a temporary directory with a SoftHSMv2
-# root token, an edgevault configuration and store. Sourced by each test.
+# Shared set-up for the client tests: a temporary directory with a root of
+# trust (a SoftHSMv2 token, or a swtpm: EV_ROOT), an edgevault configuration
+# and store. Sourced by each test.
 # Everything a test starts is stopped by PID and the directory removed on
 # exit, pass or fail, also when make or the test driver interrupts it.
 
@@ -80,26 +81,93 @@ run() {
 	fi
 }
 
-mkdir -p "$EV_TMP/tokens"
-cat >"$EV_TMP/softhsm2.conf" <<EOC
+# The root of trust, chosen by EV_ROOT as in the integration tests
+# (tests/integration/harness.h): pkcs11 (the default), a SoftHSMv2 token
+# "root"; tpm2, a swtpm of the test's own (state in $EV_TMP/root-tpm)
+# reached directly, stopped by PID at exit like everything else.
+EV_ROOT=${EV_ROOT:-pkcs11}
+
+# ev_root_is BACKEND: whether the root is BACKEND. Checks about one root only
+# (the SoftHSMv2 token, its PIN) run under that root: `if ev_root_is pkcs11`.
+ev_root_is() {
+	[ "$EV_ROOT" = "$1" ]
+}
+
+# ev_swtpm_start DIR: swtpm on a free loopback port pair (the TPM, its
+# control channel), state in DIR; EV_SWTPM_PORT is the TPM's port. Returns
+# once the TPM answers; another pair is tried when one was taken meanwhile.
+ev_swtpm_start() {
+	mkdir -p "$1"
+	for try in 1 2 3 4 5 6 7 8; do
+		port=$("$EV_PYTHON" -c 'import socket
+while True:
+    a = socket.socket()
+    a.bind(("127.0.0.1", 0))
+    p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1))
+        break
+    except OSError:
+        pass
+print(p)')
+		swtpm socket --tpm2 --tpmstate dir="$1" \
+			--server type=tcp,port="$port",bindaddr=127.0.0.1 \
+			--ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+			--flags not-need-init,startup-clear >>"$1/swtpm.log" 2>&1 &
+		pid=$!
+		n=0
+		while [ $n -lt 100 ] && kill -0 "$pid" 2>/dev/null; do
+			if tpm2_getcap -T "swtpm:host=127.0.0.1,port=$port" properties-fixed \
+				>/dev/null 2>&1; then
+				EV_PIDS="$EV_PIDS $pid"
+				EV_SWTPM_PORT=$port
+				return 0
+			fi
+			sleep 0.1
+			n=$((n + 1))
+		done
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	echo "ERROR: cannot start swtpm (see $1/swtpm.log)"
+	exit 99
+}
+
+case $EV_ROOT in
+pkcs11)
+	mkdir -p "$EV_TMP/tokens"
+	cat >"$EV_TMP/softhsm2.conf" <<EOC
 directories.tokendir = $EV_TMP/tokens
 objectstore.backend = file
 log.level = ERROR
 EOC
-export SOFTHSM2_CONF="$EV_TMP/softhsm2.conf"
-run softhsm2-util --init-token --free --label root --pin "$ROOT_PIN" --so-pin root-so-1234
-printf '%s\n' "$ROOT_PIN" >"$EV_TMP/root.pin"
+	export SOFTHSM2_CONF="$EV_TMP/softhsm2.conf"
+	run softhsm2-util --init-token --free --label root --pin "$ROOT_PIN" --so-pin root-so-1234
+	printf '%s\n' "$ROOT_PIN" >"$EV_TMP/root.pin"
+	EV_ROOT_CONF="backend = pkcs11
+module = $EV_SOFTHSM
+token_label = root
+pin_file = $EV_TMP/root.pin
+key_label = edgevault-root"
+	;;
+tpm2)
+	ev_swtpm_start "$EV_TMP/root-tpm"
+	EV_ROOT_CONF="backend = tpm2
+tcti = swtpm:host=127.0.0.1,port=$EV_SWTPM_PORT"
+	;;
+*)
+	echo "ERROR: EV_ROOT=$EV_ROOT is not a root (pkcs11, tpm2)"
+	exit 99
+	;;
+esac
 cat >"$EV_TMP/edgevault.conf" <<EOC
 [store]
 dir = $EV_TMP/store
 [device]
 id = test-device
 [root]
-backend = pkcs11
-module = $EV_SOFTHSM
-token_label = root
-pin_file = $EV_TMP/root.pin
-key_label = edgevault-root
+$EV_ROOT_CONF
 [pin]
 max_fails = 5
 argon2_ops = 1

@@ -653,14 +653,21 @@ echo "# rotate zone-key of zone 3 took $took ms"
 # labelled root"). That is the stand-in HSM's weakness, not the store's:
 # the root token's files are kept here and put back, with a note, when a
 # kill damaged them, so the rounds test what edgevault itself writes.
-cp -a tokens tokens.saved
+ev_root_is pkcs11 && cp -a tokens tokens.saved
+# Under the TPM root reached directly (EV_ROOT=tpm2) no process is killed: a
+# killed process's TPM objects stay loaded (no resource manager flushes
+# them) and fill the TPM's object slots, so that every later process fails
+# with TPM_RC_OBJECT_MEMORY (doc/key-protection.md, "Several processes"). A
+# limitation of the module's TPM root, not of the store.
+rounds=5
+ev_root_is pkcs11 || rounds=0
 root_intact() {
 	pkcs11-tool --module "$EV_SOFTHSM" --list-token-slots 2>/dev/null |
 		grep -q 'token label *: *root$'
 }
 ROOT_RESTORED=0
 round=1
-while [ $round -le 5 ]; do
+while [ $round -le $rounds ]; do
 	evidence
 	delay=$("$EV_PYTHON" -c 'import random, sys
 t = min(0.3, int(sys.argv[1]) / 1000)
@@ -698,6 +705,6 @@ out_has "rotate zone-key after the crashes completes" \
 	"$EV_TOOL" rotate zone-key --zone 3 --so-pin-file so.pin
 ok "after the last zone key rotation every key works" crash_keys_work
 [ $ROOT_RESTORED -eq 0 ] ||
-	echo "# SoftHSM's root token was put back after $ROOT_RESTORED of 5 kills"
+	echo "# SoftHSM's root token was put back after $ROOT_RESTORED of $rounds kills"
 
 finish

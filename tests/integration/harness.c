@@ -1,5 +1,6 @@
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,6 +45,13 @@ env_sh(const char *fmt, ...)
  */
 static char env_rundir[200];
 
+/* The root of trust (env_root()): made by env_setup, stopped by env_teardown. */
+static void env_root_token_make(void);
+static void env_root_tpm_start(void);
+static void env_root_tpm_stop(void);
+static const char *env_root_tcti(void);
+static void env_forget_child(pid_t pid);
+
 /* Where temporary directories go: $TMPDIR, else /tmp. */
 static const char *
 env_tmp(void)
@@ -85,6 +93,11 @@ env_write_config(const char *extra)
 	char path[512];
 	FILE *f;
 
+	if (env_root_is("tpm2")) {
+		env_write_tcti_config(env_root_tcti(), NULL, extra);
+		return;
+	}
+
 	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
@@ -106,7 +119,6 @@ env_setup(void)
 	CK_INTERFACE *iface = NULL;
 	CK_RV (*get_interface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
 	CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR);
-	FILE *f;
 
 	ck_assert_msg(module != NULL, "EV_MODULE is not set (run through make check)");
 	memset(&env, 0, sizeof(env));
@@ -117,22 +129,10 @@ env_setup(void)
 		snprintf(env.dir, sizeof(env.dir), "%s/ev-it-XXXXXX", env_tmp());
 	ck_assert_ptr_nonnull(mkdtemp(env.dir));
 
-	snprintf(path, sizeof(path), "%s/softhsm2.conf", env.dir);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-	    env.dir);
-	ck_assert_int_eq(fclose(f), 0);
-	setenv("SOFTHSM2_CONF", path, 1);
-	env_sh("mkdir -p %s/tokens && softhsm2-util --init-token --free --label root "
-	       "--pin %s --so-pin %s >/dev/null",
-	    env.dir, ROOT_PIN, "root-so-1234");
-
-	snprintf(path, sizeof(path), "%s/root.pin", env.dir);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "%s\n", ROOT_PIN);
-	ck_assert_int_eq(fclose(f), 0);
+	if (env_root_is("tpm2"))
+		env_root_tpm_start();
+	else
+		env_root_token_make();
 	env_write_config(NULL);
 	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
 	setenv("EDGEVAULT_CONF", path, 1);
@@ -153,6 +153,7 @@ env_teardown(void)
 {
 	if (env.f != NULL)
 		(void)env.f->C_Finalize(NULL);
+	env_root_tpm_stop();
 	if (env.dl != NULL)
 		dlclose(env.dl);
 	if (env.dir[0] != '\0' && getenv("EV_KEEP") == NULL)
@@ -260,6 +261,12 @@ env_run(Suite *s)
 	SRunner *sr;
 	int failed;
 
+	if (strcmp(env_root(), "pkcs11") != 0 && strcmp(env_root(), "tpm2") != 0 &&
+	    strcmp(env_root(), "tpm2-abrmd") != 0) {
+		fprintf(stderr, "EV_ROOT=%s: not a root (pkcs11, tpm2, tpm2-abrmd)\n", env_root());
+		return EXIT_FAILURE;
+	}
+	fprintf(stderr, "root of trust: %s (EV_ROOT)\n", env_root());
 	snprintf(env_rundir, sizeof(env_rundir), "%s/ev-it-XXXXXX", env_tmp());
 	if (mkdtemp(env_rundir) == NULL) {
 		fprintf(stderr, "cannot make a directory in %s: %s\n", env_tmp(), strerror(errno));
@@ -770,6 +777,15 @@ env_swtpm_stop(struct ev_swtpm *t)
 void
 env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const char *extra)
 {
+	char tcti[64];
+
+	snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", t->port);
+	env_write_tcti_config(tcti, root_extra, extra);
+}
+
+void
+env_write_tcti_config(const char *tcti, const char *root_extra, const char *extra)
+{
 	char path[512];
 	FILE *f;
 
@@ -779,8 +795,231 @@ env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const cha
 	fprintf(f,
 	    "[store]\ndir = %s/store\n"
 	    "[device]\nid = test-device\n"
-	    "[root]\nbackend = tpm2\ntcti = swtpm:host=127.0.0.1,port=%d\n%s"
+	    "[root]\nbackend = tpm2\ntcti = %s\n%s"
 	    "[pin]\nmax_fails = 3\nargon2_ops = 1\nargon2_mem_kib = 64\n%s",
-	    env.dir, t->port, root_extra != NULL ? root_extra : "", extra != NULL ? extra : "");
+	    env.dir, tcti, root_extra != NULL ? root_extra : "", extra != NULL ? extra : "");
 	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The root of trust the tests run on: $EV_ROOT. */
+
+static struct ev_swtpm env_root_swtpm;
+static struct ev_abrmd env_root_rm;
+
+/* The SoftHSMv2 token "root" in <dir>/tokens, and the PIN file for it. */
+static void
+env_root_token_make(void)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+	    env.dir);
+	ck_assert_int_eq(fclose(f), 0);
+	setenv("SOFTHSM2_CONF", path, 1);
+	env_sh("mkdir -p %s/tokens && softhsm2-util --init-token --free --label root "
+	       "--pin %s --so-pin %s >/dev/null",
+	    env.dir, ROOT_PIN, "root-so-1234");
+
+	snprintf(path, sizeof(path), "%s/root.pin", env.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", ROOT_PIN);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+const char *
+env_root(void)
+{
+	const char *r = getenv("EV_ROOT");
+
+	return r != NULL && *r != '\0' ? r : "pkcs11";
+}
+
+int
+env_root_is(const char *backend)
+{
+	const char *r = env_root();
+	size_t n = strlen(backend);
+
+	/* "tpm2-abrmd" is the backend tpm2, reached through tpm2-abrmd. */
+	return strncmp(r, backend, n) == 0 && (r[n] == '\0' || r[n] == '-');
+}
+
+static const char *
+env_root_tcti(void)
+{
+	static char tcti[64];
+
+	if (env_root_rm.pid != 0)
+		return env_root_rm.tcti;
+	snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%d", env_root_swtpm.port);
+	return tcti;
+}
+
+/*
+ * The root's swtpm (state in <dir>/root-tpm, apart from a test's own
+ * swtpm), and tpm2-abrmd in front of it when asked. They are not among the
+ * children env_kill_children() kills: the module may still use them until
+ * env_teardown() has finalized it. They die with the test process all the
+ * same (env_fork).
+ */
+static void
+env_root_tpm_start(void)
+{
+	char dir[300];
+
+	snprintf(dir, sizeof(dir), "%s/root-tpm", env.dir);
+	env_swtpm_start(&env_root_swtpm, dir);
+	env_forget_child(env_root_swtpm.pid);
+	if (strcmp(env_root(), "tpm2-abrmd") == 0) {
+		env_abrmd_start(&env_root_rm, &env_root_swtpm, env.dir);
+		env_forget_child(env_root_rm.pid);
+		env_forget_child(env_root_rm.bus_pid);
+	}
+}
+
+static void
+env_root_tpm_stop(void)
+{
+	env_abrmd_stop(&env_root_rm);
+	env_swtpm_stop(&env_root_swtpm);
+}
+
+/* tpm2-abrmd on a private D-Bus session bus. */
+
+/* SIGTERM, then wait for it (SIGKILL when late); *pid set to 0. */
+static void
+env_stop_pid(pid_t *pid)
+{
+	if (*pid == 0)
+		return;
+	(void)kill(*pid, SIGTERM);
+	(void)env_wait_child(*pid, DEADLINE);
+	*pid = 0;
+}
+
+/* A child whose stdout and stderr go to log, running argv. */
+static pid_t
+env_spawn_logged(const char *log, char *const argv[])
+{
+	pid_t pid = env_fork();
+	int fd;
+
+	if (pid != 0)
+		return pid;
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+		_exit(126);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+/*
+ * A session bus of our own: any connection of this user, any name. A
+ * socket in dir (not an abstract one: the bus dies with the directory).
+ */
+static void
+env_bus_config(const char *path, const char *dir)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	    "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+	    " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+	    "<busconfig>\n"
+	    "  <type>session</type>\n"
+	    "  <listen>unix:dir=%s</listen>\n"
+	    "  <auth>EXTERNAL</auth>\n"
+	    "  <policy context=\"default\">\n"
+	    "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+	    "    <allow eavesdrop=\"true\"/>\n"
+	    "    <allow own=\"*\"/>\n"
+	    "  </policy>\n"
+	    "</busconfig>\n",
+	    dir);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Start dbus-daemon on dir's config; its address (--print-address) in a->address. */
+static void
+env_bus_start(struct ev_abrmd *a, const char *dir)
+{
+	char conf[400], log[400], cfgarg[420], fdarg[40];
+	char *argv[] = { "dbus-daemon", cfgarg, "--nofork", "--nopidfile", fdarg, NULL };
+	size_t n = 0;
+	int p[2];
+
+	snprintf(conf, sizeof(conf), "%s/dbus.conf", dir);
+	snprintf(log, sizeof(log), "%s/dbus.log", dir);
+	env_bus_config(conf, dir);
+	ck_assert_int_eq(pipe(p), 0);
+	snprintf(cfgarg, sizeof(cfgarg), "--config-file=%s", conf);
+	snprintf(fdarg, sizeof(fdarg), "--print-address=%d", p[1]);
+	a->bus_pid = env_spawn_logged(log, argv);
+	close(p[1]);
+	/* The address comes, one line, once the bus accepts connections. */
+	while (n < sizeof(a->address) - 1) {
+		ck_assert_msg(read_all(p[0], &a->address[n], 1, DEADLINE * 1000) == 0,
+		    "dbus-daemon gave no address in %d s (see %s)", DEADLINE, log);
+		if (a->address[n] == '\n')
+			break;
+		n++;
+	}
+	a->address[n] = '\0';
+	close(p[0]);
+	ck_assert_msg(n > 0 && n < sizeof(a->address) - 1, "dbus-daemon's address: \"%s\"",
+	    a->address);
+}
+
+void
+env_abrmd_start(struct ev_abrmd *a, const struct ev_swtpm *t, const char *dir)
+{
+	char log[400], name[120], tcti[80], probe[600];
+	char *argv[] = { "tpm2-abrmd", "--session", name, tcti, "--allow-root", NULL };
+	double deadline;
+	int status;
+
+	memset(a, 0, sizeof(*a));
+	env_bus_start(a, dir);
+	setenv("DBUS_SESSION_BUS_ADDRESS", a->address, 1);
+	/* A name of our own on our own bus: tests running at once never meet. */
+	snprintf(a->name, sizeof(a->name), "org.edgevault.test.Tabrmd.p%d", (int)getpid());
+	snprintf(a->tcti, sizeof(a->tcti), "tabrmd:bus_name=%s,bus_type=session", a->name);
+	snprintf(name, sizeof(name), "--dbus-name=%s", a->name);
+	snprintf(tcti, sizeof(tcti), "--tcti=swtpm:host=127.0.0.1,port=%d", t->port);
+	if (geteuid() != 0)
+		argv[4] = NULL; /* it refuses root unless told; --allow-root is for root only */
+	snprintf(log, sizeof(log), "%s/abrmd.log", dir);
+	a->pid = env_spawn_logged(log, argv);
+	/* Ready when the TPM answers through it. */
+	snprintf(probe, sizeof(probe), "tpm2_getcap -T '%s' properties-fixed >/dev/null 2>&1",
+	    a->tcti);
+	deadline = now_s() + DEADLINE;
+	for (;;) {
+		if (system(probe) == 0)
+			return;
+		if (waitpid(a->pid, &status, WNOHANG) == a->pid) {
+			env_forget_child(a->pid);
+			a->pid = 0;
+			ck_abort_msg("tpm2-abrmd exited (status 0x%x; see %s)", status, log);
+		}
+		ck_assert_msg(now_s() < deadline, "tpm2-abrmd did not answer in %d s (see %s)",
+		    DEADLINE, log);
+		nap_ms(50);
+	}
+}
+
+void
+env_abrmd_stop(struct ev_abrmd *a)
+{
+	env_stop_pid(&a->pid);
+	env_stop_pid(&a->bus_pid);
+	if (a->address[0] != '\0')
+		unsetenv("DBUS_SESSION_BUS_ADDRESS");
+	memset(a, 0, sizeof(*a));
 }

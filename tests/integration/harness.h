@@ -1,7 +1,8 @@
 /*
  * Integration test harness: each test gets its own temporary directory
- * with a fresh SoftHSMv2 token as the root, an edgevault configuration and
- * store, and the built module loaded with dlopen() as applications load it.
+ * with a fresh root of trust (a SoftHSMv2 token, or a swtpm: $EV_ROOT, see
+ * env_root), an edgevault configuration and store, and the built module
+ * loaded with dlopen() as applications load it.
  */
 #ifndef EV_HARNESS_H
 #define EV_HARNESS_H
@@ -240,5 +241,52 @@ void env_swtpm_stop(struct ev_swtpm *t);
  * added to [root], extra lines appended (either may be NULL).
  */
 void env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const char *extra);
+
+/*
+ * The same, with any TCTI string (tabrmd:..., swtpm:...): [root] backend
+ * tpm2, tcti = tcti; root_extra and extra as above.
+ */
+void env_write_tcti_config(const char *tcti, const char *root_extra, const char *extra);
+
+/*
+ * tpm2-abrmd, the TPM resource manager, in front of a running swtpm t: a
+ * private D-Bus session bus (dbus-daemon; its config, socket and log in
+ * dir) and tpm2-abrmd on it (log in dir) under a name of its own, both
+ * children made by env_fork, so they die with the test process. It
+ * returns when the TPM answers through tpm2-abrmd, and sets
+ * DBUS_SESSION_BUS_ADDRESS to the bus for this process and its children
+ * (the tabrmd TCTI finds a session bus there); tcti is the TCTI string
+ * that reaches it. env_abrmd_stop stops both by PID (SIGTERM, SIGKILL when
+ * late) and unsets DBUS_SESSION_BUS_ADDRESS; a stopped or never-started
+ * one is a no-op.
+ */
+struct ev_abrmd {
+	pid_t bus_pid;	   /* dbus-daemon */
+	pid_t pid;	   /* tpm2-abrmd */
+	char address[300]; /* the bus's address */
+	char name[64];	   /* tpm2-abrmd's name on it */
+	char tcti[128];	   /* tabrmd:bus_name=<name>,bus_type=session */
+};
+
+void env_abrmd_start(struct ev_abrmd *a, const struct ev_swtpm *t, const char *dir);
+void env_abrmd_stop(struct ev_abrmd *a);
+
+/*
+ * The root of trust env_setup makes, chosen by $EV_ROOT:
+ *   pkcs11 (default)  a SoftHSMv2 token "root";
+ *   tpm2              swtpm (state in <dir>/root-tpm), reached directly;
+ *   tpm2-abrmd        the same swtpm behind tpm2-abrmd (env_abrmd_start).
+ * env_write_config writes the [root] section for it; env_teardown stops
+ * what env_setup started, and a failing test's processes die with it.
+ * env_run refuses any other value.
+ */
+const char *env_root(void);
+
+/*
+ * Whether the root is of backend "pkcs11" or "tpm2" (tpm2-abrmd is
+ * tpm2; the full name matches too). Suites add the tests that are about
+ * one root only under that root: `if (env_root_is("pkcs11"))`.
+ */
+int env_root_is(const char *backend);
 
 #endif

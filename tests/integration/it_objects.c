@@ -2080,7 +2080,7 @@ int
 main(void)
 {
 	Suite *s = suite_create("objects");
-	TCase *tc = tcase_create("softhsm-root");
+	TCase *tc = tcase_create(env_root()); /* the root the suite runs on (EV_ROOT) */
 
 	tcase_add_checked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 120);
