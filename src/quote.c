@@ -480,17 +480,23 @@ reference_check(const ev_tpm_reference *r, const ev_attest_ctx *ctx, ev_verdict 
 	return 0;
 }
 
-/* What the verdict is about: the reference envelope and the PCR state found. */
-static void
+/* What the verdict is about: the reference envelope and the PCR state found. 0, or -1. */
+static int
 verdict_digest(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN],
 	       unsigned char out[32])
 {
 	crypto_generichash_state h;
+	int rc = -1;
 
-	crypto_generichash_init(&h, NULL, 0, 32);
-	crypto_generichash_update(&h, r->digest, sizeof(r->digest));
-	crypto_generichash_update(&h, pcr_digest, EV_QUOTE_DIGEST_LEN);
-	crypto_generichash_final(&h, out, 32);
+	if (crypto_generichash_init(&h, NULL, 0, 32) == 0 &&
+	    crypto_generichash_update(&h, r->digest, sizeof(r->digest)) == 0 &&
+	    crypto_generichash_update(&h, pcr_digest, EV_QUOTE_DIGEST_LEN) == 0 &&
+	    crypto_generichash_final(&h, out, 32) == 0)
+		rc = 0;
+	sodium_memzero(&h, sizeof(h));
+	if (rc != 0)
+		sodium_memzero(out, 32);
+	return rc;
 }
 
 void
@@ -509,7 +515,11 @@ ev_quote_check(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOT
 		ev_verdict_refuse(v, "no evidence");
 		return;
 	}
-	verdict_digest(r, pcr_digest, v->digest);
+	/* A verdict the history cannot tell apart from others is no verdict. */
+	if (verdict_digest(r, pcr_digest, v->digest) != 0) {
+		ev_verdict_refuse(v, "the verdict's digest could not be computed");
+		return;
+	}
 	if (reference_check(r, ctx, v) != 0)
 		return;
 	/* The AK first: a PCR digest means nothing from a key nobody pinned. */
@@ -620,8 +630,9 @@ read_reference(const ev_attest_ctx *ctx, ev_tpm_reference **r, ev_verdict *v)
 		rc = -2;
 	} else if (rv != CKR_OK) {
 		ev_verdict_refuse(v, "%s", err);
-		/* The audit trail can still tell which file was refused. */
-		crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0);
+		/* The audit trail can still tell which file was refused (zeros: it cannot). */
+		if (crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0) != 0)
+			sodium_memzero(v->digest, sizeof(v->digest));
 		rc = -1;
 	}
 	free(buf);

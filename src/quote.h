@@ -77,7 +77,8 @@ typedef struct ev_tpm_reference {
  * Parse a document alone (for `edgevault attest reference`) / open an
  * envelope with the verifier's key pk and parse its document.
  * CKR_DATA_INVALID (malformed; err says where), CKR_SIGNATURE_INVALID,
- * CKR_DATA_LEN_RANGE, CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY.
+ * CKR_DATA_LEN_RANGE, CKR_FUNCTION_FAILED (load: the envelope's digest
+ * could not be computed), CKR_ARGUMENTS_BAD, CKR_HOST_MEMORY.
  */
 CK_RV ev_tpm_reference_parse(const unsigned char *doc, size_t len, ev_tpm_reference **out,
     char *err, size_t errlen) EV_MUST_CHECK;
