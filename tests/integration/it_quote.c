@@ -439,78 +439,6 @@ START_TEST(test_quote_rotation)
 }
 END_TEST
 
-/*
- * In a child, with the module's debug log in a file: initialise, open a
- * session on slot and appraise twice (EV_Attest). Exits 0 when both were
- * accepted.
- */
-static void
-two_appraisals(CK_SLOT_ID slot, const char *log)
-{
-	EV_ATTESTATION info;
-	CK_SESSION_HANDLE h;
-	CK_INTERFACE *iface = NULL;
-	CK_VERSION v = { 1, 1 };
-	EV_ADMIN_FUNCTION_LIST *a;
-	int i;
-
-	if (freopen(log, "w", stderr) == NULL)
-		_exit(10);
-	setenv("EDGEVAULT_DEBUG", "1", 1);
-	if (kid_init() != CKR_OK ||
-	    env.f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK ||
-	    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v, &iface, 0) != CKR_OK)
-		_exit(11);
-	a = iface->pFunctionList;
-	for (i = 0; i < 2; i++) {
-		memset(&info, 0, sizeof(info));
-		if (a->EV_Attest(h, &info) != CKR_OK || info.ulState != EV_ATTEST_ACCEPTED)
-			_exit(12 + i);
-	}
-	fflush(stderr);
-	_exit(0);
-}
-
-START_TEST(test_quote_fresh_nonces)
-{
-	char *log = fmt("%s/module.log", env.dir), *text, *p, nonces[2][65];
-	CK_SLOT_ID slot;
-	pid_t pid;
-	size_t n = 0;
-	FILE *f;
-	long len;
-
-	env_init();
-	slot = env_new_zone("nonces");
-	learn_ak(slot);
-	good_reference();
-	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
-	pid = env_fork();
-	if (pid == 0)
-		two_appraisals(slot, log);
-	ck_assert_int_eq(env_wait_child(pid, CHILD_DEADLINE), 0);
-	f = fopen(log, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	len = ftell(f);
-	rewind(f);
-	text = calloc(1, (size_t)len + 1);
-	ck_assert_ptr_nonnull(text);
-	ck_assert_uint_eq(fread(text, 1, (size_t)len, f), (size_t)len);
-	fclose(f);
-	/* Each quote's nonce, as the provider logged it. */
-	for (p = text; (p = strstr(p, "with nonce ")) != NULL && n < 2; n++) {
-		p += strlen("with nonce ");
-		ck_assert_int_eq(sscanf(p, "%64[0-9a-f]", nonces[n]), 1);
-		ck_assert_uint_eq(strlen(nonces[n]), 64);
-	}
-	ck_assert_msg(n == 2, "%zu quotes in the log:\n%s", n, text);
-	ck_assert_str_ne(nonces[0], nonces[1]);
-	free(text);
-	free(log);
-}
-END_TEST
-
 int
 main(void)
 {
@@ -522,7 +450,6 @@ main(void)
 	tcase_add_test(tc, test_quote_login);
 	tcase_add_test(tc, test_quote_references_refused);
 	tcase_add_test(tc, test_quote_rotation);
-	tcase_add_test(tc, test_quote_fresh_nonces);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }

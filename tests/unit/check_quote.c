@@ -767,6 +767,8 @@ struct fake_root {
 	CK_RV answer;		  /* what it answers (CKR_OK: a quote) */
 	int calls;
 	unsigned char nonces[4][32];
+	int replay;		  /* answer with the last quote made, whatever the nonce */
+	struct ev_quote last;	  /* the last quote made */
 };
 
 static CK_RV
@@ -782,8 +784,13 @@ fake_quote(ev_root *base, uint32_t pcrs, const unsigned char *nonce, size_t nonc
 	r->calls++;
 	if (r->answer != CKR_OK)
 		return r->answer;
+	if (r->replay && r->last.attest_len > 0) {
+		*q = r->last;
+		return CKR_OK;
+	}
 	attest_make(&at, pcrs, nonce, nonce_len, r->digest);
 	quote_make(q, &r->ak, &at);
+	r->last = *q;
 	return CKR_OK;
 }
 
@@ -990,6 +997,45 @@ START_TEST(test_provider_refused)
 }
 END_TEST
 
+/*
+ * A replayed quote: whoever answers for the TPM records a genuine quote
+ * (the right AK, the right state) and hands it back at the next
+ * appraisal. Refused because each appraisal asks with a new nonce and
+ * checks the quote carries it; a provider that reused a nonce would
+ * accept it.
+ */
+START_TEST(test_provider_replay)
+{
+	struct pfixture p;
+	ev_verdict v;
+	int i;
+
+	pfixture_init(&p);
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	p.root.replay = 1;
+	for (i = 0; i < 3; i++) {
+		ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+		ck_assert_int_eq(v.accepted, 0);
+		ck_assert_str_eq(v.reason,
+				 "the quote does not carry this appraisal's nonce (replayed?)");
+	}
+	/* Every appraisal asked with a nonce of its own. */
+	ck_assert_int_eq(p.root.calls, 4);
+	for (i = 1; i < 4; i++)
+		ck_assert_mem_ne(p.root.nonces[i], p.root.nonces[i - 1], 32);
+	ck_assert_mem_ne(p.root.nonces[0], p.root.nonces[2], 32);
+	ck_assert_mem_ne(p.root.nonces[0], p.root.nonces[3], 32);
+	ck_assert_mem_ne(p.root.nonces[1], p.root.nonces[3], 32);
+	/* The genuine TPM again: accepted. */
+	p.root.replay = 0;
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	pfixture_fini(&p);
+}
+END_TEST
+
 /* The rollback rule alone: lower refused, equal and higher admitted, the highest kept. */
 START_TEST(test_seq_admit)
 {
@@ -1093,6 +1139,7 @@ quote_suite(void)
 	tcase_add_test(tc, test_quote_mutated);
 	tcase_add_test(tc, test_provider_accepted);
 	tcase_add_test(tc, test_provider_refused);
+	tcase_add_test(tc, test_provider_replay);
 	tcase_add_test(tc, test_seq_admit);
 	tcase_add_test(tc, test_provider_rollback);
 	suite_add_tcase(s, tc);
