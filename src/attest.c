@@ -227,7 +227,12 @@ ev_attest_load(const unsigned char *buf, size_t len, const char *type, const cha
 	rv = ev_signed_open(buf, len, type, pk, &payload, &plen, err, errlen);
 	if (rv != CKR_OK)
 		return rv;
-	crypto_generichash(digest, sizeof(digest), buf, len, NULL, 0);
+	/* The digest names the evidence in verdicts and the history: none, no document. */
+	if (crypto_generichash(digest, sizeof(digest), buf, len, NULL, 0) != 0) {
+		ev_errf(err, errlen, "%s: its digest could not be computed", doc);
+		free(payload);
+		return CKR_FUNCTION_FAILED;
+	}
 	rv = parse(payload, plen, digest, out, err, errlen);
 	free(payload);
 	return rv;
@@ -481,8 +486,9 @@ result_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 		goto out;
 	if (rv != CKR_OK) {
 		ev_verdict_refuse(v, "%s", err);
-		/* The audit trail can still tell which file was refused. */
-		crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0);
+		/* The audit trail can still tell which file was refused (zeros: it cannot). */
+		if (crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0) != 0)
+			sodium_memzero(v->digest, sizeof(v->digest));
 		rv = CKR_OK;
 		goto out;
 	}

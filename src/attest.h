@@ -73,7 +73,8 @@ typedef struct ev_attest_result {
 /*
  * Open an envelope with the verifier's key pk and parse the document.
  * CKR_DATA_INVALID (malformed; err says where), CKR_SIGNATURE_INVALID,
- * CKR_DATA_LEN_RANGE, CKR_HOST_MEMORY.
+ * CKR_DATA_LEN_RANGE, CKR_FUNCTION_FAILED (its digest could not be
+ * computed), CKR_HOST_MEMORY.
  */
 CK_RV ev_attest_result_load(const unsigned char *buf, size_t len, const unsigned char pk[32],
     ev_attest_result **out, char *err, size_t errlen) EV_MUST_CHECK;

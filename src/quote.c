@@ -21,6 +21,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "module.h"
 #include "quote.h"
 #include "signed.h"
 
@@ -70,8 +71,8 @@ read_pcrs(json_object *v, uint32_t *mask, char *err, size_t errlen)
 }
 
 static const ev_json_member_def ref_members[] = {
-    {"version", 1}, {"device", 1},    {"pcrs", 1},	 {"digest", 1},
-    {"zones", 0},   {"issued_at", 1}, {"expires_at", 1},
+    {"version", 1}, {"device", 1}, {"pcrs", 1},	     {"digest", 1},	{"ak", 1},
+    {"seq", 1},	    {"zones", 0},  {"issued_at", 1}, {"expires_at", 1},
 };
 
 CK_RV
@@ -80,8 +81,8 @@ ev_tpm_reference_parse(const unsigned char *doc, size_t len, ev_tpm_reference **
 {
 	json_object *root = NULL;
 	ev_tpm_reference *r = NULL;
-	unsigned char *digest = NULL;
-	size_t n = 0;
+	unsigned char *digest = NULL, *ak = NULL;
+	size_t n = 0, akn = 0;
 	CK_RV rv;
 
 	if (out != NULL)
@@ -108,13 +109,28 @@ ev_tpm_reference_parse(const unsigned char *doc, size_t len, ev_tpm_reference **
 				 EV_QUOTE_DIGEST_LEN,
 				 "expected the hex of a SHA-256 digest (64 digits)", &digest, &n,
 				 DOC, "\"digest\"", err, errlen);
+	if (rv == CKR_OK)
+		rv = ev_json_hex(ev_json_member(root, "ak"), EV_QUOTE_AK_NAME_LEN,
+				 EV_QUOTE_AK_NAME_LEN,
+				 "expected the hex of a TPM name (68 digits, 000b...)", &ak, &akn,
+				 DOC, "\"ak\"", err, errlen);
+	if (rv == CKR_OK && (ak[0] != (TPM2_ALG_SHA256 >> 8) || ak[1] != (TPM2_ALG_SHA256 & 0xff))) {
+		ev_errf(err, errlen, "%s: \"ak\": expected a TPM name of nameAlg SHA-256 (000b...)",
+			DOC);
+		rv = CKR_DATA_INVALID;
+	}
+	if (rv == CKR_OK)
+		rv = ev_json_int(ev_json_member(root, "seq"), 1, EV_JSON_SAFE_MAX, &r->seq, DOC,
+				 "\"seq\"", err, errlen);
 	if (rv != CKR_OK)
 		goto out;
 	memcpy(r->pcr_digest, digest, sizeof(r->pcr_digest));
+	memcpy(r->ak_name, ak, sizeof(r->ak_name));
 	*out = r;
 	r = NULL; /* transferred */
 out:
 	free(digest);
+	free(ak);
 	ev_tpm_reference_free(r);
 	json_object_put(root);
 	return rv;
@@ -302,6 +318,43 @@ out:
 	return rv;
 }
 
+int
+ev_quote_ak_name(const unsigned char *pub, size_t len, unsigned char name[EV_QUOTE_AK_NAME_LEN],
+		 unsigned char qn[EV_QUOTE_AK_NAME_LEN])
+{
+	unsigned char buf[EV_QUOTE_PART_MAX], owner[4 + EV_QUOTE_AK_NAME_LEN];
+	TPMT_PUBLIC p;
+	size_t off = 0, n = 0;
+
+	memset(&p, 0, sizeof(p));
+	if (pub == NULL || name == NULL || len > sizeof(buf) ||
+	    Tss2_MU_TPMT_PUBLIC_Unmarshal(pub, len, &off, &p) != TSS2_RC_SUCCESS || off != len ||
+	    p.nameAlg != TPM2_ALG_SHA256)
+		return -1;
+	/*
+	 * Hash the public area as marshalled again from what was read, which
+	 * is the key ak_key() uses: bytes that read the same cannot name
+	 * another key.
+	 */
+	if (Tss2_MU_TPMT_PUBLIC_Marshal(&p, buf, sizeof(buf), &n) != TSS2_RC_SUCCESS)
+		return -1;
+	name[0] = TPM2_ALG_SHA256 >> 8;
+	name[1] = TPM2_ALG_SHA256 & 0xff;
+	if (crypto_hash_sha256(name + 2, buf, n) != 0)
+		return -1;
+	if (qn == NULL)
+		return 0;
+	/* A primary's parent is its hierarchy, whose qualified name is its handle. */
+	owner[0] = (unsigned char)(TPM2_RH_OWNER >> 24);
+	owner[1] = (unsigned char)(TPM2_RH_OWNER >> 16);
+	owner[2] = (unsigned char)(TPM2_RH_OWNER >> 8);
+	owner[3] = (unsigned char)TPM2_RH_OWNER;
+	memcpy(owner + 4, name, EV_QUOTE_AK_NAME_LEN);
+	qn[0] = name[0];
+	qn[1] = name[1];
+	return crypto_hash_sha256(qn + 2, owner, sizeof(owner)) == 0 ? 0 : -1;
+}
+
 /* The PCRs of a selection as a mask; -1 when it is not one SHA-256 bank of PCRs 0..23. */
 static int
 selection_mask(const TPML_PCR_SELECTION *sel, uint32_t *mask)
@@ -325,9 +378,11 @@ selection_mask(const TPML_PCR_SELECTION *sel, uint32_t *mask)
 
 static CK_RV
 verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce, size_t nonce_len,
-       unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN], char *why, size_t whylen)
+       unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN], unsigned char ak_name[EV_QUOTE_AK_NAME_LEN],
+       char *why, size_t whylen)
 {
 	char want[EV_PCR_LIST_MAX], got[EV_PCR_LIST_MAX];
+	unsigned char qn[EV_QUOTE_AK_NAME_LEN];
 	const TPMS_QUOTE_INFO *qi;
 	TPMS_ATTEST a;
 	uint32_t mask = 0;
@@ -344,6 +399,10 @@ verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce, size
 	rv = check_signature(q, why, whylen);
 	if (rv != CKR_OK)
 		return rv;
+	if (ev_quote_ak_name(q->ak, q->ak_len, ak_name, qn) != 0) {
+		ev_errf(why, whylen, "the attestation key's public area is malformed");
+		return CKR_DATA_INVALID;
+	}
 	/* Signed by a restricted key: what follows is what the TPM said. */
 	if (a.magic != TPM2_GENERATED_VALUE) {
 		ev_errf(why, whylen, "the quote was not made by the TPM (magic 0x%08x)",
@@ -358,6 +417,13 @@ verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce, size
 	if (a.extraData.size != nonce_len ||
 	    sodium_memcmp(a.extraData.buffer, nonce, nonce_len) != 0) {
 		ev_errf(why, whylen, "the quote does not carry this appraisal's nonce (replayed?)");
+		return CKR_DATA_INVALID;
+	}
+	if (a.qualifiedSigner.size != sizeof(qn) ||
+	    sodium_memcmp(a.qualifiedSigner.name, qn, sizeof(qn)) != 0) {
+		ev_errf(why, whylen,
+			"the quote's signer is not the attestation key as a primary of the "
+			"owner hierarchy");
 		return CKR_DATA_INVALID;
 	}
 	qi = &a.attested.quote;
@@ -380,17 +446,17 @@ verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce, size
 
 CK_RV
 ev_quote_verify(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce,
-		size_t nonce_len, unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN], char *why,
-		size_t whylen)
+		size_t nonce_len, unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN],
+		unsigned char ak_name[EV_QUOTE_AK_NAME_LEN], char *why, size_t whylen)
 {
 	CK_RV rv;
 
-	if (q == NULL || nonce == NULL || nonce_len == 0 || pcr_digest == NULL) {
+	if (q == NULL || nonce == NULL || nonce_len == 0 || pcr_digest == NULL || ak_name == NULL) {
 		ev_errf(why, whylen, "bad arguments");
 		return CKR_ARGUMENTS_BAD;
 	}
 	ev_errq_mark();
-	rv = verify(q, pcrs, nonce, nonce_len, pcr_digest, why, whylen);
+	rv = verify(q, pcrs, nonce, nonce_len, pcr_digest, ak_name, why, whylen);
 	ev_errq_restore();
 	return rv;
 }
@@ -414,36 +480,54 @@ reference_check(const ev_tpm_reference *r, const ev_attest_ctx *ctx, ev_verdict 
 	return 0;
 }
 
-/* What the verdict is about: the reference envelope and the PCR state found. */
-static void
+/* What the verdict is about: the reference envelope and the PCR state found. 0, or -1. */
+static int
 verdict_digest(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN],
 	       unsigned char out[32])
 {
 	crypto_generichash_state h;
+	int rc = -1;
 
-	crypto_generichash_init(&h, NULL, 0, 32);
-	crypto_generichash_update(&h, r->digest, sizeof(r->digest));
-	crypto_generichash_update(&h, pcr_digest, EV_QUOTE_DIGEST_LEN);
-	crypto_generichash_final(&h, out, 32);
+	if (crypto_generichash_init(&h, NULL, 0, 32) == 0 &&
+	    crypto_generichash_update(&h, r->digest, sizeof(r->digest)) == 0 &&
+	    crypto_generichash_update(&h, pcr_digest, EV_QUOTE_DIGEST_LEN) == 0 &&
+	    crypto_generichash_final(&h, out, 32) == 0)
+		rc = 0;
+	sodium_memzero(&h, sizeof(h));
+	if (rc != 0)
+		sodium_memzero(out, 32);
+	return rc;
 }
 
 void
 ev_quote_check(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOTE_DIGEST_LEN],
-	       const ev_attest_ctx *ctx, ev_verdict *v)
+	       const unsigned char ak_name[EV_QUOTE_AK_NAME_LEN], const ev_attest_ctx *ctx,
+	       ev_verdict *v)
 {
-	char hex[2 * EV_QUOTE_DIGEST_LEN + 1], pcrs[EV_PCR_LIST_MAX], t[32], t2[32];
+	char hex[2 * EV_QUOTE_AK_NAME_LEN + 1], pcrs[EV_PCR_LIST_MAX], t[32], t2[32];
 	int64_t fresh_until;
 
 	if (v == NULL)
 		return;
 	memset(v, 0, sizeof(*v));
-	if (r == NULL || r->scope.device == NULL || pcr_digest == NULL || ctx == NULL) {
+	if (r == NULL || r->scope.device == NULL || pcr_digest == NULL || ak_name == NULL ||
+	    ctx == NULL) {
 		ev_verdict_refuse(v, "no evidence");
 		return;
 	}
-	verdict_digest(r, pcr_digest, v->digest);
+	/* A verdict the history cannot tell apart from others is no verdict. */
+	if (verdict_digest(r, pcr_digest, v->digest) != 0) {
+		ev_verdict_refuse(v, "the verdict's digest could not be computed");
+		return;
+	}
 	if (reference_check(r, ctx, v) != 0)
 		return;
+	/* The AK first: a PCR digest means nothing from a key nobody pinned. */
+	if (sodium_memcmp(ak_name, r->ak_name, EV_QUOTE_AK_NAME_LEN) != 0) {
+		sodium_bin2hex(hex, sizeof(hex), ak_name, EV_QUOTE_AK_NAME_LEN);
+		ev_verdict_refuse(v, "the quote's attestation key %s is not the reference's", hex);
+		return;
+	}
 	if (sodium_memcmp(pcr_digest, r->pcr_digest, EV_QUOTE_DIGEST_LEN) != 0) {
 		sodium_bin2hex(hex, sizeof(hex), pcr_digest, EV_QUOTE_DIGEST_LEN);
 		ev_verdict_refuse(v, "PCR digest %s differs from the reference's (PCRs %s)", hex,
@@ -460,7 +544,71 @@ ev_quote_check(const ev_tpm_reference *r, const unsigned char pcr_digest[EV_QUOT
 		 ev_iso_time(r->scope.issued_at, t), ev_iso_time(v->valid_until, t2));
 }
 
+CK_RV
+ev_quote_seq_admit(ev_store *s, int64_t seq, char *why, size_t whylen)
+{
+	int64_t last = 0;
+	CK_RV rv;
+
+	if (s == NULL || seq < 1 || seq > EV_JSON_SAFE_MAX) {
+		ev_errf(why, whylen, "bad arguments");
+		return CKR_ARGUMENTS_BAD;
+	}
+	rv = ev_store_begin(s);
+	if (rv != CKR_OK) {
+		ev_errf(why, whylen, "the store cannot keep the reference policy's seq");
+		return rv;
+	}
+	rv = ev_store_meta_get_int(s, EV_META_TPM_REFERENCE_SEQ, &last);
+	if (rv == EVR_NOT_FOUND) {
+		last = 0;
+		rv = CKR_OK;
+	}
+	if (rv == CKR_OK && seq < last) {
+		ev_errf(why, whylen, "reference policy seq %lld is older than the %lld already accepted",
+			(long long)seq, (long long)last);
+		(void)ev_store_rollback(s);
+		return CKR_DATA_INVALID;
+	}
+	if (rv == CKR_OK && seq > last)
+		rv = ev_store_meta_set_int(s, EV_META_TPM_REFERENCE_SEQ, seq);
+	if (rv == CKR_OK)
+		rv = ev_store_commit(s);
+	if (rv != CKR_OK) {
+		(void)ev_store_rollback(s);
+		ev_errf(why, whylen, "the store cannot keep the reference policy's seq");
+	}
+	return rv;
+}
+
 /* ---- the provider ---- */
+
+/* The rollback rule with the module's store: 0, -1 with v refused, -2 (the store failed). */
+static int
+admit_seq(const ev_tpm_reference *r, ev_verdict *v)
+{
+	char why[160] = "";
+	CK_RV rv;
+
+	if (ev_mod == NULL || ev_mod->store == NULL || ev_mod->store_lock == NULL) {
+		ev_verdict_refuse(v, "no store to keep the reference policy's seq in");
+		return -1;
+	}
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return -2;
+	rv = ev_quote_seq_admit(ev_mod->store, r->seq, why, sizeof(why));
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_DATA_INVALID) {
+		ev_verdict_refuse(v, "%s", why);
+		return -1;
+	}
+	if (rv != CKR_OK) {
+		ev_error("%s (CKR 0x%lx)", why, (unsigned long)rv);
+		return -2;
+	}
+	return 0;
+}
 
 /* The reference policy from its file; 0, -1 with v refused, or -2 (out of memory). */
 static int
@@ -482,8 +630,9 @@ read_reference(const ev_attest_ctx *ctx, ev_tpm_reference **r, ev_verdict *v)
 		rc = -2;
 	} else if (rv != CKR_OK) {
 		ev_verdict_refuse(v, "%s", err);
-		/* The audit trail can still tell which file was refused. */
-		crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0);
+		/* The audit trail can still tell which file was refused (zeros: it cannot). */
+		if (crypto_generichash(v->digest, sizeof(v->digest), buf, len, NULL, 0) != 0)
+			sodium_memzero(v->digest, sizeof(v->digest));
 		rc = -1;
 	}
 	free(buf);
@@ -494,6 +643,7 @@ static CK_RV
 quote_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 {
 	unsigned char nonce[EV_QUOTE_NONCE_LEN], pcr_digest[EV_QUOTE_DIGEST_LEN];
+	unsigned char ak_name[EV_QUOTE_AK_NAME_LEN];
 	char why[160] = "", pcrs[EV_PCR_LIST_MAX], hex[2 * EV_QUOTE_NONCE_LEN + 1];
 	ev_tpm_reference *r = NULL;
 	struct ev_quote q;
@@ -529,6 +679,18 @@ quote_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 	rv = CKR_OK;
 	if (reference_check(r, ctx, v) != 0)
 		goto out;
+	/*
+	 * Kept before the quote, whatever it shows: once the verifier's newer
+	 * reference was here, putting an older one back is refused even if
+	 * the device never matched the newer one.
+	 */
+	rc = admit_seq(r, v);
+	if (rc == -2) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	if (rc != 0)
+		goto out;
 	if (ctx->root == NULL) {
 		ev_verdict_refuse(v, "no root of trust to quote with");
 		goto out;
@@ -554,8 +716,8 @@ quote_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 			 (unsigned long)rv);
 		goto out;
 	}
-	rv = ev_quote_verify(&q, ctx->cfg->attest_pcrs, nonce, sizeof(nonce), pcr_digest, why,
-			     sizeof(why));
+	rv = ev_quote_verify(&q, ctx->cfg->attest_pcrs, nonce, sizeof(nonce), pcr_digest, ak_name,
+			     why, sizeof(why));
 	if (rv == CKR_HOST_MEMORY)
 		goto out;
 	if (rv != CKR_OK) {
@@ -563,7 +725,7 @@ quote_appraise(const ev_attest_ctx *ctx, ev_verdict *v)
 		rv = CKR_OK;
 		goto out;
 	}
-	ev_quote_check(r, pcr_digest, ctx, v);
+	ev_quote_check(r, pcr_digest, ak_name, ctx, v);
 out:
 	ev_tpm_reference_free(r);
 	return rv;

@@ -7,7 +7,8 @@
  *       [--ttl SECONDS | --expires-at UNIX] [--issued-at UNIX] [--nonce HEX] [--out FILE]
  *   edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]
  *   edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...] --digest HEX
- *       [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX) [--issued-at UNIX] [--out FILE]
+ *       --ak HEX --seq N [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX)
+ *       [--issued-at UNIX] [--out FILE]
  *   edgevault [--config FILE] [--module FILE] attest nonce --zone N
  *   edgevault [--config FILE] [--module FILE] attest check --zone N [--json]
  *   edgevault [--config FILE] attest show [--json]
@@ -17,12 +18,14 @@
  * and `check` go through the module's admin interface, as applications
  * would; `show` reads the store read-only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "attest.h"
+#include "json.h"
 #include "quote.h"
 #include "store.h"
 #include "tool.h"
@@ -44,8 +47,8 @@ attest_usage(void)
 	    "           [--out FILE]\n"
 	    "       edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]\n"
 	    "       edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...]\n"
-	    "           --digest HEX [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX)\n"
-	    "           [--issued-at UNIX] [--out FILE]\n"
+	    "           --digest HEX --ak HEX --seq N [--zone N[,N...]]\n"
+	    "           (--ttl SECONDS | --expires-at UNIX) [--issued-at UNIX] [--out FILE]\n"
 	    "       edgevault attest nonce --zone N\n"
 	    "       edgevault attest check --zone N [--json]\n"
 	    "       edgevault attest show [--json]\n");
@@ -355,14 +358,15 @@ reference_usage(void)
 	fprintf(stderr,
 	    "usage: edgevault attest reference --key KEYFILE [--in DOC] [--out FILE]\n"
 	    "       edgevault attest reference --key KEYFILE --device ID --pcrs N[,N...]\n"
-	    "           --digest HEX [--zone N[,N...]] (--ttl SECONDS | --expires-at UNIX)\n"
-	    "           [--issued-at UNIX] [--out FILE]\n");
+	    "           --digest HEX --ak HEX --seq N [--zone N[,N...]]\n"
+	    "           (--ttl SECONDS | --expires-at UNIX) [--issued-at UNIX] [--out FILE]\n");
 }
 
 /* The reference policy the fields describe, malloc'ed (NULL: out of memory). */
 static char *
-reference_doc(const char *device, uint32_t pcrs, const char *digest, const int64_t *zones,
-    size_t nzones, int64_t issued, int64_t expires, size_t *len)
+reference_doc(const char *device, uint32_t pcrs, const char *digest, const char *ak,
+    unsigned long long seq, const int64_t *zones, size_t nzones, int64_t issued, int64_t expires,
+    size_t *len)
 {
 	char list[EV_PCR_LIST_MAX], *doc = NULL;
 	size_t n = 0, i;
@@ -372,8 +376,8 @@ reference_doc(const char *device, uint32_t pcrs, const char *digest, const int64
 	if (m == NULL)
 		return NULL;
 	put_device(m, device);
-	fprintf(m, ", \"pcrs\": [%s], \"digest\": \"%s\"", ev_pcr_list_format(pcrs, list),
-	    digest);
+	fprintf(m, ", \"pcrs\": [%s], \"digest\": \"%s\", \"ak\": \"%s\", \"seq\": %llu",
+	    ev_pcr_list_format(pcrs, list), digest, ak, seq);
 	if (nzones > 0) {
 		fprintf(m, ", \"zones\": [");
 		for (i = 0; i < nzones; i++)
@@ -395,6 +399,8 @@ cmd_attest_reference(int argc, char **argv)
 		{ "device", required_argument, NULL, 'd' },
 		{ "pcrs", required_argument, NULL, 'p' },
 		{ "digest", required_argument, NULL, 'g' },
+		{ "ak", required_argument, NULL, 'n' },
+		{ "seq", required_argument, NULL, 's' },
 		{ "zone", required_argument, NULL, 'z' },
 		{ "zones", required_argument, NULL, 'z' },
 		{ "ttl", required_argument, NULL, 't' },
@@ -404,7 +410,9 @@ cmd_attest_reference(int argc, char **argv)
 	};
 	const char *key = NULL, *in = NULL, *out = NULL, *device = NULL, *pcrs_s = NULL;
 	const char *digest = NULL, *ttl_s = NULL, *expires_s = NULL, *issued_s = NULL;
-	char t[32], list[EV_PCR_LIST_MAX];
+	const char *ak = NULL, *seq_s = NULL;
+	char t[32], list[EV_PCR_LIST_MAX], *end;
+	unsigned long long seq = 0;
 	unsigned char *doc = NULL;
 	int64_t *zones = NULL;
 	void *parsed = NULL;
@@ -435,6 +443,12 @@ cmd_attest_reference(int argc, char **argv)
 		case 'g':
 			digest = optarg;
 			break;
+		case 'n':
+			ak = optarg;
+			break;
+		case 's':
+			seq_s = optarg;
+			break;
 		case 'z':
 			if (add_zones(optarg, &zones, &nzones) != 0) {
 				rc = 2;
@@ -456,10 +470,11 @@ cmd_attest_reference(int argc, char **argv)
 			goto out;
 		}
 	}
-	fields = device != NULL || pcrs_s != NULL || digest != NULL || nzones > 0 ||
-	    ttl_s != NULL || expires_s != NULL || issued_s != NULL;
+	fields = device != NULL || pcrs_s != NULL || digest != NULL || ak != NULL ||
+	    seq_s != NULL || nzones > 0 || ttl_s != NULL || expires_s != NULL || issued_s != NULL;
 	if (key == NULL || optind != argc || (fields && in != NULL) ||
-	    (fields && (device == NULL || pcrs_s == NULL || digest == NULL)) ||
+	    (fields && (device == NULL || pcrs_s == NULL || digest == NULL || ak == NULL ||
+	    seq_s == NULL)) ||
 	    (fields && (ttl_s == NULL) == (expires_s == NULL))) {
 		reference_usage();
 		rc = 2;
@@ -479,11 +494,27 @@ cmd_attest_reference(int argc, char **argv)
 			rc = 2;
 			goto out;
 		}
+		if (strlen(ak) != 2 * EV_QUOTE_AK_NAME_LEN || strncmp(ak, "000b", 4) != 0 ||
+		    strspn(ak, "0123456789abcdefABCDEF") != strlen(ak)) {
+			fprintf(stderr, "edgevault: --ak: expected the hex of the attestation key's "
+			    "TPM name (68 digits, 000b...: `edgevault attest check` names it)\n");
+			rc = 2;
+			goto out;
+		}
+		errno = 0;
+		seq = strtoull(seq_s, &end, 10);
+		if (seq_s[0] < '1' || seq_s[0] > '9' || *end != '\0' || errno != 0 ||
+		    seq > (unsigned long long)EV_JSON_SAFE_MAX) {
+			fprintf(stderr, "edgevault: --seq %s: expected 1 to %lld, above the last "
+			    "reference's\n", seq_s, (long long)EV_JSON_SAFE_MAX);
+			rc = 2;
+			goto out;
+		}
 		if (doc_times(issued_s, ttl_s, expires_s, 1, &issued, &expires) != 0) {
 			rc = 2;
 			goto out;
 		}
-		doc = (unsigned char *)reference_doc(device, pcrs, digest, zones, nzones,
+		doc = (unsigned char *)reference_doc(device, pcrs, digest, ak, seq, zones, nzones,
 		    (int64_t)issued, (int64_t)expires, &doclen);
 		if (doc == NULL) {
 			fprintf(stderr, "edgevault: out of memory\n");
@@ -496,8 +527,8 @@ cmd_attest_reference(int argc, char **argv)
 	r = parsed;
 	fprintf(stderr, "edgevault: signed TPM reference policy for device \"");
 	fputs(r->scope.device, stderr);
-	fprintf(stderr, "\", PCRs %s, %s, expires %s%s%s\n",
-	    ev_pcr_list_format(r->pcrs, list), r->scope.nzones > 0 ? "some zones" : "every zone",
+	fprintf(stderr, "\", PCRs %s, seq %lld, %s, expires %s%s%s\n",
+	    ev_pcr_list_format(r->pcrs, list), (long long)r->seq, r->scope.nzones > 0 ? "some zones" : "every zone",
 	    iso_time(r->scope.expires_at, t), out ? ": " : "", out ? out : "");
 	rc = 0;
 out:

@@ -302,36 +302,56 @@ fails "attest sign names the malformed member" 'unknown member "trusted"' \
 
 # ---- attest reference: TPM reference policies (provider tpm2-quote) ----
 D=3d458cfe55cc03ea1f443f1562beec8df51c75e14a9fcf9a7234a13f198e7969
+AK=000b8f3a1e5c7d2b9a604f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778
 ok "attest reference signs a policy built from the fields" sh -c \
 	"'$EV_TOOL' attest reference --key verifier.key --device test-device --pcrs 7,0 \
-	 --digest $D --zone 1,2 --ttl 600 --out reference.signed 2>ref.err &&
-	 grep -q 'PCRs 0,7' ref.err &&
+	 --digest $D --ak $AK --seq 3 --zone 1,2 --ttl 600 --out reference.signed 2>ref.err &&
+	 grep -q 'PCRs 0,7, seq 3' ref.err &&
 	 '$EV_PYTHON' -c 'import json,base64; e=json.load(open(\"reference.signed\"))
 assert e[\"type\"] == \"edgevault-tpm-reference\", e
 d=json.loads(base64.b64decode(e[\"payload\"]))
 assert d[\"pcrs\"] == [0, 7] and d[\"digest\"] == \"$D\" and d[\"zones\"] == [1, 2], d
+assert d[\"ak\"] == \"$AK\" and d[\"seq\"] == 3, d
 assert d[\"expires_at\"] - d[\"issued_at\"] == 600 and d[\"device\"] == \"test-device\", d'"
 ok "attest reference without --zone admits every zone (no \"zones\")" sh -c \
 	"'$EV_TOOL' attest reference --key verifier.key --device test-device --pcrs 16 \
-	 --digest $D --expires-at 9999999999 2>ref.err | '$EV_PYTHON' -c 'import json,sys,base64
+	 --digest $D --ak $AK --seq 9007199254740992 --expires-at 9999999999 2>ref.err | '$EV_PYTHON' -c 'import json,sys,base64
 d=json.loads(base64.b64decode(json.load(sys.stdin)[\"payload\"]))
-assert \"zones\" not in d and d[\"pcrs\"] == [16] and d[\"expires_at\"] == 9999999999, d' &&
+assert \"zones\" not in d and d[\"pcrs\"] == [16] and d[\"expires_at\"] == 9999999999, d
+assert d[\"seq\"] == 9007199254740992, d' &&
 	 grep -q 'every zone' ref.err"
 exits "attest reference without --digest is a usage error" 2 \
-	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --ttl 60
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --ak $AK \
+	--seq 1 --ttl 60
 exits "attest reference without --ttl or --expires-at is a usage error" 2 \
-	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
+	--ak $AK --seq 1
 exits "attest reference with --ttl and --expires-at is a usage error" 2 \
 	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
-	--ttl 60 --expires-at 99
+	--ak $AK --seq 1 --ttl 60 --expires-at 99
 exits "attest reference with PCR 24 is a usage error" 2 \
 	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0,24 \
-	--digest $D --ttl 60
+	--digest $D --ak $AK --seq 1 --ttl 60
 exits "attest reference with a short digest is a usage error" 2 \
 	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 \
-	--digest 3d45 --ttl 60
-printf '{"version": 1, "device": "test-device", "pcrs": [7, 0], "digest": "%s",\n "issued_at": 1, "expires_at": 2}\n' \
-	"$D" >bad-reference.json
+	--digest 3d45 --ak $AK --seq 1 --ttl 60
+exits "attest reference without --ak is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
+	--seq 1 --ttl 60
+fails "attest reference with an AK name that is not a SHA-256 TPM name says what it expects" \
+	'expected the hex of the attestation key' \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
+	--ak $D --seq 1 --ttl 60
+exits "attest reference without --seq is a usage error" 2 \
+	"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 --digest $D \
+	--ak $AK --ttl 60
+for bad in 0 -1 1x 9007199254740993; do
+	exits "attest reference with --seq $bad is a usage error" 2 \
+		"$EV_TOOL" attest reference --key verifier.key --device test-device --pcrs 0 \
+		--digest $D --ak $AK --seq $bad --ttl 60
+done
+printf '{"version": 1, "device": "test-device", "pcrs": [7, 0], "digest": "%s",\n "ak": "%s", "seq": 1, "issued_at": 1, "expires_at": 2}\n' \
+	"$D" "$AK" >bad-reference.json
 exits "attest reference of a malformed document exits 1" 1 \
 	"$EV_TOOL" attest reference --key verifier.key --in bad-reference.json
 fails "attest reference names what is wrong" '"pcrs"\[1\]: PCR 0 after PCR 7' \

@@ -17,6 +17,8 @@
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_tpm2_types.h>
 
+#include "lock.h"
+#include "module.h"
 #include "quote.h"
 #include "secmem.h"
 #include "signed.h"
@@ -26,11 +28,19 @@
 #define EXPIRES (ISSUED + 86400)
 #define DIGEST_HEX "3d458cfe55cc03ea1f443f1562beec8df51c75e14a9fcf9a7234a13f198e7969"
 #define PCRS_0_7 0x81u
+#define AK_HEX "000b8f3a1e5c7d2b9a604f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778"
+#define AKSEQ "\"ak\": \"" AK_HEX "\", \"seq\": 1, "
+
+/* What make_ref() puts in "ak" and "seq": AK_HEX and 1 unless a test says otherwise. */
+static char ref_ak[2 * EV_QUOTE_AK_NAME_LEN + 8];
+static long long ref_seq;
 
 static void
 setup(void)
 {
 	tmpdir_make("ev_quote");
+	snprintf(ref_ak, sizeof(ref_ak), "%s", AK_HEX);
+	ref_seq = 1;
 }
 
 /* ---- the reference policy ---- */
@@ -47,8 +57,8 @@ make_ref(const char *device, const char *pcrs, const char *digest, const char *z
 		snprintf(zm, sizeof(zm), ", \"zones\": [%s]", zones);
 	snprintf(doc, sizeof(doc),
 		 "{\"version\": 1, \"device\": \"%s\", \"pcrs\": [%s], \"digest\": \"%s\"%s, "
-		 "\"issued_at\": %lld, \"expires_at\": %lld}\n",
-		 device, pcrs, digest, zm, issued, expires);
+		 "\"ak\": \"%s\", \"seq\": %lld, \"issued_at\": %lld, \"expires_at\": %lld}\n",
+		 device, pcrs, digest, zm, ref_ak, ref_seq, issued, expires);
 	return doc;
 }
 
@@ -82,7 +92,7 @@ ref_fails(const char *doc, const char *must)
 START_TEST(test_ref_parse)
 {
 	ev_tpm_reference *r;
-	unsigned char want[32];
+	unsigned char want[32], akw[EV_QUOTE_AK_NAME_LEN];
 	size_t n = 0;
 
 	r = ref_ok(make_ref("edge-0042", "0, 7", DIGEST_HEX, NULL, ISSUED, EXPIRES));
@@ -94,9 +104,13 @@ START_TEST(test_ref_parse)
 	ck_assert_uint_eq(r->scope.nzones, 0);
 	ck_assert_int_eq(r->scope.issued_at, ISSUED);
 	ck_assert_int_eq(r->scope.expires_at, EXPIRES);
+	ck_assert_int_eq(sodium_hex2bin(akw, sizeof(akw), AK_HEX, 68, NULL, &n, NULL), 0);
+	ck_assert_mem_eq(r->ak_name, akw, sizeof(akw));
+	ck_assert_int_eq(r->seq, 1);
 	ev_tpm_reference_free(r);
 
-	/* Zones, every PCR, the digest in capitals. */
+	/* Zones, every PCR, the highest seq, the digest in capitals. */
+	ref_seq = 9007199254740992LL;
 	r = ref_ok(make_ref("d", "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23",
 			    "3D458CFE55CC03EA1F443F1562BEEC8DF51C75E14A9FCF9A7234A13F198E7969",
 			    "2, 9007199254740992", 0, 1));
@@ -104,6 +118,7 @@ START_TEST(test_ref_parse)
 	ck_assert_mem_eq(r->pcr_digest, want, 32);
 	ck_assert_uint_eq(r->scope.nzones, 2);
 	ck_assert_int_eq(r->scope.zones[1], 9007199254740992LL);
+	ck_assert_int_eq(r->seq, 9007199254740992LL);
 	ev_tpm_reference_free(r);
 	ev_tpm_reference_free(NULL);
 }
@@ -137,27 +152,51 @@ START_TEST(test_ref_malformed)
 	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 20, 20), "is not after");
 	ref_fails(make_ref("", "0", DIGEST_HEX, NULL, 10, 20), "\"device\"");
 	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": 7, \"digest\": \"" DIGEST_HEX
-		  "\", \"issued_at\": 1, \"expires_at\": 2}",
+		  "\", " AKSEQ "\"issued_at\": 1, \"expires_at\": 2}",
 		  "expected an array");
 	ref_fails("{\"version\": 2, \"device\": \"d\", \"pcrs\": [7], \"digest\": \"" DIGEST_HEX
-		  "\", \"issued_at\": 1, \"expires_at\": 2}",
+		  "\", " AKSEQ "\"issued_at\": 1, \"expires_at\": 2}",
 		  "2 is not supported");
 	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"digest\": \"" DIGEST_HEX
-		  "\", \"issued_at\": 1, \"expires_at\": 2, \"bank\": \"sha1\"}",
+		  "\", " AKSEQ "\"issued_at\": 1, \"expires_at\": 2, \"bank\": \"sha1\"}",
 		  "unknown member \"bank\"");
-	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"issued_at\": 1, "
+	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], " AKSEQ "\"issued_at\": 1, "
 		  "\"expires_at\": 2}",
 		  "\"digest\": missing");
 	ref_fails("{\"version\": 1, \"device\": \"d\", \"digest\": \"" DIGEST_HEX
-		  "\", \"issued_at\": 1, \"expires_at\": 2}",
+		  "\", " AKSEQ "\"issued_at\": 1, \"expires_at\": 2}",
 		  "\"pcrs\": missing");
 	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"digest\": \"" DIGEST_HEX
-		  "\", \"zones\": null, \"issued_at\": 1, \"expires_at\": 2}",
+		  "\", \"zones\": null, " AKSEQ "\"issued_at\": 1, \"expires_at\": 2}",
 		  "null is not a value here");
 	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"pcrs\": [0], \"digest\": "
-		  "\"" DIGEST_HEX "\", \"issued_at\": 1, \"expires_at\": 2}",
+		  "\"" DIGEST_HEX "\", " AKSEQ "\"issued_at\": 1, \"expires_at\": 2}",
 		  "");
 	ref_fails("[1]", "expected a JSON object");
+	/* The AK: required, a TPM name of nameAlg SHA-256, 34 bytes. */
+	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"digest\": \"" DIGEST_HEX
+		  "\", \"seq\": 1, \"issued_at\": 1, \"expires_at\": 2}",
+		  "\"ak\": missing");
+	snprintf(ref_ak, sizeof(ref_ak), "%s", "000b");
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"ak\"");
+	snprintf(ref_ak, sizeof(ref_ak), "%s", AK_HEX "00");
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"ak\"");
+	snprintf(ref_ak, sizeof(ref_ak), "%s", DIGEST_HEX);
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"ak\"");
+	snprintf(ref_ak, sizeof(ref_ak), "0004%s", AK_HEX + 4); /* nameAlg SHA-1 */
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "nameAlg SHA-256");
+	snprintf(ref_ak, sizeof(ref_ak), "%s", AK_HEX);
+	/* The seq: required, 1 .. 2^53. */
+	ref_fails("{\"version\": 1, \"device\": \"d\", \"pcrs\": [7], \"digest\": \"" DIGEST_HEX
+		  "\", \"ak\": \"" AK_HEX "\", \"issued_at\": 1, \"expires_at\": 2}",
+		  "\"seq\": missing");
+	ref_seq = 0;
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"seq\"");
+	ref_seq = -1;
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"seq\"");
+	ref_seq = 9007199254740993LL;
+	ref_fails(make_ref("d", "0", DIGEST_HEX, NULL, 10, 20), "\"seq\"");
+	ref_seq = 1;
 }
 END_TEST
 
@@ -233,6 +272,7 @@ struct fixture {
 	ev_policy policy;
 	ev_attest_ctx ctx;
 	unsigned char digest[32]; /* DIGEST_HEX */
+	unsigned char ak_name[EV_QUOTE_AK_NAME_LEN]; /* AK_HEX */
 };
 
 static void
@@ -251,17 +291,20 @@ fixture_init(struct fixture *f)
 	f->ctx.now = ISSUED;
 	f->ctx.policy = &f->policy;
 	ck_assert_int_eq(sodium_hex2bin(f->digest, 32, DIGEST_HEX, 64, NULL, &n, NULL), 0);
+	ck_assert_int_eq(sodium_hex2bin(f->ak_name, sizeof(f->ak_name), AK_HEX, 68, NULL, &n, NULL),
+			 0);
 }
 
-/* Check a reference document against the PCR digest found. */
+/* Check a reference document against the PCR digest and AK name found. */
 static void
-check(const char *doc, const unsigned char found[32], const ev_attest_ctx *ctx, ev_verdict *v)
+check(const char *doc, const unsigned char found[32], const unsigned char ak[EV_QUOTE_AK_NAME_LEN],
+      const ev_attest_ctx *ctx, ev_verdict *v)
 {
 	ev_tpm_reference *r = ref_ok(doc);
 
 	memset(r->digest, 0xd1, sizeof(r->digest));
 	memset(v, 0xee, sizeof(*v));
-	ev_quote_check(r, found, ctx, v);
+	ev_quote_check(r, found, ak, ctx, v);
 	ev_tpm_reference_free(r);
 	ck_assert_msg(memchr(v->reason, '\0', sizeof(v->reason)) != NULL, "reason not terminated");
 	ck_assert_msg(v->reason[0] != '\0', "no reason");
@@ -274,7 +317,7 @@ accepted(const char *doc, const struct fixture *f, int64_t valid_until)
 {
 	ev_verdict v;
 
-	check(doc, f->digest, &f->ctx, &v);
+	check(doc, f->digest, f->ak_name, &f->ctx, &v);
 	ck_assert_msg(v.accepted == 1, "refused at %lld: %s", (long long)f->ctx.now, v.reason);
 	ck_assert_int_eq(v.valid_until, valid_until);
 }
@@ -284,7 +327,7 @@ refused(const char *doc, const struct fixture *f, const char *why)
 {
 	ev_verdict v;
 
-	check(doc, f->digest, &f->ctx, &v);
+	check(doc, f->digest, f->ak_name, &f->ctx, &v);
 	ck_assert_msg(v.accepted == 0, "accepted at %lld: %s", (long long)f->ctx.now, v.reason);
 	ck_assert_err_has(v.reason, why);
 }
@@ -320,13 +363,13 @@ START_TEST(test_rules_accepted)
 
 	/* The verdict's digest: the same for the same reference and state, another for another
 	 * state. */
-	check(doc, f.digest, &f.ctx, &v1);
+	check(doc, f.digest, f.ak_name, &f.ctx, &v1);
 	f.ctx.now += 5;
-	check(doc, f.digest, &f.ctx, &v2);
+	check(doc, f.digest, f.ak_name, &f.ctx, &v2);
 	ck_assert_mem_eq(v1.digest, v2.digest, 32);
 	memcpy(other, f.digest, 32);
 	other[31] ^= 1;
-	check(doc, other, &f.ctx, &v3);
+	check(doc, other, f.ak_name, &f.ctx, &v3);
 	ck_assert_int_eq(v3.accepted, 0);
 	ck_assert_mem_ne(v1.digest, v3.digest, 32);
 	ck_assert_err_has(v1.reason, "accepted for zone 2: PCRs 0,7");
@@ -371,16 +414,31 @@ START_TEST(test_rules_refused)
 	sodium_bin2hex(hex, sizeof(hex), other, 32);
 	doc = make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED,
 		       EXPIRES); /* make_ref's buffer was reused */
-	check(doc, other, &f.ctx, &v);
+	check(doc, other, f.ak_name, &f.ctx, &v);
 	ck_assert_int_eq(v.accepted, 0);
 	ck_assert_err_has(v.reason, "PCR digest ");
 	ck_assert_err_has(v.reason, hex);
 	ck_assert_err_has(v.reason, "differs from the reference's (PCRs 0,7)");
+	/* Another AK than the one pinned, even with the expected PCR digest: the name found is named. */
+	{
+		unsigned char ak2[EV_QUOTE_AK_NAME_LEN];
+		char akhex[2 * EV_QUOTE_AK_NAME_LEN + 1];
+
+		memcpy(ak2, f.ak_name, sizeof(ak2));
+		ak2[EV_QUOTE_AK_NAME_LEN - 1] ^= 1;
+		sodium_bin2hex(akhex, sizeof(akhex), ak2, sizeof(ak2));
+		doc = make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES);
+		check(doc, f.digest, ak2, &f.ctx, &v);
+		ck_assert_int_eq(v.accepted, 0);
+		ck_assert_err_has(v.reason, "the quote's attestation key ");
+		ck_assert_err_has(v.reason, akhex);
+		ck_assert_err_has(v.reason, "is not the reference's");
+	}
 	/* No evidence. */
-	ev_quote_check(NULL, f.digest, &f.ctx, &v);
+	ev_quote_check(NULL, f.digest, f.ak_name, &f.ctx, &v);
 	ck_assert_int_eq(v.accepted, 0);
 	ck_assert_err_has(v.reason, "no evidence");
-	ev_quote_check(NULL, f.digest, &f.ctx, NULL);
+	ev_quote_check(NULL, f.digest, f.ak_name, &f.ctx, NULL);
 }
 END_TEST
 
@@ -420,6 +478,28 @@ ak_make(struct ak *a)
 	memcpy(a->pub.unique.ecc.x.buffer, point + 1, 32);
 	a->pub.unique.ecc.y.size = 32;
 	memcpy(a->pub.unique.ecc.y.buffer, point + 33, 32);
+}
+
+/*
+ * The AK's name and qualified name, computed here as TPM 2.0 Part 1
+ * defines them: nameAlg || SHA-256(TPMT_PUBLIC), and for a primary of the
+ * owner hierarchy nameAlg || SHA-256(TPM_RH_OWNER || name).
+ */
+static void
+ak_names(const struct ak *a, unsigned char name[34], unsigned char qn[34])
+{
+	unsigned char buf[1024], cat[4 + 34] = {0x40, 0x00, 0x00, 0x01};
+	size_t n = 0;
+
+	ck_assert_int_eq(Tss2_MU_TPMT_PUBLIC_Marshal(&a->pub, buf, sizeof(buf), &n),
+			 TSS2_RC_SUCCESS);
+	name[0] = 0x00;
+	name[1] = 0x0b;
+	crypto_hash_sha256(name + 2, buf, n);
+	memcpy(cat + 4, name, 34);
+	qn[0] = 0x00;
+	qn[1] = 0x0b;
+	crypto_hash_sha256(qn + 2, cat, sizeof(cat));
 }
 
 /* A quote's attest structure: a TPM's, over pcrs of the SHA-256 bank, with nonce and digest. */
@@ -481,13 +561,23 @@ quote_sign(struct ev_quote *q, const struct ak *a)
 			 TSS2_RC_SUCCESS);
 }
 
-/* A whole quote: attest marshalled, AK public marshalled, signed. */
+/*
+ * A whole quote: attest marshalled, AK public marshalled, signed. A
+ * qualifiedSigner of 34 zero bytes (attest_make's) becomes the AK's
+ * qualified name; any other is left as the test set it.
+ */
 static void
 quote_make(struct ev_quote *q, const struct ak *a, const TPMS_ATTEST *at)
 {
+	static const unsigned char zero[34];
+	unsigned char name[34];
+	TPMS_ATTEST t = *at;
+
+	if (t.qualifiedSigner.size == 34 && memcmp(t.qualifiedSigner.name, zero, 34) == 0)
+		ak_names(a, name, t.qualifiedSigner.name);
 	memset(q, 0, sizeof(*q));
 	ck_assert_int_eq(
-	    Tss2_MU_TPMS_ATTEST_Marshal(at, q->attest, sizeof(q->attest), &q->attest_len),
+	    Tss2_MU_TPMS_ATTEST_Marshal(&t, q->attest, sizeof(q->attest), &q->attest_len),
 	    TSS2_RC_SUCCESS);
 	ck_assert_int_eq(Tss2_MU_TPMT_PUBLIC_Marshal(&a->pub, q->ak, sizeof(q->ak), &q->ak_len),
 			 TSS2_RC_SUCCESS);
@@ -499,11 +589,11 @@ static void
 quote_refused(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonce, CK_RV want,
 	      const char *why)
 {
-	unsigned char d[32];
+	unsigned char d[32], name[EV_QUOTE_AK_NAME_LEN];
 	char err[160] = "";
 	CK_RV rv;
 
-	rv = ev_quote_verify(q, pcrs, nonce, 32, d, err, sizeof(err));
+	rv = ev_quote_verify(q, pcrs, nonce, 32, d, name, err, sizeof(err));
 	ck_assert_msg(rv == want, "0x%lx (%s), expected 0x%lx", (unsigned long)rv, err,
 		      (unsigned long)want);
 	ck_assert_err_has(err, why);
@@ -511,23 +601,33 @@ quote_refused(const struct ev_quote *q, uint32_t pcrs, const unsigned char *nonc
 
 START_TEST(test_quote_verify)
 {
-	unsigned char nonce[32], digest[32], got[32];
+	unsigned char nonce[32], digest[32], got[32], name[34], qn[34], gotname[34], n2[34];
 	struct ev_quote q;
 	TPMS_ATTEST at;
 	struct ak a;
 	char err[160] = "";
 
 	ak_make(&a);
+	ak_names(&a, name, qn);
 	randombytes_buf(nonce, sizeof(nonce));
 	randombytes_buf(digest, sizeof(digest));
 	attest_make(&at, PCRS_0_7, nonce, sizeof(nonce), digest);
 	quote_make(&q, &a, &at);
 	memset(got, 0, sizeof(got));
-	ck_assert_uint_eq(ev_quote_verify(&q, PCRS_0_7, nonce, 32, got, err, sizeof(err)), CKR_OK);
+	memset(gotname, 0, sizeof(gotname));
+	ck_assert_uint_eq(ev_quote_verify(&q, PCRS_0_7, nonce, 32, got, gotname, err, sizeof(err)),
+			  CKR_OK);
 	ck_assert_mem_eq(got, digest, 32);
-	ck_assert_uint_eq(ev_quote_verify(NULL, PCRS_0_7, nonce, 32, got, err, sizeof(err)),
+	/* The name of the AK that signed, as the TPM computes it. */
+	ck_assert_mem_eq(gotname, name, 34);
+	ck_assert_int_eq(ev_quote_ak_name(q.ak, q.ak_len, n2, NULL), 0);
+	ck_assert_mem_eq(n2, name, 34);
+	ck_assert_int_eq(ev_quote_ak_name(q.ak, q.ak_len - 1, n2, NULL), -1);
+	ck_assert_uint_eq(ev_quote_verify(NULL, PCRS_0_7, nonce, 32, got, gotname, err, sizeof(err)),
 			  CKR_ARGUMENTS_BAD);
-	ck_assert_uint_eq(ev_quote_verify(&q, PCRS_0_7, NULL, 32, got, err, sizeof(err)),
+	ck_assert_uint_eq(ev_quote_verify(&q, PCRS_0_7, NULL, 32, got, gotname, err, sizeof(err)),
+			  CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(ev_quote_verify(&q, PCRS_0_7, nonce, 32, got, NULL, err, sizeof(err)),
 			  CKR_ARGUMENTS_BAD);
 	EVP_PKEY_free(a.key);
 }
@@ -535,7 +635,7 @@ END_TEST
 
 START_TEST(test_quote_mutated)
 {
-	unsigned char nonce[32], other_nonce[32], digest[32];
+	unsigned char nonce[32], other_nonce[32], digest[32], qn_b[34], name_a[34];
 	struct ev_quote q, good;
 	TPMS_ATTEST at;
 	struct ak a, b;
@@ -591,6 +691,21 @@ START_TEST(test_quote_mutated)
 	memset(&at.attested, 0, sizeof(at.attested));
 	quote_make(&q, &a, &at);
 	quote_refused(&q, PCRS_0_7, nonce, CKR_DATA_INVALID, "other than a quote (type 0x8019)");
+	/* Signed by the AK, but qualifiedSigner names another key, or the AK not as an owner primary. */
+	attest_make(&at, PCRS_0_7, nonce, sizeof(nonce), digest);
+	ak_names(&b, at.qualifiedSigner.name, qn_b);
+	quote_make(&q, &a, &at);
+	quote_refused(&q, PCRS_0_7, nonce, CKR_DATA_INVALID, "the quote's signer is not");
+	attest_make(&at, PCRS_0_7, nonce, sizeof(nonce), digest);
+	ak_names(&a, at.qualifiedSigner.name, qn_b); /* the name, not the qualified name */
+	quote_make(&q, &a, &at);
+	quote_refused(&q, PCRS_0_7, nonce, CKR_DATA_INVALID, "the quote's signer is not");
+	attest_make(&at, PCRS_0_7, nonce, sizeof(nonce), digest);
+	ak_names(&a, name_a, at.qualifiedSigner.name);
+	at.qualifiedSigner.size = 33;
+	quote_make(&q, &a, &at);
+	quote_refused(&q, PCRS_0_7, nonce, CKR_DATA_INVALID, "the quote's signer is not");
+	attest_make(&at, PCRS_0_7, nonce, sizeof(nonce), digest);
 
 	/* A byte changed after signing, a signature by another key, the signature cut. */
 	q = good;
@@ -652,6 +767,8 @@ struct fake_root {
 	CK_RV answer;		  /* what it answers (CKR_OK: a quote) */
 	int calls;
 	unsigned char nonces[4][32];
+	int replay;		  /* answer with the last quote made, whatever the nonce */
+	struct ev_quote last;	  /* the last quote made */
 };
 
 static CK_RV
@@ -667,8 +784,13 @@ fake_quote(ev_root *base, uint32_t pcrs, const unsigned char *nonce, size_t nonc
 	r->calls++;
 	if (r->answer != CKR_OK)
 		return r->answer;
+	if (r->replay && r->last.attest_len > 0) {
+		*q = r->last;
+		return CKR_OK;
+	}
 	attest_make(&at, pcrs, nonce, nonce_len, r->digest);
 	quote_make(q, &r->ak, &at);
+	r->last = *q;
 	return CKR_OK;
 }
 
@@ -686,11 +808,24 @@ struct pfixture {
 	struct fake_root root;
 	ev_secret *seed;
 	char path[400];
+	ev_module mod; /* ev_mod: the store that keeps the highest seq */
 };
+
+/* make_ref()'s "ak": the name of a's key. */
+static void
+pin_ak(const struct ak *a)
+{
+	unsigned char name[34], qn[34];
+
+	ak_names(a, name, qn);
+	sodium_bin2hex(ref_ak, sizeof(ref_ak), name, sizeof(name));
+}
 
 static void
 pfixture_init(struct pfixture *p)
 {
+	char err[256] = "";
+
 	fixture_init(&p->f);
 	memset(&p->root, 0, sizeof(p->root));
 	p->root.base.ops = &fake_ops;
@@ -701,11 +836,22 @@ pfixture_init(struct pfixture *p)
 	snprintf(p->path, sizeof(p->path), "%s", path_of("reference.json"));
 	p->f.cfg.attest_reference_path = p->path;
 	p->f.ctx.root = &p->root.base;
+	pin_ak(&p->root.ak);
+	memset(&p->mod, 0, sizeof(p->mod));
+	ck_assert_msg(ev_store_open(tmpdir, EV_STORE_CREATE, &p->mod.store, err, sizeof(err)) ==
+			  CKR_OK,
+		      "%s", err);
+	p->mod.store_lock = ev_mutex_new();
+	ck_assert_ptr_nonnull(p->mod.store_lock);
+	ev_mod = &p->mod;
 }
 
 static void
 pfixture_fini(struct pfixture *p)
 {
+	ev_mod = NULL;
+	ev_store_close(p->mod.store);
+	ev_mutex_free(p->mod.store_lock);
 	EVP_PKEY_free(p->root.ak.key);
 	ev_secret_free(p->seed);
 }
@@ -798,6 +944,31 @@ START_TEST(test_provider_refused)
 	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
 	ck_assert_int_eq(v.accepted, 0);
 	ck_assert_err_has(v.reason, "the quote's signature does not verify");
+	/*
+	 * Whoever answers for the TPM signs with a key of their own, consistent
+	 * with the public area it sends: the quote verifies, the AK is not the
+	 * one pinned, and the refusal names the one found.
+	 */
+	EVP_PKEY_free(p.root.ak.key);
+	ak_make(&p.root.ak);
+	{
+		unsigned char name[34], qn[34];
+		char hex[69];
+
+		ak_names(&p.root.ak, name, qn);
+		sodium_bin2hex(hex, sizeof(hex), name, sizeof(name));
+		ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+		ck_assert_int_eq(v.accepted, 0);
+		ck_assert_err_has(v.reason, "the quote's attestation key ");
+		ck_assert_err_has(v.reason, hex);
+		ck_assert_err_has(v.reason, "is not the reference's");
+		/* Pinned by a new reference (seq 2), the same key is accepted. */
+		snprintf(ref_ak, sizeof(ref_ak), "%s", hex);
+		ref_seq = 2;
+		publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+		ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+		ck_assert_msg(v.accepted, "%s", v.reason);
+	}
 	/* The TPM unreachable: the machinery failed, no verdict. */
 	p.root.answer = CKR_DEVICE_ERROR;
 	ck_assert_uint_eq(appraise(&p, &v), CKR_DEVICE_ERROR);
@@ -826,6 +997,132 @@ START_TEST(test_provider_refused)
 }
 END_TEST
 
+/*
+ * A replayed quote: whoever answers for the TPM records a genuine quote
+ * (the right AK, the right state) and hands it back at the next
+ * appraisal. Refused because each appraisal asks with a new nonce and
+ * checks the quote carries it; a provider that reused a nonce would
+ * accept it.
+ */
+START_TEST(test_provider_replay)
+{
+	struct pfixture p;
+	ev_verdict v;
+	int i;
+
+	pfixture_init(&p);
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	p.root.replay = 1;
+	for (i = 0; i < 3; i++) {
+		ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+		ck_assert_int_eq(v.accepted, 0);
+		ck_assert_str_eq(v.reason,
+				 "the quote does not carry this appraisal's nonce (replayed?)");
+	}
+	/* Every appraisal asked with a nonce of its own. */
+	ck_assert_int_eq(p.root.calls, 4);
+	for (i = 1; i < 4; i++)
+		ck_assert_mem_ne(p.root.nonces[i], p.root.nonces[i - 1], 32);
+	ck_assert_mem_ne(p.root.nonces[0], p.root.nonces[2], 32);
+	ck_assert_mem_ne(p.root.nonces[0], p.root.nonces[3], 32);
+	ck_assert_mem_ne(p.root.nonces[1], p.root.nonces[3], 32);
+	/* The genuine TPM again: accepted. */
+	p.root.replay = 0;
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	pfixture_fini(&p);
+}
+END_TEST
+
+/* The rollback rule alone: lower refused, equal and higher admitted, the highest kept. */
+START_TEST(test_seq_admit)
+{
+	ev_store *st = NULL;
+	char err[256] = "";
+	int64_t last = 0;
+
+	ck_assert_uint_eq(ev_store_open(tmpdir, EV_STORE_CREATE, &st, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_store_meta_get_int(st, EV_META_TPM_REFERENCE_SEQ, &last),
+			  EVR_NOT_FOUND);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 5, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 5, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 4, err, sizeof(err)), CKR_DATA_INVALID);
+	ck_assert_str_eq(err, "reference policy seq 4 is older than the 5 already accepted");
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 1, err, sizeof(err)), CKR_DATA_INVALID);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 6, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 5, err, sizeof(err)), CKR_DATA_INVALID);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 9007199254740992LL, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 9007199254740991LL, err, sizeof(err)),
+			  CKR_DATA_INVALID);
+	ck_assert_uint_eq(ev_store_meta_get_int(st, EV_META_TPM_REFERENCE_SEQ, &last), CKR_OK);
+	ck_assert_int_eq(last, 9007199254740992LL);
+	/* Kept across a reopen: it is the store's. */
+	ev_store_close(st);
+	st = NULL;
+	ck_assert_uint_eq(ev_store_open(tmpdir, 0, &st, err, sizeof(err)), CKR_OK);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 7, err, sizeof(err)), CKR_DATA_INVALID);
+	ck_assert_uint_eq(ev_quote_seq_admit(st, 0, err, sizeof(err)), CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(ev_quote_seq_admit(NULL, 1, err, sizeof(err)), CKR_ARGUMENTS_BAD);
+	ev_store_close(st);
+}
+END_TEST
+
+/* The provider: an older reference put back is refused, the same or a newer one accepted. */
+START_TEST(test_provider_rollback)
+{
+	struct pfixture p;
+	ev_verdict v;
+
+	pfixture_init(&p);
+	ref_seq = 5;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	/* The same reference read again. */
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	/* An older one, unexpired and well signed, put back: refused before any quote. */
+	ref_seq = 4;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	p.root.calls = 0;
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_int_eq(v.accepted, 0);
+	ck_assert_str_eq(v.reason, "reference policy seq 4 is older than the 5 already accepted");
+	ck_assert_int_eq(p.root.calls, 0);
+	/* A newer one, even one the device does not match, raises the bar. */
+	ref_seq = 6;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	p.root.digest[0] ^= 1;
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_int_eq(v.accepted, 0);
+	ck_assert_err_has(v.reason, "differs from the reference's");
+	p.root.digest[0] ^= 1;
+	ref_seq = 5;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_int_eq(v.accepted, 0);
+	ck_assert_err_has(v.reason, "seq 5 is older than the 6 already accepted");
+	/* A reference the rules refuse anyway (expired) does not raise it. */
+	ref_seq = 100;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED - 10, ISSUED), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_err_has(v.reason, "expired");
+	ref_seq = 7;
+	publish(&p, make_ref("edge", "0,7", DIGEST_HEX, NULL, ISSUED, EXPIRES), NULL);
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_msg(v.accepted, "%s", v.reason);
+	/* No store: refused, not accepted unguarded. */
+	ev_mod = NULL;
+	ck_assert_uint_eq(appraise(&p, &v), CKR_OK);
+	ck_assert_int_eq(v.accepted, 0);
+	ck_assert_err_has(v.reason, "no store to keep the reference policy's seq");
+	ev_mod = &p.mod;
+	pfixture_fini(&p);
+}
+END_TEST
+
 static Suite *
 quote_suite(void)
 {
@@ -842,6 +1139,9 @@ quote_suite(void)
 	tcase_add_test(tc, test_quote_mutated);
 	tcase_add_test(tc, test_provider_accepted);
 	tcase_add_test(tc, test_provider_refused);
+	tcase_add_test(tc, test_provider_replay);
+	tcase_add_test(tc, test_seq_admit);
+	tcase_add_test(tc, test_provider_rollback);
 	suite_add_tcase(s, tc);
 	return s;
 }
