@@ -112,11 +112,11 @@ CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev
  * Open a sealed blob; opts may be NULL (no auth value given, nothing to
  * report back). CKR_ENCRYPTED_DATA_INVALID when the blob or its
  * associated data do not authenticate; EVR_PCR_MISMATCH (see above) when
- * the blob is bound to PCRs that have changed; CKR_PIN_INCORRECT when the
- * blob needs an auth value and the one given is wrong (counted by the
- * TPM's dictionary-attack protection), or when the upstream PIN is
- * rejected on reconnection; CKR_PIN_LOCKED when the TPM is in
- * dictionary-attack lockout; CKR_ARGUMENTS_BAD when an auth value is
+ * the blob is bound to PCRs that have changed; CKR_FUNCTION_FAILED when
+ * the blob needs an auth value and the one given is wrong (counted by the
+ * TPM's dictionary-attack protection; logged); CKR_PIN_INCORRECT when the
+ * upstream PIN is rejected on reconnection; CKR_FUNCTION_REJECTED when
+ * the TPM is in dictionary-attack lockout (logged); CKR_ARGUMENTS_BAD when an auth value is
  * given for a blob that has none or missing for one that has;
  * CKR_DEVICE_ERROR when the root cannot be reached. *plain is in secure
  * memory, owned by the caller, NULL on failure.

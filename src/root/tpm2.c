@@ -102,6 +102,7 @@ struct tpm_root {
 	ESYS_CONTEXT *esys;
 	ESYS_TR primary; /* ESYS_TR_NONE while not connected */
 	pid_t pid;	 /* the process that made the connection */
+	int no_retry;	 /* set by an op: a retry could repeat what the TPM counted */
 };
 
 /* The TSS's own words for a response code ("tpm:parameter(1):integrity check failed"). */
@@ -630,10 +631,22 @@ op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
 		a->pub = NULL;
 		return rc;
 	}
-	/* Sealed to the values read before: still the values now? */
-	if (a->binding == BIND_PCR && (read_pcrs(r, a->pcrs, now) != TSS2_RC_SUCCESS ||
-				       memcmp(now, a->values, PCR_LEN * pcr_count(a->pcrs)) != 0))
-		a->raced = 1;
+	/*
+	 * Sealed to the values read before: still the values now? A failed
+	 * read is run()'s to handle (a new connection, a retry), not a race.
+	 */
+	if (a->binding == BIND_PCR) {
+		rc = read_pcrs(r, a->pcrs, now);
+		if (rc != TSS2_RC_SUCCESS) {
+			Esys_Free(a->pub);
+			Esys_Free(a->priv);
+			a->pub = NULL;
+			a->priv = NULL;
+			return rc;
+		}
+		if (memcmp(now, a->values, PCR_LEN * pcr_count(a->pcrs)) != 0)
+			a->raced = 1;
+	}
 	*rv = CKR_OK;
 	return rc;
 }
@@ -706,15 +719,21 @@ unseal_refusal(struct tpm_root *r, struct unseal_args *a, TSS2_RC rc)
 		a->changed = pcrs_changed(r, a->pcrs, a->values);
 		return EVR_PCR_MISMATCH;
 	}
+	/*
+	 * Not a PIN's answer: the PIN was checked against its hash before,
+	 * so the object and the hash disagree, or the TPM is locked out.
+	 */
 	if (a->binding == BIND_AUTH && (code == TPM2_RC_AUTH_FAIL || code == TPM2_RC_BAD_AUTH)) {
-		ev_warn("TPM root: the auth value of the sealed object is wrong (counted by the "
-			"TPM's dictionary-attack protection)");
-		return CKR_PIN_INCORRECT;
+		ev_error("TPM root: the auth value given does not open the sealed object (it was "
+			 "sealed under another; the TPM counted the failure towards its "
+			 "dictionary-attack lockout)");
+		return CKR_FUNCTION_FAILED;
 	}
 	if (code == TPM2_RC_LOCKOUT) {
-		ev_error("TPM root: the TPM is in dictionary-attack lockout: objects with an auth "
-			 "value cannot be used until it recovers");
-		return CKR_PIN_LOCKED;
+		ev_error("TPM root: the TPM is in dictionary-attack lockout; objects with an auth "
+			 "value cannot be used until its lockout recovery time has passed or its "
+			 "owner clears the lockout (tpm2_dictionarylockout -c)");
+		return CKR_FUNCTION_REJECTED;
 	}
 	return CKR_DEVICE_ERROR;
 }
@@ -726,7 +745,7 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	TPM2B_SENSITIVE_DATA *out = NULL;
 	TPM2B_AUTH empty;
 	ESYS_TR sess = ESYS_TR_NONE, obj = ESYS_TR_NONE;
-	TSS2_RC rc;
+	TSS2_RC rc, src;
 
 	*rv = CKR_DEVICE_ERROR;
 	rc = start_session(r, 0, &sess);
@@ -747,14 +766,23 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	sess = ESYS_TR_NONE; /* ended with TPM2_Load */
 	rc = unseal_session(r, a, obj, &sess);
 	if (rc == TSS2_RC_SUCCESS) {
+		/*
+		 * Once sent, an authorisation with a wrong auth value may have
+		 * been counted by the TPM even when its answer is lost: no retry.
+		 */
+		if (a->binding == BIND_AUTH)
+			r->no_retry = 1;
 		rc = Esys_Unseal(r->esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &out);
 		if (rc != TSS2_RC_SUCCESS)
 			end_session(r, &sess);
 	}
 	/* ESAPI keeps the auth value with the object's handle: overwritten, then flushed. */
 	memset(&empty, 0, sizeof(empty));
-	if (a->binding == BIND_AUTH)
-		(void)Esys_TR_SetAuth(r->esys, obj, &empty);
+	if (a->binding == BIND_AUTH && (src = Esys_TR_SetAuth(r->esys, obj, &empty)) !=
+					   TSS2_RC_SUCCESS)
+		ev_error("TPM root: cannot clear the auth value ESAPI keeps for the sealed "
+			 "object: %s",
+			 rc_text(src));
 	/* Always: no TPM object slot left in use, whatever happened. */
 	(void)Esys_FlushContext(r->esys, obj);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -791,7 +819,10 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 	CK_RV rv;
 	int tries;
 
-	pthread_mutex_lock(&r->lock);
+	if (pthread_mutex_lock(&r->lock) != 0) {
+		ev_error("TPM root: %s: cannot take the TPM connection's lock", what);
+		return CKR_GENERAL_ERROR;
+	}
 	if (r->esys != NULL && r->pid != getpid()) {
 		/* The caller forgot ev_root_forked(): the connection is the parent's. */
 		r->esys = NULL;
@@ -807,9 +838,16 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 			}
 		}
 		rv = CKR_DEVICE_ERROR;
+		r->no_retry = 0;
 		rc = op(r, arg, &rv);
 		if (rc == TSS2_RC_SUCCESS || (!link_error(rc) && !stale_error(rc)) || tries == 1)
 			break;
+		if (r->no_retry) {
+			ev_warn("TPM root: %s: %s; not retried (the TPM may have counted the "
+				"authorisation)",
+				what, rc_text(rc));
+			break;
+		}
 		ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
 		drop_connection(r);
 	}
