@@ -365,6 +365,8 @@ ev_token_seal_key(int64_t zone, const ev_secret *key, const ev_secret *so_auth,
 	if (rv == CKR_OK && bound.pcrs != 0)
 		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, zone, key, &copy, so_sealed,
 				      so_len);
+	if (rv == CKR_OK)
+		ev_module_root_record(root);
 	if (rv != CKR_OK) {
 		free(*sealed);
 		*sealed = NULL;
@@ -926,6 +928,8 @@ zone_key_from_store(ev_token *t)
 	}
 	if (rv != CKR_OK)
 		goto out;
+	/* A store sealed before names were recorded: the TPM that unseals its key. */
+	ev_module_root_record(root);
 	ev_token_forget_key(t);
 	t->zone_key = key;
 	memcpy(t->sealed_digest, digest, sizeof(digest));

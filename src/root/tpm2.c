@@ -103,6 +103,8 @@ struct tpm_root {
 	ESYS_TR primary; /* ESYS_TR_NONE while not connected */
 	pid_t pid;	 /* the process that made the connection */
 	int no_retry;	 /* set by an op: a retry could repeat what the TPM counted */
+	TPM2B_NAME name;   /* the primary's name on this connection (size 0: none) */
+	TPM2B_NAME pinned; /* the name every connection must show (size 0: any) */
 };
 
 /* The TSS's own words for a response code ("tpm:parameter(1):integrity check failed"). */
@@ -199,6 +201,52 @@ drop_connection(struct tpm_root *r)
 	r->esys = NULL;
 	r->tctx = NULL;
 	r->primary = ESYS_TR_NONE;
+	memset(&r->name, 0, sizeof(r->name));
+}
+
+/* A TPM name in hex, for the log (truncated to fit). */
+static const char *
+name_hex(const TPM2B_NAME *n, char *buf, size_t len)
+{
+	size_t k = n->size;
+
+	if (2 * k + 1 > len)
+		k = (len - 1) / 2;
+	sodium_bin2hex(buf, len, n->name, k);
+	return buf;
+}
+
+/*
+ * The primary's name on this connection, kept, and compared with the one
+ * recorded (ev_root_tpm2_pin_name()): another key there means another
+ * TPM, a cleared owner hierarchy, or something answering in the TPM's
+ * place, whose key a salted session would encrypt its salt to.
+ */
+static CK_RV
+check_primary(struct tpm_root *r, char *err, size_t errlen)
+{
+	TPM2B_NAME *n = NULL;
+	char got[2 * sizeof(r->name.name) + 1], want[2 * sizeof(r->name.name) + 1];
+	TSS2_RC rc;
+
+	rc = Esys_TR_GetName(r->esys, r->primary, &n);
+	if (rc != TSS2_RC_SUCCESS) {
+		ev_errf(err, errlen, "cannot read the name of the TPM's storage primary key: %s",
+			rc_text(rc));
+		return CKR_DEVICE_ERROR;
+	}
+	r->name = *n;
+	Esys_Free(n);
+	if (r->pinned.size == 0 ||
+	    (r->pinned.size == r->name.size &&
+	     memcmp(r->pinned.name, r->name.name, r->name.size) == 0))
+		return CKR_OK;
+	ev_errf(err, errlen,
+		"the TPM's storage primary key is not the one this store's zone keys were sealed "
+		"under (name %s, recorded %s): another TPM, a cleared owner hierarchy, or "
+		"something answering in the TPM's place; refused",
+		name_hex(&r->name, got, sizeof(got)), name_hex(&r->pinned, want, sizeof(want)));
+	return CKR_DEVICE_ERROR;
 }
 
 /* Make the transient storage primary: ECC P-256, restricted decrypt. */
@@ -319,6 +367,9 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	rv = check_primary(r, err, errlen);
+	if (rv != CKR_OK)
+		goto fail;
 	return CKR_OK;
 fail:
 	drop_connection(r);
@@ -860,6 +911,55 @@ out:
 	pthread_mutex_unlock(&r->lock);
 	return rv;
 }
+/* Nothing but the connection run() makes: the primary's name is read then. */
+static TSS2_RC
+op_connect(struct tpm_root *r, void *arg, CK_RV *rv)
+{
+	(void)r;
+	(void)arg;
+	*rv = CKR_OK;
+	return TSS2_RC_SUCCESS;
+}
+
+CK_RV
+ev_root_tpm2_name(ev_root *base, unsigned char *name, size_t *len)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+	CK_RV rv;
+
+	rv = run(r, "reading the primary's name", op_connect, NULL);
+	if (rv != CKR_OK)
+		return rv;
+	if (pthread_mutex_lock(&r->lock) != 0)
+		return CKR_GENERAL_ERROR;
+	if (r->name.size == 0 || r->name.size > *len)
+		rv = r->name.size == 0 ? CKR_DEVICE_ERROR : CKR_BUFFER_TOO_SMALL;
+	else
+		memcpy(name, r->name.name, r->name.size);
+	*len = r->name.size;
+	pthread_mutex_unlock(&r->lock);
+	return rv;
+}
+
+CK_RV
+ev_root_tpm2_pin_name(ev_root *base, const unsigned char *name, size_t len)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+
+	if (len == 0 || len > sizeof(r->pinned.name))
+		return CKR_ARGUMENTS_BAD;
+	if (pthread_mutex_lock(&r->lock) != 0)
+		return CKR_GENERAL_ERROR;
+	r->pinned.size = (UINT16)len;
+	memcpy(r->pinned.name, name, len);
+	/* Made before the name was known: checked again at the next connection. */
+	if (r->esys != NULL && r->pid == getpid() &&
+	    (r->name.size != len || memcmp(r->name.name, name, len) != 0))
+		drop_connection(r);
+	pthread_mutex_unlock(&r->lock);
+	return CKR_OK;
+}
+
 static void
 put_u16(unsigned char *p, size_t v)
 {

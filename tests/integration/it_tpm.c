@@ -191,6 +191,22 @@ do_login(void *arg)
 	return env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
 }
 
+/* A login (its own C_Initialize, finalized after) refused: another TPM primary answers. */
+static void
+primary_refused(struct login_args *a)
+{
+	char *log = NULL;
+	CK_RV rv;
+
+	rv = logged(do_login, a, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "the TPM's storage primary key is not the one this store's "
+				  "zone keys were sealed under") != NULL,
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+}
+
 START_TEST(test_seal_sign_restart)
 {
 	CK_OBJECT_HANDLE pub, priv;
@@ -227,13 +243,49 @@ START_TEST(test_other_tpm_cannot_unseal)
 	CK_RV rv;
 
 	a.slot = zone_with_key();
+	/* The first seal recorded the primary's name. */
+	ck_assert_int_eq(
+	    env_sql_long("SELECT count(*) FROM meta WHERE key = 'tpm_primary_name'"), 1);
 	/* The store, as it is, in front of another TPM (fresh state: other seeds). */
 	snprintf(state, sizeof(state), "%s/other-tpm", env.dir);
 	tpm_restart(state);
+	primary_refused(&a);
+	/* Without the recorded name (a store from before): the TPM itself refuses. */
+	env_sh("sqlite3 '%s/store/edgevault.db' \"DELETE FROM meta WHERE key = "
+	       "'tpm_primary_name'\"",
+	       env.dir);
 	rv = logged(do_login, &a, &log);
 	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
 	ck_assert_msg(strstr(log, "does not unseal under this root") != NULL, "log: %s", log);
 	ck_assert_msg(strstr(log, "refused to load the sealed object") != NULL, "log: %s", log);
+	free(log);
+	/* Nothing was recorded for the TPM that did not unseal. */
+	ck_assert_int_eq(
+	    env_sql_long("SELECT count(*) FROM meta WHERE key = 'tpm_primary_name'"), 0);
+}
+END_TEST
+
+START_TEST(test_primary_name_pinned)
+{
+	struct login_args a;
+	char *log = NULL, *saved;
+	CK_RV rv;
+
+	a.slot = zone_with_key();
+	saved = env_sql_text("SELECT hex(value) FROM meta WHERE key = 'tpm_primary_name'");
+	saved[strcspn(saved, "\n")] = '\0';
+	ck_assert_uint_eq(strlen(saved), 2 * 34); /* SHA-256 name: algorithm and digest */
+	/* Another primary answers (as an interposer's key would): refused at connection. */
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE meta SET value = x'000b%064d' WHERE "
+	       "key = 'tpm_primary_name'\"",
+	       env.dir, 0);
+	primary_refused(&a);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE meta SET value = x'%s' WHERE key = "
+	       "'tpm_primary_name'\"",
+	       env.dir, saved);
+	free(saved);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_OK, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
 	free(log);
 }
 END_TEST
@@ -1142,6 +1194,7 @@ main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_seal_sign_restart);
 	tcase_add_test(tc, test_other_tpm_cannot_unseal);
+	tcase_add_test(tc, test_primary_name_pinned);
 	tcase_add_test(tc, test_malformed_blob);
 	tcase_add_test(tc, test_unreachable);
 	tcase_add_test(tc, test_other_device_id);
