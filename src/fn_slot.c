@@ -119,6 +119,7 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
     CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
 	CK_USER_TYPE who;
+	unsigned char checked[32];
 	ev_session *s;
 	CK_RV rv = ev_check_init();
 
@@ -135,11 +136,13 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 		rv = CKR_ARGUMENTS_BAD;
 	else if (ulNewLen < EV_PIN_MIN_LEN || ulNewLen > EV_PIN_MAX_LEN)
 		rv = CKR_PIN_LEN_RANGE;
+	else if (who == CKU_SO)
+		rv = ev_token_check_so_pin(s->token, pOldPin, ulOldLen, checked);
 	else
 		rv = ev_token_check_pin(s->token, who, pOldPin, ulOldLen);
 	/* The SO's also seals the zone's SO recovery copy again. */
 	if (rv == CKR_OK && who == CKU_SO)
-		rv = ev_token_set_so_pin(s->token, pOldPin, ulOldLen, pNewPin, ulNewLen);
+		rv = ev_token_set_so_pin(s->token, checked, pOldPin, ulOldLen, pNewPin, ulNewLen);
 	else if (rv == CKR_OK)
 		rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
 	ev_session_release(s);

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "mech/mech.h"
 #include "module.h"
@@ -207,12 +209,49 @@ ev_module_root(ev_root **root)
 	CK_RV rv;
 
 	if (ev_mod->root == NULL) {
+		unsigned char *name = NULL;
+		size_t len = 0;
+
 		rv = ev_root_open(ev_mod->cfg, root_open_flags(), &ev_mod->root, err, sizeof(err));
 		if (rv != CKR_OK) {
 			ev_error("root of trust: %s", err);
 			return rv;
 		}
+		/* The TPM primary the store's keys were sealed under: every connection must show it. */
+		if (ev_store_meta_get(ev_mod->store, EV_META_PRIMARY_NAME, &name, &len) == CKR_OK &&
+		    ev_root_pin_primary_name(ev_mod->root, name, len) != CKR_OK)
+			ev_warn("root of trust: the recorded TPM primary name is malformed; not "
+				"checked");
+		free(name);
 	}
 	*root = ev_mod->root;
 	return CKR_OK;
+}
+
+void
+ev_module_root_record(ev_root *root)
+{
+	unsigned char name[EV_ROOT_NAME_MAX], *stored = NULL;
+	size_t len = sizeof(name), slen = 0;
+	char hex[2 * sizeof(name) + 1];
+	CK_RV rv;
+
+	rv = ev_store_meta_get(ev_mod->store, EV_META_PRIMARY_NAME, &stored, &slen);
+	free(stored);
+	if (rv != EVR_NOT_FOUND)
+		return; /* recorded already (and checked at every connection), or unreadable */
+	rv = ev_root_primary_name(root, name, &len);
+	if (rv != CKR_OK)
+		return; /* not a TPM root, or not reachable now: recorded at the next seal */
+	rv = ev_store_meta_set(ev_mod->store, EV_META_PRIMARY_NAME, name, len);
+	if (rv == CKR_OK)
+		rv = ev_root_pin_primary_name(root, name, len);
+	if (rv != CKR_OK) {
+		ev_warn("root of trust: the TPM primary's name could not be recorded");
+		return;
+	}
+	sodium_bin2hex(hex, sizeof(hex), name, len);
+	ev_notice("root of trust: TPM storage primary key recorded (name %s); every connection "
+		  "must show it from now on",
+		  hex);
 }

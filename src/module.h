@@ -70,6 +70,19 @@ void ev_module_stop_events(void);
  */
 CK_RV ev_module_root(ev_root **root);
 
+/*
+ * After a seal or unseal by the root succeeded: the first time, with a
+ * tpm2 root, record the TPM name of its storage primary in the store
+ * (meta EV_META_PRIMARY_NAME) and pin it (ev_root_pin_primary_name()):
+ * every later connection, of this process or another, must show the same
+ * primary. Nothing for another backend, or once recorded; a failure is
+ * logged, not returned. Caller holds ev_mod->store_lock.
+ */
+void ev_module_root_record(ev_root *root);
+
+/* Meta key: the TPM name of the primary the store's keys are sealed under. */
+#define EV_META_PRIMARY_NAME "tpm_primary_name"
+
 /* Session object handles live above this bit so they never meet a store id. */
 #define EV_SESSION_OBJECT_BIT ((CK_ULONG)1 << (sizeof(CK_ULONG) * 8 - 2))
 

@@ -691,96 +691,31 @@ rewrap_all(int64_t zone, const ev_secret *old, const ev_secret *nk, CK_ULONG *co
 	return rv;
 }
 
-CK_RV
-ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
-{
-	ev_token *t = s->token;
-	const ev_secret *old;
-	ev_secret *nk = NULL;
-	unsigned char *sealed = NULL, *so_sealed = NULL;
-	size_t sealed_len = 0, so_len = 0;
-	int locked = 0, in_tx = 0;
-	CK_RV rv;
-
-	if (!ev_session_rw(s))
-		return CKR_SESSION_READ_ONLY;
-	if (!ev_session_so(s))
-		return CKR_USER_NOT_LOGGED_IN;
-	rv = rotation_evidence(t);
-	if (rv == CKR_OK)
-		rv = ev_zone_key_new(&nk);
-	/* Lock order: the token (its zone key), then the store. */
-	if (rv == CKR_OK)
-		rv = ev_token_lock_both(t);
-	if (rv != CKR_OK)
-		goto out;
-	locked = 1;
-	/*
-	 * One transaction: a crash at any point leaves the old sealed key
-	 * with the old blobs, or the new with the new, never a mix. The old
-	 * key is the one stored now, under the write lock: another process
-	 * may have rotated it since this one cached it.
-	 */
-	/*
-	 * Sealed first: the root's I/O does not hold the store's write lock.
-	 * As the zone's policy says: to its PCRs, with the SO's copy.
-	 */
-	rv = ev_token_seal_key(t->id, nk, t->so_auth, &sealed, &sealed_len, &so_sealed, &so_len);
-	if (rv == CKR_OK)
-		rv = ev_store_begin(ev_mod->store);
-	in_tx = rv == CKR_OK;
-	if (rv == CKR_OK)
-		rv = ev_token_zone_key_current(t, &old);
-	if (rv == CKR_OK)
-		rv = rewrap_all(t->id, old, nk, count);
-	if (rv == CKR_OK)
-		rv = ev_store_zone_set_sealed(ev_mod->store, t->id, sealed, sealed_len);
-	if (rv == CKR_OK)
-		rv = ev_store_zone_set_so_sealed(ev_mod->store, t->id, so_sealed, so_len);
-	if (rv == CKR_OK)
-		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REKEYED, t->id, 0);
-	if (rv == CKR_OK)
-		rv = ev_store_commit(ev_mod->store);
-	if (rv == CKR_OK) {
-		in_tx = 0;
-		(void)ev_store_checkpoint(ev_mod->store); /* no old blob left in the -wal file */
-		/* This process reads the new key and blobs at once; the others at their next call. */
-		ev_token_forget_key(t);
-	}
-	/* The zone was revoked or re-initialised meanwhile: the session's token is gone. */
-	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
-		rv = CKR_DEVICE_REMOVED;
-out:
-	if (in_tx)
-		(void)ev_store_rollback(ev_mod->store);
-	if (locked) {
-		ev_mutex_unlock(ev_mod->store_lock);
-		if (rv == CKR_OK)
-			ev_object_rewrapped(t);
-		ev_mutex_unlock(t->lock);
-	}
-	if (rv == CKR_OK) {
-		ev_events_announce();
-		ev_notice("zone %lld: zone key rotated", (long long)t->id);
-	}
-	free(sealed);
-	free(so_sealed);
-	ev_secret_free(nk);
-	return rv;
-}
-
 /*
- * The zone key of a zone record: unsealed as usual, or, when the PCRs it
- * is bound to have changed, from the SO's recovery copy with the SO's
- * auth value. Store lock held.
+ * The zone key of a zone record, for replacing it: unsealed as usual or,
+ * for a re-binding when the PCRs it is bound to have changed, from the
+ * SO's recovery copy with the SO's auth value. *key the caller's. Token
+ * lock and store lock held.
  */
 static CK_RV
-rebind_key(ev_token *t, const ev_zone_rec *z, ev_secret **key)
+old_zone_key(ev_token *t, const ev_zone_rec *z, int rebind, ev_secret **key)
 {
 	ev_unseal_opts uo = {0};
+	const ev_secret *cached;
 	ev_root *root;
 	CK_RV rv;
 
+	*key = NULL;
+	if (!rebind) {
+		/* Refused as at login when its PCRs changed: a rotation is no re-binding. */
+		rv = ev_token_zone_key_current(t, &cached);
+		if (rv == CKR_OK) {
+			*key = ev_secret_dup(cached->data, cached->len);
+			if (*key == NULL)
+				rv = CKR_HOST_MEMORY;
+		}
+		return rv;
+	}
 	rv = ev_module_root(&root);
 	if (rv != CKR_OK)
 		return rv;
@@ -799,7 +734,7 @@ rebind_key(ev_token *t, const ev_zone_rec *z, ev_secret **key)
 	uo.auth = t->so_auth;
 	rv = ev_zone_key_unseal(root, ev_mod->cfg->device_id, t->id, z->so_sealed, z->so_sealed_len,
 				&uo, key);
-	if (rv == CKR_PIN_INCORRECT)
+	if (rv == CKR_FUNCTION_FAILED)
 		ev_error("zone %lld: the SO recovery copy does not open with this SO's PIN",
 			 (long long)t->id);
 	return rv;
@@ -815,16 +750,20 @@ same_blob(const unsigned char *a, size_t alen, const unsigned char *b, size_t bl
 }
 
 /*
- * One attempt at re-binding: read, open, seal (no write lock held), then
- * in one transaction write both blobs if the zone's row still has the
- * ones that were read. *stale when another process changed them meanwhile
- * (nothing written). Token lock and store lock held.
+ * One attempt at replacing the zone key: read the zone, open its key,
+ * seal the new one (no write lock held: the root's I/O), then in one
+ * transaction, if the zone's row still has the blobs that were read and
+ * the SO's PIN is still the one its auth value came from, wrap every blob
+ * of the zone again under the new key and store both sealed blobs. A
+ * crash leaves the old key with the old blobs or the new with the new,
+ * never a mix. *stale when another process changed the zone key
+ * meanwhile (nothing written). Token lock and store lock held.
  */
 static CK_RV
-rebind_once(ev_token *t, uint32_t *pcrs, int *stale)
+rekey_once(ev_token *t, int rebind, const ev_secret *nk, CK_ULONG *count, int *stale)
 {
 	ev_zone_rec z = {0}, now = {0};
-	ev_secret *key = NULL;
+	ev_secret *old = NULL;
 	unsigned char *sealed = NULL, *so_sealed = NULL;
 	size_t sealed_len = 0, so_len = 0;
 	int in_tx = 0;
@@ -834,43 +773,119 @@ rebind_once(ev_token *t, uint32_t *pcrs, int *stale)
 	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
 	if (rv == CKR_OK && z.revoked != 0)
 		rv = CKR_TOKEN_NOT_PRESENT;
+	/* Before any TPM call: a stale auth value would spend dictionary-attack tries. */
 	if (rv == CKR_OK)
-		rv = rebind_key(t, &z, &key);
+		rv = ev_token_so_current(t, z.so_pin);
 	if (rv == CKR_OK)
-		rv = ev_token_seal_key(t->id, key, t->so_auth, &sealed, &sealed_len, &so_sealed,
+		rv = old_zone_key(t, &z, rebind, &old);
+	/* As the zone's policy says now: to its PCRs, with the SO's copy. */
+	if (rv == CKR_OK)
+		rv = ev_token_seal_key(t->id, nk, t->so_auth, &sealed, &sealed_len, &so_sealed,
 				       &so_len);
 	if (rv == CKR_OK)
 		rv = ev_store_begin(ev_mod->store);
 	in_tx = rv == CKR_OK;
 	if (rv == CKR_OK)
 		rv = ev_store_zone_get(ev_mod->store, t->id, &now);
+	if (rv == CKR_OK && now.revoked != 0)
+		rv = CKR_TOKEN_NOT_PRESENT;
+	/* The SO PIN may have changed since the read above: the copy must open with it. */
+	if (rv == CKR_OK)
+		rv = ev_token_so_current(t, now.so_pin);
 	if (rv == CKR_OK &&
-	    (now.revoked != 0 || !same_blob(z.sealed, z.sealed_len, now.sealed, now.sealed_len) ||
+	    (!same_blob(z.sealed, z.sealed_len, now.sealed, now.sealed_len) ||
 	     !same_blob(z.so_sealed, z.so_sealed_len, now.so_sealed, now.so_sealed_len))) {
 		*stale = 1;
-		rv = now.revoked != 0 ? CKR_TOKEN_NOT_PRESENT : CKR_OK;
 		goto out;
 	}
+	if (rv == CKR_OK)
+		rv = rewrap_all(t->id, old, nk, count);
 	if (rv == CKR_OK)
 		rv = ev_store_zone_set_sealed(ev_mod->store, t->id, sealed, sealed_len);
 	if (rv == CKR_OK)
 		rv = ev_store_zone_set_so_sealed(ev_mod->store, t->id, so_sealed, so_len);
 	if (rv == CKR_OK)
-		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_RESEALED, t->id, 0);
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REKEYED, t->id, 0);
 	if (rv == CKR_OK)
 		rv = ev_store_commit(ev_mod->store);
 	if (rv == CKR_OK) {
 		in_tx = 0;
-		*pcrs = ev_config_policy(ev_mod->cfg, t->id)->pcrs;
+		/* No old blob, sealed key or copy left in the -wal file. */
+		(void)ev_store_checkpoint(ev_mod->store);
 	}
 out:
 	if (in_tx)
 		(void)ev_store_rollback(ev_mod->store);
 	ev_zone_rec_clear(&z);
 	ev_zone_rec_clear(&now);
-	ev_secret_free(key);
+	ev_secret_free(old);
 	free(sealed);
 	free(so_sealed);
+	return rv;
+}
+
+/*
+ * A new zone key for the session's zone (rotation, or re-binding, which
+ * is a rotation that may open the old key from the SO's recovery copy):
+ * see rekey_once(). The caller checked the session and the evidence.
+ */
+static CK_RV
+rekey_zone(ev_session *s, int rebind, CK_ULONG *count)
+{
+	ev_token *t = s->token;
+	ev_secret *nk = NULL;
+	int tries, stale = 0;
+	CK_RV rv;
+
+	rv = ev_zone_key_new(&nk);
+	if (rv != CKR_OK)
+		return rv;
+	/* The token (the SO's auth value, the zone key), then the store. */
+	rv = ev_token_lock_both(t);
+	if (rv != CKR_OK)
+		goto out;
+	/* rekey_once() checks the SO's login again: the SO may have logged out meanwhile. */
+	for (tries = 0; tries < 3; tries++) {
+		rv = rekey_once(t, rebind, nk, count, &stale);
+		if (rv != CKR_OK || !stale)
+			break;
+	}
+	if (rv == CKR_OK && stale) {
+		ev_error("zone %lld: the zone key kept changing meanwhile; not %s",
+			 (long long)t->id, rebind ? "re-bound" : "rotated");
+		rv = CKR_FUNCTION_FAILED;
+	}
+	/* This process reads the new key and blobs at once; the others at their next call. */
+	if (rv == CKR_OK)
+		ev_token_forget_key(t);
+	ev_mutex_unlock(ev_mod->store_lock);
+	if (rv == CKR_OK)
+		ev_object_rewrapped(t);
+	ev_mutex_unlock(t->lock);
+	/* The zone was revoked or re-initialised meanwhile: the session's token is gone. */
+	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
+		rv = CKR_DEVICE_REMOVED;
+	if (rv == CKR_OK)
+		ev_events_announce();
+out:
+	ev_secret_free(nk);
+	return rv;
+}
+
+CK_RV
+ev_rotate_zone_key(ev_session *s, CK_ULONG *count)
+{
+	CK_RV rv;
+
+	if (!ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	if (!ev_session_so(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	rv = rotation_evidence(s->token);
+	if (rv == CKR_OK)
+		rv = rekey_zone(s, 0, count);
+	if (rv == CKR_OK)
+		ev_notice("zone %lld: zone key rotated", (long long)s->token->id);
 	return rv;
 }
 
@@ -878,8 +893,7 @@ CK_RV
 ev_rebind_zone(ev_session *s, CK_ULONG *pcrs_out)
 {
 	ev_token *t = s->token;
-	uint32_t pcrs = 0;
-	int tries, stale = 0;
+	uint32_t pcrs;
 	ev_verdict v;
 	CK_RV rv;
 
@@ -895,34 +909,20 @@ ev_rebind_zone(ev_session *s, CK_ULONG *pcrs_out)
 		if (rv != CKR_OK)
 			return rv;
 	}
-	/* The token (the SO's auth value, the zone key), then the store. */
-	rv = ev_token_lock_both(t);
+	/*
+	 * A new key, not the old one sealed again: every older blob of the
+	 * old key (the unbound one from before the zone had PCRs, those sealed
+	 * to earlier PCR values) then opens nothing of the zone.
+	 */
+	rv = rekey_zone(s, 1, NULL);
 	if (rv != CKR_OK)
 		return rv;
-	for (tries = 0; tries < 3; tries++) {
-		rv = rebind_once(t, &pcrs, &stale);
-		if (rv != CKR_OK || !stale)
-			break;
-	}
-	if (rv == CKR_OK && stale) {
-		ev_error("zone %lld: the zone key kept changing under re-binding; not re-bound",
-			 (long long)t->id);
-		rv = CKR_FUNCTION_FAILED;
-	}
-	/* The same key, in a new blob: this process unseals it anew at next need. */
-	if (rv == CKR_OK)
-		ev_token_forget_key(t);
-	ev_token_unlock_both(t);
-	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
-		rv = CKR_DEVICE_REMOVED;
-	if (rv == CKR_OK) {
-		ev_events_announce();
-		ev_notice("zone %lld: zone key sealed again (%s)", (long long)t->id,
-			  pcrs != 0 ? "bound to its PCRs as they are now" : "bound to no PCR");
-		if (pcrs_out != NULL)
-			*pcrs_out = (CK_ULONG)pcrs;
-	}
-	return rv;
+	pcrs = ev_config_policy(ev_mod->cfg, t->id)->pcrs;
+	ev_notice("zone %lld: new zone key sealed (%s)", (long long)t->id,
+		  pcrs != 0 ? "bound to its PCRs as they are now" : "bound to no PCR");
+	if (pcrs_out != NULL)
+		*pcrs_out = (CK_ULONG)pcrs;
+	return CKR_OK;
 }
 
 CK_RV

@@ -442,6 +442,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	ev_token *t = s->token;
 	const ev_secret *zk;
 	ev_secret *so_auth = NULL;
+	unsigned char so_digest[32];
 	int64_t until = 0;
 	CK_RV rv;
 
@@ -479,7 +480,10 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		if (rv != CKR_OK)
 			goto out;
 	}
-	rv = ev_token_check_pin(t, who, pin, len);
+	if (who == CKU_SO)
+		rv = ev_token_check_so_pin(t, pin, len, so_digest);
+	else
+		rv = ev_token_check_pin(t, who, pin, len);
 	if (rv != CKR_OK)
 		goto out;
 	if (who == CKU_USER) {
@@ -506,8 +510,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		rv = CKR_SESSION_READ_ONLY_EXISTS;
 	else {
 		t->login = who;
-		ev_token_forget_so(t);
-		t->so_auth = so_auth;
+		ev_token_keep_so(t, so_auth, so_digest);
 		so_auth = NULL; /* transferred */
 	}
 	ev_rwlock_unlock(ev_mod->lock);

@@ -278,7 +278,7 @@ typedef enum ev_change_kind {
 	EV_CHANGE_OBJECT_ROTATED = 7, /* retired by a rotation: its new state is in the store */
 	EV_CHANGE_ZONE_REKEYED = 8,   /* the zone key and every blob of the zone replaced */
 	EV_CHANGE_OBJECT_EXPIRED = 9, /* a retired generation's grace period ended: destroyed */
-	EV_CHANGE_ZONE_RESEALED = 10, /* the same zone key sealed again (PCRs re-bound) */
+	EV_CHANGE_ZONE_RESEALED = 10, /* the same zone key sealed again (written by older versions) */
 } ev_change_kind;
 
 typedef struct ev_change {

@@ -365,6 +365,8 @@ ev_token_seal_key(int64_t zone, const ev_secret *key, const ev_secret *so_auth,
 	if (rv == CKR_OK && bound.pcrs != 0)
 		rv = ev_zone_key_seal(root, ev_mod->cfg->device_id, zone, key, &copy, so_sealed,
 				      so_len);
+	if (rv == CKR_OK)
+		ev_module_root_record(root);
 	if (rv != CKR_OK) {
 		free(*sealed);
 		*sealed = NULL;
@@ -568,8 +570,19 @@ zone_read(int64_t id, ev_zone_rec *z)
 	return rv;
 }
 
-CK_RV
-ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+/* What identifies an SO PIN hash: BLAKE2b-256 of its string (all zero for none). */
+static void
+pin_hash_digest(const char *hash, unsigned char digest[32])
+{
+	memset(digest, 0, 32);
+	if (hash != NULL)
+		crypto_generichash(digest, 32, (const unsigned char *)hash, strlen(hash), NULL, 0);
+}
+
+/* ev_token_check_pin(); *digest (may be NULL) identifies the hash checked against. */
+static CK_RV
+check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
+	  unsigned char *digest)
 {
 	unsigned max = ev_mod->cfg->pin_max_fails, fails = 0;
 	ev_zone_rec z = { 0 };
@@ -581,6 +594,8 @@ ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	if (rv != CKR_OK)
 		goto out;
 	hash = who == CKU_SO ? z.so_pin : z.user_pin;
+	if (digest != NULL)
+		pin_hash_digest(hash, digest);
 	if (hash == NULL) {
 		rv = CKR_USER_PIN_NOT_INITIALIZED;
 		goto out;
@@ -619,6 +634,35 @@ out:
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
 	return rv;
+}
+
+CK_RV
+ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+	return check_pin(t, who, pin, len, NULL);
+}
+
+CK_RV
+ev_token_check_so_pin(ev_token *t, const CK_UTF8CHAR *pin, CK_ULONG len, unsigned char digest[32])
+{
+	return check_pin(t, CKU_SO, pin, len, digest);
+}
+
+CK_RV
+ev_token_so_current(ev_token *t, const char *so_hash)
+{
+	unsigned char digest[32];
+
+	if (t->login != CKU_SO || t->so_auth == NULL)
+		return CKR_USER_NOT_LOGGED_IN;
+	pin_hash_digest(so_hash, digest);
+	if (sodium_memcmp(digest, t->so_pin_digest, sizeof(digest)) == 0)
+		return CKR_OK;
+	ev_warn("zone %lld: the SO PIN was changed (by another process) since this SO logged "
+		"in; log out and in again with the new PIN",
+		(long long)t->id);
+	ev_token_forget_so(t);
+	return CKR_USER_NOT_LOGGED_IN;
 }
 
 CK_RV
@@ -683,6 +727,15 @@ ev_token_forget_so(ev_token *t)
 {
 	ev_secret_free(t->so_auth);
 	t->so_auth = NULL;
+	sodium_memzero(t->so_pin_digest, sizeof(t->so_pin_digest));
+}
+
+void
+ev_token_keep_so(ev_token *t, ev_secret *auth, const unsigned char digest[32])
+{
+	ev_token_forget_so(t);
+	t->so_auth = auth;
+	memcpy(t->so_pin_digest, digest, sizeof(t->so_pin_digest));
 }
 
 /*
@@ -716,15 +769,16 @@ reseal_so_copy(const ev_zone_rec *z, const ev_secret *old_auth, const ev_secret 
 		ev_error("zone %lld: the SO recovery copy of the zone key does not open with the "
 			 "old SO PIN (%s); SO PIN not changed",
 			 (long long)z->id,
-			 rv == CKR_PIN_INCORRECT ? "wrong auth value" : "root error");
+			 rv == CKR_FUNCTION_FAILED ? "wrong auth value" : "root error");
 	ev_secret_free(zk);
 	return rv;
 }
 
 CK_RV
-ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen, const CK_UTF8CHAR *pin,
-		    CK_ULONG len)
+ev_token_set_so_pin(ev_token *t, const unsigned char checked[32], const CK_UTF8CHAR *old,
+		    CK_ULONG oldlen, const CK_UTF8CHAR *pin, CK_ULONG len)
 {
+	unsigned char stored[32], fresh[32];
 	ev_secret *old_auth = NULL, *new_auth = NULL;
 	ev_zone_rec z = {0};
 	unsigned char *blob = NULL;
@@ -750,6 +804,21 @@ ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen, const 
 		rv = ev_store_zone_get(ev_mod->store, t->id, &z);
 	if (rv == CKR_OK && z.revoked != 0)
 		rv = CKR_TOKEN_NOT_PRESENT;
+	/*
+	 * The old PIN was checked before this transaction: against the hash
+	 * stored now? If another process changed it since, its auth value
+	 * would not open the copy, and the TPM would count the try.
+	 */
+	if (rv == CKR_OK) {
+		pin_hash_digest(z.so_pin, stored);
+		if (sodium_memcmp(stored, checked, sizeof(stored)) != 0) {
+			ev_warn("zone %lld: the SO PIN was changed by another process meanwhile; "
+				"SO PIN not changed",
+				(long long)t->id);
+			ev_token_forget_so(t);
+			rv = CKR_USER_NOT_LOGGED_IN;
+		}
+	}
 	if (rv == CKR_OK)
 		rv = ev_so_auth_derive(old, oldlen, t->id, z.serial, &old_auth);
 	if (rv == CKR_OK)
@@ -766,9 +835,13 @@ ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen, const 
 		in_tx = 0;
 	if (in_tx)
 		(void)ev_store_rollback(ev_mod->store);
+	if (rv == CKR_OK) {
+		/* Nothing of the old PIN's copy left in the -wal file. */
+		(void)ev_store_checkpoint(ev_mod->store);
+		pin_hash_digest(hash, fresh);
+	}
 	if (rv == CKR_OK && t->login == CKU_SO) {
-		ev_token_forget_so(t);
-		t->so_auth = new_auth;
+		ev_token_keep_so(t, new_auth, fresh);
 		new_auth = NULL; /* transferred */
 	}
 	ev_token_unlock_both(t);
@@ -855,6 +928,8 @@ zone_key_from_store(ev_token *t)
 	}
 	if (rv != CKR_OK)
 		goto out;
+	/* A store sealed before names were recorded: the TPM that unseals its key. */
+	ev_module_root_record(root);
 	ev_token_forget_key(t);
 	t->zone_key = key;
 	memcpy(t->sealed_digest, digest, sizeof(digest));

@@ -27,6 +27,8 @@ typedef struct ev_token {
 	/* the SO's recovery auth value (ev_so_auth_derive) while the SO is logged in (under lock)
 	 */
 	ev_secret *so_auth;
+	/* what identifies the SO PIN hash so_auth's PIN was checked against (under lock) */
+	unsigned char so_pin_digest[32];
 	unsigned char sealed_digest[32]; /* BLAKE2b of the sealed blob zone_key came from */
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
@@ -88,20 +90,45 @@ CK_RV ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
 CK_RV ev_token_check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
     EV_MUST_CHECK;
 
+/*
+ * ev_token_check_pin() for the SO; *digest gets what identifies the PIN
+ * hash the PIN was checked against (for ev_token_keep_so(),
+ * ev_token_set_so_pin()).
+ */
+CK_RV ev_token_check_so_pin(ev_token *t, const CK_UTF8CHAR *pin, CK_ULONG len,
+			    unsigned char digest[32]) EV_MUST_CHECK;
+
+/*
+ * Whether this process's SO login still holds for a zone whose stored SO
+ * PIN hash is so_hash: the SO is logged in, its auth value is kept, and
+ * so_hash is the hash its PIN was checked against. CKR_USER_NOT_LOGGED_IN
+ * if not; when the PIN was changed meanwhile (by another process), the
+ * auth value is forgotten too: the old PIN's auth value must never seal
+ * a recovery copy next to the new PIN's hash, nor spend the TPM's
+ * dictionary-attack tries. Call it inside the write transaction that
+ * stores what the auth value seals. Caller holds t->lock.
+ */
+CK_RV ev_token_so_current(ev_token *t, const char *so_hash) EV_MUST_CHECK;
+
 /* Set a PIN (hash and store it). CKR_PIN_LEN_RANGE. */
 CK_RV ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len);
 
 /*
- * Change the SO PIN from old (already checked) to pin: the new hash and,
- * when the zone has an SO recovery copy of its key, that copy sealed
- * again under the new PIN's auth value, in one transaction; the SO's auth
- * value kept by this process (while the SO is logged in) follows. The
- * errors of ev_token_set_pin(), the root's (CKR_PIN_INCORRECT: the copy
- * does not open with the old PIN's auth value), the store's. Call
- * without t->lock.
+ * Change the SO PIN from old (checked already by ev_token_check_so_pin(),
+ * which gave checked) to pin: the new hash and, when the zone has an SO
+ * recovery copy of its key, that copy sealed again under the new PIN's
+ * auth value, in one transaction, then the WAL checkpointed; the SO's
+ * auth value kept by this process (while the SO is logged in) follows.
+ * CKR_USER_NOT_LOGGED_IN (nothing changed, nothing asked of the TPM, the
+ * SO's auth value forgotten) when the stored hash is no longer the one
+ * old was checked against: another process changed the PIN meanwhile.
+ * The errors of ev_token_set_pin(), the root's (CKR_FUNCTION_FAILED: the
+ * copy does not open with the old PIN's auth value; CKR_FUNCTION_REJECTED:
+ * the TPM is in dictionary-attack lockout), the store's. Call without
+ * t->lock.
  */
-CK_RV ev_token_set_so_pin(ev_token *t, const CK_UTF8CHAR *old, CK_ULONG oldlen,
-			  const CK_UTF8CHAR *pin, CK_ULONG len);
+CK_RV ev_token_set_so_pin(ev_token *t, const unsigned char checked[32], const CK_UTF8CHAR *old,
+			  CK_ULONG oldlen, const CK_UTF8CHAR *pin, CK_ULONG len);
 
 /*
  * The recovery auth value of the zone's SO for a PIN (checked already):
@@ -121,6 +148,13 @@ void ev_token_unlock_both(ev_token *t);
 
 /* Forget the SO's auth value (wiped). Caller holds t->lock. */
 void ev_token_forget_so(ev_token *t);
+
+/*
+ * Keep auth (transferred) as the SO's auth value, with digest (from
+ * ev_token_check_so_pin()) naming the PIN hash it came from; the one kept
+ * before is forgotten. Caller holds t->lock.
+ */
+void ev_token_keep_so(ev_token *t, ev_secret *auth, const unsigned char digest[32]);
 
 /*
  * Seal a zone key of zone as the zone's policy says now: to its

@@ -960,8 +960,9 @@ print_pcrs(CK_ULONG pcrs, int as_json)
 }
 
 /*
- * zone rebind: the zone's SO seals the zone key again to the PCRs the
- * zone's policy names, at the values they hold now (admin interface 1.2).
+ * zone rebind: the zone's SO gives the zone a new zone key sealed to the
+ * PCRs the zone's policy names, at the values they hold now, every key of
+ * the zone wrapped again under it (admin interface 1.2).
  */
 int
 cmd_zone_rebind(int argc, char **argv)
@@ -1026,13 +1027,15 @@ cmd_zone_rebind(int argc, char **argv)
 	rv = admin->EV_RebindZone(h, &pcrs);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "edgevault: zone %lu: not re-bound: %s", zone, ckr_name(rv));
-		if (rv == CKR_PIN_INCORRECT)
-			fprintf(stderr, " (the SO recovery copy does not open with this SO PIN)");
-		else if (rv == CKR_PIN_LOCKED)
-			fprintf(stderr, " (the TPM is in dictionary-attack lockout)");
+		if (rv == CKR_FUNCTION_FAILED)
+			fprintf(stderr, " (the SO recovery copy does not open with this SO PIN's "
+					"auth value, or the zone key kept changing: see the module's "
+					"log)");
 		else if (rv == CKR_FUNCTION_REJECTED)
-			fprintf(stderr, " (no fresh attestation evidence, or no SO recovery copy: "
-					"see the module's log)");
+			fprintf(stderr, " (no fresh attestation evidence, no SO recovery copy, or the "
+					"TPM is in dictionary-attack lockout: see the module's log)");
+		else if (rv == CKR_USER_NOT_LOGGED_IN)
+			fprintf(stderr, " (the SO PIN was changed meanwhile: try again)");
 		fputc('\n', stderr);
 		goto out;
 	}
@@ -1041,7 +1044,7 @@ cmd_zone_rebind(int argc, char **argv)
 		print_pcrs(pcrs, 1);
 		printf("}\n");
 	} else {
-		printf("zone %lu: zone key sealed again, bound to PCRs: ", zone);
+		printf("zone %lu: new zone key sealed, bound to PCRs: ", zone);
 		print_pcrs(pcrs, 0);
 		printf("%s\n", pcrs != 0 ? " (their values now)" : "");
 	}

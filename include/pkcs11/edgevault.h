@@ -197,7 +197,9 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * Rotate the session's zone key: a new zone key sealed by the root,
 	 * every key of the zone wrapped again under it, in one transaction
 	 * (a crash leaves the old zone key and blobs, or the new ones). Needs
-	 * a read/write session with the SO logged in, and fresh evidence
+	 * a read/write session with the SO logged in (CKR_USER_NOT_LOGGED_IN:
+	 * also when the SO logged out meanwhile, or another process changed
+	 * the SO PIN since this SO logged in), and fresh evidence
 	 * (CKR_FUNCTION_REJECTED). *pulCount (may be NULL) gets the number of
 	 * keys wrapped again. CKR_DEVICE_REMOVED when the zone was revoked or
 	 * re-initialised meanwhile; CKR_DEVICE_ERROR when a blob of the zone
@@ -208,22 +210,30 @@ struct EV_ADMIN_FUNCTION_LIST {
 	/* Version 1.2: PCR binding (doc/key-protection.md, "PCR binding"). */
 
 	/*
-	 * Seal the session's zone key again as the zone's policy says now:
-	 * to the PCRs its pcrs setting names, at the values they hold now
-	 * (with a new SO recovery copy), or to no PCR when it names none.
-	 * The key itself does not change. It is opened as usual or, when the
-	 * PCRs it is bound to have changed, from the SO recovery copy with
-	 * the logged-in SO's PIN. Needs a read/write session
+	 * Give the session's zone a new zone key sealed as the zone's policy
+	 * says now: to the PCRs its pcrs setting names, at the values they
+	 * hold now (with a new SO recovery copy), or to no PCR when it names
+	 * none; every key of the zone is wrapped again under it, in one
+	 * transaction, as by EV_RotateZoneKey. A new key, so that no older
+	 * sealed blob of the zone key (unbound, or sealed to earlier PCR
+	 * values) opens the zone any more. The old key is opened as usual
+	 * or, when the PCRs it is bound to have changed, from the SO recovery
+	 * copy with the logged-in SO's PIN. Needs a read/write session
 	 * (CKR_SESSION_READ_ONLY) with the SO logged in
-	 * (CKR_USER_NOT_LOGGED_IN), and for a zone whose logins need
-	 * attestation, fresh evidence (CKR_FUNCTION_REJECTED, recorded).
-	 * *pulPcrs (may be NULL) gets the PCRs it is bound to now (bit i:
-	 * PCR i of the SHA-256 bank; 0: none). CKR_FUNCTION_REJECTED when its
-	 * PCRs changed and it has no SO recovery copy; CKR_PIN_INCORRECT when
-	 * the copy does not open with the SO's PIN (the TPM counts it towards
-	 * its dictionary-attack lockout), CKR_PIN_LOCKED when the TPM is in
-	 * lockout; CKR_DEVICE_REMOVED when the zone was revoked or
-	 * re-initialised meanwhile; CKR_DEVICE_ERROR.
+	 * (CKR_USER_NOT_LOGGED_IN: also when the SO logged out meanwhile, or
+	 * another process changed the SO PIN since this SO logged in; log in
+	 * again then), and for a zone whose logins need attestation, fresh
+	 * evidence (CKR_FUNCTION_REJECTED, recorded). *pulPcrs (may be NULL)
+	 * gets the PCRs it is bound to now (bit i: PCR i of the SHA-256 bank;
+	 * 0: none). CKR_FUNCTION_REJECTED when its PCRs changed and it has no
+	 * SO recovery copy, or when the TPM is in dictionary-attack lockout
+	 * (logged: it ends after the TPM's recovery time, or when the TPM's
+	 * owner clears it); CKR_FUNCTION_FAILED when the copy does not open
+	 * with the auth value of the SO's PIN (the copy and the stored PIN
+	 * hash disagree; logged; the TPM counts it towards its lockout);
+	 * CKR_DEVICE_REMOVED when the zone was revoked or re-initialised
+	 * meanwhile; CKR_DEVICE_ERROR when a blob of the zone does not open
+	 * under its key (nothing changes then), or the root fails.
 	 */
 	CK_RV (*EV_RebindZone)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs);
 };

@@ -54,6 +54,32 @@ ev_root_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, siz
 	return CKR_GENERAL_ERROR;
 }
 
+static int
+is_tpm2(const ev_root *r)
+{
+	return r != NULL && r->ops != NULL && strcmp(r->ops->name, "tpm2") == 0;
+}
+
+CK_RV
+ev_root_primary_name(ev_root *r, unsigned char *name, size_t *len)
+{
+	if (!is_tpm2(r))
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	if (name == NULL || len == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_root_tpm2_name(r, name, len);
+}
+
+CK_RV
+ev_root_pin_primary_name(ev_root *r, const unsigned char *name, size_t len)
+{
+	if (!is_tpm2(r))
+		return CKR_OK;
+	if (name == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return ev_root_tpm2_pin_name(r, name, len);
+}
+
 CK_RV
 ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
 	     const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)

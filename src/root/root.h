@@ -26,6 +26,7 @@ struct ev_quote; /* ev_root_quote() */
 #define EV_PCR_MAX 23
 #define EV_PCR_ALL 0x00ffffffu /* bit i: PCR i */
 #define EV_SEAL_AUTH_MAX 32    /* longest auth value (the TPM's SHA-256 digest size) */
+#define EV_ROOT_NAME_MAX 68    /* longest TPM name (a TPMU_NAME) */
 
 /*
  * What a seal binds the secret to, beyond the associated data. NULL, or
@@ -112,11 +113,11 @@ CK_RV ev_root_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev
  * Open a sealed blob; opts may be NULL (no auth value given, nothing to
  * report back). CKR_ENCRYPTED_DATA_INVALID when the blob or its
  * associated data do not authenticate; EVR_PCR_MISMATCH (see above) when
- * the blob is bound to PCRs that have changed; CKR_PIN_INCORRECT when the
- * blob needs an auth value and the one given is wrong (counted by the
- * TPM's dictionary-attack protection), or when the upstream PIN is
- * rejected on reconnection; CKR_PIN_LOCKED when the TPM is in
- * dictionary-attack lockout; CKR_ARGUMENTS_BAD when an auth value is
+ * the blob is bound to PCRs that have changed; CKR_FUNCTION_FAILED when
+ * the blob needs an auth value and the one given is wrong (counted by the
+ * TPM's dictionary-attack protection; logged); CKR_PIN_INCORRECT when the
+ * upstream PIN is rejected on reconnection; CKR_FUNCTION_REJECTED when
+ * the TPM is in dictionary-attack lockout (logged); CKR_ARGUMENTS_BAD when an auth value is
  * given for a blob that has none or missing for one that has;
  * CKR_DEVICE_ERROR when the root cannot be reached. *plain is in secure
  * memory, owned by the caller, NULL on failure.
@@ -144,6 +145,27 @@ CK_RV ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, c
  * answers with an error (err has the TPM's answer decoded),
  * CKR_GENERAL_ERROR (configuration), CKR_HOST_MEMORY.
  */
+/*
+ * The TPM name of the tpm2 root's storage primary key (connecting first
+ * when needed), into name (*len: its size in, the name's length out).
+ * For a root of another backend: CKR_FUNCTION_NOT_SUPPORTED. The root's
+ * errors, CKR_BUFFER_TOO_SMALL.
+ */
+CK_RV ev_root_primary_name(ev_root *r, unsigned char *name, size_t *len) EV_MUST_CHECK;
+
+/*
+ * The primary's name every connection of the tpm2 root must show from now
+ * on (recorded at the first seal): a connection that finds another primary
+ * is refused (CKR_DEVICE_ERROR, logged), since the salted sessions would
+ * encrypt their salt to a key that is not the TPM's. A no-op for another
+ * backend. CKR_ARGUMENTS_BAD for an empty or too long name.
+ */
+CK_RV ev_root_pin_primary_name(ev_root *r, const unsigned char *name, size_t len);
+
+/* The tpm2 backend's: the same, for a root known to be one. */
+CK_RV ev_root_tpm2_name(ev_root *r, unsigned char *name, size_t *len);
+CK_RV ev_root_tpm2_pin_name(ev_root *r, const unsigned char *name, size_t len);
+
 CK_RV ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err,
     size_t errlen);
 

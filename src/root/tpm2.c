@@ -102,6 +102,9 @@ struct tpm_root {
 	ESYS_CONTEXT *esys;
 	ESYS_TR primary; /* ESYS_TR_NONE while not connected */
 	pid_t pid;	 /* the process that made the connection */
+	int no_retry;	 /* set by an op: a retry could repeat what the TPM counted */
+	TPM2B_NAME name;   /* the primary's name on this connection (size 0: none) */
+	TPM2B_NAME pinned; /* the name every connection must show (size 0: any) */
 };
 
 /* The TSS's own words for a response code ("tpm:parameter(1):integrity check failed"). */
@@ -198,6 +201,52 @@ drop_connection(struct tpm_root *r)
 	r->esys = NULL;
 	r->tctx = NULL;
 	r->primary = ESYS_TR_NONE;
+	memset(&r->name, 0, sizeof(r->name));
+}
+
+/* A TPM name in hex, for the log (truncated to fit). */
+static const char *
+name_hex(const TPM2B_NAME *n, char *buf, size_t len)
+{
+	size_t k = n->size;
+
+	if (2 * k + 1 > len)
+		k = (len - 1) / 2;
+	sodium_bin2hex(buf, len, n->name, k);
+	return buf;
+}
+
+/*
+ * The primary's name on this connection, kept, and compared with the one
+ * recorded (ev_root_tpm2_pin_name()): another key there means another
+ * TPM, a cleared owner hierarchy, or something answering in the TPM's
+ * place, whose key a salted session would encrypt its salt to.
+ */
+static CK_RV
+check_primary(struct tpm_root *r, char *err, size_t errlen)
+{
+	TPM2B_NAME *n = NULL;
+	char got[2 * sizeof(r->name.name) + 1], want[2 * sizeof(r->name.name) + 1];
+	TSS2_RC rc;
+
+	rc = Esys_TR_GetName(r->esys, r->primary, &n);
+	if (rc != TSS2_RC_SUCCESS) {
+		ev_errf(err, errlen, "cannot read the name of the TPM's storage primary key: %s",
+			rc_text(rc));
+		return CKR_DEVICE_ERROR;
+	}
+	r->name = *n;
+	Esys_Free(n);
+	if (r->pinned.size == 0 ||
+	    (r->pinned.size == r->name.size &&
+	     memcmp(r->pinned.name, r->name.name, r->name.size) == 0))
+		return CKR_OK;
+	ev_errf(err, errlen,
+		"the TPM's storage primary key is not the one this store's zone keys were sealed "
+		"under (name %s, recorded %s): another TPM, a cleared owner hierarchy, or "
+		"something answering in the TPM's place; refused",
+		name_hex(&r->name, got, sizeof(got)), name_hex(&r->pinned, want, sizeof(want)));
+	return CKR_DEVICE_ERROR;
 }
 
 /* Make the transient storage primary: ECC P-256, restricted decrypt. */
@@ -318,6 +367,9 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	rv = check_primary(r, err, errlen);
+	if (rv != CKR_OK)
+		goto fail;
 	return CKR_OK;
 fail:
 	drop_connection(r);
@@ -630,10 +682,22 @@ op_seal(struct tpm_root *r, void *arg, CK_RV *rv)
 		a->pub = NULL;
 		return rc;
 	}
-	/* Sealed to the values read before: still the values now? */
-	if (a->binding == BIND_PCR && (read_pcrs(r, a->pcrs, now) != TSS2_RC_SUCCESS ||
-				       memcmp(now, a->values, PCR_LEN * pcr_count(a->pcrs)) != 0))
-		a->raced = 1;
+	/*
+	 * Sealed to the values read before: still the values now? A failed
+	 * read is run()'s to handle (a new connection, a retry), not a race.
+	 */
+	if (a->binding == BIND_PCR) {
+		rc = read_pcrs(r, a->pcrs, now);
+		if (rc != TSS2_RC_SUCCESS) {
+			Esys_Free(a->pub);
+			Esys_Free(a->priv);
+			a->pub = NULL;
+			a->priv = NULL;
+			return rc;
+		}
+		if (memcmp(now, a->values, PCR_LEN * pcr_count(a->pcrs)) != 0)
+			a->raced = 1;
+	}
 	*rv = CKR_OK;
 	return rc;
 }
@@ -706,15 +770,21 @@ unseal_refusal(struct tpm_root *r, struct unseal_args *a, TSS2_RC rc)
 		a->changed = pcrs_changed(r, a->pcrs, a->values);
 		return EVR_PCR_MISMATCH;
 	}
+	/*
+	 * Not a PIN's answer: the PIN was checked against its hash before,
+	 * so the object and the hash disagree, or the TPM is locked out.
+	 */
 	if (a->binding == BIND_AUTH && (code == TPM2_RC_AUTH_FAIL || code == TPM2_RC_BAD_AUTH)) {
-		ev_warn("TPM root: the auth value of the sealed object is wrong (counted by the "
-			"TPM's dictionary-attack protection)");
-		return CKR_PIN_INCORRECT;
+		ev_error("TPM root: the auth value given does not open the sealed object (it was "
+			 "sealed under another; the TPM counted the failure towards its "
+			 "dictionary-attack lockout)");
+		return CKR_FUNCTION_FAILED;
 	}
 	if (code == TPM2_RC_LOCKOUT) {
-		ev_error("TPM root: the TPM is in dictionary-attack lockout: objects with an auth "
-			 "value cannot be used until it recovers");
-		return CKR_PIN_LOCKED;
+		ev_error("TPM root: the TPM is in dictionary-attack lockout; objects with an auth "
+			 "value cannot be used until its lockout recovery time has passed or its "
+			 "owner clears the lockout (tpm2_dictionarylockout -c)");
+		return CKR_FUNCTION_REJECTED;
 	}
 	return CKR_DEVICE_ERROR;
 }
@@ -726,7 +796,7 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	TPM2B_SENSITIVE_DATA *out = NULL;
 	TPM2B_AUTH empty;
 	ESYS_TR sess = ESYS_TR_NONE, obj = ESYS_TR_NONE;
-	TSS2_RC rc;
+	TSS2_RC rc, src;
 
 	*rv = CKR_DEVICE_ERROR;
 	rc = start_session(r, 0, &sess);
@@ -747,14 +817,23 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 	sess = ESYS_TR_NONE; /* ended with TPM2_Load */
 	rc = unseal_session(r, a, obj, &sess);
 	if (rc == TSS2_RC_SUCCESS) {
+		/*
+		 * Once sent, an authorisation with a wrong auth value may have
+		 * been counted by the TPM even when its answer is lost: no retry.
+		 */
+		if (a->binding == BIND_AUTH)
+			r->no_retry = 1;
 		rc = Esys_Unseal(r->esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &out);
 		if (rc != TSS2_RC_SUCCESS)
 			end_session(r, &sess);
 	}
 	/* ESAPI keeps the auth value with the object's handle: overwritten, then flushed. */
 	memset(&empty, 0, sizeof(empty));
-	if (a->binding == BIND_AUTH)
-		(void)Esys_TR_SetAuth(r->esys, obj, &empty);
+	if (a->binding == BIND_AUTH && (src = Esys_TR_SetAuth(r->esys, obj, &empty)) !=
+					   TSS2_RC_SUCCESS)
+		ev_error("TPM root: cannot clear the auth value ESAPI keeps for the sealed "
+			 "object: %s",
+			 rc_text(src));
 	/* Always: no TPM object slot left in use, whatever happened. */
 	(void)Esys_FlushContext(r->esys, obj);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -791,7 +870,10 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 	CK_RV rv;
 	int tries;
 
-	pthread_mutex_lock(&r->lock);
+	if (pthread_mutex_lock(&r->lock) != 0) {
+		ev_error("TPM root: %s: cannot take the TPM connection's lock", what);
+		return CKR_GENERAL_ERROR;
+	}
 	if (r->esys != NULL && r->pid != getpid()) {
 		/* The caller forgot ev_root_forked(): the connection is the parent's. */
 		r->esys = NULL;
@@ -807,9 +889,16 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 			}
 		}
 		rv = CKR_DEVICE_ERROR;
+		r->no_retry = 0;
 		rc = op(r, arg, &rv);
 		if (rc == TSS2_RC_SUCCESS || (!link_error(rc) && !stale_error(rc)) || tries == 1)
 			break;
+		if (r->no_retry) {
+			ev_warn("TPM root: %s: %s; not retried (the TPM may have counted the "
+				"authorisation)",
+				what, rc_text(rc));
+			break;
+		}
 		ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
 		drop_connection(r);
 	}
@@ -822,6 +911,55 @@ out:
 	pthread_mutex_unlock(&r->lock);
 	return rv;
 }
+/* Nothing but the connection run() makes: the primary's name is read then. */
+static TSS2_RC
+op_connect(struct tpm_root *r, void *arg, CK_RV *rv)
+{
+	(void)r;
+	(void)arg;
+	*rv = CKR_OK;
+	return TSS2_RC_SUCCESS;
+}
+
+CK_RV
+ev_root_tpm2_name(ev_root *base, unsigned char *name, size_t *len)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+	CK_RV rv;
+
+	rv = run(r, "reading the primary's name", op_connect, NULL);
+	if (rv != CKR_OK)
+		return rv;
+	if (pthread_mutex_lock(&r->lock) != 0)
+		return CKR_GENERAL_ERROR;
+	if (r->name.size == 0 || r->name.size > *len)
+		rv = r->name.size == 0 ? CKR_DEVICE_ERROR : CKR_BUFFER_TOO_SMALL;
+	else
+		memcpy(name, r->name.name, r->name.size);
+	*len = r->name.size;
+	pthread_mutex_unlock(&r->lock);
+	return rv;
+}
+
+CK_RV
+ev_root_tpm2_pin_name(ev_root *base, const unsigned char *name, size_t len)
+{
+	struct tpm_root *r = (struct tpm_root *)base;
+
+	if (len == 0 || len > sizeof(r->pinned.name))
+		return CKR_ARGUMENTS_BAD;
+	if (pthread_mutex_lock(&r->lock) != 0)
+		return CKR_GENERAL_ERROR;
+	r->pinned.size = (UINT16)len;
+	memcpy(r->pinned.name, name, len);
+	/* Made before the name was known: checked again at the next connection. */
+	if (r->esys != NULL && r->pid == getpid() &&
+	    (r->name.size != len || memcmp(r->name.name, name, len) != 0))
+		drop_connection(r);
+	pthread_mutex_unlock(&r->lock);
+	return CKR_OK;
+}
+
 static void
 put_u16(unsigned char *p, size_t v)
 {

@@ -59,7 +59,7 @@ assert s[\"root\"][\"reachable\"] is True and s[\"zones\"] == 2, s'"
 # seals the zone key again unbound; the key still opens afterwards.
 printf '%s\n' "$SO_PIN" >so-rebind.pin
 chmod 600 so-rebind.pin
-out_has "zone rebind seals the zone key again" '^zone 1: zone key sealed again, bound to PCRs: none$' \
+out_has "zone rebind seals a new zone key" '^zone 1: new zone key sealed, bound to PCRs: none$' \
 	"$EV_TOOL" zone rebind --zone 1 --so-pin-file so-rebind.pin
 ok "zone rebind --json says the PCRs it is bound to" sh -c \
 	"'$EV_TOOL' zone rebind --zone 1 --so-pin-file so-rebind.pin --json | '$EV_PYTHON' -c 'import json,sys; r=json.load(sys.stdin);

@@ -191,6 +191,22 @@ do_login(void *arg)
 	return env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
 }
 
+/* A login (its own C_Initialize, finalized after) refused: another TPM primary answers. */
+static void
+primary_refused(struct login_args *a)
+{
+	char *log = NULL;
+	CK_RV rv;
+
+	rv = logged(do_login, a, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "the TPM's storage primary key is not the one this store's "
+				  "zone keys were sealed under") != NULL,
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+}
+
 START_TEST(test_seal_sign_restart)
 {
 	CK_OBJECT_HANDLE pub, priv;
@@ -227,13 +243,49 @@ START_TEST(test_other_tpm_cannot_unseal)
 	CK_RV rv;
 
 	a.slot = zone_with_key();
+	/* The first seal recorded the primary's name. */
+	ck_assert_int_eq(
+	    env_sql_long("SELECT count(*) FROM meta WHERE key = 'tpm_primary_name'"), 1);
 	/* The store, as it is, in front of another TPM (fresh state: other seeds). */
 	snprintf(state, sizeof(state), "%s/other-tpm", env.dir);
 	tpm_restart(state);
+	primary_refused(&a);
+	/* Without the recorded name (a store from before): the TPM itself refuses. */
+	env_sh("sqlite3 '%s/store/edgevault.db' \"DELETE FROM meta WHERE key = "
+	       "'tpm_primary_name'\"",
+	       env.dir);
 	rv = logged(do_login, &a, &log);
 	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
 	ck_assert_msg(strstr(log, "does not unseal under this root") != NULL, "log: %s", log);
 	ck_assert_msg(strstr(log, "refused to load the sealed object") != NULL, "log: %s", log);
+	free(log);
+	/* Nothing was recorded for the TPM that did not unseal. */
+	ck_assert_int_eq(
+	    env_sql_long("SELECT count(*) FROM meta WHERE key = 'tpm_primary_name'"), 0);
+}
+END_TEST
+
+START_TEST(test_primary_name_pinned)
+{
+	struct login_args a;
+	char *log = NULL, *saved;
+	CK_RV rv;
+
+	a.slot = zone_with_key();
+	saved = env_sql_text("SELECT hex(value) FROM meta WHERE key = 'tpm_primary_name'");
+	saved[strcspn(saved, "\n")] = '\0';
+	ck_assert_uint_eq(strlen(saved), 2 * 34); /* SHA-256 name: algorithm and digest */
+	/* Another primary answers (as an interposer's key would): refused at connection. */
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE meta SET value = x'000b%064d' WHERE "
+	       "key = 'tpm_primary_name'\"",
+	       env.dir, 0);
+	primary_refused(&a);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE meta SET value = x'%s' WHERE key = "
+	       "'tpm_primary_name'\"",
+	       env.dir, saved);
+	free(saved);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_OK, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
 	free(log);
 }
 END_TEST
@@ -577,6 +629,26 @@ zone_signs(CK_SLOT_ID slot)
 	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
 }
 
+/* Log in to slot as the user in a new session and sign with "k": the first failure, or CKR_OK. */
+static CK_RV
+signs(CK_SLOT_ID slot)
+{
+	CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+	CK_SESSION_HANDLE h;
+	CK_BYTE sig[128];
+	CK_ULONG len = sizeof(sig);
+	CK_RV rv;
+
+	ck_assert_int_eq(env.f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+	rv = env.f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+	if (rv == CKR_OK)
+		rv = env.f->C_SignInit(h, &m, find_one(h, CKO_PRIVATE_KEY, "k"));
+	if (rv == CKR_OK)
+		rv = env.f->C_Sign(h, (CK_BYTE_PTR) "x", 1, sig, &len);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	return rv;
+}
+
 static long
 refusals(void)
 {
@@ -738,8 +810,8 @@ START_TEST(test_pcr_rebind)
 	ck_assert_str_ne(copy_after, copy_before);
 	expect_head(1, "sealed_key", BOUND_16);
 	expect_head(1, "so_sealed_key", SO_COPY);
-	/* A change-log row tells the other processes. */
-	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM changes WHERE kind = 10 AND zone = 1"),
+	/* A new zone key: a change-log row tells the other processes to read it and the blobs. */
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM changes WHERE kind = 8 AND zone = 1"),
 			 1);
 	tpm_clean();
 
@@ -768,6 +840,7 @@ END_TEST
 START_TEST(test_pcr_v2_blob_binds)
 {
 	CK_ULONG pcrs;
+	char *v2, *bound;
 
 	/* Made before the zone had PCRs: version 2, no copy. */
 	(void)zone_with_key();
@@ -778,11 +851,31 @@ START_TEST(test_pcr_v2_blob_binds)
 	pcr_extend(16);
 	env_init();
 	zone_signs(1);
+	v2 = sealed_hex(1, "sealed_key");
 	/* Re-bound by the SO: bound from now on. */
 	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_OK);
 	ck_assert_uint_eq(pcrs, 1UL << 16);
 	expect_head(1, "sealed_key", BOUND_16);
 	expect_head(1, "so_sealed_key", SO_COPY);
+	zone_signs(1);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_init();
+	zone_signs(1);
+	/* A new key: the old unbound blob, put back, opens none of the zone's keys. */
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	bound = sealed_hex(1, "sealed_key");
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET sealed_key = x'%s' WHERE id = "
+	       "1\"",
+	       env.dir, v2);
+	env_init();
+	ck_assert_int_ne(signs(1), CKR_OK);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET sealed_key = x'%s' WHERE id = "
+	       "1\"",
+	       env.dir, bound);
+	free(v2);
+	free(bound);
+	env_init();
 	zone_signs(1);
 	pcr_extend(16);
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
@@ -899,6 +992,9 @@ START_TEST(test_pcr_copy_needs_so_auth)
 	ck_assert_int_eq(
 	    env.f->C_InitToken(2, (CK_UTF8CHAR *)OTHER_SO_PIN, strlen(OTHER_SO_PIN), lab), CKR_OK);
 	pcr_extend(16);
+	/* The TPM's dictionary-attack parameters, set here rather than taken from swtpm. */
+	env_sh("tpm2_dictionarylockout " TOOLS_TCTI " -s -n 3 -t 1000 -l 1000 >/dev/null",
+	       tpm.port);
 	ck_assert_int_eq(da_failures(), 0);
 	env_sh("sqlite3 '%s/store/edgevault.db' \"CREATE TABLE saved AS SELECT so_pin FROM zones "
 	       "WHERE id = 1; UPDATE zones SET so_pin = (SELECT so_pin FROM zones WHERE id = 2) "
@@ -909,17 +1005,23 @@ START_TEST(test_pcr_copy_needs_so_auth)
 	 * copy's auth value comes from the PIN it was sealed with, and each
 	 * wrong one counts towards the TPM's dictionary-attack lockout.
 	 */
-	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_INCORRECT);
+	/* Not a wrong PIN (it matched its hash): the copy and the hash disagree. */
+	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_FUNCTION_FAILED);
 	ck_assert_int_eq(da_failures(), 1);
 	tpm_clean();
 	for (i = 0; i < 2; i++)
-		ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_INCORRECT);
-	/* Locked out now (swtpm allows 3): even the right auth value waits. */
-	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_PIN_LOCKED);
+		ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_FUNCTION_FAILED);
+	tpm_clean();
+	/* Locked out now (3 allowed, set above): even the right auth value waits. */
+	ck_assert_int_eq(rebind(1, OTHER_SO_PIN, &pcrs), CKR_FUNCTION_REJECTED);
+	tpm_clean();
 	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET so_pin = (SELECT so_pin FROM "
 	       "saved) WHERE id = 1\"",
 	       env.dir);
-	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_PIN_LOCKED);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_FUNCTION_REJECTED);
+	tpm_clean();
+	/* No SO PIN attempt was counted: the PINs were right. */
+	ck_assert_int_eq(env_sql_long("SELECT so_fails FROM zones WHERE id = 1"), 0);
 	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
 	/* The TPM's owner clears the lockout; the right PIN re-binds. */
 	env_sh("tpm2_dictionarylockout " TOOLS_TCTI " -c >/dev/null", tpm.port);
@@ -967,13 +1069,100 @@ START_TEST(test_pcr_so_pin_change)
 	       "zones WHERE id = 1; UPDATE zones SET so_pin = (SELECT so_pin FROM saved), "
 	       "so_fails = 0 WHERE id = 1\"",
 	       env.dir);
-	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_PIN_INCORRECT);
+	ck_assert_int_eq(rebind(1, SO_PIN, &pcrs), CKR_FUNCTION_FAILED);
+	tpm_clean();
 	env_sh("sqlite3 '%s/store/edgevault.db' \"UPDATE zones SET so_pin = (SELECT so_pin FROM "
 	       "saved_new) WHERE id = 1\"",
 	       env.dir);
 	ck_assert_int_eq(rebind(1, NEW_SO_PIN, &pcrs), CKR_OK);
 	zone_signs(1);
 	free(copy_before);
+}
+END_TEST
+
+/* In a child: its own C_Initialize, the SO's login to zone 1 and C_SetPIN to NEW_SO_PIN. */
+static void
+kid_so_pin(int rd, int wr, void *arg)
+{
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+
+	(void)rd;
+	(void)arg;
+	rv = kid_init();
+	if (rv == CKR_OK)
+		rv = env.f->C_OpenSession(1, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+	if (rv == CKR_OK)
+		rv = env.f->C_Login(h, CKU_SO, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN));
+	if (rv == CKR_OK)
+		rv = env.f->C_SetPIN(h, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN),
+				     (CK_UTF8CHAR *)NEW_SO_PIN, strlen(NEW_SO_PIN));
+	put(wr, rv);
+	put(wr, env.f->C_Finalize(NULL));
+}
+
+START_TEST(test_pcr_so_pin_changed_elsewhere)
+{
+	CK_SESSION_HANDLE h;
+	CK_ULONG count = 0, pcrs;
+	char *lines, *sealed, *copy;
+	struct kid k;
+
+	ck_assert_ptr_nonnull(getenv("EV_TOOL"));
+	lines = attest_lines();
+	tpm_config(lines);
+	(void)zone_with_key();
+	env_init();
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_OK);
+	/* Another process changes the SO PIN while this one's SO is logged in. */
+	kid_start(&k, kid_so_pin, NULL);
+	kid_expect(&k, CKR_OK, "child's SO PIN change");
+	kid_expect(&k, CKR_OK, "child's C_Finalize");
+	kid_done(&k);
+	sealed = sealed_hex(1, "sealed_key");
+	copy = sealed_hex(1, "so_sealed_key");
+	/* This SO's auth value is of the old PIN: refused before the TPM sees it. */
+	ck_assert_int_eq(admin12()->EV_RotateZoneKey(h, &count), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(admin12()->EV_RebindZone(h, &pcrs), CKR_USER_NOT_LOGGED_IN);
+	pcr_extend(16);
+	ck_assert_int_eq(admin12()->EV_RebindZone(h, &pcrs), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(env.f->C_SetPIN(h, (CK_UTF8CHAR *)SO_PIN, strlen(SO_PIN),
+					 (CK_UTF8CHAR *)OTHER_SO_PIN, strlen(OTHER_SO_PIN)),
+			 CKR_PIN_INCORRECT);
+	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
+	ck_assert_str_eq(sealed_hex(1, "sealed_key"), sealed);
+	ck_assert_str_eq(sealed_hex(1, "so_sealed_key"), copy);
+	/* Not even connected to the TPM: nothing was asked of it. */
+	ck_assert_int_eq(da_failures(), 0);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
+	/* The recovery copy opens with the new PIN. */
+	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
+	ck_assert_int_eq(rebind(1, NEW_SO_PIN, &pcrs), CKR_OK);
+	ck_assert_uint_eq(pcrs, 1UL << 16);
+	zone_signs(1);
+	tpm_clean();
+	free(lines);
+	free(sealed);
+	free(copy);
+}
+END_TEST
+
+/* EV_RebindZone and EV_RotateZoneKey after the SO logged out: refused before the TPM. */
+START_TEST(test_pcr_so_logged_out)
+{
+	CK_SESSION_HANDLE h, h2;
+	CK_ULONG pcrs;
+
+	tpm_config("[zone 1]\npcrs = 16\n");
+	(void)zone_with_key();
+	env_init();
+	ck_assert_int_eq(so_login(1, SO_PIN, &h), CKR_OK);
+	ck_assert_int_eq(env.f->C_OpenSession(1, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+					      &h2),
+			 CKR_OK);
+	ck_assert_int_eq(env.f->C_Logout(h2), CKR_OK);
+	ck_assert_int_eq(admin12()->EV_RebindZone(h, &pcrs), CKR_USER_NOT_LOGGED_IN);
+	ck_assert_int_eq(env.f->C_CloseAllSessions(1), CKR_OK);
 }
 END_TEST
 
@@ -1005,6 +1194,7 @@ main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_seal_sign_restart);
 	tcase_add_test(tc, test_other_tpm_cannot_unseal);
+	tcase_add_test(tc, test_primary_name_pinned);
 	tcase_add_test(tc, test_malformed_blob);
 	tcase_add_test(tc, test_unreachable);
 	tcase_add_test(tc, test_other_device_id);
@@ -1018,6 +1208,8 @@ main(void)
 	tcase_add_test(tc, test_pcr_rotation_keeps_binding);
 	tcase_add_test(tc, test_pcr_copy_needs_so_auth);
 	tcase_add_test(tc, test_pcr_so_pin_change);
+	tcase_add_test(tc, test_pcr_so_pin_changed_elsewhere);
+	tcase_add_test(tc, test_pcr_so_logged_out);
 	tcase_add_test(tc, test_pcr_pkcs11_root_refused);
 	suite_add_tcase(s, tc);
 	return env_run(s);
