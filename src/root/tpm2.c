@@ -30,15 +30,21 @@
  * way out.
  *
  * The primary is transient by default: made with TPM2_CreatePrimary from a
- * fixed template at each connection. A TPM derives a primary from the
+ * fixed template at the first operation, its name checked, then saved
+ * (TPM2_ContextSave) and flushed. A TPM derives a primary from the
  * hierarchy's seed and the template, so it is the same key every time (and
- * another TPM's is a different one). [root] primary_handle names a
- * persistent one instead, made beforehand by the operator.
+ * another TPM's is a different one). Each operation loads it from the
+ * saved context and flushes it after: between operations the root holds
+ * no TPM object or session. [root] primary_handle names a persistent one
+ * instead, made beforehand by the operator.
  *
- * One lock serialises all use of the TPM connection. A connection that
- * fails (swtpm or tpm2-abrmd restarted), or a TPM that has forgotten our
- * primary (reset, restarted), is made again, once, and the operation
- * retried. After fork() the child forgets the parent's ESAPI and
+ * One lock serialises all use of the TPM connection. Through a resource
+ * manager the connection stays open; without one (direct_tcti) it is made
+ * for each operation, and an operation that finds no room for its objects
+ * or sessions (other processes' operations hold them) waits and is tried
+ * again, for WAIT_MS in all. A connection that fails (swtpm or
+ * tpm2-abrmd restarted), or a TPM that has forgotten our primary (reset,
+ * restarted), is made again, once, and the operation retried. After fork() the child forgets the parent's ESAPI and
  * TCTI contexts without finalising them (see tpm_forked) and connects
  * afresh at first use.
  */
@@ -76,6 +82,12 @@
  */
 #define SEALED_DATA_MAX 128
 #define PLAIN_MAX (SEALED_DATA_MAX - AAD_DIGEST_LEN)
+/*
+ * How long an operation waits, in all, for a TPM reached without a
+ * resource manager to have room for its objects and sessions (or for
+ * /dev/tpm0 to open), while other processes use it (ms).
+ */
+#define WAIT_MS 5000
 
 /* The sealed object's attributes (doc/key-protection.md says why). */
 #define SEAL_ATTRS                                                                                 \
@@ -98,13 +110,16 @@ struct tpm_root {
 	int lock_ok;
 	char *tcti;
 	uint32_t persistent; /* [root] primary_handle; 0: a transient primary */
+	int direct;	     /* no resource manager: connected for one operation at a time */
 	TSS2_TCTI_CONTEXT *tctx;
 	ESYS_CONTEXT *esys;
-	ESYS_TR primary; /* ESYS_TR_NONE while not connected */
-	pid_t pid;	 /* the process that made the connection */
-	int no_retry;	 /* set by an op: a retry could repeat what the TPM counted */
-	TPM2B_NAME name;   /* the primary's name on this connection (size 0: none) */
-	TPM2B_NAME pinned; /* the name every connection must show (size 0: any) */
+	ESYS_TR primary;     /* loaded (or persistent) during an operation, else ESYS_TR_NONE */
+	TPMS_CONTEXT *saved; /* the transient primary, saved (Esys_Free); NULL: not made yet */
+	pid_t pid;	     /* the process that made the connection */
+	int no_retry;	     /* set by an op: a retry could repeat what the TPM counted */
+	int logged;	     /* set by an op: its failure is logged already */
+	TPM2B_NAME name;     /* the primary's name, as checked (size 0: not known yet) */
+	TPM2B_NAME pinned;   /* the name the primary must have (size 0: any) */
 };
 
 /* The TSS's own words for a response code ("tpm:parameter(1):integrity check failed"). */
@@ -183,17 +198,65 @@ tpm_rc(TSS2_RC rc)
 	return rc & 0xfff;
 }
 
+/*
+ * The TPM has no room for one more loaded object or session: another
+ * process sharing a TPM without a resource manager holds some for the
+ * moment, or one that died holding them left them there.
+ */
+static int
+memory_full(TSS2_RC rc)
+{
+	TSS2_RC code = tpm_rc(rc);
+
+	return code == TPM2_RC_OBJECT_MEMORY || code == TPM2_RC_SESSION_MEMORY ||
+	       code == TPM2_RC_MEMORY;
+}
+
+/*
+ * Whether the TCTI reaches the TPM without a resource manager: the
+ * device TCTI on anything but a /dev/tpmrm node (/dev/tpm0 is its
+ * default), swtpm, mssim. Those connect for one operation at a time.
+ */
+static int
+direct_tcti(const char *tcti)
+{
+	const char *conf = strchr(tcti, ':');
+	size_t n = conf != NULL ? (size_t)(conf - tcti) : strlen(tcti);
+
+	if (memmem(tcti, n, "tabrmd", 6) != NULL)
+		return 0;
+	if (memmem(tcti, n, "device", 6) != NULL)
+		return conf == NULL || strstr(conf, "tpmrm") == NULL;
+	return 1;
+}
+
+/* The transient primary flushed after an operation (the persistent one stays). */
+static void
+unload_primary(struct tpm_root *r)
+{
+	if (r->persistent != 0 || r->primary == ESYS_TR_NONE || r->esys == NULL ||
+	    r->pid != getpid())
+		return;
+	(void)Esys_FlushContext(r->esys, r->primary);
+	r->primary = ESYS_TR_NONE;
+}
+
+/* The saved primary and its name forgotten: the next operation makes it again. */
+static void
+forget_primary(struct tpm_root *r)
+{
+	Esys_Free(r->saved);
+	r->saved = NULL;
+	memset(&r->name, 0, sizeof(r->name));
+}
+
 static void
 drop_connection(struct tpm_root *r)
 {
 	if (r->esys != NULL && r->pid == getpid()) {
-		if (r->primary != ESYS_TR_NONE) {
-			/* A transient primary would hold a TPM object slot. */
-			if (r->persistent == 0)
-				(void)Esys_FlushContext(r->esys, r->primary);
-			else
-				(void)Esys_TR_Close(r->esys, &r->primary);
-		}
+		unload_primary(r);
+		if (r->persistent != 0 && r->primary != ESYS_TR_NONE)
+			(void)Esys_TR_Close(r->esys, &r->primary);
 		Esys_Finalize(&r->esys);
 	}
 	if (r->tctx != NULL && r->pid == getpid())
@@ -201,7 +264,6 @@ drop_connection(struct tpm_root *r)
 	r->esys = NULL;
 	r->tctx = NULL;
 	r->primary = ESYS_TR_NONE;
-	memset(&r->name, 0, sizeof(r->name));
 }
 
 /* A TPM name in hex, for the log (truncated to fit). */
@@ -320,14 +382,45 @@ find_primary(struct tpm_root *r, char *err, size_t errlen)
 	return CKR_OK;
 }
 
-/* TCTI, ESAPI, TPM2_Startup, the primary. On failure nothing is left open. */
+/*
+ * The TCTI: for a TPM character device that is there but will not open,
+ * again for a while. The kernel lets one process at a time open
+ * /dev/tpm0; the others wait their turn here.
+ */
+static TSS2_RC
+open_tcti(struct tpm_root *r)
+{
+	const char *conf = strchr(r->tcti, ':');
+	const char *dev = conf != NULL && conf[1] != '\0' ? conf + 1 : "/dev/tpm0";
+	unsigned waited = 0, step = 5;
+	TSS2_RC rc;
+
+	for (;;) {
+		rc = Tss2_TctiLdr_Initialize(r->tcti, &r->tctx);
+		if (rc == TSS2_RC_SUCCESS)
+			return rc;
+		r->tctx = NULL;
+		if (!r->direct || strncmp(r->tcti, "device", 6) != 0 || access(dev, F_OK) != 0 ||
+		    waited >= WAIT_MS)
+			return rc;
+		usleep(step * 1000);
+		waited += step;
+		step = step < 160 ? 2 * step : step;
+	}
+}
+
+/*
+ * TCTI, ESAPI, TPM2_Startup, and a persistent primary found and checked
+ * (a transient one is made at its first use: load_primary). On failure
+ * nothing is left open.
+ */
 static CK_RV
 connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 {
 	TSS2_RC rc;
 	CK_RV rv;
 
-	rc = Tss2_TctiLdr_Initialize(r->tcti, &r->tctx);
+	rc = open_tcti(r);
 	if (rc != TSS2_RC_SUCCESS) {
 		r->tctx = NULL;
 		ev_errf(err, errlen, "cannot reach the TPM through TCTI \"%s\" ([root] tcti): %s",
@@ -353,27 +446,70 @@ connect_tpm(struct tpm_root *r, char *err, size_t errlen)
 	}
 	if (r->persistent != 0) {
 		rv = find_primary(r, err, errlen);
+		if (rv == CKR_OK)
+			rv = check_primary(r, err, errlen);
 		if (rv != CKR_OK)
 			goto fail;
-	} else {
-		rc = create_primary(r);
-		if (rc != TSS2_RC_SUCCESS) {
-			r->primary = ESYS_TR_NONE;
-			ev_errf(err, errlen,
-				"cannot create the storage primary key under the TPM's owner "
-				"hierarchy (TCTI \"%s\"): %s",
-				r->tcti, rc_text(rc));
-			rv = CKR_DEVICE_ERROR;
-			goto fail;
-		}
 	}
-	rv = check_primary(r, err, errlen);
-	if (rv != CKR_OK)
-		goto fail;
 	return CKR_OK;
 fail:
 	drop_connection(r);
 	return rv;
+}
+
+/*
+ * The transient primary loaded for one operation: from its saved
+ * context, or made from the template (at first use, or when the TPM no
+ * longer loads the context: it was reset or restarted), its name checked
+ * against the one recorded, and saved. Between operations it holds no
+ * TPM object slot. The persistent primary was found at connection.
+ */
+static TSS2_RC
+load_primary(struct tpm_root *r, CK_RV *rv)
+{
+	char err[256];
+	TSS2_RC rc;
+
+	if (r->persistent != 0)
+		return TSS2_RC_SUCCESS;
+	if (r->saved != NULL) {
+		rc = Esys_ContextLoad(r->esys, r->saved, &r->primary);
+		if (rc == TSS2_RC_SUCCESS)
+			return rc;
+		r->primary = ESYS_TR_NONE;
+		if (link_error(rc) || memory_full(rc))
+			return rc;
+		ev_warn("TPM root: the TPM no longer loads the saved storage primary key (%s: "
+			"it was reset or restarted); making it again",
+			rc_text(rc));
+		forget_primary(r);
+	}
+	rc = create_primary(r);
+	if (rc != TSS2_RC_SUCCESS) {
+		r->primary = ESYS_TR_NONE;
+		if (!link_error(rc) && !memory_full(rc)) {
+			ev_error("TPM root: cannot create the storage primary key under the TPM's "
+				 "owner hierarchy (TCTI \"%s\"): %s",
+				 r->tcti, rc_text(rc));
+			r->logged = 1;
+		}
+		return rc;
+	}
+	if (check_primary(r, err, sizeof(err)) != CKR_OK) {
+		ev_error("TPM root: %s", err);
+		unload_primary(r);
+		forget_primary(r);
+		*rv = CKR_DEVICE_ERROR;
+		r->logged = 1;
+		r->no_retry = 1;
+		return TSS2_ESYS_RC_BAD_VALUE;
+	}
+	rc = Esys_ContextSave(r->esys, r->primary, &r->saved);
+	if (rc != TSS2_RC_SUCCESS) {
+		r->saved = NULL;
+		unload_primary(r);
+	}
+	return rc;
 }
 
 /*
@@ -855,20 +991,23 @@ op_unseal(struct tpm_root *r, void *arg, CK_RV *rv)
 }
 
 /*
- * Run op under the lock: connect first when needed (first use, or in a
- * child after fork), and connect again and retry once when the link to
- * the TPM failed. op sets *rv; a TSS2 failure it returns without setting
- * *rv to something else is a device error, logged here with the TSS's
- * words.
+ * Run op under the lock: connect first when needed (first use, in a
+ * child after fork, and for every operation when there is no resource
+ * manager), with the primary loaded for it and flushed after it. Connect
+ * again and retry once when the link to the TPM failed or the TPM forgot
+ * our state; wait and retry (WAIT_MS in all) when a TPM reached directly
+ * has no room for our objects or sessions. op sets *rv; a TSS2 failure
+ * it returns without setting *rv to something else is a device error,
+ * logged here with the TSS's words.
  */
 static CK_RV
 run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void *, CK_RV *),
     void *arg)
 {
 	char err[256] = "";
+	unsigned reconnects = 0, waited = 0, step = 5;
 	TSS2_RC rc;
 	CK_RV rv;
-	int tries;
 
 	if (pthread_mutex_lock(&r->lock) != 0) {
 		ev_error("TPM root: %s: cannot take the TPM connection's lock", what);
@@ -880,7 +1019,7 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 		r->tctx = NULL;
 		r->primary = ESYS_TR_NONE;
 	}
-	for (tries = 0;; tries++) {
+	for (;;) {
 		if (r->esys == NULL) {
 			rv = connect_tpm(r, err, sizeof(err));
 			if (rv != CKR_OK) {
@@ -890,27 +1029,55 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 		}
 		rv = CKR_DEVICE_ERROR;
 		r->no_retry = 0;
-		rc = op(r, arg, &rv);
-		if (rc == TSS2_RC_SUCCESS || (!link_error(rc) && !stale_error(rc)) || tries == 1)
+		r->logged = 0;
+		rc = load_primary(r, &rv);
+		if (rc == TSS2_RC_SUCCESS) {
+			rc = op(r, arg, &rv);
+			unload_primary(r);
+		}
+		if (rc == TSS2_RC_SUCCESS)
 			break;
 		if (r->no_retry) {
-			ev_warn("TPM root: %s: %s; not retried (the TPM may have counted the "
-				"authorisation)",
-				what, rc_text(rc));
+			if (link_error(rc) || stale_error(rc))
+				ev_warn("TPM root: %s: %s; not retried (the TPM may have counted the "
+					"authorisation)",
+					what, rc_text(rc));
 			break;
 		}
-		ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
+		if (r->direct && memory_full(rc) && waited < WAIT_MS) {
+			/* Room is made as the others finish: let them in meanwhile. */
+			drop_connection(r);
+			usleep(step * 1000);
+			waited += step;
+			step = step < 160 ? 2 * step : step;
+			continue;
+		}
+		if ((link_error(rc) || stale_error(rc)) && reconnects++ == 0) {
+			ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
+			drop_connection(r);
+			continue;
+		}
+		break;
+	}
+	if (rc != TSS2_RC_SUCCESS && rv == CKR_DEVICE_ERROR && !r->logged) {
+		if (memory_full(rc))
+			ev_error("TPM root: %s failed: %s, still after %u ms: without a resource "
+				 "manager the TPM's few slots are shared, and objects or sessions "
+				 "left loaded by a process that died, or by another program, stay "
+				 "until the TPM restarts or they are flushed (tpm2_flushcontext "
+				 "-t -l -s); reach the TPM through /dev/tpmrm0 or tpm2-abrmd",
+				 what, rc_text(rc), waited);
+		else
+			ev_error("TPM root: %s failed: %s", what, rc_text(rc));
+	}
+	/* Without a resource manager, nothing is held between operations. */
+	if (r->direct || (rc != TSS2_RC_SUCCESS && link_error(rc)))
 		drop_connection(r);
-	}
-	if (rc != TSS2_RC_SUCCESS && rv == CKR_DEVICE_ERROR) {
-		ev_error("TPM root: %s failed: %s", what, rc_text(rc));
-		if (link_error(rc))
-			drop_connection(r); /* the next call connects again */
-	}
 out:
 	pthread_mutex_unlock(&r->lock);
 	return rv;
 }
+
 /* Nothing but the connection run() makes: the primary's name is read then. */
 static TSS2_RC
 op_connect(struct tpm_root *r, void *arg, CK_RV *rv)
@@ -952,10 +1119,11 @@ ev_root_tpm2_pin_name(ev_root *base, const unsigned char *name, size_t len)
 		return CKR_GENERAL_ERROR;
 	r->pinned.size = (UINT16)len;
 	memcpy(r->pinned.name, name, len);
-	/* Made before the name was known: checked again at the next connection. */
-	if (r->esys != NULL && r->pid == getpid() &&
-	    (r->name.size != len || memcmp(r->name.name, name, len) != 0))
+	/* Made before the name was known: made and checked again at the next operation. */
+	if (r->name.size != 0 && (r->name.size != len || memcmp(r->name.name, name, len) != 0)) {
 		drop_connection(r);
+		forget_primary(r);
+	}
 	pthread_mutex_unlock(&r->lock);
 	return CKR_OK;
 }
@@ -1217,6 +1385,7 @@ tpm_free(ev_root *base)
 	struct tpm_root *r = (struct tpm_root *)base;
 
 	drop_connection(r); /* does nothing with a parent's connection */
+	forget_primary(r);
 	if (r->lock_ok)
 		pthread_mutex_destroy(&r->lock);
 	free(r->tcti);
@@ -1382,15 +1551,19 @@ ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err
 	r->base.ops = &tpm_ops;
 	r->primary = ESYS_TR_NONE;
 	r->persistent = cfg->root_primary_handle;
+	r->direct = direct_tcti(cfg->root_tcti);
 	if (pthread_mutex_init(&r->lock, NULL) != 0)
 		goto out;
 	r->lock_ok = 1;
 	r->tcti = strdup(cfg->root_tcti);
 	if (r->tcti == NULL)
 		goto out;
+	/* Reachable now, or refused now. */
 	rv = connect_tpm(r, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
+	if (r->direct)
+		drop_connection(r);
 	*out = &r->base;
 	r = NULL; /* transferred */
 	if (err != NULL && errlen > 0)

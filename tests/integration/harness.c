@@ -860,6 +860,16 @@ env_root_tcti(void)
 	return tcti;
 }
 
+void
+env_root_flush_leaks(void)
+{
+	if (strcmp(env_root(), "tpm2") != 0)
+		return;
+	env_sh("tpm2_flushcontext -T %s -t && tpm2_flushcontext -T %s -l && "
+	       "tpm2_flushcontext -T %s -s",
+	    env_root_tcti(), env_root_tcti(), env_root_tcti());
+}
+
 /*
  * The root's swtpm (state in <dir>/root-tpm, apart from a test's own
  * swtpm), and tpm2-abrmd in front of it when asked. They are not among the

@@ -289,4 +289,12 @@ const char *env_root(void);
  */
 int env_root_is(const char *backend);
 
+/*
+ * After a process was killed: what it left loaded in the root's TPM when
+ * that is reached directly (EV_ROOT=tpm2), flushed, as its operator would
+ * (tpm2_flushcontext): without a resource manager nobody else does. Does
+ * nothing under the other roots.
+ */
+void env_root_flush_leaks(void);
+
 #endif

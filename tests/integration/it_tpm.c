@@ -144,6 +144,14 @@ tpm_handles(const char *kind)
 	return n;
 }
 
+/* No object and no session left loaded in the TPM. */
+static void
+tpm_handles_none(void)
+{
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
+	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
+}
+
 /* Stop the TPM and start one on state_dir (the same: a restart), config following. */
 static void
 tpm_restart(const char *state_dir)
@@ -228,8 +236,11 @@ START_TEST(test_seal_sign_restart)
 	pub = find_one(h, CKO_PUBLIC_KEY, "k");
 	priv = find_one(h, CKO_PRIVATE_KEY, "k");
 	sign_and_verify(h, pub, priv);
-	/* While the module runs: its primary, and neither sealed objects nor sessions. */
-	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+	/*
+	 * While the module runs, between operations: nothing loaded, neither
+	 * its primary (a saved context then) nor sealed objects nor sessions.
+	 */
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
 	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
 	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
@@ -388,10 +399,10 @@ START_TEST(test_fork)
 	kid_expect(&k, CKR_OK, "child's login");
 	kid_expect(&k, CKR_OK, "child's C_Finalize");
 	kid_done(&k);
-	/* The parent's connection and primary are untouched: it signs and seals. */
+	/* The parent's saved primary is untouched: it signs and seals. */
 	sign_and_verify(h, pub, priv);
 	(void)env_new_zone("second zone");
-	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
 }
 END_TEST
 
@@ -430,6 +441,117 @@ END_TEST
 
 /* tpm2-tools against the test's swtpm: fails the test when the command fails. */
 #define TOOLS_TCTI "-T swtpm:host=127.0.0.1,port=%d"
+
+/*
+ * Without a resource manager (swtpm reached directly, three object slots
+ * and three session slots), PROCS processes at once, each ROUNDS times
+ * its own C_Initialize, a login (an unseal), a signature, C_Finalize,
+ * while this process keeps its own zone unlocked: each holds TPM objects
+ * only during an operation, and waits its turn when the others fill the
+ * slots.
+ */
+#define PROCS 4
+#define ROUNDS 3
+
+static void
+kid_rounds(int rd, int wr, void *arg)
+{
+	CK_SLOT_ID slot = *(CK_SLOT_ID *)arg;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o;
+	CK_ULONG n, len;
+	CK_BYTE sig[128], digest[32] = { 1 };
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_ATTRIBUTE tmpl = { CKA_CLASS, NULL, 0 };
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_RV rv = CKR_OK;
+	int i;
+
+	(void)take(rd); /* all together */
+	tmpl.pValue = &cls;
+	tmpl.ulValueLen = sizeof(cls);
+	for (i = 0; i < ROUNDS && rv == CKR_OK; i++) {
+		rv = kid_init();
+		if (rv == CKR_OK)
+			rv = kid_session(slot, 0, &h);
+		if (rv == CKR_OK)
+			rv = env.f->C_FindObjectsInit(h, &tmpl, 1);
+		if (rv == CKR_OK)
+			rv = env.f->C_FindObjects(h, &o, 1, &n);
+		if (rv == CKR_OK && n != 1)
+			rv = CKR_GENERAL_ERROR;
+		if (rv == CKR_OK)
+			rv = env.f->C_FindObjectsFinal(h);
+		if (rv == CKR_OK)
+			rv = env.f->C_SignInit(h, &m, o);
+		len = sizeof(sig);
+		if (rv == CKR_OK)
+			rv = env.f->C_Sign(h, digest, sizeof(digest), sig, &len);
+		if (rv == CKR_OK)
+			rv = env.f->C_Finalize(NULL);
+	}
+	put(wr, rv);
+}
+
+START_TEST(test_processes_share_tpm)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	struct kid k[PROCS];
+	int i;
+
+	slot = zone_with_key();
+	env_init();
+	h = env_session(slot, 0, 1);
+	pub = find_one(h, CKO_PUBLIC_KEY, "k");
+	priv = find_one(h, CKO_PRIVATE_KEY, "k");
+	for (i = 0; i < PROCS; i++)
+		kid_start(&k[i], kid_rounds, &slot);
+	for (i = 0; i < PROCS; i++)
+		kid_put(&k[i], 1);
+	for (i = 0; i < PROCS; i++)
+		kid_expect(&k[i], CKR_OK, "a process: rounds of C_Initialize, C_Login, C_Sign");
+	for (i = 0; i < PROCS; i++)
+		kid_done(&k[i]);
+	sign_and_verify(h, pub, priv);
+	(void)env_new_zone("after the others");
+	tpm_handles_none();
+}
+END_TEST
+
+/*
+ * Objects left loaded by someone else (as by a process killed while it
+ * held them) fill the TPM's three object slots: the login waits for room
+ * for a while, then fails and says how to free them; once they are
+ * flushed (as the log says), it works.
+ */
+START_TEST(test_slots_left_full)
+{
+	char *log = NULL;
+	struct login_args a;
+	CK_RV rv;
+	int i;
+
+	a.slot = zone_with_key();
+	for (i = 0; i < 3; i++)
+		env_sh("cd '%s' && tpm2_createprimary " TOOLS_TCTI " -C o -G ecc256 -c left%d.ctx "
+		       ">/dev/null",
+		    env.dir, tpm.port, i);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 3);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "tpm2_flushcontext") != NULL &&
+			  strstr(log, "/dev/tpmrm0 or tpm2-abrmd") != NULL,
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	env_sh("tpm2_flushcontext " TOOLS_TCTI " -t", tpm.port);
+	ck_assert_int_eq(do_login(&a), CKR_OK);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	tpm_handles_none();
+}
+END_TEST
 
 START_TEST(test_persistent_primary)
 {
@@ -514,7 +636,7 @@ START_TEST(test_tpm_restarted_under_module)
 	/* Sealing a new zone key connects again; the unlocked zone still signs. */
 	(void)env_new_zone("after restart");
 	sign_and_verify(h, pub, priv);
-	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
 }
 END_TEST
 
@@ -657,11 +779,11 @@ refusals(void)
 			    "longer matches the values the zone key is sealed to'");
 }
 
-/* Nothing left in the TPM but the module's primary. */
+/* Nothing left loaded in the TPM, not even the module's primary. */
 static void
 tpm_clean(void)
 {
-	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
 	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
 }
 
@@ -1132,9 +1254,8 @@ START_TEST(test_pcr_so_pin_changed_elsewhere)
 	ck_assert_int_eq(env.f->C_CloseSession(h), CKR_OK);
 	ck_assert_str_eq(sealed_hex(1, "sealed_key"), sealed);
 	ck_assert_str_eq(sealed_hex(1, "so_sealed_key"), copy);
-	/* Not even connected to the TPM: nothing was asked of it. */
+	/* Nothing was asked of the TPM. */
 	ck_assert_int_eq(da_failures(), 0);
-	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
 	/* The recovery copy opens with the new PIN. */
 	ck_assert_int_eq(user_login(1), CKR_FUNCTION_REJECTED);
 	ck_assert_int_eq(rebind(1, NEW_SO_PIN, &pcrs), CKR_OK);
@@ -1199,6 +1320,8 @@ main(void)
 	tcase_add_test(tc, test_unreachable);
 	tcase_add_test(tc, test_other_device_id);
 	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_processes_share_tpm);
+	tcase_add_test(tc, test_slots_left_full);
 	tcase_add_test(tc, test_persistent_primary);
 	tcase_add_test(tc, test_persistent_primary_refused);
 	tcase_add_test(tc, test_tpm_restarted_under_module);
