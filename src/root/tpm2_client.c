@@ -168,7 +168,7 @@ no_answer(const char *path, pid_t pid, const char *when, int err)
 			 EV_TPM_HELPER_TIMEOUT_S);
 	else if (err == EPROTO)
 		ev_error("TPM helper %s (pid %ld): a malformed answer", path, (long)pid);
-	else if (err == 0)
+	else if (err == 0 || err == ECONNRESET || err == EPIPE) /* it closed or died */
 		ev_error("TPM helper %s (pid %ld) ended without an answer", path, (long)pid);
 	else
 		ev_error("TPM helper %s (pid %ld): %s: %s", path, (long)pid, when, strerror(err));
