@@ -41,6 +41,14 @@
  * retried. After fork() the child forgets the parent's ESAPI and
  * TCTI contexts without finalising them (see tpm_forked) and connects
  * afresh at first use.
+ *
+ * Two kinds of process cannot run ESAPI themselves: one whose OpenSSL
+ * has a default ENGINE (ESAPI's salted sessions would go to it), and a
+ * fork child of a process that started a tabrmd TCTI (GLib's D-Bus does
+ * not survive fork). There seal, unseal, quote, the primary's name and
+ * the connection at open run in edgevault-tpm-helper, a process started
+ * for the one operation that runs this same code (use_helper(),
+ * tpm2_helper.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* strdup */
