@@ -91,6 +91,7 @@ static const struct key_def keys[] = {
     STR("root", "pin_env", root_pin_env),
     STR("root", "key_label", root_key_label),
     STR("root", "tcti", root_tcti),
+    STR("root", "helper", root_helper),
     {"root", "primary_handle", K_HANDLE, offsetof(ev_config, root_primary_handle),
      TPM2_PERSISTENT_FIRST, TPM2_PERSISTENT_LAST, 0},
     {"pin", "max_fails", K_UINT, offsetof(ev_config, pin_max_fails), MAX_FAILS_MIN, MAX_FAILS_MAX,
@@ -740,7 +741,7 @@ static const struct {
 } root_keys[] = {
     {"module", "pkcs11"},  {"token_label", "pkcs11"}, {"pin_file", "pkcs11"},
     {"pin_env", "pkcs11"}, {"key_label", "pkcs11"},   {"tcti", "tpm2"},
-    {"primary_handle", "tpm2"},
+    {"primary_handle", "tpm2"}, {"helper", "tpm2"},
 };
 
 /* [root]: a known backend, its required keys, no key of another backend. */
@@ -780,6 +781,13 @@ check_root(const ev_config *c, const struct parse_ctx *p, char *err, size_t errl
 				"%s: [root] tcti is required with backend tpm2 (how to reach "
 				"the TPM, e.g. device:/dev/tpmrm0)",
 				c->path);
+			return CKR_GENERAL_ERROR;
+		}
+		/* Started by the module with posix_spawn: never looked up in $PATH or the cwd. */
+		if (c->root_helper != NULL && c->root_helper[0] != '/') {
+			ev_errf(err, errlen,
+				"%s: [root] helper = \"%s\": an absolute path is required",
+				c->path, c->root_helper);
 			return CKR_GENERAL_ERROR;
 		}
 		return CKR_OK;
@@ -966,6 +974,7 @@ ev_config_free(ev_config *c)
 	free(c->root_pin_env);
 	free(c->root_key_label);
 	free(c->root_tcti);
+	free(c->root_helper);
 	free(c->revocation_dir);
 	free(c->attest_result_path);
 	free(c->attest_reference_path);

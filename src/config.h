@@ -51,6 +51,8 @@ typedef struct ev_config {
 	char *root_pin_env;     /* [root] pin_env: environment variable holding it */
 	char *root_key_label;   /* [root] key_label (default "edgevault-root") */
 	char *root_tcti;        /* [root] tcti: TCTI configuration string (tpm2; required) */
+	/* [root] helper: edgevault-tpm-helper's absolute path (tpm2; NULL: the installed one) */
+	char *root_helper;
 	/* [root] primary_handle: persistent storage primary (tpm2; 0: create a transient one) */
 	uint32_t root_primary_handle;
 	unsigned pin_max_fails; /* [pin] max_fails: failed logins before lockout (default 10) */

@@ -10,6 +10,14 @@
 
 #include "log.h"
 
+static ev_log_sink *log_sink;
+
+void
+ev_log_set_sink(ev_log_sink *sink)
+{
+	log_sink = sink;
+}
+
 void
 ev_log(int priority, const char *fmt, ...)
 {
@@ -23,6 +31,15 @@ ev_log(int priority, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 
+	if (log_sink != NULL) {
+		va_start(ap, fmt);
+		errno = saved;
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		log_sink(priority, msg);
+		errno = saved;
+		return;
+	}
 	if (debug != NULL && *debug != '\0') {
 		va_start(ap, fmt);
 		fprintf(stderr, "edgevault[%ld]: ", (long)getpid());

@@ -12,6 +12,15 @@
 
 void ev_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Where messages go instead (stderr and syslog are then left alone): the
+ * TPM helper collects them to carry them back to the module, which logs
+ * them as its own (src/root/tpm2_helper.h). NULL: the usual outputs.
+ * Set once, before any thread logs.
+ */
+typedef void ev_log_sink(int priority, const char *msg);
+void ev_log_set_sink(ev_log_sink *sink);
+
 #define ev_debug(...) ev_log(LOG_DEBUG, __VA_ARGS__)
 #define ev_notice(...) ev_log(LOG_NOTICE, __VA_ARGS__)
 #define ev_warn(...) ev_log(LOG_WARNING, __VA_ARGS__)

@@ -83,6 +83,8 @@ struct ev_root {
 };
 
 #define EV_ROOT_CREATE_KEY 0x1u /* create the root key if it is absent */
+/* tpm2: never through edgevault-tpm-helper (the helper's own root: tpm2_helper.h) */
+#define EV_ROOT_IN_PROCESS 0x2u
 
 /*
  * Reach the root named by the configuration: load the upstream module,
@@ -139,8 +141,10 @@ CK_RV ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, c
 /*
  * The TPM root: connect through [root] tcti, start the TPM if nobody has,
  * and make the storage primary (or find the persistent one at [root]
- * primary_handle). flags are ignored: the transient primary is the same
- * key each time, and a persistent one is never made here. Errors as
+ * primary_handle). Of flags only EV_ROOT_IN_PROCESS counts: the transient
+ * primary is the same key each time, and a persistent one is never made
+ * here. Where edgevault-tpm-helper is needed (tpm2_helper.h), the root
+ * is reached through it, now and at every operation. Errors as
  * ev_root_open: CKR_DEVICE_ERROR when the TPM cannot be reached or
  * answers with an error (err has the TPM's answer decoded),
  * CKR_GENERAL_ERROR (configuration), CKR_HOST_MEMORY.

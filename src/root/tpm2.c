@@ -44,9 +44,17 @@
  * or sessions (other processes' operations hold them) waits and is tried
  * again, for WAIT_MS in all. A connection that fails (swtpm or
  * tpm2-abrmd restarted), or a TPM that has forgotten our primary (reset,
- * restarted), is made again, once, and the operation retried. After fork() the child forgets the parent's ESAPI and
- * TCTI contexts without finalising them (see tpm_forked) and connects
- * afresh at first use.
+ * restarted), is made again, once, and the operation retried. After
+ * fork() the child forgets the parent's ESAPI and TCTI contexts without
+ * finalising them (see tpm_forked) and connects afresh at first use.
+ *
+ * Two kinds of process cannot run ESAPI themselves: one whose OpenSSL
+ * has a default ENGINE (ESAPI's salted sessions would go to it), and a
+ * fork child of a process that started a tabrmd TCTI (GLib's D-Bus does
+ * not survive fork). There seal, unseal, quote, the primary's name and
+ * the connection at open run in edgevault-tpm-helper, a process started
+ * for the one operation that runs this same code (use_helper(),
+ * tpm2_helper.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* strdup */
@@ -67,6 +75,7 @@
 
 #include "log.h"
 #include "root.h"
+#include "tpm2_helper.h"
 
 #define SEAL_VERSION 2
 #define SEAL_VERSION_BOUND 3 /* with ev_seal_opts */
@@ -120,7 +129,31 @@ struct tpm_root {
 	int logged;	     /* set by an op: its failure is logged already */
 	TPM2B_NAME name;     /* the primary's name, as checked (size 0: not known yet) */
 	TPM2B_NAME pinned;   /* the name the primary must have (size 0: any) */
+	char *helper;	     /* [root] helper: edgevault-tpm-helper (tpm2_helper.h) */
+	int in_process;	     /* EV_ROOT_IN_PROCESS: the helper's own root, never the helper */
 };
+
+/*
+ * Whether this operation runs in edgevault-tpm-helper instead
+ * (tpm2_helper.h: a default ENGINE, or a fork child of a tabrmd user),
+ * and what the helper needs for it into t.
+ */
+static int
+use_helper(struct tpm_root *r, struct ev_tpm_target *t)
+{
+	if (r->in_process || !ev_tpm_helper_wanted(r->tcti))
+		return 0;
+	memset(t, 0, sizeof(*t));
+	t->helper = r->helper;
+	t->tcti = r->tcti;
+	t->primary_handle = r->persistent;
+	if (pthread_mutex_lock(&r->lock) == 0) {
+		t->pinned_len = r->pinned.size <= sizeof(t->pinned) ? r->pinned.size : 0;
+		memcpy(t->pinned, r->pinned.name, t->pinned_len);
+		pthread_mutex_unlock(&r->lock);
+	}
+	return 1;
+}
 
 /* The TSS's own words for a response code ("tpm:parameter(1):integrity check failed"). */
 static const char *
@@ -1092,8 +1125,11 @@ CK_RV
 ev_root_tpm2_name(ev_root *base, unsigned char *name, size_t *len)
 {
 	struct tpm_root *r = (struct tpm_root *)base;
+	struct ev_tpm_target t;
 	CK_RV rv;
 
+	if (use_helper(r, &t))
+		return ev_tpm_helper_name(&t, name, len);
 	rv = run(r, "reading the primary's name", op_connect, NULL);
 	if (rv != CKR_OK)
 		return rv;
@@ -1219,9 +1255,12 @@ tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret
 	struct tpm_root *r = (struct tpm_root *)base;
 	unsigned char digest[AAD_DIGEST_LEN], values[PCR_LEN * (EV_PCR_MAX + 1)];
 	struct seal_args a;
+	struct ev_tpm_target t;
 	int tries;
 	CK_RV rv = CKR_OK;
 
+	if (use_helper(r, &t))
+		return ev_tpm_helper_seal(&t, aad, aadlen, plain, opts, blob, bloblen);
 	if (plain->len == 0 || plain->len > PLAIN_MAX)
 		return CKR_DATA_LEN_RANGE;
 	memset(&a, 0, sizeof(a));
@@ -1327,9 +1366,12 @@ tpm_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigne
 	unsigned char digest[AAD_DIGEST_LEN];
 	const ev_secret *auth = opts != NULL ? opts->auth : NULL;
 	struct unseal_args a;
+	struct ev_tpm_target t;
 	struct blob b;
 	CK_RV rv;
 
+	if (use_helper(r, &t))
+		return ev_tpm_helper_unseal(&t, aad, aadlen, blob, bloblen, opts, plain);
 	/* Before the TPM sees anything. */
 	if (parse_blob(blob, bloblen, &b) != 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
@@ -1389,6 +1431,7 @@ tpm_free(ev_root *base)
 	if (r->lock_ok)
 		pthread_mutex_destroy(&r->lock);
 	free(r->tcti);
+	free(r->helper);
 	free(r);
 }
 
@@ -1511,8 +1554,11 @@ tpm_quote(ev_root *base, uint32_t pcrs, const unsigned char *nonce, size_t nonce
 	  struct ev_quote *q)
 {
 	struct tpm_root *r = (struct tpm_root *)base;
+	struct ev_tpm_target t;
 	struct quote_args a;
 
+	if (use_helper(r, &t))
+		return ev_tpm_helper_quote(&t, pcrs, nonce, nonce_len, q);
 	a.pcrs = pcrs;
 	a.nonce = nonce;
 	a.nonce_len = nonce_len;
@@ -1533,9 +1579,9 @@ CK_RV
 ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err, size_t errlen)
 {
 	struct tpm_root *r = NULL;
+	struct ev_tpm_target t;
 	CK_RV rv;
 
-	(void)flags;
 	if (out == NULL || cfg == NULL)
 		return CKR_ARGUMENTS_BAD;
 	*out = NULL;
@@ -1556,10 +1602,22 @@ ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err
 		goto out;
 	r->lock_ok = 1;
 	r->tcti = strdup(cfg->root_tcti);
-	if (r->tcti == NULL)
+	r->helper = strdup(cfg->root_helper != NULL ? cfg->root_helper : EV_TPM_HELPER_PATH);
+	r->in_process = (flags & EV_ROOT_IN_PROCESS) != 0;
+	if (r->tcti == NULL || r->helper == NULL)
 		goto out;
 	/* Reachable now, or refused now. */
-	rv = connect_tpm(r, err, errlen);
+	if (use_helper(r, &t)) {
+		/* Through the helper: it reads the primary's name. */
+		unsigned char name[EV_ROOT_NAME_MAX];
+		size_t len = sizeof(name);
+
+		rv = ev_tpm_helper_name(&t, name, &len);
+		ev_errf(err, errlen, "the TPM could not be reached through TCTI \"%s\" by %s",
+			r->tcti, r->helper);
+	} else {
+		rv = connect_tpm(r, err, errlen);
+	}
 	if (rv != CKR_OK)
 		goto out;
 	if (r->direct)

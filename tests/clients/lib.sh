@@ -134,6 +134,57 @@ print(p)')
 	exit 99
 }
 
+# ev_abrmd_start: tpm2-abrmd in front of the test's swtpm (EV_ROOT=tpm2), on
+# a private D-Bus session bus (dbus-daemon; config, socket and logs in
+# $EV_TMP/abrmd), both stopped by PID at exit; the configuration's tcti
+# becomes tabrmd:..., and DBUS_SESSION_BUS_ADDRESS is exported. For tests
+# whose host runs several processes that open the root at once (nginx's
+# master and workers): reached directly, they would share swtpm's three
+# object slots (doc/key-protection.md, "Several processes").
+ev_abrmd_start() {
+	d="$EV_TMP/abrmd"
+	mkdir -p "$d"
+	cat >"$d/dbus.conf" <<EOC
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir=$d</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOC
+	dbus-daemon --config-file="$d/dbus.conf" --nofork --nopidfile --print-address=3 \
+		3>"$d/address" >"$d/dbus.log" 2>&1 &
+	EV_PIDS="$EV_PIDS $!"
+	n=0
+	while [ ! -s "$d/address" ] && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	[ -s "$d/address" ] || { echo "ERROR: dbus-daemon gave no address (see $d/dbus.log)"; exit 99; }
+	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$d/address")
+	export DBUS_SESSION_BUS_ADDRESS
+	name="org.edgevault.test.Tabrmd.p$$"
+	allow=""
+	[ "$(id -u)" -eq 0 ] && allow=--allow-root
+	tpm2-abrmd --session --dbus-name="$name" \
+		--tcti="swtpm:host=127.0.0.1,port=$EV_SWTPM_PORT" $allow >"$d/abrmd.log" 2>&1 &
+	EV_PIDS="$EV_PIDS $!"
+	tcti="tabrmd:bus_name=$name,bus_type=session"
+	n=0
+	until tpm2_getcap -T "$tcti" properties-fixed >/dev/null 2>&1; do
+		n=$((n + 1))
+		[ $n -lt 100 ] || { echo "ERROR: tpm2-abrmd does not answer (see $d/abrmd.log)"; exit 99; }
+		sleep 0.1
+	done
+	sed -i "s|^tcti = .*|tcti = $tcti|" "$EDGEVAULT_CONF"
+}
+
 case $EV_ROOT in
 pkcs11)
 	mkdir -p "$EV_TMP/tokens"
@@ -155,6 +206,11 @@ tpm2)
 	ev_swtpm_start "$EV_TMP/root-tpm"
 	EV_ROOT_CONF="backend = tpm2
 tcti = swtpm:host=127.0.0.1,port=$EV_SWTPM_PORT"
+	# The built edgevault-tpm-helper (make check sets EV_TPM_HELPER), not an installed one.
+	if [ -n "${EV_TPM_HELPER:-}" ]; then
+		EV_ROOT_CONF="$EV_ROOT_CONF
+helper = $EV_TPM_HELPER"
+	fi
 	;;
 *)
 	echo "ERROR: EV_ROOT=$EV_ROOT is not a root (pkcs11, tpm2)"

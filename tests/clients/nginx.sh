@@ -11,6 +11,13 @@
 P11="pkcs11-tool --module $EV_MODULE"
 cd "$EV_TMP" || exit 99
 
+# Under the TPM root, through tpm2-abrmd: the master and its workers open
+# the root at once. The workers are forked after the master reached
+# tpm2-abrmd, so their TPM operations run in edgevault-tpm-helper.
+if ev_root_is tpm2; then
+	ev_abrmd_start
+fi
+
 engine=$(find /usr/lib -name pkcs11.so -path '*engines*' | head -n 1)
 [ -n "$engine" ] || { echo "ERROR: libp11's engine (libengine-pkcs11-openssl) is missing"; exit 99; }
 run $P11 --init-token --label web --so-pin "$SO_PIN"
@@ -72,6 +79,7 @@ error_log $EV_TMP/logs/error.log info;
 env OPENSSL_CONF;
 env EDGEVAULT_CONF;
 env SOFTHSM2_CONF;
+env DBUS_SESSION_BUS_ADDRESS;
 events { worker_connections 64; }
 http {
 	log_format ev '\$pid \$status \$ssl_protocol \$server_port';

@@ -786,8 +786,13 @@ env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, const cha
 void
 env_write_tcti_config(const char *tcti, const char *root_extra, const char *extra)
 {
+	/* The built helper, unless the test names its own. */
+	const char *helper = getenv("EV_TPM_HELPER");
 	char path[512];
 	FILE *f;
+
+	if (root_extra != NULL && strstr(root_extra, "helper =") != NULL)
+		helper = NULL;
 
 	snprintf(path, sizeof(path), "%s/edgevault.conf", env.dir);
 	f = fopen(path, "w");
@@ -795,9 +800,10 @@ env_write_tcti_config(const char *tcti, const char *root_extra, const char *extr
 	fprintf(f,
 	    "[store]\ndir = %s/store\n"
 	    "[device]\nid = test-device\n"
-	    "[root]\nbackend = tpm2\ntcti = %s\n%s"
+	    "[root]\nbackend = tpm2\ntcti = %s\n%s%s%s%s"
 	    "[pin]\nmax_fails = 3\nargon2_ops = 1\nargon2_mem_kib = 64\n%s",
-	    env.dir, tcti, root_extra != NULL ? root_extra : "", extra != NULL ? extra : "");
+	    env.dir, tcti, root_extra != NULL ? root_extra : "", helper != NULL ? "helper = " : "",
+	    helper != NULL ? helper : "", helper != NULL ? "\n" : "", extra != NULL ? extra : "");
 	ck_assert_int_eq(fclose(f), 0);
 }
 

@@ -244,7 +244,9 @@ void env_write_tpm_config(const struct ev_swtpm *t, const char *root_extra, cons
 
 /*
  * The same, with any TCTI string (tabrmd:..., swtpm:...): [root] backend
- * tpm2, tcti = tcti; root_extra and extra as above.
+ * tpm2, tcti = tcti; root_extra and extra as above. [root] helper is the
+ * built edgevault-tpm-helper ($EV_TPM_HELPER, set by make check), unless
+ * root_extra has a "helper =" line of its own.
  */
 void env_write_tcti_config(const char *tcti, const char *root_extra, const char *extra);
 

@@ -9,7 +9,10 @@
  *
  * The tabrmd TCTI talks D-Bus with GLib, which does not survive fork():
  * every process that uses the root here is a child forked before the test
- * process itself opens the root, and the test process opens it last.
+ * process itself opens the root, and the test process opens it last, so
+ * all of them reach tpm2-abrmd in process. (Children forked after their
+ * parent reached it use edgevault-tpm-helper: it_module and it_revoke
+ * under EV_ROOT=tpm2-abrmd.)
  * Children never assert; they report return codes through pipes (kid_*).
  */
 #include <check.h>

@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "engine_default.h"
 #include "harness.h"
 #include "pkcs11/edgevault.h"
 
@@ -33,6 +34,7 @@ setup(void)
 static void
 teardown(void)
 {
+	engine_default_off();
 	if (env.f != NULL)
 		(void)env.f->C_Finalize(NULL);
 	env_swtpm_stop(&tpm);
@@ -1305,6 +1307,148 @@ START_TEST(test_pcr_pkcs11_root_refused)
 }
 END_TEST
 
+/*
+ * edgevault-tpm-helper (src/root/tpm2_helper.h): with libp11's engine the
+ * default in this process, as `openssl -engine pkcs11` makes it, every TPM
+ * operation runs in the helper (built here: [root] helper); without one,
+ * none does.
+ */
+
+#define HELPER_RUNS "the operation runs in the TPM helper"
+
+/* A log that shows the helper ran the operations (and the engine that made it). */
+static void
+helper_ran(const char *log)
+{
+	ck_assert_msg(strstr(log, "OpenSSL's default ENGINE \"pkcs11\" would take ESAPI's "
+				  "cryptography: " HELPER_RUNS) != NULL,
+		      "log: %s", log);
+}
+
+START_TEST(test_helper_engine_default)
+{
+	struct login_args a;
+	CK_SLOT_ID second;
+	char *log = NULL;
+	CK_RV rv;
+
+	/* Sealed in this process, with no default ENGINE. */
+	a.slot = zone_with_key();
+	engine_default_on();
+	/* ESAPI's salted session would fail here (CKR_DEVICE_ERROR): the helper unseals. */
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_OK, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	helper_ran(log);
+	free(log);
+	/* The helper flushed its primary and ended: this process holds nothing in the TPM. */
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
+	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	/* The zone key came back right: the key it wraps signs. */
+	env_init();
+	ck_assert_int_eq(signs(a.slot), CKR_OK);
+	/* Sealed by the helper (a new zone), opened by it. */
+	second = env_new_zone("helper zone");
+	ck_assert_int_eq(user_login(second), CKR_OK);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	/* No default ENGINE: in this process again, and what the helper sealed opens here. */
+	engine_default_off();
+	env_init();
+	ck_assert_int_eq(user_login(second), CKR_OK);
+	ck_assert_int_eq(signs(a.slot), CKR_OK);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 1);
+}
+END_TEST
+
+/* The config's [root] helper is path; a login with a default ENGINE fails, naming it and why. */
+static void
+helper_fails(const char *path, const char *why)
+{
+	static char lines[600];
+	struct login_args a = { 1 };
+	char *log = NULL, *want;
+	double t0 = now_s();
+	CK_RV rv;
+
+	snprintf(lines, sizeof(lines), "helper = %s\n", path);
+	root_lines = lines;
+	tpm_config(NULL);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	want = fmt("TPM helper %s%s", path, why);
+	ck_assert_msg(strstr(log, want) != NULL, "want \"%s\" in log: %s", want, log);
+	/* At once: nothing waited for. */
+	ck_assert_msg(now_s() - t0 < DEADLINE, "C_Login took %.1f s", now_s() - t0);
+	free(want);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+}
+
+START_TEST(test_helper_fails)
+{
+	struct login_args a;
+	char *missing = fmt("%s/no-such-helper", env.dir), *noexec = fmt("%s/noexec", env.dir);
+	char *dies = fmt("%s/dies", env.dir);
+	char *log = NULL;
+	CK_RV rv;
+
+	a.slot = zone_with_key();
+	ck_assert_int_eq(a.slot, 1);
+	/* No default ENGINE: the helper is not started, so a missing one changes nothing. */
+	root_lines = fmt("helper = %s\n", missing);
+	tpm_config(NULL);
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_OK, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	ck_assert_msg(strstr(log, "TPM helper") == NULL, "log: %s", log);
+	free(log);
+	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
+	free((char *)root_lines);
+
+	engine_default_on();
+	helper_fails(missing, " cannot be started ([root] helper): No such file or directory");
+	env_sh("printf '#!/bin/sh\\nexit 0\\n' >'%s' && chmod 644 '%s'", noexec, noexec);
+	helper_fails(noexec, " cannot be started ([root] helper): Permission denied");
+	/* One that dies before it answers. */
+	env_sh("printf '#!/bin/sh\\nkill -9 $$\\n' >'%s' && chmod 755 '%s'", dies, dies);
+	helper_fails(dies, " (pid ");
+	a.slot = 1;
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(strstr(log, " ended without an answer") != NULL, "log: %s", log);
+	ck_assert_msg(strstr(log, " was killed by signal 9") != NULL, "log: %s", log);
+	ck_assert_int_eq(rv, CKR_DEVICE_ERROR);
+	free(log);
+	free(missing);
+	free(noexec);
+	free(dies);
+}
+END_TEST
+
+START_TEST(test_helper_pcr_mismatch)
+{
+	struct login_args a;
+	char *log = NULL;
+	CK_RV rv;
+
+	tpm_config("[zone 1]\npcrs = 16\n");
+	a.slot = zone_with_key();
+	ck_assert_int_eq(a.slot, 1);
+	pcr_extend(16);
+	engine_default_on();
+	/* Refused by the TPM in the helper; which PCR changed comes back with the answer. */
+	rv = logged(do_login, &a, &log);
+	ck_assert_msg(rv == CKR_FUNCTION_REJECTED, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
+	helper_ran(log);
+	ck_assert_msg(strstr(log, "zone 1: PCR 16 no longer matches the values the zone key is "
+				  "sealed to") != NULL,
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_eq(refusals(), 1);
+	ck_assert_int_eq(env_sql_long("SELECT user_fails FROM zones WHERE id = 1"), 0);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 0);
+	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1334,6 +1478,9 @@ main(void)
 	tcase_add_test(tc, test_pcr_so_pin_changed_elsewhere);
 	tcase_add_test(tc, test_pcr_so_logged_out);
 	tcase_add_test(tc, test_pcr_pkcs11_root_refused);
+	tcase_add_test(tc, test_helper_engine_default);
+	tcase_add_test(tc, test_helper_fails);
+	tcase_add_test(tc, test_helper_pcr_mismatch);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }

@@ -117,6 +117,12 @@ START_TEST(test_tpm2_backend)
 	ck_assert_str_eq(c->root_tcti, "swtpm:host=127.0.0.1,port=2321");
 	ck_assert_uint_eq(c->root_primary_handle, 0); /* a transient primary */
 	ck_assert_ptr_null(c->root_module);
+	ck_assert_ptr_null(c->root_helper); /* the installed one */
+	ev_config_free(c);
+
+	c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		    "helper = /opt/ev/edgevault-tpm-helper\n");
+	ck_assert_str_eq(c->root_helper, "/opt/ev/edgevault-tpm-helper");
 	ev_config_free(c);
 
 	c = load_ok("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device:/dev/tpmrm0\n"
@@ -162,6 +168,13 @@ START_TEST(test_tpm2_backend_refused)
 	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
 		       "pin_env = X\nprimary_handle = 0x81000001\n");
 	ck_assert_err_has(e, "primary_handle");
+	e = load_fails("[store]\ndir = /s\n[root]\nmodule = /m.so\ntoken_label = t\n"
+		       "pin_env = X\nhelper = /h\n");
+	ck_assert_err_has(e, "[root] helper is a setting of backend tpm2, not pkcs11");
+	/* Started with posix_spawn: never found through $PATH or the current directory. */
+	e = load_fails("[store]\ndir = /s\n[root]\nbackend = tpm2\ntcti = device\n"
+		       "helper = edgevault-tpm-helper\n");
+	ck_assert_err_has(e, "[root] helper = \"edgevault-tpm-helper\": an absolute path is required");
 
 	for (i = 0; i < EV_ARRAY_SIZE(bad_handles); i++) {
 		snprintf(text, sizeof(text),
