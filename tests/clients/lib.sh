@@ -84,7 +84,9 @@ run() {
 # The root of trust, chosen by EV_ROOT as in the integration tests
 # (tests/integration/harness.h): pkcs11 (the default), a SoftHSMv2 token
 # "root"; tpm2, a swtpm of the test's own (state in $EV_TMP/root-tpm)
-# reached directly, stopped by PID at exit like everything else.
+# reached directly, stopped by PID at exit like everything else;
+# tpm2-abrmd, that swtpm behind a tpm2-abrmd of the test's own
+# (ev_abrmd_start).
 EV_ROOT=${EV_ROOT:-pkcs11}
 
 # ev_root_is BACKEND: whether the root is BACKEND. Checks about one root only
@@ -134,13 +136,10 @@ print(p)')
 	exit 99
 }
 
-# ev_abrmd_start: tpm2-abrmd in front of the test's swtpm (EV_ROOT=tpm2), on
-# a private D-Bus session bus (dbus-daemon; config, socket and logs in
+# ev_abrmd_start: tpm2-abrmd in front of the test's swtpm (EV_ROOT=tpm2-abrmd),
+# on a private D-Bus session bus (dbus-daemon; config, socket and logs in
 # $EV_TMP/abrmd), both stopped by PID at exit; the configuration's tcti
-# becomes tabrmd:..., and DBUS_SESSION_BUS_ADDRESS is exported. For tests
-# whose host runs several processes that open the root at once (nginx's
-# master and workers): reached directly, they would share swtpm's three
-# object slots (doc/key-protection.md, "Several processes").
+# becomes tabrmd:..., and DBUS_SESSION_BUS_ADDRESS is exported.
 ev_abrmd_start() {
 	d="$EV_TMP/abrmd"
 	mkdir -p "$d"
@@ -202,7 +201,7 @@ token_label = root
 pin_file = $EV_TMP/root.pin
 key_label = edgevault-root"
 	;;
-tpm2)
+tpm2 | tpm2-abrmd)
 	ev_swtpm_start "$EV_TMP/root-tpm"
 	EV_ROOT_CONF="backend = tpm2
 tcti = swtpm:host=127.0.0.1,port=$EV_SWTPM_PORT"
@@ -213,7 +212,7 @@ helper = $EV_TPM_HELPER"
 	fi
 	;;
 *)
-	echo "ERROR: EV_ROOT=$EV_ROOT is not a root (pkcs11, tpm2)"
+	echo "ERROR: EV_ROOT=$EV_ROOT is not a root (pkcs11, tpm2, tpm2-abrmd)"
 	exit 99
 	;;
 esac
@@ -230,6 +229,10 @@ argon2_ops = 1
 argon2_mem_kib = 64
 EOC
 export EDGEVAULT_CONF="$EV_TMP/edgevault.conf"
+# tpm2-abrmd: the same swtpm behind tpm2-abrmd, the config's tcti its.
+if [ "$EV_ROOT" = tpm2-abrmd ]; then
+	ev_abrmd_start
+fi
 
 # ok NAME COMMAND...: a check that must succeed; its output is shown if not.
 ok() {
