@@ -136,7 +136,8 @@ struct tpm_root {
 /*
  * Whether this operation runs in edgevault-tpm-helper instead
  * (tpm2_helper.h: a default ENGINE, or a fork child of a tabrmd user),
- * and what the helper needs for it into t.
+ * and what the helper needs for it into t: 1, 0, or -1 (logged) when the
+ * pinned name cannot be read, so that the helper never runs without it.
  */
 static int
 use_helper(struct tpm_root *r, struct ev_tpm_target *t)
@@ -147,11 +148,19 @@ use_helper(struct tpm_root *r, struct ev_tpm_target *t)
 	t->helper = r->helper;
 	t->tcti = r->tcti;
 	t->primary_handle = r->persistent;
-	if (pthread_mutex_lock(&r->lock) == 0) {
-		t->pinned_len = r->pinned.size <= sizeof(t->pinned) ? r->pinned.size : 0;
-		memcpy(t->pinned, r->pinned.name, t->pinned_len);
-		pthread_mutex_unlock(&r->lock);
+	t->lock = &r->lock; /* not held here: the helper's call holds it */
+	if (pthread_mutex_lock(&r->lock) != 0) {
+		ev_error("TPM root: cannot take its lock");
+		return -1;
 	}
+	if (r->pinned.size > sizeof(t->pinned)) {
+		pthread_mutex_unlock(&r->lock);
+		ev_error("TPM root: the pinned primary name is too long");
+		return -1;
+	}
+	t->pinned_len = r->pinned.size;
+	memcpy(t->pinned, r->pinned.name, t->pinned_len);
+	pthread_mutex_unlock(&r->lock);
 	return 1;
 }
 
@@ -256,7 +265,7 @@ direct_tcti(const char *tcti)
 	const char *conf = strchr(tcti, ':');
 	size_t n = conf != NULL ? (size_t)(conf - tcti) : strlen(tcti);
 
-	if (memmem(tcti, n, "tabrmd", 6) != NULL)
+	if (ev_tcti_is_tabrmd(tcti))
 		return 0;
 	if (memmem(tcti, n, "device", 6) != NULL)
 		return conf == NULL || strstr(conf, "tpmrm") == NULL;
@@ -1127,9 +1136,11 @@ ev_root_tpm2_name(ev_root *base, unsigned char *name, size_t *len)
 	struct tpm_root *r = (struct tpm_root *)base;
 	struct ev_tpm_target t;
 	CK_RV rv;
+	int h;
 
-	if (use_helper(r, &t))
-		return ev_tpm_helper_name(&t, name, len);
+	h = use_helper(r, &t);
+	if (h != 0)
+		return h < 0 ? CKR_GENERAL_ERROR : ev_tpm_helper_name(&t, name, len);
 	rv = run(r, "reading the primary's name", op_connect, NULL);
 	if (rv != CKR_OK)
 		return rv;
@@ -1256,13 +1267,17 @@ tpm_seal(ev_root *base, const unsigned char *aad, size_t aadlen, const ev_secret
 	unsigned char digest[AAD_DIGEST_LEN], values[PCR_LEN * (EV_PCR_MAX + 1)];
 	struct seal_args a;
 	struct ev_tpm_target t;
-	int tries;
+	int tries, h;
 	CK_RV rv = CKR_OK;
 
-	if (use_helper(r, &t))
-		return ev_tpm_helper_seal(&t, aad, aadlen, plain, opts, blob, bloblen);
 	if (plain->len == 0 || plain->len > PLAIN_MAX)
 		return CKR_DATA_LEN_RANGE;
+	if (aadlen > EV_TPM_AAD_MAX) /* the helper's bound, kept in process too */
+		return CKR_ARGUMENTS_BAD;
+	h = use_helper(r, &t);
+	if (h != 0)
+		return h < 0 ? CKR_GENERAL_ERROR
+			     : ev_tpm_helper_seal(&t, aad, aadlen, plain, opts, blob, bloblen);
 	memset(&a, 0, sizeof(a));
 	a.binding = binding_of(opts);
 	a.pcrs = a.binding == BIND_PCR ? opts->pcrs : 0;
@@ -1369,10 +1384,9 @@ tpm_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigne
 	struct ev_tpm_target t;
 	struct blob b;
 	CK_RV rv;
+	int h;
 
-	if (use_helper(r, &t))
-		return ev_tpm_helper_unseal(&t, aad, aadlen, blob, bloblen, opts, plain);
-	/* Before the TPM sees anything. */
+	/* Before the TPM (or the helper) sees anything. */
 	if (parse_blob(blob, bloblen, &b) != 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
 	if (opts != NULL)
@@ -1380,6 +1394,12 @@ tpm_unseal(ev_root *base, const unsigned char *aad, size_t aadlen, const unsigne
 	/* An auth value for an object without one, or none for one that has: a caller's slip. */
 	if ((b.binding == BIND_AUTH) != (auth != NULL))
 		return CKR_ARGUMENTS_BAD;
+	if (aadlen > EV_TPM_AAD_MAX) /* the helper's bound, kept in process too */
+		return CKR_ARGUMENTS_BAD;
+	h = use_helper(r, &t);
+	if (h != 0)
+		return h < 0 ? CKR_GENERAL_ERROR
+			     : ev_tpm_helper_unseal(&t, aad, aadlen, blob, bloblen, opts, plain);
 	if (aad_digest(b.version, b.binding, b.pcrs, aad, aadlen, digest) != 0)
 		return CKR_GENERAL_ERROR;
 	memset(&a, 0, sizeof(a));
@@ -1556,9 +1576,11 @@ tpm_quote(ev_root *base, uint32_t pcrs, const unsigned char *nonce, size_t nonce
 	struct tpm_root *r = (struct tpm_root *)base;
 	struct ev_tpm_target t;
 	struct quote_args a;
+	int h;
 
-	if (use_helper(r, &t))
-		return ev_tpm_helper_quote(&t, pcrs, nonce, nonce_len, q);
+	h = use_helper(r, &t);
+	if (h != 0)
+		return h < 0 ? CKR_GENERAL_ERROR : ev_tpm_helper_quote(&t, pcrs, nonce, nonce_len, q);
 	a.pcrs = pcrs;
 	a.nonce = nonce;
 	a.nonce_len = nonce_len;
@@ -1581,6 +1603,7 @@ ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err
 	struct tpm_root *r = NULL;
 	struct ev_tpm_target t;
 	CK_RV rv;
+	int h;
 
 	if (out == NULL || cfg == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -1607,14 +1630,21 @@ ev_root_tpm2_open(const ev_config *cfg, unsigned flags, ev_root **out, char *err
 	if (r->tcti == NULL || r->helper == NULL)
 		goto out;
 	/* Reachable now, or refused now. */
-	if (use_helper(r, &t)) {
+	h = use_helper(r, &t);
+	if (h < 0) {
+		rv = CKR_GENERAL_ERROR;
+		ev_errf(err, errlen, "the TPM root's state could not be read (logged)");
+	} else if (h > 0) {
 		/* Through the helper: it reads the primary's name. */
 		unsigned char name[EV_ROOT_NAME_MAX];
 		size_t len = sizeof(name);
 
 		rv = ev_tpm_helper_name(&t, name, &len);
-		ev_errf(err, errlen, "the TPM could not be reached through TCTI \"%s\" by %s",
-			r->tcti, r->helper);
+		if (rv != CKR_OK)
+			ev_errf(err, errlen,
+				"the TPM helper %s could not run, or did not reach the TPM "
+				"through TCTI \"%s\" (the log says which)",
+				r->helper, r->tcti);
 	} else {
 		rv = connect_tpm(r, err, errlen);
 	}

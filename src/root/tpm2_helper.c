@@ -10,8 +10,11 @@
  * make an ENGINE the default for ESAPI's cryptography in this process.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,16 +33,33 @@ static struct {
 } lines[EV_WIRE_LOG_LINES];
 static size_t nlines, dropped;
 
+/*
+ * Keep a line; when full (one slot is kept for the count of lines
+ * dropped), it replaces the least severe kept line (the latest of those)
+ * if it is more severe, so that the errors that explain a failure come
+ * back rather than the debug lines before them.
+ */
 static void
 collect(int priority, const char *msg)
 {
+	size_t i, slot = nlines;
+
 	if (nlines >= EV_WIRE_LOG_LINES - 1) {
 		dropped++;
-		return;
+		slot = 0;
+		for (i = 1; i < nlines; i++)
+			if (lines[i].prio >= lines[slot].prio)
+				slot = i;
+		if (lines[slot].prio <= priority)
+			return; /* nothing kept is less severe */
+		/* Keep the order: close the gap, the new line goes last. */
+		memmove(&lines[slot], &lines[slot + 1], (nlines - slot - 1) * sizeof(lines[0]));
+		slot = nlines - 1;
+	} else {
+		nlines++;
 	}
-	lines[nlines].prio = priority;
-	snprintf(lines[nlines].text, sizeof(lines[nlines].text), "%s", msg);
-	nlines++;
+	lines[slot].prio = priority;
+	snprintf(lines[slot].text, sizeof(lines[slot].text), "%s", msg);
 }
 
 /* A parsed request; pointers into the request's body (secure memory). */
@@ -214,6 +234,17 @@ main(void)
 	size_t i;
 	int ok;
 
+	/*
+	 * Never with privileges the starter lacks (setuid, setgid, file
+	 * capabilities): it loads the TCTI library the request names.
+	 */
+	if (getauxval(AT_SECURE) != 0)
+		return 2;
+	/* A closed stderr would be the next descriptor opened: the TPM's. */
+	if (fcntl(2, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != 2)
+		return 1;
+	/* The module gone: a failed write, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
 	/* Before anything else touches OpenSSL: no openssl.cnf, so no default ENGINE. */
 	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1 || ev_secmem_init() != 0)
 		return 1;

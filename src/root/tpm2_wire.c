@@ -6,7 +6,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "root.h"
 #include "tpm2_wire.h"
+
+/* A byte string on the wire: its length and at most max bytes. */
+#define BYTES(max) (4 + (size_t)(max))
+
+/* The largest request: its head, then a seal's fields (the largest op's). */
+#define REQUEST_MAX                                                                                \
+	(1 + 1 + BYTES(EV_WIRE_TCTI_MAX) + 4 + BYTES(EV_ROOT_NAME_MAX) +                           \
+	 BYTES(EV_WIRE_AAD_MAX) + BYTES(EV_WIRE_BLOB_MAX) + BYTES(EV_WIRE_SECRET_MAX) + 4 +        \
+	 BYTES(EV_SEAL_AUTH_MAX))
+/* The largest reply: its head, every log line, then the largest op's tail. */
+#define TAIL_MAX                                                                                   \
+	(3 * BYTES(EV_QUOTE_PART_MAX) > BYTES(EV_WIRE_BLOB_MAX) ? 3 * BYTES(EV_QUOTE_PART_MAX)   \
+								 : BYTES(EV_WIRE_BLOB_MAX))
+#define REPLY_MAX (1 + 8 + 4 + EV_WIRE_LOG_LINES * (1 + BYTES(EV_WIRE_LOG_LEN)) + TAIL_MAX)
+
+_Static_assert(REQUEST_MAX <= EV_WIRE_MAX, "EV_WIRE_MAX: a request may not fit");
+_Static_assert(REPLY_MAX <= EV_WIRE_MAX, "EV_WIRE_MAX: a reply may not fit");
 
 int
 ev_wbuf_init(struct ev_wbuf *w)

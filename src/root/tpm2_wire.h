@@ -32,7 +32,7 @@
 #include "secmem.h"
 
 #define EV_WIRE_VERSION 1
-#define EV_WIRE_MAX 16384      /* a body */
+#define EV_WIRE_MAX 32768      /* a body: the largest either side sends (tpm2_wire.c asserts it) */
 #define EV_WIRE_TCTI_MAX 1024  /* a TCTI string */
 #define EV_WIRE_AAD_MAX 4096   /* associated data */
 #define EV_WIRE_BLOB_MAX 4096  /* a sealed blob (about 1 KiB with 24 PCRs) */
