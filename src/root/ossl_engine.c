@@ -2,6 +2,14 @@
  * The one place that asks OpenSSL's deprecated ENGINE API (tpm2_helper.h):
  * OpenSSL 3 still routes the legacy EVP and low-level calls ESAPI makes
  * to an ENGINE made the default for them.
+ *
+ * Asked before every TPM operation: about 13 table lookups, each under
+ * OpenSSL's global ENGINE lock, so microseconds against the TPM's
+ * milliseconds. All of them are kept, not only the EC key method that
+ * broke ESAPI with libp11 (doc/key-protection.md): any default ENGINE for
+ * what ESAPI uses (RSA and EC for salting, RAND for nonces, HMAC and the
+ * digests for session HMACs and policies, AES-CFB for parameter
+ * encryption) would see or make the session secrets in the host's engine.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 

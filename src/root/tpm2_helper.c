@@ -4,7 +4,8 @@
  * socket on stdin and stdout: it reads one request (tpm2_wire.h), runs the
  * operation with the tpm2 root's own code (src/root/tpm2.c) on a
  * connection of its own, writes one reply and exits. Its log lines go
- * back in the reply; the TSS's own messages go to stderr (the host's).
+ * back in the reply (the module prefixes them "TPM helper: ", so they do
+ * not say so themselves); the TSS's own messages go to stderr (the host's).
  *
  * OpenSSL's configuration is never loaded here, so no openssl.cnf can
  * make an ENGINE the default for ESAPI's cryptography in this process.
@@ -118,7 +119,7 @@ parse(const ev_secret *body, struct request *q)
 		r.err = 1;
 	}
 	if (ev_rbuf_done(&r) != 0) {
-		ev_error("TPM helper: a malformed request");
+		ev_error("a malformed request");
 		return -1;
 	}
 	return 0;
@@ -213,7 +214,7 @@ serve(struct request *q, struct ev_wbuf *tail)
 	}
 	if (q->pinned_len > 0 &&
 	    ev_root_pin_primary_name(root, q->pinned, q->pinned_len) != CKR_OK) {
-		ev_error("TPM helper: a malformed primary name");
+		ev_error("a malformed primary name");
 		empty_tail(q->op, tail);
 		ev_root_free(root);
 		return CKR_DEVICE_ERROR;
@@ -258,7 +259,7 @@ main(void)
 		return 1;
 	memset(&q, 0, sizeof(q));
 	if (ev_wire_recv(0, &body, ev_wire_deadline(REQUEST_TIMEOUT_MS)) != 0) {
-		ev_error("TPM helper: no request: %s", errno != 0 ? strerror(errno) : "end of file");
+		ev_error("no request: %s", errno != 0 ? strerror(errno) : "end of file");
 		empty_tail(0, &tail);
 	} else if (parse(body, &q) != 0) {
 		empty_tail(q.op, &tail);
@@ -266,13 +267,13 @@ main(void)
 		rv = serve(&q, &tail);
 	}
 	if (tail.err) {
-		ev_error("TPM helper: the answer does not fit in a message");
+		ev_error("the answer does not fit in a message");
 		rv = CKR_DEVICE_ERROR;
 	}
 	if (dropped > 0) { /* collect() kept the last line for this */
 		lines[nlines].prio = LOG_WARNING;
 		snprintf(lines[nlines].text, sizeof(lines[nlines].text),
-			 "TPM helper: %zu more log lines dropped", dropped);
+			 "%zu more log lines dropped", dropped);
 		nlines++;
 	}
 	ev_wbuf_u8(&reply, EV_WIRE_VERSION);
