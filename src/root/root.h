@@ -140,8 +140,8 @@ CK_RV ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, c
 
 /*
  * The TPM root: connect through [root] tcti, start the TPM if nobody has,
- * and make the storage primary (or find the persistent one at [root]
- * primary_handle). Of flags only EV_ROOT_IN_PROCESS counts: the transient
+ * and find the persistent primary at [root] primary_handle (a transient
+ * one is made, and its name checked, at the first operation). Of flags only EV_ROOT_IN_PROCESS counts: the transient
  * primary is the same key each time, and a persistent one is never made
  * here. Where edgevault-tpm-helper is needed (tpm2_helper.h), the root
  * is reached through it, now and at every operation. Errors as

@@ -60,11 +60,13 @@
 #define _GNU_SOURCE 1 /* strdup */
 #endif
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -94,7 +96,8 @@
 /*
  * How long an operation waits, in all, for a TPM reached without a
  * resource manager to have room for its objects and sessions (or for
- * /dev/tpm0 to open), while other processes use it (ms).
+ * /dev/tpm0 to open), while other processes use it (ms): one deadline
+ * for the whole operation, counted from when it has the lock.
  */
 #define WAIT_MS 5000
 
@@ -127,6 +130,7 @@ struct tpm_root {
 	pid_t pid;	     /* the process that made the connection */
 	int no_retry;	     /* set by an op: a retry could repeat what the TPM counted */
 	int logged;	     /* set by an op: its failure is logged already */
+	uint64_t deadline;   /* the running operation's end of waiting (now_ms) */
 	TPM2B_NAME name;     /* the primary's name, as checked (size 0: not known yet) */
 	TPM2B_NAME pinned;   /* the name the primary must have (size 0: any) */
 	char *helper;	     /* [root] helper: edgevault-tpm-helper (tpm2_helper.h) */
@@ -251,24 +255,99 @@ memory_full(TSS2_RC rc)
 	TSS2_RC code = tpm_rc(rc);
 
 	return code == TPM2_RC_OBJECT_MEMORY || code == TPM2_RC_SESSION_MEMORY ||
-	       code == TPM2_RC_MEMORY;
+	       code == TPM2_RC_MEMORY || code == TPM2_RC_SESSION_HANDLES ||
+	       code == TPM2_RC_CONTEXT_GAP;
+}
+
+/*
+ * ESAPI's own state is broken: after a failure that is not the TPM's
+ * answer, tss 3.2.1 refuses every later call on that context
+ * (BAD_SEQUENCE). Only a new connection cures it.
+ */
+static int
+esys_broken(TSS2_RC rc)
+{
+	return rc == TSS2_ESYS_RC_BAD_SEQUENCE;
+}
+
+/* An answer of the TPM (or of the resource manager in its place), not of the TSS. */
+static int
+tpm_answer(TSS2_RC rc)
+{
+	TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
+
+	return layer == TSS2_TPM_RC_LAYER || layer == TSS2_RESMGR_TPM_RC_LAYER;
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Wait a little before trying again: *step ms, give or take half (so
+ * processes that collided do not try again in step), doubled up to
+ * 160 ms each time, never past the operation's deadline. 0, or -1 when
+ * the time is up.
+ */
+static int
+wait_turn(struct tpm_root *r, unsigned *step)
+{
+	uint64_t now = now_ms(), ms;
+	struct timespec ts;
+
+	if (now >= r->deadline)
+		return -1;
+	ms = *step / 2 + randombytes_uniform(*step + 1);
+	if (ms > r->deadline - now)
+		ms = r->deadline - now;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	if (*step < 160)
+		*step *= 2;
+	return 0;
+}
+
+/*
+ * The character device a device TCTI opens: its configuration, or with
+ * none the one tss 3.2.1 tries first that is there (/dev/tpmrm0, then
+ * /dev/tpm0). NULL for the other TCTIs.
+ */
+static const char *
+device_node(const char *tcti)
+{
+	const char *conf = strchr(tcti, ':');
+	size_t n = conf != NULL ? (size_t)(conf - tcti) : strlen(tcti);
+
+	if (memmem(tcti, n, "device", 6) == NULL)
+		return NULL;
+	if (conf != NULL && conf[1] != '\0')
+		return conf + 1;
+	return access("/dev/tpmrm0", F_OK) == 0 ? "/dev/tpmrm0" : "/dev/tpm0";
 }
 
 /*
  * Whether the TCTI reaches the TPM without a resource manager: the
- * device TCTI on anything but a /dev/tpmrm node (/dev/tpm0 is its
- * default), swtpm, mssim. Those connect for one operation at a time.
+ * device TCTI on anything but a /dev/tpmrm node, swtpm, mssim. Those
+ * connect for one operation at a time.
  */
 static int
 direct_tcti(const char *tcti)
 {
 	const char *conf = strchr(tcti, ':');
+	const char *dev = device_node(tcti);
 	size_t n = conf != NULL ? (size_t)(conf - tcti) : strlen(tcti);
 
 	if (ev_tcti_is_tabrmd(tcti))
 		return 0;
-	if (memmem(tcti, n, "device", 6) != NULL)
-		return conf == NULL || strstr(conf, "tpmrm") == NULL;
+	if (dev != NULL)
+		return strstr(dev, "tpmrm") == NULL;
 	return 1;
 }
 
@@ -432,9 +511,8 @@ find_primary(struct tpm_root *r, char *err, size_t errlen)
 static TSS2_RC
 open_tcti(struct tpm_root *r)
 {
-	const char *conf = strchr(r->tcti, ':');
-	const char *dev = conf != NULL && conf[1] != '\0' ? conf + 1 : "/dev/tpm0";
-	unsigned waited = 0, step = 5;
+	const char *dev = device_node(r->tcti);
+	unsigned step = 5;
 	TSS2_RC rc;
 
 	for (;;) {
@@ -442,12 +520,10 @@ open_tcti(struct tpm_root *r)
 		if (rc == TSS2_RC_SUCCESS)
 			return rc;
 		r->tctx = NULL;
-		if (!r->direct || strncmp(r->tcti, "device", 6) != 0 || access(dev, F_OK) != 0 ||
-		    waited >= WAIT_MS)
+		/* Busy, not missing nor forbidden: wait for its turn. */
+		if (!r->direct || dev == NULL || access(dev, R_OK | W_OK) != 0 ||
+		    wait_turn(r, &step) != 0)
 			return rc;
-		usleep(step * 1000);
-		waited += step;
-		step = step < 160 ? 2 * step : step;
 	}
 }
 
@@ -519,7 +595,7 @@ load_primary(struct tpm_root *r, CK_RV *rv)
 		if (rc == TSS2_RC_SUCCESS)
 			return rc;
 		r->primary = ESYS_TR_NONE;
-		if (link_error(rc) || memory_full(rc))
+		if (link_error(rc) || memory_full(rc) || stale_error(rc) || esys_broken(rc))
 			return rc;
 		ev_warn("TPM root: the TPM no longer loads the saved storage primary key (%s: "
 			"it was reset or restarted); making it again",
@@ -529,7 +605,7 @@ load_primary(struct tpm_root *r, CK_RV *rv)
 	rc = create_primary(r);
 	if (rc != TSS2_RC_SUCCESS) {
 		r->primary = ESYS_TR_NONE;
-		if (!link_error(rc) && !memory_full(rc)) {
+		if (tpm_answer(rc) && !memory_full(rc) && !stale_error(rc)) {
 			ev_error("TPM root: cannot create the storage primary key under the TPM's "
 				 "owner hierarchy (TCTI \"%s\"): %s",
 				 r->tcti, rc_text(rc));
@@ -543,7 +619,6 @@ load_primary(struct tpm_root *r, CK_RV *rv)
 		forget_primary(r);
 		*rv = CKR_DEVICE_ERROR;
 		r->logged = 1;
-		r->no_retry = 1;
 		return TSS2_ESYS_RC_BAD_VALUE;
 	}
 	rc = Esys_ContextSave(r->esys, r->primary, &r->saved);
@@ -1047,7 +1122,8 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
     void *arg)
 {
 	char err[256] = "";
-	unsigned reconnects = 0, waited = 0, step = 5;
+	unsigned reconnects = 0, step = 5;
+	uint64_t start;
 	TSS2_RC rc;
 	CK_RV rv;
 
@@ -1055,6 +1131,8 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 		ev_error("TPM root: %s: cannot take the TPM connection's lock", what);
 		return CKR_GENERAL_ERROR;
 	}
+	start = now_ms();
+	r->deadline = start + WAIT_MS;
 	if (r->esys != NULL && r->pid != getpid()) {
 		/* The caller forgot ev_root_forked(): the connection is the parent's. */
 		r->esys = NULL;
@@ -1086,15 +1164,12 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 					what, rc_text(rc));
 			break;
 		}
-		if (r->direct && memory_full(rc) && waited < WAIT_MS) {
+		if (r->direct && memory_full(rc) && wait_turn(r, &step) == 0) {
 			/* Room is made as the others finish: let them in meanwhile. */
 			drop_connection(r);
-			usleep(step * 1000);
-			waited += step;
-			step = step < 160 ? 2 * step : step;
 			continue;
 		}
-		if ((link_error(rc) || stale_error(rc)) && reconnects++ == 0) {
+		if ((link_error(rc) || stale_error(rc) || esys_broken(rc)) && reconnects++ == 0) {
 			ev_warn("TPM root: %s: %s; connecting again", what, rc_text(rc));
 			drop_connection(r);
 			continue;
@@ -1102,18 +1177,21 @@ run(struct tpm_root *r, const char *what, TSS2_RC (*op)(struct tpm_root *, void 
 		break;
 	}
 	if (rc != TSS2_RC_SUCCESS && rv == CKR_DEVICE_ERROR && !r->logged) {
-		if (memory_full(rc))
+		if (r->direct && memory_full(rc))
 			ev_error("TPM root: %s failed: %s, still after %u ms: without a resource "
 				 "manager the TPM's few slots are shared, and objects or sessions "
 				 "left loaded by a process that died, or by another program, stay "
 				 "until the TPM restarts or they are flushed (tpm2_flushcontext "
 				 "-t -l -s); reach the TPM through /dev/tpmrm0 or tpm2-abrmd",
-				 what, rc_text(rc), waited);
+				 what, rc_text(rc), (unsigned)(now_ms() - start));
 		else
 			ev_error("TPM root: %s failed: %s", what, rc_text(rc));
 	}
-	/* Without a resource manager, nothing is held between operations. */
-	if (r->direct || (rc != TSS2_RC_SUCCESS && link_error(rc)))
+	/*
+	 * Without a resource manager, nothing is held between operations; a
+	 * failure that is not the TPM's answer may have left ESAPI unusable.
+	 */
+	if (r->direct || (rc != TSS2_RC_SUCCESS && !tpm_answer(rc)))
 		drop_connection(r);
 out:
 	pthread_mutex_unlock(&r->lock);

@@ -704,7 +704,7 @@ print("%.3f" % random.uniform(0.4 * t, t))' "$took")
 				echo "# tpm2_flushcontext $what failed"
 		done
 	fi
-	if ! root_intact; then
+	if ev_root_is pkcs11 && ! root_intact; then
 		echo "# round $round: the kill damaged SoftHSM's root token files; put back"
 		ROOT_RESTORED=$((ROOT_RESTORED + 1))
 		rm -rf tokens && cp -a tokens.saved tokens

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -530,6 +531,8 @@ END_TEST
  */
 START_TEST(test_slots_left_full)
 {
+	struct timespec t0, t1;
+	double secs;
 	char *log = NULL;
 	struct login_args a;
 	CK_RV rv;
@@ -541,12 +544,19 @@ START_TEST(test_slots_left_full)
 		       ">/dev/null",
 		    env.dir, tpm.port, i);
 	ck_assert_int_eq(tpm_handles("handles-transient"), 3);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rv = logged(do_login, &a, &log);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ck_assert_msg(rv == CKR_DEVICE_ERROR, "C_Login: 0x%lx\n%s", (unsigned long)rv, log);
 	ck_assert_msg(strstr(log, "tpm2_flushcontext") != NULL &&
 			  strstr(log, "/dev/tpmrm0 or tpm2-abrmd") != NULL,
 		      "log: %s", log);
 	free(log);
+	/* It waited for room (5 s), not for ever; and left nothing of its own. */
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(secs >= 4.5 && secs < 30, "the login took %.1f s", secs);
+	ck_assert_int_eq(tpm_handles("handles-transient"), 3);
+	ck_assert_int_eq(tpm_handles("handles-loaded-session"), 0);
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
 	env_sh("tpm2_flushcontext " TOOLS_TCTI " -t", tpm.port);
 	ck_assert_int_eq(do_login(&a), CKR_OK);
