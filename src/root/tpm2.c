@@ -340,9 +340,7 @@ device_node(const char *tcti)
 static int
 direct_tcti(const char *tcti)
 {
-	const char *conf = strchr(tcti, ':');
 	const char *dev = device_node(tcti);
-	size_t n = conf != NULL ? (size_t)(conf - tcti) : strlen(tcti);
 
 	if (ev_tcti_is_tabrmd(tcti))
 		return 0;
