@@ -669,6 +669,34 @@ kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h)
 	return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
 
+CK_RV
+kid_sign_label(CK_SESSION_HANDLE h, const char *label, const char *msg, CK_BYTE *sig,
+    CK_ULONG *len)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
+	CK_OBJECT_HANDLE o;
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	rv = env.f->C_FindObjectsInit(h, t, 2);
+	if (rv == CKR_OK)
+		rv = env.f->C_FindObjects(h, &o, 1, &n);
+	if (rv == CKR_OK)
+		rv = env.f->C_FindObjectsFinal(h);
+	if (rv == CKR_OK && n != 1)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv == CKR_OK)
+		rv = env.f->C_SignInit(h, &m, o);
+	if (rv == CKR_OK)
+		rv = env.f->C_Sign(h, (CK_BYTE *)msg, strlen(msg), sig, len);
+	return rv;
+}
+
 /* Bind (or, with do_connect, connect to) 127.0.0.1:port over TCP: 0 on success. */
 static int
 tcp_try(int port, int do_connect)

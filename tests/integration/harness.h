@@ -215,6 +215,14 @@ CK_RV kid_init(void);
 CK_RV kid_session(CK_SLOT_ID slot, int rw, CK_SESSION_HANDLE *h);
 
 /*
+ * In a child: sign msg with CKM_ECDSA_SHA256 by the one private key
+ * labelled label (*len: sig's size in, the signature's out); the first
+ * failure (CKR_KEY_HANDLE_INVALID when there is no such key).
+ */
+CK_RV kid_sign_label(CK_SESSION_HANDLE h, const char *label, const char *msg, CK_BYTE *sig,
+    CK_ULONG *len);
+
+/*
  * swtpm, the TPM simulator behind the tpm2 root in tests. env_swtpm_start
  * runs `swtpm socket` (TPM 2.0, started, state in state_dir, made if
  * needed) on a free loopback port pair (port: the TPM; port + 1: its

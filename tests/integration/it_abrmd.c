@@ -46,34 +46,6 @@ teardown(void)
 	env_teardown();
 }
 
-/* In a child: C_Sign with CKM_ECDSA_SHA256 on MSG by the private key LABEL. */
-static CK_RV
-kid_sign(CK_SESSION_HANDLE h, CK_BYTE *sig, CK_ULONG *len)
-{
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)LABEL, strlen(LABEL) },
-	};
-	CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
-	CK_OBJECT_HANDLE o;
-	CK_ULONG n = 0;
-	CK_RV rv;
-
-	rv = F->C_FindObjectsInit(h, t, 2);
-	if (rv == CKR_OK)
-		rv = F->C_FindObjects(h, &o, 1, &n);
-	if (rv == CKR_OK)
-		rv = F->C_FindObjectsFinal(h);
-	if (rv == CKR_OK && n != 1)
-		rv = CKR_KEY_HANDLE_INVALID;
-	if (rv == CKR_OK)
-		rv = F->C_SignInit(h, &m, o);
-	if (rv == CKR_OK)
-		rv = F->C_Sign(h, (CK_BYTE *)MSG, strlen(MSG), sig, len);
-	return rv;
-}
-
 /*
  * A child that makes a zone on the free slot (SO_PIN, USER_PIN) with the
  * key pair LABEL in it and signs with it: its first failure, the zone's
@@ -126,7 +98,7 @@ kid_make(int rd, int wr, void *arg)
 		rv = F->C_GenerateKeyPair(h, &gen, pubt, 3, privt, 3, &pub, &priv);
 	if (rv == CKR_OK) {
 		len = sizeof(sig);
-		rv = kid_sign(h, sig, &len);
+		rv = kid_sign_label(h, LABEL, MSG, sig, &len);
 	}
 	(void)F->C_Finalize(NULL);
 	put(wr, rv);
@@ -169,7 +141,7 @@ kid_signer(int rd, int wr, void *arg)
 		}
 		len = sizeof(sig);
 		if (rv == CKR_OK)
-			rv = kid_sign(h, sig, &len);
+			rv = kid_sign_label(h, LABEL, MSG, sig, &len);
 	}
 	(void)F->C_Finalize(NULL);
 	put(wr, rv);
@@ -251,7 +223,7 @@ START_TEST(test_zone_key_sign_restart)
 	env_init();
 	h = env_session(a.slot, 0, 1);
 	len3 = sizeof(sig3);
-	ck_assert_int_eq(kid_sign(h, sig3, &len3), CKR_OK);
+	ck_assert_int_eq(kid_sign_label(h, LABEL, MSG, sig3, &len3), CKR_OK);
 	verify_here(h, sig3, len3);
 }
 END_TEST

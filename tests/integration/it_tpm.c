@@ -147,6 +147,13 @@ tpm_handles(const char *kind)
 	return n;
 }
 
+/* sign_and_verify with the key pair "k". */
+static void
+sign_with_k(CK_SESSION_HANDLE h)
+{
+	sign_and_verify(h, find_one(h, CKO_PUBLIC_KEY, "k"), find_one(h, CKO_PRIVATE_KEY, "k"));
+}
+
 /* No object and no session left loaded in the TPM. */
 static void
 tpm_handles_none(void)
@@ -220,7 +227,6 @@ primary_refused(struct login_args *a)
 
 START_TEST(test_seal_sign_restart)
 {
-	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
 	CK_SLOT_ID slot;
 	char *hex, state[300];
@@ -236,9 +242,7 @@ START_TEST(test_seal_sign_restart)
 	tpm_restart(state);
 	env_init();
 	h = env_session(slot, 0, 1);
-	pub = find_one(h, CKO_PUBLIC_KEY, "k");
-	priv = find_one(h, CKO_PRIVATE_KEY, "k");
-	sign_and_verify(h, pub, priv);
+	sign_with_k(h);
 	/*
 	 * While the module runs, between operations: nothing loaded, neither
 	 * its primary (a saved context then) nor sealed objects nor sessions.
@@ -461,35 +465,19 @@ kid_rounds(int rd, int wr, void *arg)
 {
 	CK_SLOT_ID slot = *(CK_SLOT_ID *)arg;
 	CK_SESSION_HANDLE h;
-	CK_OBJECT_HANDLE o;
-	CK_ULONG n, len;
-	CK_BYTE sig[128], digest[32] = { 1 };
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
-	CK_ATTRIBUTE tmpl = { CKA_CLASS, NULL, 0 };
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_BYTE sig[128];
+	CK_ULONG len;
 	CK_RV rv = CKR_OK;
 	int i;
 
 	(void)take(rd); /* all together */
-	tmpl.pValue = &cls;
-	tmpl.ulValueLen = sizeof(cls);
 	for (i = 0; i < ROUNDS && rv == CKR_OK; i++) {
 		rv = kid_init();
 		if (rv == CKR_OK)
 			rv = kid_session(slot, 0, &h);
-		if (rv == CKR_OK)
-			rv = env.f->C_FindObjectsInit(h, &tmpl, 1);
-		if (rv == CKR_OK)
-			rv = env.f->C_FindObjects(h, &o, 1, &n);
-		if (rv == CKR_OK && n != 1)
-			rv = CKR_GENERAL_ERROR;
-		if (rv == CKR_OK)
-			rv = env.f->C_FindObjectsFinal(h);
-		if (rv == CKR_OK)
-			rv = env.f->C_SignInit(h, &m, o);
 		len = sizeof(sig);
 		if (rv == CKR_OK)
-			rv = env.f->C_Sign(h, digest, sizeof(digest), sig, &len);
+			rv = kid_sign_label(h, "k", "signed while others use the TPM", sig, &len);
 		if (rv == CKR_OK)
 			rv = env.f->C_Finalize(NULL);
 	}
@@ -498,7 +486,6 @@ kid_rounds(int rd, int wr, void *arg)
 
 START_TEST(test_processes_share_tpm)
 {
-	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
 	CK_SLOT_ID slot;
 	struct kid k[PROCS];
@@ -507,8 +494,6 @@ START_TEST(test_processes_share_tpm)
 	slot = zone_with_key();
 	env_init();
 	h = env_session(slot, 0, 1);
-	pub = find_one(h, CKO_PUBLIC_KEY, "k");
-	priv = find_one(h, CKO_PRIVATE_KEY, "k");
 	for (i = 0; i < PROCS; i++)
 		kid_start(&k[i], kid_rounds, &slot);
 	for (i = 0; i < PROCS; i++)
@@ -517,7 +502,7 @@ START_TEST(test_processes_share_tpm)
 		kid_expect(&k[i], CKR_OK, "a process: rounds of C_Initialize, C_Login, C_Sign");
 	for (i = 0; i < PROCS; i++)
 		kid_done(&k[i]);
-	sign_and_verify(h, pub, priv);
+	sign_with_k(h);
 	(void)env_new_zone("after the others");
 	tpm_handles_none();
 }
@@ -567,7 +552,6 @@ END_TEST
 
 START_TEST(test_persistent_primary)
 {
-	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
 	CK_SLOT_ID slot;
 	char state[300];
@@ -592,9 +576,7 @@ START_TEST(test_persistent_primary)
 	tpm_restart(state);
 	env_init();
 	h = env_session(slot, 0, 1);
-	pub = find_one(h, CKO_PUBLIC_KEY, "k");
-	priv = find_one(h, CKO_PRIVATE_KEY, "k");
-	sign_and_verify(h, pub, priv);
+	sign_with_k(h);
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
 }
 END_TEST
@@ -867,12 +849,8 @@ static void
 kid_sign(int rd, int wr, void *arg)
 {
 	CK_SESSION_HANDLE h;
-	CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, "k", 1}};
-	CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
 	CK_BYTE sig[128];
-	CK_ULONG n = 0, len = sizeof(sig);
+	CK_ULONG len = sizeof(sig);
 	CK_RV rv;
 
 	(void)rd;
@@ -881,17 +859,7 @@ kid_sign(int rd, int wr, void *arg)
 	if (rv == CKR_OK)
 		rv = kid_session(1, 0, &h);
 	if (rv == CKR_OK)
-		rv = env.f->C_FindObjectsInit(h, t, 2);
-	if (rv == CKR_OK)
-		rv = env.f->C_FindObjects(h, &o, 1, &n);
-	if (rv == CKR_OK)
-		rv = env.f->C_FindObjectsFinal(h);
-	if (rv == CKR_OK && n != 1)
-		rv = CKR_GENERAL_ERROR;
-	if (rv == CKR_OK)
-		rv = env.f->C_SignInit(h, &m, o);
-	if (rv == CKR_OK)
-		rv = env.f->C_Sign(h, (CK_BYTE_PTR) "x", 1, sig, &len);
+		rv = kid_sign_label(h, "k", "x", sig, &len);
 	put(wr, rv);
 	put(wr, env.f->C_Finalize(NULL));
 }
