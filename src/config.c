@@ -49,6 +49,11 @@
 #define ROTATION_PERIOD_DEFAULT 0 /* never due */
 #define GRACE_PERIOD_DEFAULT 86400
 #define PERIOD_MAX 3153600000ULL
+#define CHECKPOINT_LINES_DEFAULT 100
+#define CHECKPOINT_LINES_MAX 1000000
+#define CHECKPOINT_INTERVAL_DEFAULT 3600
+#define COUNTERS_FLUSH_DEFAULT 60
+#define COUNTERS_FLUSH_MAX 86400
 
 /* Zone ids are JSON numbers in attestation results: exact up to 2^53. */
 #define ZONE_ID_MAX 9007199254740992ULL
@@ -61,7 +66,19 @@
  * uint32_t within [min, max]. K_PCRS: PCR indexes ("0,1,7"), a uint32_t
  * mask (ev_pcr_list_parse()).
  */
-enum kind { K_STR, K_UINT, K_ULL, K_MEM_KIB, K_PUBKEY, K_SECS, K_BOOL, K_PROVIDER, K_HANDLE, K_PCRS };
+enum kind {
+	K_STR,
+	K_UINT,
+	K_ULL,
+	K_MEM_KIB,
+	K_PUBKEY,
+	K_SECS,
+	K_BOOL,
+	K_PROVIDER,
+	K_HANDLE,
+	K_PCRS,
+	K_FSYNC,
+};
 
 /*
  * One known key: where it lives (in ev_config, or in ev_policy for
@@ -111,6 +128,16 @@ static const struct key_def keys[] = {
     STR("attestation", "reference_path", attest_reference_path),
     {"attestation", "pcrs", K_PCRS, offsetof(ev_config, attest_pcrs), 0, 0, 0},
     {"attestation", "clock_skew", K_SECS, offsetof(ev_config, clock_skew), 0, CLOCK_SKEW_MAX, 0},
+    {"audit", "enabled", K_BOOL, offsetof(ev_config, audit_enabled), 0, 1, 0},
+    STR("audit", "file", audit_file),
+    {"audit", "syslog", K_BOOL, offsetof(ev_config, audit_syslog), 0, 1, 0},
+    {"audit", "fsync", K_FSYNC, offsetof(ev_config, audit_fsync), 0, 0, 0},
+    {"audit", "checkpoint_lines", K_UINT, offsetof(ev_config, audit_checkpoint_lines), 1,
+     CHECKPOINT_LINES_MAX, 0},
+    {"audit", "checkpoint_interval", K_SECS, offsetof(ev_config, audit_checkpoint_interval), 0,
+     PERIOD_MAX, 0},
+    {"audit", "counters_flush", K_SECS, offsetof(ev_config, audit_counters_flush), 1,
+     COUNTERS_FLUSH_MAX, 0},
 };
 
 #undef STR
@@ -314,6 +341,22 @@ set_value(struct parse_ctx *p, const struct key_def *k, const char *section, voi
 			snprintf(p->pcrs_section, sizeof(p->pcrs_section), "%s", section);
 		}
 		return 1;
+	case K_FSYNC:
+		if (strcmp(value, "always") == 0) {
+			*(ev_audit_fsync *)(void *)base = EV_AUDIT_FSYNC_ALWAYS;
+			return 1;
+		}
+		if (strcmp(value, "checkpoint") == 0) {
+			*(ev_audit_fsync *)(void *)base = EV_AUDIT_FSYNC_CHECKPOINT;
+			return 1;
+		}
+		if (strcmp(value, "never") == 0) {
+			*(ev_audit_fsync *)(void *)base = EV_AUDIT_FSYNC_NEVER;
+			return 1;
+		}
+		ctx_fail(p, "[%s] %s = \"%s\": expected always, checkpoint or never", section,
+			 k->name, value);
+		return 0;
 	case K_PROVIDER:
 		if (strcmp(value, "result") == 0) {
 			*(ev_attest_kind *)(void *)base = EV_ATTEST_RESULT;
@@ -890,6 +933,12 @@ ev_config_load(const char *path, ev_config **out, char *err, size_t errlen)
 	c->argon2_ops = crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE;
 	c->argon2_mem = crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE;
 	c->clock_skew = CLOCK_SKEW_DEFAULT;
+	c->audit_enabled = 1;
+	c->audit_syslog = 1;
+	c->audit_fsync = EV_AUDIT_FSYNC_ALWAYS;
+	c->audit_checkpoint_lines = CHECKPOINT_LINES_DEFAULT;
+	c->audit_checkpoint_interval = CHECKPOINT_INTERVAL_DEFAULT;
+	c->audit_counters_flush = COUNTERS_FLUSH_DEFAULT;
 	c->policy.max_evidence_age = MAX_EVIDENCE_AGE_DEFAULT;
 	c->policy.rotation_period = ROTATION_PERIOD_DEFAULT;
 	c->policy.grace_period = GRACE_PERIOD_DEFAULT;
@@ -978,6 +1027,7 @@ ev_config_free(ev_config *c)
 	free(c->revocation_dir);
 	free(c->attest_result_path);
 	free(c->attest_reference_path);
+	free(c->audit_file);
 	free(c->zones);
 	free(c);
 }

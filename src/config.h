@@ -35,6 +35,13 @@ typedef enum ev_attest_kind {
 	EV_ATTEST_TPM2_QUOTE, /* "tpm2-quote": a TPM quote against a signed reference policy */
 } ev_attest_kind;
 
+/* When the audit file is flushed to disk ([audit] fsync). */
+typedef enum ev_audit_fsync {
+	EV_AUDIT_FSYNC_ALWAYS = 0,     /* "always" (default): after every line */
+	EV_AUDIT_FSYNC_CHECKPOINT = 1, /* "checkpoint": after each checkpoint and at C_Finalize */
+	EV_AUDIT_FSYNC_NEVER = 2,      /* "never": left to the kernel */
+} ev_audit_fsync;
+
 typedef struct ev_zone_policy {
 	int64_t zone;
 	ev_policy policy;
@@ -70,6 +77,16 @@ typedef struct ev_config {
 	char *attest_reference_path; /* [attestation] reference_path; required for "tpm2-quote" */
 	uint32_t attest_pcrs;   /* [attestation] pcrs: SHA-256 PCRs quoted (bit i: PCR i); "tpm2-quote" */
 	int64_t clock_skew;     /* [attestation] clock_skew: seconds evidence may be dated ahead (default 60; 0 .. 3600) */
+	int audit_enabled;      /* [audit] enabled (default true) */
+	char *audit_file;       /* [audit] file (NULL: <store dir>/audit.log) */
+	int audit_syslog;       /* [audit] syslog: each line also to syslog (default true) */
+	ev_audit_fsync audit_fsync; /* [audit] fsync (default always) */
+	unsigned audit_checkpoint_lines; /* [audit] checkpoint_lines (default 100; 1 .. 1000000) */
+	/* [audit] checkpoint_interval: seconds after which the next line also brings a
+	 * checkpoint (default 3600; 0: by lines only) */
+	int64_t audit_checkpoint_interval;
+	/* [audit] counters_flush: seconds between flushes of per-key use counts (default 60; 1 .. 86400) */
+	int64_t audit_counters_flush;
 	ev_policy policy;       /* [policy]: every zone's defaults */
 	ev_zone_policy *zones;  /* [zone N] sections, merged over [policy], ascending by zone */
 	size_t nzones;

@@ -1,0 +1,190 @@
+/*
+ * The audit trail: every lifecycle event is one JSON line, hash-chained
+ * to the line before it, appended to one file that every process of the
+ * store shares, and copied to syslog. Periodic checkpoint lines carry an
+ * Ed25519 signature by a key whose private half is sealed by the root,
+ * so someone holding only the disk can edit lines and recompute the
+ * chain, but cannot sign a checkpoint over the edited chain.
+ * doc/audit.md gives the format exactly; src/audit_read.h reads it.
+ *
+ * Writing. A line is written with one write() on an O_APPEND descriptor
+ * while holding an exclusive flock() on the file, after reading the last
+ * line (its "seq" and its hash) when another process has written since
+ * this one last did: so processes writing at once neither interleave
+ * nor fork the chain. [audit] fsync says when the file is synced.
+ *
+ * Failure. The audit never fails the operation it records: a line that
+ * cannot be written is logged (ev_error) and still goes to syslog. The
+ * hot path (signing, encrypting) writes no line: use is counted per key
+ * (doc/audit.md, "Use counters").
+ *
+ * Never put a secret, a PIN or key material in an event: labels, CKA_ID,
+ * handles, generations and words only.
+ *
+ * Lock order: the audit's own mutex is innermost; ev_audit_emit() may be
+ * called with any other lock held, and takes no other lock.
+ */
+#ifndef EV_AUDIT_H
+#define EV_AUDIT_H
+
+#include "common.h"
+#include "config.h"
+
+struct ev_root;
+struct ev_store;
+typedef struct ev_audit ev_audit;
+
+/* The file when [audit] file is not set: <store dir>/EV_AUDIT_FILE. */
+#define EV_AUDIT_FILE "audit.log"
+
+/* The longest line written (the last member, "prev", always fits; longer labels are cut). */
+#define EV_AUDIT_LINE_MAX 4096
+#define EV_AUDIT_LABEL_MAX 256  /* label bytes kept in a line ("label_cut": true beyond) */
+#define EV_AUDIT_REASON_MAX 512 /* reason bytes kept in a line */
+
+/*
+ * Event kinds: the "event" member. doc/audit.md says which action
+ * produces each.
+ */
+#define EV_AUDIT_ZONE_CREATED "zone.created"          /* C_InitToken on the free slot */
+#define EV_AUDIT_ZONE_REINITIALISED "zone.reinitialised" /* C_InitToken on a zone */
+#define EV_AUDIT_ZONE_REMOVED "zone.removed"          /* a zone deleted from the store */
+#define EV_AUDIT_ZONE_REVOKED "zone.revoked"          /* locally or by a list */
+#define EV_AUDIT_ZONE_REKEYED "zone.rekeyed"          /* EV_RotateZoneKey, EV_RebindZone */
+#define EV_AUDIT_KEY_GENERATED "key.generated"        /* C_GenerateKey(Pair), token keys */
+#define EV_AUDIT_KEY_IMPORTED "key.imported"          /* C_CreateObject, C_UnwrapKey, C_DeriveKey, C_CopyObject */
+#define EV_AUDIT_KEY_UNWRAPPED "key.unwrapped"        /* a process opened a key's wrapped material */
+#define EV_AUDIT_KEY_ROTATED "key.rotated"            /* a new generation made */
+#define EV_AUDIT_KEY_RETIRED "key.retired"            /* the old generation rotated out */
+#define EV_AUDIT_KEY_DESTROYED "key.destroyed"        /* C_DestroyObject, grace period ended */
+#define EV_AUDIT_KEY_REVOKED "key.revoked"            /* locally or by a list */
+#define EV_AUDIT_LOGIN "login"                        /* C_Login: outcome ok or refused */
+#define EV_AUDIT_PIN_LOCKED "pin.locked"              /* the failure that reached max_fails */
+#define EV_AUDIT_PIN_SET "pin.set"                    /* C_InitToken (SO), C_InitPIN, C_SetPIN */
+#define EV_AUDIT_ATTESTATION "attestation"            /* outcome ok (accepted) or refused */
+#define EV_AUDIT_REVOCATION_LIST "revocation.list"    /* outcome ok (applied) or refused */
+#define EV_AUDIT_ROOT_UNREACHABLE "root.unreachable"  /* the root could not be reached */
+#define EV_AUDIT_ROOT_REACHABLE "root.reachable"      /* reached again after root.unreachable */
+#define EV_AUDIT_DEGRADED_ENTERED "degraded.entered"  /* issue 9: offline grace started */
+#define EV_AUDIT_DEGRADED_LEFT "degraded.left"
+#define EV_AUDIT_CHECKPOINT "audit.checkpoint"        /* a signed checkpoint (written here) */
+#define EV_AUDIT_TORN "audit.torn"                    /* the line before was cut short (written here) */
+
+typedef enum ev_audit_outcome {
+	EV_AUDIT_OK = 0,  /* "ok" */
+	EV_AUDIT_REFUSED, /* "refused": a check said no (wrong PIN, stale evidence, old list) */
+	EV_AUDIT_FAILED,  /* "failed": something broke (root unreachable, store error) */
+} ev_audit_outcome;
+
+/* The object a line is about; every pointer may be NULL (absent). */
+typedef struct ev_audit_object {
+	int64_t handle;               /* the object handle (store id); 0: none */
+	CK_OBJECT_CLASS cls;          /* CKO_*; CK_UNAVAILABLE_INFORMATION: not given */
+	CK_KEY_TYPE key_type;         /* CKK_*; CK_UNAVAILABLE_INFORMATION: not given */
+	const unsigned char *label;   /* CKA_LABEL bytes */
+	size_t label_len;
+	const unsigned char *ckid;    /* CKA_ID bytes */
+	size_t ckid_len;
+	int64_t generation;           /* 0: not given */
+} ev_audit_object;
+
+/* One member of "detail": a string when str is not NULL, else the integer num. */
+typedef struct ev_audit_detail {
+	const char *name;
+	const char *str;
+	int64_t num;
+} ev_audit_detail;
+
+typedef struct ev_audit_event {
+	const char *event;              /* EV_AUDIT_*; required */
+	ev_audit_outcome outcome;
+	int64_t zone;                   /* 0: none */
+	CK_USER_TYPE user;              /* CKU_SO, CKU_USER, ...; CK_UNAVAILABLE_INFORMATION: none */
+	const ev_audit_object *object;  /* NULL: none */
+	const char *reason;             /* words; NULL: none */
+	const ev_audit_detail *detail;  /* NULL: none */
+	size_t ndetail;
+} ev_audit_event;
+
+/* An event with nothing but its kind and outcome set (zone 0, no user, no object). */
+#define EV_AUDIT_EVENT_INIT(kind, out)                                                             \
+	{                                                                                          \
+		.event = (kind), .outcome = (out), .user = CK_UNAVAILABLE_INFORMATION              \
+	}
+
+/*
+ * The audit file's path as the configuration names it, into buf:
+ * [audit] file, else <store dir>/audit.log. NULL when it does not fit.
+ */
+const char *ev_audit_path(const ev_config *cfg, char *buf, size_t len);
+
+/*
+ * The writer of a process (C_Initialize). With [audit] enabled = false,
+ * *out is a writer that writes nothing. A file that cannot be opened is
+ * logged and leaves a writer that sends lines to syslog only.
+ * CKR_OK, or CKR_HOST_MEMORY.
+ */
+CK_RV ev_audit_open(const ev_config *cfg, ev_audit **out) EV_MUST_CHECK;
+
+/*
+ * C_Finalize: write a checkpoint when this process wrote lines since the
+ * last one and holds the checkpoint key, sync, close. NULL is a no-op.
+ */
+void ev_audit_close(ev_audit *a);
+
+/* In a child after fork(): forget the parent's writer without writing or unlocking. */
+void ev_audit_abandon(ev_audit *a);
+
+/*
+ * Write one line for e through the module's writer (ev_mod->audit); a
+ * no-op when the module is not initialised in this process. Writes a
+ * checkpoint after it when one is due and the key is held. Never fails
+ * the caller: problems are logged.
+ */
+void ev_audit_emit(const ev_audit_event *e);
+
+/* The same through a given writer (unit tests, the TPM helper has none). */
+void ev_audit_emit_to(ev_audit *a, const ev_audit_event *e);
+
+/*
+ * Bulk work (rotating or revoking thousands of keys): between
+ * ev_audit_hold() and ev_audit_release() in one thread, lines are
+ * written as usual but synced once, at the release. Nested holds count.
+ */
+void ev_audit_hold(void);
+void ev_audit_release(void);
+
+/*
+ * The checkpoint key, at the process's first use of the root (called
+ * from ev_module_root() with the store lock held): unseal it from the
+ * store (meta EV_META_AUDIT_KEY_SEALED), or, when the store has none,
+ * make one, seal it and record both halves. After this the writer signs
+ * checkpoints without the root. CKR_OK; the root's errors (the writer
+ * then signs nothing until a later call succeeds; logged);
+ * CKR_DEVICE_ERROR when the sealed key does not match the recorded
+ * public key.
+ */
+CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *store)
+    EV_MUST_CHECK;
+
+/*
+ * Write a checkpoint line now (the tool's `audit checkpoint`, C_Finalize).
+ * CKR_OK (also when nothing was written since the last checkpoint: none
+ * is added); CKR_FUNCTION_REJECTED when this writer holds no checkpoint
+ * key yet; CKR_DEVICE_ERROR when the file cannot be written.
+ */
+CK_RV ev_audit_checkpoint(ev_audit *a) EV_MUST_CHECK;
+
+/* Meta keys in the store: the checkpoint key's sealed private half and its public half. */
+#define EV_META_AUDIT_KEY_SEALED "audit_key_sealed"
+#define EV_META_AUDIT_KEY_PUBLIC "audit_key_public"
+
+/*
+ * What a checkpoint signs (Ed25519, detached): this prefix, then the
+ * checkpoint line's "seq" as 8 bytes big-endian, then the 32 bytes its
+ * "prev" names (the hash of the line before it, which chains every line
+ * before), then the "device" string's bytes.
+ */
+#define EV_AUDIT_SIG_PREFIX "edgevault-audit-checkpoint-v1"
+
+#endif
