@@ -132,15 +132,16 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		ev_error("%s", err);
 		goto out;
 	}
-	rv = ev_audit_open(m->cfg, &m->audit);
-	if (rv != CKR_OK)
-		goto out;
-	m->audit_key_pending = 1;
 	rv = ev_store_open(m->cfg->store_dir, EV_STORE_CREATE, &m->store, err, sizeof(err));
 	if (rv != CKR_OK) {
 		ev_error("%s", err);
 		goto out;
 	}
+	/* After the store, which makes its directory (the audit file's default home). */
+	rv = ev_audit_open(m->cfg, &m->audit);
+	if (rv != CKR_OK)
+		goto out;
+	m->audit_key_pending = 1;
 	ev_mod = m;
 	rv = ev_events_start(m, args == NULL || !(args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS));
 	if (rv != CKR_OK) {
