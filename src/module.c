@@ -137,7 +137,7 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		ev_error("%s", err);
 		goto out;
 	}
-	/* After the store: opening it makes the directory the audit file's default is in. */
+	/* After the store, which makes its directory (the audit file's default home). */
 	rv = ev_audit_open(m->cfg, &m->audit);
 	if (rv != CKR_OK)
 		goto out;

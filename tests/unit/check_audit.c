@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,8 +48,8 @@ config_with(const char *audit_lines)
 
 	snprintf(text, sizeof(text),
 	    "[store]\ndir = %s\n[device]\nid = dev-A\n[root]\nmodule = /m.so\ntoken_label = t\n"
-	    "pin_env = EV_TEST_PIN\n[audit]\nsyslog = false\n%s\n",
-	    path_of("store"), audit_lines);
+	    "pin_env = EV_TEST_PIN\n[audit]\n%s%s\n", path_of("store"),
+	    strstr(audit_lines, "syslog") == NULL ? "syslog = false\n" : "", audit_lines);
 	write_text("edgevault.conf", text, 0600);
 	rv = ev_config_load(path_of("edgevault.conf"), &c, err, sizeof(err));
 	ck_assert_msg(rv == CKR_OK, "config: %s", err);
@@ -896,7 +900,7 @@ START_TEST(test_checkpoint_interval)
 	char head[600];
 	keyed k;
 
-	keyed_open(&k, "checkpoint_lines = 1000\ncheckpoint_interval = 1");
+	keyed_open(&k, "checkpoint_lines = 1000\ncheckpoint_interval = 3600");
 	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
 	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_OK);
 	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
@@ -995,6 +999,72 @@ START_TEST(test_abandon)
 }
 END_TEST
 
+/*
+ * In a private mount namespace (the test runs as root, as CI does), a
+ * tmpfs over /dev holding our own /dev/log socket: what syslog() sends.
+ * The child answers through its exit status: 0 when the datagram is the
+ * file's line with facility authpriv and priority info.
+ */
+static int
+syslog_child(const ev_config *c)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 5};
+	char got[EV_AUDIT_LINE_MAX + 128], want[EV_AUDIT_LINE_MAX + 64];
+	ev_audit *a = NULL;
+	ssize_t n;
+	lines l;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755") != 0)
+		return 10;
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	strcpy(sun.sun_path, "/dev/log");
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+		return 11;
+	if (ev_audit_open(c, &a) != CKR_OK)
+		return 12;
+	emit_simple(a, EV_AUDIT_ZONE_CREATED, 3);
+	ev_audit_close(a);
+	lines_read(&l, audit_file());
+	if (l.n != 1)
+		return 13;
+	/* <86>: LOG_AUTHPRIV (10 << 3) | LOG_INFO (6); the host's ident, then our message. */
+	snprintf(want, sizeof(want), "edgevault audit: %s", l.v[0]);
+	do {
+		n = recv(fd, got, sizeof(got) - 1, 0);
+		if (n <= 0)
+			return 14;
+		got[n] = '\0';
+	} while (strstr(got, "edgevault audit:") == NULL);
+	if (strncmp(got, "<86>", 4) != 0)
+		return 15;
+	n = (ssize_t)strlen(got) - (ssize_t)strlen(want);
+	if (n < 0 || strcmp(got + n, want) != 0)
+		return 16;
+	free(l.buf);
+	return 0;
+}
+
+START_TEST(test_syslog_copy)
+{
+	ev_config *c = config_with("syslog = true");
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(syslog_child(c));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "syslog child: status %d (10: no mount namespace: run as root)", status);
+	ev_config_free(c);
+}
+END_TEST
+
 static Suite *
 audit_suite(void)
 {
@@ -1018,6 +1088,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_truncated_no_checkpoint);
 	tcase_add_test(tc, test_key_setup);
 	tcase_add_test(tc, test_abandon);
+	tcase_add_test(tc, test_syslog_copy);
 	suite_add_tcase(s, tc);
 	return s;
 }
