@@ -13,4 +13,4 @@ apt-get install -y -qq --no-install-recommends \
 	libtss2-dev swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus \
 	p11-kit softhsm2 opensc openssl libengine-pkcs11-openssl sqlite3 \
 	gnutls-bin python3 python3-pykcs11 valgrind \
-	openssh-server openssh-client nginx-light curl >/dev/null
+	openssh-server openssh-client nginx-light curl prometheus-node-exporter >/dev/null

@@ -35,6 +35,7 @@
 #include "rotate.h"
 #include "session.h"
 #include "token.h"
+#include "uses.h"
 
 #define EPOCH_MAP_SIZE 4096
 
@@ -63,6 +64,7 @@ struct ev_events {
 	int has_thread;
 	char *dir;                /* the revocation directory, or NULL */
 	_Atomic int64_t next_sweep; /* when a retired generation is due to go (0: none known) */
+	int64_t next_flush;       /* when the watcher next writes the use counts (uses.h) */
 };
 
 /*
@@ -456,6 +458,19 @@ ev_events_sweep_at(int64_t when)
 		;
 }
 
+/* Write the use counts every [audit] counters_flush seconds (uses.h). */
+static void
+flush_if_due(ev_events *e)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (now < e->next_flush)
+		return;
+	e->next_flush = now + ev_mod->cfg->audit_counters_flush;
+	if (ev_use_flush() != CKR_OK)
+		ev_debug("events: use counts not written; trying again at the next flush");
+}
+
 static void *
 watcher(void *arg)
 {
@@ -482,6 +497,7 @@ watcher(void *arg)
 		pthread_mutex_lock(&watch_mu);
 		watch_once(e, r == 0);
 		sweep_if_due(e);
+		flush_if_due(e);
 		pthread_mutex_unlock(&watch_mu);
 	}
 	return NULL;
@@ -520,6 +536,7 @@ ev_events_start(ev_module *m, int may_thread)
 	}
 	watch_setup(e, m->cfg);
 	queue_reset();
+	e->next_flush = (int64_t)time(NULL) + m->cfg->audit_counters_flush;
 	m->events = e;
 	if (may_thread) {
 		int err;

@@ -275,6 +275,8 @@ wrap_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HAND
 		rv = ev_object_key(ko, &k);
 	if (rv == CKR_OK)
 		rv = ev_mech_wrap(pMechanism, wk, k, pWrappedKey, pulWrappedKeyLen);
+	if (rv == CKR_OK && pWrappedKey != NULL)
+		ev_object_count(wo, EV_USE_WRAP); /* not a size query */
 out:
 	ev_key_free(wk);
 	ev_key_free(k);
@@ -369,6 +371,8 @@ unwrap_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	rv = ev_object_new(s, EV_ORIGIN_UNWRAP, pTemplate, ulAttributeCount, base, key,
 	    CK_UNAVAILABLE_INFORMATION, phKey);
 	key = NULL; /* consumed */
+	if (rv == CKR_OK)
+		ev_object_count(uo, EV_USE_UNWRAP);
 out:
 	ev_key_free(key);
 	ev_key_free(uk);
@@ -458,6 +462,8 @@ derive_key(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HA
 	rv = ev_object_new(s, EV_ORIGIN_DERIVE, pTemplate, ulAttributeCount, base, key,
 	    CK_UNAVAILABLE_INFORMATION, phKey);
 	key = NULL; /* consumed */
+	if (rv == CKR_OK)
+		ev_object_count(bo, EV_USE_DERIVE);
 out:
 	ev_key_free(key);
 	ev_key_free(bk);

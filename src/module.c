@@ -14,6 +14,7 @@
 #include "secmem.h"
 #include "session.h"
 #include "token.h"
+#include "uses.h"
 
 ev_module *ev_mod;
 
@@ -102,6 +103,7 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 			ev_root_forked(inherited_root);
 		free_state(ev_mod);
 		ev_mod = NULL;
+		ev_use_discard(); /* the parent's counts: the parent writes them */
 	}
 	rv = ev_lock_setup(args);
 	if (rv != CKR_OK)
@@ -176,8 +178,12 @@ ev_module_fini(void)
 
 	if (m == NULL)
 		return;
-	ev_mod = NULL;
 	ev_events_stop(m->events);
+	/* The sessions are closed: every count is final. */
+	if (ev_use_flush() != CKR_OK)
+		ev_warn("use counts could not be written to the store at C_Finalize");
+	ev_use_discard();
+	ev_mod = NULL;
 	ev_events_free(m->events);
 	/* A key that waited for a transaction to end: the closing checkpoint needs it. */
 	if (m->audit_key_pending && m->root != NULL && ev_mutex_lock(m->store_lock) == CKR_OK) {

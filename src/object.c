@@ -139,6 +139,7 @@ ev_object_free(ev_object *o)
 {
 	if (o == NULL)
 		return;
+	ev_use_keep(o);
 	ev_key_free(atomic_load(&o->key));
 	ev_attrs_free(o->attrs);
 	free(o->wrapped);
@@ -157,6 +158,7 @@ static ev_object *
 object_alloc(void)
 {
 	ev_object *o = calloc(1, sizeof(*o));
+	int i;
 
 	if (o == NULL)
 		return NULL;
@@ -168,6 +170,10 @@ object_alloc(void)
 	atomic_init(&o->refs, 1);
 	atomic_init(&o->destroyed, 0);
 	atomic_init(&o->key, NULL);
+	for (i = 0; i < EV_USE_OPS; i++) {
+		atomic_init(&o->uses[i], 0);
+		atomic_init(&o->last_use[i], 0);
+	}
 	return o;
 }
 

@@ -15,6 +15,8 @@
 #define EV_OBJECT_H
 
 #include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "attr.h"
 #include "common.h"
@@ -22,6 +24,7 @@
 #include "lock.h"
 #include "session.h"
 #include "token.h"
+#include "uses.h"
 
 typedef struct ev_object {
 	CK_OBJECT_HANDLE handle;
@@ -46,7 +49,23 @@ typedef struct ev_object {
 	size_t wrapped_len;
 	_Atomic(ev_key *) key;   /* material (one reference), or NULL until unwrapped */
 	int unwrap_noted;        /* key.unwrapped was written for it in this process (under lock) */
+	/* token objects: operations since the last flush, and the last one's time (uses.h) */
+	_Atomic uint64_t uses[EV_USE_OPS];
+	_Atomic int64_t last_use[EV_USE_OPS];
 } ev_object;
+
+/*
+ * One completed operation with a key (uses.h): a relaxed atomic add, no
+ * lock. Nothing for session objects.
+ */
+static inline void
+ev_object_count(ev_object *o, ev_use_op op)
+{
+	if (!o->on_token)
+		return;
+	atomic_store_explicit(&o->last_use[op], (int64_t)time(NULL), memory_order_relaxed);
+	atomic_fetch_add_explicit(&o->uses[op], 1, memory_order_relaxed);
+}
 
 /* Where a new object comes from: decides CKA_LOCAL and friends. */
 typedef enum ev_origin {
@@ -215,7 +234,10 @@ CK_RV ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
  */
 void ev_object_rewrapped(ev_token *t);
 
-/* Free an object outright (C_Finalize). */
+/*
+ * Free an object outright (C_Finalize, the last ev_object_put()); a
+ * token object's pending use counts go to ev_use_keep() first.
+ */
 void ev_object_free(ev_object *o);
 
 #endif

@@ -703,6 +703,22 @@ op_alive(ev_active *a)
 	return CKR_OK;
 }
 
+/* The use counter of a data call's operation (digests have no key, so none). */
+static ev_use_op
+use_of(ev_op_kind kind)
+{
+	switch (kind) {
+	case EV_OP_ENCRYPT:
+		return EV_USE_ENCRYPT;
+	case EV_OP_DECRYPT:
+		return EV_USE_DECRYPT;
+	case EV_OP_VERIFY:
+		return EV_USE_VERIFY;
+	default:
+		return EV_USE_SIGN;
+	}
+}
+
 static CK_RV
 data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE *in,
     CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
@@ -752,6 +768,9 @@ data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE
 		rv = ev_op_final(a->op, out, outlen);
 		break;
 	}
+	/* A completed operation (not an update, nor a size query, which leaves it active). */
+	if (rv == CKR_OK && step != EV_STEP_UPDATE && !ev_op_active(a->op) && a->key != NULL)
+		ev_object_count(a->key, use_of(kind));
 	if (!ev_op_active(a->op))
 		ev_active_end(a);
 out:
@@ -809,6 +828,10 @@ verify_call_body(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULON
 		rv = ev_op_verify_final(s->verify.op, sig, siglen);
 		break;
 	}
+	/* A verification is a use of the key whatever its verdict. */
+	if ((rv == CKR_OK || rv == CKR_SIGNATURE_INVALID) && step != EV_STEP_UPDATE &&
+	    s->verify.key != NULL)
+		ev_object_count(s->verify.key, EV_USE_VERIFY);
 	if (!ev_op_active(s->verify.op))
 		ev_active_end(&s->verify);
 out:

@@ -30,7 +30,7 @@
 #include "store.h"
 
 /* The schema version this code writes and understands. */
-#define EV_SCHEMA_VERSION 4
+#define EV_SCHEMA_VERSION 5
 
 /* Writers wait this long for one another before giving up. */
 #define EV_BUSY_TIMEOUT_MS 10000
@@ -93,6 +93,8 @@ enum st_id {
 	ST_ATTESTLOG_ADD,
 	ST_ATTESTLOG_ACCEPTED,
 	ST_ATTESTLOG_LIST,
+	ST_USE_ADD,
+	ST_USE_LIST,
 	ST__COUNT
 };
 
@@ -210,6 +212,14 @@ static const char *const st_sql[ST__COUNT] = {
 			      "AND zone = ?2 AND accepted = 1)",
     [ST_ATTESTLOG_LIST] = "SELECT id, time, zone, purpose, provider, accepted, digest, "
 			  "valid_until, reason FROM attestlog ORDER BY id",
+    /* Counts add up across processes; the identity follows the key's latest (a label may change). */
+    [ST_USE_ADD] = "INSERT INTO uses(object, op, zone, class, label, ckid, generation, count, "
+		   "last_use) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+		   "ON CONFLICT(object, op) DO UPDATE SET count = count + excluded.count, "
+		   "last_use = max(last_use, excluded.last_use), label = excluded.label, "
+		   "ckid = excluded.ckid",
+    [ST_USE_LIST] = "SELECT object, op, zone, class, label, ckid, generation, count, last_use "
+		    "FROM uses ORDER BY zone, object, op",
 };
 
 /* Filters of ev_store_obj_find(), as bits of the index into find_st[]. */
@@ -360,11 +370,34 @@ static const char *const schema_v4[] = {
     NULL,
 };
 
+/*
+ * Use counters: how many operations of each kind (sign, decrypt, ...)
+ * each token key made, and when it was last used. Every process adds its
+ * deltas. A row names the key (zone, class, label, CKA_ID, generation)
+ * and, like the revocation history, outlives the object: the use of a
+ * destroyed or revoked key stays on record.
+ */
+static const char *const schema_v5[] = {
+    "CREATE TABLE uses ("
+    " object INTEGER NOT NULL,"
+    " op TEXT NOT NULL,"
+    " zone INTEGER NOT NULL,"
+    " class INTEGER NOT NULL,"
+    " label BLOB,"
+    " ckid BLOB,"
+    " generation INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " last_use INTEGER NOT NULL,"
+    " PRIMARY KEY(object, op)) WITHOUT ROWID",
+    NULL,
+};
+
 static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [1] = schema_v1,
     [2] = schema_v2,
     [3] = schema_v3,
     [4] = schema_v4,
+    [5] = schema_v5,
 };
 
 static CK_RV
@@ -415,6 +448,15 @@ bind_bytes(sqlite3_stmt *st, int i, const void *p, size_t len)
 	if (len == 0)
 		return sqlite3_bind_zeroblob(st, i, 0);
 	return sqlite3_bind_blob64(st, i, p, len, SQLITE_STATIC);
+}
+
+/* An optional BLOB: NULL when p is NULL. */
+static int
+bind_bytes_or_null(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+	if (p == NULL)
+		return sqlite3_bind_null(st, i);
+	return bind_bytes(st, i, p, len);
 }
 
 static int
@@ -2233,6 +2275,23 @@ column_digest(sqlite3_stmt *st, int col, unsigned char out[32], const char *what
 	return CKR_OK;
 }
 
+/*
+ * Columns col and col + 1 as a label and a CKA_ID, each optional: NULL
+ * stays NULL, an empty value is a one-byte allocation of length 0.
+ */
+static CK_RV
+column_label_ckid(sqlite3_stmt *st, int col, unsigned char **label, size_t *label_len,
+    unsigned char **ckid, size_t *ckid_len)
+{
+	CK_RV rv = CKR_OK;
+
+	if (sqlite3_column_type(st, col) != SQLITE_NULL)
+		rv = column_dup(st, col, label, label_len);
+	if (rv == CKR_OK && sqlite3_column_type(st, col + 1) != SQLITE_NULL)
+		rv = column_dup(st, col + 1, ckid, ckid_len);
+	return rv;
+}
+
 /* Fill a zeroed record from the statement's current row. */
 typedef CK_RV row_reader(sqlite3_stmt *st, void *rec);
 
@@ -2402,10 +2461,8 @@ ev_store_revoked_add(ev_store *s, ev_revoked_rec *r)
 	    sqlite3_bind_int(st, 3, r->kind) == SQLITE_OK &&
 	    sqlite3_bind_int64(st, 4, r->zone) == SQLITE_OK &&
 	    sqlite3_bind_int64(st, 5, r->object) == SQLITE_OK &&
-	    (r->label != NULL ? bind_bytes(st, 6, r->label, r->label_len)
-			      : sqlite3_bind_null(st, 6)) == SQLITE_OK &&
-	    (r->ckid != NULL ? bind_bytes(st, 7, r->ckid, r->ckid_len)
-			     : sqlite3_bind_null(st, 7)) == SQLITE_OK &&
+	    bind_bytes_or_null(st, 6, r->label, r->label_len) == SQLITE_OK &&
+	    bind_bytes_or_null(st, 7, r->ckid, r->ckid_len) == SQLITE_OK &&
 	    sqlite3_bind_int64(st, 8, r->generation) == SQLITE_OK &&
 	    bind_text_or_null(st, 9, r->reason) == SQLITE_OK;
 	return insert_row(s, st, bound, "revoked add", &r->id);
@@ -2423,17 +2480,9 @@ read_revoked(sqlite3_stmt *st, void *rec)
 	r->kind = sqlite3_column_int(st, 3);
 	r->zone = sqlite3_column_int64(st, 4);
 	r->object = sqlite3_column_int64(st, 5);
-	/* NULL stays NULL; an empty value is a one-byte allocation of length 0. */
-	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-		rv = column_dup(st, 6, &r->label, &r->label_len);
-		if (rv != CKR_OK)
-			return rv;
-	}
-	if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-		rv = column_dup(st, 7, &r->ckid, &r->ckid_len);
-		if (rv != CKR_OK)
-			return rv;
-	}
+	rv = column_label_ckid(st, 6, &r->label, &r->label_len, &r->ckid, &r->ckid_len);
+	if (rv != CKR_OK)
+		return rv;
 	r->generation = sqlite3_column_int64(st, 8);
 	return column_strdup(st, 9, &r->reason);
 }
@@ -2527,6 +2576,79 @@ ev_store_attestlog_list(ev_store *s, ev_attestlog_rec **v, size_t *n)
 	void *vv;
 	CK_RV rv = list_rows(s, ST_ATTESTLOG_LIST, sizeof(**v), read_attestlog, clear_attestlog,
 	    "attestation log list", &vv, n);
+
+	*v = vv;
+	return rv;
+}
+
+void
+ev_use_rec_clear(ev_use_rec *r)
+{
+	if (r == NULL)
+		return;
+	free(r->label);
+	free(r->ckid);
+	memset(r, 0, sizeof(*r));
+}
+
+CK_RV
+ev_store_use_add(ev_store *s, const ev_use_rec *r)
+{
+	sqlite3_stmt *st = stmt(s, ST_USE_ADD);
+	CK_RV rv = CKR_OK;
+	int bound;
+
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	bound = sqlite3_bind_int64(st, 1, r->object) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 2, r->op, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 3, r->zone) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)r->cls) == SQLITE_OK &&
+	    bind_bytes_or_null(st, 5, r->label, r->label_len) == SQLITE_OK &&
+	    bind_bytes_or_null(st, 6, r->ckid, r->ckid_len) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 7, r->generation) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 8, r->count) == SQLITE_OK &&
+	    sqlite3_bind_int64(st, 9, r->last_use) == SQLITE_OK;
+	if (!bound || sqlite3_step(st) != SQLITE_DONE)
+		rv = db_error(s, "use add");
+	done(st);
+	return rv;
+}
+
+static CK_RV
+read_use(sqlite3_stmt *st, void *rec)
+{
+	ev_use_rec *r = rec;
+	const unsigned char *op;
+	CK_RV rv;
+
+	r->object = sqlite3_column_int64(st, 0);
+	op = sqlite3_column_text(st, 1);
+	if (op == NULL)
+		return CKR_HOST_MEMORY;
+	snprintf(r->op, sizeof(r->op), "%s", (const char *)op);
+	r->zone = sqlite3_column_int64(st, 2);
+	r->cls = (CK_OBJECT_CLASS)sqlite3_column_int64(st, 3);
+	rv = column_label_ckid(st, 4, &r->label, &r->label_len, &r->ckid, &r->ckid_len);
+	if (rv != CKR_OK)
+		return rv;
+	r->generation = sqlite3_column_int64(st, 6);
+	r->count = sqlite3_column_int64(st, 7);
+	r->last_use = sqlite3_column_int64(st, 8);
+	return CKR_OK;
+}
+
+static void
+clear_use(void *rec)
+{
+	ev_use_rec_clear(rec);
+}
+
+CK_RV
+ev_store_use_list(ev_store *s, ev_use_rec **v, size_t *n)
+{
+	void *vv;
+	CK_RV rv = list_rows(s, ST_USE_LIST, sizeof(**v), read_use, clear_use, "use list", &vv, n);
 
 	*v = vv;
 	return rv;

@@ -377,6 +377,45 @@ CK_RV ev_store_attestlog_accepted(ev_store *s, int64_t zone, const unsigned char
 /* The history, oldest first; free each with ev_attestlog_rec_clear(), then *v. */
 CK_RV ev_store_attestlog_list(ev_store *s, ev_attestlog_rec **v, size_t *n);
 
+/*
+ * Use counters (doc/audit.md, "Use counters, status and metrics"): per
+ * token key and operation ("sign", "verify", "encrypt", "decrypt",
+ * "wrap", "unwrap", "derive"), how many completed and the last time one
+ * did. A row names its key and outlives it (history): rows are never
+ * deleted with their object or zone.
+ */
+typedef struct ev_use_rec {
+	int64_t object;               /* the object's store id (its handle) */
+	char op[16];                  /* the operation's name, NUL-terminated */
+	int64_t zone;
+	CK_OBJECT_CLASS cls;
+	unsigned char *label;         /* CKA_LABEL; NULL: none */
+	size_t label_len;
+	unsigned char *ckid;          /* CKA_ID; NULL: none */
+	size_t ckid_len;
+	int64_t generation;
+	int64_t count;                /* ev_store_use_add(): the delta to add */
+	int64_t last_use;             /* unix time; the stored value is the largest given */
+} ev_use_rec;
+
+/* Free the members of a record (not the record). NULL is a no-op. */
+void ev_use_rec_clear(ev_use_rec *r);
+
+/*
+ * Add r->count to the row of (r->object, r->op), creating it when absent,
+ * keep the later last_use, and take r's label and CKA_ID (which a
+ * C_SetAttributeValue may have changed). Borrows r. One statement, atomic
+ * against every other connection, so processes' deltas add up; a caller
+ * adding several wraps them in one transaction.
+ */
+CK_RV ev_store_use_add(ev_store *s, const ev_use_rec *r);
+
+/*
+ * Every row, by zone, object and operation; free each with
+ * ev_use_rec_clear(), then *v (NULL when *n == 0).
+ */
+CK_RV ev_store_use_list(ev_store *s, ev_use_rec **v, size_t *n);
+
 /* Meta key of the device's current attestation nonce (bytes). */
 #define EV_META_ATTEST_NONCE "attest_nonce"
 

@@ -72,7 +72,11 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  init            check the configuration, reach the root, create the root key\n"
 	    "                  and the store\n"
-	    "  status [--json] configuration, root and store health, zones\n"
+	    "  status [--json] configuration, root and store health, zones, their keys and\n"
+	    "                  how often each was used, the audit trail\n"
+	    "  metrics [--out FILE]\n"
+	    "                  the same numbers in Prometheus text format, to stdout or\n"
+	    "                  written atomically to FILE (node_exporter's textfile collector)\n"
 	    "  zone list [--json]\n"
 	    "                  the zones (tokens) and their state\n"
 	    "  zone rebind --zone N [--json]\n"
@@ -361,54 +365,6 @@ cmd_zone_list(void)
 		return 1;
 	}
 	return 0;
-}
-
-static int
-cmd_status(void)
-{
-	ev_config *cfg = NULL;
-	ev_root *root = NULL;
-	ev_store *store = NULL;
-	CK_FUNCTION_LIST_3_0 *f = NULL;
-	char root_err[512] = "", store_err[512] = "";
-	int root_ok, store_ok, zones = -1;
-	void *dl = NULL;
-
-	if (load_config(&cfg) != 0)
-		return 1;
-	root_ok = ev_root_open(cfg, 0, &root, root_err, sizeof(root_err)) == CKR_OK;
-	store_ok = ev_store_open(cfg->store_dir, EV_STORE_READONLY, &store, store_err,
-		       sizeof(store_err)) == CKR_OK;
-	ev_store_close(store);
-	ev_root_free(root);
-	if (store_ok) {
-		f = open_module(&dl);
-		if (f != NULL) {
-			zones = list_zones(f, 0);
-			close_module(f, dl);
-		}
-	}
-	if (json) {
-		printf("{\"config\":");
-		json_str(cfg->path);
-		printf(",\"device\":");
-		json_str(cfg->device_id);
-		printf(",\"root\":{\"backend\":");
-		json_str(cfg->root_backend);
-		printf(",\"reachable\":%s},\"store\":{\"dir\":", root_ok ? "true" : "false");
-		json_str(cfg->store_dir);
-		printf(",\"ok\":%s},\"zones\":%d}\n", store_ok ? "true" : "false", zones);
-	} else {
-		printf("configuration: %s\n", cfg->path);
-		printf("device:        %s\n", cfg->device_id);
-		printf("root:          %s: %s\n", cfg->root_backend,
-		    root_ok ? "reachable" : root_err);
-		printf("store:         %s: %s\n", cfg->store_dir, store_ok ? "ok" : store_err);
-		if (zones >= 0)
-			printf("zones:         %d\n", zones);
-	}
-	ev_config_free(cfg);
-	return root_ok && store_ok && zones >= 0 ? 0 : 1;
 }
 
 /* Names for the answers an operator meets here; the rest in hex. */
@@ -1709,7 +1665,9 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "init") == 0)
 		return cmd_init();
 	if (strcmp(cmd, "status") == 0)
-		return cmd_status();
+		return cmd_status(argc - optind + 1, argv + optind - 1);
+	if (strcmp(cmd, "metrics") == 0)
+		return cmd_metrics(argc - optind + 1, argv + optind - 1);
 	if (strcmp(cmd, "zone") == 0 && sub != NULL && strcmp(sub, "list") == 0)
 		return cmd_zone_list();
 	if (strcmp(cmd, "zone") == 0 && sub != NULL && strcmp(sub, "rebind") == 0)

@@ -309,10 +309,10 @@ START_TEST(test_schema_version)
 
 	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
 	ck_assert_uint_eq(len, 1);
-	ck_assert_mem_eq(val, "4", 1);
+	ck_assert_mem_eq(val, "5", 1);
 	free(val);
 	ev_store_close(s);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 				 "AND name LIKE 'objects_zone_%'"),
 			 3);
@@ -1423,7 +1423,7 @@ START_TEST(test_migrate_v1)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 4);
+	ck_assert_int_eq(v, 5);
 	/* The zone and its object are kept as they were. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_mem_eq(z.label, "zone", 4);
@@ -1466,7 +1466,7 @@ START_TEST(test_migrate_v1)
 				 "WHERE \"table\" = 'revlog'"),
 			 1);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked')"), 1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
 	ck_assert_int_eq(raw_int("SELECT revoked FROM zones WHERE id = 4"), 1700000000);
 
 	/* Opening again runs no step twice. */
@@ -2835,6 +2835,86 @@ START_TEST(test_change_rekeyed)
 }
 END_TEST
 
+/* Use counters add up across connections, keep the later time, and outlive their object. */
+START_TEST(test_use_counts)
+{
+	ev_store *s = new_store();
+	ev_store *b = open_store(0);
+	ev_use_rec r, *v = (ev_use_rec *)&v;
+	size_t n = 99;
+
+	ck_assert_int_eq(ev_store_use_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(v);
+
+	memset(&r, 0, sizeof(r));
+	r.object = 7;
+	snprintf(r.op, sizeof(r.op), "sign");
+	r.zone = 2;
+	r.cls = CKO_PRIVATE_KEY;
+	r.label = (unsigned char *)"k1";
+	r.label_len = 2;
+	r.ckid = (unsigned char *)"\x01\x02";
+	r.ckid_len = 2;
+	r.generation = 3;
+	r.count = 5;
+	r.last_use = 1700000100;
+	ck_assert_int_eq(ev_store_use_add(s, &r), CKR_OK);
+	/* Another connection adds to it: an earlier time does not go back, a new label is taken. */
+	r.count = 2;
+	r.last_use = 1700000000;
+	r.label = (unsigned char *)"k2";
+	ck_assert_int_eq(ev_store_use_add(b, &r), CKR_OK);
+	/* Another operation of the same key, and a key with no label or CKA_ID. */
+	snprintf(r.op, sizeof(r.op), "verify");
+	r.count = 1;
+	r.last_use = 1700000200;
+	ck_assert_int_eq(ev_store_use_add(s, &r), CKR_OK);
+	memset(&r, 0, sizeof(r));
+	r.object = 3;
+	snprintf(r.op, sizeof(r.op), "encrypt");
+	r.zone = 1;
+	r.cls = CKO_SECRET_KEY;
+	r.generation = 1;
+	r.count = 9;
+	r.last_use = 1700000300;
+	ck_assert_int_eq(ev_store_use_add(b, &r), CKR_OK);
+
+	ck_assert_int_eq(ev_store_use_list(s, &v, &n), CKR_OK);
+	ck_assert_uint_eq(n, 3);
+	/* Zone 1 first. */
+	ck_assert_int_eq(v[0].object, 3);
+	ck_assert_str_eq(v[0].op, "encrypt");
+	ck_assert_int_eq(v[0].zone, 1);
+	ck_assert_uint_eq(v[0].cls, CKO_SECRET_KEY);
+	ck_assert_ptr_null(v[0].label);
+	ck_assert_ptr_null(v[0].ckid);
+	ck_assert_int_eq(v[0].count, 9);
+	ck_assert_int_eq(v[0].last_use, 1700000300);
+	ck_assert_int_eq(v[1].object, 7);
+	ck_assert_str_eq(v[1].op, "sign");
+	ck_assert_int_eq(v[1].count, 7);
+	ck_assert_int_eq(v[1].last_use, 1700000100);
+	ck_assert_uint_eq(v[1].label_len, 2);
+	ck_assert_mem_eq(v[1].label, "k2", 2);
+	ck_assert_uint_eq(v[1].ckid_len, 2);
+	ck_assert_mem_eq(v[1].ckid, "\x01\x02", 2);
+	ck_assert_int_eq(v[1].generation, 3);
+	ck_assert_str_eq(v[2].op, "verify");
+	ck_assert_int_eq(v[2].count, 1);
+	ev_use_rec_clear(&v[0]);
+	ev_use_rec_clear(&v[1]);
+	ev_use_rec_clear(&v[2]);
+	free(v);
+	ev_use_rec_clear(NULL);
+
+	/* No object 7 or zone 2 exists: the rows stand on their own, as history. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM uses WHERE object = 7"), 2);
+	ev_store_close(b);
+	ev_store_close(s);
+}
+END_TEST
+
 START_TEST(test_attestlog)
 {
 	ev_store *s = new_store();
@@ -3046,7 +3126,7 @@ START_TEST(test_migrate_v2)
 	s = open_store(0);
 	t1 = time(NULL);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 4);
+	ck_assert_int_eq(v, 5);
 
 	/* Existing objects: made "now" (the upgrade), current, not copies. */
 	ck_assert_int_eq(ev_store_obj_get(s, 9, &o), CKR_OK);
@@ -3109,7 +3189,7 @@ START_TEST(test_migrate_v2)
 				 "'attestlog_digest')"),
 			 3);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_index_info('objects_retired')"), 2);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM attestlog"), 1);
 
 	/* Opening again runs no step twice. */
@@ -3173,7 +3253,7 @@ START_TEST(test_migrate_v3)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 4);
+	ck_assert_int_eq(v, 5);
 	/* Zones made before: their key as it was, no SO copy; a revoked one stays revoked. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_uint_eq(z.sealed_len, 2);
@@ -3201,7 +3281,7 @@ START_TEST(test_migrate_v3)
 	    raw_int("SELECT count(*) FROM pragma_table_info('zones') "
 		    "WHERE name = 'so_sealed_key' AND type = 'BLOB' AND \"notnull\" = 0"),
 	    1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
 
 	/* Opening again runs no step twice. */
 	s = open_store(0);
@@ -3268,6 +3348,7 @@ store_suite(void)
 	tcase_add_test(tc, test_zone_set_sealed);
 	tcase_add_test(tc, test_change_rekeyed);
 	tcase_add_test(tc, test_attestlog);
+	tcase_add_test(tc, test_use_counts);
 	tcase_add_test(tc, test_migrate_v2);
 	tcase_add_test(tc, test_migrate_v3);
 	tcase_add_test(tc, test_zone_so_sealed);

@@ -1,0 +1,102 @@
+#!/bin/sh
+# Signing throughput with the audit trail on and off (issue 7: within 5%).
+# The same ev_bench runs against one edgevault store (SoftHSMv2 root) with
+# [audit] enabled = true and enabled = false, alternating, ROUNDS times
+# each, at 1 and 2 threads; the median ops/s of each and the on/off ratio
+# are printed. With auditing on, the hot path only counts uses per key
+# (src/uses.h); the counts are flushed by the watcher every
+# counters_flush seconds (1 here, the worst case) and lines are written
+# only for lifecycle events (the benchmark's key generation, unwrapping).
+#
+# usage: tests/bench/audit.sh [-r ROUNDS] [-s SECONDS] [-o OPS] [BUILDDIR]
+#   BUILDDIR (default: the current directory) holds the built module and
+#   tests/bench/ev_bench. Everything runs in a temporary directory,
+#   removed at the end. Not run by make check.
+set -u
+
+ROUNDS=3
+SECONDS_=3
+OPS=ecdsa-p256,ed25519,hmac-sha256,aes256-gcm-4k
+while getopts r:s:o: c; do
+	case $c in
+	r) ROUNDS=$OPTARG ;;
+	s) SECONDS_=$OPTARG ;;
+	o) OPS=$OPTARG ;;
+	*) exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+BUILD=$(cd "${1:-.}" && pwd) || exit 2
+MODULE=$BUILD/.libs/edgevault-pkcs11.so
+BENCH=$BUILD/tests/bench/ev_bench
+TOOL=$BUILD/tools/edgevault
+: "${EV_SOFTHSM:=/usr/lib/softhsm/libsofthsm2.so}"
+for f in "$MODULE" "$BENCH" "$TOOL" "$EV_SOFTHSM"; do
+	[ -e "$f" ] || { echo "audit bench: $f not found (build first)" >&2; exit 2; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-audit-bench-XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() {
+	if ! "$@" >"$TMP/step.out" 2>&1; then
+		echo "audit bench: set-up step failed: $*" >&2
+		sed 's/^/    /' "$TMP/step.out" >&2
+		exit 1
+	fi
+}
+
+mkdir -p "$TMP/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+	"$TMP" >"$TMP/softhsm2.conf"
+export SOFTHSM2_CONF="$TMP/softhsm2.conf"
+step softhsm2-util --init-token --free --label root --pin root-pin-1234 --so-pin root-so-1234
+printf 'root-pin-1234\n' >"$TMP/root.pin"
+chmod 600 "$TMP/root.pin"
+
+for a in on off; do
+	[ $a = on ] && enabled=true || enabled=false
+	printf '[store]\ndir = %s/store\n[device]\nid = bench\n[root]\nbackend = pkcs11\nmodule = %s\ntoken_label = root\npin_file = %s/root.pin\n[audit]\nenabled = %s\ncounters_flush = 1\n' \
+		"$TMP" "$EV_SOFTHSM" "$TMP" "$enabled" >"$TMP/$a.conf"
+done
+export EDGEVAULT_CONF="$TMP/on.conf"
+step "$TOOL" init
+step pkcs11-tool --module "$MODULE" --init-token --label bench --so-pin so-secret
+step pkcs11-tool --module "$MODULE" --token-label bench --login --login-type so \
+	--so-pin so-secret --init-pin --pin user-secret
+
+for threads in 1 2; do
+	r=1
+	while [ "$r" -le "$ROUNDS" ]; do
+		for a in on off; do
+			echo "== audit $a, $threads thread(s), round $r" >&2
+			EDGEVAULT_CONF="$TMP/$a.conf" "$BENCH" -t "$threads" -s "$SECONDS_" -o "$OPS" \
+				-l bench -p user-secret -j "$MODULE" >"$TMP/$a-$threads-$r.json" ||
+				{ cat "$TMP/$a-$threads-$r.json"; exit 1; }
+		done
+		r=$((r + 1))
+	done
+done
+
+python3 - "$TMP" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+d, rounds = sys.argv[1], int(sys.argv[2])
+def ops(a, t):
+    out = {}
+    for r in range(1, rounds + 1):
+        for x in json.load(open(f"{d}/{a}-{t}-{r}.json"))["results"]:
+            out.setdefault(x["op"], []).append(x["ops_per_s"])
+    return {k: statistics.median(v) for k, v in out.items()}
+print(f"{'operation':16} {'threads':>7} {'audit on':>10} {'audit off':>10} {'on/off':>7}")
+worst = 1.0
+for t in (1, 2):
+    on, off = ops("on", t), ops("off", t)
+    for op in on:
+        ratio = on[op] / off[op]
+        worst = min(worst, ratio)
+        print(f"{op:16} {t:7d} {on[op]:10.0f} {off[op]:10.0f} {ratio:7.3f}")
+print(f"worst on/off ratio: {worst:.3f} ({'within' if worst >= 0.95 else 'NOT within'} 5%)")
+EOF
