@@ -52,7 +52,7 @@ is_lower_hex(const char *s, size_t minlen, size_t maxlen)
  */
 static int
 member(json_object *o, const char *name, int required, json_object **v, char where[48],
-    const char *doc, char *err, size_t errlen)
+       const char *doc, char *err, size_t errlen)
 {
 	snprintf(where, 48, "\"%s\"", name);
 	if (json_object_object_get_ex(o, name, v))
@@ -65,7 +65,7 @@ member(json_object *o, const char *name, int required, json_object **v, char whe
 /* A string member: absent (NULL, when optional) or a string. */
 static CK_RV
 get_str(json_object *o, const char *name, int required, const char **out, const char *doc,
-    char *err, size_t errlen)
+	char *err, size_t errlen)
 {
 	json_object *v = NULL;
 	char where[48];
@@ -79,8 +79,8 @@ get_str(json_object *o, const char *name, int required, const char **out, const 
 
 /* An integer member in [min, EV_JSON_SAFE_MAX]; absent leaves *out. */
 static CK_RV
-get_int(json_object *o, const char *name, int required, int64_t min, int64_t *out,
-    const char *doc, char *err, size_t errlen)
+get_int(json_object *o, const char *name, int required, int64_t min, int64_t *out, const char *doc,
+	char *err, size_t errlen)
 {
 	json_object *v = NULL;
 	char where[48];
@@ -130,7 +130,7 @@ read_members(ev_audit_line *l, const char *doc, char *err, size_t errlen)
 		rv = get_str(o, "time", 1, &l->time, doc, err, errlen);
 	if (rv == CKR_OK && ev_audit_time_parse(l->time, &l->time_us, &end) != 0) {
 		ev_errf(err, errlen, "%s: \"time\": not a UTC time as 2026-11-24T10:00:00.123456Z",
-		    doc);
+			doc);
 		rv = CKR_DATA_INVALID;
 	}
 	if (rv == CKR_OK)
@@ -162,8 +162,8 @@ read_members(ev_audit_line *l, const char *doc, char *err, size_t errlen)
 		rv = CKR_DATA_INVALID;
 	}
 	if (rv == CKR_OK)
-		rv = get_str(o, "key", strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0, &l->key, doc, err,
-		    errlen);
+		rv = get_str(o, "key", strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0, &l->key, doc,
+			     err, errlen);
 	if (rv == CKR_OK)
 		rv = get_str(o, "sig", l->key != NULL, &l->sig, doc, err, errlen);
 	if (rv == CKR_OK)
@@ -189,7 +189,7 @@ parse_line(ev_audit_line *l)
 		rv = CKR_DATA_INVALID;
 	} else {
 		rv = ev_json_parse_strict((const unsigned char *)l->text, l->len, &l->obj, err,
-		    sizeof(err));
+					  sizeof(err));
 		if (rv == CKR_HOST_MEMORY)
 			return rv;
 		if (rv != CKR_OK) {
@@ -246,7 +246,7 @@ split_lines(ev_audit_trail *t)
 static CK_RV
 parse_head(ev_audit_trail *t, const unsigned char *buf, size_t len)
 {
-	static const ev_json_member_def defs[] = { { "seq", 1 }, { "hash", 1 } };
+	static const ev_json_member_def defs[] = {{"seq", 1}, {"hash", 1}};
 	json_object *o = NULL;
 	char err[EV_AUDIT_WHY_MAX] = "";
 	unsigned char *hash = NULL;
@@ -264,11 +264,12 @@ parse_head(ev_audit_trail *t, const unsigned char *buf, size_t len)
 			rv = CKR_DATA_INVALID;
 		}
 	if (rv == CKR_OK)
-		rv = ev_json_int(ev_json_member(o, "seq"), 1, EV_JSON_SAFE_MAX, &t->head_seq, "head",
-		    "\"seq\"", err, sizeof(err));
+		rv = ev_json_int(ev_json_member(o, "seq"), 1, EV_JSON_SAFE_MAX, &t->head_seq,
+				 "head", "\"seq\"", err, sizeof(err));
 	if (rv == CKR_OK)
 		rv = ev_json_hex(ev_json_member(o, "hash"), HASH_LEN, HASH_LEN,
-		    "expected 64 hex digits", &hash, &hlen, "head", "\"hash\"", err, sizeof(err));
+				 "expected 64 hex digits", &hash, &hlen, "head", "\"hash\"", err,
+				 sizeof(err));
 	if (rv == CKR_OK)
 		memcpy(t->head_hash, hash, HASH_LEN);
 	free(hash);
@@ -298,7 +299,7 @@ slurp(int fd, size_t max, unsigned char **buf, size_t *len)
 static int
 lock_shared(int fd)
 {
-	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	struct timespec ts = {0, 10 * 1000 * 1000};
 	int waited;
 
 	for (waited = 0; flock(fd, LOCK_SH | LOCK_NB) != 0; waited += 10) {
@@ -360,7 +361,7 @@ ev_audit_trail_load(const char *path, ev_audit_trail **out, char *err, size_t er
 	}
 	if (lock_shared(fd) != 0) {
 		ev_errf(err, errlen, "%s: cannot lock it for reading: %s", path,
-		    errno == EWOULDBLOCK ? "a writer holds it" : strerror(errno));
+			errno == EWOULDBLOCK ? "a writer holds it" : strerror(errno));
 		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
@@ -421,8 +422,8 @@ b64_decode(const char *s, size_t b64len, unsigned char *out, size_t n)
 
 	if (strlen(s) != b64len)
 		return -1;
-	if (sodium_base642bin(out, n, s, b64len, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) !=
-	    0)
+	if (sodium_base642bin(out, n, s, b64len, NULL, &got, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) != 0)
 		return -1;
 	return got == n ? 0 : -1;
 }
@@ -438,20 +439,20 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 	int rc = -1;
 
 	if (b64_decode(l->key, KEY_B64_LEN, k, sizeof(k)) != 0) {
-		ev_errf(why, whylen, "line %zu: the checkpoint's \"key\" is not a base64 Ed25519 key",
-		    l->no);
+		ev_errf(why, whylen,
+			"line %zu: the checkpoint's \"key\" is not a base64 Ed25519 key", l->no);
 		return -1;
 	}
 	if (sodium_memcmp(k, key, sizeof(k)) != 0) {
 		sodium_bin2base64(mine, sizeof(mine), key, 32, sodium_base64_VARIANT_ORIGINAL);
 		ev_errf(why, whylen,
-		    "line %zu: checkpoint made with another key (%s, not the trusted %s)", l->no,
-		    l->key, mine);
+			"line %zu: checkpoint made with another key (%s, not the trusted %s)",
+			l->no, l->key, mine);
 		return -1;
 	}
 	if (b64_decode(l->sig, SIG_B64_LEN, sig, sizeof(sig)) != 0) {
 		ev_errf(why, whylen, "line %zu: the checkpoint's \"sig\" is not a base64 signature",
-		    l->no);
+			l->no);
 		return -1;
 	}
 	if (sodium_hex2bin(prev, sizeof(prev), l->prev, 2 * HASH_LEN, NULL, NULL, NULL) != 0)
@@ -471,9 +472,9 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 		rc = 0;
 	else
 		ev_errf(why, whylen,
-		    "line %zu: the checkpoint's signature does not verify (lines up to it "
-		    "were changed, or it was forged)",
-		    l->no);
+			"line %zu: the checkpoint's signature does not verify (lines up to it "
+			"were changed, or it was forged)",
+			l->no);
 	free(msg);
 	return rc;
 }
@@ -493,8 +494,8 @@ is_torn(const ev_audit_trail *t, size_t i)
 	return strcmp(hex, n->prev) == 0;
 }
 
-static void
-bad(ev_audit_verdict *v, size_t no, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void bad(ev_audit_verdict *v, size_t no, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 bad(ev_audit_verdict *v, size_t no, const char *fmt, ...)
@@ -511,7 +512,7 @@ bad(ev_audit_verdict *v, size_t no, const char *fmt, ...)
 CK_RV
 ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_verdict *v)
 {
-	unsigned char prev[HASH_LEN] = { 0 }, h[HASH_LEN];
+	unsigned char prev[HASH_LEN] = {0}, h[HASH_LEN];
 	char hex[2 * HASH_LEN + 1];
 	size_t i, prev_no = 0, torn_no = 0, head_no = 0;
 	int64_t seq = 1, last_seq = 0;
@@ -538,7 +539,8 @@ ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_v
 		line_hash(l, h);
 		if (l->problem != NULL && is_torn(t, i)) {
 			if (v->torn++ == 0)
-				snprintf(v->warning, sizeof(v->warning),
+				snprintf(
+				    v->warning, sizeof(v->warning),
 				    "line %zu: cut short by a crash while writing; the writer went "
 				    "on after it (line %zu: %s)",
 				    l->no, l->no + 1, EV_AUDIT_TORN);
@@ -588,7 +590,8 @@ ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_v
 		if (t->has_head && l->seq == t->head_seq) {
 			if (sodium_memcmp(h, t->head_hash, HASH_LEN) != 0) {
 				bad(v, l->no,
-				    "line %zu: its hash is not the one %s.head records for seq %lld "
+				    "line %zu: its hash is not the one %s.head records for seq "
+				    "%lld "
 				    "(edited)",
 				    l->no, t->path, (long long)t->head_seq);
 				return CKR_OK;
@@ -703,31 +706,30 @@ static const struct {
 	const char *event;
 	const char *outcome;
 } counts[EV_AUDIT_C_COUNT] = {
-	[EV_AUDIT_C_ZONES_CREATED] = { "zones_created", EV_AUDIT_ZONE_CREATED, NULL },
-	[EV_AUDIT_C_ZONES_REMOVED] = { "zones_removed", EV_AUDIT_ZONE_REMOVED, NULL },
-	[EV_AUDIT_C_ZONES_REVOKED] = { "zones_revoked", EV_AUDIT_ZONE_REVOKED, NULL },
-	[EV_AUDIT_C_ZONES_REKEYED] = { "zones_rekeyed", EV_AUDIT_ZONE_REKEYED, NULL },
-	[EV_AUDIT_C_KEYS_GENERATED] = { "keys_generated", EV_AUDIT_KEY_GENERATED, NULL },
-	[EV_AUDIT_C_KEYS_IMPORTED] = { "keys_imported", EV_AUDIT_KEY_IMPORTED, NULL },
-	[EV_AUDIT_C_KEYS_ROTATED] = { "keys_rotated", EV_AUDIT_KEY_ROTATED, NULL },
-	[EV_AUDIT_C_KEYS_RETIRED] = { "keys_retired", EV_AUDIT_KEY_RETIRED, NULL },
-	[EV_AUDIT_C_KEYS_DESTROYED] = { "keys_destroyed", EV_AUDIT_KEY_DESTROYED, NULL },
-	[EV_AUDIT_C_KEYS_REVOKED] = { "keys_revoked", EV_AUDIT_KEY_REVOKED, NULL },
-	[EV_AUDIT_C_LOGINS_OK] = { "logins_ok", EV_AUDIT_LOGIN, "ok" },
-	[EV_AUDIT_C_LOGINS_REFUSED] = { "logins_refused", EV_AUDIT_LOGIN, "refused" },
-	[EV_AUDIT_C_PIN_LOCKS] = { "pin_locks", EV_AUDIT_PIN_LOCKED, NULL },
-	[EV_AUDIT_C_ATTESTATIONS_OK] = { "attestations_ok", EV_AUDIT_ATTESTATION, "ok" },
-	[EV_AUDIT_C_ATTESTATIONS_REFUSED] = { "attestations_refused", EV_AUDIT_ATTESTATION,
-	    "refused" },
-	[EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = { "revocation_lists_applied",
-	    EV_AUDIT_REVOCATION_LIST, "ok" },
-	[EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = { "revocation_lists_refused",
-	    EV_AUDIT_REVOCATION_LIST, "refused" },
-	[EV_AUDIT_C_ROOT_UNREACHABLE] = { "root_unreachable", EV_AUDIT_ROOT_UNREACHABLE, NULL },
-	[EV_AUDIT_C_DEGRADED] = { "degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL },
-	[EV_AUDIT_C_CHECKPOINTS] = { "checkpoints", EV_AUDIT_CHECKPOINT, NULL },
-	[EV_AUDIT_C_REFUSALS] = { "refusals", NULL, "refused" },
-	[EV_AUDIT_C_FAILURES] = { "failures", NULL, "failed" },
+    [EV_AUDIT_C_ZONES_CREATED] = {"zones_created", EV_AUDIT_ZONE_CREATED, NULL},
+    [EV_AUDIT_C_ZONES_REMOVED] = {"zones_removed", EV_AUDIT_ZONE_REMOVED, NULL},
+    [EV_AUDIT_C_ZONES_REVOKED] = {"zones_revoked", EV_AUDIT_ZONE_REVOKED, NULL},
+    [EV_AUDIT_C_ZONES_REKEYED] = {"zones_rekeyed", EV_AUDIT_ZONE_REKEYED, NULL},
+    [EV_AUDIT_C_KEYS_GENERATED] = {"keys_generated", EV_AUDIT_KEY_GENERATED, NULL},
+    [EV_AUDIT_C_KEYS_IMPORTED] = {"keys_imported", EV_AUDIT_KEY_IMPORTED, NULL},
+    [EV_AUDIT_C_KEYS_ROTATED] = {"keys_rotated", EV_AUDIT_KEY_ROTATED, NULL},
+    [EV_AUDIT_C_KEYS_RETIRED] = {"keys_retired", EV_AUDIT_KEY_RETIRED, NULL},
+    [EV_AUDIT_C_KEYS_DESTROYED] = {"keys_destroyed", EV_AUDIT_KEY_DESTROYED, NULL},
+    [EV_AUDIT_C_KEYS_REVOKED] = {"keys_revoked", EV_AUDIT_KEY_REVOKED, NULL},
+    [EV_AUDIT_C_LOGINS_OK] = {"logins_ok", EV_AUDIT_LOGIN, "ok"},
+    [EV_AUDIT_C_LOGINS_REFUSED] = {"logins_refused", EV_AUDIT_LOGIN, "refused"},
+    [EV_AUDIT_C_PIN_LOCKS] = {"pin_locks", EV_AUDIT_PIN_LOCKED, NULL},
+    [EV_AUDIT_C_ATTESTATIONS_OK] = {"attestations_ok", EV_AUDIT_ATTESTATION, "ok"},
+    [EV_AUDIT_C_ATTESTATIONS_REFUSED] = {"attestations_refused", EV_AUDIT_ATTESTATION, "refused"},
+    [EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = {"revocation_lists_applied", EV_AUDIT_REVOCATION_LIST,
+					     "ok"},
+    [EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = {"revocation_lists_refused", EV_AUDIT_REVOCATION_LIST,
+					     "refused"},
+    [EV_AUDIT_C_ROOT_UNREACHABLE] = {"root_unreachable", EV_AUDIT_ROOT_UNREACHABLE, NULL},
+    [EV_AUDIT_C_DEGRADED] = {"degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL},
+    [EV_AUDIT_C_CHECKPOINTS] = {"checkpoints", EV_AUDIT_CHECKPOINT, NULL},
+    [EV_AUDIT_C_REFUSALS] = {"refusals", NULL, "refused"},
+    [EV_AUDIT_C_FAILURES] = {"failures", NULL, "failed"},
 };
 
 const char *
@@ -761,7 +763,7 @@ zone_counts(ev_audit_summary *s, int64_t zone)
 CK_RV
 ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f, ev_audit_summary *s)
 {
-	ev_audit_filter times = { .since = f->since, .until = f->until };
+	ev_audit_filter times = {.since = f->since, .until = f->until};
 	ev_audit_counts *c;
 	size_t i;
 	unsigned k;
@@ -787,7 +789,8 @@ ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f, ev_audit_s
 		s->last = l->time;
 		for (k = 0; k < EV_AUDIT_C_COUNT; k++)
 			if ((counts[k].event == NULL || strcmp(l->event, counts[k].event) == 0) &&
-			    (counts[k].outcome == NULL || strcmp(l->outcome, counts[k].outcome) == 0))
+			    (counts[k].outcome == NULL ||
+			     strcmp(l->outcome, counts[k].outcome) == 0))
 				c->n[k]++;
 	}
 	return CKR_OK;

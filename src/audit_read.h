@@ -20,40 +20,40 @@
  * its pointer NULL and its number 0.
  */
 typedef struct ev_audit_line {
-	size_t no;              /* 1 for the file's first line */
-	const char *text;       /* the line's bytes, NUL-terminated where its '\n' was */
-	size_t len;             /* without the '\n' */
-	int ended;              /* the line had its '\n' (only the last line may not) */
-	char *problem;          /* why it is not a well-formed audit line; NULL: it is */
-	json_object *obj;       /* the line parsed; NULL when it is not strict JSON */
+	size_t no;	  /* 1 for the file's first line */
+	const char *text; /* the line's bytes, NUL-terminated where its '\n' was */
+	size_t len;	  /* without the '\n' */
+	int ended;	  /* the line had its '\n' (only the last line may not) */
+	char *problem;	  /* why it is not a well-formed audit line; NULL: it is */
+	json_object *obj; /* the line parsed; NULL when it is not strict JSON */
 	int64_t seq;
-	int64_t time_us;        /* "time" in microseconds since the epoch */
+	int64_t time_us; /* "time" in microseconds since the epoch */
 	const char *time;
 	const char *device;
 	int64_t pid;
 	const char *program;
 	const char *event;
-	const char *outcome;    /* "ok", "refused" or "failed" */
-	int64_t zone;           /* 0: none */
+	const char *outcome; /* "ok", "refused" or "failed" */
+	int64_t zone;	     /* 0: none */
 	const char *user;
-	const char *label;      /* object.label, as in the line ("hex:..." for bytes) */
-	const char *id;         /* object.id (lowercase hex) */
-	int64_t generation;     /* object.generation */
+	const char *label;  /* object.label, as in the line ("hex:..." for bytes) */
+	const char *id;	    /* object.id (lowercase hex) */
+	int64_t generation; /* object.generation */
 	const char *reason;
-	const char *key;        /* checkpoints: base64 */
-	const char *sig;        /* checkpoints: base64 */
-	const char *prev;       /* 64 lowercase hex digits */
+	const char *key;  /* checkpoints: base64 */
+	const char *sig;  /* checkpoints: base64 */
+	const char *prev; /* 64 lowercase hex digits */
 } ev_audit_line;
 
 /* A file read whole: its lines and its .head. */
 typedef struct ev_audit_trail {
 	char *path;
-	unsigned char *buf;     /* the file's bytes (with a NUL after them) */
+	unsigned char *buf; /* the file's bytes (with a NUL after them) */
 	size_t len;
 	ev_audit_line *lines;
 	size_t nlines;
-	int has_head;           /* <path>.head was there */
-	char *head_problem;     /* it was there but not {"seq":N,"hash":"<hex>"}; NULL: fine */
+	int has_head;	    /* <path>.head was there */
+	char *head_problem; /* it was there but not {"seq":N,"hash":"<hex>"}; NULL: fine */
 	int64_t head_seq;
 	unsigned char head_hash[32];
 } ev_audit_trail;
@@ -68,23 +68,23 @@ typedef struct ev_audit_trail {
  * CKR_DEVICE_ERROR when a file cannot be read (err says why; EVR_NOT_FOUND
  * when path does not exist); CKR_HOST_MEMORY.
  */
-CK_RV ev_audit_trail_load(const char *path, ev_audit_trail **out, char *err, size_t errlen)
-    EV_MUST_CHECK;
+CK_RV ev_audit_trail_load(const char *path, ev_audit_trail **out, char *err,
+			  size_t errlen) EV_MUST_CHECK;
 
 /* Free a trail; NULL is a no-op. */
 void ev_audit_trail_free(ev_audit_trail *t);
 
 /* What ev_audit_verify() found. */
 typedef struct ev_audit_verdict {
-	int valid;                     /* the chain, checkpoints and head hold */
-	size_t bad_line;               /* the first bad line (1-based); 0: none, or the .head itself */
-	char why[EV_AUDIT_WHY_MAX];    /* "line 17: prev does not match ..."; "" when valid */
+	int valid;		    /* the chain, checkpoints and head hold */
+	size_t bad_line;	    /* the first bad line (1-based); 0: none, or the .head itself */
+	char why[EV_AUDIT_WHY_MAX]; /* "line 17: prev does not match ..."; "" when valid */
 	size_t lines;
-	size_t checkpoints;            /* checkpoints verified (before bad_line) */
-	int64_t last_checkpoint_seq;   /* 0: none */
-	size_t last_checkpoint_line;   /* 0: none */
-	size_t unsigned_lines;         /* lines after the last checkpoint: not signed yet */
-	size_t torn;                   /* lines cut short by a crash and recovered (audit.torn) */
+	size_t checkpoints;		/* checkpoints verified (before bad_line) */
+	int64_t last_checkpoint_seq;	/* 0: none */
+	size_t last_checkpoint_line;	/* 0: none */
+	size_t unsigned_lines;		/* lines after the last checkpoint: not signed yet */
+	size_t torn;			/* lines cut short by a crash and recovered (audit.torn) */
 	char warning[EV_AUDIT_WHY_MAX]; /* the first torn line, in words; "" when none */
 } ev_audit_verdict;
 
@@ -100,8 +100,8 @@ typedef struct ev_audit_verdict {
  * are counted (v->unsigned_lines), not refused. CKR_OK with *v filled
  * (v->valid says the outcome); CKR_ARGUMENTS_BAD when key is NULL.
  */
-CK_RV ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_verdict *v)
-    EV_MUST_CHECK;
+CK_RV ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32],
+		      ev_audit_verdict *v) EV_MUST_CHECK;
 
 /*
  * A time as the tool takes it: "2026-11-24T10:00:00.123456Z" (the lines'
@@ -114,13 +114,13 @@ int ev_audit_time_parse(const char *s, int64_t *start, int64_t *end) EV_MUST_CHE
 
 /* Which lines `audit show` and `audit summary` take; a zeroed filter takes all. */
 typedef struct ev_audit_filter {
-	int64_t zone;                /* 0: any */
-	const char *label;           /* object.label equal to it; NULL: any */
-	const char *id;              /* object.id equal to it (hex, any case); NULL: any */
-	const char *const *events;   /* kinds: "key.rotated", or a family "key" (key.*) */
-	size_t nevents;              /* 0: any kind */
-	int64_t since;               /* time_us >= since; 0: no bound */
-	int64_t until;               /* time_us < until; 0: no bound */
+	int64_t zone;		   /* 0: any */
+	const char *label;	   /* object.label equal to it; NULL: any */
+	const char *id;		   /* object.id equal to it (hex, any case); NULL: any */
+	const char *const *events; /* kinds: "key.rotated", or a family "key" (key.*) */
+	size_t nevents;		   /* 0: any kind */
+	int64_t since;		   /* time_us >= since; 0: no bound */
+	int64_t until;		   /* time_us < until; 0: no bound */
 } ev_audit_filter;
 
 /* 1 when line l is well formed and f takes it, else 0. */
@@ -157,16 +157,17 @@ enum {
 const char *ev_audit_count_name(unsigned i);
 
 typedef struct ev_audit_counts {
-	int64_t zone; /* 0: lines about no zone (the device: revocation lists, the root, checkpoints) */
+	int64_t
+	    zone; /* 0: lines about no zone (the device: revocation lists, the root, checkpoints) */
 	uint64_t n[EV_AUDIT_C_COUNT];
 } ev_audit_counts;
 
 typedef struct ev_audit_summary {
 	ev_audit_counts *zones; /* ascending by zone; only zones with lines in the period */
 	size_t nzones;
-	size_t lines;           /* well-formed lines in the period */
-	size_t skipped;         /* lines with a problem, not counted */
-	const char *first;      /* the time of the first and last line counted; NULL: none */
+	size_t lines;	   /* well-formed lines in the period */
+	size_t skipped;	   /* lines with a problem, not counted */
+	const char *first; /* the time of the first and last line counted; NULL: none */
 	const char *last;
 } ev_audit_summary;
 
@@ -175,8 +176,8 @@ typedef struct ev_audit_summary {
  * into *s, the caller's (ev_audit_summary_clear; its times point into t).
  * CKR_OK, CKR_HOST_MEMORY.
  */
-CK_RV ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f, ev_audit_summary *s)
-    EV_MUST_CHECK;
+CK_RV ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f,
+			 ev_audit_summary *s) EV_MUST_CHECK;
 
 /* Free what a summary holds (not the summary); NULL is a no-op. */
 void ev_audit_summary_clear(ev_audit_summary *s);

@@ -158,11 +158,11 @@ add_checkpoint_by(const unsigned char *key_pk, const unsigned char *sign_sk)
 	memcpy(msg + plen + 40, "edge-0042", 9);
 	crypto_sign_detached(sig, NULL, msg, plen + 49, sign_sk);
 	json_object_object_add(o, "key",
-	    json_object_new_string(sodium_bin2base64(b64, sizeof(b64), key_pk, 32,
-		sodium_base64_VARIANT_ORIGINAL)));
+			       json_object_new_string(sodium_bin2base64(
+				   b64, sizeof(b64), key_pk, 32, sodium_base64_VARIANT_ORIGINAL)));
 	json_object_object_add(o, "sig",
-	    json_object_new_string(sodium_bin2base64(b64, sizeof(b64), sig, 64,
-		sodium_base64_VARIANT_ORIGINAL)));
+			       json_object_new_string(sodium_bin2base64(
+				   b64, sizeof(b64), sig, 64, sodium_base64_VARIANT_ORIGINAL)));
 	json_object_object_add(o, "prev", json_object_new_string(hex));
 	push(o);
 }
@@ -356,7 +356,7 @@ START_TEST(test_empty_and_missing)
 	ev_audit_trail_free(NULL);
 	t = (ev_audit_trail *)1;
 	ck_assert_uint_eq(ev_audit_trail_load(path_of("none.log"), &t, err, sizeof(err)),
-	    EVR_NOT_FOUND);
+			  EVR_NOT_FOUND);
 	ck_assert_ptr_null(t);
 	ck_assert_err_has(err, "none.log: No such file or directory");
 }
@@ -366,7 +366,8 @@ START_TEST(test_edited_line)
 {
 	standard_trail();
 	edit_line(3, "\"web\"", "\"wex\"");
-	assert_bad(0, 4,
+	assert_bad(
+	    0, 4,
 	    "line 4: prev does not match the hash of line 3 (edited, deleted or reordered lines)");
 }
 END_TEST
@@ -427,8 +428,7 @@ START_TEST(test_truncated_with_head)
 	write_head(11, 11);
 	while (T.n > 8)
 		delete_line(T.n);
-	assert_bad(0, 9,
-	    "line 9: missing: the file ends at seq 8, but " /* path */);
+	assert_bad(0, 9, "line 9: missing: the file ends at seq 8, but " /* path */);
 	assert_bad(0, 9, ".head records checkpoint seq 11 (truncated)");
 }
 END_TEST
@@ -529,8 +529,9 @@ END_TEST
 START_TEST(test_torn_not_covered)
 {
 	torn_trail();
-	assert_bad(0, 6, "line 6: cut short (a crash while writing, or an edit), and no later "
-			 "checkpoint covers it");
+	assert_bad(0, 6,
+		   "line 6: cut short (a crash while writing, or an edit), and no later "
+		   "checkpoint covers it");
 }
 END_TEST
 
@@ -732,37 +733,37 @@ matching(const ev_audit_trail *t, const ev_audit_filter *f)
 	for (i = 0; i < t->nlines; i++)
 		if (ev_audit_match(&t->lines[i], f))
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%zu", n ? "," : "",
-			    t->lines[i].no);
+					      t->lines[i].no);
 	return buf;
 }
 
 static void
 mixed_trail(void)
 {
-	add(EV_AUDIT_ZONE_CREATED, "ok", 1, NULL, NULL);              /* 1 */
-	add(EV_AUDIT_ZONE_CREATED, "ok", 2, NULL, NULL);              /* 2 */
-	add(EV_AUDIT_LOGIN, "ok", 1, NULL, NULL);                     /* 3 */
-	add(EV_AUDIT_LOGIN, "refused", 2, NULL, NULL);                /* 4 */
-	add(EV_AUDIT_PIN_LOCKED, "refused", 2, NULL, NULL);           /* 5 */
-	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "web", "0a1b");          /* 6 */
-	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "api", "0c");            /* 7 */
-	add(EV_AUDIT_KEY_IMPORTED, "ok", 2, "web", "ff");             /* 8 */
-	add(EV_AUDIT_KEY_ROTATED, "ok", 1, "web", "0a1c");            /* 9 */
-	add(EV_AUDIT_KEY_RETIRED, "ok", 1, "web", "0a1b");            /* 10 */
-	add(EV_AUDIT_ATTESTATION, "refused", 1, NULL, NULL);          /* 11 */
-	add(EV_AUDIT_ATTESTATION, "ok", 1, NULL, NULL);               /* 12 */
-	add(EV_AUDIT_REVOCATION_LIST, "ok", 0, NULL, NULL);           /* 13 */
-	add(EV_AUDIT_KEY_REVOKED, "ok", 1, "api", "0c");              /* 14 */
-	add(EV_AUDIT_REVOCATION_LIST, "refused", 0, NULL, NULL);      /* 15 */
-	add(EV_AUDIT_ROOT_UNREACHABLE, "failed", 0, NULL, NULL);      /* 16 */
-	add(EV_AUDIT_KEY_DESTROYED, "ok", 1, "web", "0a1b");          /* 17 */
-	add_checkpoint();                                             /* 18 */
-	add_raw("garbage");                                           /* 19 */
+	add(EV_AUDIT_ZONE_CREATED, "ok", 1, NULL, NULL);	 /* 1 */
+	add(EV_AUDIT_ZONE_CREATED, "ok", 2, NULL, NULL);	 /* 2 */
+	add(EV_AUDIT_LOGIN, "ok", 1, NULL, NULL);		 /* 3 */
+	add(EV_AUDIT_LOGIN, "refused", 2, NULL, NULL);		 /* 4 */
+	add(EV_AUDIT_PIN_LOCKED, "refused", 2, NULL, NULL);	 /* 5 */
+	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "web", "0a1b");	 /* 6 */
+	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "api", "0c");	 /* 7 */
+	add(EV_AUDIT_KEY_IMPORTED, "ok", 2, "web", "ff");	 /* 8 */
+	add(EV_AUDIT_KEY_ROTATED, "ok", 1, "web", "0a1c");	 /* 9 */
+	add(EV_AUDIT_KEY_RETIRED, "ok", 1, "web", "0a1b");	 /* 10 */
+	add(EV_AUDIT_ATTESTATION, "refused", 1, NULL, NULL);	 /* 11 */
+	add(EV_AUDIT_ATTESTATION, "ok", 1, NULL, NULL);		 /* 12 */
+	add(EV_AUDIT_REVOCATION_LIST, "ok", 0, NULL, NULL);	 /* 13 */
+	add(EV_AUDIT_KEY_REVOKED, "ok", 1, "api", "0c");	 /* 14 */
+	add(EV_AUDIT_REVOCATION_LIST, "refused", 0, NULL, NULL); /* 15 */
+	add(EV_AUDIT_ROOT_UNREACHABLE, "failed", 0, NULL, NULL); /* 16 */
+	add(EV_AUDIT_KEY_DESTROYED, "ok", 1, "web", "0a1b");	 /* 17 */
+	add_checkpoint();					 /* 18 */
+	add_raw("garbage");					 /* 19 */
 }
 
 START_TEST(test_filters)
 {
-	const char *fam[] = { "key" }, *two[] = { "login", "pin.locked" }, *exact[] = { "key.rot" };
+	const char *fam[] = {"key"}, *two[] = {"login", "pin.locked"}, *exact[] = {"key.rot"};
 	ev_audit_filter f;
 	ev_audit_trail *t;
 	int64_t s, e;
@@ -815,31 +816,24 @@ END_TEST
 START_TEST(test_summary)
 {
 	static const uint64_t z0[EV_AUDIT_C_COUNT] = {
-		[EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = 1,
-		[EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = 1,
-		[EV_AUDIT_C_ROOT_UNREACHABLE] = 1,
-		[EV_AUDIT_C_CHECKPOINTS] = 1,
-		[EV_AUDIT_C_REFUSALS] = 1,
-		[EV_AUDIT_C_FAILURES] = 1,
+	    [EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = 1,
+	    [EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = 1,
+	    [EV_AUDIT_C_ROOT_UNREACHABLE] = 1,
+	    [EV_AUDIT_C_CHECKPOINTS] = 1,
+	    [EV_AUDIT_C_REFUSALS] = 1,
+	    [EV_AUDIT_C_FAILURES] = 1,
 	};
 	static const uint64_t z1[EV_AUDIT_C_COUNT] = {
-		[EV_AUDIT_C_ZONES_CREATED] = 1,
-		[EV_AUDIT_C_LOGINS_OK] = 1,
-		[EV_AUDIT_C_KEYS_GENERATED] = 2,
-		[EV_AUDIT_C_KEYS_ROTATED] = 1,
-		[EV_AUDIT_C_KEYS_RETIRED] = 1,
-		[EV_AUDIT_C_ATTESTATIONS_OK] = 1,
-		[EV_AUDIT_C_ATTESTATIONS_REFUSED] = 1,
-		[EV_AUDIT_C_KEYS_REVOKED] = 1,
-		[EV_AUDIT_C_KEYS_DESTROYED] = 1,
-		[EV_AUDIT_C_REFUSALS] = 1,
+	    [EV_AUDIT_C_ZONES_CREATED] = 1,	   [EV_AUDIT_C_LOGINS_OK] = 1,
+	    [EV_AUDIT_C_KEYS_GENERATED] = 2,	   [EV_AUDIT_C_KEYS_ROTATED] = 1,
+	    [EV_AUDIT_C_KEYS_RETIRED] = 1,	   [EV_AUDIT_C_ATTESTATIONS_OK] = 1,
+	    [EV_AUDIT_C_ATTESTATIONS_REFUSED] = 1, [EV_AUDIT_C_KEYS_REVOKED] = 1,
+	    [EV_AUDIT_C_KEYS_DESTROYED] = 1,	   [EV_AUDIT_C_REFUSALS] = 1,
 	};
 	static const uint64_t z2[EV_AUDIT_C_COUNT] = {
-		[EV_AUDIT_C_ZONES_CREATED] = 1,
-		[EV_AUDIT_C_LOGINS_REFUSED] = 1,
-		[EV_AUDIT_C_PIN_LOCKS] = 1,
-		[EV_AUDIT_C_KEYS_IMPORTED] = 1,
-		[EV_AUDIT_C_REFUSALS] = 2,
+	    [EV_AUDIT_C_ZONES_CREATED] = 1, [EV_AUDIT_C_LOGINS_REFUSED] = 1,
+	    [EV_AUDIT_C_PIN_LOCKS] = 1,	    [EV_AUDIT_C_KEYS_IMPORTED] = 1,
+	    [EV_AUDIT_C_REFUSALS] = 2,
 	};
 	ev_audit_filter f;
 	ev_audit_summary s;
