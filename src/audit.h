@@ -29,6 +29,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "secmem.h"
 
 struct ev_root;
 struct ev_store;
@@ -162,10 +163,37 @@ void ev_audit_release(void);
  * checkpoints without the root. CKR_OK; the root's errors (the writer
  * then signs nothing until a later call succeeds; logged);
  * CKR_DEVICE_ERROR when the sealed key does not match the recorded
- * public key.
+ * public key; EVR_AUDIT_KEY_LATER (below). A disabled writer: CKR_OK,
+ * nothing done.
  */
 CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *store)
     EV_MUST_CHECK;
+
+/*
+ * Internal answer of ev_audit_key_setup() and ev_audit_key_open(): the
+ * store has no checkpoint key and the caller's transaction is open, which
+ * may still roll back; the key is made at a later call, outside it
+ * (ev_module_root() tries again). Never returned to an application.
+ */
+#define EVR_AUDIT_KEY_LATER (CKR_VENDOR_DEFINED | 0x45560020UL)
+
+/*
+ * The checkpoint key of the store, under the root now: the sealed private
+ * half unsealed (with the associated data that binds it to the audit and
+ * to [device] id) and checked against the recorded public half, or made,
+ * sealed and recorded when the store has none (in a transaction of its
+ * own, so two processes end with one key; EVR_AUDIT_KEY_LATER inside the
+ * caller's). *sk (secure memory, the caller's) and pk on CKR_OK; *sk NULL
+ * otherwise. Caller holds the store lock. Errors: the root's
+ * (ev_root_unseal(), ev_root_seal()), CKR_DEVICE_ERROR (the halves
+ * disagree, a half missing, store errors), CKR_HOST_MEMORY. The writer a
+ * gives the device id only; it is not changed (ev_audit_key_setup()).
+ */
+CK_RV ev_audit_key_open(ev_audit *a, struct ev_root *root, struct ev_store *store,
+    ev_secret **sk, unsigned char pk[32]) EV_MUST_CHECK;
+
+/* Whether the writer holds the checkpoint key: 1 or 0 (NULL: 0). */
+int ev_audit_has_key(ev_audit *a);
 
 /*
  * Write a checkpoint line now (the tool's `audit checkpoint`, C_Finalize).

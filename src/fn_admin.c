@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "admin.h"
+#include "audit.h"
 #include "attest.h"
 #include "event.h"
 #include "log.h"
@@ -225,6 +228,76 @@ EV_RebindZone(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs)
 	return rv;
 }
 
+/* The root, reached under the store lock (the checkpoint key is set up at its first use). */
+static CK_RV
+admin_root(ev_root **root)
+{
+	CK_RV rv = ev_mutex_lock(ev_mod->store_lock);
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_module_root(root);
+	ev_mutex_unlock(ev_mod->store_lock);
+	return rv != CKR_OK ? CKR_DEVICE_ERROR : CKR_OK;
+}
+
+static CK_RV
+EV_AuditCheckpoint(void)
+{
+	ev_root *root;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (!ev_mod->cfg->audit_enabled)
+		return CKR_FUNCTION_REJECTED;
+	if (!ev_audit_has_key(ev_mod->audit)) {
+		rv = admin_root(&root);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = ev_audit_checkpoint(ev_mod->audit);
+	/* Still no key after reaching the root: it cannot be used (logged). */
+	return rv == CKR_FUNCTION_REJECTED || rv == CKR_HOST_MEMORY ? CKR_DEVICE_ERROR : rv;
+}
+
+static CK_RV
+EV_AuditPublicKey(CK_BYTE_PTR pKey, CK_ULONG_PTR pulKeyLen)
+{
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	ev_secret *sk = NULL;
+	ev_root *root;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulKeyLen == NULL)
+		return CKR_ARGUMENTS_BAD;
+	/* Off, no key is made or opened. */
+	if (!ev_mod->cfg->audit_enabled)
+		return CKR_FUNCTION_REJECTED;
+	rv = ev_mutex_lock(ev_mod->store_lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_module_root(&root);
+	if (rv == CKR_OK)
+		rv = ev_audit_key_open(ev_mod->audit, root, ev_mod->store, &sk, pk);
+	ev_mutex_unlock(ev_mod->store_lock);
+	ev_secret_free(sk);
+	if (rv == CKR_HOST_MEMORY)
+		return rv;
+	if (rv != CKR_OK)
+		return CKR_DEVICE_ERROR;
+	if (pKey != NULL && *pulKeyLen < sizeof(pk)) {
+		*pulKeyLen = sizeof(pk);
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	*pulKeyLen = sizeof(pk);
+	if (pKey != NULL)
+		memcpy(pKey, pk, sizeof(pk));
+	return CKR_OK;
+}
+
 /* One list per version asked for: the functions are the same, the version says what was asked. */
 #define ADMIN_FUNCTIONS(minor)                                                                     \
 	{                                                                                          \
@@ -233,8 +306,10 @@ EV_RebindZone(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs)
 		.EV_Attest = EV_Attest, .EV_NewNonce = EV_NewNonce,                                \
 		.EV_RotationCandidates = EV_RotationCandidates, .EV_RotateKey = EV_RotateKey,      \
 		.EV_RotateZoneKey = EV_RotateZoneKey, .EV_RebindZone = EV_RebindZone,              \
+		.EV_AuditCheckpoint = EV_AuditCheckpoint, .EV_AuditPublicKey = EV_AuditPublicKey,  \
 	}
 
-EV_ADMIN_FUNCTION_LIST ev_admin_functions = ADMIN_FUNCTIONS(2);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions = ADMIN_FUNCTIONS(3);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions_12 = ADMIN_FUNCTIONS(2);
 EV_ADMIN_FUNCTION_LIST ev_admin_functions_11 = ADMIN_FUNCTIONS(1);
 EV_ADMIN_FUNCTION_LIST ev_admin_functions_10 = ADMIN_FUNCTIONS(0);

@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include "audit.h"
 #include "log.h"
 #include "mech/mech.h"
 #include "module.h"
@@ -15,6 +16,8 @@
 #include "token.h"
 
 ev_module *ev_mod;
+
+static void audit_key_try(ev_module *m);
 
 CK_RV
 ev_check_init(void)
@@ -92,6 +95,8 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		ev_store_abandon(ev_mod->store);
 		ev_events_abandon(ev_mod->events);
 		ev_mod->events = NULL;
+		ev_audit_abandon(ev_mod->audit);
+		ev_mod->audit = NULL;
 		inherited_root = ev_mod->root;
 		if (inherited_root != NULL)
 			ev_root_forked(inherited_root);
@@ -132,6 +137,11 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 		ev_error("%s", err);
 		goto out;
 	}
+	/* After the store, which makes its directory (the audit file's default home). */
+	rv = ev_audit_open(m->cfg, &m->audit);
+	if (rv != CKR_OK)
+		goto out;
+	m->audit_key_pending = 1;
 	ev_mod = m;
 	rv = ev_events_start(m, args == NULL || !(args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS));
 	if (rv != CKR_OK) {
@@ -150,6 +160,7 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 	}
 out:
 	if (m != NULL) {
+		ev_audit_close(m->audit);
 		ev_store_close(m->store);
 		ev_root_free(m->root);
 		free_state(m);
@@ -168,6 +179,12 @@ ev_module_fini(void)
 	ev_mod = NULL;
 	ev_events_stop(m->events);
 	ev_events_free(m->events);
+	/* A key that waited for a transaction to end: the closing checkpoint needs it. */
+	if (m->audit_key_pending && m->root != NULL && ev_mutex_lock(m->store_lock) == CKR_OK) {
+		audit_key_try(m);
+		ev_mutex_unlock(m->store_lock);
+	}
+	ev_audit_close(m->audit);
 	ev_store_close(m->store);
 	ev_root_free(m->root);
 	free_state(m);
@@ -202,6 +219,34 @@ root_open_flags(void)
 	return flags;
 }
 
+/* The root's state changed: root.unreachable (with why) or root.reachable. */
+static void
+audit_root(ev_module *m, int reachable, const char *why)
+{
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(
+	    reachable ? EV_AUDIT_ROOT_REACHABLE : EV_AUDIT_ROOT_UNREACHABLE,
+	    reachable ? EV_AUDIT_OK : EV_AUDIT_FAILED);
+
+	if (reachable == !m->root_unreachable)
+		return;
+	m->root_unreachable = !reachable;
+	e.reason = why;
+	ev_audit_emit_to(m->audit, &e);
+}
+
+/* Set up the audit's checkpoint key when it is still to be (store lock held, root open). */
+static void
+audit_key_try(ev_module *m)
+{
+	CK_RV rv;
+
+	if (!m->audit_key_pending)
+		return;
+	/* Failed (logged) or waiting for the caller's transaction: tried again at the next call. */
+	rv = ev_audit_key_setup(m->audit, m->root, m->store);
+	m->audit_key_pending = rv != CKR_OK;
+}
+
 CK_RV
 ev_module_root(ev_root **root)
 {
@@ -215,8 +260,10 @@ ev_module_root(ev_root **root)
 		rv = ev_root_open(ev_mod->cfg, root_open_flags(), &ev_mod->root, err, sizeof(err));
 		if (rv != CKR_OK) {
 			ev_error("root of trust: %s", err);
+			audit_root(ev_mod, 0, err);
 			return rv;
 		}
+		audit_root(ev_mod, 1, NULL);
 		/* The TPM primary the store's keys were sealed under: every connection must show it. */
 		if (ev_store_meta_get(ev_mod->store, EV_META_PRIMARY_NAME, &name, &len) == CKR_OK &&
 		    ev_root_pin_primary_name(ev_mod->root, name, len) != CKR_OK)
@@ -224,6 +271,7 @@ ev_module_root(ev_root **root)
 				"checked");
 		free(name);
 	}
+	audit_key_try(ev_mod);
 	*root = ev_mod->root;
 	return CKR_OK;
 }

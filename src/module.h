@@ -39,6 +39,10 @@ typedef struct ev_module {
 	ev_store *store;
 	ev_root *root;           /* reached on first need */
 	ev_events *events;       /* other processes' changes, slot events */
+	struct ev_audit *audit;  /* the audit writer (audit.h); never NULL once initialised */
+	/* Under store_lock: */
+	int root_unreachable;    /* the last attempt to reach the root failed (root.unreachable written) */
+	int audit_key_pending;   /* the checkpoint key is still to be set up (ev_audit_key_setup()) */
 } ev_module;
 
 /* The state, or NULL when not initialised (or in a child after fork). */
@@ -67,6 +71,11 @@ void ev_module_stop_events(void);
  * when the store has no zone yet (else a missing key is an error: a new
  * one could not open the existing zones). CKR_DEVICE_ERROR (unreachable,
  * or root key missing), CKR_PIN_INCORRECT (upstream PIN).
+ * Audit: a failure writes root.unreachable, the next success after one
+ * root.reachable (once per transition in this process); the first
+ * success sets up the audit's checkpoint key (ev_audit_key_setup(), tried
+ * again at later calls while it waits for the caller's transaction to
+ * end or the root failed; its failure is logged, not returned).
  */
 CK_RV ev_module_root(ev_root **root);
 

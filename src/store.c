@@ -946,6 +946,12 @@ ev_store_rollback(ev_store *s)
 	return exec_st(s, ST_ROLLBACK, "rollback");
 }
 
+int
+ev_store_in_transaction(ev_store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
 CK_RV
 ev_store_checkpoint(ev_store *s)
 {

@@ -52,6 +52,9 @@ CK_RV ev_store_begin(ev_store *s);
 CK_RV ev_store_commit(ev_store *s);
 CK_RV ev_store_rollback(ev_store *s);
 
+/* Whether a transaction is open on this connection (ev_store_begin() and no commit or rollback yet): 1 or 0. */
+int ev_store_in_transaction(ev_store *s);
+
 /*
  * A number that changes whenever another connection (this process or
  * another) has committed a change since the last call: PRAGMA data_version.

@@ -41,9 +41,10 @@
 
 /*
  * The admin interface: a vendor interface offered by C_GetInterface
- * under the name below, version 1.2 (1.0 lacks the attestation and
- * rotation functions, 1.1 lacks EV_RebindZone; asking for 1.0 or 1.1 gets
- * the same list, labelled with the version asked for). C_GetInterfaceList does not list
+ * under the name below, version 1.3 (1.0 lacks the attestation and
+ * rotation functions, 1.1 lacks EV_RebindZone, 1.2 the audit functions;
+ * asking for 1.0, 1.1 or 1.2 gets the same list, labelled with the
+ * version asked for). C_GetInterfaceList does not list
  * it: generic callers that walk that list take every entry for a PKCS#11
  * function list. Its functions work in the module initialised with
  * C_Initialize, like the standard ones, and answer
@@ -112,7 +113,7 @@ typedef struct EV_ATTESTATION {
 typedef struct EV_ADMIN_FUNCTION_LIST EV_ADMIN_FUNCTION_LIST;
 
 struct EV_ADMIN_FUNCTION_LIST {
-	CK_VERSION version; /* 1.2 (or the 1.0 or 1.1 asked for) */
+	CK_VERSION version; /* 1.3 (or the 1.0, 1.1 or 1.2 asked for) */
 	/*
 	 * Apply a signed revocation list (the bytes of a list file) as if it
 	 * had been dropped in the watched directory: verified against the
@@ -236,6 +237,31 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * under its key (nothing changes then), or the root fails.
 	 */
 	CK_RV (*EV_RebindZone)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulPcrs);
+
+	/* Version 1.3: the audit trail (doc/audit.md). */
+
+	/*
+	 * Write a signed checkpoint line now, when lines were written since
+	 * the last one (none is added otherwise), reaching the root first
+	 * when this process has not (the checkpoint key is unsealed then).
+	 * CKR_OK; CKR_FUNCTION_REJECTED when [audit] enabled is false;
+	 * CKR_DEVICE_ERROR when the root cannot be reached, the checkpoint
+	 * key cannot be used, the file cannot be written, or it is shorter
+	 * than its last checkpoint says (truncated).
+	 */
+	CK_RV (*EV_AuditCheckpoint)(void);
+	/*
+	 * The checkpoint public key (Ed25519, 32 bytes) the store records,
+	 * confirmed now: its private half unsealed under the root and found
+	 * to derive it. Two-call convention on pKey / *pulKeyLen
+	 * (CKR_BUFFER_TOO_SMALL; pKey NULL: the length only, the key still
+	 * confirmed). CKR_DEVICE_ERROR when the root cannot be reached or does
+	 * not open the sealed half (a store copied under another root), the
+	 * halves disagree, or the store has no key yet (made at the first
+	 * use of the root). CKR_ARGUMENTS_BAD (pulKeyLen NULL);
+	 * CKR_FUNCTION_REJECTED when [audit] enabled is false.
+	 */
+	CK_RV (*EV_AuditPublicKey)(CK_BYTE_PTR pKey, CK_ULONG_PTR pulKeyLen);
 };
 
 #endif

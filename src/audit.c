@@ -1,0 +1,1075 @@
+/*
+ * The audit trail's writer (audit.h; the format: doc/audit.md, "Writing
+ * and locking" and "The checkpoint key" say how this file does it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <sodium.h>
+
+#include "audit.h"
+#include "log.h"
+#include "module.h"
+#include "root/root.h"
+#include "secmem.h"
+#include "store.h"
+
+#define HASH_LEN 32
+#define HEAD_MAX 256 /* the longest .head file read */
+#define SCAN_CHUNK 4096
+
+struct ev_audit {
+	int enabled;
+	int fd;                  /* -1: syslog only */
+	int use_syslog;
+	ev_audit_fsync fsync;
+	unsigned cp_lines;
+	int64_t cp_interval;
+	int64_t opened;          /* unix time of ev_audit_open(): the interval's start without a head */
+	char *path;
+	char *head_path;
+	char *device;
+	char program[16];
+	pthread_mutex_t mu;      /* everything below, and the file's writes by this process */
+	int known;               /* seq, hash and size below are the file's tail */
+	int64_t seq;             /* the last line's seq (0: none) */
+	unsigned char hash[HASH_LEN]; /* BLAKE2b-256 of the last line (zeros: none) */
+	off_t size;              /* the file's size after this process's last write */
+	int64_t mine;            /* seq of the last line this process wrote (0: none) */
+	int dirty;               /* lines written and not synced (hold, fsync checkpoint) */
+	int failed;              /* the file's failure has been logged */
+	int truncated;           /* the head said more lines than the file has: logged, no checkpoints */
+	ev_secret *sk;           /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+};
+
+static _Thread_local unsigned hold_depth;
+
+/* Associated data of the sealed checkpoint key: its purpose, then the device. */
+#define KEY_AAD_PREFIX "edgevault audit key"
+
+const char *
+ev_audit_path(const ev_config *cfg, char *buf, size_t len)
+{
+	int n;
+
+	if (cfg->audit_file != NULL)
+		n = snprintf(buf, len, "%s", cfg->audit_file);
+	else
+		n = snprintf(buf, len, "%s/%s", cfg->store_dir, EV_AUDIT_FILE);
+	if (n < 0 || (size_t)n >= len)
+		return NULL;
+	return buf;
+}
+
+static void
+read_program(char out[16])
+{
+	FILE *f = fopen("/proc/self/comm", "re");
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (f == NULL)
+		return;
+	if (fgets(out, 16, f) != NULL)
+		n = strcspn(out, "\n");
+	out[n] = '\0';
+	fclose(f);
+}
+
+/* The file could not be used: said once per writer, as an error. */
+static void
+file_failed(ev_audit *a, const char *what)
+{
+	if (a->failed)
+		return;
+	a->failed = 1;
+	ev_error("audit: %s %s: %m; lines go to syslog only", what, a->path);
+}
+
+CK_RV
+ev_audit_open(const ev_config *cfg, ev_audit **out)
+{
+	char buf[4096];
+	ev_audit *a;
+	CK_RV rv = CKR_HOST_MEMORY;
+
+	*out = NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return CKR_HOST_MEMORY;
+	a->fd = -1;
+	if (pthread_mutex_init(&a->mu, NULL) != 0) {
+		free(a);
+		return CKR_HOST_MEMORY;
+	}
+	a->enabled = cfg->audit_enabled;
+	if (!a->enabled)
+		goto done;
+	a->use_syslog = cfg->audit_syslog;
+	a->fsync = cfg->audit_fsync;
+	a->cp_lines = cfg->audit_checkpoint_lines > 0 ? cfg->audit_checkpoint_lines : 1;
+	a->cp_interval = cfg->audit_checkpoint_interval;
+	a->opened = (int64_t)time(NULL);
+	read_program(a->program);
+	if (ev_audit_path(cfg, buf, sizeof(buf)) == NULL) {
+		ev_error("audit: the audit file's path is too long; lines go to syslog only");
+		a->failed = 1;
+		a->path = strdup("(too long)");
+	} else {
+		a->path = strdup(buf);
+	}
+	a->device = strdup(cfg->device_id != NULL ? cfg->device_id : "");
+	if (a->path == NULL || a->device == NULL ||
+	    asprintf(&a->head_path, "%s.head", a->path) < 0) {
+		a->head_path = NULL;
+		goto out;
+	}
+	if (!a->failed) {
+		/* Read too: the tail is read to chain to it. */
+		a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (a->fd < 0)
+			file_failed(a, "cannot open");
+	}
+done:
+	*out = a;
+	a = NULL; /* transferred */
+	rv = CKR_OK;
+out:
+	ev_audit_close(a);
+	return rv;
+}
+
+/* Free a writer's memory; the caller has closed (or given up) its descriptor. */
+static void
+writer_free(ev_audit *a)
+{
+	ev_secret_free(a->sk);
+	free(a->path);
+	free(a->head_path);
+	free(a->device);
+	free(a);
+}
+
+void
+ev_audit_abandon(ev_audit *a)
+{
+	if (a == NULL)
+		return;
+	/*
+	 * The descriptor is this process's copy: closing it releases no
+	 * flock the parent holds through its own. The mutex may be held by a
+	 * parent thread that does not exist here: not touched.
+	 */
+	if (a->fd >= 0)
+		close(a->fd);
+	writer_free(a);
+}
+
+/* ---- Reading the tail ---------------------------------------------------------------- */
+
+/* The offset of the last '\n' in [0, end), or -1 when there is none (or on a read error: -2). */
+static off_t
+last_newline(int fd, off_t end)
+{
+	unsigned char buf[SCAN_CHUNK];
+
+	while (end > 0) {
+		off_t from = end > SCAN_CHUNK ? end - SCAN_CHUNK : 0;
+		ssize_t n = pread(fd, buf, (size_t)(end - from), from);
+
+		if (n != end - from)
+			return -2;
+		for (ssize_t i = n - 1; i >= 0; i--)
+			if (buf[i] == '\n')
+				return from + i;
+		end = from;
+	}
+	return -1;
+}
+
+/* BLAKE2b-256 of the bytes [from, to) of the file. 0, or -1 on a read error. */
+static int
+hash_range(int fd, off_t from, off_t to, unsigned char out[HASH_LEN])
+{
+	crypto_generichash_state st;
+	unsigned char buf[SCAN_CHUNK];
+
+	crypto_generichash_init(&st, NULL, 0, HASH_LEN);
+	while (from < to) {
+		size_t want = to - from > SCAN_CHUNK ? SCAN_CHUNK : (size_t)(to - from);
+		ssize_t n = pread(fd, buf, want, from);
+
+		if (n <= 0)
+			return -1;
+		crypto_generichash_update(&st, buf, (size_t)n);
+		from += n;
+	}
+	crypto_generichash_final(&st, out, HASH_LEN);
+	return 0;
+}
+
+/* The "seq" of the line [from, to): > 0, or 0 when it is not a line of ours. */
+static int64_t
+line_seq(int fd, off_t from, off_t to)
+{
+	char buf[EV_AUDIT_LINE_MAX + 1];
+	json_object *o, *v;
+	int64_t seq = 0;
+
+	if (to - from > EV_AUDIT_LINE_MAX || to <= from)
+		return 0;
+	if (pread(fd, buf, (size_t)(to - from), from) != to - from)
+		return 0;
+	buf[to - from] = '\0';
+	o = json_tokener_parse(buf);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "seq", &v) && json_object_is_type(v, json_type_int))
+		seq = json_object_get_int64(v);
+	json_object_put(o);
+	return seq > 0 ? seq : 0;
+}
+
+/* What the end of the file holds. */
+typedef struct tail {
+	int64_t seq;                   /* of the last whole line of ours (0: none) */
+	unsigned char hash[HASH_LEN];  /* of that line, or of the torn bytes when torn */
+	int torn;                      /* the last bytes are not a line of ours */
+	int need_nl;                   /* and do not end in '\n' */
+	off_t torn_len;
+} tail;
+
+/*
+ * Read the tail of a file of size bytes. A last line that does not end
+ * in '\n', or is not one of ours (no integer "seq"), is torn: t->hash is
+ * the hash of its bytes and t->seq that of the line before it.
+ * 0, or -1 when the file cannot be read.
+ */
+static int
+tail_read(int fd, off_t size, tail *t)
+{
+	off_t end, nl, start;
+
+	memset(t, 0, sizeof(*t));
+	if (size == 0)
+		return 0;
+	nl = last_newline(fd, size);
+	if (nl == -2)
+		return -1;
+	if (nl == size - 1) {
+		end = size - 1;
+		nl = last_newline(fd, end);
+		if (nl == -2)
+			return -1;
+	} else {
+		end = size;
+		t->need_nl = 1;
+	}
+	start = nl + 1;
+	if (hash_range(fd, start, end, t->hash) != 0)
+		return -1;
+	if (!t->need_nl) {
+		t->seq = line_seq(fd, start, end);
+		if (t->seq > 0)
+			return 0;
+	}
+	t->torn = 1;
+	t->torn_len = end - start;
+	/* The line before the torn bytes. */
+	if (start == 0)
+		return 0;
+	nl = last_newline(fd, start - 1);
+	if (nl == -2)
+		return -1;
+	t->seq = line_seq(fd, nl + 1, start - 1);
+	if (t->seq == 0)
+		ev_error("audit: the line before the torn end of the file has no seq; the chain "
+			 "goes on from 1");
+	return 0;
+}
+
+/* ---- Building lines -------------------------------------------------------------------- */
+
+static const char *
+class_name(CK_OBJECT_CLASS c, char buf[24])
+{
+	switch (c) {
+	case CKO_DATA: return "data";
+	case CKO_CERTIFICATE: return "certificate";
+	case CKO_PUBLIC_KEY: return "public";
+	case CKO_PRIVATE_KEY: return "private";
+	case CKO_SECRET_KEY: return "secret";
+	default:
+		snprintf(buf, 24, "0x%lx", (unsigned long)c);
+		return buf;
+	}
+}
+
+static const char *
+key_type_name(CK_KEY_TYPE k, char buf[24])
+{
+	switch (k) {
+	case CKK_EC: return "ec";
+	case CKK_EC_EDWARDS: return "ec_edwards";
+	case CKK_EC_MONTGOMERY: return "ec_montgomery";
+	case CKK_RSA: return "rsa";
+	case CKK_AES: return "aes";
+	case CKK_GENERIC_SECRET: return "generic_secret";
+	default:
+		snprintf(buf, 24, "0x%lx", (unsigned long)k);
+		return buf;
+	}
+}
+
+static const char *
+user_name(CK_USER_TYPE u, char buf[24])
+{
+	switch (u) {
+	case CKU_SO: return "so";
+	case CKU_USER: return "user";
+	case CKU_CONTEXT_SPECIFIC: return "context_specific";
+	default:
+		snprintf(buf, 24, "0x%lx", (unsigned long)u);
+		return buf;
+	}
+}
+
+static const char *const outcome_names[] = {"ok", "refused", "failed"};
+
+/* n cut back so that p[0..n) does not end inside a UTF-8 sequence. */
+static size_t
+utf8_cut(const unsigned char *p, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	n = max;
+	while (n > 0 && (p[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+/* Add a string member; the bytes made valid UTF-8 (others become '?'), at most max bytes. */
+static int
+add_text(json_object *o, const char *name, const char *s, size_t max)
+{
+	size_t n = strlen(s), i;
+	json_object *v;
+	char *c;
+
+	n = utf8_cut((const unsigned char *)s, n, max);
+	if (ev_utf8_valid((const unsigned char *)s, n, EV_UTF8_ANY)) {
+		v = json_object_new_string_len(s, (int)n);
+	} else {
+		c = malloc(n + 1);
+		if (c == NULL)
+			return -1;
+		for (i = 0; i < n; i++)
+			c[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+		v = json_object_new_string_len(c, (int)n);
+		free(c);
+	}
+	if (v == NULL)
+		return -1;
+	return json_object_object_add(o, name, v);
+}
+
+static int
+add_str(json_object *o, const char *name, const char *s)
+{
+	json_object *v = json_object_new_string(s);
+
+	if (v == NULL)
+		return -1;
+	return json_object_object_add(o, name, v);
+}
+
+static int
+add_int(json_object *o, const char *name, int64_t n)
+{
+	json_object *v = json_object_new_int64(n);
+
+	if (v == NULL)
+		return -1;
+	return json_object_object_add(o, name, v);
+}
+
+static int
+add_hex(json_object *o, const char *name, const char *prefix, const unsigned char *p, size_t n)
+{
+	size_t plen = strlen(prefix);
+	char *hex = malloc(plen + 2 * n + 1);
+	int r;
+
+	if (hex == NULL)
+		return -1;
+	memcpy(hex, prefix, plen);
+	sodium_bin2hex(hex + plen, 2 * n + 1, p, n);
+	r = add_str(o, name, hex);
+	free(hex);
+	return r;
+}
+
+/* How much a line gives up to fit EV_AUDIT_LINE_MAX, step by step. */
+enum { SHRINK_NONE, SHRINK_DETAIL, SHRINK_REASON, SHRINK_LABEL, SHRINK_STEPS };
+
+static json_object *
+object_json(const ev_audit_object *ob, int shrink)
+{
+	json_object *o = json_object_new_object();
+	char buf[24];
+	size_t n;
+	int r = 0;
+
+	if (o == NULL)
+		return NULL;
+	if (ob->handle != 0)
+		r |= add_int(o, "handle", ob->handle);
+	if (ob->cls != CK_UNAVAILABLE_INFORMATION)
+		r |= add_str(o, "class", class_name(ob->cls, buf));
+	if (ob->key_type != CK_UNAVAILABLE_INFORMATION)
+		r |= add_str(o, "key_type", key_type_name(ob->key_type, buf));
+	if (ob->label != NULL && shrink < SHRINK_LABEL) {
+		n = ob->label_len;
+		if (ev_utf8_valid(ob->label, n, EV_UTF8_ANY)) {
+			n = utf8_cut(ob->label, n, EV_AUDIT_LABEL_MAX);
+			json_object *v = json_object_new_string_len((const char *)ob->label, (int)n);
+
+			r |= v == NULL ? -1 : json_object_object_add(o, "label", v);
+		} else {
+			if (n > EV_AUDIT_LABEL_MAX)
+				n = EV_AUDIT_LABEL_MAX;
+			r |= add_hex(o, "label", "hex:", ob->label, n);
+		}
+		if (n < ob->label_len)
+			r |= json_object_object_add(o, "label_cut", json_object_new_boolean(1));
+	} else if (ob->label != NULL) {
+		r |= json_object_object_add(o, "label_cut", json_object_new_boolean(1));
+	}
+	if (ob->ckid != NULL)
+		r |= add_hex(o, "id", "", ob->ckid, ob->ckid_len > 128 ? 128 : ob->ckid_len);
+	if (ob->generation != 0)
+		r |= add_int(o, "generation", ob->generation);
+	if (r != 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The time now as doc/audit.md writes it. */
+static void
+time_now(char out[40])
+{
+	struct timespec ts;
+	struct tm tm;
+	char d[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	if (strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		d[0] = '\0';
+	snprintf(out, 40, "%.20s.%06dZ", d, (int)(ts.tv_nsec / 1000) % 1000000);
+}
+
+/* What a checkpoint line carries beyond an event. */
+typedef struct cp_sig {
+	const unsigned char *pk;
+	const unsigned char *sig;
+} cp_sig;
+
+/*
+ * The line for e with seq and prev, '\n' ended, into buf (at least
+ * EV_AUDIT_LINE_MAX + 1 bytes): its length without the '\n', or 0 on
+ * failure (out of memory).
+ */
+static size_t
+line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
+    const unsigned char prev[HASH_LEN], const cp_sig *cp, char *buf)
+{
+	char tbuf[40], ubuf[24];
+	size_t len = 0;
+
+	for (int shrink = SHRINK_NONE; shrink < SHRINK_STEPS && len == 0; shrink++) {
+		json_object *o = json_object_new_object(), *v;
+		const char *s;
+		int r = 0;
+
+		if (o == NULL)
+			return 0;
+		time_now(tbuf);
+		r |= add_int(o, "seq", seq);
+		r |= add_str(o, "time", tbuf);
+		r |= add_text(o, "device", a->device, 256);
+		r |= add_int(o, "pid", (int64_t)getpid());
+		r |= add_text(o, "program", a->program, 15);
+		r |= add_text(o, "event", e->event, 64);
+		r |= add_str(o, "outcome", outcome_names[e->outcome <= EV_AUDIT_FAILED ? e->outcome : EV_AUDIT_FAILED]);
+		if (e->zone != 0)
+			r |= add_int(o, "zone", e->zone);
+		if (e->user != CK_UNAVAILABLE_INFORMATION)
+			r |= add_str(o, "user", user_name(e->user, ubuf));
+		if (e->object != NULL) {
+			v = object_json(e->object, shrink);
+			r |= v == NULL ? -1 : json_object_object_add(o, "object", v);
+		}
+		if (e->reason != NULL)
+			r |= add_text(o, "reason", e->reason,
+			    shrink >= SHRINK_REASON ? 64 : EV_AUDIT_REASON_MAX);
+		if (e->ndetail > 0 && e->detail != NULL && shrink < SHRINK_DETAIL) {
+			v = json_object_new_object();
+			r |= v == NULL ? -1 : json_object_object_add(o, "detail", v);
+			for (size_t i = 0; v != NULL && i < e->ndetail; i++) {
+				const ev_audit_detail *d = &e->detail[i];
+
+				if (d->str != NULL)
+					r |= add_text(v, d->name, d->str, EV_AUDIT_REASON_MAX);
+				else
+					r |= add_int(v, d->name, d->num);
+			}
+		}
+		if (cp != NULL) {
+			char k[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES,
+			    sodium_base64_VARIANT_ORIGINAL)];
+			char sg[sodium_base64_ENCODED_LEN(crypto_sign_BYTES,
+			    sodium_base64_VARIANT_ORIGINAL)];
+
+			sodium_bin2base64(k, sizeof(k), cp->pk, crypto_sign_PUBLICKEYBYTES,
+			    sodium_base64_VARIANT_ORIGINAL);
+			sodium_bin2base64(sg, sizeof(sg), cp->sig, crypto_sign_BYTES,
+			    sodium_base64_VARIANT_ORIGINAL);
+			r |= add_str(o, "key", k);
+			r |= add_str(o, "sig", sg);
+		}
+		r |= add_hex(o, "prev", "", prev, HASH_LEN);
+		if (r == 0) {
+			s = json_object_to_json_string_ext(o,
+			    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			if (s != NULL && strlen(s) <= EV_AUDIT_LINE_MAX) {
+				len = strlen(s);
+				memcpy(buf, s, len);
+				buf[len] = '\n';
+			}
+		}
+		json_object_put(o);
+		if (r != 0)
+			return 0;
+	}
+	return len;
+}
+
+/* ---- Writing --------------------------------------------------------------------------- */
+
+/* One line (with its '\n') written with one write(). 0, or -1 (logged once). */
+static int
+write_all(ev_audit *a, const char *buf, size_t len)
+{
+	ssize_t n = write(a->fd, buf, len);
+
+	if (n == (ssize_t)len)
+		return 0;
+	if (n >= 0)
+		errno = ENOSPC;
+	file_failed(a, "cannot write");
+	return -1;
+}
+
+static void
+sync_file(ev_audit *a)
+{
+	if (a->fd >= 0 && fdatasync(a->fd) != 0)
+		file_failed(a, "cannot sync");
+	a->dirty = 0;
+}
+
+/*
+ * The file's tail as this process must chain to: the cache when the file
+ * has the size this process's last write left, else read. When the end
+ * is torn, an audit.torn line goes after it first. Called under the
+ * flock. 0, or -1.
+ */
+static int
+tail_sync(ev_audit *a, char *buf)
+{
+	struct stat st;
+	tail t;
+	size_t len;
+
+	if (fstat(a->fd, &st) != 0)
+		return -1;
+	if (a->known && st.st_size == a->size)
+		return 0;
+	if (tail_read(a->fd, st.st_size, &t) != 0)
+		return -1;
+	a->seq = t.seq;
+	memcpy(a->hash, t.hash, HASH_LEN);
+	if (t.torn) {
+		char why[96];
+		ev_audit_detail d = {.name = "bytes", .num = (int64_t)t.torn_len};
+		ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_TORN, EV_AUDIT_FAILED);
+
+		snprintf(why, sizeof(why), "the end of the file (%lld bytes) is not a whole line",
+		    (long long)t.torn_len);
+		e.reason = why;
+		e.detail = &d;
+		e.ndetail = 1;
+		ev_warn("audit: %s %s; an audit.torn line goes after it", a->path, why);
+		buf[0] = '\n';
+		len = line_build(a, &e, a->seq + 1, a->hash, NULL, buf + 1);
+		if (len == 0)
+			return -1;
+		if (write_all(a, t.need_nl ? buf : buf + 1, len + 1 + (size_t)t.need_nl) != 0)
+			return -1;
+		a->seq++;
+		crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf + 1, len, NULL, 0);
+		a->mine = a->seq;
+		a->dirty = 1;
+	}
+	a->known = 1;
+	return 0;
+}
+
+/* The last checkpoint: from <file>.head (seq, and the time it was written). */
+typedef struct head {
+	int64_t seq;
+	int64_t time;
+} head;
+
+static void
+head_read(const ev_audit *a, head *h)
+{
+	char buf[HEAD_MAX + 1];
+	json_object *o = NULL, *v;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	h->seq = 0;
+	h->time = a->opened;
+	fd = open(a->head_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, HEAD_MAX);
+	if (n > 0 && fstat(fd, &st) == 0) {
+		buf[n] = '\0';
+		o = json_tokener_parse(buf);
+		if (o != NULL && json_object_object_get_ex(o, "seq", &v) &&
+		    json_object_is_type(v, json_type_int)) {
+			h->seq = json_object_get_int64(v);
+			h->time = (int64_t)st.st_mtime;
+		}
+	}
+	json_object_put(o);
+	close(fd);
+}
+
+/* Replace <file>.head: a temporary file, synced, renamed over it. 0, or -1 (logged). */
+static int
+head_write(ev_audit *a, int64_t seq, const unsigned char hash[HASH_LEN])
+{
+	char hex[2 * HASH_LEN + 1], line[128], *tmp = NULL;
+	int fd = -1, n, r = -1;
+
+	sodium_bin2hex(hex, sizeof(hex), hash, HASH_LEN);
+	n = snprintf(line, sizeof(line), "{\"seq\":%lld,\"hash\":\"%s\"}\n", (long long)seq, hex);
+	if (asprintf(&tmp, "%s.%ld.tmp", a->head_path, (long)getpid()) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) != 0 ||
+	    rename(tmp, a->head_path) != 0) {
+		ev_error("audit: cannot write %s: %m", a->head_path);
+		if (fd >= 0)
+			unlink(tmp);
+		goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	return r;
+}
+
+/* Write a checkpoint line after the tail (under the flock, key held). 0, or -1. */
+static int
+checkpoint_write(ev_audit *a, char *buf)
+{
+	unsigned char msg[sizeof(EV_AUDIT_SIG_PREFIX) - 1 + 8 + HASH_LEN + 256];
+	unsigned char sig[crypto_sign_BYTES];
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_CHECKPOINT, EV_AUDIT_OK);
+	cp_sig cp = {.pk = a->pk, .sig = sig};
+	size_t plen = sizeof(EV_AUDIT_SIG_PREFIX) - 1, dlen = strlen(a->device), m = 0, len;
+	int64_t seq = a->seq + 1;
+
+	if (dlen > 256)
+		dlen = 256; /* line_build() cuts the device as long */
+	memcpy(msg, EV_AUDIT_SIG_PREFIX, plen);
+	m = plen;
+	for (int i = 7; i >= 0; i--)
+		msg[m++] = (unsigned char)((uint64_t)seq >> (8 * i));
+	memcpy(msg + m, a->hash, HASH_LEN);
+	m += HASH_LEN;
+	memcpy(msg + m, a->device, dlen);
+	m += dlen;
+	if (crypto_sign_detached(sig, NULL, msg, m, a->sk->data) != 0)
+		return -1;
+	len = line_build(a, &e, seq, a->hash, &cp, buf);
+	if (len == 0 || write_all(a, buf, len + 1) != 0)
+		return -1;
+	a->seq = seq;
+	crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
+	a->mine = seq;
+	if (a->fsync != EV_AUDIT_FSYNC_NEVER)
+		sync_file(a);
+	return head_write(a, seq, a->hash);
+}
+
+/*
+ * A checkpoint when one is due (force: whenever a line came after the
+ * last). Under the flock, after tail_sync(). 0 (also: none due, or no
+ * key), or -1.
+ */
+static int
+checkpoint_maybe(ev_audit *a, int force, char *buf)
+{
+	head h;
+
+	if (a->sk == NULL || a->truncated)
+		return 0;
+	head_read(a, &h);
+	if (h.seq > a->seq) {
+		a->truncated = 1;
+		ev_error("audit: %s ends at line %lld but its last checkpoint was line %lld: the "
+			 "file was truncated; no checkpoint is written over it",
+		    a->path, (long long)a->seq, (long long)h.seq);
+		return 0;
+	}
+	if (h.seq == a->seq)
+		return 0;
+	if (!force && a->seq - h.seq < (int64_t)a->cp_lines &&
+	    (a->cp_interval == 0 || (int64_t)time(NULL) - h.time < a->cp_interval))
+		return 0;
+	return checkpoint_write(a, buf);
+}
+
+/* Lock the file (and this process's mutex around it). 0, or -1 (nothing held). */
+static int
+file_lock(ev_audit *a)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->fd < 0)
+		return 0;
+	while (flock(a->fd, LOCK_EX) != 0) {
+		if (errno == EINTR)
+			continue;
+		file_failed(a, "cannot lock");
+		pthread_mutex_unlock(&a->mu);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+file_unlock(ev_audit *a)
+{
+	struct stat st;
+
+	if (a->fd >= 0) {
+		/* The size this process leaves: unchanged at the next write means no one wrote. */
+		if (a->known && fstat(a->fd, &st) == 0)
+			a->size = st.st_size;
+		else
+			a->known = 0;
+		(void)flock(a->fd, LOCK_UN);
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+void
+ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
+{
+	char *buf;
+	size_t len = 0;
+	int ok = 0;
+
+	if (a == NULL || !a->enabled || e == NULL || e->event == NULL)
+		return;
+	/* Two lines at most (a torn line's, then this one's), and a '\n'. */
+	buf = malloc(EV_AUDIT_LINE_MAX + 2);
+	if (buf == NULL) {
+		ev_error("audit: out of memory; a %s line is lost", e->event);
+		return;
+	}
+	if (file_lock(a) != 0) {
+		free(buf);
+		return;
+	}
+	if (a->fd >= 0 && tail_sync(a, buf) == 0) {
+		len = line_build(a, e, a->seq + 1, a->hash, NULL, buf);
+		if (len > 0 && write_all(a, buf, len + 1) == 0) {
+			a->seq++;
+			crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
+			a->mine = a->seq;
+			a->dirty = 1;
+			ok = 1;
+		}
+	}
+	if (!ok) {
+		a->known = 0;
+		/* Syslog still gets the line, chained to nothing. */
+		len = line_build(a, e, 0, (const unsigned char[HASH_LEN]){0}, NULL, buf);
+	}
+	if (a->use_syslog && len > 0) {
+		buf[len] = '\0';
+		syslog(LOG_AUTHPRIV | LOG_INFO, "edgevault audit: %s", buf);
+	}
+	if (ok && a->fsync == EV_AUDIT_FSYNC_ALWAYS && hold_depth == 0)
+		sync_file(a);
+	if (ok && checkpoint_maybe(a, 0, buf) != 0)
+		a->known = 0;
+	file_unlock(a);
+	free(buf);
+}
+
+void
+ev_audit_emit(const ev_audit_event *e)
+{
+	if (ev_check_init() != CKR_OK)
+		return;
+	ev_audit_emit_to(ev_mod->audit, e);
+}
+
+void
+ev_audit_hold(void)
+{
+	hold_depth++;
+}
+
+void
+ev_audit_release(void)
+{
+	ev_audit *a;
+
+	if (hold_depth == 0 || --hold_depth > 0)
+		return;
+	if (ev_check_init() != CKR_OK)
+		return;
+	a = ev_mod->audit;
+	if (a == NULL || !a->enabled || a->fsync != EV_AUDIT_FSYNC_ALWAYS)
+		return;
+	pthread_mutex_lock(&a->mu);
+	if (a->dirty)
+		sync_file(a);
+	pthread_mutex_unlock(&a->mu);
+}
+
+CK_RV
+ev_audit_checkpoint(ev_audit *a)
+{
+	char *buf;
+	CK_RV rv = CKR_OK;
+
+	if (a == NULL || !a->enabled)
+		return CKR_FUNCTION_REJECTED;
+	buf = malloc(EV_AUDIT_LINE_MAX + 2);
+	if (buf == NULL)
+		return CKR_HOST_MEMORY;
+	if (file_lock(a) != 0) {
+		free(buf);
+		return CKR_DEVICE_ERROR;
+	}
+	if (a->sk == NULL)
+		rv = CKR_FUNCTION_REJECTED;
+	else if (a->fd < 0 || tail_sync(a, buf) != 0 || checkpoint_maybe(a, 1, buf) != 0)
+		rv = CKR_DEVICE_ERROR;
+	else if (a->truncated)
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_DEVICE_ERROR)
+		a->known = 0;
+	file_unlock(a);
+	free(buf);
+	return rv;
+}
+
+void
+ev_audit_close(ev_audit *a)
+{
+	char *buf;
+
+	if (a == NULL)
+		return;
+	if (a->enabled && a->fd >= 0 && file_lock(a) == 0) {
+		buf = malloc(EV_AUDIT_LINE_MAX + 2);
+		/* A checkpoint over what this process wrote since the last one. */
+		if (buf != NULL && a->sk != NULL && a->mine > 0 && tail_sync(a, buf) == 0) {
+			head h;
+
+			head_read(a, &h);
+			if (a->mine > h.seq && checkpoint_maybe(a, 1, buf) != 0)
+				ev_warn("audit: no checkpoint could be written at close");
+		}
+		if (a->fsync != EV_AUDIT_FSYNC_NEVER && a->dirty)
+			sync_file(a);
+		free(buf);
+		file_unlock(a);
+	}
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_mutex_destroy(&a->mu);
+	writer_free(a);
+}
+
+/* ---- The checkpoint key ---------------------------------------------------------------- */
+
+/* The associated data binding the sealed key to its purpose and this device. */
+static size_t
+key_aad(const ev_audit *a, unsigned char *buf, size_t len)
+{
+	int n = snprintf((char *)buf, len, "%s%c%s", KEY_AAD_PREFIX, '\0', a->device);
+
+	return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+}
+
+/* Make a key, seal it, record both halves (the caller's transaction). */
+static CK_RV
+key_create(ev_audit *a, ev_root *root, ev_store *store, const unsigned char *aad, size_t aadlen,
+    ev_secret **sk, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+{
+	unsigned char *blob = NULL;
+	size_t bloblen = 0;
+	CK_RV rv;
+
+	*sk = ev_secret_new(crypto_sign_SECRETKEYBYTES);
+	if (*sk == NULL)
+		return CKR_HOST_MEMORY;
+	crypto_sign_keypair(pk, (*sk)->data);
+	rv = ev_root_seal(root, aad, aadlen, *sk, NULL, &blob, &bloblen);
+	if (rv == CKR_OK)
+		rv = ev_store_meta_set(store, EV_META_AUDIT_KEY_SEALED, blob, bloblen);
+	if (rv == CKR_OK)
+		rv = ev_store_meta_set(store, EV_META_AUDIT_KEY_PUBLIC, pk, crypto_sign_PUBLICKEYBYTES);
+	free(blob);
+	if (rv == CKR_OK)
+		ev_notice("audit: checkpoint key created");
+	return rv;
+}
+
+CK_RV
+ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+{
+	unsigned char aad[320], *blob = NULL, *pub = NULL, derived[crypto_sign_PUBLICKEYBYTES];
+	size_t aadlen, bloblen = 0, publen = 0;
+	int own_txn = 0;
+	CK_RV rv;
+
+	*sk = NULL;
+	aadlen = key_aad(a, aad, sizeof(aad));
+	if (aadlen == 0)
+		return CKR_GENERAL_ERROR;
+	/*
+	 * Read and create in one transaction, so two processes starting at
+	 * once end with one key; inside the caller's transaction the write
+	 * lock is held already.
+	 */
+	if (!ev_store_in_transaction(store)) {
+		rv = ev_store_begin(store);
+		if (rv != CKR_OK)
+			return rv;
+		own_txn = 1;
+	}
+	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_SEALED, &blob, &bloblen);
+	if (rv == EVR_NOT_FOUND) {
+		if (!own_txn) {
+			/* The caller's transaction may still roll back: made at a later call. */
+			rv = EVR_AUDIT_KEY_LATER;
+			goto out;
+		}
+		rv = key_create(a, root, store, aad, aadlen, sk, pk);
+		goto out;
+	}
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_PUBLIC, &pub, &publen);
+	if (rv == EVR_NOT_FOUND || (rv == CKR_OK && publen != crypto_sign_PUBLICKEYBYTES)) {
+		ev_error("audit: the checkpoint key's public half is missing or malformed");
+		rv = CKR_DEVICE_ERROR;
+	}
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_root_unseal(root, aad, aadlen, blob, bloblen, NULL, sk);
+	if (rv != CKR_OK)
+		goto out;
+	if ((*sk)->len != crypto_sign_SECRETKEYBYTES ||
+	    crypto_sign_ed25519_sk_to_pk(derived, (*sk)->data) != 0 ||
+	    sodium_memcmp(derived, pub, crypto_sign_PUBLICKEYBYTES) != 0) {
+		ev_error("audit: the sealed checkpoint key does not match the recorded public key");
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	memcpy(pk, pub, crypto_sign_PUBLICKEYBYTES);
+out:
+	if (own_txn) {
+		if (rv == CKR_OK)
+			rv = ev_store_commit(store);
+		if (rv != CKR_OK)
+			(void)ev_store_rollback(store);
+	}
+	if (rv != CKR_OK) {
+		ev_secret_free(*sk);
+		*sk = NULL;
+	}
+	free(blob);
+	free(pub);
+	return rv;
+}
+
+CK_RV
+ev_audit_key_setup(ev_audit *a, ev_root *root, ev_store *store)
+{
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	ev_secret *sk = NULL;
+	CK_RV rv;
+
+	if (a == NULL || !a->enabled)
+		return CKR_OK;
+	rv = ev_audit_key_open(a, root, store, &sk, pk);
+	if (rv == EVR_AUDIT_KEY_LATER)
+		return rv;
+	if (rv != CKR_OK) {
+		ev_error("audit: the checkpoint key cannot be used (0x%lx); no checkpoints are "
+			 "signed",
+		    (unsigned long)rv);
+		return rv;
+	}
+	pthread_mutex_lock(&a->mu);
+	ev_secret_free(a->sk);
+	a->sk = sk;
+	memcpy(a->pk, pk, sizeof(pk));
+	pthread_mutex_unlock(&a->mu);
+	return CKR_OK;
+}
+
+int
+ev_audit_has_key(ev_audit *a)
+{
+	int r;
+
+	if (a == NULL)
+		return 0;
+	pthread_mutex_lock(&a->mu);
+	r = a->sk != NULL;
+	pthread_mutex_unlock(&a->mu);
+	return r;
+}
