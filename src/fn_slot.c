@@ -1,4 +1,5 @@
 /* Slot and token management. */
+#include "audit_event.h"
 #include "mech/mech.h"
 #include "module.h"
 #include "pin.h"
@@ -91,6 +92,23 @@ C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8C
 	return ev_token_init(slotID, pPin, ulPinLen, pLabel);
 }
 
+/*
+ * The audit of C_InitPIN and C_SetPIN: the PIN set, or the refusal of
+ * the old PIN. Other answers (bad arguments, read-only session) change
+ * nothing and are not recorded.
+ */
+static void
+audit_pin_set(ev_session *s, CK_USER_TYPE who, const char *method, CK_RV rv)
+{
+	ev_audit_detail d[] = { { "pin", who == CKU_SO ? "so" : "user", 0 }, { "method", method, 0 } };
+
+	if (rv != CKR_OK && ev_audit_outcome_of(rv) != EV_AUDIT_REFUSED)
+		return;
+	ev_audit_note(EV_AUDIT_PIN_SET, rv == CKR_OK ? EV_AUDIT_OK : EV_AUDIT_REFUSED,
+		      s->token->id, ev_audit_user(s->token), NULL,
+		      rv == CKR_OK ? NULL : ev_audit_reason(rv), d, EV_ARRAY_SIZE(d));
+}
+
 CK_RV
 C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
@@ -108,8 +126,10 @@ C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 		rv = CKR_ARGUMENTS_BAD;
 	else if (ulPinLen < EV_PIN_MIN_LEN || ulPinLen > EV_PIN_MAX_LEN)
 		rv = CKR_PIN_LEN_RANGE;
-	else
+	else {
 		rv = ev_token_set_pin(s->token, CKU_USER, pPin, ulPinLen);
+		audit_pin_set(s, CKU_USER, "init_pin", rv);
+	}
 	ev_session_release(s);
 	return rv;
 }
@@ -136,15 +156,19 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 		rv = CKR_ARGUMENTS_BAD;
 	else if (ulNewLen < EV_PIN_MIN_LEN || ulNewLen > EV_PIN_MAX_LEN)
 		rv = CKR_PIN_LEN_RANGE;
-	else if (who == CKU_SO)
-		rv = ev_token_check_so_pin(s->token, pOldPin, ulOldLen, checked);
-	else
-		rv = ev_token_check_pin(s->token, who, pOldPin, ulOldLen);
-	/* The SO's also seals the zone's SO recovery copy again. */
-	if (rv == CKR_OK && who == CKU_SO)
-		rv = ev_token_set_so_pin(s->token, checked, pOldPin, ulOldLen, pNewPin, ulNewLen);
-	else if (rv == CKR_OK)
-		rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
+	else {
+		if (who == CKU_SO)
+			rv = ev_token_check_so_pin(s->token, pOldPin, ulOldLen, checked);
+		else
+			rv = ev_token_check_pin(s->token, who, pOldPin, ulOldLen);
+		/* The SO's also seals the zone's SO recovery copy again. */
+		if (rv == CKR_OK && who == CKU_SO)
+			rv = ev_token_set_so_pin(s->token, checked, pOldPin, ulOldLen, pNewPin,
+						 ulNewLen);
+		else if (rv == CKR_OK)
+			rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
+		audit_pin_set(s, who, "set_pin", rv);
+	}
 	ev_session_release(s);
 	return rv;
 }

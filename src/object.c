@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 #include <sodium.h>
 
+#include "audit_event.h"
 #include "keyring.h"
 #include "log.h"
 #include "module.h"
@@ -378,6 +379,23 @@ fresh_wrapping(ev_object *o, const ev_secret **zk)
 	return ev_token_zone_key_refresh(o->token, zk);
 }
 
+/*
+ * An event about an object whose attributes the caller may read (it holds
+ * the object's lock, or the object is not shared yet): zone, the token's
+ * user, the object's identity.
+ */
+static void
+audit_object(const char *kind, const ev_object *o, const char *reason, const ev_audit_detail *d,
+	     size_t nd)
+{
+	ev_audit_ident id;
+
+	ev_audit_ident_attrs(&id, (int64_t)o->handle, o->cls, o->attrs, o->generation);
+	ev_audit_note(kind, EV_AUDIT_OK, o->token->id, ev_audit_user(o->token), &id.obj, reason, d,
+		      nd);
+	ev_audit_ident_clear(&id);
+}
+
 CK_RV
 ev_object_key(ev_object *o, ev_key **out)
 {
@@ -441,6 +459,10 @@ ev_object_key(ev_object *o, ev_key **out)
 	if (rv != CKR_OK)
 		goto unlock;
 	atomic_store(&o->key, k); /* the object's reference */
+	if (o->wrapped != NULL && !o->unwrap_noted) {
+		audit_object(EV_AUDIT_KEY_UNWRAPPED, o, NULL, NULL, 0);
+		o->unwrap_noted = 1;
+	}
 done:
 	*out = ev_key_ref(k);
 unlock:
@@ -1113,12 +1135,51 @@ source_current(ev_object *src)
 }
 
 /*
+ * The audit of a token key just stored (not shared yet, so its attributes
+ * are read without its lock): generated, imported, or a rotation's new
+ * generation. Session objects and token objects that are not keys are
+ * not recorded.
+ */
+static void
+audit_made(ev_object *o, ev_origin origin)
+{
+	static const char *const method[] = {
+		[EV_ORIGIN_CREATE] = "create",
+		[EV_ORIGIN_GENERATE] = "generate",
+		[EV_ORIGIN_UNWRAP] = "unwrap",
+		[EV_ORIGIN_DERIVE] = "derive",
+		[EV_ORIGIN_COPY] = "copy",
+		[EV_ORIGIN_ROTATE] = "rotate",
+	};
+	CK_ULONG mech = CK_UNAVAILABLE_INFORMATION;
+	const char *kind = EV_AUDIT_KEY_IMPORTED;
+	ev_audit_detail d[3] = { { "method", method[origin], 0 } };
+	size_t nd = 1;
+
+	if (!o->on_token || !is_key_class(o->cls))
+		return;
+	if (origin == EV_ORIGIN_GENERATE || origin == EV_ORIGIN_ROTATE) {
+		kind = origin == EV_ORIGIN_GENERATE ? EV_AUDIT_KEY_GENERATED : EV_AUDIT_KEY_ROTATED;
+		if (ev_attrs_ulong(o->attrs, CKA_KEY_GEN_MECHANISM, &mech) == CKR_OK &&
+		    mech != CK_UNAVAILABLE_INFORMATION)
+			d[nd++] = (ev_audit_detail){ "mechanism", NULL, (int64_t)mech };
+	}
+	if (origin == EV_ORIGIN_ROTATE) {
+		d[nd++] = (ev_audit_detail){ "previous", NULL, (int64_t)o->previous };
+	} else if (origin == EV_ORIGIN_COPY && o->origin != 0) {
+		d[nd++] = (ev_audit_detail){ "origin", NULL, (int64_t)o->origin };
+	}
+	audit_object(kind, o, NULL, d, nd);
+}
+
+/*
  * Store prepared objects (token objects in one transaction) and map them.
  * The objects are consumed, also on failure; handles[i] gets each handle.
- * src: a copy's source, or NULL.
+ * origin says where they come from (for the audit). src: a copy's
+ * source, or NULL.
  */
 static CK_RV
-publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles,
+publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev_origin origin,
     CK_RV (*within)(void *), void *arg, ev_object *src)
 {
 	ev_object *on_token[2];
@@ -1130,6 +1191,9 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles,
 			on_token[nt++] = objs[i];
 	if (nt > 0)
 		rv = store_objects(s->token, on_token, nt, within, arg);
+	/* Committed: recorded, even should mapping fail (the object is found on next use). */
+	for (i = 0; i < nt && rv == CKR_OK; i++)
+		audit_made(on_token[i], origin);
 	if (rv == CKR_OK)
 		rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
@@ -1164,7 +1228,7 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 	rv = prepare(s, origin, tmpl, count, base, key, gen_mech, &o);
 	if (rv != CKR_OK)
 		return rv;
-	return publish(s, &o, 1, out, NULL, NULL, NULL);
+	return publish(s, &o, 1, out, origin, NULL, NULL, NULL);
 }
 
 CK_RV
@@ -1189,7 +1253,7 @@ ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_cou
 		ev_object_free(objs[0]);
 		return rv;
 	}
-	rv = publish(s, objs, 2, h, NULL, NULL, NULL);
+	rv = publish(s, objs, 2, h, EV_ORIGIN_GENERATE, NULL, NULL, NULL);
 	if (rv == CKR_OK) {
 		*hpub = h[0];
 		*hpriv = h[1];
@@ -1242,6 +1306,8 @@ store_change(ev_object *o, ev_change_kind kind, const ev_attrs *attrs)
 CK_RV
 ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 {
+	ev_audit_detail d[] = { { "method", "destroy", 0 } };
+	ev_audit_ident id = { 0 };
 	ev_object *o;
 	CK_RV rv;
 
@@ -1254,7 +1320,14 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 	if (rv != CKR_OK)
 		goto out;
 	if (o->on_token) {
+		/* Named before it goes; recorded once the store has let it go. */
+		if (is_key_class(o->cls))
+			ev_audit_ident_object(&id, o);
 		rv = store_change(o, EV_CHANGE_OBJECT_DESTROYED, NULL);
+		if (rv == CKR_OK && is_key_class(o->cls))
+			ev_audit_note(EV_AUDIT_KEY_DESTROYED, EV_AUDIT_OK, s->token->id,
+			    ev_audit_user(s->token), &id.obj, "C_DestroyObject", d,
+			    EV_ARRAY_SIZE(d));
 		if (rv == EVR_NOT_FOUND)
 			rv = CKR_OK; /* already gone, by another process */
 		if (rv != CKR_OK)
@@ -1269,6 +1342,7 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 	}
 	ev_rwlock_unlock(ev_mod->lock);
 out:
+	ev_audit_ident_clear(&id);
 	ev_object_put(o);
 	return rv;
 }
@@ -1635,8 +1709,8 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 	else if (o->on_token)
 		c->origin = o->handle;
 	origin = (int64_t)c->origin;
-	return publish(s, &c, 1, out, c->on_token && origin != 0 ? origin_current : NULL, &origin,
-	    o);
+	return publish(s, &c, 1, out, EV_ORIGIN_COPY,
+	    c->on_token && origin != 0 ? origin_current : NULL, &origin, o);
 }
 
 CK_ULONG
@@ -2113,7 +2187,7 @@ CK_RV
 ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
     CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg)
 {
-	return publish(s, fresh, n, handles, within, arg, NULL);
+	return publish(s, fresh, n, handles, EV_ORIGIN_ROTATE, within, arg, NULL);
 }
 
 struct rewrap_ctx {

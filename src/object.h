@@ -45,6 +45,7 @@ typedef struct ev_object {
 	unsigned char *wrapped;
 	size_t wrapped_len;
 	_Atomic(ev_key *) key;   /* material (one reference), or NULL until unwrapped */
+	int unwrap_noted;        /* key.unwrapped was written for it in this process (under lock) */
 } ev_object;
 
 /* Where a new object comes from: decides CKA_LOCAL and friends. */

@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "audit_event.h"
 #include "event.h"
 #include "log.h"
 #include "module.h"
@@ -39,14 +40,41 @@ checkpoint(void)
 	ev_mutex_unlock(ev_mod->store_lock);
 }
 
+/*
+ * One revocation's transaction: its history row, what it revoked, and
+ * the audit lines, written once it has committed.
+ */
+struct apply {
+	int64_t log;          /* the history row (0 until added) */
+	int64_t now;
+	CK_ULONG count;       /* things revoked */
+	const char *source;   /* the list's name, "admin", or "local" */
+	int64_t sequence;     /* the list's; 0 for a local revocation */
+	CK_USER_TYPE user;    /* the SO of a local revocation, else none */
+	ev_audit_batch audit;
+};
+
+/* The detail members of a revocation's audit lines. */
+static size_t
+audit_detail(const char *source, int64_t sequence, ev_audit_detail d[2])
+{
+	d[0] = (ev_audit_detail){ "source", source, 0 };
+	d[1] = (ev_audit_detail){ "sequence", NULL, sequence };
+	return sequence != 0 ? 2 : 1;
+}
+
 /* Record a refused list (its own statement: the refusal must stay when nothing else does). */
 static void
 refuse(const char *source, int64_t seq, const unsigned char digest[32], const char *why)
 {
 	ev_revlog_rec r = { 0 };
+	ev_audit_detail d[2];
+	size_t nd = audit_detail(source, seq, d);
 	CK_RV rv;
 
 	ev_error("revocation list %s refused: %s", source, why);
+	ev_audit_note(EV_AUDIT_REVOCATION_LIST, EV_AUDIT_REFUSED, 0, CK_UNAVAILABLE_INFORMATION, NULL,
+		      why, d, nd);
 	r.time = (int64_t)time(NULL);
 	r.source = (char *)source;
 	r.sequence = seq;
@@ -61,14 +89,42 @@ refuse(const char *source, int64_t seq, const unsigned char digest[32], const ch
 		ev_error("revocation list %s: the refusal could not be recorded", source);
 }
 
+/* The audit line of a key or zone revoked, kept until the transaction commits. */
+static CK_RV
+audit_revoked(struct apply *a, const ev_revoke_entry *e, int64_t zone, const ev_obj_rec *rec)
+{
+	ev_audit_event ev = EV_AUDIT_EVENT_INIT(rec != NULL ? EV_AUDIT_KEY_REVOKED :
+							      EV_AUDIT_ZONE_REVOKED,
+						EV_AUDIT_OK);
+	ev_audit_detail d[3];
+	ev_audit_ident ident = { 0 };
+	CK_RV rv;
+
+	ev.ndetail = audit_detail(a->source, a->sequence, d);
+	if (rec == NULL)
+		d[ev.ndetail++] = (ev_audit_detail){ "scope",
+						    e->kind == EV_REVOKE_DEVICE ? "device" : "zone",
+						    0 };
+	else
+		ev_audit_ident_rec(&ident, rec);
+	ev.zone = zone;
+	ev.user = a->user;
+	ev.object = rec != NULL ? &ident.obj : NULL;
+	ev.reason = e->reason;
+	ev.detail = d;
+	rv = ev_audit_batch_add(&a->audit, &ev);
+	ev_audit_ident_clear(&ident);
+	return rv;
+}
+
 /* A history row for one thing revoked. */
 static CK_RV
-note_revoked(int64_t log, const ev_revoke_entry *e, int64_t zone, int64_t object, int64_t now)
+note_revoked(struct apply *a, const ev_revoke_entry *e, int64_t zone, int64_t object)
 {
 	ev_revoked_rec r = { 0 };
 
-	r.time = now;
-	r.log = log;
+	r.time = a->now;
+	r.log = a->log;
 	r.kind = (int)e->kind;
 	r.zone = zone;
 	r.object = object;
@@ -82,7 +138,7 @@ note_revoked(int64_t log, const ev_revoke_entry *e, int64_t zone, int64_t object
 }
 
 static CK_RV
-revoke_zone(int64_t log, const ev_revoke_entry *e, int64_t zone, int64_t now, CK_ULONG *count)
+revoke_zone(struct apply *a, const ev_revoke_entry *e, int64_t zone)
 {
 	ev_zone_rec z = { 0 };
 	CK_RV rv;
@@ -93,13 +149,15 @@ revoke_zone(int64_t log, const ev_revoke_entry *e, int64_t zone, int64_t now, CK
 	if (rv != CKR_OK)
 		return rv;
 	if (z.revoked == 0) {
-		rv = ev_store_zone_revoke(ev_mod->store, zone, now);
+		rv = ev_store_zone_revoke(ev_mod->store, zone, a->now);
 		if (rv == CKR_OK)
 			rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REVOKED, zone, 0);
 		if (rv == CKR_OK)
-			rv = note_revoked(log, e, zone, 0, now);
+			rv = note_revoked(a, e, zone, 0);
 		if (rv == CKR_OK)
-			(*count)++;
+			rv = audit_revoked(a, e, zone, NULL);
+		if (rv == CKR_OK)
+			a->count++;
 	}
 	ev_zone_rec_clear(&z);
 	return rv;
@@ -136,16 +194,15 @@ entry_digest(const ev_revoke_entry *e, unsigned char out[32])
 	crypto_generichash_final(&h, out, 32);
 }
 
-static CK_RV apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now,
-    CK_ULONG *count);
+static CK_RV apply_entry_once(struct apply *a, const ev_revoke_entry *e);
 
 /*
- * One entry, inside the caller's transaction; *count grows by what it
+ * One entry, inside the caller's transaction; a->count grows by what it
  * revoked. An entry acts once: lists are cumulative, and a later list
  * repeating it must not revoke what was made since under the same name.
  */
 static CK_RV
-apply_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
+apply_entry(struct apply *a, const ev_revoke_entry *e)
 {
 	unsigned char digest[32];
 	int applied = 0;
@@ -155,9 +212,9 @@ apply_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
 	rv = ev_store_entry_applied(ev_mod->store, digest, &applied);
 	if (rv != CKR_OK || applied)
 		return rv;
-	rv = apply_entry_once(log, e, now, count);
+	rv = apply_entry_once(a, e);
 	if (rv == CKR_OK)
-		rv = ev_store_entry_add(ev_mod->store, digest, log);
+		rv = ev_store_entry_add(ev_mod->store, digest, a->log);
 	return rv;
 }
 
@@ -168,27 +225,35 @@ apply_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
  * as a copy and by its own label) is no error. Store lock held.
  */
 static CK_RV
-revoke_key(int64_t log, const ev_revoke_entry *e, int64_t id, int64_t now, CK_ULONG *count)
+revoke_key(struct apply *a, const ev_revoke_entry *e, int64_t id)
 {
+	ev_obj_rec rec = { 0 };
 	int64_t *copies = NULL;
 	size_t n = 0, i;
 	CK_RV rv;
 
-	rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
+	/* Named for the audit before it goes. */
+	rv = ev_store_obj_get(ev_mod->store, id, &rec);
+	if (rv == CKR_OK)
+		rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
 	if (rv == CKR_OK)
 		rv = ev_store_obj_delete(ev_mod->store, id);
 	if (rv == EVR_NOT_FOUND) {
+		ev_obj_rec_clear(&rec);
 		free(copies);
 		return CKR_OK;
 	}
 	if (rv == CKR_OK)
 		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_REVOKED, e->zone, id);
 	if (rv == CKR_OK)
-		rv = note_revoked(log, e, e->zone, id, now);
+		rv = note_revoked(a, e, e->zone, id);
 	if (rv == CKR_OK)
-		(*count)++;
+		rv = audit_revoked(a, e, e->zone, &rec);
+	if (rv == CKR_OK)
+		a->count++;
+	ev_obj_rec_clear(&rec);
 	for (i = 0; i < n && rv == CKR_OK; i++)
-		rv = revoke_key(log, e, copies[i], now, count);
+		rv = revoke_key(a, e, copies[i]);
 	free(copies);
 	return rv;
 }
@@ -198,23 +263,23 @@ revoke_key(int64_t log, const ev_revoke_entry *e, int64_t id, int64_t now, CK_UL
  * revoked before; a list repeating the entry later does nothing more.
  */
 static CK_RV
-apply_local_entry(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
+apply_local_entry(struct apply *a, const ev_revoke_entry *e)
 {
 	unsigned char digest[32];
 	int applied = 0;
 	CK_RV rv;
 
 	entry_digest(e, digest);
-	rv = apply_entry_once(log, e, now, count);
+	rv = apply_entry_once(a, e);
 	if (rv == CKR_OK)
 		rv = ev_store_entry_applied(ev_mod->store, digest, &applied);
 	if (rv == CKR_OK && !applied)
-		rv = ev_store_entry_add(ev_mod->store, digest, log);
+		rv = ev_store_entry_add(ev_mod->store, digest, a->log);
 	return rv;
 }
 
 static CK_RV
-apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *count)
+apply_entry_once(struct apply *a, const ev_revoke_entry *e)
 {
 	int64_t *ids = NULL;
 	size_t n = 0, i;
@@ -225,43 +290,45 @@ apply_entry_once(int64_t log, const ev_revoke_entry *e, int64_t now, CK_ULONG *c
 		rv = ev_store_obj_find_keys(ev_mod->store, e->zone, e->label, e->label_len, e->ckid,
 		    e->ckid_len, e->generation, &ids, &n);
 		for (i = 0; i < n && rv == CKR_OK; i++)
-			rv = revoke_key(log, e, ids[i], now, count);
+			rv = revoke_key(a, e, ids[i]);
 		free(ids);
 		return rv;
 	case EV_REVOKE_ZONE:
-		return revoke_zone(log, e, e->zone, now, count);
+		return revoke_zone(a, e, e->zone);
 	case EV_REVOKE_DEVICE:
 		rv = ev_store_zone_list(ev_mod->store, &ids, &n);
 		for (i = 0; i < n && rv == CKR_OK; i++)
-			rv = revoke_zone(log, e, ids[i], now, count);
+			rv = revoke_zone(a, e, ids[i]);
 		free(ids);
 		if (rv == CKR_OK)
-			rv = ev_store_meta_set_int(ev_mod->store, EV_META_DEVICE_REVOKED, now);
+			rv = ev_store_meta_set_int(ev_mod->store, EV_META_DEVICE_REVOKED, a->now);
 		if (rv == CKR_OK)
-			rv = note_revoked(log, e, 0, 0, now);
+			rv = note_revoked(a, e, 0, 0);
 		return rv;
 	}
 	return CKR_GENERAL_ERROR;
 }
 
 /*
- * The transaction of a list that passed its checks. *verdict gets a
- * refusal's code and why (rollback), else CKR_OK. Store lock held.
+ * The transaction of a list that passed its checks, with a's source and
+ * sequence set: a->log is set when the list was applied (else it was
+ * read before, or is in effect already). *verdict gets a refusal's code
+ * and why (rollback), else CKR_OK. Store lock held.
  */
 static CK_RV
-apply_list(const ev_revlist *l, const char *source, int from_dir, CK_RV *verdict, char *why,
+apply_list(const ev_revlist *l, int from_dir, struct apply *a, CK_RV *verdict, char *why,
     size_t whylen)
 {
 	unsigned char *last_digest = NULL;
 	size_t last_len = 0;
-	int64_t last = 0, now = (int64_t)time(NULL);
+	int64_t last = 0;
 	ev_revlog_rec r = { 0 };
-	CK_ULONG count = 0;
 	int seen = 0;
 	size_t i;
 	CK_RV rv;
 
 	*verdict = CKR_OK;
+	a->now = (int64_t)time(NULL);
 	rv = ev_store_begin(ev_mod->store);
 	if (rv != CKR_OK)
 		return rv;
@@ -290,16 +357,17 @@ apply_list(const ev_revlist *l, const char *source, int from_dir, CK_RV *verdict
 		    (long long)l->sequence, (long long)last);
 		goto rollback;
 	}
-	r.time = now;
-	r.source = (char *)source;
+	r.time = a->now;
+	r.source = (char *)a->source;
 	r.sequence = l->sequence;
 	memcpy(r.digest, l->digest, sizeof(r.digest));
 	r.applied = 1;
 	r.detail = why;
 	snprintf(why, whylen, "%zu entries", l->n);
 	rv = ev_store_revlog_add(ev_mod->store, &r);
+	a->log = r.id;
 	for (i = 0; i < l->n && rv == CKR_OK; i++)
-		rv = apply_entry(r.id, &l->entries[i], now, &count);
+		rv = apply_entry(a, &l->entries[i]);
 	if (rv == CKR_OK)
 		rv = ev_store_meta_set_int(ev_mod->store, META_SEQUENCE, l->sequence);
 	if (rv == CKR_OK)
@@ -309,13 +377,31 @@ apply_list(const ev_revlist *l, const char *source, int from_dir, CK_RV *verdict
 	if (rv != CKR_OK)
 		goto rollback;
 	free(last_digest);
-	ev_notice("revocation list %s (sequence %lld) applied: %lu revoked", source,
-	    (long long)l->sequence, (unsigned long)count);
+	ev_notice("revocation list %s (sequence %lld) applied: %lu revoked", a->source,
+	    (long long)l->sequence, (unsigned long)a->count);
 	return CKR_OK;
 rollback:
 	(void)ev_store_rollback(ev_mod->store);
+	a->log = 0;
+	ev_audit_batch_clear(&a->audit);
 	free(last_digest);
 	return rv;
+}
+
+/* The audit of an applied list: the list's line, then what it revoked. */
+static void
+audit_applied(struct apply *a, const ev_revlist *l)
+{
+	ev_audit_detail d[4];
+	size_t nd = audit_detail(a->source, l->sequence, d);
+
+	d[nd++] = (ev_audit_detail){ "entries", NULL, (int64_t)l->n };
+	d[nd++] = (ev_audit_detail){ "revoked", NULL, (int64_t)a->count };
+	ev_audit_hold();
+	ev_audit_note(EV_AUDIT_REVOCATION_LIST, EV_AUDIT_OK, 0, CK_UNAVAILABLE_INFORMATION, NULL,
+		      NULL, d, nd);
+	ev_audit_batch_emit(&a->audit);
+	ev_audit_release();
 }
 
 CK_RV
@@ -324,6 +410,7 @@ ev_revoke_apply(const unsigned char *buf, size_t len, const char *source, int fr
 {
 	const ev_config *cfg = ev_mod->cfg;
 	unsigned char digest[32];
+	struct apply a = { 0 };
 	ev_revlist *l = NULL;
 	char why[512] = "";
 	int seen = 0;
@@ -355,15 +442,21 @@ ev_revoke_apply(const unsigned char *buf, size_t len, const char *source, int fr
 		ev_revlist_free(l);
 		return CKR_DATA_INVALID;
 	}
+	a.source = source;
+	a.sequence = l->sequence;
+	a.user = CK_UNAVAILABLE_INFORMATION;
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv == CKR_OK) {
-		rv = apply_list(l, source, from_dir, &verdict, why, sizeof(why));
+		rv = apply_list(l, from_dir, &a, &verdict, why, sizeof(why));
 		ev_mutex_unlock(ev_mod->store_lock);
 	}
 	if (rv == CKR_OK && verdict != CKR_OK) {
 		refuse(source, l->sequence, digest, why);
 		rv = verdict;
 	}
+	if (rv == CKR_OK && a.log != 0)
+		audit_applied(&a, l);
+	ev_audit_batch_clear(&a.audit);
 	if (rv == CKR_OK) {
 		if (seq != NULL)
 			*seq = (CK_ULONG)l->sequence;
@@ -571,10 +664,10 @@ CK_RV
 ev_revoke_local(ev_session *s, const EV_REVOCATION_ENTRY *in, CK_ULONG *count)
 {
 	ev_revlog_rec r = { 0 };
+	struct apply a = { 0 };
 	ev_revoke_entry e;
 	char *reason = NULL;
 	char detail[64];
-	CK_ULONG n = 0;
 	CK_RV rv;
 
 	if (!ev_session_rw(s))
@@ -595,9 +688,13 @@ ev_revoke_local(ev_session *s, const EV_REVOCATION_ENTRY *in, CK_ULONG *count)
 	rv = ev_store_begin(ev_mod->store);
 	if (rv == CKR_OK) {
 		rv = ev_store_revlog_add(ev_mod->store, &r);
+		a.log = r.id;
+		a.now = r.time;
+		a.source = r.source;
+		a.user = CKU_SO;
 		if (rv == CKR_OK)
-			rv = apply_local_entry(r.id, &e, r.time, &n);
-		if (rv == CKR_OK && n == 0 && e.kind == EV_REVOKE_KEY)
+			rv = apply_local_entry(&a, &e);
+		if (rv == CKR_OK && a.count == 0 && e.kind == EV_REVOKE_KEY)
 			rv = CKR_KEY_HANDLE_INVALID; /* names nothing: say so, record nothing */
 		if (rv == CKR_OK)
 			rv = ev_store_commit(ev_mod->store);
@@ -606,13 +703,15 @@ ev_revoke_local(ev_session *s, const EV_REVOCATION_ENTRY *in, CK_ULONG *count)
 	}
 	ev_mutex_unlock(ev_mod->store_lock);
 	if (rv == CKR_OK) {
+		ev_audit_batch_emit(&a.audit);
 		ev_notice("zone %lld: %lu object(s) revoked locally by the SO", (long long)e.zone,
-		    (unsigned long)n);
+		    (unsigned long)a.count);
 		if (count != NULL)
-			*count = n;
+			*count = a.count;
 		checkpoint();
 	}
 out:
+	ev_audit_batch_clear(&a.audit);
 	free(reason);
 	return rv;
 }

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "audit_event.h"
 #include "event.h"
 #include "keyring.h"
 #include "log.h"
@@ -60,6 +61,21 @@ refusal_repeats(const ev_token *t, const unsigned char id[32], int64_t now)
 	    memcmp(id, t->refused, 32) == 0;
 }
 
+/* The audit line of an appraisal, as its history row: accepted once per document, refusals. */
+static void
+audit_appraisal(const ev_token *t, const char *purpose, const char *provider, const ev_verdict *v)
+{
+	ev_audit_detail d[] = {
+		{ "purpose", purpose, 0 },
+		{ "provider", provider, 0 },
+		{ "valid_until", NULL, v->valid_until },
+	};
+
+	ev_audit_note(EV_AUDIT_ATTESTATION, v->accepted ? EV_AUDIT_OK : EV_AUDIT_REFUSED, t->id,
+		      ev_audit_user(t), NULL, v->accepted ? NULL : v->reason, d,
+		      v->accepted ? EV_ARRAY_SIZE(d) : EV_ARRAY_SIZE(d) - 1);
+}
+
 /* The history row for an appraisal. Caller holds the store lock. */
 static CK_RV
 record(ev_token *t, const char *purpose, const char *provider, const ev_verdict *v)
@@ -92,6 +108,8 @@ record(ev_token *t, const char *purpose, const char *provider, const ev_verdict 
 		memcpy(t->refused, id, sizeof(id));
 		t->refused_at = r.time;
 	}
+	if (rv == CKR_OK)
+		audit_appraisal(t, purpose, provider, v);
 	return rv;
 }
 
@@ -379,27 +397,52 @@ struct retire {
 	ev_object *old[2];
 	size_t n;
 	int64_t now, destroy_at;
+	CK_USER_TYPE user;      /* who rotates, for the audit */
+	ev_audit_batch audit;   /* key.retired lines, written once committed */
 };
 
-/* Retire one object and its token copies, with a change row each. Store lock held. */
+/* Retire one object (a key or a copy of one) with its change row and its audit line. */
 static CK_RV
-retire_one(const struct retire *r, int64_t zone, int64_t id)
+retire_object(struct retire *r, int64_t zone, int64_t id)
 {
-	int64_t *copies = NULL;
-	size_t n = 0, i;
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_RETIRED, EV_AUDIT_OK);
+	ev_audit_detail d[] = { { "destroy_at", NULL, r->destroy_at } };
+	ev_obj_rec rec = { 0 };
+	ev_audit_ident ident;
 	CK_RV rv;
 
 	rv = ev_store_obj_retire(ev_mod->store, id, r->now, r->destroy_at);
 	if (rv == CKR_OK)
 		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone, id);
 	if (rv == CKR_OK)
+		rv = ev_store_obj_get(ev_mod->store, id, &rec);
+	if (rv != CKR_OK)
+		return rv;
+	ev_audit_ident_rec(&ident, &rec);
+	e.zone = zone;
+	e.user = r->user;
+	e.object = &ident.obj;
+	e.detail = d;
+	e.ndetail = EV_ARRAY_SIZE(d);
+	rv = ev_audit_batch_add(&r->audit, &e);
+	ev_audit_ident_clear(&ident);
+	ev_obj_rec_clear(&rec);
+	return rv;
+}
+
+/* Retire one object and its token copies. Store lock held. */
+static CK_RV
+retire_one(struct retire *r, int64_t zone, int64_t id)
+{
+	int64_t *copies = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = retire_object(r, zone, id);
+	if (rv == CKR_OK)
 		rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
-	for (i = 0; rv == CKR_OK && i < n; i++) {
-		rv = ev_store_obj_retire(ev_mod->store, copies[i], r->now, r->destroy_at);
-		if (rv == CKR_OK)
-			rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone,
-			    copies[i]);
-	}
+	for (i = 0; rv == CKR_OK && i < n; i++)
+		rv = retire_object(r, zone, copies[i]);
 	free(copies);
 	return rv;
 }
@@ -408,7 +451,7 @@ retire_one(const struct retire *r, int64_t zone, int64_t id)
 static CK_RV
 retire_within(void *arg)
 {
-	const struct retire *r = arg;
+	struct retire *r = arg;
 	size_t i;
 	CK_RV rv = CKR_OK;
 
@@ -436,7 +479,7 @@ retire_within(void *arg)
 static CK_RV
 rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 {
-	struct retire r = { { NULL, NULL }, 0, 0, 0 };
+	struct retire r = { .user = ev_audit_user(s->token) };
 	ev_object *priv = NULL, *pub = NULL, *fresh[2] = { NULL, NULL };
 	ev_key *kpriv = NULL, *kpub = NULL;
 	CK_OBJECT_HANDLE h[2] = { 0, 0 };
@@ -498,6 +541,7 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 		fresh[i] = NULL; /* consumed */
 	if (rv != CKR_OK)
 		goto out;
+	ev_audit_batch_emit(&r.audit);
 	ev_events_announce();
 	ev_notice("zone %lld: object %lu rotated to generation %lld (object %lu)",
 	    (long long)s->token->id, (unsigned long)o->handle, (long long)(o->generation + 1),
@@ -505,6 +549,7 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 	if (out != NULL)
 		*out = o == priv ? h[0] : h[nfresh - 1];
 out:
+	ev_audit_batch_clear(&r.audit); /* rolled back: nothing retired */
 	for (i = 0; i < nfresh; i++)
 		ev_object_free(fresh[i]);
 	ev_key_free(kpriv);
@@ -622,6 +667,7 @@ ev_rotate_due_at_login(ev_session *s)
 		goto out;
 	/* Every rotation appraises evidence: once for the batch, just after the login's. */
 	rv = rotation_evidence(s->token);
+	ev_audit_hold(); /* one sync for the batch's lines */
 	for (i = 0; rv == CKR_OK && i < n; i++) {
 		ev_object *o;
 
@@ -634,6 +680,7 @@ ev_rotate_due_at_login(ev_session *s)
 			    (long long)s->token->id, (unsigned long)o->handle);
 		ev_object_put(o);
 	}
+	ev_audit_release();
 out:
 	if (rv != CKR_OK)
 		ev_warn("zone %lld: automatic rotation: CKR 0x%lx", (long long)s->token->id,
@@ -824,6 +871,19 @@ out:
 	return rv;
 }
 
+static void
+audit_rekeyed(ev_token *t, int rebind, CK_ULONG rewrapped)
+{
+	ev_audit_detail d[] = {
+		{ "method", rebind ? "rebind" : "rotate", 0 },
+		{ "objects", NULL, (int64_t)rewrapped },
+		{ "pcrs", NULL, (int64_t)ev_config_policy(ev_mod->cfg, t->id)->pcrs },
+	};
+
+	ev_audit_note(EV_AUDIT_ZONE_REKEYED, EV_AUDIT_OK, t->id, ev_audit_user(t), NULL, NULL, d,
+		      EV_ARRAY_SIZE(d));
+}
+
 /*
  * A new zone key for the session's zone (rotation, or re-binding, which
  * is a rotation that may open the old key from the SO's recovery copy):
@@ -834,6 +894,7 @@ rekey_zone(ev_session *s, int rebind, CK_ULONG *count)
 {
 	ev_token *t = s->token;
 	ev_secret *nk = NULL;
+	CK_ULONG rewrapped = 0;
 	int tries, stale = 0;
 	CK_RV rv;
 
@@ -846,7 +907,7 @@ rekey_zone(ev_session *s, int rebind, CK_ULONG *count)
 		goto out;
 	/* rekey_once() checks the SO's login again: the SO may have logged out meanwhile. */
 	for (tries = 0; tries < 3; tries++) {
-		rv = rekey_once(t, rebind, nk, count, &stale);
+		rv = rekey_once(t, rebind, nk, &rewrapped, &stale);
 		if (rv != CKR_OK || !stale)
 			break;
 	}
@@ -865,8 +926,12 @@ rekey_zone(ev_session *s, int rebind, CK_ULONG *count)
 	/* The zone was revoked or re-initialised meanwhile: the session's token is gone. */
 	if (rv == EVR_NOT_FOUND || rv == CKR_TOKEN_NOT_PRESENT)
 		rv = CKR_DEVICE_REMOVED;
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
+		audit_rekeyed(t, rebind, rewrapped);
 		ev_events_announce();
+		if (count != NULL)
+			*count = rewrapped;
+	}
 out:
 	ev_secret_free(nk);
 	return rv;
@@ -925,10 +990,31 @@ ev_rebind_zone(ev_session *s, CK_ULONG *pcrs_out)
 	return CKR_OK;
 }
 
+/* The audit line of a retired generation destroyed at the end of its grace period. */
+static CK_RV
+note_expired(ev_audit_batch *audit, const ev_obj_rec *rec)
+{
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_DESTROYED, EV_AUDIT_OK);
+	ev_audit_detail d[] = { { "method", "expiry", 0 }, { "retired", NULL, rec->retired } };
+	ev_audit_ident ident;
+	CK_RV rv;
+
+	ev_audit_ident_rec(&ident, rec);
+	e.zone = rec->zone;
+	e.object = &ident.obj;
+	e.reason = "grace period ended";
+	e.detail = d;
+	e.ndetail = EV_ARRAY_SIZE(d);
+	rv = ev_audit_batch_add(audit, &e);
+	ev_audit_ident_clear(&ident);
+	return rv;
+}
+
 CK_RV
 ev_rotate_sweep(int64_t *next)
 {
 	int64_t now = now_unix(), *ids = NULL;
+	ev_audit_batch audit = { 0 };
 	size_t n = 0, i;
 	int in_tx = 0;
 	CK_RV rv;
@@ -954,6 +1040,8 @@ ev_rotate_sweep(int64_t *next)
 			if (rv == CKR_OK)
 				rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_EXPIRED,
 				    rec.zone, ids[i]);
+			if (rv == CKR_OK)
+				rv = note_expired(&audit, &rec);
 			ev_obj_rec_clear(&rec);
 		}
 		if (rv == CKR_OK)
@@ -965,6 +1053,11 @@ ev_rotate_sweep(int64_t *next)
 		if (rv == CKR_OK && n > 0)
 			(void)ev_store_checkpoint(ev_mod->store);
 	}
+	/* Written once committed (emptied by a rollback). */
+	if (in_tx || rv != CKR_OK)
+		ev_audit_batch_clear(&audit);
+	else
+		ev_audit_batch_emit(&audit);
 	if (rv == CKR_OK && next != NULL)
 		rv = ev_store_obj_next_destroy(ev_mod->store, next);
 	ev_mutex_unlock(ev_mod->store_lock);

@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_event.h"
 #include "log.h"
 #include "module.h"
 #include "object.h"
@@ -418,9 +419,9 @@ ev_session_end_token_ops(ev_token *t)
 	each_session(t, end_all);
 }
 
-/* C_Login(CKU_CONTEXT_SPECIFIC): t->lock held. */
+/* C_Login(CKU_CONTEXT_SPECIFIC): t->lock held. *checked once the PIN was checked. */
 static CK_RV
-login_context(ev_session *s, const CK_UTF8CHAR *pin, CK_ULONG len)
+login_context(ev_session *s, const CK_UTF8CHAR *pin, CK_ULONG len, int *checked)
 {
 	ev_token *t = s->token;
 	CK_RV rv;
@@ -430,6 +431,7 @@ login_context(ev_session *s, const CK_UTF8CHAR *pin, CK_ULONG len)
 		return CKR_OPERATION_NOT_INITIALIZED;
 	if (t->login != CKU_USER)
 		return CKR_USER_NOT_LOGGED_IN;
+	*checked = 1;
 	rv = ev_token_check_pin(t, CKU_USER, pin, len);
 	if (rv == CKR_OK)
 		s->sign.need_login = s->dec.need_login = 0;
@@ -444,6 +446,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	ev_secret *so_auth = NULL;
 	unsigned char so_digest[32];
 	int64_t until = 0;
+	int checked = 0;
 	CK_RV rv;
 
 	if (who != CKU_SO && who != CKU_USER && who != CKU_CONTEXT_SPECIFIC)
@@ -452,7 +455,7 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 	if (rv != CKR_OK)
 		return rv;
 	if (who == CKU_CONTEXT_SPECIFIC) {
-		rv = login_context(s, pin, len);
+		rv = login_context(s, pin, len, &checked);
 		goto out;
 	}
 	if (t->login == who) {
@@ -474,6 +477,8 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 		if (rv != CKR_OK)
 			goto out;
 	}
+	/* From here on the login is decided on its merits, and recorded. */
+	checked = 1;
 	/* Evidence before the PIN: a refused device spends no PIN attempt. */
 	if (who == CKU_USER) {
 		rv = ev_gate_login(t, &until);
@@ -517,6 +522,9 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 out:
 	ev_mutex_unlock(t->lock);
 	ev_secret_free(so_auth);
+	if (checked)
+		ev_audit_note(EV_AUDIT_LOGIN, rv == CKR_OK ? EV_AUDIT_OK : ev_audit_outcome_of(rv),
+			      t->id, who, NULL, rv == CKR_OK ? NULL : ev_audit_reason(rv), NULL, 0);
 	return rv;
 }
 

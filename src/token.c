@@ -5,6 +5,7 @@
 
 #include <sodium.h>
 
+#include "audit_event.h"
 #include "keyring.h"
 #include "log.h"
 #include "module.h"
@@ -523,6 +524,48 @@ out:
 	return rv;
 }
 
+/* A token label for the audit: blanks cut off the end; "hex:..." unless printable UTF-8. */
+static const char *
+label_text(const CK_UTF8CHAR label[32], char out[2 * 32 + 5])
+{
+	size_t n = 32;
+
+	while (n > 0 && label[n - 1] == ' ')
+		n--;
+	if (ev_utf8_valid(label, n, EV_UTF8_PRINTABLE)) {
+		memcpy(out, label, n);
+		out[n] = '\0';
+	} else {
+		memcpy(out, "hex:", 4);
+		sodium_bin2hex(out + 4, 2 * 32 + 1, label, n);
+	}
+	return out;
+}
+
+/*
+ * The audit of a C_InitToken that got as far as the SO PIN or the store:
+ * the zone created or re-initialised and its SO PIN set, or the refusal.
+ */
+static void
+audit_init(CK_SLOT_ID slot, int replace, const CK_UTF8CHAR *label, CK_RV rv)
+{
+	const char *kind = replace ? EV_AUDIT_ZONE_REINITIALISED : EV_AUDIT_ZONE_CREATED;
+	char text[2 * 32 + 5];
+	ev_audit_detail zd[] = { { "label", label_text(label, text), 0 } };
+	ev_audit_detail pd[] = { { "pin", "so", 0 }, { "method", "init_token", 0 } };
+
+	if (rv != CKR_OK) {
+		ev_audit_note(kind, ev_audit_outcome_of(rv), (int64_t)slot, CKU_SO, NULL,
+			      ev_audit_reason(rv), zd, EV_ARRAY_SIZE(zd));
+		return;
+	}
+	ev_audit_hold();
+	ev_audit_note(kind, EV_AUDIT_OK, (int64_t)slot, CKU_SO, NULL, NULL, zd, EV_ARRAY_SIZE(zd));
+	ev_audit_note(EV_AUDIT_PIN_SET, EV_AUDIT_OK, (int64_t)slot, CKU_SO, NULL, NULL, pd,
+		      EV_ARRAY_SIZE(pd));
+	ev_audit_release();
+}
+
 CK_RV
 ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK_UTF8CHAR *label)
 {
@@ -537,8 +580,11 @@ ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK
 		return CKR_TOKEN_NOT_PRESENT;
 	if (pinlen < EV_PIN_MIN_LEN || pinlen > EV_PIN_MAX_LEN)
 		return CKR_PIN_LEN_RANGE;
-	if (is_free)
-		return store_zone(slot, 0, pin, pinlen, label);
+	if (is_free) {
+		rv = store_zone(slot, 0, pin, pinlen, label);
+		audit_init(slot, 0, label, rv);
+		return rv;
+	}
 	/*
 	 * Re-initialising a zone: the SO proves who they are, the zone's
 	 * objects go, and the zone starts again with a new key.
@@ -553,6 +599,7 @@ ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen, const CK
 	if (rv == CKR_OK)
 		rv = store_zone(slot, 1, pin, pinlen, label);
 	reinit_end(t, rv == CKR_OK);
+	audit_init(slot, 1, label, rv);
 	return rv;
 }
 
@@ -577,6 +624,15 @@ pin_hash_digest(const char *hash, unsigned char digest[32])
 	memset(digest, 0, 32);
 	if (hash != NULL)
 		crypto_generichash(digest, 32, (const unsigned char *)hash, strlen(hash), NULL, 0);
+}
+
+static void
+audit_locked(int64_t zone, CK_USER_TYPE who, unsigned fails)
+{
+	ev_audit_detail d[] = { { "fails", NULL, (int64_t)fails } };
+
+	ev_audit_note(EV_AUDIT_PIN_LOCKED, EV_AUDIT_REFUSED, zone, who, NULL, "too many failed logins", d,
+		      EV_ARRAY_SIZE(d));
 }
 
 /* ev_token_check_pin(); *digest (may be NULL) identifies the hash checked against. */
@@ -625,6 +681,9 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 		rv = ev_store_zone_add_fail(ev_mod->store, t->id, who, &fails);
 		if (rv == CKR_OK)
 			rv = fails >= max ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+		/* The failure that reached the maximum; those in flight beyond it are refusals. */
+		if (rv == CKR_PIN_LOCKED && fails == max)
+			audit_locked(t->id, who, fails);
 		ev_warn("zone %lld: %s PIN rejected (%u of %u)", (long long)t->id,
 		    who == CKU_SO ? "SO" : "user", fails, max);
 	}
