@@ -1,7 +1,10 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 
@@ -139,4 +142,46 @@ ev_pcr_list_format(uint32_t mask, char buf[EV_PCR_LIST_MAX])
 			n += (size_t)snprintf(buf + n, EV_PCR_LIST_MAX - n, "%s%u", n > 0 ? "," : "",
 					      i);
 	return buf;
+}
+
+int
+ev_read_all(int fd, size_t max, unsigned char **out, size_t *outlen)
+{
+	unsigned char *buf = NULL, *nb;
+	size_t len = 0, cap = 0, ncap;
+	ssize_t r;
+
+	for (;;) {
+		/* Room for one byte more and the NUL; more than max is never read. */
+		if (cap - len < 2) {
+			ncap = cap == 0 ? 65536 : cap * 2;
+			if (ncap > max + 2)
+				ncap = max + 2;
+			nb = realloc(buf, ncap);
+			if (nb == NULL) {
+				free(buf);
+				return -1;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		r = read(fd, buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			return -1;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			free(buf);
+			return -2;
+		}
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
 }

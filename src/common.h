@@ -53,6 +53,13 @@ const char *ev_iso_time(int64_t t, char buf[32]);
  */
 int ev_utf8_valid(const unsigned char *p, size_t n, int rule);
 
+/*
+ * All of a file descriptor, at most max bytes: 0 with *out (malloc'ed,
+ * with a NUL after its *outlen bytes, the caller's); -1 with errno when
+ * reading or allocating fails; -2 when there are more than max bytes.
+ */
+int ev_read_all(int fd, size_t max, unsigned char **out, size_t *outlen) EV_MUST_CHECK;
+
 /* Copy a C string into a blank-padded, unterminated PKCS#11 text field. */
 void ev_padded_copy(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
 

@@ -488,50 +488,11 @@ parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *
 	return 0;
 }
 
-/*
- * All of a file descriptor, at most max bytes (-2 when there is more),
- * malloc'ed with a NUL after it.
- */
+/* All of a file descriptor: ev_read_all(). */
 int
 read_all(int fd, size_t max, unsigned char **out, size_t *outlen)
 {
-	unsigned char *buf = NULL, *nb;
-	size_t len = 0, cap = 0, ncap;
-	ssize_t r;
-
-	for (;;) {
-		/* Room for one byte more and the NUL; more than max is never read. */
-		if (cap - len < 2) {
-			ncap = cap == 0 ? 65536 : cap * 2;
-			if (ncap > max + 2)
-				ncap = max + 2;
-			nb = realloc(buf, ncap);
-			if (nb == NULL) {
-				free(buf);
-				return -1;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		r = read(fd, buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			free(buf);
-			return -1;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > max) {
-			free(buf);
-			return -2;
-		}
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	return 0;
+	return ev_read_all(fd, max, out, outlen);
 }
 
 /* A file's bytes (path "-": stdin), at most max; messages name the file. */

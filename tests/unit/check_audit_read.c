@@ -1,0 +1,926 @@
+/*
+ * Unit tests of the audit trail's reader (src/audit_read.c): trails made
+ * here by a small generator that writes lines as doc/audit.md says and
+ * signs checkpoints with a key of the test, then edited, cut, reordered
+ * and forged; each must give the exact first bad line.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <sodium.h>
+
+#include "audit.h"
+#include "audit_read.h"
+#include "testutil.h"
+
+#define MAX_LINES 64
+/* 2026-11-24T10:00:00Z: line N is N seconds after it. */
+#define BASE_TIME 1795514400LL
+
+typedef struct trail {
+	char *lines[MAX_LINES];
+	size_t n;
+	int64_t seq; /* the next line's */
+	unsigned char pk[32], sk[64];
+	unsigned char other_pk[32], other_sk[64];
+} trail;
+
+static trail T;
+
+static void
+setup(void)
+{
+	tmpdir_make("ev_audit_read");
+	memset(&T, 0, sizeof(T));
+	T.seq = 1;
+	ck_assert_int_eq(crypto_sign_keypair(T.pk, T.sk), 0);
+	ck_assert_int_eq(crypto_sign_keypair(T.other_pk, T.other_sk), 0);
+}
+
+static void
+teardown(void)
+{
+	size_t i;
+
+	for (i = 0; i < T.n; i++)
+		free(T.lines[i]);
+	tmpdir_remove();
+}
+
+static void
+hash_hex(const char *line, char hex[65])
+{
+	unsigned char h[32];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)line, strlen(line), NULL, 0);
+	sodium_bin2hex(hex, 65, h, sizeof(h));
+}
+
+/* The prev of the next line: the hash of the last one, 64 zeros for the first. */
+static void
+next_prev(char hex[65])
+{
+	if (T.n == 0)
+		memset(hex, '0', 64), hex[64] = '\0';
+	else
+		hash_hex(T.lines[T.n - 1], hex);
+}
+
+static void
+push(json_object *o)
+{
+	ck_assert_uint_lt(T.n, MAX_LINES);
+	T.lines[T.n] = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	ck_assert_ptr_nonnull(T.lines[T.n]);
+	T.n++;
+	T.seq++;
+	json_object_put(o);
+}
+
+/* A line's members up to "outcome" (and "zone" when not 0). */
+static json_object *
+line_start(int64_t seq, const char *event, const char *outcome, int64_t zone)
+{
+	json_object *o = json_object_new_object();
+	char t[40];
+	time_t secs = (time_t)(BASE_TIME + seq);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S.000123Z", &tm);
+	json_object_object_add(o, "seq", json_object_new_int64(seq));
+	json_object_object_add(o, "time", json_object_new_string(t));
+	json_object_object_add(o, "device", json_object_new_string("edge-0042"));
+	json_object_object_add(o, "pid", json_object_new_int64(4242));
+	json_object_object_add(o, "program", json_object_new_string("pkcs11-tool"));
+	json_object_object_add(o, "event", json_object_new_string(event));
+	json_object_object_add(o, "outcome", json_object_new_string(outcome));
+	if (zone != 0)
+		json_object_object_add(o, "zone", json_object_new_int64(zone));
+	return o;
+}
+
+/* Append an event line; label and id may be NULL. */
+static void
+add(const char *event, const char *outcome, int64_t zone, const char *label, const char *id)
+{
+	json_object *o = line_start(T.seq, event, outcome, zone), *obj;
+	char prev[65];
+
+	if (label != NULL || id != NULL) {
+		obj = json_object_new_object();
+		json_object_object_add(obj, "class", json_object_new_string("private"));
+		if (label != NULL)
+			json_object_object_add(obj, "label", json_object_new_string(label));
+		if (id != NULL)
+			json_object_object_add(obj, "id", json_object_new_string(id));
+		json_object_object_add(obj, "generation", json_object_new_int64(1));
+		json_object_object_add(o, "object", obj);
+	}
+	next_prev(prev);
+	json_object_object_add(o, "prev", json_object_new_string(prev));
+	push(o);
+}
+
+/* Append n plain events in zone 1. */
+static void
+add_n(size_t n)
+{
+	while (n-- > 0)
+		add(EV_AUDIT_KEY_UNWRAPPED, "ok", 1, "web", "0a1b");
+}
+
+/* Append a checkpoint whose "key" is key_pk, signed with sign_sk. */
+static void
+add_checkpoint_by(const unsigned char *key_pk, const unsigned char *sign_sk)
+{
+	json_object *o = line_start(T.seq, EV_AUDIT_CHECKPOINT, "ok", 0);
+	static const char prefix[] = EV_AUDIT_SIG_PREFIX;
+	unsigned char msg[256], sig[64], prev[32];
+	char hex[65], b64[100];
+	size_t plen = sizeof(prefix) - 1, i;
+
+	next_prev(hex);
+	ck_assert_int_eq(sodium_hex2bin(prev, 32, hex, 64, NULL, NULL, NULL), 0);
+	memcpy(msg, prefix, plen);
+	for (i = 0; i < 8; i++)
+		msg[plen + i] = (unsigned char)((uint64_t)T.seq >> (56 - 8 * i));
+	memcpy(msg + plen + 8, prev, 32);
+	memcpy(msg + plen + 40, "edge-0042", 9);
+	crypto_sign_detached(sig, NULL, msg, plen + 49, sign_sk);
+	json_object_object_add(o, "key",
+			       json_object_new_string(sodium_bin2base64(
+				   b64, sizeof(b64), key_pk, 32, sodium_base64_VARIANT_ORIGINAL)));
+	json_object_object_add(o, "sig",
+			       json_object_new_string(sodium_bin2base64(
+				   b64, sizeof(b64), sig, 64, sodium_base64_VARIANT_ORIGINAL)));
+	json_object_object_add(o, "prev", json_object_new_string(hex));
+	push(o);
+}
+
+static void
+add_checkpoint(void)
+{
+	add_checkpoint_by(T.pk, T.sk);
+}
+
+/* Append raw bytes as a line (a torn line): the seq is not taken. */
+static void
+add_raw(const char *text)
+{
+	ck_assert_uint_lt(T.n, MAX_LINES);
+	T.lines[T.n++] = strdup(text);
+}
+
+/* Replace line no (1-based) by text. */
+static void
+set_line(size_t no, const char *text)
+{
+	free(T.lines[no - 1]);
+	T.lines[no - 1] = strdup(text);
+}
+
+/* In line no, replace the first from by to. */
+static void
+edit_line(size_t no, const char *from, const char *to)
+{
+	char *l = T.lines[no - 1], *p = strstr(l, from), *n;
+
+	ck_assert_ptr_nonnull(p);
+	n = malloc(strlen(l) - strlen(from) + strlen(to) + 1);
+	ck_assert_ptr_nonnull(n);
+	sprintf(n, "%.*s%s%s", (int)(p - l), l, to, p + strlen(from));
+	free(l);
+	T.lines[no - 1] = n;
+}
+
+static void
+delete_line(size_t no)
+{
+	free(T.lines[no - 1]);
+	memmove(&T.lines[no - 1], &T.lines[no], (T.n - no) * sizeof(char *));
+	T.n--;
+}
+
+static void
+swap_lines(size_t a, size_t b)
+{
+	char *x = T.lines[a - 1];
+
+	T.lines[a - 1] = T.lines[b - 1];
+	T.lines[b - 1] = x;
+}
+
+/* Recompute every "prev" from line no on, as someone with the disk would (no signing). */
+static void
+rechain(size_t no)
+{
+	json_object *o;
+	char prev[65];
+	size_t i;
+
+	for (i = no - 1; i < T.n; i++) {
+		o = json_tokener_parse(T.lines[i]);
+		ck_assert_ptr_nonnull(o);
+		hash_hex(T.lines[i - 1], prev);
+		json_object_object_add(o, "prev", json_object_new_string(prev));
+		free(T.lines[i]);
+		T.lines[i] = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	}
+}
+
+/* Write the trail to tmpdir/audit.log, every line ended unless cut_last. */
+static const char *
+write_trail(int cut_last)
+{
+	FILE *f;
+	const char *path = path_of("audit.log");
+	size_t i;
+
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (i = 0; i < T.n; i++)
+		fprintf(f, "%s%s", T.lines[i], cut_last && i + 1 == T.n ? "" : "\n");
+	ck_assert_int_eq(fclose(f), 0);
+	return path;
+}
+
+/* The .head naming line no (1-based) as checkpoint seq. */
+static void
+write_head(int64_t seq, size_t no)
+{
+	char hex[65], text[128];
+
+	hash_hex(T.lines[no - 1], hex);
+	snprintf(text, sizeof(text), "{\"seq\":%lld,\"hash\":\"%s\"}\n", (long long)seq, hex);
+	write_text("audit.log.head", text, 0644);
+}
+
+static ev_audit_trail *
+load(const char *path)
+{
+	ev_audit_trail *t = NULL;
+	char err[512] = "";
+
+	ck_assert_msg(ev_audit_trail_load(path, &t, err, sizeof(err)) == CKR_OK, "%s", err);
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+/* Write, load and verify with the trusted key; the verdict in *v. */
+static void
+verify_as(int cut_last, ev_audit_verdict *v)
+{
+	ev_audit_trail *t = load(write_trail(cut_last));
+
+	ck_assert_uint_eq(ev_audit_verify(t, T.pk, v), CKR_OK);
+	ev_audit_trail_free(t);
+}
+
+static void
+assert_valid(void)
+{
+	ev_audit_verdict v;
+
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "not valid: %s", v.why);
+	ck_assert_uint_eq(v.bad_line, 0);
+	ck_assert_str_eq(v.why, "");
+}
+
+/* Not valid, first bad line no, and why holds s. */
+static void
+assert_bad(int cut_last, size_t no, const char *s)
+{
+	ev_audit_verdict v;
+
+	verify_as(cut_last, &v);
+	ck_assert_msg(!v.valid, "valid, expected line %zu: %s", no, s);
+	ck_assert_msg(v.bad_line == no, "bad line %zu, expected %zu: %s", v.bad_line, no, v.why);
+	ck_assert_err_has(v.why, s);
+}
+
+/* 10 events, a checkpoint (line and seq 11), 2 events. */
+static void
+standard_trail(void)
+{
+	add(EV_AUDIT_ZONE_CREATED, "ok", 1, NULL, NULL);
+	add(EV_AUDIT_LOGIN, "ok", 1, NULL, NULL);
+	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "web", "0a1b");
+	add_n(7);
+	add_checkpoint();
+	add_n(2);
+}
+
+START_TEST(test_valid)
+{
+	ev_audit_verdict v;
+
+	standard_trail();
+	assert_valid();
+	write_head(11, 11);
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_uint_eq(v.lines, 13);
+	ck_assert_uint_eq(v.checkpoints, 1);
+	ck_assert_int_eq(v.last_checkpoint_seq, 11);
+	ck_assert_uint_eq(v.last_checkpoint_line, 11);
+	ck_assert_uint_eq(v.unsigned_lines, 2);
+	ck_assert_uint_eq(v.torn, 0);
+	ck_assert_str_eq(v.warning, "");
+}
+END_TEST
+
+START_TEST(test_empty_and_missing)
+{
+	ev_audit_trail *t = NULL;
+	ev_audit_verdict v;
+	char err[512] = "";
+
+	t = load(write_text("audit.log", "", 0644));
+	ck_assert_uint_eq(ev_audit_verify(t, T.pk, &v), CKR_OK);
+	ck_assert(v.valid);
+	ck_assert_uint_eq(v.lines, 0);
+	ck_assert_uint_eq(ev_audit_verify(t, NULL, &v), CKR_ARGUMENTS_BAD);
+	ev_audit_trail_free(t);
+	ev_audit_trail_free(NULL);
+	t = (ev_audit_trail *)1;
+	ck_assert_uint_eq(ev_audit_trail_load(path_of("none.log"), &t, err, sizeof(err)),
+			  EVR_NOT_FOUND);
+	ck_assert_ptr_null(t);
+	ck_assert_err_has(err, "none.log: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_edited_line)
+{
+	standard_trail();
+	edit_line(3, "\"web\"", "\"wex\"");
+	assert_bad(
+	    0, 4,
+	    "line 4: prev does not match the hash of line 3 (edited, deleted or reordered lines)");
+}
+END_TEST
+
+/* Edited, and the chain recomputed after it: the checkpoint's signature fails. */
+START_TEST(test_edited_and_rechained)
+{
+	standard_trail();
+	edit_line(3, "\"web\"", "\"wex\"");
+	rechain(4);
+	assert_bad(0, 11, "line 11: the checkpoint's signature does not verify");
+}
+END_TEST
+
+START_TEST(test_deleted_line)
+{
+	standard_trail();
+	delete_line(5);
+	assert_bad(0, 5, "line 5: seq is 6, expected 5 (deleted, inserted or reordered lines)");
+}
+END_TEST
+
+START_TEST(test_deleted_first_line)
+{
+	standard_trail();
+	delete_line(1);
+	assert_bad(0, 1, "line 1: seq is 2, expected 1");
+}
+END_TEST
+
+/* Deleted and renumbered: the seqs hold, the chain does not. */
+START_TEST(test_deleted_and_renumbered)
+{
+	standard_trail();
+	delete_line(5);
+	for (size_t no = 5; no <= 10; no++) {
+		char from[16], to[16];
+
+		snprintf(from, sizeof(from), "{\"seq\":%zu,", no + 1);
+		snprintf(to, sizeof(to), "{\"seq\":%zu,", no);
+		edit_line(no, from, to);
+	}
+	assert_bad(0, 5, "line 5: prev does not match the hash of line 4");
+}
+END_TEST
+
+START_TEST(test_swapped_lines)
+{
+	standard_trail();
+	swap_lines(6, 7);
+	assert_bad(0, 6, "line 6: seq is 7, expected 6");
+}
+END_TEST
+
+START_TEST(test_truncated_with_head)
+{
+	standard_trail();
+	write_head(11, 11);
+	while (T.n > 8)
+		delete_line(T.n);
+	assert_bad(0, 9, "line 9: missing: the file ends at seq 8, but " /* path */);
+	assert_bad(0, 9, ".head records checkpoint seq 11 (truncated)");
+}
+END_TEST
+
+/* Without the head a cut at a line end is not seen; the lines are unsigned. */
+START_TEST(test_truncated_without_head)
+{
+	ev_audit_verdict v;
+
+	standard_trail();
+	while (T.n > 8)
+		delete_line(T.n);
+	verify_as(0, &v);
+	ck_assert(v.valid);
+	ck_assert_uint_eq(v.checkpoints, 0);
+	ck_assert_uint_eq(v.unsigned_lines, 8);
+	/* Cut inside a line. */
+	T.lines[7][20] = '\0';
+	assert_bad(1, 8, "line 8: cut short, no line end");
+}
+END_TEST
+
+START_TEST(test_last_line_cut_short)
+{
+	standard_trail();
+	assert_bad(1, 13, "line 13: cut short, no line end");
+}
+END_TEST
+
+START_TEST(test_head_edited_checkpoint)
+{
+	standard_trail();
+	write_head(11, 12); /* the hash of another line */
+	assert_bad(0, 11, "line 11: its hash is not the one ");
+	assert_bad(0, 11, ".head records for seq 11 (edited)");
+	write_text("audit.log.head", "{\"seq\":11}", 0644);
+	assert_bad(0, 0, ".head: \"hash\": missing");
+	write_text("audit.log.head", "{\"seq\":11,\"hash\":\"ab\",\"seq\":11}", 0644);
+	assert_bad(0, 0, "given twice");
+}
+END_TEST
+
+static void
+torn_trail(void)
+{
+	char prev[65];
+	json_object *o;
+
+	add_n(5);
+	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
+	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
+	o = line_start(6, EV_AUDIT_TORN, "ok", 0);
+	next_prev(prev);
+	json_object_object_add(o, "prev", json_object_new_string(prev));
+	push(o);
+	add_n(2);
+}
+
+START_TEST(test_torn_recovered)
+{
+	ev_audit_verdict v;
+
+	torn_trail();
+	add_checkpoint();
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_uint_eq(v.torn, 1);
+	ck_assert_err_has(v.warning, "line 6: cut short by a crash while writing");
+	ck_assert_uint_eq(v.checkpoints, 1);
+	ck_assert_int_eq(v.last_checkpoint_seq, 9);
+	ck_assert_uint_eq(v.last_checkpoint_line, 10);
+	ck_assert_uint_eq(v.unsigned_lines, 0);
+}
+END_TEST
+
+/* The torn line's seq taken by the writer: audit.torn one further on. */
+START_TEST(test_torn_seq_taken)
+{
+	char prev[65];
+	json_object *o;
+	ev_audit_verdict v;
+
+	add_n(5);
+	add_raw("{\"seq\":6,\"ti");
+	o = line_start(7, EV_AUDIT_TORN, "ok", 0);
+	T.seq = 7;
+	next_prev(prev);
+	json_object_object_add(o, "prev", json_object_new_string(prev));
+	push(o);
+	add_checkpoint();
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_uint_eq(v.torn, 1);
+	ck_assert_int_eq(v.last_checkpoint_seq, 8);
+}
+END_TEST
+
+START_TEST(test_torn_not_covered)
+{
+	torn_trail();
+	assert_bad(0, 6,
+		   "line 6: cut short (a crash while writing, or an edit), and no later "
+		   "checkpoint covers it");
+}
+END_TEST
+
+START_TEST(test_torn_without_marker)
+{
+	add_n(5);
+	add_raw("{\"seq\":6,\"ti");
+	add_n(1);
+	add_checkpoint();
+	assert_bad(0, 6, "line 6: not valid JSON");
+}
+END_TEST
+
+/* A torn line made by someone else: audit.torn's prev is not its hash. */
+START_TEST(test_torn_marker_mismatch)
+{
+	torn_trail();
+	add_checkpoint();
+	set_line(6, "{\"seq\":6,\"tx");
+	assert_bad(0, 6, "line 6: not valid JSON");
+}
+END_TEST
+
+START_TEST(test_bad_signature)
+{
+	char *sig;
+
+	standard_trail();
+	sig = strstr(T.lines[10], "\"sig\":\"") + 7;
+	sig[5] = sig[5] == 'A' ? 'B' : 'A';
+	assert_bad(0, 11, "line 11: the checkpoint's signature does not verify");
+}
+END_TEST
+
+START_TEST(test_signed_by_other_key)
+{
+	add_n(3);
+	add_checkpoint_by(T.pk, T.other_sk);
+	add_n(1);
+	assert_bad(0, 4, "line 4: the checkpoint's signature does not verify");
+}
+END_TEST
+
+START_TEST(test_other_key_member)
+{
+	char b64[64];
+
+	add_n(3);
+	add_checkpoint();
+	add_n(2);
+	add_checkpoint_by(T.other_pk, T.other_sk);
+	sodium_bin2base64(b64, sizeof(b64), T.other_pk, 32, sodium_base64_VARIANT_ORIGINAL);
+	assert_bad(0, 7, "line 7: checkpoint made with another key (");
+	assert_bad(0, 7, b64);
+	edit_line(7, "\"key\":\"", "\"key\":\"AA");
+	rechain(8);
+	assert_bad(0, 7, "line 7: the checkpoint's \"key\" is not a base64 Ed25519 key");
+}
+END_TEST
+
+START_TEST(test_not_json)
+{
+	standard_trail();
+	set_line(3, "seq=3 event=key.generated");
+	assert_bad(0, 3, "line 3: not valid JSON");
+}
+END_TEST
+
+START_TEST(test_duplicate_member)
+{
+	standard_trail();
+	edit_line(3, "\"zone\":1,", "\"zone\":1,\"zone\":2,");
+	assert_bad(0, 3, "line 3: not valid JSON: a member is given twice in an object");
+}
+END_TEST
+
+START_TEST(test_members)
+{
+	standard_trail();
+	edit_line(2, "\"pid\":4242,", "");
+	assert_bad(0, 2, "line 2: \"pid\": missing");
+	edit_line(2, "\"outcome\":\"ok\"", "\"outcome\":\"maybe\",\"pid\":1");
+	assert_bad(0, 2, "line 2: \"outcome\": expected ok, refused or failed");
+	edit_line(2, "\"outcome\":\"maybe\"", "\"outcome\":\"ok\"");
+	edit_line(2, "\"seq\":2", "\"seq\":\"2\"");
+	assert_bad(0, 2, "line 2: \"seq\": expected an integer, not string");
+	edit_line(2, "\"seq\":\"2\"", "\"seq\":2");
+	edit_line(2, ".000123Z", "+01:00");
+	assert_bad(0, 2, "line 2: \"time\": not a UTC time");
+	edit_line(2, "+01:00", ".000123Z");
+	edit_line(3, "\"id\":\"0a1b\"", "\"id\":\"0A1B\"");
+	assert_bad(0, 3, "line 3: \"object\": \"id\": expected lowercase hex");
+	set_line(3, "[1,2]");
+	assert_bad(0, 3, "line 3: not a JSON object");
+	set_line(3, "");
+	assert_bad(0, 3, "line 3: not valid JSON");
+	set_line(3, "{}");
+	assert_bad(0, 3, "line 3: \"seq\": missing");
+}
+END_TEST
+
+START_TEST(test_checkpoint_without_sig)
+{
+	standard_trail();
+	edit_line(11, "\"sig\":", "\"sigh\":");
+	assert_bad(0, 11, "line 11: \"sig\": missing");
+}
+END_TEST
+
+START_TEST(test_line_too_long)
+{
+	char *big = malloc(EV_AUDIT_LINE_MAX + 100);
+
+	ck_assert_ptr_nonnull(big);
+	add_n(2);
+	memset(big, 'x', EV_AUDIT_LINE_MAX + 99);
+	big[EV_AUDIT_LINE_MAX + 99] = '\0';
+	add_raw(big);
+	free(big);
+	assert_bad(0, 3, "line 3: longer than 4096 bytes");
+}
+END_TEST
+
+/* A reader waits for a writer holding the lock, and sees its line whole. */
+START_TEST(test_reader_waits_for_writer)
+{
+	const char *path;
+	ev_audit_trail *t;
+	int fd, pipefd[2], status;
+	char c;
+	pid_t pid;
+
+	add_n(3);
+	path = write_trail(0);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		size_t half = strlen(T.lines[2]) / 2;
+
+		/* A writer: half a line, a pause, the rest, under the lock. */
+		fd = open(path, O_WRONLY | O_TRUNC);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			_exit(1);
+		dprintf(fd, "%s\n%s\n", T.lines[0], T.lines[1]);
+		if (write(fd, T.lines[2], half) != (ssize_t)half || write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		usleep(300 * 1000);
+		dprintf(fd, "%s\n", T.lines[2] + half);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	close(pipefd[0]);
+	t = load(path);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_uint_eq(t->nlines, 3);
+	ck_assert(t->lines[2].ended);
+	ck_assert_ptr_null(t->lines[2].problem);
+	ev_audit_trail_free(t);
+}
+END_TEST
+
+START_TEST(test_time_parse)
+{
+	int64_t s, e;
+
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00.123456Z", &s, &e), 0);
+	ck_assert_int_eq(s, BASE_TIME * 1000000 + 123456);
+	ck_assert_int_eq(e, s + 1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00Z", &s, &e), 0);
+	ck_assert_int_eq(s, BASE_TIME * 1000000);
+	ck_assert_int_eq(e, s + 1000000);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00.5Z", &s, &e), 0);
+	ck_assert_int_eq(s, BASE_TIME * 1000000 + 500000);
+	ck_assert_int_eq(e, s + 100000);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24", &s, &e), 0);
+	ck_assert_int_eq(s, (BASE_TIME - 10 * 3600) * 1000000);
+	ck_assert_int_eq(e, s + 86400LL * 1000000);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00.Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00.1234567Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24 10:00:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-13-24", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("yesterday", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("", &s, &e), -1);
+}
+END_TEST
+
+/* Lines 1..n of t that f takes, as a string "1,4,5". */
+static const char *
+matching(const ev_audit_trail *t, const ev_audit_filter *f)
+{
+	static char buf[256];
+	size_t i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < t->nlines; i++)
+		if (ev_audit_match(&t->lines[i], f))
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%zu", n ? "," : "",
+					      t->lines[i].no);
+	return buf;
+}
+
+static void
+mixed_trail(void)
+{
+	add(EV_AUDIT_ZONE_CREATED, "ok", 1, NULL, NULL);	 /* 1 */
+	add(EV_AUDIT_ZONE_CREATED, "ok", 2, NULL, NULL);	 /* 2 */
+	add(EV_AUDIT_LOGIN, "ok", 1, NULL, NULL);		 /* 3 */
+	add(EV_AUDIT_LOGIN, "refused", 2, NULL, NULL);		 /* 4 */
+	add(EV_AUDIT_PIN_LOCKED, "refused", 2, NULL, NULL);	 /* 5 */
+	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "web", "0a1b");	 /* 6 */
+	add(EV_AUDIT_KEY_GENERATED, "ok", 1, "api", "0c");	 /* 7 */
+	add(EV_AUDIT_KEY_IMPORTED, "ok", 2, "web", "ff");	 /* 8 */
+	add(EV_AUDIT_KEY_ROTATED, "ok", 1, "web", "0a1c");	 /* 9 */
+	add(EV_AUDIT_KEY_RETIRED, "ok", 1, "web", "0a1b");	 /* 10 */
+	add(EV_AUDIT_ATTESTATION, "refused", 1, NULL, NULL);	 /* 11 */
+	add(EV_AUDIT_ATTESTATION, "ok", 1, NULL, NULL);		 /* 12 */
+	add(EV_AUDIT_REVOCATION_LIST, "ok", 0, NULL, NULL);	 /* 13 */
+	add(EV_AUDIT_KEY_REVOKED, "ok", 1, "api", "0c");	 /* 14 */
+	add(EV_AUDIT_REVOCATION_LIST, "refused", 0, NULL, NULL); /* 15 */
+	add(EV_AUDIT_ROOT_UNREACHABLE, "failed", 0, NULL, NULL); /* 16 */
+	add(EV_AUDIT_KEY_DESTROYED, "ok", 1, "web", "0a1b");	 /* 17 */
+	add_checkpoint();					 /* 18 */
+	add_raw("garbage");					 /* 19 */
+}
+
+START_TEST(test_filters)
+{
+	const char *fam[] = {"key"}, *two[] = {"login", "pin.locked"}, *exact[] = {"key.rot"};
+	ev_audit_filter f;
+	ev_audit_trail *t;
+	int64_t s, e;
+
+	mixed_trail();
+	t = load(write_trail(0));
+	memset(&f, 0, sizeof(f));
+	ck_assert_str_eq(matching(t, &f), "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18");
+	f.zone = 2;
+	ck_assert_str_eq(matching(t, &f), "2,4,5,8");
+	f.zone = 0;
+	f.label = "web";
+	ck_assert_str_eq(matching(t, &f), "6,8,9,10,17");
+	f.id = "0A1B";
+	ck_assert_str_eq(matching(t, &f), "6,10,17");
+	f.label = NULL;
+	f.id = "0a";
+	ck_assert_str_eq(matching(t, &f), "");
+	f.id = NULL;
+	f.events = fam;
+	f.nevents = 1;
+	ck_assert_str_eq(matching(t, &f), "6,7,8,9,10,14,17");
+	f.events = two;
+	f.nevents = 2;
+	ck_assert_str_eq(matching(t, &f), "3,4,5");
+	f.events = exact;
+	f.nevents = 1;
+	ck_assert_str_eq(matching(t, &f), "");
+	f.nevents = 0;
+	/* Line N's time is BASE_TIME + N seconds (and 123 microseconds). */
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:05Z", &s, &e), 0);
+	f.since = s;
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:08.000123Z", &s, &e), 0);
+	f.until = e;
+	ck_assert_str_eq(matching(t, &f), "5,6,7,8");
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-25", &s, &e), 0);
+	f.since = s;
+	f.until = 0;
+	ck_assert_str_eq(matching(t, &f), "");
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24", &s, &e), 0);
+	f.since = s;
+	f.until = e;
+	f.zone = 1;
+	f.label = "api";
+	ck_assert_str_eq(matching(t, &f), "7,14");
+	ev_audit_trail_free(t);
+}
+END_TEST
+
+START_TEST(test_summary)
+{
+	static const uint64_t z0[EV_AUDIT_C_COUNT] = {
+	    [EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = 1,
+	    [EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = 1,
+	    [EV_AUDIT_C_ROOT_UNREACHABLE] = 1,
+	    [EV_AUDIT_C_CHECKPOINTS] = 1,
+	    [EV_AUDIT_C_REFUSALS] = 1,
+	    [EV_AUDIT_C_FAILURES] = 1,
+	};
+	static const uint64_t z1[EV_AUDIT_C_COUNT] = {
+	    [EV_AUDIT_C_ZONES_CREATED] = 1,	   [EV_AUDIT_C_LOGINS_OK] = 1,
+	    [EV_AUDIT_C_KEYS_GENERATED] = 2,	   [EV_AUDIT_C_KEYS_ROTATED] = 1,
+	    [EV_AUDIT_C_KEYS_RETIRED] = 1,	   [EV_AUDIT_C_ATTESTATIONS_OK] = 1,
+	    [EV_AUDIT_C_ATTESTATIONS_REFUSED] = 1, [EV_AUDIT_C_KEYS_REVOKED] = 1,
+	    [EV_AUDIT_C_KEYS_DESTROYED] = 1,	   [EV_AUDIT_C_REFUSALS] = 1,
+	};
+	static const uint64_t z2[EV_AUDIT_C_COUNT] = {
+	    [EV_AUDIT_C_ZONES_CREATED] = 1, [EV_AUDIT_C_LOGINS_REFUSED] = 1,
+	    [EV_AUDIT_C_PIN_LOCKS] = 1,	    [EV_AUDIT_C_KEYS_IMPORTED] = 1,
+	    [EV_AUDIT_C_REFUSALS] = 2,
+	};
+	ev_audit_filter f;
+	ev_audit_summary s;
+	ev_audit_trail *t;
+	int64_t a, b;
+	unsigned k;
+
+	mixed_trail();
+	t = load(write_trail(0));
+	memset(&f, 0, sizeof(f));
+	f.zone = 2; /* only times count */
+	ck_assert_uint_eq(ev_audit_summarize(t, &f, &s), CKR_OK);
+	ck_assert_uint_eq(s.nzones, 3);
+	ck_assert_uint_eq(s.lines, 18);
+	ck_assert_uint_eq(s.skipped, 1);
+	ck_assert_str_eq(s.first, "2026-11-24T10:00:01.000123Z");
+	ck_assert_str_eq(s.last, "2026-11-24T10:00:18.000123Z");
+	ck_assert_int_eq(s.zones[0].zone, 0);
+	ck_assert_int_eq(s.zones[1].zone, 1);
+	ck_assert_int_eq(s.zones[2].zone, 2);
+	for (k = 0; k < EV_AUDIT_C_COUNT; k++) {
+		ck_assert_msg(s.zones[0].n[k] == z0[k], "zone 0 %s", ev_audit_count_name(k));
+		ck_assert_msg(s.zones[1].n[k] == z1[k], "zone 1 %s", ev_audit_count_name(k));
+		ck_assert_msg(s.zones[2].n[k] == z2[k], "zone 2 %s", ev_audit_count_name(k));
+	}
+	ev_audit_summary_clear(&s);
+	ck_assert_ptr_null(s.zones);
+	/* A period: lines 9 to 12. */
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:09Z", &a, &b), 0);
+	f.since = a;
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:12.5Z", &a, &b), 0);
+	f.until = a;
+	ck_assert_uint_eq(ev_audit_summarize(t, &f, &s), CKR_OK);
+	ck_assert_uint_eq(s.lines, 4);
+	ck_assert_uint_eq(s.nzones, 1);
+	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_KEYS_ROTATED], 1);
+	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_KEYS_RETIRED], 1);
+	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_ATTESTATIONS_OK], 1);
+	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_ATTESTATIONS_REFUSED], 1);
+	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_KEYS_GENERATED], 0);
+	ev_audit_summary_clear(&s);
+	ev_audit_summary_clear(NULL);
+	ck_assert_str_eq(ev_audit_count_name(EV_AUDIT_C_KEYS_GENERATED), "keys_generated");
+	ck_assert_ptr_null(ev_audit_count_name(EV_AUDIT_C_COUNT));
+	ev_audit_trail_free(t);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("audit_read");
+	TCase *tc = tcase_create("verify");
+	TCase *tf = tcase_create("read");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_valid);
+	tcase_add_test(tc, test_empty_and_missing);
+	tcase_add_test(tc, test_edited_line);
+	tcase_add_test(tc, test_edited_and_rechained);
+	tcase_add_test(tc, test_deleted_line);
+	tcase_add_test(tc, test_deleted_first_line);
+	tcase_add_test(tc, test_deleted_and_renumbered);
+	tcase_add_test(tc, test_swapped_lines);
+	tcase_add_test(tc, test_truncated_with_head);
+	tcase_add_test(tc, test_truncated_without_head);
+	tcase_add_test(tc, test_last_line_cut_short);
+	tcase_add_test(tc, test_head_edited_checkpoint);
+	tcase_add_test(tc, test_torn_recovered);
+	tcase_add_test(tc, test_torn_seq_taken);
+	tcase_add_test(tc, test_torn_not_covered);
+	tcase_add_test(tc, test_torn_without_marker);
+	tcase_add_test(tc, test_torn_marker_mismatch);
+	tcase_add_test(tc, test_bad_signature);
+	tcase_add_test(tc, test_signed_by_other_key);
+	tcase_add_test(tc, test_other_key_member);
+	tcase_add_test(tc, test_not_json);
+	tcase_add_test(tc, test_duplicate_member);
+	tcase_add_test(tc, test_members);
+	tcase_add_test(tc, test_checkpoint_without_sig);
+	tcase_add_test(tc, test_line_too_long);
+	tcase_add_test(tc, test_reader_waits_for_writer);
+	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(tf, setup, teardown);
+	tcase_add_test(tf, test_time_parse);
+	tcase_add_test(tf, test_filters);
+	tcase_add_test(tf, test_summary);
+	suite_add_tcase(s, tf);
+	return run_suite(s);
+}
