@@ -26,14 +26,8 @@ while getopts r:s:o: c; do
 	esac
 done
 shift $((OPTIND - 1))
-BUILD=$(cd "${1:-.}" && pwd) || exit 2
-MODULE=$BUILD/.libs/edgevault-pkcs11.so
-BENCH=$BUILD/tests/bench/ev_bench
-TOOL=$BUILD/tools/edgevault
-: "${EV_SOFTHSM:=/usr/lib/softhsm/libsofthsm2.so}"
-for f in "$MODULE" "$BENCH" "$TOOL" "$EV_SOFTHSM"; do
-	[ -e "$f" ] || { echo "audit bench: $f not found (build first)" >&2; exit 2; }
-done
+. "$(dirname "$0")/lib.sh"
+bench_paths "audit bench" "${1:-}"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-audit-bench-XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
@@ -41,21 +35,7 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step() {
-	if ! "$@" >"$TMP/step.out" 2>&1; then
-		echo "audit bench: set-up step failed: $*" >&2
-		sed 's/^/    /' "$TMP/step.out" >&2
-		exit 1
-	fi
-}
-
-mkdir -p "$TMP/tokens"
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-	"$TMP" >"$TMP/softhsm2.conf"
-export SOFTHSM2_CONF="$TMP/softhsm2.conf"
-step softhsm2-util --init-token --free --label root --pin root-pin-1234 --so-pin root-so-1234
-printf 'root-pin-1234\n' >"$TMP/root.pin"
-chmod 600 "$TMP/root.pin"
+bench_softhsm_root
 
 for a in on off; do
 	[ $a = on ] && enabled=true || enabled=false
@@ -91,7 +71,7 @@ def ops(a, t):
             out.setdefault(x["op"], []).append(x["ops_per_s"])
     return {k: statistics.median(v) for k, v in out.items()}
 print(f"{'operation':16} {'threads':>7} {'audit on':>10} {'audit off':>10} {'on/off':>7}")
-worst = 1.0
+worst = float("inf")
 for t in (1, 2):
     on, off = ops("on", t), ops("off", t)
     for op in on:

@@ -23,14 +23,8 @@ while getopts t:s:o: c; do
 	esac
 done
 shift $((OPTIND - 1))
-BUILD=$(cd "${1:-.}" && pwd) || exit 2
-MODULE=$BUILD/.libs/edgevault-pkcs11.so
-BENCH=$BUILD/tests/bench/ev_bench
-TOOL=$BUILD/tools/edgevault
-: "${EV_SOFTHSM:=/usr/lib/softhsm/libsofthsm2.so}"
-for f in "$MODULE" "$BENCH" "$TOOL" "$EV_SOFTHSM"; do
-	[ -e "$f" ] || { echo "roots: $f not found (build first)" >&2; exit 2; }
-done
+. "$(dirname "$0")/lib.sh"
+bench_paths roots "${1:-}"
 command -v swtpm >/dev/null || { echo "roots: swtpm not installed" >&2; exit 2; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-roots-XXXXXX") || exit 1
@@ -44,23 +38,9 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step() {
-	if ! "$@" >"$TMP/step.out" 2>&1; then
-		echo "roots: set-up step failed: $*" >&2
-		sed 's/^/    /' "$TMP/step.out" >&2
-		exit 1
-	fi
-}
-
 # SoftHSMv2: the root token for one edgevault, and a token benchmarked directly.
-mkdir -p "$TMP/tokens"
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-	"$TMP" >"$TMP/softhsm2.conf"
-export SOFTHSM2_CONF="$TMP/softhsm2.conf"
-step softhsm2-util --init-token --free --label root --pin root-pin-1234 --so-pin root-so-1234
+bench_softhsm_root
 step softhsm2-util --init-token --free --label bench --pin user-secret --so-pin so-secret
-printf 'root-pin-1234\n' >"$TMP/root.pin"
-chmod 600 "$TMP/root.pin"
 
 # swtpm on two free loopback ports (server, control).
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
