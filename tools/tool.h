@@ -151,5 +151,6 @@ int cmd_attest(int argc, char **argv);   /* tools/cmd_attest.c */
 int cmd_rotate(int argc, char **argv);   /* tools/cmd_rotate.c */
 int cmd_policy(int argc, char **argv);   /* tools/cmd_rotate.c */
 int cmd_zone_rebind(int argc, char **argv); /* tools/cmd_rotate.c: argv[0] is "rebind" */
+int cmd_audit(int argc, char **argv);    /* tools/cmd_audit.c */
 
 #endif

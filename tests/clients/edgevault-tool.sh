@@ -10,15 +10,6 @@
 export EDGEVAULT_MODULE="$EV_MODULE"
 cd "$EV_TMP" || exit 99
 
-# exits NAME CODE COMMAND...: the command exits with CODE.
-exits() {
-	name=$1
-	code=$2
-	shift 2
-	ok "$name" sh -c '"$@" >cmd.out 2>&1; rc=$?; [ $rc -eq "$0" ] || { cat cmd.out; echo "exit $rc"; exit 1; }' \
-		"$code" "$@"
-}
-
 exits "no command is a usage error" 2 "$EV_TOOL"
 exits "unknown command is a usage error" 2 "$EV_TOOL" frobnicate
 out_has "--help lists the commands" "zone list" "$EV_TOOL" --help

@@ -293,6 +293,16 @@ out_has() {
 	fi
 }
 
+# exits NAME CODE COMMAND...: the command exits with CODE (its output, in
+# cmd.out of the current directory, is shown if not).
+exits() {
+	name=$1
+	code=$2
+	shift 2
+	ok "$name" sh -c '"$@" >cmd.out 2>&1; rc=$?; [ $rc -eq "$0" ] || { cat cmd.out; echo "exit $rc"; exit 1; }' \
+		"$code" "$@"
+}
+
 # ev_port: a TCP port on 127.0.0.1 that nothing uses now, chosen by the
 # kernel (bind to port 0), so that tests run in parallel, or other programs
 # on the machine, do not collide. A server that still loses the race fails to

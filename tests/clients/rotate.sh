@@ -22,15 +22,6 @@ cd "$EV_TMP" || exit 99
 P11="pkcs11-tool --module $EV_MODULE"
 printf 'the data to sign\n' >data
 
-# exits NAME CODE COMMAND...: the command exits with CODE.
-exits() {
-	name=$1
-	code=$2
-	shift 2
-	ok "$name" sh -c '"$@" >cmd.out 2>&1; rc=$?; [ $rc -eq "$0" ] || { cat cmd.out; echo "exit $rc"; exit 1; }' \
-		"$code" "$@"
-}
-
 # ---- Usage errors: no module, configuration or PIN needed ----
 
 exits "rotate alone is a usage error" 2 "$EV_TOOL" rotate

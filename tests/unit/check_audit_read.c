@@ -772,6 +772,15 @@ START_TEST(test_filters)
 	t = load(write_trail(0));
 	memset(&f, 0, sizeof(f));
 	ck_assert_str_eq(matching(t, &f), "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18");
+	ck_assert_str_eq(t->lines[5].cls, "private");
+	ck_assert_ptr_null(t->lines[5].key_type);
+	ck_assert_str_eq(t->lines[5].label, "web");
+	ck_assert_str_eq(t->lines[5].id, "0a1b");
+	ck_assert_int_eq(t->lines[5].generation, 1);
+	ck_assert_int_eq(t->lines[5].zone, 1);
+	ck_assert_ptr_null(t->lines[18].event);
+	ck_assert_str_eq(t->lines[18].problem,
+			 "line 19: not valid JSON: unexpected character at offset 0");
 	f.zone = 2;
 	ck_assert_str_eq(matching(t, &f), "2,4,5,8");
 	f.zone = 0;
