@@ -30,26 +30,26 @@
 
 struct ev_audit {
 	int enabled;
-	int fd;                  /* -1: syslog only */
+	int fd; /* -1: syslog only */
 	int use_syslog;
 	ev_audit_fsync fsync;
 	unsigned cp_lines;
 	int64_t cp_interval;
-	int64_t opened;          /* unix time of ev_audit_open(): the interval's start without a head */
+	int64_t opened; /* unix time of ev_audit_open(): the interval's start without a head */
 	char *path;
 	char *head_path;
 	char *device;
 	char program[16];
-	pthread_mutex_t mu;      /* everything below, and the file's writes by this process */
-	int known;               /* seq, hash and size below are the file's tail */
-	int64_t seq;             /* the last line's seq (0: none) */
+	pthread_mutex_t mu;	      /* everything below, and the file's writes by this process */
+	int known;		      /* seq, hash and size below are the file's tail */
+	int64_t seq;		      /* the last line's seq (0: none) */
 	unsigned char hash[HASH_LEN]; /* BLAKE2b-256 of the last line (zeros: none) */
-	off_t size;              /* the file's size after this process's last write */
-	int64_t mine;            /* seq of the last line this process wrote (0: none) */
-	int dirty;               /* lines written and not synced (hold, fsync checkpoint) */
-	int failed;              /* the file's failure has been logged */
-	int truncated;           /* the head said more lines than the file has: logged, no checkpoints */
-	ev_secret *sk;           /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
+	off_t size;		      /* the file's size after this process's last write */
+	int64_t mine;		      /* seq of the last line this process wrote (0: none) */
+	int dirty;		      /* lines written and not synced (hold, fsync checkpoint) */
+	int failed;		      /* the file's failure has been logged */
+	int truncated; /* the head said more lines than the file has: logged, no checkpoints */
+	ev_secret *sk; /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 };
 
@@ -242,10 +242,10 @@ line_seq(int fd, off_t from, off_t to)
 
 /* What the end of the file holds. */
 typedef struct tail {
-	int64_t seq;                   /* of the last whole line of ours (0: none) */
-	unsigned char hash[HASH_LEN];  /* of that line, or of the torn bytes when torn */
-	int torn;                      /* the last bytes are not a line of ours */
-	int need_nl;                   /* and do not end in '\n' */
+	int64_t seq;		      /* of the last whole line of ours (0: none) */
+	unsigned char hash[HASH_LEN]; /* of that line, or of the torn bytes when torn */
+	int torn;		      /* the last bytes are not a line of ours */
+	int need_nl;		      /* and do not end in '\n' */
 	off_t torn_len;
 } tail;
 
@@ -304,11 +304,16 @@ static const char *
 class_name(CK_OBJECT_CLASS c, char buf[24])
 {
 	switch (c) {
-	case CKO_DATA: return "data";
-	case CKO_CERTIFICATE: return "certificate";
-	case CKO_PUBLIC_KEY: return "public";
-	case CKO_PRIVATE_KEY: return "private";
-	case CKO_SECRET_KEY: return "secret";
+	case CKO_DATA:
+		return "data";
+	case CKO_CERTIFICATE:
+		return "certificate";
+	case CKO_PUBLIC_KEY:
+		return "public";
+	case CKO_PRIVATE_KEY:
+		return "private";
+	case CKO_SECRET_KEY:
+		return "secret";
 	default:
 		snprintf(buf, 24, "0x%lx", (unsigned long)c);
 		return buf;
@@ -319,12 +324,18 @@ static const char *
 key_type_name(CK_KEY_TYPE k, char buf[24])
 {
 	switch (k) {
-	case CKK_EC: return "ec";
-	case CKK_EC_EDWARDS: return "ec_edwards";
-	case CKK_EC_MONTGOMERY: return "ec_montgomery";
-	case CKK_RSA: return "rsa";
-	case CKK_AES: return "aes";
-	case CKK_GENERIC_SECRET: return "generic_secret";
+	case CKK_EC:
+		return "ec";
+	case CKK_EC_EDWARDS:
+		return "ec_edwards";
+	case CKK_EC_MONTGOMERY:
+		return "ec_montgomery";
+	case CKK_RSA:
+		return "rsa";
+	case CKK_AES:
+		return "aes";
+	case CKK_GENERIC_SECRET:
+		return "generic_secret";
 	default:
 		snprintf(buf, 24, "0x%lx", (unsigned long)k);
 		return buf;
@@ -335,9 +346,12 @@ static const char *
 user_name(CK_USER_TYPE u, char buf[24])
 {
 	switch (u) {
-	case CKU_SO: return "so";
-	case CKU_USER: return "user";
-	case CKU_CONTEXT_SPECIFIC: return "context_specific";
+	case CKU_SO:
+		return "so";
+	case CKU_USER:
+		return "user";
+	case CKU_CONTEXT_SPECIFIC:
+		return "context_specific";
 	default:
 		snprintf(buf, 24, "0x%lx", (unsigned long)u);
 		return buf;
@@ -442,7 +456,8 @@ object_json(const ev_audit_object *ob, int shrink)
 		n = ob->label_len;
 		if (ev_utf8_valid(ob->label, n, EV_UTF8_ANY)) {
 			n = utf8_cut(ob->label, n, EV_AUDIT_LABEL_MAX);
-			json_object *v = json_object_new_string_len((const char *)ob->label, (int)n);
+			json_object *v =
+			    json_object_new_string_len((const char *)ob->label, (int)n);
 
 			r |= v == NULL ? -1 : json_object_object_add(o, "label", v);
 		} else {
@@ -494,7 +509,7 @@ typedef struct cp_sig {
  */
 static size_t
 line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
-    const unsigned char prev[HASH_LEN], const cp_sig *cp, char *buf)
+	   const unsigned char prev[HASH_LEN], const cp_sig *cp, char *buf)
 {
 	char tbuf[40], ubuf[24];
 	size_t len = 0;
@@ -513,7 +528,9 @@ line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
 		r |= add_int(o, "pid", (int64_t)getpid());
 		r |= add_text(o, "program", a->program, 15);
 		r |= add_text(o, "event", e->event, 64);
-		r |= add_str(o, "outcome", outcome_names[e->outcome <= EV_AUDIT_FAILED ? e->outcome : EV_AUDIT_FAILED]);
+		r |= add_str(
+		    o, "outcome",
+		    outcome_names[e->outcome <= EV_AUDIT_FAILED ? e->outcome : EV_AUDIT_FAILED]);
 		if (e->zone != 0)
 			r |= add_int(o, "zone", e->zone);
 		if (e->user != CK_UNAVAILABLE_INFORMATION)
@@ -524,7 +541,7 @@ line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
 		}
 		if (e->reason != NULL)
 			r |= add_text(o, "reason", e->reason,
-			    shrink >= SHRINK_REASON ? 64 : EV_AUDIT_REASON_MAX);
+				      shrink >= SHRINK_REASON ? 64 : EV_AUDIT_REASON_MAX);
 		if (e->ndetail > 0 && e->detail != NULL && shrink < SHRINK_DETAIL) {
 			v = json_object_new_object();
 			r |= v == NULL ? -1 : json_object_object_add(o, "detail", v);
@@ -539,21 +556,21 @@ line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
 		}
 		if (cp != NULL) {
 			char k[sodium_base64_ENCODED_LEN(crypto_sign_PUBLICKEYBYTES,
-			    sodium_base64_VARIANT_ORIGINAL)];
+							 sodium_base64_VARIANT_ORIGINAL)];
 			char sg[sodium_base64_ENCODED_LEN(crypto_sign_BYTES,
-			    sodium_base64_VARIANT_ORIGINAL)];
+							  sodium_base64_VARIANT_ORIGINAL)];
 
 			sodium_bin2base64(k, sizeof(k), cp->pk, crypto_sign_PUBLICKEYBYTES,
-			    sodium_base64_VARIANT_ORIGINAL);
+					  sodium_base64_VARIANT_ORIGINAL);
 			sodium_bin2base64(sg, sizeof(sg), cp->sig, crypto_sign_BYTES,
-			    sodium_base64_VARIANT_ORIGINAL);
+					  sodium_base64_VARIANT_ORIGINAL);
 			r |= add_str(o, "key", k);
 			r |= add_str(o, "sig", sg);
 		}
 		r |= add_hex(o, "prev", "", prev, HASH_LEN);
 		if (r == 0) {
-			s = json_object_to_json_string_ext(o,
-			    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+			s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE);
 			if (s != NULL && strlen(s) <= EV_AUDIT_LINE_MAX) {
 				len = strlen(s);
 				memcpy(buf, s, len);
@@ -618,7 +635,7 @@ tail_sync(ev_audit *a, char *buf)
 		ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_TORN, EV_AUDIT_FAILED);
 
 		snprintf(why, sizeof(why), "the end of the file (%lld bytes) is not a whole line",
-		    (long long)t.torn_len);
+			 (long long)t.torn_len);
 		e.reason = why;
 		e.detail = &d;
 		e.ndetail = 1;
@@ -752,7 +769,7 @@ checkpoint_maybe(ev_audit *a, int force, char *buf)
 		a->truncated = 1;
 		ev_error("audit: %s ends at line %lld but its last checkpoint was line %lld: the "
 			 "file was truncated; no checkpoint is written over it",
-		    a->path, (long long)a->seq, (long long)h.seq);
+			 a->path, (long long)a->seq, (long long)h.seq);
 		return 0;
 	}
 	if (h.seq == a->seq)
@@ -944,7 +961,7 @@ key_aad(const ev_audit *a, unsigned char *buf, size_t len)
 /* Make a key, seal it, record both halves (the caller's transaction). */
 static CK_RV
 key_create(ev_audit *a, ev_root *root, ev_store *store, const unsigned char *aad, size_t aadlen,
-    ev_secret **sk, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+	   ev_secret **sk, unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
 	unsigned char *blob = NULL;
 	size_t bloblen = 0;
@@ -958,7 +975,8 @@ key_create(ev_audit *a, ev_root *root, ev_store *store, const unsigned char *aad
 	if (rv == CKR_OK)
 		rv = ev_store_meta_set(store, EV_META_AUDIT_KEY_SEALED, blob, bloblen);
 	if (rv == CKR_OK)
-		rv = ev_store_meta_set(store, EV_META_AUDIT_KEY_PUBLIC, pk, crypto_sign_PUBLICKEYBYTES);
+		rv = ev_store_meta_set(store, EV_META_AUDIT_KEY_PUBLIC, pk,
+				       crypto_sign_PUBLICKEYBYTES);
 	free(blob);
 	if (rv == CKR_OK)
 		ev_notice("audit: checkpoint key created");
@@ -967,7 +985,7 @@ key_create(ev_audit *a, ev_root *root, ev_store *store, const unsigned char *aad
 
 CK_RV
 ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
-    unsigned char pk[crypto_sign_PUBLICKEYBYTES])
+		  unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
 	unsigned char aad[320], *blob = NULL, *pub = NULL, derived[crypto_sign_PUBLICKEYBYTES];
 	size_t aadlen, bloblen = 0, publen = 0;
@@ -1050,7 +1068,7 @@ ev_audit_key_setup(ev_audit *a, ev_root *root, ev_store *store)
 	if (rv != CKR_OK) {
 		ev_error("audit: the checkpoint key cannot be used (0x%lx); no checkpoints are "
 			 "signed",
-		    (unsigned long)rv);
+			 (unsigned long)rv);
 		return rv;
 	}
 	pthread_mutex_lock(&a->mu);

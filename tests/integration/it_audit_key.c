@@ -92,7 +92,8 @@ checkpoint_verifies(const char *line, const char *prevline, const unsigned char 
 	ck_assert_int_eq(sodium_hex2bin(prev, 32, member(o, "prev"), 64, NULL, &n, NULL), 0);
 	ck_assert_int_eq(memcmp(prev, want, 32), 0);
 	ck_assert_int_eq(sodium_base642bin(sig, 64, member(o, "sig"), 88, NULL, &n, NULL,
-	    sodium_base64_VARIANT_ORIGINAL), 0);
+					   sodium_base64_VARIANT_ORIGINAL),
+			 0);
 	seq = json_object_get_int64(json_object_object_get(o, "seq"));
 	device = member(o, "device");
 	m = strlen("edgevault-audit-checkpoint-v1");
@@ -167,7 +168,8 @@ START_TEST(test_key_made_once)
 	env_init();
 	public_key(mine);
 	ck_assert_int_eq(memcmp(pk[0], mine, 32), 0);
-	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM meta WHERE key = 'audit_key_sealed'"), 1);
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM meta WHERE key = 'audit_key_sealed'"),
+			 1);
 }
 END_TEST
 
@@ -240,7 +242,8 @@ START_TEST(test_other_root_key)
 	ck_assert_int_eq(env.f->C_Finalize(NULL), CKR_OK);
 	/* No zone in the store: the module makes the new root key, which opens nothing old. */
 	env_write_config("");
-	env_sh("sed -i 's/^key_label = edgevault-root$/key_label = another-root/' %s/edgevault.conf",
+	env_sh(
+	    "sed -i 's/^key_label = edgevault-root$/key_label = another-root/' %s/edgevault.conf",
 	    env.dir);
 	env_init();
 	ck_assert_int_eq(admin13()->EV_AuditPublicKey(pk, &len), CKR_DEVICE_ERROR);
@@ -248,7 +251,8 @@ START_TEST(test_other_root_key)
 }
 END_TEST
 
-/* Audit off: EV_AuditCheckpoint and EV_AuditPublicKey are rejected; versions 1.2 and before still answer. */
+/* Audit off: EV_AuditCheckpoint and EV_AuditPublicKey are rejected; versions 1.2 and before still
+ * answer. */
 START_TEST(test_disabled_and_versions)
 {
 	CK_INTERFACE *iface = NULL;
@@ -266,8 +270,8 @@ START_TEST(test_disabled_and_versions)
 	a = iface->pFunctionList;
 	ck_assert_int_eq(a->version.minor, 2);
 	ck_assert_ptr_nonnull(a->EV_RebindZone);
-	ck_assert_int_eq(env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, NULL, &iface,
-	    0), CKR_OK);
+	ck_assert_int_eq(
+	    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, NULL, &iface, 0), CKR_OK);
 	a = iface->pFunctionList;
 	ck_assert_int_eq(a->version.minor, 3);
 	ck_assert_ptr_nonnull(a->EV_AuditCheckpoint);

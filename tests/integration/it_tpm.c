@@ -887,10 +887,10 @@ START_TEST(test_pcr_rebind)
 	ck_assert_str_eq(sealed_hex(1, "sealed_key"), before);
 	ck_assert_int_eq(admin12()->EV_RebindZone(CK_INVALID_HANDLE, &pcrs),
 			 CKR_SESSION_HANDLE_INVALID);
-	/* A 1.1 caller gets the same list, labelled 1.1; no 1.3 yet. */
+	/* A 1.1 caller gets the same list, labelled 1.1; no 1.4 yet. */
 	{
 		CK_INTERFACE *iface = NULL;
-		CK_VERSION v11 = {1, 1}, v13 = {1, 3};
+		CK_VERSION v11 = {1, 1}, v13 = {1, 4};
 		EV_ADMIN_FUNCTION_LIST *a11;
 
 		ck_assert_int_eq(

@@ -46,10 +46,12 @@ config_with(const char *audit_lines)
 	ev_config *c = NULL;
 	CK_RV rv;
 
-	snprintf(text, sizeof(text),
+	snprintf(
+	    text, sizeof(text),
 	    "[store]\ndir = %s\n[device]\nid = dev-A\n[root]\nmodule = /m.so\ntoken_label = t\n"
-	    "pin_env = EV_TEST_PIN\n[audit]\n%s%s\n", path_of("store"),
-	    strstr(audit_lines, "syslog") == NULL ? "syslog = false\n" : "", audit_lines);
+	    "pin_env = EV_TEST_PIN\n[audit]\n%s%s\n",
+	    path_of("store"), strstr(audit_lines, "syslog") == NULL ? "syslog = false\n" : "",
+	    audit_lines);
 	write_text("edgevault.conf", text, 0600);
 	rv = ev_config_load(path_of("edgevault.conf"), &c, err, sizeof(err));
 	ck_assert_msg(rv == CKR_OK, "config: %s", err);
@@ -161,7 +163,7 @@ str_of(json_object *o, const char *name)
 	json_object *v;
 
 	ck_assert_msg(json_object_object_get_ex(o, name, &v), "no \"%s\" in %s", name,
-	    json_object_to_json_string(o));
+		      json_object_to_json_string(o));
 	ck_assert(json_object_is_type(v, json_type_string));
 	return json_object_get_string(v);
 }
@@ -183,8 +185,9 @@ has(json_object *o, const char *name)
 }
 
 /* The members of doc/audit.md, in their order. */
-static const char *const member_order[] = {"seq", "time", "device", "pid", "program", "event",
-    "outcome", "zone", "user", "object", "reason", "detail", "key", "sig", "prev"};
+static const char *const member_order[] = {"seq",    "time",	"device", "pid",  "program",
+					   "event",  "outcome", "zone",	  "user", "object",
+					   "reason", "detail",	"key",	  "sig",  "prev"};
 
 /* Every member of o is one of member_order, in that order, with prev last. */
 static void
@@ -225,7 +228,7 @@ chain_check(const lines *l, size_t from, int64_t first_seq)
 		else
 			hash_hex(l->v[i - 1], l->len[i - 1], want);
 		ck_assert_msg(strcmp(str_of(o, "prev"), want) == 0, "line %zu: prev %s, want %s",
-		    i + 1, str_of(o, "prev"), want);
+			      i + 1, str_of(o, "prev"), want);
 		json_object_put(o);
 	}
 }
@@ -245,9 +248,14 @@ START_TEST(test_chain_and_members)
 {
 	static const unsigned char ckid[] = {0x01, 0xab, 0xff};
 	ev_config *c = config_with("fsync = always");
-	ev_audit_object ob = {.handle = 42, .cls = CKO_PRIVATE_KEY, .key_type = CKK_EC,
-	    .label = (const unsigned char *)"web/tls", .label_len = 7, .ckid = ckid,
-	    .ckid_len = sizeof(ckid), .generation = 3};
+	ev_audit_object ob = {.handle = 42,
+			      .cls = CKO_PRIVATE_KEY,
+			      .key_type = CKK_EC,
+			      .label = (const unsigned char *)"web/tls",
+			      .label_len = 7,
+			      .ckid = ckid,
+			      .ckid_len = sizeof(ckid),
+			      .generation = 3};
 	ev_audit_detail d[] = {{.name = "method", .str = "unwrap"}, {.name = "count", .num = 7}};
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_IMPORTED, EV_AUDIT_REFUSED);
 	ev_audit *a = writer_open(c);
@@ -303,7 +311,7 @@ START_TEST(test_chain_and_members)
 	/* Optional members absent when not given; compact output, no blanks. */
 	o = parse(l.v[2]);
 	ck_assert(!has(o, "zone") && !has(o, "user") && !has(o, "object") && !has(o, "reason") &&
-	    !has(o, "detail"));
+		  !has(o, "detail"));
 	json_object_put(o);
 	ck_assert_ptr_null(strstr(l.v[0], ": "));
 	ck_assert_ptr_null(strstr(l.v[0], ", "));
@@ -358,7 +366,7 @@ START_TEST(test_processes_at_once)
 				_exit(1);
 			for (j = 0; j < PER_CHILD; j++) {
 				ev_audit_detail d[] = {{.name = "child", .num = i},
-				    {.name = "n", .num = j}};
+						       {.name = "n", .num = j}};
 				ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_LOGIN, EV_AUDIT_OK);
 
 				e.detail = d;
@@ -531,7 +539,9 @@ static void
 emit_label(ev_audit *a, const void *label, size_t len, const char *reason)
 {
 	ev_audit_object ob = {.cls = CK_UNAVAILABLE_INFORMATION,
-	    .key_type = CK_UNAVAILABLE_INFORMATION, .label = label, .label_len = len};
+			      .key_type = CK_UNAVAILABLE_INFORMATION,
+			      .label = label,
+			      .label_len = len};
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_GENERATED, EV_AUDIT_OK);
 
 	e.object = &ob;
@@ -576,7 +586,10 @@ START_TEST(test_labels)
 	free(l.buf);
 
 	/* Not UTF-8: hex, cut at 256 bytes too. */
-	emit_label(a, "\xff\xfe" "ab", 4, NULL);
+	emit_label(a,
+		   "\xff\xfe"
+		   "ab",
+		   4, NULL);
 	ob = last_object(&l, &line);
 	ck_assert_str_eq(str_of(ob, "label"), "hex:fffe6162");
 	json_object_put(line);
@@ -684,7 +697,7 @@ static int fake_fail;
 
 static CK_RV
 fake_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
-    const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)
+	  const ev_seal_opts *opts, unsigned char **blob, size_t *bloblen)
 {
 	(void)r;
 	(void)opts;
@@ -700,7 +713,7 @@ fake_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *
 
 static CK_RV
 fake_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned char *blob,
-    size_t bloblen, ev_unseal_opts *opts, ev_secret **plain)
+	    size_t bloblen, ev_unseal_opts *opts, ev_secret **plain)
 {
 	unsigned char h[32];
 
@@ -715,8 +728,8 @@ fake_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned 
 	return *plain != NULL ? CKR_OK : CKR_HOST_MEMORY;
 }
 
-static const struct ev_root_ops fake_ops = {.name = "fake", .seal = fake_seal,
-    .unseal = fake_unseal};
+static const struct ev_root_ops fake_ops = {
+    .name = "fake", .seal = fake_seal, .unseal = fake_unseal};
 static ev_root fake_root = {.ops = &fake_ops};
 
 static ev_store *
@@ -726,7 +739,8 @@ store_open(void)
 	char err[256] = "";
 
 	ck_assert_msg(ev_store_open(path_of("store"), EV_STORE_CREATE, &s, err, sizeof(err)) ==
-	    CKR_OK, "store: %s", err);
+			  CKR_OK,
+		      "store: %s", err);
 	return s;
 }
 
@@ -743,12 +757,14 @@ sig_check(const char *line, const unsigned char pk[32])
 	ck_assert_str_eq(str_of(o, "event"), "audit.checkpoint");
 	ck_assert_str_eq(str_of(o, "outcome"), "ok");
 	ck_assert_int_eq(sodium_base642bin(key, sizeof(key), str_of(o, "key"), 44, NULL, &n, NULL,
-	    sodium_base64_VARIANT_ORIGINAL), 0);
+					   sodium_base64_VARIANT_ORIGINAL),
+			 0);
 	ck_assert_uint_eq(n, 32);
 	ck_assert_int_eq(memcmp(key, pk, 32), 0);
 	ck_assert_uint_eq(strlen(str_of(o, "sig")), 88);
 	ck_assert_int_eq(sodium_base642bin(sig, sizeof(sig), str_of(o, "sig"), 88, NULL, &n, NULL,
-	    sodium_base64_VARIANT_ORIGINAL), 0);
+					   sodium_base64_VARIANT_ORIGINAL),
+			 0);
 	ck_assert_int_eq(sodium_hex2bin(prev, 32, str_of(o, "prev"), 64, NULL, &n, NULL), 0);
 	memcpy(msg, EV_AUDIT_SIG_PREFIX, strlen(EV_AUDIT_SIG_PREFIX));
 	m = strlen(EV_AUDIT_SIG_PREFIX);
@@ -1060,7 +1076,7 @@ START_TEST(test_syslog_copy)
 		_exit(syslog_child(c));
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "syslog child: status %d (10: no mount namespace: run as root)", status);
+		      "syslog child: status %d (10: no mount namespace: run as root)", status);
 	ev_config_free(c);
 }
 END_TEST
