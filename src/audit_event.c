@@ -44,8 +44,8 @@ ident_bytes(ev_audit_ident *id, const void *label, size_t label_len, const void 
 }
 
 void
-ev_audit_ident_attrs(ev_audit_ident *id, int64_t handle, CK_OBJECT_CLASS cls,
-		     const ev_attrs *attrs, int64_t generation)
+ev_audit_ident_attrs(ev_audit_ident *id, int64_t handle, CK_OBJECT_CLASS cls, const ev_attrs *attrs,
+		     int64_t generation)
 {
 	const CK_ATTRIBUTE *label = NULL, *ckid = NULL;
 	CK_ULONG kt = CK_UNAVAILABLE_INFORMATION;
