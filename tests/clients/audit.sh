@@ -215,4 +215,17 @@ out_has "summary of an auditor's copy without configuration" '"lines":'"$LINES"'
 
 out_has "verify after the commands above" "^audit trail $LOG: valid" "$EV_TOOL" audit verify
 
+# ---- a crash while writing: the next writer goes on after the torn line ----
+
+printf '{"seq":%s,"time":"2026-' "$((LINES + 1))" >>"$LOG"
+exits "a torn last line: not valid" 1 "$EV_TOOL" audit verify --key "$KEY"
+run $P11 --token-label demo --login --pin "$USER_PIN" --list-objects
+T=$(grep -n '"event":"audit.torn"' "$LOG" | cut -d: -f1)
+ok "the writer wrote audit.torn after the torn line" sh -c \
+	'[ -n "$1" ] && [ "$1" -gt 1 ] && sed -n "$(($1 - 1))p" "$2" | grep -q "^{\"seq\":[0-9]*,\"time\":\"2026-\$"' \
+	sh "$T" "$LOG"
+out_has "a torn line followed by audit.torn and a checkpoint is a warning" \
+	"warning: 1 line cut short by a crash; the first: line $((T - 1)): cut short by a crash" \
+	"$EV_TOOL" audit verify --key "$KEY"
+
 finish
