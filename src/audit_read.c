@@ -101,7 +101,11 @@ read_object(ev_audit_line *l, json_object *obj, const char *doc, char *err, size
 		ev_errf(err, errlen, "%s: \"object\": expected an object", doc);
 		return CKR_DATA_INVALID;
 	}
-	rv = get_str(obj, "label", 0, &l->label, doc, err, errlen);
+	rv = get_str(obj, "class", 0, &l->cls, doc, err, errlen);
+	if (rv == CKR_OK)
+		rv = get_str(obj, "key_type", 0, &l->key_type, doc, err, errlen);
+	if (rv == CKR_OK)
+		rv = get_str(obj, "label", 0, &l->label, doc, err, errlen);
 	if (rv == CKR_OK)
 		rv = get_str(obj, "id", 0, &l->id, doc, err, errlen);
 	if (rv == CKR_OK)

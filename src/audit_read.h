@@ -36,9 +36,11 @@ typedef struct ev_audit_line {
 	const char *outcome; /* "ok", "refused" or "failed" */
 	int64_t zone;	     /* 0: none */
 	const char *user;
-	const char *label;  /* object.label, as in the line ("hex:..." for bytes) */
-	const char *id;	    /* object.id (lowercase hex) */
-	int64_t generation; /* object.generation */
+	const char *cls;      /* object.class ("private", ...) */
+	const char *key_type; /* object.key_type ("ec", ...) */
+	const char *label;    /* object.label, as in the line ("hex:..." for bytes) */
+	const char *id;	      /* object.id (lowercase hex) */
+	int64_t generation;   /* object.generation */
 	const char *reason;
 	const char *key;  /* checkpoints: base64 */
 	const char *sig;  /* checkpoints: base64 */

@@ -14,6 +14,8 @@
  *       [--id HEX] [--generation G] --reason TEXT [--so-pin-file FILE]
  *   edgevault [--config FILE] [--module FILE] revoke zone --zone N --reason TEXT
  *       [--so-pin-file FILE]
+ *   edgevault [--config FILE] [--module FILE] audit verify|show|summary|checkpoint ...
+ *       (tools/cmd_audit.c)
  *
  * `init` prepares what the module stands on (checks the configuration,
  * creates the store, reaches the root and creates the root key if the
@@ -131,6 +133,17 @@ usage(FILE *f)
 	    "                  a new zone key, every key wrapped again (the zone's SO logs in)\n"
 	    "  policy show [--zone N] [--json]\n"
 	    "                  the zones' attestation and rotation policies\n"
+	    "  audit verify [--key BASE64] [--file PATH] [--json]\n"
+	    "                  check the audit trail's chain, checkpoints and head, with the\n"
+	    "                  checkpoint key the module confirms under the root, or --key\n"
+	    "  audit show [--zone N] [--label LABEL] [--id HEX] [--event KIND[,KIND...]]\n"
+	    "      [--since T] [--until T] [--file PATH] [--json]\n"
+	    "                  the audit trail's events, filtered (T: 2026-11-24T10:00:00Z or\n"
+	    "                  2026-11-24, UTC; KIND: key.rotated, or a family: key)\n"
+	    "  audit summary [--since T] [--until T] [--file PATH] [--json]\n"
+	    "                  per zone: keys now, and what the trail records over the period\n"
+	    "  audit checkpoint\n"
+	    "                  have the module sign a checkpoint of the audit trail now\n"
 	    "\n"
 	    "revoke and zone rebind take the SO PIN from --so-pin-file FILE, else\n"
 	    "$EDGEVAULT_SO_PIN, else ask on the terminal; never from the command line.\n"
@@ -1643,6 +1656,8 @@ main(int argc, char **argv)
 		return cmd_rotate(argc - optind, argv + optind);
 	if (strcmp(cmd, "policy") == 0)
 		return cmd_policy(argc - optind, argv + optind);
+	if (strcmp(cmd, "audit") == 0)
+		return cmd_audit(argc - optind, argv + optind);
 	fprintf(stderr, "edgevault: unknown command: %s%s%s\n", cmd, sub ? " " : "",
 	    sub ? sub : "");
 	usage(stderr);

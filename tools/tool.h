@@ -153,5 +153,6 @@ int cmd_policy(int argc, char **argv);   /* tools/cmd_rotate.c */
 int cmd_zone_rebind(int argc, char **argv); /* tools/cmd_rotate.c: argv[0] is "rebind" */
 int cmd_status(int argc, char **argv);   /* tools/cmd_status.c: `status [--json]` */
 int cmd_metrics(int argc, char **argv);  /* tools/cmd_status.c: `metrics [--out FILE]` */
+int cmd_audit(int argc, char **argv);    /* tools/cmd_audit.c */
 
 #endif
