@@ -71,10 +71,18 @@ get_str(json_object *o, const char *name, int required, const char **out, const 
 	char where[48];
 	size_t len;
 	int has = member(o, name, required, &v, where, doc, err, errlen);
+	CK_RV rv;
 
 	if (has <= 0)
 		return has == 0 ? CKR_OK : CKR_DATA_INVALID;
-	return ev_json_string(v, out, &len, doc, where, err, errlen);
+	rv = ev_json_string(v, out, &len, doc, where, err, errlen);
+	/* Every user of the line takes it as a C string: a NUL in it would hide the rest. */
+	if (rv == CKR_OK && strlen(*out) != len) {
+		*out = NULL;
+		ev_errf(err, errlen, "%s: %s: holds a NUL byte", doc, where);
+		rv = CKR_DATA_INVALID;
+	}
+	return rv;
 }
 
 /* An integer member in [min, EV_JSON_SAFE_MAX]; absent leaves *out. */
@@ -592,6 +600,14 @@ ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_v
 			torn_no = 0;
 		}
 		if (t->has_head && l->seq == t->head_seq) {
+			if (strcmp(l->event, EV_AUDIT_CHECKPOINT) != 0) {
+				bad(v, l->no,
+				    "line %zu: %s.head names seq %lld, but the line is %s, not "
+				    "%s (the head was rewritten)",
+				    l->no, t->path, (long long)t->head_seq, l->event,
+				    EV_AUDIT_CHECKPOINT);
+				return CKR_OK;
+			}
 			if (sodium_memcmp(h, t->head_hash, HASH_LEN) != 0) {
 				bad(v, l->no,
 				    "line %zu: its hash is not the one %s.head records for seq "
@@ -620,6 +636,21 @@ ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_v
 		    "line %zu: missing: the file ends at seq %lld, but %s.head records checkpoint "
 		    "seq %lld (truncated)",
 		    t->nlines + 1, (long long)last_seq, t->path, (long long)t->head_seq);
+		return CKR_OK;
+	}
+	/*
+	 * The writer replaces the head at every checkpoint, so checkpoints without
+	 * one mean it was removed (hiding a truncation), except for a crash between
+	 * writing the first checkpoint and its head: one checkpoint, the last line.
+	 */
+	if (!t->has_head && v->checkpoints == 1 && v->last_checkpoint_line == t->nlines)
+		v->head_missing = 1;
+	else if (!t->has_head && v->checkpoints > 0) {
+		bad(v, 0,
+		    "%s.head: missing, but the file has %zu checkpoint%s (the last at line %zu): "
+		    "the head was removed (truncated?) or could not be written",
+		    t->path, v->checkpoints, v->checkpoints == 1 ? "" : "s",
+		    v->last_checkpoint_line);
 		return CKR_OK;
 	}
 	v->valid = 1;

@@ -88,6 +88,7 @@ typedef struct ev_audit_verdict {
 	size_t unsigned_lines;		/* lines after the last checkpoint: not signed yet */
 	size_t torn;			/* lines cut short by a crash and recovered (audit.torn) */
 	char warning[EV_AUDIT_WHY_MAX]; /* the first torn line, in words; "" when none */
+	int head_missing; /* valid, but no .head after the only checkpoint, the last line */
 } ev_audit_verdict;
 
 /*
@@ -95,10 +96,13 @@ typedef struct ev_audit_verdict {
  * every line well formed, "seq" contiguous from 1, "prev" the BLAKE2b-256
  * of the line before, each checkpoint's "key" equal to key and its "sig"
  * a valid signature (EV_AUDIT_SIG_PREFIX in src/audit.h), the line at the
- * .head's seq hashing to its hash and the file reaching it, the last line
- * ended. A line cut short and followed by an audit.torn line whose "prev"
- * is its hash is a warning (v->torn, v->warning) when a later checkpoint
- * verifies, else the first bad line. Lines after the last checkpoint
+ * .head's seq an audit.checkpoint line hashing to its hash and the file
+ * reaching it, the last line ended, a .head whenever there is a
+ * checkpoint (one checkpoint as the last line without a head, a crash
+ * before the head was written, is a warning: v->head_missing). A line
+ * cut short and followed by an audit.torn line whose "prev" is its hash
+ * is a warning (v->torn, v->warning) when a later checkpoint verifies,
+ * else the first bad line. Lines after the last checkpoint
  * are counted (v->unsigned_lines), not refused. CKR_OK with *v filled
  * (v->valid says the outcome); CKR_ARGUMENTS_BAD when key is NULL.
  */

@@ -363,6 +363,10 @@ verdict_text(const char *path, const char *b64, const char *source, const ev_aud
 	if (v->torn > 0)
 		printf("warning: %zu line%s cut short by a crash; the first: %s\n", v->torn,
 		       v->torn == 1 ? "" : "s", v->warning);
+	if (v->head_missing)
+		printf("warning: no %s.head after the checkpoint on the last line (a crash before "
+		       "the head was written, or the head removed)\n",
+		       path);
 }
 
 static void
@@ -372,10 +376,12 @@ verdict_json(const char *path, const char *b64, const char *source, const ev_aud
 	json_str(path);
 	printf(",\"valid\":%s,\"key\":\"%s\",\"key_source\":\"%s\",\"lines\":%zu,"
 	       "\"checkpoints\":%zu,\"last_checkpoint_seq\":%lld,\"last_checkpoint_line\":%zu,"
-	       "\"unsigned_lines\":%zu,\"torn\":%zu,\"bad_line\":%zu,\"error\":",
+	       "\"unsigned_lines\":%zu,\"torn\":%zu,\"head_missing\":%s,\"bad_line\":%zu,"
+	       "\"error\":",
 	       v->valid ? "true" : "false", b64, source, v->lines, v->checkpoints,
 	       (long long)v->last_checkpoint_seq, v->last_checkpoint_line,
-	       v->valid ? v->unsigned_lines : 0, v->torn, v->bad_line);
+	       v->valid ? v->unsigned_lines : 0, v->torn, v->head_missing ? "true" : "false",
+	       v->bad_line);
 	if (v->valid)
 		printf("null");
 	else
@@ -434,35 +440,39 @@ out:
 	return rc;
 }
 
-/* One line for a person. */
+/* " name=" and s, escaped (quoted: in double quotes); nothing when s is NULL. */
+static void
+show_member(const char *name, const char *s, int quoted)
+{
+	if (s == NULL)
+		return;
+	printf(" %s=%s", name, quoted ? "\"" : "");
+	print_text((const unsigned char *)s, strlen(s), quoted);
+	if (quoted)
+		printf("\"");
+}
+
+/* One line for a person; every string from the file escaped (it may hold anything). */
 static void
 show_line_text(const ev_audit_line *l)
 {
-	printf("%s #%lld %s %s", l->time, (long long)l->seq, l->event, l->outcome);
+	print_text((const unsigned char *)l->time, strlen(l->time), 0);
+	printf(" #%lld ", (long long)l->seq);
+	print_text((const unsigned char *)l->event, strlen(l->event), 0);
+	printf(" %s", l->outcome);
 	if (l->zone != 0)
 		printf(" zone=%lld", (long long)l->zone);
-	if (l->user != NULL)
-		printf(" user=%s", l->user);
-	if (l->cls != NULL)
-		printf(" class=%s", l->cls);
-	if (l->key_type != NULL)
-		printf(" key_type=%s", l->key_type);
-	if (l->label != NULL) {
-		printf(" label=\"");
-		print_text((const unsigned char *)l->label, strlen(l->label), 1);
-		printf("\"");
-	}
+	show_member("user", l->user, 0);
+	show_member("class", l->cls, 0);
+	show_member("key_type", l->key_type, 0);
+	show_member("label", l->label, 1);
 	if (l->id != NULL)
 		printf(" id=%s", l->id);
 	if (l->generation != 0)
 		printf(" generation=%lld", (long long)l->generation);
-	if (l->reason != NULL) {
-		printf(" reason=\"");
-		print_text((const unsigned char *)l->reason, strlen(l->reason), 1);
-		printf("\"");
-	}
-	printf(" pid=%lld program=", (long long)l->pid);
-	print_text((const unsigned char *)l->program, strlen(l->program), 0);
+	show_member("reason", l->reason, 1);
+	printf(" pid=%lld", (long long)l->pid);
+	show_member("program", l->program, 0);
 	printf("\n");
 }
 

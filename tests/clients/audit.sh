@@ -123,10 +123,25 @@ head -n 10 "$LOG" >copies/truncated.log
 verify_bad "truncated at a line end, with its head" \
 	"line 11: missing: the file ends at seq 10, but .*truncated.log.head records checkpoint seq $LINES \(truncated\)" \
 	copies/truncated.log
+# Cut a line after the first checkpoint, and the head removed to hide it.
+C=$(grep -n '"event":"audit.checkpoint"' "$LOG" | head -n 1 | cut -d: -f1)
+ok "the first checkpoint is not the last line" sh -c '[ -n "$1" ] && [ "$1" -lt "$2" ]' \
+	sh "$C" "$LINES"
+head -n "$((C + 1))" "$LOG" >copies/truncated.log
 rm copies/truncated.log.head
-out_has "truncated at a line end, without a head: lines not signed" \
-	"warning: [0-9]+ lines? after the last checkpoint, not signed yet" \
-	"$EV_TOOL" audit verify --key "$KEY" --file copies/truncated.log
+verify_bad "truncated after a checkpoint, the head removed" \
+	"truncated.log.head: missing, but the file has 1 checkpoint \(the last at line $C\): the head was removed" \
+	copies/truncated.log
+copy nohead
+rm copies/nohead.log.head
+verify_bad "the head removed" "nohead.log.head: missing, but the file has [0-9]+ checkpoints?" \
+	copies/nohead.log
+copy rewritten
+H=$(grep -o '"hash":"[0-9a-f]*"' "$LOG.head")
+printf '{"seq":%s,%s}\n' "$((LINES - 1))" "$H" >copies/rewritten.log.head
+verify_bad "the head names a line that is not a checkpoint" \
+	"line $((LINES - 1)): .*rewritten.log.head names seq $((LINES - 1)), but the line is [a-z.]+, not audit.checkpoint" \
+	copies/rewritten.log
 
 copy cut
 head -c -20 "$LOG" >copies/cut.log
@@ -172,8 +187,10 @@ ok "show --event key.generated,key.destroyed --zone 1" sh -c \
 	'[ "$("$1" audit show --event key.generated,key.destroyed --zone 1 | wc -l)" -eq 4 ]' \
 	sh "$EV_TOOL"
 ok "show --zone 2: nothing" sh -c '[ -z "$("$1" audit show --zone 2)" ]' sh "$EV_TOOL"
-TOMORROW=$(date -u -d tomorrow +%Y-%m-%d)
-TODAY=$(date -u +%Y-%m-%d)
+# The day of the first line (the file's, not the clock's: no flake at midnight UTC).
+TODAY=$(sed -n '1s/.*"time":"\([0-9-]*\)T.*/\1/p' "$LOG")
+LASTDAY=$(sed -n '$s/.*"time":"\([0-9-]*\)T.*/\1/p' "$LOG")
+TOMORROW=$(date -u -d "$LASTDAY + 1 day" +%Y-%m-%d)
 ok "show --since tomorrow: nothing" sh -c '[ -z "$("$1" audit show --since "$2")" ]' \
 	sh "$EV_TOOL" "$TOMORROW"
 ok "show --since today --until tomorrow: every line" sh -c \
@@ -185,6 +202,10 @@ ok "show --until the second line's time: two lines" sh -c \
 out_has "show leaves out a line not well formed, and says so" \
 	"1 line not well formed, left out" "$EV_TOOL" audit show --file copies/json.log
 exits "show of a file that is not there exits 1" 1 "$EV_TOOL" audit show --file copies/none.log
+copy escape
+sed -i '0,/"user":"user"/s//"user":"u\\u001b[2Jx"/' copies/escape.log
+out_has "show escapes what the file holds" 'user=u\\x1b\[2Jx ' \
+	"$EV_TOOL" audit show --file copies/escape.log
 
 # ---- summary ----
 

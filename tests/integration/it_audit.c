@@ -9,7 +9,9 @@
  * raw, in hex or in base64.
  *
  * The file is read here with json-c and the chain checked with
- * libsodium's BLAKE2b, independently of the module's code. Lists and
+ * libsodium's BLAKE2b, independently of the module's code; the
+ * many-processes trail is also verified with the tool's reader
+ * (src/audit_read.h), checkpoints and .head included. Lists and
  * evidence are signed here with libsodium.
  *
  * Other processes are forked children that call C_Initialize themselves
@@ -28,6 +30,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
+#include "audit_read.h"
 #include "envelope.h"
 #include "harness.h"
 #include "pkcs11/edgevault.h"
@@ -890,6 +893,43 @@ kid_busy(int rd, int wr, void *arg)
 	put(wr, rv);
 }
 
+/*
+ * The trail as `edgevault audit verify` sees it (src/audit_read.h), with
+ * the key the module confirms under the root (EV_AuditPublicKey, admin
+ * 1.3): valid, signed by a checkpoint, and .head naming the last one.
+ */
+static void
+verify_with_reader(void)
+{
+	CK_INTERFACE *iface = NULL;
+	CK_VERSION ver = {1, 3};
+	EV_ADMIN_FUNCTION_LIST *a;
+	unsigned char pk[32];
+	CK_ULONG len = sizeof(pk);
+	ev_audit_trail *t = NULL;
+	ev_audit_verdict v;
+	char err[512] = "", *path = audit_path();
+
+	env_init();
+	ck_assert_int_eq(F->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &ver, &iface, 0),
+			 CKR_OK);
+	a = iface->pFunctionList;
+	ck_assert_int_eq(a->EV_AuditPublicKey(pk, &len), CKR_OK);
+	ck_assert_uint_eq(len, 32);
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	ck_assert_msg(ev_audit_trail_load(path, &t, err, sizeof(err)) == CKR_OK, "%s", err);
+	ck_assert_int_eq(ev_audit_verify(t, pk, &v), CKR_OK);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_uint_eq(v.lines, t->nlines);
+	ck_assert_uint_ge(v.checkpoints, 1);
+	ck_assert_int_eq(v.head_missing, 0);
+	ck_assert(t->has_head);
+	ck_assert_ptr_null(t->head_problem);
+	ck_assert_int_eq(t->head_seq, v.last_checkpoint_seq);
+	ev_audit_trail_free(t);
+	free(path);
+}
+
 START_TEST(test_many_processes_one_chain)
 {
 	enum { KIDS = 4 };
@@ -926,6 +966,7 @@ START_TEST(test_many_processes_one_chain)
 	ck_assert_uint_eq(logins, 2 * KIDS);
 	ck_assert_uint_eq(keys, KIDS * KID_KEYS);
 	lines_free(&l);
+	verify_with_reader();
 }
 END_TEST
 

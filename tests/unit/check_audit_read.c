@@ -140,7 +140,9 @@ add_n(size_t n)
 		add(EV_AUDIT_KEY_UNWRAPPED, "ok", 1, "web", "0a1b");
 }
 
-/* Append a checkpoint whose "key" is key_pk, signed with sign_sk. */
+static void write_head(int64_t seq, size_t no);
+
+/* Append a checkpoint whose "key" is key_pk, signed with sign_sk, and its .head (as the writer). */
 static void
 add_checkpoint_by(const unsigned char *key_pk, const unsigned char *sign_sk)
 {
@@ -166,6 +168,7 @@ add_checkpoint_by(const unsigned char *key_pk, const unsigned char *sign_sk)
 				   b64, sizeof(b64), sig, 64, sodium_base64_VARIANT_ORIGINAL)));
 	json_object_object_add(o, "prev", json_object_new_string(hex));
 	push(o);
+	write_head(T.seq - 1, T.n);
 }
 
 static void
@@ -330,7 +333,6 @@ START_TEST(test_valid)
 
 	standard_trail();
 	assert_valid();
-	write_head(11, 11);
 	verify_as(0, &v);
 	ck_assert_msg(v.valid, "%s", v.why);
 	ck_assert_uint_eq(v.lines, 13);
@@ -435,21 +437,65 @@ START_TEST(test_truncated_with_head)
 }
 END_TEST
 
-/* Without the head a cut at a line end is not seen; the lines are unsigned. */
+/*
+ * Checkpoints without a head: the head was removed (hiding a truncation).
+ * Cut before the first checkpoint, nothing tells the file from a young one.
+ */
 START_TEST(test_truncated_without_head)
 {
 	ev_audit_verdict v;
 
 	standard_trail();
+	add_n(3);
+	add_checkpoint(); /* line and seq 17 */
+	add_n(2);
+	unlink(path_of("audit.log.head"));
+	assert_bad(0, 0, ".head: missing, but the file has 2 checkpoints (the last at line 17)");
+	/* Truncated after the first checkpoint, the head removed. */
+	while (T.n > 13)
+		delete_line(T.n);
+	assert_bad(0, 0, ".head: missing, but the file has 1 checkpoint (the last at line 11)");
+	/* Cut before the first checkpoint: unsigned lines, no evidence. */
 	while (T.n > 8)
 		delete_line(T.n);
 	verify_as(0, &v);
-	ck_assert(v.valid);
+	ck_assert_msg(v.valid, "%s", v.why);
 	ck_assert_uint_eq(v.checkpoints, 0);
 	ck_assert_uint_eq(v.unsigned_lines, 8);
+	ck_assert_int_eq(v.head_missing, 0);
 	/* Cut inside a line. */
 	T.lines[7][20] = '\0';
 	assert_bad(1, 8, "line 8: cut short, no line end");
+}
+END_TEST
+
+/* A crash between the first checkpoint's line and its head: a warning. */
+START_TEST(test_first_checkpoint_without_head)
+{
+	ev_audit_verdict v;
+
+	add_n(4);
+	add_checkpoint();
+	unlink(path_of("audit.log.head"));
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_int_eq(v.head_missing, 1);
+	ck_assert_uint_eq(v.checkpoints, 1);
+	/* A line after it: the writer would have gone on to a head at its next checkpoint. */
+	add_n(1);
+	assert_bad(0, 0, ".head: missing, but the file has 1 checkpoint (the last at line 5)");
+}
+END_TEST
+
+/* The head names a line that is not a checkpoint, with its right hash. */
+START_TEST(test_head_names_no_checkpoint)
+{
+	standard_trail();
+	write_head(12, 12);
+	assert_bad(0, 12, "line 12: ");
+	assert_bad(0, 12,
+		   ".head names seq 12, but the line is key.unwrapped, not "
+		   "audit.checkpoint (the head was rewritten)");
 }
 END_TEST
 
@@ -482,7 +528,7 @@ torn_trail(void)
 	add_n(5);
 	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
 	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
-	o = line_start(6, EV_AUDIT_TORN, "ok", 0);
+	o = line_start(6, EV_AUDIT_TORN, "failed", 0);
 	next_prev(prev);
 	json_object_object_add(o, "prev", json_object_new_string(prev));
 	push(o);
@@ -515,7 +561,7 @@ START_TEST(test_torn_seq_taken)
 
 	add_n(5);
 	add_raw("{\"seq\":6,\"ti");
-	o = line_start(7, EV_AUDIT_TORN, "ok", 0);
+	o = line_start(7, EV_AUDIT_TORN, "failed", 0);
 	T.seq = 7;
 	next_prev(prev);
 	json_object_object_add(o, "prev", json_object_new_string(prev));
@@ -628,6 +674,14 @@ START_TEST(test_members)
 	edit_line(2, "+01:00", ".000123Z");
 	edit_line(3, "\"id\":\"0a1b\"", "\"id\":\"0A1B\"");
 	assert_bad(0, 3, "line 3: \"object\": \"id\": expected lowercase hex");
+	edit_line(3, "\"id\":\"0A1B\"", "\"id\":\"0a1b\"");
+	/* A NUL inside a string would hide what follows it from every reader. */
+	edit_line(3, "\"label\":\"web\"", "\"label\":\"web\\u0000.evil\"");
+	assert_bad(0, 3, "line 3: \"label\": holds a NUL byte");
+	edit_line(3, "\"label\":\"web\\u0000.evil\"", "\"label\":\"web\"");
+	edit_line(2, "\"event\":\"login\"", "\"event\":\"login\\u0000\"");
+	assert_bad(0, 2, "line 2: \"event\": holds a NUL byte");
+	edit_line(2, "\"event\":\"login\\u0000\"", "\"event\":\"login\"");
 	set_line(3, "[1,2]");
 	assert_bad(0, 3, "line 3: not a JSON object");
 	set_line(3, "");
@@ -913,6 +967,8 @@ main(void)
 	tcase_add_test(tc, test_swapped_lines);
 	tcase_add_test(tc, test_truncated_with_head);
 	tcase_add_test(tc, test_truncated_without_head);
+	tcase_add_test(tc, test_first_checkpoint_without_head);
+	tcase_add_test(tc, test_head_names_no_checkpoint);
 	tcase_add_test(tc, test_last_line_cut_short);
 	tcase_add_test(tc, test_head_edited_checkpoint);
 	tcase_add_test(tc, test_torn_recovered);
