@@ -27,6 +27,10 @@
 #define HASH_LEN 32
 #define HEAD_MAX 256 /* the longest .head file read */
 #define SCAN_CHUNK 4096
+#define DEVICE_MAX 256	    /* device bytes kept in a line (and signed) */
+#define LOCK_WAIT_MS 5000   /* the longest wait for another process's flock */
+#define LOCK_STEP_MS 10	    /* between tries */
+#define LOCK_LOG_EVERY 60   /* seconds between two logs of a lock not obtained */
 
 struct ev_audit {
 	int enabled;
@@ -38,7 +42,8 @@ struct ev_audit {
 	int64_t opened; /* unix time of ev_audit_open(): the interval's start without a head */
 	char *path;
 	char *head_path;
-	char *device;
+	char *device;	   /* [device] id as configured (the sealed key's associated data) */
+	char *line_device; /* as lines carry it and checkpoints sign it: cut, valid UTF-8 */
 	char program[16];
 	pthread_mutex_t mu;	      /* everything below, and the file's writes by this process */
 	int known;		      /* seq, hash and size below are the file's tail */
@@ -48,7 +53,9 @@ struct ev_audit {
 	int64_t mine;		      /* seq of the last line this process wrote (0: none) */
 	int dirty;		      /* lines written and not synced (hold, fsync checkpoint) */
 	int failed;		      /* the file's failure has been logged */
-	int truncated; /* the head said more lines than the file has: logged, no checkpoints */
+	int locked;		      /* this process holds the flock */
+	int64_t lock_logged;	      /* unix time a lock timeout was last logged (0: never) */
+	int truncated; /* the file does not hold the head's checkpoint: logged, no checkpoints */
 	ev_secret *sk; /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 };
@@ -97,6 +104,8 @@ file_failed(ev_audit *a, const char *what)
 	ev_error("audit: %s %s: %m; lines go to syslog only", what, a->path);
 }
 
+static char *text_clean(const char *s, size_t max);
+
 CK_RV
 ev_audit_open(const ev_config *cfg, ev_audit **out)
 {
@@ -130,14 +139,19 @@ ev_audit_open(const ev_config *cfg, ev_audit **out)
 		a->path = strdup(buf);
 	}
 	a->device = strdup(cfg->device_id != NULL ? cfg->device_id : "");
-	if (a->path == NULL || a->device == NULL ||
+	/* Cleaned once: the line and the checkpoint's signature use the same bytes. */
+	if (a->device != NULL)
+		a->line_device = text_clean(a->device, DEVICE_MAX);
+	if (a->path == NULL || a->device == NULL || a->line_device == NULL ||
 	    asprintf(&a->head_path, "%s.head", a->path) < 0) {
 		a->head_path = NULL;
 		goto out;
 	}
 	if (!a->failed) {
 		/* Read too: the tail is read to chain to it. */
-		a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		/* 0660 (less the umask): every process of the store's group appends. */
+		a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			     0660);
 		if (a->fd < 0)
 			file_failed(a, "cannot open");
 	}
@@ -158,6 +172,7 @@ writer_free(ev_audit *a)
 	free(a->path);
 	free(a->head_path);
 	free(a->device);
+	free(a->line_device);
 	free(a);
 }
 
@@ -372,26 +387,47 @@ utf8_cut(const unsigned char *p, size_t n, size_t max)
 	return n;
 }
 
-/* Add a string member; the bytes made valid UTF-8 (others become '?'), at most max bytes. */
-static int
-add_text(json_object *o, const char *name, const char *s, size_t max)
+/* s cut to at most max bytes and made valid UTF-8 (else non-ASCII bytes become '?'); NULL: no memory. */
+static char *
+text_clean(const char *s, size_t max)
 {
 	size_t n = strlen(s), i;
-	json_object *v;
 	char *c;
 
 	n = utf8_cut((const unsigned char *)s, n, max);
-	if (ev_utf8_valid((const unsigned char *)s, n, EV_UTF8_ANY)) {
-		v = json_object_new_string_len(s, (int)n);
-	} else {
-		c = malloc(n + 1);
-		if (c == NULL)
-			return -1;
+	c = malloc(n + 1);
+	if (c == NULL)
+		return NULL;
+	if (ev_utf8_valid((const unsigned char *)s, n, EV_UTF8_ANY))
+		memcpy(c, s, n);
+	else
 		for (i = 0; i < n; i++)
 			c[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
-		v = json_object_new_string_len(c, (int)n);
-		free(c);
-	}
+	c[n] = '\0';
+	return c;
+}
+
+/* Add a string member, text_clean()ed. */
+static int
+add_text(json_object *o, const char *name, const char *s, size_t max)
+{
+	char *c = text_clean(s, max);
+	json_object *v;
+
+	if (c == NULL)
+		return -1;
+	v = json_object_new_string(c);
+	free(c);
+	if (v == NULL)
+		return -1;
+	return json_object_object_add(o, name, v);
+}
+
+static int
+add_bool(json_object *o, const char *name, int b)
+{
+	json_object *v = json_object_new_boolean(b);
+
 	if (v == NULL)
 		return -1;
 	return json_object_object_add(o, name, v);
@@ -466,9 +502,9 @@ object_json(const ev_audit_object *ob, int shrink)
 			r |= add_hex(o, "label", "hex:", ob->label, n);
 		}
 		if (n < ob->label_len)
-			r |= json_object_object_add(o, "label_cut", json_object_new_boolean(1));
+			r |= add_bool(o, "label_cut", 1);
 	} else if (ob->label != NULL) {
-		r |= json_object_object_add(o, "label_cut", json_object_new_boolean(1));
+		r |= add_bool(o, "label_cut", 1);
 	}
 	if (ob->ckid != NULL)
 		r |= add_hex(o, "id", "", ob->ckid, ob->ckid_len > 128 ? 128 : ob->ckid_len);
@@ -524,7 +560,7 @@ line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
 		time_now(tbuf);
 		r |= add_int(o, "seq", seq);
 		r |= add_str(o, "time", tbuf);
-		r |= add_text(o, "device", a->device, 256);
+		r |= add_str(o, "device", a->line_device);
 		r |= add_int(o, "pid", (int64_t)getpid());
 		r |= add_text(o, "program", a->program, 15);
 		r |= add_text(o, "event", e->event, 64);
@@ -600,12 +636,18 @@ write_all(ev_audit *a, const char *buf, size_t len)
 	return -1;
 }
 
-static void
+/* 0, or -1 (logged once; the lines stay dirty). */
+static int
 sync_file(ev_audit *a)
 {
-	if (a->fd >= 0 && fdatasync(a->fd) != 0)
+	if (a->fd < 0)
+		return -1;
+	if (fdatasync(a->fd) != 0) {
 		file_failed(a, "cannot sync");
+		return -1;
+	}
 	a->dirty = 0;
+	return 0;
 }
 
 /*
@@ -655,10 +697,12 @@ tail_sync(ev_audit *a, char *buf)
 	return 0;
 }
 
-/* The last checkpoint: from <file>.head (seq, and the time it was written). */
+/* The last checkpoint: from <file>.head (seq, its line's hash, and the time it was written). */
 typedef struct head {
 	int64_t seq;
 	int64_t time;
+	int has_hash; /* hash below was read (64 hex digits) */
+	unsigned char hash[HASH_LEN];
 } head;
 
 static void
@@ -672,7 +716,8 @@ head_read(const ev_audit *a, head *h)
 
 	h->seq = 0;
 	h->time = a->opened;
-	fd = open(a->head_path, O_RDONLY | O_CLOEXEC);
+	h->has_hash = 0;
+	fd = open(a->head_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return;
 	n = read(fd, buf, HEAD_MAX);
@@ -683,6 +728,12 @@ head_read(const ev_audit *a, head *h)
 		    json_object_is_type(v, json_type_int)) {
 			h->seq = json_object_get_int64(v);
 			h->time = (int64_t)st.st_mtime;
+			if (json_object_object_get_ex(o, "hash", &v) &&
+			    json_object_is_type(v, json_type_string) &&
+			    json_object_get_string_len(v) == 2 * HASH_LEN &&
+			    sodium_hex2bin(h->hash, HASH_LEN, json_object_get_string(v),
+					   2 * HASH_LEN, NULL, NULL, NULL) == 0)
+				h->has_hash = 1;
 		}
 	}
 	json_object_put(o);
@@ -702,7 +753,12 @@ head_write(ev_audit *a, int64_t seq, const unsigned char hash[HASH_LEN])
 		tmp = NULL;
 		goto out;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	/*
+	 * A new file of our own: a symlink left at the name (the directory
+	 * may be shared with the group) is removed, not followed.
+	 */
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd) != 0 ||
 	    rename(tmp, a->head_path) != 0) {
 		ev_error("audit: cannot write %s: %m", a->head_path);
@@ -722,22 +778,20 @@ out:
 static int
 checkpoint_write(ev_audit *a, char *buf)
 {
-	unsigned char msg[sizeof(EV_AUDIT_SIG_PREFIX) - 1 + 8 + HASH_LEN + 256];
+	unsigned char msg[sizeof(EV_AUDIT_SIG_PREFIX) - 1 + 8 + HASH_LEN + DEVICE_MAX];
 	unsigned char sig[crypto_sign_BYTES];
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_CHECKPOINT, EV_AUDIT_OK);
 	cp_sig cp = {.pk = a->pk, .sig = sig};
-	size_t plen = sizeof(EV_AUDIT_SIG_PREFIX) - 1, dlen = strlen(a->device), m = 0, len;
+	size_t plen = sizeof(EV_AUDIT_SIG_PREFIX) - 1, dlen = strlen(a->line_device), m = 0, len;
 	int64_t seq = a->seq + 1;
 
-	if (dlen > 256)
-		dlen = 256; /* line_build() cuts the device as long */
 	memcpy(msg, EV_AUDIT_SIG_PREFIX, plen);
 	m = plen;
 	for (int i = 7; i >= 0; i--)
 		msg[m++] = (unsigned char)((uint64_t)seq >> (8 * i));
 	memcpy(msg + m, a->hash, HASH_LEN);
 	m += HASH_LEN;
-	memcpy(msg + m, a->device, dlen);
+	memcpy(msg + m, a->line_device, dlen); /* the bytes the line's "device" carries */
 	m += dlen;
 	if (crypto_sign_detached(sig, NULL, msg, m, a->sk->data) != 0)
 		return -1;
@@ -747,9 +801,66 @@ checkpoint_write(ev_audit *a, char *buf)
 	a->seq = seq;
 	crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
 	a->mine = seq;
-	if (a->fsync != EV_AUDIT_FSYNC_NEVER)
-		sync_file(a);
+	/* Whatever [audit] fsync says: the head never names a checkpoint that is not on disk. */
+	if (sync_file(a) != 0)
+		return -1;
 	return head_write(a, seq, a->hash);
+}
+
+/*
+ * Whether the file still holds the head's checkpoint: the line whose seq
+ * is h->seq, found scanning back from the end (the tail is a->seq), is an
+ * audit.checkpoint line whose hash is the head's. Otherwise the file was
+ * cut back and written again since, and a checkpoint now would sign over
+ * whatever was written. Under the flock, after tail_sync(). 1, or 0.
+ */
+static int
+head_in_file(ev_audit *a, const head *h)
+{
+	char buf[EV_AUDIT_LINE_MAX + 1];
+	unsigned char hash[HASH_LEN];
+	struct stat st;
+	off_t end, nl;
+	int64_t left;
+	int ok = 0;
+
+	if (!h->has_hash || fstat(a->fd, &st) != 0 || st.st_size == 0)
+		return 0;
+	/* Lines back to it, and as many torn ends (each followed by an audit.torn line). */
+	left = 2 * (a->seq - h->seq) + 2;
+	end = st.st_size - 1; /* the last line's '\n' */
+	while (left-- > 0 && end > 0) {
+		json_object *o, *v;
+		int64_t seq = 0;
+		const char *ev = NULL;
+
+		nl = last_newline(a->fd, end);
+		if (nl == -2)
+			return 0;
+		if (end - (nl + 1) <= EV_AUDIT_LINE_MAX &&
+		    pread(a->fd, buf, (size_t)(end - (nl + 1)), nl + 1) == end - (nl + 1)) {
+			buf[end - (nl + 1)] = '\0';
+			o = json_tokener_parse(buf);
+			if (o != NULL && json_object_is_type(o, json_type_object) &&
+			    json_object_object_get_ex(o, "seq", &v) &&
+			    json_object_is_type(v, json_type_int))
+				seq = json_object_get_int64(v);
+			if (seq == h->seq && json_object_object_get_ex(o, "event", &v) &&
+			    json_object_is_type(v, json_type_string))
+				ev = json_object_get_string(v);
+			if (seq == h->seq) {
+				crypto_generichash(hash, HASH_LEN, (unsigned char *)buf,
+						   (size_t)(end - (nl + 1)), NULL, 0);
+				ok = ev != NULL && strcmp(ev, EV_AUDIT_CHECKPOINT) == 0 &&
+				     sodium_memcmp(hash, h->hash, HASH_LEN) == 0;
+			}
+			json_object_put(o);
+			if (seq != 0 && seq <= h->seq)
+				return ok;
+		}
+		end = nl;
+	}
+	return 0;
 }
 
 /*
@@ -777,23 +888,58 @@ checkpoint_maybe(ev_audit *a, int force, char *buf)
 	if (!force && a->seq - h.seq < (int64_t)a->cp_lines &&
 	    (a->cp_interval == 0 || (int64_t)time(NULL) - h.time < a->cp_interval))
 		return 0;
+	if (h.seq > 0 && !head_in_file(a, &h)) {
+		a->truncated = 1;
+		ev_error("audit: %s does not hold its last checkpoint (line %lld) as %s.head names "
+			 "it: the file was cut back and written again; no checkpoint is written "
+			 "over it",
+			 a->path, (long long)h.seq, a->path);
+		return 0;
+	}
 	return checkpoint_write(a, buf);
 }
 
-/* Lock the file (and this process's mutex around it). 0, or -1 (nothing held). */
+/*
+ * Lock the file (and this process's mutex around it). 0, or -1 (nothing
+ * held; logged). The wait is bounded (LOCK_WAIT_MS): callers hold the
+ * store lock, and a stopped process, or a child that inherited the lock,
+ * must not hang every process of the store.
+ */
 static int
 file_lock(ev_audit *a)
 {
+	struct timespec step = {.tv_sec = 0, .tv_nsec = LOCK_STEP_MS * 1000000L};
+	int waited = 0;
+	int64_t now;
+
 	pthread_mutex_lock(&a->mu);
 	if (a->fd < 0)
 		return 0;
-	while (flock(a->fd, LOCK_EX) != 0) {
+	while (flock(a->fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EINTR)
 			continue;
-		file_failed(a, "cannot lock");
+		if (errno == EWOULDBLOCK && waited < LOCK_WAIT_MS) {
+			nanosleep(&step, NULL);
+			waited += LOCK_STEP_MS;
+			continue;
+		}
+		if (errno != EWOULDBLOCK) {
+			file_failed(a, "cannot lock");
+		} else {
+			now = (int64_t)time(NULL);
+			if (a->lock_logged == 0 || now - a->lock_logged >= LOCK_LOG_EVERY) {
+				a->lock_logged = now;
+				ev_error("audit: %s stayed locked by another process for %d ms; "
+					 "lines go to syslog only until it is released",
+					 a->path, LOCK_WAIT_MS);
+			}
+		}
+		/* Whoever holds it may write: the tail is read again next time. */
+		a->known = 0;
 		pthread_mutex_unlock(&a->mu);
 		return -1;
 	}
+	a->locked = 1;
 	return 0;
 }
 
@@ -802,7 +948,8 @@ file_unlock(ev_audit *a)
 {
 	struct stat st;
 
-	if (a->fd >= 0) {
+	if (a->fd >= 0 && a->locked) {
+		a->locked = 0;
 		/* The size this process leaves: unchanged at the next write means no one wrote. */
 		if (a->known && fstat(a->fd, &st) == 0)
 			a->size = st.st_size;
@@ -818,7 +965,7 @@ ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 {
 	char *buf;
 	size_t len = 0;
-	int ok = 0;
+	int ok = 0, locked;
 
 	if (a == NULL || !a->enabled || e == NULL || e->event == NULL)
 		return;
@@ -828,11 +975,8 @@ ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 		ev_error("audit: out of memory; a %s line is lost", e->event);
 		return;
 	}
-	if (file_lock(a) != 0) {
-		free(buf);
-		return;
-	}
-	if (a->fd >= 0 && tail_sync(a, buf) == 0) {
+	locked = file_lock(a) == 0;
+	if (locked && a->fd >= 0 && tail_sync(a, buf) == 0) {
 		len = line_build(a, e, a->seq + 1, a->hash, NULL, buf);
 		if (len > 0 && write_all(a, buf, len + 1) == 0) {
 			a->seq++;
@@ -843,7 +987,8 @@ ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 		}
 	}
 	if (!ok) {
-		a->known = 0;
+		if (locked)
+			a->known = 0;
 		/* Syslog still gets the line, chained to nothing. */
 		len = line_build(a, e, 0, (const unsigned char[HASH_LEN]){0}, NULL, buf);
 	}
@@ -855,7 +1000,8 @@ ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 		sync_file(a);
 	if (ok && checkpoint_maybe(a, 0, buf) != 0)
 		a->known = 0;
-	file_unlock(a);
+	if (locked)
+		file_unlock(a);
 	free(buf);
 }
 
@@ -1022,7 +1168,7 @@ ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
 	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_PUBLIC, &pub, &publen);
 	if (rv == EVR_NOT_FOUND || (rv == CKR_OK && publen != crypto_sign_PUBLICKEYBYTES)) {
 		ev_error("audit: the checkpoint key's public half is missing or malformed");
-		rv = CKR_DEVICE_ERROR;
+		rv = EVR_AUDIT_KEY_MISMATCH;
 	}
 	if (rv != CKR_OK)
 		goto out;
@@ -1033,7 +1179,7 @@ ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
 	    crypto_sign_ed25519_sk_to_pk(derived, (*sk)->data) != 0 ||
 	    sodium_memcmp(derived, pub, crypto_sign_PUBLICKEYBYTES) != 0) {
 		ev_error("audit: the sealed checkpoint key does not match the recorded public key");
-		rv = CKR_DEVICE_ERROR;
+		rv = EVR_AUDIT_KEY_MISMATCH;
 		goto out;
 	}
 	memcpy(pk, pub, crypto_sign_PUBLICKEYBYTES);

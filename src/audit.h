@@ -8,7 +8,8 @@
  * doc/audit.md gives the format exactly; src/audit_read.h reads it.
  *
  * Writing. A line is written with one write() on an O_APPEND descriptor
- * while holding an exclusive flock() on the file, after reading the last
+ * while holding an exclusive flock() on the file (waited for 5 s at most:
+ * then the line goes to syslog only), after reading the last
  * line (its "seq" and its hash) when another process has written since
  * this one last did: so processes writing at once neither interleave
  * nor fork the chain. [audit] fsync says when the file is synced.
@@ -162,9 +163,9 @@ void ev_audit_release(void);
  * make one, seal it and record both halves. After this the writer signs
  * checkpoints without the root. CKR_OK; the root's errors (the writer
  * then signs nothing until a later call succeeds; logged);
- * CKR_DEVICE_ERROR when the sealed key does not match the recorded
- * public key; EVR_AUDIT_KEY_LATER (below). A disabled writer: CKR_OK,
- * nothing done.
+ * EVR_AUDIT_KEY_MISMATCH (below) when the sealed key does not match the
+ * recorded public key or a half is missing; EVR_AUDIT_KEY_LATER (below).
+ * A disabled writer: CKR_OK, nothing done.
  */
 CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *store)
     EV_MUST_CHECK;
@@ -178,6 +179,14 @@ CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *sto
 #define EVR_AUDIT_KEY_LATER (CKR_VENDOR_DEFINED | 0x45560020UL)
 
 /*
+ * Internal answer of ev_audit_key_setup() and ev_audit_key_open(): the
+ * store's sealed checkpoint key and its recorded public half disagree,
+ * or one is missing. Permanent: trying again does not help (the module
+ * stops trying). Applications see CKR_DEVICE_ERROR.
+ */
+#define EVR_AUDIT_KEY_MISMATCH (CKR_VENDOR_DEFINED | 0x45560021UL)
+
+/*
  * The checkpoint key of the store, under the root now: the sealed private
  * half unsealed (with the associated data that binds it to the audit and
  * to [device] id) and checked against the recorded public half, or made,
@@ -185,8 +194,8 @@ CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *sto
  * own, so two processes end with one key; EVR_AUDIT_KEY_LATER inside the
  * caller's). *sk (secure memory, the caller's) and pk on CKR_OK; *sk NULL
  * otherwise. Caller holds the store lock. Errors: the root's
- * (ev_root_unseal(), ev_root_seal()), CKR_DEVICE_ERROR (the halves
- * disagree, a half missing, store errors), CKR_HOST_MEMORY. The writer a
+ * (ev_root_unseal(), ev_root_seal()), EVR_AUDIT_KEY_MISMATCH (the halves
+ * disagree, a half missing), the store's, CKR_HOST_MEMORY. The writer a
  * gives the device id only; it is not changed (ev_audit_key_setup()).
  */
 CK_RV ev_audit_key_open(ev_audit *a, struct ev_root *root, struct ev_store *store,
@@ -199,7 +208,10 @@ int ev_audit_has_key(ev_audit *a);
  * Write a checkpoint line now (the tool's `audit checkpoint`, C_Finalize).
  * CKR_OK (also when nothing was written since the last checkpoint: none
  * is added); CKR_FUNCTION_REJECTED when this writer holds no checkpoint
- * key yet; CKR_DEVICE_ERROR when the file cannot be written.
+ * key yet; CKR_DEVICE_ERROR when the file cannot be locked (within 5 s),
+ * written or synced, or does not hold the checkpoint <file>.head names
+ * (cut back: no checkpoint is signed by this writer again);
+ * CKR_HOST_MEMORY.
  */
 CK_RV ev_audit_checkpoint(ev_audit *a) EV_MUST_CHECK;
 

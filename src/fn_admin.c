@@ -258,7 +258,7 @@ EV_AuditCheckpoint(void)
 	}
 	rv = ev_audit_checkpoint(ev_mod->audit);
 	/* Still no key after reaching the root: it cannot be used (logged). */
-	return rv == CKR_FUNCTION_REJECTED || rv == CKR_HOST_MEMORY ? CKR_DEVICE_ERROR : rv;
+	return rv == CKR_FUNCTION_REJECTED ? CKR_DEVICE_ERROR : rv;
 }
 
 static CK_RV

@@ -248,9 +248,13 @@ audit_key_try(ev_module *m)
 
 	if (!m->audit_key_pending)
 		return;
-	/* Failed (logged) or waiting for the caller's transaction: tried again at the next call. */
+	/*
+	 * Failed (logged) or waiting for the caller's transaction: tried again
+	 * at the next call. A key that does not match its public half will
+	 * not at the next call either: given up (logged once, by the setup).
+	 */
 	rv = ev_audit_key_setup(m->audit, m->root, m->store);
-	m->audit_key_pending = rv != CKR_OK;
+	m->audit_key_pending = rv != CKR_OK && rv != EVR_AUDIT_KEY_MISMATCH;
 }
 
 CK_RV

@@ -246,8 +246,9 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * when this process has not (the checkpoint key is unsealed then).
 	 * CKR_OK; CKR_FUNCTION_REJECTED when [audit] enabled is false;
 	 * CKR_DEVICE_ERROR when the root cannot be reached, the checkpoint
-	 * key cannot be used, the file cannot be written, or it is shorter
-	 * than its last checkpoint says (truncated).
+	 * key cannot be used, the file cannot be locked, written or synced,
+	 * or it no longer holds its last checkpoint (cut back, whether or not
+	 * written again since); CKR_HOST_MEMORY.
 	 */
 	CK_RV (*EV_AuditCheckpoint)(void);
 	/*
@@ -255,10 +256,11 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * confirmed now: its private half unsealed under the root and found
 	 * to derive it. Two-call convention on pKey / *pulKeyLen
 	 * (CKR_BUFFER_TOO_SMALL; pKey NULL: the length only, the key still
-	 * confirmed). CKR_DEVICE_ERROR when the root cannot be reached or does
-	 * not open the sealed half (a store copied under another root), the
-	 * halves disagree, or the store has no key yet (made at the first
-	 * use of the root). CKR_ARGUMENTS_BAD (pulKeyLen NULL);
+	 * confirmed). A store with no key yet gets one now (sealed under the
+	 * root, recorded). CKR_DEVICE_ERROR when the root cannot be reached
+	 * or does not open the sealed half (a store copied under another
+	 * root), the halves disagree or one is missing, or the store fails;
+	 * CKR_HOST_MEMORY; CKR_ARGUMENTS_BAD (pulKeyLen NULL);
 	 * CKR_FUNCTION_REJECTED when [audit] enabled is false.
 	 */
 	CK_RV (*EV_AuditPublicKey)(CK_BYTE_PTR pKey, CK_ULONG_PTR pulKeyLen);

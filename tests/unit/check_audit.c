@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -38,24 +40,30 @@ setup(void)
 	ck_assert_int_eq(mkdir(path_of("store"), 0700), 0);
 }
 
-/* A configuration with the store in tmpdir/store, device dev-A, and audit_lines in [audit]. */
+/* A configuration with the store in tmpdir/store, device dev, and audit_lines in [audit]. */
 static ev_config *
-config_with(const char *audit_lines)
+config_dev(const char *dev, const char *audit_lines)
 {
-	char text[1500], err[512] = "";
+	char text[2500], err[512] = "";
 	ev_config *c = NULL;
 	CK_RV rv;
 
 	snprintf(
 	    text, sizeof(text),
-	    "[store]\ndir = %s\n[device]\nid = dev-A\n[root]\nmodule = /m.so\ntoken_label = t\n"
+	    "[store]\ndir = %s\n[device]\nid = %s\n[root]\nmodule = /m.so\ntoken_label = t\n"
 	    "pin_env = EV_TEST_PIN\n[audit]\n%s%s\n",
-	    path_of("store"), strstr(audit_lines, "syslog") == NULL ? "syslog = false\n" : "",
+	    path_of("store"), dev, strstr(audit_lines, "syslog") == NULL ? "syslog = false\n" : "",
 	    audit_lines);
 	write_text("edgevault.conf", text, 0600);
 	rv = ev_config_load(path_of("edgevault.conf"), &c, err, sizeof(err));
 	ck_assert_msg(rv == CKR_OK, "config: %s", err);
 	return c;
+}
+
+static ev_config *
+config_with(const char *audit_lines)
+{
+	return config_dev("dev-A", audit_lines);
 }
 
 static ev_audit *
@@ -944,6 +952,167 @@ START_TEST(test_truncated_no_checkpoint)
 }
 END_TEST
 
+/*
+ * The file cut back before the head's checkpoint and written again past
+ * it (lines that chain): the head's line is not there, so nothing is
+ * signed over what was written.
+ */
+START_TEST(test_cut_and_regrown)
+{
+	ev_audit *other;
+	size_t len;
+	lines l;
+	keyed k;
+
+	keyed_open(&k, "checkpoint_lines = 1000\ncheckpoint_interval = 0");
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_OK);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_OK); /* checks the head's line 2: there */
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 4);
+	head_check(&l, 4);
+	/* Cut back to line 3, then lines 4..6 chained by a writer with no key. */
+	len = (size_t)(l.v[3] - l.buf);
+	free(l.buf);
+	ck_assert_int_eq(truncate(audit_file(), (off_t)len), 0);
+	other = writer_open(k.c);
+	for (int i = 0; i < 3; i++)
+		emit_simple(other, EV_AUDIT_LOGIN, 2);
+	ev_audit_close(other);
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 6);
+	chain_check(&l, 0, 1);
+	free(l.buf);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_DEVICE_ERROR);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_DEVICE_ERROR);
+	keyed_close(&k); /* nor at close */
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 7);
+	for (size_t i = 3; i < l.n; i++)
+		ck_assert_ptr_null(strstr(l.v[i], EV_AUDIT_CHECKPOINT));
+	free(l.buf);
+}
+END_TEST
+
+/* A device id that is not UTF-8: the signature covers the bytes the line carries. */
+START_TEST(test_device_not_utf8)
+{
+	ev_config *c = config_dev("dev-\xff\xfe", "checkpoint_lines = 1000");
+	ev_store *s;
+	ev_audit *a;
+	unsigned char pk[32];
+	json_object *o;
+	lines l;
+
+	s = store_open();
+	a = writer_open(c);
+	ck_assert_int_eq(ev_audit_key_setup(a, &fake_root, s), CKR_OK);
+	public_key(s, pk);
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(a), CKR_OK);
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 2);
+	o = parse(l.v[1]);
+	ck_assert_str_eq(str_of(o, "device"), "dev-??");
+	json_object_put(o);
+	sig_check(l.v[1], pk);
+	free(l.buf);
+	ev_audit_close(a);
+	ev_store_close(s);
+	ev_config_free(c);
+}
+END_TEST
+
+/* Symlinks at the file's name or the head's temporary name are not followed. */
+START_TEST(test_symlinks)
+{
+	char tmp[700], head[600];
+	struct stat st;
+	ev_audit *a;
+	lines l;
+	keyed k;
+
+	ck_assert_int_eq(symlink(path_of("victim"), audit_file()), 0);
+	k.c = config_with("checkpoint_lines = 1000");
+	a = writer_open(k.c);
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	ev_audit_close(a);
+	ck_assert_int_ne(lstat(path_of("victim"), &st), 0); /* not created through the link */
+	ck_assert_int_eq(unlink(audit_file()), 0);
+	ev_config_free(k.c);
+
+	snprintf(head, sizeof(head), "%s.head", audit_file());
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", head, (long)getpid());
+	write_text("victim", "", 0600);
+	ck_assert_int_eq(symlink(path_of("victim"), tmp), 0);
+	keyed_open(&k, "checkpoint_lines = 1000");
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_OK);
+	keyed_close(&k);
+	ck_assert_int_eq(stat(path_of("victim"), &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	ck_assert_int_eq(lstat(head, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	lines_read(&l, audit_file());
+	head_check(&l, 2);
+	free(l.buf);
+}
+END_TEST
+
+/*
+ * Another process holding the file's lock (a stopped writer, a child
+ * that inherited it): the wait is bounded, the line goes to syslog only,
+ * and lines go to the file again once it is released.
+ */
+START_TEST(test_lock_held)
+{
+	int ready[2], go[2], status, fd;
+	struct timespec t0, t1;
+	ev_config *c = config_with("checkpoint_lines = 1000");
+	ev_audit *a = writer_open(c);
+	double secs;
+	pid_t pid;
+	char ch;
+	lines l;
+
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fd = open(audit_file(), O_RDWR | O_APPEND);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(ready[1], "r", 1) != 1 ||
+		    read(go[0], &ch, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(ready[0], &ch, 1), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	emit_simple(a, EV_AUDIT_LOGIN, 2);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(secs >= 4.0 && secs < 8.0, "waited %.2f s", secs);
+	ck_assert_uint_eq(count_lines(), 1);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	emit_simple(a, EV_AUDIT_LOGIN, 3);
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 2);
+	chain_check(&l, 0, 1);
+	free(l.buf);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	ev_audit_close(a);
+	ev_config_free(c);
+}
+END_TEST
+
 START_TEST(test_key_setup)
 {
 	ev_config *c = config_with("");
@@ -978,7 +1147,7 @@ START_TEST(test_key_setup)
 	memcpy(bad, pk, 32);
 	bad[0] ^= 1;
 	ck_assert_int_eq(ev_store_meta_set(s, EV_META_AUDIT_KEY_PUBLIC, bad, 32), CKR_OK);
-	ck_assert_int_eq(ev_audit_key_setup(b, &fake_root, s), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(ev_audit_key_setup(b, &fake_root, s), EVR_AUDIT_KEY_MISMATCH);
 	ck_assert(!ev_audit_has_key(b));
 	ev_audit_close(a);
 	ev_audit_close(b);
@@ -1102,6 +1271,10 @@ audit_suite(void)
 	tcase_add_test(tc, test_checkpoints);
 	tcase_add_test(tc, test_checkpoint_interval);
 	tcase_add_test(tc, test_truncated_no_checkpoint);
+	tcase_add_test(tc, test_cut_and_regrown);
+	tcase_add_test(tc, test_device_not_utf8);
+	tcase_add_test(tc, test_symlinks);
+	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_key_setup);
 	tcase_add_test(tc, test_abandon);
 	tcase_add_test(tc, test_syslog_copy);
