@@ -464,7 +464,8 @@ flush_if_due(ev_events *e)
 {
 	int64_t now = (int64_t)time(NULL);
 
-	if (now < e->next_flush)
+	/* [audit] enabled = false: nothing is counted, nothing to write. */
+	if (!atomic_load_explicit(&ev_uses_on, memory_order_relaxed) || now < e->next_flush)
 		return;
 	e->next_flush = now + ev_mod->cfg->audit_counters_flush;
 	if (ev_use_flush() != CKR_OK)

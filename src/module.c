@@ -144,10 +144,13 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 	if (rv != CKR_OK)
 		goto out;
 	m->audit_key_pending = 1;
+	/* [audit] enabled = false turns use counting off too (uses.h). */
+	ev_use_enable(m->cfg->audit_enabled);
 	ev_mod = m;
 	rv = ev_events_start(m, args == NULL || !(args->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS));
 	if (rv != CKR_OK) {
 		ev_mod = NULL;
+		ev_use_enable(0);
 		goto out;
 	}
 	m = NULL; /* transferred */
@@ -183,6 +186,7 @@ ev_module_fini(void)
 	if (ev_use_flush() != CKR_OK)
 		ev_warn("use counts could not be written to the store at C_Finalize");
 	ev_use_discard();
+	ev_use_enable(0);
 	ev_mod = NULL;
 	ev_events_free(m->events);
 	/* A key that waited for a transaction to end: the closing checkpoint needs it. */

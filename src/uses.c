@@ -25,6 +25,8 @@ typedef struct ev_use_pending {
 	int64_t last[EV_USE_OPS];
 } ev_use_pending;
 
+atomic_int ev_uses_on;
+
 /* Counts of objects freed since the last flush, and of a flush that failed. */
 static _Atomic(ev_use_pending *) kept;
 
@@ -37,6 +39,12 @@ static const char *const op_names[EV_USE_OPS] = {
     [EV_USE_UNWRAP] = "unwrap",
     [EV_USE_DERIVE] = "derive",
 };
+
+void
+ev_use_enable(int on)
+{
+	atomic_store_explicit(&ev_uses_on, on != 0, memory_order_relaxed);
+}
 
 const char *
 ev_use_op_name(ev_use_op op)

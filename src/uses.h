@@ -23,12 +23,19 @@
  * wait, with the key's identity, on a lock-free list of the process for
  * the next flush. A flush that fails puts everything back there.
  *
+ * Off: with [audit] enabled = false nothing is counted. C_Initialize sets
+ * the process-wide ev_uses_on from the configuration (ev_use_enable());
+ * ev_object_count() reads it with a relaxed load and returns when it is
+ * 0, and the watcher does not flush.
+ *
  * Lock order: ev_use_flush() takes ev_mod->lock (read), then object locks
  * one at a time, then ev_mod->store_lock, never nested: call it with no
  * lock held. ev_use_keep() takes no lock at all.
  */
 #ifndef EV_USES_H
 #define EV_USES_H
+
+#include <stdatomic.h>
 
 #include "common.h"
 
@@ -44,6 +51,19 @@ typedef enum ev_use_op {
 	EV_USE_DERIVE, /* the base key of C_DeriveKey */
 	EV_USE_OPS,
 } ev_use_op;
+
+/*
+ * Whether operations are counted in this process: 1 after ev_use_enable(1),
+ * 0 before and after ev_use_enable(0). Read with a relaxed load.
+ */
+extern atomic_int ev_uses_on;
+
+/*
+ * Turn counting on or off for the process: C_Initialize, from [audit]
+ * enabled, before any object exists; C_Finalize turns it off after the
+ * last flush.
+ */
+void ev_use_enable(int on);
 
 /* The operation's name in the store, `edgevault status` and the metrics ("sign", ...). */
 const char *ev_use_op_name(ev_use_op op);

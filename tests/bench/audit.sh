@@ -7,8 +7,13 @@
 # (src/uses.h); the counts are flushed by the watcher every
 # counters_flush seconds (1 here, the worst case) and lines are written
 # only for lifecycle events (the benchmark's key generation, unwrapping).
+# With auditing off, nothing is counted either. The worst ratio is printed
+# last.
 #
 # usage: tests/bench/audit.sh [-r ROUNDS] [-s SECONDS] [-o OPS] [BUILDDIR]
+#   ROUNDS runs of SECONDS each (default 3 and 3) per setting; OPS, the
+#   comma-separated ev_bench operations (default
+#   ecdsa-p256,ed25519,hmac-sha256,aes256-gcm-4k).
 #   BUILDDIR (default: the current directory) holds the built module and
 #   tests/bench/ev_bench. Everything runs in a temporary directory,
 #   removed at the end. Not run by make check.

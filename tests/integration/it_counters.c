@@ -281,6 +281,9 @@ START_TEST(test_processes_add_up)
 	CK_SLOT_ID slot;
 	struct kid k1, k2;
 
+	/* Only C_Finalize flushes here: a periodic flush would not change the sums, but the
+	 * parent's counts must still be pending when the children run. */
+	env_write_config("[audit]\ncounters_flush = 86400\n");
 	env_init();
 	slot = env_new_zone("procs");
 	h = env_session(slot, 1, 1);
@@ -408,19 +411,54 @@ START_TEST(test_signing_writes_no_audit_line)
 }
 END_TEST
 
+/*
+ * [audit] enabled = false turns counting off too: no row, neither from the
+ * watcher nor at C_Finalize.
+ */
+START_TEST(test_disabled_counts_nothing)
+{
+	CK_OBJECT_HANDLE pub, priv, k;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	CK_BYTE ct[32];
+
+	env_write_config("[audit]\nenabled = false\ncounters_flush = 1\n");
+	env_init();
+	slot = env_new_zone("off");
+	h = env_session(slot, 1, 1);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "off", CK_TRUE, &pub, &priv);
+	k = gen_aes(h, "offenc", CK_TRUE);
+	sign_n(h, priv, 5);
+	encrypt_once(h, k, ct);
+	/* Long enough for the watcher's flush, were it counting. */
+	nap_ms(2500);
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM uses"), 0);
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM uses"), 0);
+}
+END_TEST
+
+static void
+teardown(void)
+{
+	env_kill_children();
+	env_teardown();
+}
+
 int
 main(void)
 {
 	Suite *s = suite_create("counters");
 	TCase *tc = tcase_create(env_root()); /* the root the suite runs on (EV_ROOT) */
 
-	tcase_add_checked_fixture(tc, env_setup, env_teardown);
+	tcase_add_checked_fixture(tc, env_setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_counts_at_finalize);
 	tcase_add_test(tc, test_live_flush);
 	tcase_add_test(tc, test_processes_add_up);
 	tcase_add_test(tc, test_destroyed_key_kept);
 	tcase_add_test(tc, test_signing_writes_no_audit_line);
+	tcase_add_test(tc, test_disabled_counts_nothing);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }
