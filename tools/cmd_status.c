@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_read.h"
 #include "root/root.h"
 #include "tool.h"
 #include "uses.h"
@@ -297,20 +298,6 @@ read_revocation(ev_store *s, struct status *st)
 	return rv;
 }
 
-/* "2026-11-24T10:00:00.123456Z" as unix time; 0 when it is not that. */
-static int64_t
-parse_iso(const char *s)
-{
-	struct tm tm;
-	const char *end;
-
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (end == NULL)
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
 /*
  * The audit file: size, lines, and the last checkpoint <file>.head names
  * (doc/audit.md), with its time from the checkpoint line of that seq.
@@ -325,6 +312,7 @@ read_audit(struct status *st)
 	size_t cap = 0;
 	ssize_t len;
 	json_object *o = NULL, *v;
+	int64_t t0, t1;
 	struct stat sb;
 	FILE *f;
 	int fd;
@@ -359,8 +347,9 @@ read_audit(struct status *st)
 		o = json_tokener_parse(line);
 		if (o != NULL && json_object_object_get_ex(o, "seq", &v) &&
 		    json_object_get_int64(v) == a->cp_seq &&
-		    json_object_object_get_ex(o, "time", &v) && json_object_is_type(v, json_type_string))
-			a->cp_time = parse_iso(json_object_get_string(v));
+		    json_object_object_get_ex(o, "time", &v) && json_object_is_type(v, json_type_string) &&
+		    ev_audit_time_parse(json_object_get_string(v), &t0, &t1) == 0)
+			a->cp_time = t0 / 1000000;
 		json_object_put(o);
 	}
 	free(line);
