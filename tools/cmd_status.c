@@ -141,26 +141,20 @@ attr_dup(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t 
 	return 0;
 }
 
-/* The key objects of a zone: stored with private ones and retired ones. */
+/* The key objects of a zone: stored ones, private and retired ones (public halves too). */
 static CK_RV
 read_keys(ev_store *s, struct status *st, struct zone *z)
 {
-	ev_obj_query q = { .zone = z->id, .include_private = 1 };
-	int64_t *ids = NULL, *wids = NULL;
-	size_t n = 0, wn = 0, i;
+	int64_t *ids = NULL;
+	size_t n = 0, i;
 	ev_obj_rec rec;
 	struct key *k;
 	CK_RV rv;
 
-	/* Current objects of every class, then retired ones (those have wrapped material). */
-	rv = ev_store_obj_find(s, &q, &ids, &n);
-	if (rv == CKR_OK)
-		rv = ev_store_obj_wrapped_ids(s, z->id, &wids, &wn);
-	for (i = 0; rv == CKR_OK && i < n + wn; i++) {
-		int64_t id = i < n ? ids[i] : wids[i - n];
+	rv = ev_store_obj_key_ids(s, z->id, &ids, &n);
+	for (i = 0; rv == CKR_OK && i < n; i++) {
+		int64_t id = ids[i];
 
-		if (key_find(st, id) != NULL)
-			continue;
 		memset(&rec, 0, sizeof(rec));
 		rv = ev_store_obj_get(s, id, &rec);
 		if (rv != CKR_OK)
@@ -187,7 +181,6 @@ read_keys(ev_store *s, struct status *st, struct zone *z)
 		ev_obj_rec_clear(&rec);
 	}
 	free(ids);
-	free(wids);
 	return rv;
 }
 
