@@ -19,6 +19,15 @@ exits "metrics with an argument is a usage error" 2 "$EV_TOOL" metrics now
 exits "metrics with an unknown option is a usage error" 2 "$EV_TOOL" metrics --json
 fails "status without a store says so" "store: .*" "$EV_TOOL" status
 exits "status without a store exits 1" 1 "$EV_TOOL" status
+out_has "status without a store still shows the device and the audit trail" \
+	"^store: +.*: cannot be read$" sh -c "'$EV_TOOL' status; true"
+ok "status --json without a store says store.ok false and shows what is known" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s[\"store\"][\"ok\"] is False and s[\"zones\"] == [], s
+assert s[\"device\"] == \"test-device\" and s[\"audit\"][\"exists\"] is False, s
+'"
 exits "metrics without a store exits 1" 1 "$EV_TOOL" metrics
 
 # ---- A zone, keys, and use ----
@@ -250,6 +259,16 @@ got = sorted((o[\"class\"], o[\"generation\"], o[\"state\"]) for o in z[\"object
              if o[\"label\"] == \"sig\")
 assert got == [(\"private\", 1, \"retired\"), (\"private\", 2, \"current\"),
                (\"public\", 1, \"retired\"), (\"public\", 2, \"current\")], got
+'"
+
+# ---- A zone label that is not UTF-8 ----
+sqlite3 store/edgevault.db "UPDATE zones SET label = X'ff41$(printf '20%.0s' $(seq 30))' WHERE id = 1"
+out_has "status escapes a zone label that is not UTF-8" '^zone 1 "\\xffA": active' "$EV_TOOL" status
+ok "status --json shows a zone label that is not UTF-8 as hex" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+(z,) = json.load(sys.stdin)[\"zones\"]
+assert z[\"label\"] == \"hex:ff41\", z
 '"
 
 finish
