@@ -596,7 +596,8 @@ print_status_text(const struct status *st, int root_ok, const char *root_err)
 	printf("configuration: %s\n", st->cfg->path);
 	printf("device:        %s\n", st->cfg->device_id);
 	printf("root:          %s: %s\n", st->cfg->root_backend, root_ok ? "reachable" : root_err);
-	printf("store:         %s: %s\n", st->cfg->store_dir, st->store_ok ? "ok" : "cannot be read");
+	printf("store:         %s: %s\n", st->cfg->store_dir,
+	    st->store_ok ? "ok" : "cannot be read");
 	printf("zones:         %zu\n", active_zones(st));
 	if (!a->exists)
 		printf("audit:         %s: absent\n", a->path);
