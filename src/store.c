@@ -76,6 +76,7 @@ enum st_id {
 	ST_OBJ_EXPIRED,
 	ST_OBJ_NEXT_DESTROY,
 	ST_OBJ_WRAPPED_IDS,
+	ST_OBJ_KEY_IDS,
 	ST_OBJ_COUNT_ALL,
 	ST_OBJ_COUNT_PUBLIC,
 	ST_ATTR_INSERT,
@@ -187,6 +188,8 @@ static const char *const st_sql[ST__COUNT] = {
 			    "WHERE retired > 0",
     [ST_OBJ_WRAPPED_IDS] = "SELECT id FROM objects WHERE zone = ?1 AND wrapped IS NOT NULL "
 			   "ORDER BY id",
+    [ST_OBJ_KEY_IDS] = "SELECT id FROM objects WHERE zone = ?1 AND +class IN (?2, ?3, ?4) "
+		       "ORDER BY id",
     [ST_OBJ_COUNT_ALL] = "SELECT count(*) FROM objects WHERE zone = ?1",
     [ST_OBJ_COUNT_PUBLIC] = "SELECT count(*) FROM objects WHERE zone = ?1 AND private = 0",
     [ST_ATTR_INSERT] = "INSERT INTO attrs(object, type, value) VALUES(?1, ?2, ?3)",
@@ -2125,6 +2128,20 @@ CK_RV
 ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n)
 {
 	return ids_by_ints(s, ST_OBJ_WRAPPED_IDS, &zone, 1, "object wrapped ids", ids, n);
+}
+
+CK_RV
+ev_store_obj_key_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n)
+{
+	const int64_t args[] = {
+	    zone,
+	    (int64_t)CKO_PRIVATE_KEY,
+	    (int64_t)CKO_PUBLIC_KEY,
+	    (int64_t)CKO_SECRET_KEY,
+	};
+
+	return ids_by_ints(s, ST_OBJ_KEY_IDS, args, (int)EV_ARRAY_SIZE(args), "object key ids", ids,
+			   n);
 }
 
 CK_RV

@@ -204,6 +204,16 @@ CK_RV ev_store_obj_next_destroy(ev_store *s, int64_t *when);
 CK_RV ev_store_obj_wrapped_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n);
 
 /*
+ * Every key object (class CKO_PRIVATE_KEY, CKO_PUBLIC_KEY or
+ * CKO_SECRET_KEY) of a zone: current and retired, private ones included,
+ * with or without wrapped material (a retired public key has none). For
+ * reports (`edgevault status`); the module searches with
+ * ev_store_obj_find(). *ids malloc'ed, ascending (NULL when *n == 0);
+ * CKR_DEVICE_ERROR when the store cannot be read.
+ */
+CK_RV ev_store_obj_key_ids(ev_store *s, int64_t zone, int64_t **ids, size_t *n);
+
+/*
  * Replace a zone's sealed key (an empty one is refused: CKR_DEVICE_ERROR). EVR_NOT_FOUND
  * when the zone is absent or revoked (a revoked zone's key stays destroyed).
  */

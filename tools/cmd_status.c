@@ -63,10 +63,12 @@ struct status {
 	size_t nkeys;
 	struct audit_state audit;
 	int64_t revlist_seq;  /* the highest sequence of an applied list; 0: none */
+	int store_ok;         /* 0: the store could not be read (no zones, keys or list shown) */
 };
 
+/* Forget what was read from the store. */
 static void
-status_clear(struct status *st)
+store_clear(struct status *st)
 {
 	size_t i;
 
@@ -76,6 +78,17 @@ status_clear(struct status *st)
 	}
 	free(st->keys);
 	free(st->zones);
+	st->keys = NULL;
+	st->nkeys = 0;
+	st->zones = NULL;
+	st->nzones = 0;
+	st->revlist_seq = 0;
+}
+
+static void
+status_clear(struct status *st)
+{
+	store_clear(st);
 	ev_config_free(st->cfg);
 	memset(st, 0, sizeof(*st));
 }
@@ -142,26 +155,20 @@ attr_dup(const ev_attrs *a, CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t 
 	return 0;
 }
 
-/* The key objects of a zone: stored with private ones and retired ones. */
+/* The key objects of a zone: stored ones, private and retired ones (public halves too). */
 static CK_RV
 read_keys(ev_store *s, struct status *st, struct zone *z)
 {
-	ev_obj_query q = { .zone = z->id, .include_private = 1 };
-	int64_t *ids = NULL, *wids = NULL;
-	size_t n = 0, wn = 0, i;
+	int64_t *ids = NULL;
+	size_t n = 0, i;
 	ev_obj_rec rec;
 	struct key *k;
 	CK_RV rv;
 
-	/* Current objects of every class, then retired ones (those have wrapped material). */
-	rv = ev_store_obj_find(s, &q, &ids, &n);
-	if (rv == CKR_OK)
-		rv = ev_store_obj_wrapped_ids(s, z->id, &wids, &wn);
-	for (i = 0; rv == CKR_OK && i < n + wn; i++) {
-		int64_t id = i < n ? ids[i] : wids[i - n];
+	rv = ev_store_obj_key_ids(s, z->id, &ids, &n);
+	for (i = 0; rv == CKR_OK && i < n; i++) {
+		int64_t id = ids[i];
 
-		if (key_find(st, id) != NULL)
-			continue;
 		memset(&rec, 0, sizeof(rec));
 		rv = ev_store_obj_get(s, id, &rec);
 		if (rv != CKR_OK)
@@ -188,7 +195,6 @@ read_keys(ev_store *s, struct status *st, struct zone *z)
 		ev_obj_rec_clear(&rec);
 	}
 	free(ids);
-	free(wids);
 	return rv;
 }
 
@@ -356,7 +362,12 @@ read_audit(struct status *st)
 	fclose(f);
 }
 
-/* Everything status and metrics show. 0, or 1 after saying why. */
+/*
+ * Everything status and metrics show. 0; 1 after saying why when the
+ * store cannot be read (st->store_ok 0: the configuration and the audit
+ * trail are read all the same); -1 after saying why when the
+ * configuration cannot be read (nothing to show).
+ */
 static int
 status_read(struct status *st)
 {
@@ -365,7 +376,8 @@ status_read(struct status *st)
 	CK_RV rv;
 
 	if (load_config(&st->cfg) != 0)
-		return 1;
+		return -1;
+	read_audit(st);
 	if (ev_store_open(st->cfg->store_dir, EV_STORE_READONLY, &s, err, sizeof(err)) != CKR_OK) {
 		fprintf(stderr, "edgevault: store: %s\n", err);
 		return 1;
@@ -378,9 +390,10 @@ status_read(struct status *st)
 	ev_store_close(s);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "edgevault: cannot read the store: %s\n", ckr_name(rv));
+		store_clear(st); /* partly read: none of it is shown */
 		return 1;
 	}
-	read_audit(st);
+	st->store_ok = 1;
 	return 0;
 }
 
@@ -463,7 +476,8 @@ json_zone(const struct status *st, const struct zone *z)
 	size_t i;
 
 	json_object_object_add(o, "id", json_object_new_int64(z->id));
-	json_object_object_add(o, "label", json_object_new_string(z->label));
+	json_object_object_add(o, "label",
+	    json_label((const unsigned char *)z->label, strnlen(z->label, sizeof(z->label))));
 	json_object_object_add(o, "state", json_object_new_string(z->revoked ? "revoked" : "active"));
 	json_object_object_add(o, "revoked_at", json_time(z->revoked));
 	x = json_object_new_object();
@@ -517,7 +531,7 @@ print_status_json(const struct status *st, int root_ok)
 	json_object_object_add(o, "root", x);
 	x = json_object_new_object();
 	json_object_object_add(x, "dir", json_object_new_string(st->cfg->store_dir));
-	json_object_object_add(x, "ok", json_object_new_boolean(1));
+	json_object_object_add(x, "ok", json_object_new_boolean(st->store_ok));
 	json_object_object_add(o, "store", x);
 	for (i = 0; i < st->nzones; i++)
 		json_object_array_add(zones, json_zone(st, &st->zones[i]));
@@ -571,7 +585,8 @@ print_status_text(const struct status *st, int root_ok, const char *root_err)
 	printf("configuration: %s\n", st->cfg->path);
 	printf("device:        %s\n", st->cfg->device_id);
 	printf("root:          %s: %s\n", st->cfg->root_backend, root_ok ? "reachable" : root_err);
-	printf("store:         %s: ok\n", st->cfg->store_dir);
+	printf("store:         %s: %s\n", st->cfg->store_dir,
+	    st->store_ok ? "ok" : "cannot be read");
 	printf("zones:         %zu\n", active_zones(st));
 	if (!a->exists)
 		printf("audit:         %s: absent\n", a->path);
@@ -590,9 +605,10 @@ print_status_text(const struct status *st, int root_ok, const char *root_err)
 	for (i = 0; i < st->nzones; i++) {
 		const struct zone *z = &st->zones[i];
 
-		printf("zone %lld \"%s\": %s, keys %zu current, %zu retired; PIN failures SO %u%s, "
-		       "user %u%s\n",
-		    (long long)z->id, z->label, z->revoked ? "revoked" : "active", z->current,
+		printf("zone %lld \"", (long long)z->id);
+		print_text((const unsigned char *)z->label, strnlen(z->label, sizeof(z->label)), 1);
+		printf("\": %s, keys %zu current, %zu retired; PIN failures SO %u%s, user %u%s\n",
+		    z->revoked ? "revoked" : "active", z->current,
 		    z->retired, z->so_fails, z->so_fails >= max ? " (locked)" : "", z->user_fails,
 		    z->user_fails >= max ? " (locked)" : "");
 		for (j = 0; j < st->nkeys; j++)
@@ -611,7 +627,7 @@ cmd_status(int argc, char **argv)
 	struct status st;
 	ev_root *root = NULL;
 	char root_err[512] = "";
-	int c, root_ok;
+	int c, root_ok, read_rc;
 
 	memset(&st, 0, sizeof(st));
 	sub_begin();
@@ -624,7 +640,9 @@ cmd_status(int argc, char **argv)
 		fprintf(stderr, "usage: edgevault status [--json]\n");
 		return 2;
 	}
-	if (status_read(&st) != 0) {
+	/* An unreadable store is shown as such, with what else is known. */
+	read_rc = status_read(&st);
+	if (read_rc < 0) {
 		status_clear(&st);
 		return 1;
 	}
@@ -637,7 +655,7 @@ cmd_status(int argc, char **argv)
 	status_clear(&st);
 	if (flush_stdout() != 0)
 		return 1;
-	return root_ok ? 0 : 1;
+	return root_ok && read_rc == 0 ? 0 : 1;
 }
 
 /*

@@ -19,6 +19,15 @@ exits "metrics with an argument is a usage error" 2 "$EV_TOOL" metrics now
 exits "metrics with an unknown option is a usage error" 2 "$EV_TOOL" metrics --json
 fails "status without a store says so" "store: .*" "$EV_TOOL" status
 exits "status without a store exits 1" 1 "$EV_TOOL" status
+out_has "status without a store still shows the device and the audit trail" \
+	"^store: +.*: cannot be read$" sh -c "'$EV_TOOL' status; true"
+ok "status --json without a store says store.ok false and shows what is known" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s[\"store\"][\"ok\"] is False and s[\"zones\"] == [], s
+assert s[\"device\"] == \"test-device\" and s[\"audit\"][\"exists\"] is False, s
+'"
 exits "metrics without a store exits 1" 1 "$EV_TOOL" metrics
 
 # ---- A zone, keys, and use ----
@@ -42,8 +51,8 @@ s = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
 s.login(pin)
 if what == "keys":
     s.generateKeyPair(
-        [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, "sig"), (PyKCS11.CKA_VERIFY, True),
-         (PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107"))],
+        [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, "sig"), (PyKCS11.CKA_ID, b"\x01"),
+         (PyKCS11.CKA_VERIFY, True), (PyKCS11.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107"))],
         [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, "sig"), (PyKCS11.CKA_ID, b"\x01"),
          (PyKCS11.CKA_SIGN, True), (PyKCS11.CKA_PRIVATE, True)],
         mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_KEY_PAIR_GEN))
@@ -60,7 +69,10 @@ else:
         s.encrypt(aes[0], b"0123456789abcdef", PyKCS11.Mechanism(PyKCS11.CKM_AES_CBC_PAD, bytes(16)))
 s.logout()
 s.closeSession()
-lib.C_Finalize() if hasattr(lib, "C_Finalize") else None
+# PyKCS11Lib has no C_Finalize of its own: call the low-level one, so the
+# counts are flushed here and not left to the unload at interpreter exit.
+rv = lib.lib.C_Finalize()
+assert rv == PyKCS11.CKR_OK, PyKCS11.CKR[rv]
 EOF
 run "$EV_PYTHON" use.py "$EV_MODULE" keys "$USER_PIN"
 run "$EV_PYTHON" use.py "$EV_MODULE" use "$USER_PIN" 3 2
@@ -222,5 +234,41 @@ sys.exit("no sample in " + open("scrape.out").read())' "$PRIV"
 ok "node_exporter shows the escaped label" grep -qF 'label="we\"ird\\key\nx"' scrape.out
 ok "node_exporter shows the PIN failures" grep -qxE 'edgevault_pin_failures\{user="user",zone="1"\} 1' scrape.out
 ok "node_exporter shows the audit lines" grep -qE '^edgevault_audit_lines [0-9]+$' scrape.out
+
+# ---- A rotated pair: both retired halves are listed as retired ----
+# Rotation asks for fresh attestation evidence: a result file admitting zone 1.
+"$EV_TOOL" attest keygen --out verifier.key >keygen.out 2>&1 || { cat keygen.out; exit 99; }
+VERIFIER_KEY=$(sed -n 's/^verifier_key = //p' keygen.out)
+[ -n "$VERIFIER_KEY" ] || { cat keygen.out; exit 99; }
+printf '[attestation]\nprovider = result\nverifier_key = %s\nresult_path = %s/evidence.json\n[policy]\ngrace_period = 600\n' \
+	"$VERIFIER_KEY" "$EV_TMP" >>"$EDGEVAULT_CONF"
+run "$EV_TOOL" attest sign --key verifier.key --device test-device --zone 1 --ttl 300 \
+	--out evidence.json
+printf '%s\n' "$USER_PIN" >user.pin
+chmod 600 user.pin
+run "$EV_TOOL" rotate key --zone 1 --label sig --user-pin-file user.pin
+out_has "status counts the retired private key" \
+	'^zone 1 "zone-one": active, keys 2 current, 1 retired; ' "$EV_TOOL" status
+out_has "status shows the retired private key with its uses" \
+	"^  key $PRIV private \"sig\" id 01 generation 1, retired: sign 5 " "$EV_TOOL" status
+ok "status --json lists both halves of each generation, the old ones retired" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+(z,) = json.load(sys.stdin)[\"zones\"]
+got = sorted((o[\"class\"], o[\"generation\"], o[\"state\"]) for o in z[\"objects\"]
+             if o[\"label\"] == \"sig\")
+assert got == [(\"private\", 1, \"retired\"), (\"private\", 2, \"current\"),
+               (\"public\", 1, \"retired\"), (\"public\", 2, \"current\")], got
+'"
+
+# ---- A zone label that is not UTF-8 ----
+sqlite3 store/edgevault.db "UPDATE zones SET label = X'ff41$(printf '20%.0s' $(seq 30))' WHERE id = 1"
+out_has "status escapes a zone label that is not UTF-8" '^zone 1 "\\xffA": active' "$EV_TOOL" status
+ok "status --json shows a zone label that is not UTF-8 as hex" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+(z,) = json.load(sys.stdin)[\"zones\"]
+assert z[\"label\"] == \"hex:ff41\", z
+'"
 
 finish

@@ -2699,6 +2699,39 @@ START_TEST(test_obj_wrapped_ids)
 }
 END_TEST
 
+/* Every key object of a zone, retired public halves without material too; no other class. */
+START_TEST(test_obj_key_ids)
+{
+	ev_store *s = new_store();
+	int64_t priv, pub, rpriv, rpub, sec, *ids = (int64_t *)&ids;
+	size_t n = 99;
+
+	make_zone(s, 1);
+	make_zone(s, 2);
+	ck_assert_int_eq(ev_store_obj_key_ids(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	rpriv = make_gen(s, 1, CKO_PRIVATE_KEY, "k", 1, 0, 0, "w1");
+	rpub = make_gen(s, 1, CKO_PUBLIC_KEY, "k", 1, 0, 0, NULL);
+	priv = make_gen(s, 1, CKO_PRIVATE_KEY, "k", 2, 0, 0, "w2");
+	pub = make_gen(s, 1, CKO_PUBLIC_KEY, "k", 2, 0, 0, NULL);
+	make_gen(s, 1, CKO_DATA, "d", 1, 0, 0, NULL);
+	make_gen(s, 1, CKO_CERTIFICATE, "c", 1, 0, 0, NULL);
+	sec = make_gen(s, 1, CKO_SECRET_KEY, NULL, 1, 0, 0, NULL);
+	make_gen(s, 2, CKO_SECRET_KEY, "z2", 1, 0, 0, "w3");
+	ck_assert_int_eq(ev_store_obj_retire(s, rpriv, 10, 20), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_retire(s, rpub, 10, 20), CKR_OK);
+
+	ck_assert_int_eq(ev_store_obj_key_ids(s, 1, &ids, &n), CKR_OK);
+	expect_ids(ids, n, (const int64_t[]){rpriv, rpub, priv, pub, sec}, 5);
+	ck_assert_int_eq(ev_store_obj_key_ids(s, 2, &ids, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	free(ids);
+	ck_assert_int_eq(ev_store_obj_key_ids(s, 3, &ids, &n), CKR_OK);
+	expect_ids(ids, n, NULL, 0);
+	ev_store_close(s);
+}
+END_TEST
+
 START_TEST(test_zone_set_sealed)
 {
 	static const unsigned char blob[] = {9, 8, 0, 7, 6, 5};
@@ -3345,6 +3378,7 @@ store_suite(void)
 	tcase_add_test(tc, test_obj_rotatable);
 	tcase_add_test(tc, test_obj_expired);
 	tcase_add_test(tc, test_obj_wrapped_ids);
+	tcase_add_test(tc, test_obj_key_ids);
 	tcase_add_test(tc, test_zone_set_sealed);
 	tcase_add_test(tc, test_change_rekeyed);
 	tcase_add_test(tc, test_attestlog);
