@@ -863,6 +863,83 @@ head_in_file(ev_audit *a, const head *h)
 	return 0;
 }
 
+/* Whether the line at p (len bytes, p[len] writable) is an audit.checkpoint line. */
+static int
+line_is_checkpoint(char *p, size_t len)
+{
+	static const char name[] = "\"" EV_AUDIT_CHECKPOINT "\"";
+	json_object *o, *v;
+	int r;
+
+	/* Most lines do not name it: parse only those that do. */
+	if (memmem(p, len, name, sizeof(name) - 1) == NULL)
+		return 0;
+	p[len] = '\0';
+	o = json_tokener_parse(p);
+	r = o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "event", &v) && json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), EV_AUDIT_CHECKPOINT) == 0;
+	json_object_put(o);
+	return r;
+}
+
+/*
+ * Whether the file holds an audit.checkpoint line anywhere: asked only
+ * when the head is missing, so a trail cut back and re-chained with its
+ * head removed is not signed over. Reads the whole file in chunks; lines
+ * longer than EV_AUDIT_LINE_MAX and an unterminated tail are not ours and
+ * are skipped. 1, 0, or -1 (read error or no memory; logged).
+ */
+static int
+file_has_checkpoint(ev_audit *a)
+{
+	enum { CHUNK = 65536 };
+	char *buf, *start, *nl;
+	size_t have = 0, rest;
+	off_t off = 0;
+	ssize_t n;
+	int r = 0, skipping = 0;
+
+	buf = malloc(EV_AUDIT_LINE_MAX + 1 + CHUNK + 1);
+	if (buf == NULL) {
+		ev_error("audit: out of memory reading %s", a->path);
+		return -1;
+	}
+	for (;;) {
+		n = pread(a->fd, buf + have, CHUNK, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ev_error("audit: cannot read %s: %m", a->path);
+			r = -1;
+			break;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		have += (size_t)n;
+		start = buf;
+		while ((nl = memchr(start, '\n', (size_t)(buf + have - start))) != NULL) {
+			if (!skipping && line_is_checkpoint(start, (size_t)(nl - start))) {
+				r = 1;
+				goto out;
+			}
+			skipping = 0;
+			start = nl + 1;
+		}
+		rest = (size_t)(buf + have - start);
+		if (rest > EV_AUDIT_LINE_MAX) {
+			skipping = 1; /* too long to be a line of ours: skip to its end */
+			rest = 0;
+		}
+		memmove(buf, start, rest);
+		have = rest;
+	}
+out:
+	free(buf);
+	return r;
+}
+
 /*
  * A checkpoint when one is due (force: whenever a line came after the
  * last). Under the flock, after tail_sync(). 0 (also: none due, or no
@@ -888,6 +965,26 @@ checkpoint_maybe(ev_audit *a, int force, char *buf)
 	if (!force && a->seq - h.seq < (int64_t)a->cp_lines &&
 	    (a->cp_interval == 0 || (int64_t)time(NULL) - h.time < a->cp_interval))
 		return 0;
+	/*
+	 * No head, but checkpoints in the file: the head was removed (or
+	 * could not be written), and the lines since the last checkpoint may
+	 * have been rewritten; nothing is signed over them.
+	 */
+	if (h.seq == 0) {
+		int r = file_has_checkpoint(a);
+
+		if (r < 0)
+			return -1;
+		if (r > 0) {
+			a->truncated = 1;
+			ev_error("audit: %s holds checkpoints but %s.head is missing: the head was "
+				 "removed or could not be written; no checkpoint is written over the "
+				 "file (check it with `edgevault audit verify`, then move it aside "
+				 "to start a new trail)",
+				 a->path, a->path);
+			return 0;
+		}
+	}
 	if (h.seq > 0 && !head_in_file(a, &h)) {
 		a->truncated = 1;
 		ev_error("audit: %s does not hold its last checkpoint (line %lld) as %s.head names "

@@ -996,6 +996,65 @@ START_TEST(test_cut_and_regrown)
 }
 END_TEST
 
+/*
+ * The head removed after checkpoints (the file may have been cut back and
+ * re-chained since): the writer finds a checkpoint in the file and signs
+ * nothing more. Without any checkpoint in the file, a missing head is a
+ * new trail and the first checkpoint is written.
+ */
+START_TEST(test_head_removed)
+{
+	char head[600];
+	lines l;
+	keyed k;
+
+	keyed_open(&k, "checkpoint_lines = 2\ncheckpoint_interval = 0");
+	snprintf(head, sizeof(head), "%s.head", audit_file());
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(unlink(head), -1); /* none yet */
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 3); /* 1, 2, checkpoint 3 */
+	ck_assert_int_eq(unlink(head), 0);
+	for (int i = 0; i < 4; i++)
+		emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_DEVICE_ERROR);
+	keyed_close(&k); /* nor at close */
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 7);
+	chain_check(&l, 0, 1);
+	ck_assert_ptr_nonnull(strstr(l.v[2], EV_AUDIT_CHECKPOINT));
+	for (size_t i = 3; i < l.n; i++)
+		ck_assert_ptr_null(strstr(l.v[i], EV_AUDIT_CHECKPOINT));
+	free(l.buf);
+	ck_assert_int_eq(access(head, F_OK), -1);
+}
+END_TEST
+
+/*
+ * The head cannot be written (a directory stands at its name): the
+ * checkpoint is reported failed, and the writers that follow find it in
+ * the file without a head and write no more, rather than one after every
+ * line.
+ */
+START_TEST(test_head_unwritable)
+{
+	char head[600];
+	keyed k;
+
+	keyed_open(&k, "checkpoint_lines = 1\ncheckpoint_interval = 0");
+	snprintf(head, sizeof(head), "%s.head", audit_file());
+	ck_assert_int_eq(mkdir(head, 0700), 0);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 2); /* the line and its checkpoint; the head failed */
+	for (int i = 0; i < 3; i++)
+		emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_DEVICE_ERROR);
+	keyed_close(&k);
+	ck_assert_uint_eq(count_lines(), 5);
+	ck_assert_int_eq(rmdir(head), 0);
+}
+END_TEST
+
 /* A device id that is not UTF-8: the signature covers the bytes the line carries. */
 START_TEST(test_device_not_utf8)
 {
@@ -1271,6 +1330,8 @@ audit_suite(void)
 	tcase_add_test(tc, test_checkpoints);
 	tcase_add_test(tc, test_checkpoint_interval);
 	tcase_add_test(tc, test_truncated_no_checkpoint);
+	tcase_add_test(tc, test_head_removed);
+	tcase_add_test(tc, test_head_unwritable);
 	tcase_add_test(tc, test_cut_and_regrown);
 	tcase_add_test(tc, test_device_not_utf8);
 	tcase_add_test(tc, test_symlinks);
