@@ -24,6 +24,21 @@
 #define SIG_B64_LEN 88
 #define HEAD_MAX 256
 #define LOCK_WAIT_MS 10000
+#define CHUNK 65536
+
+struct ev_audit_reader {
+	char *path;
+	int fd;
+	uint64_t size; /* the file's, when opened: read no further */
+	uint64_t left; /* bytes of it not read yet */
+	ev_audit_head head;
+	char *head_problem; /* head.problem's */
+	unsigned char chunk[CHUNK];
+	size_t pos, end;			/* chunk[pos..end) not taken yet */
+	char text[EV_AUDIT_LINE_MAX + 1];	/* line.text */
+	ev_audit_line line;			/* the line handed out last */
+	size_t nlines;
+};
 
 /* "line N": the doc of ev_json_* messages about line N. */
 static const char *
@@ -221,42 +236,9 @@ parse_line(ev_audit_line *l)
 	return l->problem != NULL ? CKR_OK : CKR_HOST_MEMORY;
 }
 
-/* Split t->buf into t->lines and parse each. */
+/* The head file: {"seq":N,"hash":"<hex>"}, or a problem in r->head_problem. */
 static CK_RV
-split_lines(ev_audit_trail *t)
-{
-	size_t i, start, n = 0;
-	CK_RV rv;
-
-	for (i = 0; i < t->len; i++)
-		if (t->buf[i] == '\n')
-			n++;
-	if (t->len > 0 && t->buf[t->len - 1] != '\n')
-		n++;
-	t->lines = calloc(n + 1, sizeof(*t->lines));
-	if (t->lines == NULL)
-		return CKR_HOST_MEMORY;
-	for (start = 0, i = 0; start < t->len; i++) {
-		ev_audit_line *l = &t->lines[t->nlines];
-
-		if (i < t->len && t->buf[i] != '\n')
-			continue;
-		l->no = ++t->nlines;
-		l->text = (const char *)t->buf + start;
-		l->len = i - start;
-		l->ended = i < t->len;
-		t->buf[i] = '\0'; /* buf has a byte after len */
-		rv = parse_line(l);
-		if (rv != CKR_OK)
-			return rv;
-		start = i + 1;
-	}
-	return CKR_OK;
-}
-
-/* The head file: {"seq":N,"hash":"<hex>"}, or a problem in t->head_problem. */
-static CK_RV
-parse_head(ev_audit_trail *t, const unsigned char *buf, size_t len)
+parse_head(ev_audit_reader *r, const unsigned char *buf, size_t len)
 {
 	static const ev_json_member_def defs[] = {{"seq", 1}, {"hash", 1}};
 	json_object *o = NULL;
@@ -276,22 +258,23 @@ parse_head(ev_audit_trail *t, const unsigned char *buf, size_t len)
 			rv = CKR_DATA_INVALID;
 		}
 	if (rv == CKR_OK)
-		rv = ev_json_int(ev_json_member(o, "seq"), 1, EV_JSON_SAFE_MAX, &t->head_seq,
+		rv = ev_json_int(ev_json_member(o, "seq"), 1, EV_JSON_SAFE_MAX, &r->head.seq,
 				 "head", "\"seq\"", err, sizeof(err));
 	if (rv == CKR_OK)
 		rv = ev_json_hex(ev_json_member(o, "hash"), HASH_LEN, HASH_LEN,
 				 "expected 64 hex digits", &hash, &hlen, "head", "\"hash\"", err,
 				 sizeof(err));
 	if (rv == CKR_OK)
-		memcpy(t->head_hash, hash, HASH_LEN);
+		memcpy(r->head.hash, hash, HASH_LEN);
 	free(hash);
 	json_object_put(o);
 	if (rv == CKR_HOST_MEMORY)
 		return rv;
 	if (rv != CKR_OK) {
-		t->head_problem = strdup(err);
-		if (t->head_problem == NULL)
+		r->head_problem = strdup(err);
+		if (r->head_problem == NULL)
 			return CKR_HOST_MEMORY;
+		r->head.problem = r->head_problem;
 	}
 	return CKR_OK;
 }
@@ -324,9 +307,9 @@ lock_shared(int fd)
 	return 0;
 }
 
-/* Read <path>.head (absent: t->has_head stays 0). */
+/* Read <path>.head (absent: r->head.present stays 0). */
 static CK_RV
-read_head(ev_audit_trail *t, char *err, size_t errlen)
+read_head(ev_audit_reader *r, char *err, size_t errlen)
 {
 	unsigned char *buf = NULL;
 	char hpath[4096];
@@ -334,8 +317,8 @@ read_head(ev_audit_trail *t, char *err, size_t errlen)
 	CK_RV rv;
 	int fd;
 
-	if ((size_t)snprintf(hpath, sizeof(hpath), "%s.head", t->path) >= sizeof(hpath)) {
-		ev_errf(err, errlen, "%s: path too long", t->path);
+	if ((size_t)snprintf(hpath, sizeof(hpath), "%s.head", r->path) >= sizeof(hpath)) {
+		ev_errf(err, errlen, "%s: path too long", r->path);
 		return CKR_DEVICE_ERROR;
 	}
 	fd = open(hpath, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -348,82 +331,178 @@ read_head(ev_audit_trail *t, char *err, size_t errlen)
 		return errno == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
 	}
 	close(fd);
-	t->has_head = 1;
-	rv = parse_head(t, buf, len);
+	r->head.present = 1;
+	rv = parse_head(r, buf, len);
 	free(buf);
 	return rv;
 }
 
 CK_RV
-ev_audit_trail_load(const char *path, ev_audit_trail **out, char *err, size_t errlen)
+ev_audit_reader_open(const char *path, ev_audit_reader **out, char *err, size_t errlen)
 {
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
+	struct stat sb;
 	CK_RV rv = CKR_HOST_MEMORY;
-	int fd = -1;
 
 	*out = NULL;
-	t = calloc(1, sizeof(*t));
-	if (t == NULL || (t->path = strdup(path)) == NULL)
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
 		goto out;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
+	r->fd = -1;
+	if ((r->path = strdup(path)) == NULL)
+		goto out;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (r->fd < 0) {
 		ev_errf(err, errlen, "%s: %s", path, strerror(errno));
 		rv = errno == ENOENT ? EVR_NOT_FOUND : CKR_DEVICE_ERROR;
 		goto out;
 	}
-	if (lock_shared(fd) != 0) {
+	if (lock_shared(r->fd) != 0) {
 		ev_errf(err, errlen, "%s: cannot lock it for reading: %s", path,
 			errno == EWOULDBLOCK ? "a writer holds it" : strerror(errno));
 		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
-	/* The head is replaced while the writer holds the lock: read both under it. */
-	if (slurp(fd, SIZE_MAX / 2, &t->buf, &t->len) != 0) {
+	/* The head is replaced while the writer holds the lock: it and the size under it. */
+	if (fstat(r->fd, &sb) != 0) {
 		ev_errf(err, errlen, "%s: %s", path, strerror(errno));
-		rv = errno == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
-	rv = read_head(t, err, errlen);
+	r->size = (uint64_t)sb.st_size;
+	r->left = r->size;
+	rv = read_head(r, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
-	close(fd); /* unlocks */
-	fd = -1;
-	rv = split_lines(t);
-	if (rv != CKR_OK) {
-		ev_errf(err, errlen, "out of memory");
+	/* Lines before r->size are final (the writer only appends): read them unlocked. */
+	if (flock(r->fd, LOCK_UN) != 0) {
+		ev_errf(err, errlen, "%s: cannot unlock it: %s", path, strerror(errno));
+		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
-	*out = t;
-	t = NULL; /* transferred */
+	*out = r;
+	r = NULL; /* transferred */
 out:
-	if (fd >= 0)
-		close(fd);
-	ev_audit_trail_free(t);
+	ev_audit_reader_free(r);
 	return rv;
 }
 
-void
-ev_audit_trail_free(ev_audit_trail *t)
+const char *
+ev_audit_reader_path(const ev_audit_reader *r)
 {
-	size_t i;
-
-	if (t == NULL)
-		return;
-	for (i = 0; i < t->nlines; i++) {
-		free(t->lines[i].problem);
-		json_object_put(t->lines[i].obj);
-	}
-	free(t->lines);
-	free(t->buf);
-	free(t->head_problem);
-	free(t->path);
-	free(t);
+	return r->path;
 }
 
-static void
-line_hash(const ev_audit_line *l, unsigned char h[HASH_LEN])
+const ev_audit_head *
+ev_audit_reader_head(const ev_audit_reader *r)
 {
-	crypto_generichash(h, HASH_LEN, (const unsigned char *)l->text, l->len, NULL, 0);
+	return &r->head;
+}
+
+uint64_t
+ev_audit_reader_size(const ev_audit_reader *r)
+{
+	return r->size;
+}
+
+/* Forget the line handed out last. */
+static void
+line_clear(ev_audit_line *l)
+{
+	free(l->problem);
+	json_object_put(l->obj);
+	memset(l, 0, sizeof(*l));
+}
+
+/*
+ * Read the next line's bytes into r->line: its first EV_AUDIT_LINE_MAX
+ * bytes kept, all of them hashed. 1 a line; 0 none left; -1 with err.
+ */
+static int
+read_line(ev_audit_reader *r, char *err, size_t errlen)
+{
+	ev_audit_line *l = &r->line;
+	crypto_generichash_state st;
+	size_t kept = 0, seg, room;
+	unsigned char *nl;
+	ssize_t n;
+
+	line_clear(l);
+	crypto_generichash_init(&st, NULL, 0, HASH_LEN);
+	for (;;) {
+		if (r->pos == r->end) {
+			if (r->left == 0)
+				break;
+			n = read(r->fd, r->chunk,
+				 r->left < sizeof(r->chunk) ? (size_t)r->left : sizeof(r->chunk));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				ev_errf(err, errlen, "%s: %s", r->path, strerror(errno));
+				return -1;
+			}
+			if (n == 0) { /* cut shorter since it was opened: what is there */
+				r->left = 0;
+				break;
+			}
+			r->pos = 0;
+			r->end = (size_t)n;
+			r->left -= (uint64_t)n;
+		}
+		nl = memchr(r->chunk + r->pos, '\n', r->end - r->pos);
+		seg = nl != NULL ? (size_t)(nl - (r->chunk + r->pos)) : r->end - r->pos;
+		crypto_generichash_update(&st, r->chunk + r->pos, seg);
+		room = EV_AUDIT_LINE_MAX - kept;
+		memcpy(r->text + kept, r->chunk + r->pos, seg < room ? seg : room);
+		kept += seg < room ? seg : room;
+		l->len += seg;
+		r->pos += seg;
+		if (nl != NULL) {
+			r->pos++;
+			l->ended = 1;
+			break;
+		}
+	}
+	if (l->len == 0 && !l->ended)
+		return 0;
+	r->text[kept] = '\0';
+	crypto_generichash_final(&st, l->hash, HASH_LEN);
+	l->text = r->text;
+	l->no = ++r->nlines;
+	return 1;
+}
+
+CK_RV
+ev_audit_reader_next(ev_audit_reader *r, const ev_audit_line **l, char *err, size_t errlen)
+{
+	int rc = read_line(r, err, errlen);
+	CK_RV rv;
+
+	*l = NULL;
+	if (rc < 0)
+		return CKR_DEVICE_ERROR;
+	if (rc == 0)
+		return CKR_OK;
+	rv = parse_line(&r->line);
+	if (rv != CKR_OK) {
+		ev_errf(err, errlen, "out of memory");
+		return rv;
+	}
+	*l = &r->line;
+	return CKR_OK;
+}
+
+void
+ev_audit_reader_free(ev_audit_reader *r)
+{
+	if (r == NULL)
+		return;
+	line_clear(&r->line);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->head_problem);
+	free(r->path);
+	free(r);
 }
 
 /* A base64 member of exactly n bytes; 0, or -1. */
@@ -491,21 +570,6 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 	return rc;
 }
 
-/* Line i is cut short and line i+1 is the writer's audit.torn after it. */
-static int
-is_torn(const ev_audit_trail *t, size_t i)
-{
-	const ev_audit_line *n = i + 1 < t->nlines ? &t->lines[i + 1] : NULL;
-	unsigned char h[HASH_LEN];
-	char hex[2 * HASH_LEN + 1];
-
-	if (n == NULL || n->problem != NULL || strcmp(n->event, EV_AUDIT_TORN) != 0)
-		return 0;
-	line_hash(&t->lines[i], h);
-	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	return strcmp(hex, n->prev) == 0;
-}
-
 static void bad(ev_audit_verdict *v, size_t no, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -521,141 +585,230 @@ bad(ev_audit_verdict *v, size_t no, const char *fmt, ...)
 	va_end(ap);
 }
 
-CK_RV
-ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32], ev_audit_verdict *v)
+/* Verification so far, fed one line at a time. */
+struct verify_state {
+	const unsigned char *key;
+	const ev_audit_head *head;
+	const char *path;
+	unsigned char prev[HASH_LEN]; /* the hash of the line before */
+	size_t prev_no;		      /* its number; 0: none */
+	int64_t seq;		      /* the seq expected next */
+	int64_t last_seq;
+	int after_torn;	 /* the line before was torn: its seq may have been taken */
+	size_t torn_no;	 /* the first torn line no checkpoint covers yet; 0: none */
+	size_t head_no;	 /* the line the head names, when reached */
+	size_t pend_no;	 /* a line with a problem, torn if the next is audit.torn after it */
+	unsigned char pend_hash[HASH_LEN];
+	char pend_problem[EV_AUDIT_WHY_MAX];
+};
+
+/* A problem line, pend_no, followed by l: torn (the writer's audit.torn after it), or bad. */
+static int
+verify_pending(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v)
 {
-	unsigned char prev[HASH_LEN] = {0}, h[HASH_LEN];
 	char hex[2 * HASH_LEN + 1];
-	size_t i, prev_no = 0, torn_no = 0, head_no = 0;
-	int64_t seq = 1, last_seq = 0;
-	int after_torn = 0;
 
-	memset(v, 0, sizeof(*v));
-	if (key == NULL)
-		return CKR_ARGUMENTS_BAD;
-	v->lines = t->nlines;
-	if (t->has_head && t->head_problem != NULL) {
-		bad(v, 0, "%s.head: %s", t->path, t->head_problem);
-		return CKR_OK;
+	sodium_bin2hex(hex, sizeof(hex), st->pend_hash, HASH_LEN);
+	if (l == NULL || l->problem != NULL || strcmp(l->event, EV_AUDIT_TORN) != 0 ||
+	    strcmp(hex, l->prev) != 0) {
+		bad(v, st->pend_no, "%s", st->pend_problem);
+		return -1;
 	}
-	for (i = 0; i < t->nlines; i++) {
-		const ev_audit_line *l = &t->lines[i];
+	if (v->torn++ == 0)
+		snprintf(v->warning, sizeof(v->warning),
+			 "line %zu: cut short by a crash while writing; the writer went on after "
+			 "it (line %zu: %s)",
+			 st->pend_no, st->pend_no + 1, EV_AUDIT_TORN);
+	if (st->torn_no == 0)
+		st->torn_no = st->pend_no;
+	memcpy(st->prev, st->pend_hash, HASH_LEN);
+	st->prev_no = st->pend_no;
+	st->after_torn = 1;
+	st->pend_no = 0;
+	return 0;
+}
 
-		if (!l->ended) {
-			bad(v, l->no,
-			    "line %zu: cut short, no line end (a write interrupted, or the file "
-			    "truncated)",
-			    l->no);
-			return CKR_OK;
-		}
-		line_hash(l, h);
-		if (l->problem != NULL && is_torn(t, i)) {
-			if (v->torn++ == 0)
-				snprintf(
-				    v->warning, sizeof(v->warning),
-				    "line %zu: cut short by a crash while writing; the writer went "
-				    "on after it (line %zu: %s)",
-				    l->no, l->no + 1, EV_AUDIT_TORN);
-			if (torn_no == 0)
-				torn_no = l->no;
-			memcpy(prev, h, HASH_LEN);
-			prev_no = l->no;
-			after_torn = 1;
-			continue;
-		}
-		if (l->problem != NULL) {
-			bad(v, l->no, "%s", l->problem);
-			return CKR_OK;
-		}
-		/* The cut line's seq may have been taken or not: both are the writer's. */
-		if (l->seq != seq && !(after_torn && l->seq == seq + 1)) {
-			bad(v, l->no,
-			    "line %zu: seq is %lld, expected %lld (deleted, inserted or reordered "
-			    "lines)",
-			    l->no, (long long)l->seq, (long long)seq);
-			return CKR_OK;
-		}
-		sodium_bin2hex(hex, sizeof(hex), prev, sizeof(prev));
-		if (strcmp(hex, l->prev) != 0) {
-			if (prev_no == 0)
-				bad(v, l->no,
-				    "line 1: prev is not 64 zeros (the lines before it were "
-				    "deleted)");
-			else
-				bad(v, l->no,
-				    "line %zu: prev does not match the hash of line %zu (edited, "
-				    "deleted or reordered lines)",
-				    l->no, prev_no);
-			return CKR_OK;
-		}
-		if (strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0) {
-			if (check_checkpoint(l, key, v->why, sizeof(v->why)) != 0) {
-				v->valid = 0;
-				v->bad_line = l->no;
-				return CKR_OK;
-			}
-			v->checkpoints++;
-			v->last_checkpoint_seq = l->seq;
-			v->last_checkpoint_line = l->no;
-			torn_no = 0;
-		}
-		if (t->has_head && l->seq == t->head_seq) {
-			if (strcmp(l->event, EV_AUDIT_CHECKPOINT) != 0) {
-				bad(v, l->no,
-				    "line %zu: %s.head names seq %lld, but the line is %s, not "
-				    "%s (the head was rewritten)",
-				    l->no, t->path, (long long)t->head_seq, l->event,
-				    EV_AUDIT_CHECKPOINT);
-				return CKR_OK;
-			}
-			if (sodium_memcmp(h, t->head_hash, HASH_LEN) != 0) {
-				bad(v, l->no,
-				    "line %zu: its hash is not the one %s.head records for seq "
-				    "%lld "
-				    "(edited)",
-				    l->no, t->path, (long long)t->head_seq);
-				return CKR_OK;
-			}
-			head_no = l->no;
-		}
-		memcpy(prev, h, HASH_LEN);
-		prev_no = l->no;
-		seq = l->seq + 1;
-		last_seq = l->seq;
-		after_torn = 0;
+/* The line at the head's seq: the checkpoint it records. 0, or -1 (bad). */
+static int
+verify_head_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v)
+{
+	if (strcmp(l->event, EV_AUDIT_CHECKPOINT) != 0) {
+		bad(v, l->no,
+		    "line %zu: %s.head names seq %lld, but the line is %s, not %s (the head was "
+		    "rewritten)",
+		    l->no, st->path, (long long)st->head->seq, l->event, EV_AUDIT_CHECKPOINT);
+		return -1;
 	}
-	if (torn_no != 0) {
-		bad(v, torn_no,
+	if (sodium_memcmp(l->hash, st->head->hash, HASH_LEN) != 0) {
+		bad(v, l->no,
+		    "line %zu: its hash is not the one %s.head records for seq %lld (edited)",
+		    l->no, st->path, (long long)st->head->seq);
+		return -1;
+	}
+	st->head_no = l->no;
+	return 0;
+}
+
+/* Line l after the lines before it. 0 go on; -1 l (or a line before it) is bad. */
+static int
+verify_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v)
+{
+	char hex[2 * HASH_LEN + 1];
+
+	if (st->pend_no != 0 && verify_pending(st, l, v) != 0)
+		return -1;
+	if (!l->ended) {
+		bad(v, l->no,
+		    "line %zu: cut short, no line end (a write interrupted, or the file "
+		    "truncated)",
+		    l->no);
+		return -1;
+	}
+	if (l->problem != NULL) {
+		/* Bad, unless the next line is the writer's audit.torn after it. */
+		st->pend_no = l->no;
+		memcpy(st->pend_hash, l->hash, HASH_LEN);
+		snprintf(st->pend_problem, sizeof(st->pend_problem), "%s", l->problem);
+		return 0;
+	}
+	/* The cut line's seq may have been taken or not: both are the writer's. */
+	if (l->seq != st->seq && !(st->after_torn && l->seq == st->seq + 1)) {
+		bad(v, l->no,
+		    "line %zu: seq is %lld, expected %lld (deleted, inserted or reordered lines)",
+		    l->no, (long long)l->seq, (long long)st->seq);
+		return -1;
+	}
+	sodium_bin2hex(hex, sizeof(hex), st->prev, sizeof(st->prev));
+	if (strcmp(hex, l->prev) != 0) {
+		if (st->prev_no == 0)
+			bad(v, l->no,
+			    "line 1: prev is not 64 zeros (the lines before it were deleted)");
+		else
+			bad(v, l->no,
+			    "line %zu: prev does not match the hash of line %zu (edited, deleted "
+			    "or reordered lines)",
+			    l->no, st->prev_no);
+		return -1;
+	}
+	if (strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0) {
+		if (check_checkpoint(l, st->key, v->why, sizeof(v->why)) != 0) {
+			v->valid = 0;
+			v->bad_line = l->no;
+			return -1;
+		}
+		v->checkpoints++;
+		v->last_checkpoint_seq = l->seq;
+		v->last_checkpoint_line = l->no;
+		st->torn_no = 0;
+	}
+	if (st->head->present && l->seq == st->head->seq && verify_head_line(st, l, v) != 0)
+		return -1;
+	memcpy(st->prev, l->hash, HASH_LEN);
+	st->prev_no = l->no;
+	st->seq = l->seq + 1;
+	st->last_seq = l->seq;
+	st->after_torn = 0;
+	return 0;
+}
+
+/* After the last line (nlines of them). 0 valid; -1 bad. */
+static int
+verify_end(struct verify_state *st, size_t nlines, ev_audit_verdict *v)
+{
+	if (st->pend_no != 0 && verify_pending(st, NULL, v) != 0)
+		return -1;
+	if (st->torn_no != 0) {
+		bad(v, st->torn_no,
 		    "line %zu: cut short (a crash while writing, or an edit), and no later "
 		    "checkpoint covers it",
-		    torn_no);
-		return CKR_OK;
+		    st->torn_no);
+		return -1;
 	}
-	if (t->has_head && head_no == 0) {
-		bad(v, t->nlines + 1,
+	if (st->head->present && st->head_no == 0) {
+		bad(v, nlines + 1,
 		    "line %zu: missing: the file ends at seq %lld, but %s.head records checkpoint "
 		    "seq %lld (truncated)",
-		    t->nlines + 1, (long long)last_seq, t->path, (long long)t->head_seq);
-		return CKR_OK;
+		    nlines + 1, (long long)st->last_seq, st->path, (long long)st->head->seq);
+		return -1;
 	}
 	/*
 	 * The writer replaces the head at every checkpoint, so checkpoints without
 	 * one mean it was removed (hiding a truncation), except for a crash between
 	 * writing the first checkpoint and its head: one checkpoint, the last line.
 	 */
-	if (!t->has_head && v->checkpoints == 1 && v->last_checkpoint_line == t->nlines)
+	if (!st->head->present && v->checkpoints == 1 && v->last_checkpoint_line == nlines)
 		v->head_missing = 1;
-	else if (!t->has_head && v->checkpoints > 0) {
+	else if (!st->head->present && v->checkpoints > 0) {
 		bad(v, 0,
 		    "%s.head: missing, but the file has %zu checkpoint%s (the last at line %zu): "
 		    "the head was removed (truncated?) or could not be written",
-		    t->path, v->checkpoints, v->checkpoints == 1 ? "" : "s",
+		    st->path, v->checkpoints, v->checkpoints == 1 ? "" : "s",
 		    v->last_checkpoint_line);
-		return CKR_OK;
+		return -1;
 	}
 	v->valid = 1;
-	v->unsigned_lines = t->nlines - v->last_checkpoint_line;
+	v->unsigned_lines = nlines - v->last_checkpoint_line;
+	return 0;
+}
+
+CK_RV
+ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdict *v,
+		char *err, size_t errlen)
+{
+	struct verify_state st = {.key = key, .head = &r->head, .path = r->path, .seq = 1};
+	const ev_audit_line *l = NULL;
+	int decided = 0, rc;
+	CK_RV rv;
+
+	memset(v, 0, sizeof(*v));
+	if (key == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (r->head.present && r->head.problem != NULL) {
+		bad(v, 0, "%s.head: %s", r->path, r->head.problem);
+		decided = 1;
+	}
+	for (;;) {
+		if (decided) {
+			/* The verdict is in: the rest is only counted. */
+			rc = read_line(r, err, errlen);
+			if (rc < 0)
+				return CKR_DEVICE_ERROR;
+			if (rc == 0)
+				break;
+			continue;
+		}
+		rv = ev_audit_reader_next(r, &l, err, errlen);
+		if (rv != CKR_OK)
+			return rv;
+		if (l == NULL)
+			break;
+		decided = verify_line(&st, l, v) != 0;
+	}
+	v->lines = r->nlines;
+	if (!decided)
+		(void)verify_end(&st, r->nlines, v);
 	return CKR_OK;
+}
+
+/*
+ * tm's fields as strptime() read them, turned into seconds since the
+ * epoch (UTC); -1 when they name no such time (2026-02-30, 24:00:00,
+ * a leap second): timegm() would roll them over, so they must come back
+ * the same.
+ */
+static time_t
+utc_seconds(const struct tm *tm)
+{
+	struct tm in = *tm, back;
+	time_t secs = timegm(&in);
+
+	if (secs == (time_t)-1 || gmtime_r(&secs, &back) == NULL)
+		return (time_t)-1;
+	if (back.tm_year != tm->tm_year || back.tm_mon != tm->tm_mon ||
+	    back.tm_mday != tm->tm_mday || back.tm_hour != tm->tm_hour ||
+	    back.tm_min != tm->tm_min || back.tm_sec != tm->tm_sec)
+		return (time_t)-1;
+	return secs;
 }
 
 int
@@ -672,7 +825,7 @@ ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 		p = strptime(s, "%Y-%m-%d", &tm);
 		if (p == NULL || *p != '\0' || s[4] != '-' || s[7] != '-')
 			return -1;
-		secs = timegm(&tm);
+		secs = utc_seconds(&tm);
 		if (secs == (time_t)-1)
 			return -1;
 		*start = (int64_t)secs * 1000000;
@@ -695,7 +848,7 @@ ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 	}
 	if (p[0] != 'Z' || p[1] != '\0')
 		return -1;
-	secs = timegm(&tm);
+	secs = utc_seconds(&tm);
 	if (secs == (time_t)-1)
 		return -1;
 	*start = (int64_t)secs * 1000000 + frac * unit;
@@ -742,6 +895,7 @@ static const struct {
 	const char *outcome;
 } counts[EV_AUDIT_C_COUNT] = {
     [EV_AUDIT_C_ZONES_CREATED] = {"zones_created", EV_AUDIT_ZONE_CREATED, NULL},
+    [EV_AUDIT_C_ZONES_REINITIALISED] = {"zones_reinitialised", EV_AUDIT_ZONE_REINITIALISED, NULL},
     [EV_AUDIT_C_ZONES_REMOVED] = {"zones_removed", EV_AUDIT_ZONE_REMOVED, NULL},
     [EV_AUDIT_C_ZONES_REVOKED] = {"zones_revoked", EV_AUDIT_ZONE_REVOKED, NULL},
     [EV_AUDIT_C_ZONES_REKEYED] = {"zones_rekeyed", EV_AUDIT_ZONE_REKEYED, NULL},
@@ -754,6 +908,7 @@ static const struct {
     [EV_AUDIT_C_LOGINS_OK] = {"logins_ok", EV_AUDIT_LOGIN, "ok"},
     [EV_AUDIT_C_LOGINS_REFUSED] = {"logins_refused", EV_AUDIT_LOGIN, "refused"},
     [EV_AUDIT_C_PIN_LOCKS] = {"pin_locks", EV_AUDIT_PIN_LOCKED, NULL},
+    [EV_AUDIT_C_PINS_SET] = {"pins_set", EV_AUDIT_PIN_SET, NULL},
     [EV_AUDIT_C_ATTESTATIONS_OK] = {"attestations_ok", EV_AUDIT_ATTESTATION, "ok"},
     [EV_AUDIT_C_ATTESTATIONS_REFUSED] = {"attestations_refused", EV_AUDIT_ATTESTATION, "refused"},
     [EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = {"revocation_lists_applied", EV_AUDIT_REVOCATION_LIST,
@@ -795,40 +950,70 @@ zone_counts(ev_audit_summary *s, int64_t zone)
 	return &nz[i];
 }
 
-CK_RV
-ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f, ev_audit_summary *s)
+/* Whose trail it is: the device of its lines, the key of its last checkpoint. 0, or -1. */
+static int
+note_origin(ev_audit_summary *s, const ev_audit_line *l)
 {
-	ev_audit_filter times = {.since = f->since, .until = f->until};
-	ev_audit_counts *c;
-	size_t i;
+	if (s->device == NULL) {
+		s->device = strdup(l->device);
+		if (s->device == NULL)
+			return -1;
+	} else if (strcmp(s->device, l->device) != 0)
+		s->several_devices = 1;
+	if (l->key != NULL)
+		snprintf(s->checkpoint_key, sizeof(s->checkpoint_key), "%s", l->key);
+	return 0;
+}
+
+/* Count line l (well formed, in the period). CKR_OK, CKR_HOST_MEMORY. */
+static CK_RV
+count_line(ev_audit_summary *s, const ev_audit_line *l)
+{
+	ev_audit_counts *c = zone_counts(s, l->zone);
 	unsigned k;
 
-	memset(s, 0, sizeof(*s));
-	for (i = 0; i < t->nlines; i++) {
-		const ev_audit_line *l = &t->lines[i];
+	if (c == NULL)
+		return CKR_HOST_MEMORY;
+	s->lines++;
+	if (s->first[0] == '\0')
+		snprintf(s->first, sizeof(s->first), "%s", l->time);
+	snprintf(s->last, sizeof(s->last), "%s", l->time);
+	for (k = 0; k < EV_AUDIT_C_COUNT; k++)
+		if ((counts[k].event == NULL || strcmp(l->event, counts[k].event) == 0) &&
+		    (counts[k].outcome == NULL || strcmp(l->outcome, counts[k].outcome) == 0))
+			c->n[k]++;
+	return CKR_OK;
+}
 
+CK_RV
+ev_audit_summarize(ev_audit_reader *r, const ev_audit_filter *f, ev_audit_summary *s, char *err,
+		   size_t errlen)
+{
+	ev_audit_filter times = {.since = f->since, .until = f->until};
+	const ev_audit_line *l = NULL;
+	CK_RV rv;
+
+	memset(s, 0, sizeof(*s));
+	for (;;) {
+		rv = ev_audit_reader_next(r, &l, err, errlen);
+		if (rv != CKR_OK || l == NULL)
+			break;
 		if (l->problem != NULL) {
 			s->skipped++;
 			continue;
 		}
-		if (!ev_audit_match(l, &times))
-			continue;
-		c = zone_counts(s, l->zone);
-		if (c == NULL) {
-			ev_audit_summary_clear(s);
-			return CKR_HOST_MEMORY;
+		if (note_origin(s, l) != 0) {
+			rv = CKR_HOST_MEMORY;
+			break;
 		}
-		s->lines++;
-		if (s->first == NULL)
-			s->first = l->time;
-		s->last = l->time;
-		for (k = 0; k < EV_AUDIT_C_COUNT; k++)
-			if ((counts[k].event == NULL || strcmp(l->event, counts[k].event) == 0) &&
-			    (counts[k].outcome == NULL ||
-			     strcmp(l->outcome, counts[k].outcome) == 0))
-				c->n[k]++;
+		if (ev_audit_match(l, &times) && (rv = count_line(s, l)) != CKR_OK)
+			break;
 	}
-	return CKR_OK;
+	if (rv == CKR_HOST_MEMORY)
+		ev_errf(err, errlen, "out of memory");
+	if (rv != CKR_OK)
+		ev_audit_summary_clear(s);
+	return rv;
 }
 
 void
@@ -837,5 +1022,6 @@ ev_audit_summary_clear(ev_audit_summary *s)
 	if (s == NULL)
 		return;
 	free(s->zones);
+	free(s->device);
 	memset(s, 0, sizeof(*s));
 }

@@ -1,8 +1,8 @@
 /*
- * Reading the audit trail (doc/audit.md): the file loaded whole, its
- * lines parsed, the chain and checkpoints verified, lines filtered for
- * `edgevault audit show` and counted for `audit summary`. The writer is
- * src/audit.h; nothing here writes.
+ * Reading the audit trail (doc/audit.md): the file read one line at a
+ * time, each line parsed, the chain and checkpoints verified, lines
+ * filtered for `edgevault audit show` and counted for `audit summary`.
+ * The writer is src/audit.h; nothing here writes.
  */
 #ifndef EV_AUDIT_READ_H
 #define EV_AUDIT_READ_H
@@ -15,15 +15,19 @@
 #define EV_AUDIT_WHY_MAX 512
 
 /*
- * One line of the file. Every pointer points into the trail (valid while
- * it is); a member absent from the line, or a line with a problem, leaves
- * its pointer NULL and its number 0.
+ * One line of the file, as ev_audit_reader_next() hands it out: every
+ * pointer points into the reader and stays valid until the next call of
+ * ev_audit_reader_next() or ev_audit_reader_free(). A member absent from
+ * the line, or a line with a problem, leaves its pointer NULL and its
+ * number 0.
  */
 typedef struct ev_audit_line {
 	size_t no;	  /* 1 for the file's first line */
-	const char *text; /* the line's bytes, NUL-terminated where its '\n' was */
-	size_t len;	  /* without the '\n' */
+	const char *text; /* the line's bytes, NUL-terminated where its '\n' was; only the
+			     first EV_AUDIT_LINE_MAX when it is longer (len says) */
+	size_t len;	  /* the line's length, without the '\n' */
 	int ended;	  /* the line had its '\n' (only the last line may not) */
+	unsigned char hash[32]; /* BLAKE2b-256 of all len bytes (the next line's "prev") */
 	char *problem;	  /* why it is not a well-formed audit line; NULL: it is */
 	json_object *obj; /* the line parsed; NULL when it is not strict JSON */
 	int64_t seq;
@@ -47,34 +51,53 @@ typedef struct ev_audit_line {
 	const char *prev; /* 64 lowercase hex digits */
 } ev_audit_line;
 
-/* A file read whole: its lines and its .head. */
-typedef struct ev_audit_trail {
-	char *path;
-	unsigned char *buf; /* the file's bytes (with a NUL after them) */
-	size_t len;
-	ev_audit_line *lines;
-	size_t nlines;
-	int has_head;	    /* <path>.head was there */
-	char *head_problem; /* it was there but not {"seq":N,"hash":"<hex>"}; NULL: fine */
-	int64_t head_seq;
-	unsigned char head_hash[32];
-} ev_audit_trail;
+/* <path>.head as it was when the reader opened the file. */
+typedef struct ev_audit_head {
+	int present;	     /* <path>.head was there */
+	const char *problem; /* it was there but not {"seq":N,"hash":"<hex>"}; NULL: fine */
+	int64_t seq;
+	unsigned char hash[32];
+} ev_audit_head;
 
 /*
- * Read the file at path, and <path>.head when there is one, holding a
- * shared flock() on the file meanwhile so that no line being written by
- * a writer (who holds it exclusively) is seen in part (waits at most 10
- * seconds for the lock). Every line is parsed (ev_audit_line.problem says
- * what is wrong with one: not strict JSON, a required member missing or of
- * the wrong type). *out is the caller's (ev_audit_trail_free). CKR_OK;
- * CKR_DEVICE_ERROR when a file cannot be read (err says why; EVR_NOT_FOUND
- * when path does not exist); CKR_HOST_MEMORY.
+ * A trail read one line at a time: memory does not grow with the file
+ * (one line of at most EV_AUDIT_LINE_MAX bytes and its parse are kept;
+ * a longer line is read through and reported as a problem).
  */
-CK_RV ev_audit_trail_load(const char *path, ev_audit_trail **out, char *err,
-			  size_t errlen) EV_MUST_CHECK;
+typedef struct ev_audit_reader ev_audit_reader;
 
-/* Free a trail; NULL is a no-op. */
-void ev_audit_trail_free(ev_audit_trail *t);
+/*
+ * Open the file at path for reading. Under a shared flock() on it (waited
+ * for 10 seconds at most; a writer holds it exclusively while it appends
+ * a line or replaces the head) <path>.head is read and the file's size
+ * taken; the lock is then let go, and the reader reads the file up to that
+ * size and no further: the writer only ever appends whole lines, so these
+ * bytes are final, and no line being written is seen in part, while
+ * writers are not kept waiting for as long as a long file takes to read.
+ * *out is the caller's (ev_audit_reader_free). CKR_OK; CKR_DEVICE_ERROR
+ * when a file cannot be read or locked (err says why; EVR_NOT_FOUND when
+ * path does not exist); CKR_HOST_MEMORY.
+ */
+CK_RV ev_audit_reader_open(const char *path, ev_audit_reader **out, char *err,
+			   size_t errlen) EV_MUST_CHECK;
+
+/* The path r reads, its .head, and the file's size when r opened it. */
+const char *ev_audit_reader_path(const ev_audit_reader *r);
+const ev_audit_head *ev_audit_reader_head(const ev_audit_reader *r);
+uint64_t ev_audit_reader_size(const ev_audit_reader *r);
+
+/*
+ * The next line, parsed, into *l (ev_audit_line.problem says what is
+ * wrong with one: longer than EV_AUDIT_LINE_MAX, not strict JSON, a
+ * required member missing or of the wrong type); *l is NULL after the
+ * last line. CKR_OK; CKR_DEVICE_ERROR when the file cannot be read (err
+ * says why); CKR_HOST_MEMORY. After an error *l is NULL.
+ */
+CK_RV ev_audit_reader_next(ev_audit_reader *r, const ev_audit_line **l, char *err,
+			   size_t errlen) EV_MUST_CHECK;
+
+/* Close r; NULL is a no-op. */
+void ev_audit_reader_free(ev_audit_reader *r);
 
 /* What ev_audit_verify() found. */
 typedef struct ev_audit_verdict {
@@ -92,29 +115,33 @@ typedef struct ev_audit_verdict {
 } ev_audit_verdict;
 
 /*
- * Verify t against the checkpoint public key key (Ed25519, 32 bytes):
- * every line well formed, "seq" contiguous from 1, "prev" the BLAKE2b-256
- * of the line before, each checkpoint's "key" equal to key and its "sig"
- * a valid signature (EV_AUDIT_SIG_PREFIX in src/audit.h), the line at the
- * .head's seq an audit.checkpoint line hashing to its hash and the file
- * reaching it, the last line ended, a .head whenever there is a
- * checkpoint (one checkpoint as the last line without a head, a crash
- * before the head was written, is a warning: v->head_missing). A line
- * cut short and followed by an audit.torn line whose "prev" is its hash
- * is a warning (v->torn, v->warning) when a later checkpoint verifies,
- * else the first bad line. Lines after the last checkpoint
- * are counted (v->unsigned_lines), not refused. CKR_OK with *v filled
- * (v->valid says the outcome); CKR_ARGUMENTS_BAD when key is NULL.
+ * Verify the lines r has still to give (all of them: call it on a reader
+ * just opened) against the checkpoint public key key (Ed25519, 32 bytes),
+ * one line at a time: every line well formed, "seq" contiguous from 1,
+ * "prev" the BLAKE2b-256 of the line before, each checkpoint's "key"
+ * equal to key and its "sig" a valid signature (EV_AUDIT_SIG_PREFIX in
+ * src/audit.h), the line at the .head's seq an audit.checkpoint line
+ * hashing to its hash and the file reaching it, the last line ended, a
+ * .head whenever there is a checkpoint (one checkpoint as the last line
+ * without a head, a crash before the head was written, is a warning:
+ * v->head_missing). A line cut short and followed by an audit.torn line
+ * whose "prev" is its hash is a warning (v->torn, v->warning) when a
+ * later checkpoint verifies, else the first bad line. Lines after the
+ * last checkpoint are counted (v->unsigned_lines), not refused. The
+ * lines after the first bad one are counted (v->lines), not parsed.
+ * CKR_OK with *v filled (v->valid says the outcome); CKR_ARGUMENTS_BAD
+ * when key is NULL; ev_audit_reader_next()'s errors (err says why).
  */
-CK_RV ev_audit_verify(const ev_audit_trail *t, const unsigned char key[32],
-		      ev_audit_verdict *v) EV_MUST_CHECK;
+CK_RV ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdict *v,
+		      char *err, size_t errlen) EV_MUST_CHECK;
 
 /*
  * A time as the tool takes it: "2026-11-24T10:00:00.123456Z" (the lines'
  * form; the fraction may have 0 to 6 digits, and may be left out with its
  * dot) or a date "2026-11-24", both UTC. *start is its first microsecond
  * since the epoch, *end the first after it (a date covers its whole
- * day). 0, or -1 when s is not such a time.
+ * day). 0, or -1 when s is not such a time (an impossible date or time,
+ * as 2026-02-30 or 24:00:00, is not).
  */
 int ev_audit_time_parse(const char *s, int64_t *start, int64_t *end) EV_MUST_CHECK;
 
@@ -135,6 +162,7 @@ int ev_audit_match(const ev_audit_line *l, const ev_audit_filter *f);
 /* The counts of `audit summary`, for one zone: indexes into ev_audit_counts.n. */
 enum {
 	EV_AUDIT_C_ZONES_CREATED,
+	EV_AUDIT_C_ZONES_REINITIALISED,
 	EV_AUDIT_C_ZONES_REMOVED,
 	EV_AUDIT_C_ZONES_REVOKED,
 	EV_AUDIT_C_ZONES_REKEYED,
@@ -147,6 +175,7 @@ enum {
 	EV_AUDIT_C_LOGINS_OK,
 	EV_AUDIT_C_LOGINS_REFUSED,
 	EV_AUDIT_C_PIN_LOCKS,
+	EV_AUDIT_C_PINS_SET,
 	EV_AUDIT_C_ATTESTATIONS_OK,
 	EV_AUDIT_C_ATTESTATIONS_REFUSED,
 	EV_AUDIT_C_REVOCATION_LISTS_APPLIED,
@@ -168,22 +197,32 @@ typedef struct ev_audit_counts {
 	uint64_t n[EV_AUDIT_C_COUNT];
 } ev_audit_counts;
 
+/* Room for a line's "time" (ev_audit_time_parse() takes at most 27 characters). */
+#define EV_AUDIT_TIME_MAX 32
+/* Room for a checkpoint's "key" (44 base64 characters). */
+#define EV_AUDIT_KEY_B64_MAX 48
+
 typedef struct ev_audit_summary {
 	ev_audit_counts *zones; /* ascending by zone; only zones with lines in the period */
 	size_t nzones;
-	size_t lines;	   /* well-formed lines in the period */
-	size_t skipped;	   /* lines with a problem, not counted */
-	const char *first; /* the time of the first and last line counted; NULL: none */
-	const char *last;
+	size_t lines;			   /* well-formed lines in the period */
+	size_t skipped;			   /* lines with a problem, not counted */
+	char first[EV_AUDIT_TIME_MAX];	   /* the time of the first and last line counted; */
+	char last[EV_AUDIT_TIME_MAX];	   /* "": none */
+	/* Whose trail it is, from all its well-formed lines (in the period or not): */
+	char *device;			   /* the first line's "device"; NULL: no line */
+	int several_devices;		   /* a later line names another device */
+	char checkpoint_key[EV_AUDIT_KEY_B64_MAX]; /* the last checkpoint's "key"; "": none */
 } ev_audit_summary;
 
 /*
- * Count the lines of t that f takes (only its times are used) per zone
- * into *s, the caller's (ev_audit_summary_clear; its times point into t).
- * CKR_OK, CKR_HOST_MEMORY.
+ * Count the lines r has still to give that f takes (only its times are
+ * used) per zone into *s, the caller's (ev_audit_summary_clear), one line
+ * at a time. CKR_OK; ev_audit_reader_next()'s errors (err says why);
+ * CKR_HOST_MEMORY. *s is cleared on error.
  */
-CK_RV ev_audit_summarize(const ev_audit_trail *t, const ev_audit_filter *f,
-			 ev_audit_summary *s) EV_MUST_CHECK;
+CK_RV ev_audit_summarize(ev_audit_reader *r, const ev_audit_filter *f, ev_audit_summary *s,
+			 char *err, size_t errlen) EV_MUST_CHECK;
 
 /* Free what a summary holds (not the summary); NULL is a no-op. */
 void ev_audit_summary_clear(ev_audit_summary *s);

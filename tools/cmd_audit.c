@@ -257,18 +257,26 @@ audit_file(struct audit_opts *o)
 	return 0;
 }
 
-/* Load the trail of o->path: NULL after saying why. */
-static ev_audit_trail *
-audit_load(struct audit_opts *o)
+/* Say why the trail cannot be read; 1. */
+static int
+cannot_read(const char *err)
 {
-	ev_audit_trail *t = NULL;
+	fprintf(stderr, "edgevault: cannot read the audit trail: %s\n", err);
+	return 1;
+}
+
+/* A reader of o->path: NULL after saying why. */
+static ev_audit_reader *
+audit_open(struct audit_opts *o)
+{
+	ev_audit_reader *r = NULL;
 	char err[512] = "";
 
-	if (ev_audit_trail_load(o->path, &t, err, sizeof(err)) != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot read the audit trail: %s\n", err);
+	if (ev_audit_reader_open(o->path, &r, err, sizeof(err)) != CKR_OK) {
+		(void)cannot_read(err);
 		return NULL;
 	}
-	return t;
+	return r;
 }
 
 /*
@@ -398,10 +406,10 @@ static int
 cmd_audit_verify(int argc, char **argv)
 {
 	struct audit_opts o = {0};
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
 	ev_audit_verdict v;
 	unsigned char key[32];
-	char b64[KEY_B64_MAX];
+	char b64[KEY_B64_MAX], err[512] = "";
 	const char *source;
 	int rc;
 
@@ -418,11 +426,11 @@ cmd_audit_verify(int argc, char **argv)
 		goto out;
 	source = o.key != NULL ? "given with --key" : "the module's, confirmed under the root";
 	sodium_bin2base64(b64, sizeof(b64), key, 32, sodium_base64_VARIANT_ORIGINAL);
-	t = audit_load(&o);
-	if (t == NULL)
+	r = audit_open(&o);
+	if (r == NULL)
 		goto out;
-	if (ev_audit_verify(t, key, &v) != CKR_OK) {
-		fprintf(stderr, "edgevault: cannot verify the audit trail\n");
+	if (ev_audit_verify(r, key, &v, err, sizeof(err)) != CKR_OK) {
+		rc = cannot_read(err);
 		goto out;
 	}
 	if (json)
@@ -435,7 +443,7 @@ cmd_audit_verify(int argc, char **argv)
 		fprintf(stderr, "edgevault: the audit trail is not valid: %s\n", v.why);
 	rc = v.valid ? 0 : 1;
 out:
-	ev_audit_trail_free(t);
+	ev_audit_reader_free(r);
 	free(o.events_buf);
 	return rc;
 }
@@ -491,19 +499,27 @@ static int
 cmd_audit_show(int argc, char **argv)
 {
 	struct audit_opts o = {0};
-	ev_audit_trail *t = NULL;
-	size_t i, skipped = 0;
+	ev_audit_reader *r = NULL;
+	const ev_audit_line *l = NULL;
+	char err[512] = "";
+	size_t skipped = 0;
 	int rc;
 
 	rc = audit_options("show", argc, argv, &o);
 	if (rc != 0)
 		goto out;
 	rc = 1;
-	if (audit_file(&o) != 0 || (t = audit_load(&o)) == NULL)
+	if (audit_file(&o) != 0 || (r = audit_open(&o)) == NULL)
 		goto out;
-	for (i = 0; i < t->nlines; i++) {
-		const ev_audit_line *l = &t->lines[i];
-
+	for (;;) {
+		if (ev_audit_reader_next(r, &l, err, sizeof(err)) != CKR_OK) {
+			/* What was printed stands; the exit says it is not all. */
+			(void)flush_stdout();
+			rc = cannot_read(err);
+			goto out;
+		}
+		if (l == NULL)
+			break;
 		if (l->problem != NULL)
 			skipped++;
 		else if (!ev_audit_match(l, &o.f))
@@ -518,7 +534,7 @@ cmd_audit_show(int argc, char **argv)
 	say_skipped(skipped);
 	rc = 0;
 out:
-	ev_audit_trail_free(t);
+	ev_audit_reader_free(r);
 	free(o.events_buf);
 	return rc;
 }
@@ -573,12 +589,54 @@ out:
 }
 
 /*
- * The keys now in the configuration's store: 0 with *k (NULL, *n 0, when
- * --file names another device's file and there is no store to read), or
- * 1 after saying why.
+ * With --file, whether the trail is this device's and this store's: the
+ * device its lines name is [device] id, and its last checkpoint (if any)
+ * was signed with the store's checkpoint key. 1; 0 with why.
  */
 static int
-keys_now(const struct audit_opts *o, struct keys_now **k, size_t *n)
+trail_is_ours(const ev_config *cfg, ev_store *st, const ev_audit_summary *s, char *why,
+	      size_t whylen)
+{
+	unsigned char *pk = NULL;
+	char b64[KEY_B64_MAX];
+	size_t len = 0;
+	int ours = 0;
+
+	if (s->device == NULL) {
+		snprintf(why, whylen, "no line of the file names its device");
+		return 0;
+	}
+	if (s->several_devices) {
+		snprintf(why, whylen, "the file's lines name several devices");
+		return 0;
+	}
+	if (strcmp(s->device, cfg->device_id) != 0) {
+		snprintf(why, whylen, "the file is device \"%s\"'s, not this device's (\"%s\")",
+			 s->device, cfg->device_id);
+		return 0;
+	}
+	if (s->checkpoint_key[0] == '\0')
+		return 1;
+	if (ev_store_meta_get(st, EV_META_AUDIT_KEY_PUBLIC, &pk, &len) == CKR_OK && len == 32) {
+		sodium_bin2base64(b64, sizeof(b64), pk, len, sodium_base64_VARIANT_ORIGINAL);
+		ours = strcmp(b64, s->checkpoint_key) == 0;
+	}
+	free(pk);
+	if (!ours)
+		snprintf(why, whylen,
+			 "the file's checkpoints are signed with another key than this store's");
+	return ours;
+}
+
+/*
+ * The keys now in the configuration's store: 0 with *k; or 0 with *k
+ * NULL, *n 0 and why saying why they are left out, when --file names a
+ * trail that is not this store's, or there is no configuration or store
+ * to read; or 1 after saying why.
+ */
+static int
+keys_now(const struct audit_opts *o, const ev_audit_summary *sum, struct keys_now **k,
+	 size_t *n, char *why, size_t whylen)
 {
 	ev_config *cfg = NULL;
 	ev_store *s = NULL;
@@ -588,17 +646,22 @@ keys_now(const struct audit_opts *o, struct keys_now **k, size_t *n)
 	*k = NULL;
 	*n = 0;
 	if (ev_config_load(ev_config_path(), &cfg, err, sizeof(err)) != CKR_OK) {
-		if (o->file != NULL)
+		if (o->file != NULL) {
+			snprintf(why, whylen, "no configuration (%s)", err);
 			return 0;
+		}
 		fprintf(stderr, "edgevault: configuration: %s\n", err);
 		return 1;
 	}
 	if (ev_store_open(cfg->store_dir, EV_STORE_READONLY, &s, err, sizeof(err)) != CKR_OK) {
-		if (o->file != NULL)
+		if (o->file != NULL) {
+			snprintf(why, whylen, "no store (%s)", err);
 			rc = 0;
-		else
+		} else
 			fprintf(stderr, "edgevault: store: %s\n", err);
-	} else
+	} else if (o->file != NULL && !trail_is_ours(cfg, s, sum, why, whylen))
+		rc = 0;
+	else
 		rc = store_keys(s, k, n);
 	ev_store_close(s);
 	ev_config_free(cfg);
@@ -684,7 +747,7 @@ keys_of(const struct column *col, size_t c, size_t cls, int have_store)
 
 static void
 summary_text(const char *path, const ev_audit_summary *s, const struct column *col, size_t ncol,
-	     int have_store)
+	     int have_store, const char *left_out)
 {
 	char name[32];
 	size_t c;
@@ -692,8 +755,13 @@ summary_text(const char *path, const ev_audit_summary *s, const struct column *c
 	long long k;
 
 	printf("audit summary of %s\n", path);
-	printf("period: %s to %s, %zu line%s\n", s->first ? s->first : "-", s->last ? s->last : "-",
-	       s->lines, s->lines == 1 ? "" : "s");
+	printf("period: %s to %s, %zu line%s\n", s->first[0] ? s->first : "-",
+	       s->last[0] ? s->last : "-", s->lines, s->lines == 1 ? "" : "s");
+	if (left_out[0] != '\0') {
+		printf("keys now: left out: ");
+		print_text((const unsigned char *)left_out, strlen(left_out), 0);
+		printf("\n");
+	}
 	printf("%-26s", "");
 	for (c = 0; c < ncol; c++) {
 		if (col[c].zone > 0)
@@ -731,7 +799,7 @@ counts_json(const struct column *col, size_t c)
 
 static void
 summary_json(const char *path, const ev_audit_summary *s, const struct column *col, size_t ncol,
-	     int have_store)
+	     int have_store, const char *left_out)
 {
 	static const char *const cls[3] = {"private", "public", "secret"};
 	size_t c, k;
@@ -739,13 +807,18 @@ summary_json(const char *path, const ev_audit_summary *s, const struct column *c
 	printf("{\"file\":");
 	json_str(path);
 	printf(",\"first\":");
-	if (s->first != NULL)
+	if (s->first[0] != '\0')
 		json_str(s->first);
 	else
 		printf("null");
 	printf(",\"last\":");
-	if (s->last != NULL)
+	if (s->last[0] != '\0')
 		json_str(s->last);
+	else
+		printf("null");
+	printf(",\"keys_now_left_out\":");
+	if (left_out[0] != '\0')
+		json_str(left_out);
 	else
 		printf("null");
 	printf(",\"lines\":%zu,\"skipped\":%zu,\"zones\":[", s->lines, s->skipped);
@@ -774,29 +847,39 @@ static int
 cmd_audit_summary(int argc, char **argv)
 {
 	struct audit_opts o = {0};
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
 	ev_audit_summary s = {0};
 	struct keys_now *k = NULL;
 	struct column *col = NULL;
 	size_t nk = 0, ncol = 0;
+	char err[512] = "", left_out[512] = "";
 	int rc, have_store;
+	CK_RV rv;
 
 	rc = audit_options("summary", argc, argv, &o);
 	if (rc != 0)
 		goto out;
 	rc = 1;
-	if (audit_file(&o) != 0 || keys_now(&o, &k, &nk) != 0 || (t = audit_load(&o)) == NULL)
+	if (audit_file(&o) != 0 || (r = audit_open(&o)) == NULL)
+		goto out;
+	rv = ev_audit_summarize(r, &o.f, &s, err, sizeof(err));
+	if (rv != CKR_OK) {
+		rc = cannot_read(err);
+		goto out;
+	}
+	/* After the lines: whose trail it is decides whether the store's keys go with it. */
+	if (keys_now(&o, &s, &k, &nk, left_out, sizeof(left_out)) != 0)
 		goto out;
 	have_store = k != NULL;
-	if (ev_audit_summarize(t, &o.f, &s) != CKR_OK ||
-	    (col = columns(&s, k, nk, &ncol)) == NULL) {
+	col = columns(&s, k, nk, &ncol);
+	if (col == NULL) {
 		fprintf(stderr, "edgevault: out of memory\n");
 		goto out;
 	}
 	if (json)
-		summary_json(o.path, &s, col, ncol, have_store);
+		summary_json(o.path, &s, col, ncol, have_store, left_out);
 	else
-		summary_text(o.path, &s, col, ncol, have_store);
+		summary_text(o.path, &s, col, ncol, have_store, left_out);
 	if (flush_stdout() != 0)
 		goto out;
 	say_skipped(s.skipped);
@@ -805,7 +888,7 @@ out:
 	free(col);
 	free(k);
 	ev_audit_summary_clear(&s);
-	ev_audit_trail_free(t);
+	ev_audit_reader_free(r);
 	free(o.events_buf);
 	return rc;
 }

@@ -306,60 +306,43 @@ read_revocation(ev_store *s, struct status *st)
 
 /*
  * The audit file: size, lines, and the last checkpoint <file>.head names
- * (doc/audit.md), with its time from the checkpoint line of that seq.
+ * (doc/audit.md), with its time from the checkpoint line of that seq;
+ * read by src/audit_read.h (under its lock, strict lines). A file that
+ * cannot be read is said on stderr and shown as far as it was read.
  */
 static void
 read_audit(struct status *st)
 {
 	struct audit_state *a = &st->audit;
-	unsigned char *head = NULL;
-	size_t headlen = 0;
-	char path[4200], *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	json_object *o = NULL, *v;
-	int64_t t0, t1;
-	struct stat sb;
-	FILE *f;
-	int fd;
+	ev_audit_reader *r = NULL;
+	const ev_audit_head *h;
+	const ev_audit_line *l = NULL;
+	char err[512] = "";
+	CK_RV rv;
 
 	if (ev_audit_path(st->cfg, a->path, sizeof(a->path)) == NULL)
 		return;
-	snprintf(path, sizeof(path), "%s.head", a->path);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && read_all(fd, 4096, &head, &headlen) == 0) {
-		o = json_tokener_parse((const char *)head);
-		if (o != NULL && json_object_object_get_ex(o, "seq", &v) &&
-		    json_object_is_type(v, json_type_int))
-			a->cp_seq = json_object_get_int64(v);
-		json_object_put(o);
-		free(head);
-	}
-	if (fd >= 0)
-		close(fd);
-	f = fopen(a->path, "re");
-	if (f == NULL)
+	rv = ev_audit_reader_open(a->path, &r, err, sizeof(err));
+	if (rv != CKR_OK) {
+		if (rv != EVR_NOT_FOUND)
+			fprintf(stderr, "edgevault: audit: %s\n", err);
 		return;
-	if (fstat(fileno(f), &sb) == 0) {
-		a->exists = 1;
-		a->size = (int64_t)sb.st_size;
 	}
-	while ((len = getline(&line, &cap, f)) > 0) {
-		if (line[len - 1] == '\n')
+	a->exists = 1;
+	a->size = (int64_t)ev_audit_reader_size(r);
+	h = ev_audit_reader_head(r);
+	if (h->present && h->problem == NULL)
+		a->cp_seq = h->seq;
+	while ((rv = ev_audit_reader_next(r, &l, err, sizeof(err))) == CKR_OK && l != NULL) {
+		if (l->ended)
 			a->lines++;
-		/* Only checkpoint lines are parsed: the one head names gives its time. */
-		if (a->cp_seq == 0 || strstr(line, "\"" EV_AUDIT_CHECKPOINT "\"") == NULL)
-			continue;
-		o = json_tokener_parse(line);
-		if (o != NULL && json_object_object_get_ex(o, "seq", &v) &&
-		    json_object_get_int64(v) == a->cp_seq &&
-		    json_object_object_get_ex(o, "time", &v) && json_object_is_type(v, json_type_string) &&
-		    ev_audit_time_parse(json_object_get_string(v), &t0, &t1) == 0)
-			a->cp_time = t0 / 1000000;
-		json_object_put(o);
+		if (a->cp_seq != 0 && l->problem == NULL && l->seq == a->cp_seq &&
+		    strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0)
+			a->cp_time = l->time_us / 1000000;
 	}
-	free(line);
-	fclose(f);
+	if (rv != CKR_OK)
+		fprintf(stderr, "edgevault: audit: %s\n", err);
+	ev_audit_reader_free(r);
 }
 
 /*

@@ -906,9 +906,11 @@ verify_with_reader(void)
 	EV_ADMIN_FUNCTION_LIST *a;
 	unsigned char pk[32];
 	CK_ULONG len = sizeof(pk);
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
+	const ev_audit_head *h;
 	ev_audit_verdict v;
 	char err[512] = "", *path = audit_path();
+	struct lines ls;
 
 	env_init();
 	ck_assert_int_eq(F->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &ver, &iface, 0),
@@ -917,16 +919,19 @@ verify_with_reader(void)
 	ck_assert_int_eq(a->EV_AuditPublicKey(pk, &len), CKR_OK);
 	ck_assert_uint_eq(len, 32);
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
-	ck_assert_msg(ev_audit_trail_load(path, &t, err, sizeof(err)) == CKR_OK, "%s", err);
-	ck_assert_int_eq(ev_audit_verify(t, pk, &v), CKR_OK);
+	ck_assert_msg(ev_audit_reader_open(path, &r, err, sizeof(err)) == CKR_OK, "%s", err);
+	ck_assert_msg(ev_audit_verify(r, pk, &v, err, sizeof(err)) == CKR_OK, "%s", err);
 	ck_assert_msg(v.valid, "%s", v.why);
-	ck_assert_uint_eq(v.lines, t->nlines);
+	lines_read(&ls);
+	ck_assert_uint_eq(v.lines, ls.n);
+	lines_free(&ls);
 	ck_assert_uint_ge(v.checkpoints, 1);
 	ck_assert_int_eq(v.head_missing, 0);
-	ck_assert(t->has_head);
-	ck_assert_ptr_null(t->head_problem);
-	ck_assert_int_eq(t->head_seq, v.last_checkpoint_seq);
-	ev_audit_trail_free(t);
+	h = ev_audit_reader_head(r);
+	ck_assert(h->present);
+	ck_assert_ptr_null(h->problem);
+	ck_assert_int_eq(h->seq, v.last_checkpoint_seq);
+	ev_audit_reader_free(r);
 	free(path);
 }
 

@@ -271,25 +271,59 @@ write_head(int64_t seq, size_t no)
 	write_text("audit.log.head", text, 0644);
 }
 
-static ev_audit_trail *
+static ev_audit_reader *
 load(const char *path)
 {
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
 	char err[512] = "";
 
-	ck_assert_msg(ev_audit_trail_load(path, &t, err, sizeof(err)) == CKR_OK, "%s", err);
-	ck_assert_ptr_nonnull(t);
-	return t;
+	ck_assert_msg(ev_audit_reader_open(path, &r, err, sizeof(err)) == CKR_OK, "%s", err);
+	ck_assert_ptr_nonnull(r);
+	return r;
 }
 
-/* Write, load and verify with the trusted key; the verdict in *v. */
+/* The next line of r (NULL: the end). */
+static const ev_audit_line *
+next_line(ev_audit_reader *r)
+{
+	const ev_audit_line *l = NULL;
+	char err[512] = "";
+
+	ck_assert_msg(ev_audit_reader_next(r, &l, err, sizeof(err)) == CKR_OK, "%s", err);
+	return l;
+}
+
+/* Line no of the file at path, into *out (its members copied where the tests look). */
+static ev_audit_reader *
+load_to(const char *path, size_t no, const ev_audit_line **out)
+{
+	ev_audit_reader *r = load(path);
+	const ev_audit_line *l;
+
+	do {
+		l = next_line(r);
+		ck_assert_ptr_nonnull(l);
+	} while (l->no < no);
+	*out = l;
+	return r;
+}
+
+/* Verify the file at path with the trusted key; the verdict in *v. */
+static void
+verify_file(const char *path, ev_audit_verdict *v)
+{
+	ev_audit_reader *r = load(path);
+	char err[512] = "";
+
+	ck_assert_msg(ev_audit_verify(r, T.pk, v, err, sizeof(err)) == CKR_OK, "%s", err);
+	ev_audit_reader_free(r);
+}
+
+/* Write, read and verify with the trusted key; the verdict in *v. */
 static void
 verify_as(int cut_last, ev_audit_verdict *v)
 {
-	ev_audit_trail *t = load(write_trail(cut_last));
-
-	ck_assert_uint_eq(ev_audit_verify(t, T.pk, v), CKR_OK);
-	ev_audit_trail_free(t);
+	verify_file(write_trail(cut_last), v);
 }
 
 static void
@@ -347,21 +381,23 @@ END_TEST
 
 START_TEST(test_empty_and_missing)
 {
-	ev_audit_trail *t = NULL;
+	ev_audit_reader *r = NULL;
 	ev_audit_verdict v;
 	char err[512] = "";
 
-	t = load(write_text("audit.log", "", 0644));
-	ck_assert_uint_eq(ev_audit_verify(t, T.pk, &v), CKR_OK);
+	verify_file(write_text("audit.log", "", 0644), &v);
 	ck_assert(v.valid);
 	ck_assert_uint_eq(v.lines, 0);
-	ck_assert_uint_eq(ev_audit_verify(t, NULL, &v), CKR_ARGUMENTS_BAD);
-	ev_audit_trail_free(t);
-	ev_audit_trail_free(NULL);
-	t = (ev_audit_trail *)1;
-	ck_assert_uint_eq(ev_audit_trail_load(path_of("none.log"), &t, err, sizeof(err)),
+	r = load(path_of("audit.log"));
+	ck_assert_ptr_null(next_line(r));
+	ck_assert_ptr_null(next_line(r));
+	ck_assert_uint_eq(ev_audit_verify(r, NULL, &v, err, sizeof(err)), CKR_ARGUMENTS_BAD);
+	ev_audit_reader_free(r);
+	ev_audit_reader_free(NULL);
+	r = (ev_audit_reader *)1;
+	ck_assert_uint_eq(ev_audit_reader_open(path_of("none.log"), &r, err, sizeof(err)),
 			  EVR_NOT_FOUND);
-	ck_assert_ptr_null(t);
+	ck_assert_ptr_null(r);
 	ck_assert_err_has(err, "none.log: No such file or directory");
 }
 END_TEST
@@ -717,7 +753,8 @@ END_TEST
 START_TEST(test_reader_waits_for_writer)
 {
 	const char *path;
-	ev_audit_trail *t;
+	ev_audit_reader *r;
+	const ev_audit_line *l;
 	int fd, pipefd[2], status;
 	char c;
 	pid_t pid;
@@ -744,13 +781,13 @@ START_TEST(test_reader_waits_for_writer)
 	close(pipefd[1]);
 	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
 	close(pipefd[0]);
-	t = load(path);
+	r = load_to(path, 3, &l);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	ck_assert_uint_eq(t->nlines, 3);
-	ck_assert(t->lines[2].ended);
-	ck_assert_ptr_null(t->lines[2].problem);
-	ev_audit_trail_free(t);
+	ck_assert(l->ended);
+	ck_assert_ptr_null(l->problem);
+	ck_assert_ptr_null(next_line(r));
+	ev_audit_reader_free(r);
 }
 END_TEST
 
@@ -780,18 +817,21 @@ START_TEST(test_time_parse)
 }
 END_TEST
 
-/* Lines 1..n of t that f takes, as a string "1,4,5". */
+/* The lines of the file at path that f takes, as a string "1,4,5". */
 static const char *
-matching(const ev_audit_trail *t, const ev_audit_filter *f)
+matching(const char *path, const ev_audit_filter *f)
 {
 	static char buf[256];
-	size_t i, n = 0;
+	ev_audit_reader *r = load(path);
+	const ev_audit_line *l;
+	size_t n = 0;
 
 	buf[0] = '\0';
-	for (i = 0; i < t->nlines; i++)
-		if (ev_audit_match(&t->lines[i], f))
+	while ((l = next_line(r)) != NULL)
+		if (ev_audit_match(l, f))
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%zu", n ? "," : "",
-					      t->lines[i].no);
+					      l->no);
+	ev_audit_reader_free(r);
 	return buf;
 }
 
@@ -823,22 +863,28 @@ START_TEST(test_filters)
 {
 	const char *fam[] = {"key"}, *two[] = {"login", "pin.locked"}, *exact[] = {"key.rot"};
 	ev_audit_filter f;
-	ev_audit_trail *t;
+	ev_audit_reader *r;
+	const ev_audit_line *l;
+	const char *t;
 	int64_t s, e;
 
 	mixed_trail();
-	t = load(write_trail(0));
+	t = write_trail(0);
 	memset(&f, 0, sizeof(f));
 	ck_assert_str_eq(matching(t, &f), "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18");
-	ck_assert_str_eq(t->lines[5].cls, "private");
-	ck_assert_ptr_null(t->lines[5].key_type);
-	ck_assert_str_eq(t->lines[5].label, "web");
-	ck_assert_str_eq(t->lines[5].id, "0a1b");
-	ck_assert_int_eq(t->lines[5].generation, 1);
-	ck_assert_int_eq(t->lines[5].zone, 1);
-	ck_assert_ptr_null(t->lines[18].event);
-	ck_assert_str_eq(t->lines[18].problem,
-			 "line 19: not valid JSON: unexpected character at offset 0");
+	r = load_to(t, 6, &l);
+	ck_assert_str_eq(l->cls, "private");
+	ck_assert_ptr_null(l->key_type);
+	ck_assert_str_eq(l->label, "web");
+	ck_assert_str_eq(l->id, "0a1b");
+	ck_assert_int_eq(l->generation, 1);
+	ck_assert_int_eq(l->zone, 1);
+	ev_audit_reader_free(r);
+	r = load_to(t, 19, &l);
+	ck_assert_ptr_null(l->event);
+	ck_assert_str_eq(l->problem, "line 19: not valid JSON: unexpected character at offset 0");
+	ck_assert_ptr_null(next_line(r));
+	ev_audit_reader_free(r);
 	f.zone = 2;
 	ck_assert_str_eq(matching(t, &f), "2,4,5,8");
 	f.zone = 0;
@@ -876,9 +922,19 @@ START_TEST(test_filters)
 	f.zone = 1;
 	f.label = "api";
 	ck_assert_str_eq(matching(t, &f), "7,14");
-	ev_audit_trail_free(t);
 }
 END_TEST
+
+/* Summarize the file at path into *s. */
+static void
+summarize(const char *path, const ev_audit_filter *f, ev_audit_summary *s)
+{
+	ev_audit_reader *r = load(path);
+	char err[512] = "";
+
+	ck_assert_msg(ev_audit_summarize(r, f, s, err, sizeof(err)) == CKR_OK, "%s", err);
+	ev_audit_reader_free(r);
+}
 
 START_TEST(test_summary)
 {
@@ -904,15 +960,15 @@ START_TEST(test_summary)
 	};
 	ev_audit_filter f;
 	ev_audit_summary s;
-	ev_audit_trail *t;
+	const char *t;
 	int64_t a, b;
 	unsigned k;
 
 	mixed_trail();
-	t = load(write_trail(0));
+	t = write_trail(0);
 	memset(&f, 0, sizeof(f));
 	f.zone = 2; /* only times count */
-	ck_assert_uint_eq(ev_audit_summarize(t, &f, &s), CKR_OK);
+	summarize(t, &f, &s);
 	ck_assert_uint_eq(s.nzones, 3);
 	ck_assert_uint_eq(s.lines, 18);
 	ck_assert_uint_eq(s.skipped, 1);
@@ -933,7 +989,7 @@ START_TEST(test_summary)
 	f.since = a;
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:12.5Z", &a, &b), 0);
 	f.until = a;
-	ck_assert_uint_eq(ev_audit_summarize(t, &f, &s), CKR_OK);
+	summarize(t, &f, &s);
 	ck_assert_uint_eq(s.lines, 4);
 	ck_assert_uint_eq(s.nzones, 1);
 	ck_assert_uint_eq(s.zones[0].n[EV_AUDIT_C_KEYS_ROTATED], 1);
@@ -945,7 +1001,6 @@ START_TEST(test_summary)
 	ev_audit_summary_clear(NULL);
 	ck_assert_str_eq(ev_audit_count_name(EV_AUDIT_C_KEYS_GENERATED), "keys_generated");
 	ck_assert_ptr_null(ev_audit_count_name(EV_AUDIT_C_COUNT));
-	ev_audit_trail_free(t);
 }
 END_TEST
 
