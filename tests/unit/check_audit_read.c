@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -791,6 +792,207 @@ START_TEST(test_reader_waits_for_writer)
 }
 END_TEST
 
+/* A line appended after the reader opened the file is not read: it reads what was there. */
+START_TEST(test_reader_snapshot)
+{
+	const char *path;
+	ev_audit_reader *r;
+	const ev_audit_line *l;
+	FILE *f;
+
+	add_n(3);
+	path = write_trail(0);
+	r = load(path);
+	ck_assert_uint_eq(ev_audit_reader_size(r), strlen(T.lines[0]) + strlen(T.lines[1]) +
+							strlen(T.lines[2]) + 3);
+	ck_assert_str_eq(ev_audit_reader_path(r), path);
+	ck_assert_int_eq(ev_audit_reader_head(r)->present, 0);
+	add_n(1);
+	f = fopen(path, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", T.lines[3]);
+	ck_assert_int_eq(fclose(f), 0);
+	l = next_line(r);
+	ck_assert_uint_eq(l->no, 1);
+	ck_assert_str_eq(l->text, T.lines[0]);
+	ck_assert_uint_eq(next_line(r)->no, 2);
+	ck_assert_uint_eq(next_line(r)->no, 3);
+	ck_assert_ptr_null(next_line(r));
+	ev_audit_reader_free(r);
+}
+END_TEST
+
+/* A line of 3 MiB: read through, not kept; its hash is of all of it; the next line is read. */
+START_TEST(test_reader_long_line)
+{
+	size_t big = 3 << 20, i;
+	unsigned char h[32];
+	ev_audit_reader *r;
+	const ev_audit_line *l;
+	char *text = malloc(big + 1);
+	FILE *f;
+
+	ck_assert_ptr_nonnull(text);
+	for (i = 0; i < big; i++)
+		text[i] = (char)('a' + i % 26);
+	text[big] = '\0';
+	add_n(1);
+	f = fopen(write_trail(0), "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n%s\n", text, T.lines[0]);
+	ck_assert_int_eq(fclose(f), 0);
+	crypto_generichash(h, sizeof(h), (const unsigned char *)text, big, NULL, 0);
+	r = load_to(path_of("audit.log"), 2, &l);
+	ck_assert_uint_eq(l->len, big);
+	ck_assert_uint_eq(strlen(l->text), EV_AUDIT_LINE_MAX);
+	ck_assert_int_eq(memcmp(l->text, text, EV_AUDIT_LINE_MAX), 0);
+	ck_assert_int_eq(memcmp(l->hash, h, sizeof(h)), 0);
+	ck_assert_str_eq(l->problem, "line 2: longer than 4096 bytes");
+	l = next_line(r);
+	ck_assert_uint_eq(l->no, 3);
+	ck_assert_ptr_null(l->problem);
+	ck_assert_ptr_null(next_line(r));
+	ev_audit_reader_free(r);
+	free(text);
+}
+END_TEST
+
+/* The address space the process has now, in bytes (VmSize); 0 when unknown. */
+static size_t
+vm_size(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long kb = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmSize: %lu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (size_t)kb * 1024;
+}
+
+/*
+ * A trail of n valid lines of about 1 KiB each written straight to path
+ * (no checkpoint: verify takes them as unsigned), then a line of big
+ * bytes of 'x'.
+ */
+static void
+write_big_trail(const char *path, size_t n, size_t big)
+{
+	char line[1200], prev[65], pad[901];
+	size_t i;
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	memset(prev, '0', 64);
+	prev[64] = '\0';
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	for (i = 1; i <= n; i++) {
+		snprintf(line, sizeof(line),
+			 "{\"seq\":%zu,\"time\":\"2026-11-24T10:00:00.000123Z\",\"device\":"
+			 "\"edge-0042\",\"pid\":4242,\"program\":\"pkcs11-tool\",\"event\":"
+			 "\"key.unwrapped\",\"outcome\":\"ok\",\"zone\":1,\"object\":{\"class\":"
+			 "\"private\",\"label\":\"%s\",\"id\":\"0a1b\",\"generation\":1},\"prev\":"
+			 "\"%s\"}",
+			 i, pad, prev);
+		fprintf(f, "%s\n", line);
+		hash_hex(line, prev);
+	}
+	for (i = 0; i < big; i++)
+		putc('x', f);
+	putc('\n', f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/*
+ * In a child whose address space may grow by 16 MiB at most: verify and
+ * summarize a 24 MiB trail followed by a line of 24 MiB. Reading it whole
+ * (or keeping its lines) would need more. 0 as expected; else what went
+ * wrong, on stderr, and 1.
+ */
+static int
+bounded_child(const char *path, size_t n)
+{
+	struct rlimit rl;
+	ev_audit_reader *r = NULL;
+	ev_audit_verdict v;
+	ev_audit_summary s;
+	ev_audit_filter f = {0};
+	char err[512] = "";
+	size_t vm = vm_size();
+
+	if (vm == 0)
+		return 2;
+	rl.rlim_cur = rl.rlim_max = vm + (16 << 20);
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		return 2;
+	if (ev_audit_reader_open(path, &r, err, sizeof(err)) != CKR_OK ||
+	    ev_audit_verify(r, T.pk, &v, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "verify: %s\n", err);
+		return 1;
+	}
+	ev_audit_reader_free(r);
+	if (v.valid || v.bad_line != n + 1 || v.lines != n + 1 ||
+	    strstr(v.why, "longer than 4096 bytes") == NULL) {
+		fprintf(stderr, "verdict: valid %d, line %zu, lines %zu: %s\n", v.valid,
+			v.bad_line, v.lines, v.why);
+		return 1;
+	}
+	if (ev_audit_reader_open(path, &r, err, sizeof(err)) != CKR_OK ||
+	    ev_audit_summarize(r, &f, &s, err, sizeof(err)) != CKR_OK) {
+		fprintf(stderr, "summarize: %s\n", err);
+		return 1;
+	}
+	ev_audit_reader_free(r);
+	if (s.lines != n || s.skipped != 1 || s.nzones != 1 ||
+	    s.zones[0].n[EV_AUDIT_C_KEYS_GENERATED] != 0) {
+		fprintf(stderr, "summary: %zu lines, %zu skipped\n", s.lines, s.skipped);
+		return 1;
+	}
+	ev_audit_summary_clear(&s);
+	return 0;
+}
+
+/* Memory does not grow with the file: a low RLIMIT_AS in a forked child. */
+START_TEST(test_reader_memory_bounded)
+{
+	const size_t n = 24 * 1024, big = 24 << 20;
+	const char *path = path_of("big.log");
+	int status;
+	pid_t pid;
+
+	write_big_trail(path, n, big);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0)
+		_exit(bounded_child(path, n));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status), "the child died (signal %d)",
+		      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	ck_assert_msg(WEXITSTATUS(status) != 2, "cannot limit the address space");
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	/* The same limit fails a reader that takes the file whole: the test can fail. */
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		struct rlimit rl;
+		void *p;
+
+		rl.rlim_cur = rl.rlim_max = vm_size() + (16 << 20);
+		if (setrlimit(RLIMIT_AS, &rl) != 0)
+			_exit(2);
+		p = malloc(n * 1024);
+		_exit(p == NULL ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 START_TEST(test_time_parse)
 {
 	int64_t s, e;
@@ -812,6 +1014,18 @@ START_TEST(test_time_parse)
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:00.1234567Z", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24 10:00:00Z", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("2026-13-24", &s, &e), -1);
+	/* Dates and times that do not exist, which timegm() would roll over. */
+	ck_assert_int_eq(ev_audit_time_parse("2026-02-30", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-02-29", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-04-31T10:00:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T24:00:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:60:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-12-31T23:59:60Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-00", &s, &e), -1);
+	/* The last of each: still times. */
+	ck_assert_int_eq(ev_audit_time_parse("2028-02-29", &s, &e), 0);
+	ck_assert_int_eq(ev_audit_time_parse("2026-12-31T23:59:59.999999Z", &s, &e), 0);
+	ck_assert_int_eq(e, (int64_t)1798761600 * 1000000);
 	ck_assert_int_eq(ev_audit_time_parse("yesterday", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("", &s, &e), -1);
 }
@@ -1004,6 +1218,57 @@ START_TEST(test_summary)
 }
 END_TEST
 
+/* zone.reinitialised and pin.set are counted; whose trail it is (device, checkpoint key). */
+START_TEST(test_summary_origin)
+{
+	ev_audit_filter f = {0};
+	ev_audit_summary s;
+	char b64[64];
+
+	summarize(write_trail(0), &f, &s);
+	ck_assert_ptr_null(s.device);
+	ck_assert_str_eq(s.checkpoint_key, "");
+	ck_assert_str_eq(s.first, "");
+	ck_assert_str_eq(s.last, "");
+	ev_audit_summary_clear(&s);
+	add(EV_AUDIT_ZONE_CREATED, "ok", 1, NULL, NULL);
+	add(EV_AUDIT_PIN_SET, "ok", 1, NULL, NULL);
+	add(EV_AUDIT_ZONE_REINITIALISED, "ok", 1, NULL, NULL);
+	add(EV_AUDIT_ZONE_REINITIALISED, "refused", 1, NULL, NULL);
+	add(EV_AUDIT_PIN_SET, "ok", 2, NULL, NULL);
+	add_checkpoint();
+	add_raw("not a line");
+	summarize(write_trail(0), &f, &s);
+	ck_assert_uint_eq(s.lines, 6);
+	ck_assert_uint_eq(s.skipped, 1);
+	ck_assert_uint_eq(s.nzones, 3);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_PINS_SET], 1);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_ZONES_REINITIALISED], 2);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_REFUSALS], 1);
+	ck_assert_uint_eq(s.zones[2].n[EV_AUDIT_C_PINS_SET], 1);
+	ck_assert_uint_eq(s.zones[2].n[EV_AUDIT_C_ZONES_REINITIALISED], 0);
+	ck_assert_str_eq(s.device, "edge-0042");
+	ck_assert_int_eq(s.several_devices, 0);
+	sodium_bin2base64(b64, sizeof(b64), T.pk, 32, sodium_base64_VARIANT_ORIGINAL);
+	ck_assert_str_eq(s.checkpoint_key, b64);
+	ev_audit_summary_clear(&s);
+	ck_assert_ptr_null(s.device);
+	ck_assert_str_eq(ev_audit_count_name(EV_AUDIT_C_PINS_SET), "pins_set");
+	ck_assert_str_eq(ev_audit_count_name(EV_AUDIT_C_ZONES_REINITIALISED),
+			 "zones_reinitialised");
+	/* Another device's line, even outside the period. */
+	edit_line(1, "\"edge-0042\"", "\"edge-0043\"");
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:02Z", &f.since, &f.until), 0);
+	f.until = 0;
+	summarize(write_trail(0), &f, &s);
+	ck_assert_uint_eq(s.lines, 5);
+	ck_assert_str_eq(s.device, "edge-0043");
+	ck_assert_int_eq(s.several_devices, 1);
+	ck_assert_str_eq(s.first, "2026-11-24T10:00:02.000123Z");
+	ev_audit_summary_clear(&s);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1040,11 +1305,15 @@ main(void)
 	tcase_add_test(tc, test_checkpoint_without_sig);
 	tcase_add_test(tc, test_line_too_long);
 	tcase_add_test(tc, test_reader_waits_for_writer);
+	tcase_add_test(tc, test_reader_snapshot);
+	tcase_add_test(tc, test_reader_long_line);
+	tcase_add_test(tc, test_reader_memory_bounded);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(tf, setup, teardown);
 	tcase_add_test(tf, test_time_parse);
 	tcase_add_test(tf, test_filters);
 	tcase_add_test(tf, test_summary);
+	tcase_add_test(tf, test_summary_origin);
 	suite_add_tcase(s, tf);
 	return run_suite(s);
 }
