@@ -909,27 +909,18 @@ write_big_trail(const char *path, size_t n, size_t big)
 }
 
 /*
- * In a child whose address space may grow by 16 MiB at most: verify and
- * summarize a 24 MiB trail followed by a line of 24 MiB. Reading it whole
- * (or keeping its lines) would need more. 0 as expected; else what went
- * wrong, on stderr, and 1.
+ * Verify and summarize the trail of write_big_trail(path, n, ...). 0 as
+ * expected; else what went wrong, on stderr, and 1.
  */
 static int
-bounded_child(const char *path, size_t n)
+read_big_trail(const char *path, size_t n)
 {
-	struct rlimit rl;
 	ev_audit_reader *r = NULL;
 	ev_audit_verdict v;
 	ev_audit_summary s;
 	ev_audit_filter f = {0};
 	char err[512] = "";
-	size_t vm = vm_size();
 
-	if (vm == 0)
-		return 2;
-	rl.rlim_cur = rl.rlim_max = vm + (16 << 20);
-	if (setrlimit(RLIMIT_AS, &rl) != 0)
-		return 2;
 	if (ev_audit_reader_open(path, &r, err, sizeof(err)) != CKR_OK ||
 	    ev_audit_verify(r, T.pk, &v, err, sizeof(err)) != CKR_OK) {
 		fprintf(stderr, "verify: %s\n", err);
@@ -948,8 +939,7 @@ bounded_child(const char *path, size_t n)
 		return 1;
 	}
 	ev_audit_reader_free(r);
-	if (s.lines != n || s.skipped != 1 || s.nzones != 1 ||
-	    s.zones[0].n[EV_AUDIT_C_KEYS_GENERATED] != 0) {
+	if (s.lines != n || s.skipped != 1 || s.nzones != 1) {
 		fprintf(stderr, "summary: %zu lines, %zu skipped\n", s.lines, s.skipped);
 		return 1;
 	}
@@ -957,39 +947,56 @@ bounded_child(const char *path, size_t n)
 	return 0;
 }
 
-/* Memory does not grow with the file: a low RLIMIT_AS in a forked child. */
-START_TEST(test_reader_memory_bounded)
+/* What a reader that takes the file whole needs: 0 when it cannot have it. */
+static int
+take_whole(const char *path, size_t n)
 {
-	const size_t n = 24 * 1024, big = 24 << 20;
-	const char *path = path_of("big.log");
-	int status;
-	pid_t pid;
+	void *p = malloc(n * 1024);
+	int got = p != NULL;
 
-	write_big_trail(path, n, big);
-	pid = fork();
+	(void)path;
+	free(p);
+	return got;
+}
+
+/*
+ * The exit status of fn(path, n) in a child whose address space may grow
+ * by 16 MiB at most (2: it cannot be limited).
+ */
+static int
+limited(int (*fn)(const char *, size_t), const char *path, size_t n)
+{
+	struct rlimit rl;
+	int status;
+	pid_t pid = fork();
+
 	ck_assert_int_ne(pid, -1);
-	if (pid == 0)
-		_exit(bounded_child(path, n));
+	if (pid == 0) {
+		rl.rlim_cur = rl.rlim_max = vm_size() + (16 << 20);
+		if (rl.rlim_cur == 16 << 20 || setrlimit(RLIMIT_AS, &rl) != 0)
+			_exit(2);
+		_exit(fn(path, n));
+	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status), "the child died (signal %d)",
 		      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	ck_assert_msg(WEXITSTATUS(status) != 2, "cannot limit the address space");
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
-	/* The same limit fails a reader that takes the file whole: the test can fail. */
-	pid = fork();
-	ck_assert_int_ne(pid, -1);
-	if (pid == 0) {
-		struct rlimit rl;
-		void *p;
+	return WEXITSTATUS(status);
+}
 
-		rl.rlim_cur = rl.rlim_max = vm_size() + (16 << 20);
-		if (setrlimit(RLIMIT_AS, &rl) != 0)
-			_exit(2);
-		p = malloc(n * 1024);
-		_exit(p == NULL ? 0 : 1);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+/*
+ * Memory does not grow with the file: a trail of 24 MiB and a line of 24
+ * MiB verified and summarized with 16 MiB more address space at most.
+ */
+START_TEST(test_reader_memory_bounded)
+{
+	const size_t n = 24 * 1024, big = 24 << 20;
+	const char *path = path_of("big.log");
+
+	write_big_trail(path, n, big);
+	ck_assert_int_eq(limited(read_big_trail, path, n), 0);
+	/* The same limit fails a reader that takes the file whole: the test can fail. */
+	ck_assert_int_eq(limited(take_whole, path, n), 0);
 }
 END_TEST
 
