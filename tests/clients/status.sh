@@ -135,15 +135,23 @@ assert s[\"revocation\"] == {\"sequence\": None}, s
 # ---- The audit file as status reads it: lines, size, the checkpoint <file>.head names ----
 mkdir fake
 "$EV_PYTHON" - <<'EOF'
+def line(seq, time, event, prev, extra=""):
+    return ('{"seq":%d,"time":"%s","device":"test-device","pid":7,"program":"test",'
+            '"event":"%s","outcome":"ok"%s,"prev":"%s"}' % (seq, time, event, extra, prev * 64))
+cp = ',"key":"%s","sig":"%s"' % ("A" * 43 + "=", "A" * 86 + "==")
 lines = [
-    '{"seq":1,"time":"2026-01-02T03:00:00.000001Z","event":"zone.created","prev":"%s"}' % ("0" * 64),
-    '{"seq":2,"time":"2026-01-02T03:04:05.123456Z","event":"audit.checkpoint","prev":"%s"}' % ("1" * 64),
-    '{"seq":3,"time":"2026-01-02T03:05:00.000000Z","event":"login","prev":"%s"}' % ("2" * 64),
+    line(1, "2026-01-02T03:00:00.000001Z", "zone.created", "0"),
+    line(2, "2026-01-02T03:04:05.123456Z", "audit.checkpoint", "1", cp),
+    line(3, "2026-01-02T03:05:00.000000Z", "login", "2"),
     # A later checkpoint the head does not name (written; the head not replaced yet).
-    '{"seq":4,"time":"2026-01-02T04:00:00.000000Z","event":"audit.checkpoint","prev":"%s"}' % ("3" * 64),
+    line(4, "2026-01-02T04:00:00.000000Z", "audit.checkpoint", "3", cp),
 ]
 open("fake/audit.log", "w").write("".join(l + "\n" for l in lines))
 open("fake/audit.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
+# The same, its checkpoint line not well formed (no "key"): its time is not taken.
+lines[1] = line(2, "2026-01-02T03:04:05.123456Z", "audit.checkpoint", "1")
+open("fake/bad.log", "w").write("".join(l + "\n" for l in lines))
+open("fake/bad.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
 EOF
 cp "$EDGEVAULT_CONF" fake.conf
 printf '[audit]\nfile = %s/fake/audit.log\n' "$EV_TMP" >>fake.conf
@@ -165,6 +173,10 @@ out_has "metrics show the checkpoint's time" \
 	'^edgevault_audit_last_checkpoint_timestamp_seconds 1767323045$' \
 	"$EV_TOOL" --config fake.conf metrics
 out_has "metrics show the audit lines" '^edgevault_audit_lines 4$' "$EV_TOOL" --config fake.conf metrics
+cp "$EDGEVAULT_CONF" bad.conf
+printf '[audit]\nfile = %s/fake/bad.log\n' "$EV_TMP" >>bad.conf
+out_has "status takes no time from a checkpoint line that is not well formed" \
+	"^checkpoint: +seq 2 at \(time unknown\)$" "$EV_TOOL" --config bad.conf status
 rm fake/audit.log.head
 out_has "status without a head shows no checkpoint" "^checkpoint: +none$" \
 	"$EV_TOOL" --config fake.conf status
