@@ -32,6 +32,10 @@ exits "show with an unknown event kind is a usage error" 2 "$EV_TOOL" audit show
 exits "show with an empty event list is a usage error" 2 "$EV_TOOL" audit show --event ,
 exits "show with a time that is not one is a usage error" 2 "$EV_TOOL" audit show --since yesterday
 exits "show with bad hex in --id is a usage error" 2 "$EV_TOOL" audit show --id 0g
+exits "show with a date that does not exist is a usage error" 2 \
+	"$EV_TOOL" audit show --since 2026-02-30
+exits "summary with a time that does not exist is a usage error" 2 \
+	"$EV_TOOL" audit summary --until 2026-11-24T24:00:00Z
 exits "show with --until before --since is a usage error" 2 \
 	"$EV_TOOL" audit show --since 2026-11-24 --until 2026-11-23
 exits "show refuses an abbreviated option" 2 "$EV_TOOL" audit show --ev login
@@ -231,6 +235,46 @@ out_has "summary --since tomorrow: no line" "period: - to -, 0 lines" \
 	"$EV_TOOL" audit summary --since "$TOMORROW"
 out_has "summary of an auditor's copy without configuration" '"lines":'"$LINES"',' \
 	env EDGEVAULT_CONF=/nonexistent "$EV_TOOL" audit summary --file copies/good.log --json
+ok "summary counts pin.set and zone.reinitialised" "$EV_PYTHON" -c '
+import json, sys
+s = json.load(open("summary.json"))
+log = [json.loads(l) for l in open(sys.argv[1])]
+for name, kind in (("pins_set", "pin.set"), ("zones_reinitialised", "zone.reinitialised")):
+    n = sum(1 for l in log if l["event"] == kind)
+    assert s["total"][name] == n, (name, s["total"][name], n)
+assert s["total"]["pins_set"] >= 1, s["total"]
+assert s["keys_now_left_out"] is None, s
+' "$LOG"
+out_has "summary: a row for zone.reinitialised" "^zones_reinitialised +0 +0 +0$" \
+	"$EV_TOOL" audit summary
+out_has "summary --file of this device's copy: its keys now" "^keys now +2 +- +2$" \
+	"$EV_TOOL" audit summary --file copies/good.log
+copy other
+sed -i 's/"device":"test-device"/"device":"other-device"/' copies/other.log
+out_has "summary --file of another device's trail: keys now left out, and why" \
+	"^keys now: left out: the file is device \"other-device\"'s, not this device's \(\"test-device\"\)$" \
+	"$EV_TOOL" audit summary --file copies/other.log
+out_has "summary --file of another device's trail: no keys now in the table" "^keys now +- +- +-$" \
+	"$EV_TOOL" audit summary --file copies/other.log
+"$EV_TOOL" audit summary --file copies/other.log --json >other.json 2>&1
+ok "summary --json of another device's trail: keys_now null, keys_now_left_out says why" \
+	"$EV_PYTHON" -c '
+import json
+s = json.load(open("other.json"))
+assert "other-device" in s["keys_now_left_out"], s
+assert [z["keys_now"] for z in s["zones"]] == [None], s["zones"]
+assert s["zones"][0]["keys_generated"] == 3, s["zones"]
+'
+copy signer
+sed -i "s|\"key\":\"$KEY\"|\"key\":\"$OTHER\"|" copies/signer.log
+out_has "summary --file of a trail signed with another key: keys now left out" \
+	"^keys now: left out: the file's checkpoints are signed with another key than this store's$" \
+	"$EV_TOOL" audit summary --file copies/signer.log
+copy mixed
+sed -i '2s/"device":"test-device"/"device":"other-device"/' copies/mixed.log
+out_has "summary --file of a trail of several devices: keys now left out" \
+	"^keys now: left out: the file's lines name several devices$" \
+	"$EV_TOOL" audit summary --file copies/mixed.log
 
 # ---- the trail after all this is still valid ----
 
