@@ -34,9 +34,9 @@ struct ev_audit_reader {
 	ev_audit_head head;
 	char *head_problem; /* head.problem's */
 	unsigned char chunk[CHUNK];
-	size_t pos, end;			/* chunk[pos..end) not taken yet */
-	char text[EV_AUDIT_LINE_MAX + 1];	/* line.text */
-	ev_audit_line line;			/* the line handed out last */
+	size_t pos, end;		  /* chunk[pos..end) not taken yet */
+	char text[EV_AUDIT_LINE_MAX + 1]; /* line.text */
+	ev_audit_line line;		  /* the line handed out last */
 	size_t nlines;
 };
 
@@ -594,10 +594,10 @@ struct verify_state {
 	size_t prev_no;		      /* its number; 0: none */
 	int64_t seq;		      /* the seq expected next */
 	int64_t last_seq;
-	int after_torn;	 /* the line before was torn: its seq may have been taken */
-	size_t torn_no;	 /* the first torn line no checkpoint covers yet; 0: none */
-	size_t head_no;	 /* the line the head names, when reached */
-	size_t pend_no;	 /* a line with a problem, torn if the next is audit.torn after it */
+	int after_torn; /* the line before was torn: its seq may have been taken */
+	size_t torn_no; /* the first torn line no checkpoint covers yet; 0: none */
+	size_t head_no; /* the line the head names, when reached */
+	size_t pend_no; /* a line with a problem, torn if the next is audit.torn after it */
 	unsigned char pend_hash[HASH_LEN];
 	char pend_problem[EV_AUDIT_WHY_MAX];
 };
@@ -752,8 +752,8 @@ verify_end(struct verify_state *st, size_t nlines, ev_audit_verdict *v)
 }
 
 CK_RV
-ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdict *v,
-		char *err, size_t errlen)
+ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdict *v, char *err,
+		size_t errlen)
 {
 	struct verify_state st = {.key = key, .head = &r->head, .path = r->path, .seq = 1};
 	const ev_audit_line *l = NULL;

@@ -22,14 +22,14 @@
  * number 0.
  */
 typedef struct ev_audit_line {
-	size_t no;	  /* 1 for the file's first line */
-	const char *text; /* the line's bytes, NUL-terminated where its '\n' was; only the
-			     first EV_AUDIT_LINE_MAX when it is longer (len says) */
-	size_t len;	  /* the line's length, without the '\n' */
-	int ended;	  /* the line had its '\n' (only the last line may not) */
+	size_t no;		/* 1 for the file's first line */
+	const char *text;	/* the line's bytes, NUL-terminated where its '\n' was; only the
+				   first EV_AUDIT_LINE_MAX when it is longer (len says) */
+	size_t len;		/* the line's length, without the '\n' */
+	int ended;		/* the line had its '\n' (only the last line may not) */
 	unsigned char hash[32]; /* BLAKE2b-256 of all len bytes (the next line's "prev") */
-	char *problem;	  /* why it is not a well-formed audit line; NULL: it is */
-	json_object *obj; /* the line parsed; NULL when it is not strict JSON */
+	char *problem;		/* why it is not a well-formed audit line; NULL: it is */
+	json_object *obj;	/* the line parsed; NULL when it is not strict JSON */
 	int64_t seq;
 	int64_t time_us; /* "time" in microseconds since the epoch */
 	const char *time;
@@ -205,13 +205,13 @@ typedef struct ev_audit_counts {
 typedef struct ev_audit_summary {
 	ev_audit_counts *zones; /* ascending by zone; only zones with lines in the period */
 	size_t nzones;
-	size_t lines;			   /* well-formed lines in the period */
-	size_t skipped;			   /* lines with a problem, not counted */
-	char first[EV_AUDIT_TIME_MAX];	   /* the time of the first and last line counted; */
-	char last[EV_AUDIT_TIME_MAX];	   /* "": none */
+	size_t lines;		       /* well-formed lines in the period */
+	size_t skipped;		       /* lines with a problem, not counted */
+	char first[EV_AUDIT_TIME_MAX]; /* the time of the first and last line counted; */
+	char last[EV_AUDIT_TIME_MAX];  /* "": none */
 	/* Whose trail it is, from all its well-formed lines (in the period or not): */
-	char *device;			   /* the first line's "device"; NULL: no line */
-	int several_devices;		   /* a later line names another device */
+	char *device;				   /* the first line's "device"; NULL: no line */
+	int several_devices;			   /* a later line names another device */
 	char checkpoint_key[EV_AUDIT_KEY_B64_MAX]; /* the last checkpoint's "key"; "": none */
 } ev_audit_summary;
 

@@ -635,8 +635,8 @@ trail_is_ours(const ev_config *cfg, ev_store *st, const ev_audit_summary *s, cha
  * to read; or 1 after saying why.
  */
 static int
-keys_now(const struct audit_opts *o, const ev_audit_summary *sum, struct keys_now **k,
-	 size_t *n, char *why, size_t whylen)
+keys_now(const struct audit_opts *o, const ev_audit_summary *sum, struct keys_now **k, size_t *n,
+	 char *why, size_t whylen)
 {
 	ev_config *cfg = NULL;
 	ev_store *s = NULL;

@@ -803,8 +803,8 @@ START_TEST(test_reader_snapshot)
 	add_n(3);
 	path = write_trail(0);
 	r = load(path);
-	ck_assert_uint_eq(ev_audit_reader_size(r), strlen(T.lines[0]) + strlen(T.lines[1]) +
-							strlen(T.lines[2]) + 3);
+	ck_assert_uint_eq(ev_audit_reader_size(r),
+			  strlen(T.lines[0]) + strlen(T.lines[1]) + strlen(T.lines[2]) + 3);
 	ck_assert_str_eq(ev_audit_reader_path(r), path);
 	ck_assert_int_eq(ev_audit_reader_head(r)->present, 0);
 	add_n(1);
@@ -929,8 +929,8 @@ read_big_trail(const char *path, size_t n)
 	ev_audit_reader_free(r);
 	if (v.valid || v.bad_line != n + 1 || v.lines != n + 1 ||
 	    strstr(v.why, "longer than 4096 bytes") == NULL) {
-		fprintf(stderr, "verdict: valid %d, line %zu, lines %zu: %s\n", v.valid,
-			v.bad_line, v.lines, v.why);
+		fprintf(stderr, "verdict: valid %d, line %zu, lines %zu: %s\n", v.valid, v.bad_line,
+			v.lines, v.why);
 		return 1;
 	}
 	if (ev_audit_reader_open(path, &r, err, sizeof(err)) != CKR_OK ||
