@@ -960,7 +960,7 @@ note_origin(ev_audit_summary *s, const ev_audit_line *l)
 			return -1;
 	} else if (strcmp(s->device, l->device) != 0)
 		s->several_devices = 1;
-	if (l->key != NULL)
+	if (strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0)
 		snprintf(s->checkpoint_key, sizeof(s->checkpoint_key), "%s", l->key);
 	return 0;
 }
