@@ -702,6 +702,9 @@ END_TEST
  * setup; the real roots are in tests/integration/it_audit_key.c.
  */
 static int fake_fail;
+/* When set: at each unseal, whether this second connection could take the write lock. */
+static ev_store *fake_probe;
+static CK_RV fake_probe_rv;
 
 static CK_RV
 fake_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
@@ -729,6 +732,11 @@ fake_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned 
 	(void)opts;
 	if (fake_fail)
 		return CKR_DEVICE_ERROR;
+	if (fake_probe != NULL) {
+		fake_probe_rv = ev_store_begin(fake_probe);
+		if (fake_probe_rv == CKR_OK)
+			ck_assert_int_eq(ev_store_rollback(fake_probe), CKR_OK);
+	}
 	crypto_generichash(h, 32, aad, aadlen, NULL, 0);
 	if (bloblen < 32 || memcmp(h, blob, 32) != 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
@@ -1201,6 +1209,15 @@ START_TEST(test_key_setup)
 	ck_assert_int_eq(memcmp(pk, pk2, 32), 0);
 	ck_assert_uint_eq(sk->len, crypto_sign_SECRETKEYBYTES);
 	ev_secret_free(sk);
+
+	/* An existing key is unsealed without the write lock: another connection may write. */
+	fake_probe = store_open();
+	fake_probe_rv = CKR_GENERAL_ERROR;
+	ck_assert_int_eq(ev_audit_key_setup(a, &fake_root, s), CKR_OK);
+	ck_assert_int_eq(fake_probe_rv, CKR_OK);
+	ck_assert(!ev_store_in_transaction(s));
+	ev_store_close(fake_probe);
+	fake_probe = NULL;
 
 	/* The recorded public half replaced: refused. */
 	memcpy(bad, pk, 32);
