@@ -209,8 +209,8 @@ ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e)
 	size_t ndetail = e->ndetail;
 
 	if (ndetail > EV_AUDIT_BATCH_DETAIL) {
-		ev_error("audit: a %s event has %zu detail members; the first %d are kept", e->event,
-			 ndetail, EV_AUDIT_BATCH_DETAIL);
+		ev_error("audit: a %s event has %zu detail members; the first %d are kept",
+			 e->event, ndetail, EV_AUDIT_BATCH_DETAIL);
 		ndetail = EV_AUDIT_BATCH_DETAIL;
 	}
 	if (b->n == b->cap) {

@@ -104,9 +104,8 @@ audit_pin_set(ev_session *s, CK_USER_TYPE who, CK_USER_TYPE actor, const char *m
 
 	if (rv != CKR_OK && ev_audit_outcome_of(rv) != EV_AUDIT_REFUSED)
 		return;
-	ev_audit_note(EV_AUDIT_PIN_SET, rv == CKR_OK ? EV_AUDIT_OK : EV_AUDIT_REFUSED,
-		      s->token->id, actor, NULL, rv == CKR_OK ? NULL : ev_audit_reason(rv), d,
-		      EV_ARRAY_SIZE(d));
+	ev_audit_note(EV_AUDIT_PIN_SET, rv == CKR_OK ? EV_AUDIT_OK : EV_AUDIT_REFUSED, s->token->id,
+		      actor, NULL, rv == CKR_OK ? NULL : ev_audit_reason(rv), d, EV_ARRAY_SIZE(d));
 }
 
 CK_RV
