@@ -1226,13 +1226,44 @@ key_create(ev_audit *a, ev_root *root, ev_store *store, const unsigned char *aad
 	return rv;
 }
 
+/*
+ * Read the checkpoint key's halves: *blob and pub (malloc'ed, the
+ * caller's, NULL otherwise). CKR_OK; EVR_NOT_FOUND (no sealed half);
+ * EVR_AUDIT_KEY_MISMATCH (a sealed half without a well-formed public
+ * half); the store's errors.
+ */
+static CK_RV
+key_read(ev_store *store, unsigned char **blob, size_t *bloblen, unsigned char **pub)
+{
+	size_t publen = 0;
+	CK_RV rv;
+
+	*blob = NULL;
+	*pub = NULL;
+	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_SEALED, blob, bloblen);
+	if (rv != CKR_OK)
+		goto out;
+	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_PUBLIC, pub, &publen);
+	if (rv == EVR_NOT_FOUND || (rv == CKR_OK && publen != crypto_sign_PUBLICKEYBYTES)) {
+		ev_error("audit: the checkpoint key's public half is missing or malformed");
+		rv = EVR_AUDIT_KEY_MISMATCH;
+	}
+out:
+	if (rv != CKR_OK) {
+		free(*blob);
+		free(*pub);
+		*blob = NULL;
+		*pub = NULL;
+	}
+	return rv;
+}
+
 CK_RV
 ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
 		  unsigned char pk[crypto_sign_PUBLICKEYBYTES])
 {
 	unsigned char aad[320], *blob = NULL, *pub = NULL, derived[crypto_sign_PUBLICKEYBYTES];
-	size_t aadlen, bloblen = 0, publen = 0;
-	int own_txn = 0;
+	size_t aadlen, bloblen = 0;
 	CK_RV rv;
 
 	*sk = NULL;
@@ -1240,32 +1271,36 @@ ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
 	if (aadlen == 0)
 		return CKR_GENERAL_ERROR;
 	/*
-	 * Read and create in one transaction, so two processes starting at
-	 * once end with one key; inside the caller's transaction the write
-	 * lock is held already.
+	 * Read without the write lock: the key exists at every start but
+	 * the store's first, and its unseal (slow on a TPM) must not make
+	 * every other process of the store wait.
 	 */
-	if (!ev_store_in_transaction(store)) {
-		rv = ev_store_begin(store);
-		if (rv != CKR_OK)
-			return rv;
-		own_txn = 1;
-	}
-	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_SEALED, &blob, &bloblen);
+	rv = key_read(store, &blob, &bloblen, &pub);
 	if (rv == EVR_NOT_FOUND) {
-		if (!own_txn) {
+		if (ev_store_in_transaction(store)) {
 			/* The caller's transaction may still roll back: made at a later call. */
 			rv = EVR_AUDIT_KEY_LATER;
 			goto out;
 		}
-		rv = key_create(a, root, store, aad, aadlen, sk, pk);
-		goto out;
-	}
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_store_meta_get(store, EV_META_AUDIT_KEY_PUBLIC, &pub, &publen);
-	if (rv == EVR_NOT_FOUND || (rv == CKR_OK && publen != crypto_sign_PUBLICKEYBYTES)) {
-		ev_error("audit: the checkpoint key's public half is missing or malformed");
-		rv = EVR_AUDIT_KEY_MISMATCH;
+		/*
+		 * Made under the write lock, after reading again: another
+		 * process may have made it since, and two processes must
+		 * end with one key.
+		 */
+		rv = ev_store_begin(store);
+		if (rv != CKR_OK)
+			goto out;
+		rv = key_read(store, &blob, &bloblen, &pub);
+		if (rv == EVR_NOT_FOUND) {
+			rv = key_create(a, root, store, aad, aadlen, sk, pk);
+			if (rv == CKR_OK)
+				rv = ev_store_commit(store);
+			if (rv != CKR_OK)
+				(void)ev_store_rollback(store);
+			goto out;
+		}
+		/* Read only: the lock is let go before the unseal below. */
+		(void)ev_store_rollback(store);
 	}
 	if (rv != CKR_OK)
 		goto out;
@@ -1281,12 +1316,6 @@ ev_audit_key_open(ev_audit *a, ev_root *root, ev_store *store, ev_secret **sk,
 	}
 	memcpy(pk, pub, crypto_sign_PUBLICKEYBYTES);
 out:
-	if (own_txn) {
-		if (rv == CKR_OK)
-			rv = ev_store_commit(store);
-		if (rv != CKR_OK)
-			(void)ev_store_rollback(store);
-	}
 	if (rv != CKR_OK) {
 		ev_secret_free(*sk);
 		*sk = NULL;

@@ -190,9 +190,12 @@ CK_RV ev_audit_key_setup(ev_audit *a, struct ev_root *root, struct ev_store *sto
  * The checkpoint key of the store, under the root now: the sealed private
  * half unsealed (with the associated data that binds it to the audit and
  * to [device] id) and checked against the recorded public half, or made,
- * sealed and recorded when the store has none (in a transaction of its
- * own, so two processes end with one key; EVR_AUDIT_KEY_LATER inside the
- * caller's). *sk (secure memory, the caller's) and pk on CKR_OK; *sk NULL
+ * sealed and recorded when the store has none. An existing key is read
+ * and unsealed without the store's write lock (no other process waits
+ * for the root); a missing one is made in a write transaction of its
+ * own, after reading again inside it, so two processes end with one key
+ * (EVR_AUDIT_KEY_LATER inside the caller's transaction, which may still
+ * roll back). *sk (secure memory, the caller's) and pk on CKR_OK; *sk NULL
  * otherwise. Caller holds the store lock. Errors: the root's
  * (ev_root_unseal(), ev_root_seal()), EVR_AUDIT_KEY_MISMATCH (the halves
  * disagree, a half missing), the store's, CKR_HOST_MEMORY. The writer a

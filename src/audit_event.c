@@ -88,6 +88,8 @@ ev_audit_ident_rec(ev_audit_ident *id, const ev_obj_rec *r)
 void
 ev_audit_ident_clear(ev_audit_ident *id)
 {
+	if (id == NULL)
+		return;
 	free(id->label);
 	free(id->ckid);
 	memset(id, 0, sizeof(*id));
@@ -168,29 +170,15 @@ pending_clear(struct ev_audit_pending *p)
 		free(p->str[i]);
 }
 
-CK_RV
-ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e)
+/* Copy e into p (zeroed); 0, or -1 when out of memory (p cleared). */
+static int
+pending_fill(struct ev_audit_pending *p, const ev_audit_event *e, size_t ndetail)
 {
-	struct ev_audit_pending *p;
-	CK_RV rv = CKR_HOST_MEMORY;
 	size_t i;
 
-	if (e->ndetail > EV_AUDIT_BATCH_DETAIL)
-		return CKR_ARGUMENTS_BAD;
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 16;
-		struct ev_audit_pending *v = realloc(b->v, cap * sizeof(*v));
-
-		if (v == NULL)
-			return CKR_HOST_MEMORY;
-		b->v = v;
-		b->cap = cap;
-	}
-	p = &b->v[b->n];
-	memset(p, 0, sizeof(*p));
 	p->e = *e;
 	if (e->reason != NULL && (p->reason = strdup(e->reason)) == NULL)
-		goto out;
+		goto fail;
 	p->e.reason = p->reason;
 	if (e->object != NULL) {
 		p->ident.obj = *e->object;
@@ -198,36 +186,82 @@ ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e)
 			    e->object->ckid_len);
 		if ((e->object->label_len > 0 && p->ident.label == NULL) ||
 		    (e->object->ckid_len > 0 && p->ident.ckid == NULL))
-			goto out;
+			goto fail;
 		p->e.object = &p->ident.obj;
 	}
-	for (i = 0; i < e->ndetail; i++) {
+	for (i = 0; i < ndetail; i++) {
 		p->detail[i] = e->detail[i];
 		if (e->detail[i].str != NULL && (p->str[i] = strdup(e->detail[i].str)) == NULL)
-			goto out;
+			goto fail;
 		p->detail[i].str = p->str[i];
 	}
-	p->e.detail = e->ndetail > 0 ? p->detail : NULL;
+	p->e.ndetail = ndetail;
+	p->e.detail = ndetail > 0 ? p->detail : NULL;
+	return 0;
+fail:
+	pending_clear(p);
+	return -1;
+}
+
+void
+ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e)
+{
+	size_t ndetail = e->ndetail;
+
+	if (ndetail > EV_AUDIT_BATCH_DETAIL) {
+		ev_error("audit: a %s event has %zu detail members; the first %d are kept",
+			 e->event, ndetail, EV_AUDIT_BATCH_DETAIL);
+		ndetail = EV_AUDIT_BATCH_DETAIL;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct ev_audit_pending *v = realloc(b->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			goto lost;
+		b->v = v;
+		b->cap = cap;
+	}
+	memset(&b->v[b->n], 0, sizeof(b->v[b->n]));
+	if (pending_fill(&b->v[b->n], e, ndetail) != 0)
+		goto lost;
 	b->n++;
-	rv = CKR_OK;
-out:
-	if (rv != CKR_OK)
-		pending_clear(p);
-	return rv;
+	return;
+lost:
+	ev_error("audit: out of memory; a %s line (zone %lld) is lost", e->event,
+		 (long long)e->zone);
+	if (b->lost++ == 0) {
+		b->lost_kind = e->event;
+		b->lost_zone = e->zone;
+	} else if (b->lost_zone != e->zone) {
+		b->lost_zone = 0;
+	}
 }
 
 void
 ev_audit_batch_emit(ev_audit_batch *b)
 {
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(NULL, EV_AUDIT_FAILED);
+	ev_audit_detail d[] = { { "lost", NULL, 0 } };
 	size_t i;
 
-	if (b == NULL || b->n == 0) {
+	if (b == NULL || (b->n == 0 && b->lost == 0)) {
 		ev_audit_batch_clear(b);
 		return;
 	}
 	ev_audit_hold();
 	for (i = 0; i < b->n; i++)
 		ev_audit_emit(&b->v[i].e);
+	if (b->lost > 0) {
+		/* Nothing allocated here: the line that says lines are missing. */
+		e.event = b->lost_kind;
+		e.zone = b->lost_zone;
+		e.reason = EV_AUDIT_LOST_REASON;
+		d[0].num = (int64_t)b->lost;
+		e.detail = d;
+		e.ndetail = EV_ARRAY_SIZE(d);
+		ev_audit_emit(&e);
+	}
 	ev_audit_release();
 	ev_audit_batch_clear(b);
 }

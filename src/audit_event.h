@@ -42,7 +42,7 @@ void ev_audit_ident_object(ev_audit_ident *id, struct ev_object *o);
 /* The same from a store record. */
 void ev_audit_ident_rec(ev_audit_ident *id, const ev_obj_rec *r);
 
-/* Free the copies. A zeroed *id is a no-op. */
+/* Free the copies. NULL, or a zeroed *id, is a no-op. */
 void ev_audit_ident_clear(ev_audit_ident *id);
 
 /*
@@ -75,23 +75,38 @@ void ev_audit_note(const char *kind, ev_audit_outcome outcome, int64_t zone, CK_
  * Events gathered inside a transaction. Zero-initialise; add while the
  * transaction runs; after the commit, ev_audit_batch_emit(); after a
  * rollback, ev_audit_batch_clear().
+ *
+ * Gathering never fails the transaction: an audit line must not undo the
+ * key operation it records. An event that cannot be copied (out of
+ * memory) is lost: logged (ev_error) at once, and counted; the emit then
+ * writes, after the events gathered, one line in its place: the first
+ * lost event's kind, outcome "failed", reason EV_AUDIT_LOST_REASON, its
+ * zone (0 when the lost events were of several zones) and detail "lost":
+ * how many. That line needs no memory but the writer's own.
  */
 typedef struct ev_audit_batch {
 	struct ev_audit_pending *v;
 	size_t n, cap;
+	size_t lost;           /* events that could not be gathered */
+	const char *lost_kind; /* the first one's kind (a string constant) */
+	int64_t lost_zone;     /* their zone, 0 when several */
 } ev_audit_batch;
+
+/* The reason of the line written in place of lost ones. */
+#define EV_AUDIT_LOST_REASON "audit lines lost: out of memory"
 
 /*
  * Add a copy of e (its reason, object label and CKA_ID, detail strings
- * copied; e->event and detail names must be string constants).
- * CKR_OK, CKR_HOST_MEMORY, CKR_ARGUMENTS_BAD (more than
- * EV_AUDIT_BATCH_DETAIL detail members).
+ * copied; e->event and detail names must be string constants). Out of
+ * memory: e is lost, as said above. Detail members beyond
+ * EV_AUDIT_BATCH_DETAIL are dropped (logged).
  */
-CK_RV ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e) EV_MUST_CHECK;
+void ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e);
 
 /*
  * Write every event in order, between ev_audit_hold() and
- * ev_audit_release() (one sync for the lot), then clear the batch.
+ * ev_audit_release() (one sync for the lot), then the line for lost
+ * events if any, then clear the batch. NULL is a no-op.
  */
 void ev_audit_batch_emit(ev_audit_batch *b);
 

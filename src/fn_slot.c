@@ -93,20 +93,19 @@ C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8C
 }
 
 /*
- * The audit of C_InitPIN and C_SetPIN: the PIN set, or the refusal of
- * the old PIN. Other answers (bad arguments, read-only session) change
- * nothing and are not recorded.
+ * The audit of C_InitPIN and C_SetPIN: the PIN of who set, or the
+ * refusal of the old PIN, by actor (the line's "user"). Other answers
+ * (bad arguments, read-only session) change nothing and are not recorded.
  */
 static void
-audit_pin_set(ev_session *s, CK_USER_TYPE who, const char *method, CK_RV rv)
+audit_pin_set(ev_session *s, CK_USER_TYPE who, CK_USER_TYPE actor, const char *method, CK_RV rv)
 {
 	ev_audit_detail d[] = { { "pin", who == CKU_SO ? "so" : "user", 0 }, { "method", method, 0 } };
 
 	if (rv != CKR_OK && ev_audit_outcome_of(rv) != EV_AUDIT_REFUSED)
 		return;
-	ev_audit_note(EV_AUDIT_PIN_SET, rv == CKR_OK ? EV_AUDIT_OK : EV_AUDIT_REFUSED,
-		      s->token->id, ev_audit_user(s->token), NULL,
-		      rv == CKR_OK ? NULL : ev_audit_reason(rv), d, EV_ARRAY_SIZE(d));
+	ev_audit_note(EV_AUDIT_PIN_SET, rv == CKR_OK ? EV_AUDIT_OK : EV_AUDIT_REFUSED, s->token->id,
+		      actor, NULL, rv == CKR_OK ? NULL : ev_audit_reason(rv), d, EV_ARRAY_SIZE(d));
 }
 
 CK_RV
@@ -128,7 +127,7 @@ C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 		rv = CKR_PIN_LEN_RANGE;
 	else {
 		rv = ev_token_set_pin(s->token, CKU_USER, pPin, ulPinLen);
-		audit_pin_set(s, CKU_USER, "init_pin", rv);
+		audit_pin_set(s, CKU_USER, ev_audit_user(s->token), "init_pin", rv);
 	}
 	ev_session_release(s);
 	return rv;
@@ -167,7 +166,11 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 						 ulNewLen);
 		else if (rv == CKR_OK)
 			rv = ev_token_set_pin(s->token, who, pNewPin, ulNewLen);
-		audit_pin_set(s, who, "set_pin", rv);
+		/*
+		 * Whose old PIN was given acts, logged in or not: in a public
+		 * session, the user (PKCS#11: C_SetPIN there changes the user PIN).
+		 */
+		audit_pin_set(s, who, who, "set_pin", rv);
 	}
 	ev_session_release(s);
 	return rv;

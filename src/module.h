@@ -2,6 +2,9 @@
  * The module's process-wide state between C_Initialize and C_Finalize.
  *
  * Locking, outermost first (take them only in this order):
+ *   watcher's watch_mu      held by the watcher thread around each round
+ *                           (event.c; and around fork()): the change log,
+ *                           the sweep and the use counters' flush run under it
  *   events' refresh lock    acting on other processes' changes (event.h)
  *   session->lock           one operation at a time per session
  *   token->lock             login state, zone key, key materialisation
@@ -11,6 +14,18 @@
  *   object->lock (rwlock)   an object's attributes
  *   ev_mod->store_lock      the SQLite connection and the root (reached under
  *                           it; a quote, ev_root_quote(), runs outside it)
+ *   audit writer's a->mu    innermost (audit.c): ev_audit_emit() may be
+ *     then its file's flock called with any lock above held and takes no
+ *                           other; the flock (another process's) is waited
+ *                           for 5 s at most, since callers may hold the
+ *                           store lock
+ *
+ * The use counters' flush (ev_use_flush(), uses.h) is called with none of
+ * the locks from the refresh lock down held (by the watcher under watch_mu,
+ * or by C_Finalize): it takes ev_mod->lock (read) for a lookup, then each
+ * object->lock, then ev_mod->store_lock, one at a time, never nested.
+ * ev_use_keep() (from ev_object_free(), under any lock) takes none; the
+ * hot path's counting (ev_object_count()) is lock-free atomics.
  */
 #ifndef EV_MODULE_H
 #define EV_MODULE_H

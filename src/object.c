@@ -1182,21 +1182,26 @@ audit_made(ev_object *o, ev_origin origin)
  * Store prepared objects (token objects in one transaction) and map them.
  * The objects are consumed, also on failure; handles[i] gets each handle.
  * origin says where they come from (for the audit). src: a copy's
- * source, or NULL.
+ * source, or NULL. *committed (committed may be NULL): 1 when token
+ * objects were stored, even should the mapping fail after, else 0.
  */
 static CK_RV
 publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev_origin origin,
-    CK_RV (*within)(void *), void *arg, ev_object *src)
+    CK_RV (*within)(void *), void *arg, ev_object *src, int *committed)
 {
 	ev_object *on_token[2];
 	size_t i, nt = 0;
 	CK_RV rv = CKR_OK;
 
+	if (committed != NULL)
+		*committed = 0;
 	for (i = 0; i < n; i++)
 		if (objs[i]->on_token && nt < EV_ARRAY_SIZE(on_token))
 			on_token[nt++] = objs[i];
 	if (nt > 0)
 		rv = store_objects(s->token, on_token, nt, within, arg);
+	if (committed != NULL)
+		*committed = nt > 0 && rv == CKR_OK;
 	/* Committed: recorded, even should mapping fail (the object is found on next use). */
 	for (i = 0; i < nt && rv == CKR_OK; i++)
 		audit_made(on_token[i], origin);
@@ -1234,7 +1239,7 @@ ev_object_new(ev_session *s, ev_origin origin, const CK_ATTRIBUTE *tmpl, CK_ULON
 	rv = prepare(s, origin, tmpl, count, base, key, gen_mech, &o);
 	if (rv != CKR_OK)
 		return rv;
-	return publish(s, &o, 1, out, origin, NULL, NULL, NULL);
+	return publish(s, &o, 1, out, origin, NULL, NULL, NULL, NULL);
 }
 
 CK_RV
@@ -1259,7 +1264,7 @@ ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_cou
 		ev_object_free(objs[0]);
 		return rv;
 	}
-	rv = publish(s, objs, 2, h, EV_ORIGIN_GENERATE, NULL, NULL, NULL);
+	rv = publish(s, objs, 2, h, EV_ORIGIN_GENERATE, NULL, NULL, NULL, NULL);
 	if (rv == CKR_OK) {
 		*hpub = h[0];
 		*hpriv = h[1];
@@ -1716,7 +1721,7 @@ ev_object_copy(ev_session *s, ev_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG c
 		c->origin = o->handle;
 	origin = (int64_t)c->origin;
 	return publish(s, &c, 1, out, EV_ORIGIN_COPY,
-	    c->on_token && origin != 0 ? origin_current : NULL, &origin, o);
+	    c->on_token && origin != 0 ? origin_current : NULL, &origin, o, NULL);
 }
 
 CK_ULONG
@@ -2191,9 +2196,9 @@ ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANI
 
 CK_RV
 ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
-    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg)
+    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg, int *committed)
 {
-	return publish(s, fresh, n, handles, EV_ORIGIN_ROTATE, within, arg, NULL);
+	return publish(s, fresh, n, handles, EV_ORIGIN_ROTATE, within, arg, NULL, committed);
 }
 
 struct rewrap_ctx {

@@ -228,10 +228,12 @@ CK_RV ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key,
 /*
  * Store new generations (consumed, also on failure; n <= 2) and, in the
  * same transaction, run within(arg) (which retires the old ones), then
- * map them; handles[i] gets each handle.
+ * map them; handles[i] gets each handle. *committed: 1 once the
+ * transaction has committed, also when the mapping fails after it (the
+ * error is returned, but the rotation stands: record it), else 0.
  */
 CK_RV ev_object_publish_rotation(ev_session *s, ev_object **fresh, size_t n,
-    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg);
+    CK_OBJECT_HANDLE *handles, CK_RV (*within)(void *), void *arg, int *committed);
 
 /*
  * Another process replaced the zone key: the wrapped blobs of this

@@ -90,7 +90,7 @@ refuse(const char *source, int64_t seq, const unsigned char digest[32], const ch
 }
 
 /* The audit line of a key or zone revoked, kept until the transaction commits. */
-static CK_RV
+static void
 audit_revoked(struct apply *a, const ev_revoke_entry *e, int64_t zone, const ev_obj_rec *rec)
 {
 	ev_audit_event ev = EV_AUDIT_EVENT_INIT(rec != NULL ? EV_AUDIT_KEY_REVOKED :
@@ -98,7 +98,6 @@ audit_revoked(struct apply *a, const ev_revoke_entry *e, int64_t zone, const ev_
 						EV_AUDIT_OK);
 	ev_audit_detail d[3];
 	ev_audit_ident ident = { 0 };
-	CK_RV rv;
 
 	ev.ndetail = audit_detail(a->source, a->sequence, d);
 	if (rec == NULL)
@@ -112,9 +111,8 @@ audit_revoked(struct apply *a, const ev_revoke_entry *e, int64_t zone, const ev_
 	ev.object = rec != NULL ? &ident.obj : NULL;
 	ev.reason = e->reason;
 	ev.detail = d;
-	rv = ev_audit_batch_add(&a->audit, &ev);
+	ev_audit_batch_add(&a->audit, &ev);
 	ev_audit_ident_clear(&ident);
-	return rv;
 }
 
 /* A history row for one thing revoked. */
@@ -154,10 +152,10 @@ revoke_zone(struct apply *a, const ev_revoke_entry *e, int64_t zone)
 			rv = ev_store_change_add(ev_mod->store, EV_CHANGE_ZONE_REVOKED, zone, 0);
 		if (rv == CKR_OK)
 			rv = note_revoked(a, e, zone, 0);
-		if (rv == CKR_OK)
-			rv = audit_revoked(a, e, zone, NULL);
-		if (rv == CKR_OK)
+		if (rv == CKR_OK) {
+			audit_revoked(a, e, zone, NULL);
 			a->count++;
+		}
 	}
 	ev_zone_rec_clear(&z);
 	return rv;
@@ -247,10 +245,10 @@ revoke_key(struct apply *a, const ev_revoke_entry *e, int64_t id)
 		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_REVOKED, e->zone, id);
 	if (rv == CKR_OK)
 		rv = note_revoked(a, e, e->zone, id);
-	if (rv == CKR_OK)
-		rv = audit_revoked(a, e, e->zone, &rec);
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
+		audit_revoked(a, e, e->zone, &rec);
 		a->count++;
+	}
 	ev_obj_rec_clear(&rec);
 	for (i = 0; i < n && rv == CKR_OK; i++)
 		rv = revoke_key(a, e, copies[i]);

@@ -424,10 +424,10 @@ retire_object(struct retire *r, int64_t zone, int64_t id)
 	e.object = &ident.obj;
 	e.detail = d;
 	e.ndetail = EV_ARRAY_SIZE(d);
-	rv = ev_audit_batch_add(&r->audit, &e);
+	ev_audit_batch_add(&r->audit, &e);
 	ev_audit_ident_clear(&ident);
 	ev_obj_rec_clear(&rec);
-	return rv;
+	return CKR_OK;
 }
 
 /* Retire one object and its token copies. Store lock held. */
@@ -486,6 +486,7 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 	CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
 	unsigned char id[20];
 	size_t nfresh = 0, i;
+	int committed = 0;
 	CK_RV rv;
 
 	if (!rotatable(o))
@@ -536,20 +537,23 @@ rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
 	}
 	r.now = now_unix();
 	r.destroy_at = r.now + policy_of(s->token)->grace_period;
-	rv = ev_object_publish_rotation(s, fresh, nfresh, h, retire_within, &r);
+	rv = ev_object_publish_rotation(s, fresh, nfresh, h, retire_within, &r, &committed);
 	for (i = 0; i < nfresh; i++)
 		fresh[i] = NULL; /* consumed */
+	/* The lines and the notice follow what committed, whatever failed after it. */
+	if (committed) {
+		ev_audit_batch_emit(&r.audit);
+		ev_events_announce();
+	}
 	if (rv != CKR_OK)
 		goto out;
-	ev_audit_batch_emit(&r.audit);
-	ev_events_announce();
 	ev_notice("zone %lld: object %lu rotated to generation %lld (object %lu)",
 	    (long long)s->token->id, (unsigned long)o->handle, (long long)(o->generation + 1),
 	    (unsigned long)(o == priv ? h[0] : h[nfresh - 1]));
 	if (out != NULL)
 		*out = o == priv ? h[0] : h[nfresh - 1];
 out:
-	ev_audit_batch_clear(&r.audit); /* rolled back: nothing retired */
+	ev_audit_batch_clear(&r.audit); /* emptied once emitted; else rolled back: nothing retired */
 	for (i = 0; i < nfresh; i++)
 		ev_object_free(fresh[i]);
 	ev_key_free(kpriv);
@@ -991,13 +995,12 @@ ev_rebind_zone(ev_session *s, CK_ULONG *pcrs_out)
 }
 
 /* The audit line of a retired generation destroyed at the end of its grace period. */
-static CK_RV
+static void
 note_expired(ev_audit_batch *audit, const ev_obj_rec *rec)
 {
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_DESTROYED, EV_AUDIT_OK);
 	ev_audit_detail d[] = { { "method", "expiry", 0 }, { "retired", NULL, rec->retired } };
 	ev_audit_ident ident;
-	CK_RV rv;
 
 	ev_audit_ident_rec(&ident, rec);
 	e.zone = rec->zone;
@@ -1005,9 +1008,8 @@ note_expired(ev_audit_batch *audit, const ev_obj_rec *rec)
 	e.reason = "grace period ended";
 	e.detail = d;
 	e.ndetail = EV_ARRAY_SIZE(d);
-	rv = ev_audit_batch_add(audit, &e);
+	ev_audit_batch_add(audit, &e);
 	ev_audit_ident_clear(&ident);
-	return rv;
 }
 
 CK_RV
@@ -1041,7 +1043,7 @@ ev_rotate_sweep(int64_t *next)
 				rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_EXPIRED,
 				    rec.zone, ids[i]);
 			if (rv == CKR_OK)
-				rv = note_expired(&audit, &rec);
+				note_expired(&audit, &rec);
 			ev_obj_rec_clear(&rec);
 		}
 		if (rv == CKR_OK)

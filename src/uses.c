@@ -242,6 +242,61 @@ write_all(ev_use_pending *list)
 	return rv;
 }
 
+static int
+by_object(const void *a, const void *b)
+{
+	const ev_use_pending *x = *(ev_use_pending *const *)a, *y = *(ev_use_pending *const *)b;
+
+	return (x->id.object > y->id.object) - (x->id.object < y->id.object);
+}
+
+/*
+ * Put a list that could not be written back for the next flush, one node
+ * per object: the counts of nodes of one object (a failed flush's, with
+ * the new ones taken since) added up, so a store that keeps failing
+ * holds one node per key, not one per key and failed flush. Out of
+ * memory to sort: put back as it is (nothing is lost; merged next time).
+ * The number of nodes put back.
+ */
+static size_t
+put_back(ev_use_pending *list)
+{
+	ev_use_pending **v, *p, *next;
+	size_t n = 0, i, kept_n = 0;
+	int op;
+
+	for (p = list; p != NULL; p = p->next)
+		n++;
+	v = calloc(n, sizeof(*v));
+	if (v == NULL) {
+		for (p = list; p != NULL; p = next) {
+			next = p->next;
+			push(p);
+		}
+		return n;
+	}
+	for (p = list, i = 0; p != NULL; p = p->next)
+		v[i++] = p;
+	qsort(v, n, sizeof(*v), by_object);
+	for (i = 0; i < n; i++) {
+		p = v[i];
+		/* The later nodes of the same object fold into the first. */
+		while (i + 1 < n && v[i + 1]->id.object == p->id.object) {
+			i++;
+			for (op = 0; op < EV_USE_OPS; op++) {
+				p->count[op] += v[i]->count[op];
+				if (v[i]->last[op] > p->last[op])
+					p->last[op] = v[i]->last[op];
+			}
+			pending_free(v[i]);
+		}
+		push(p);
+		kept_n++;
+	}
+	free(v);
+	return kept_n;
+}
+
 CK_RV
 ev_use_flush(void)
 {
@@ -253,16 +308,17 @@ ev_use_flush(void)
 	if (list == NULL)
 		return rv;
 	rv2 = write_all(list);
+	if (rv2 != CKR_OK) {
+		ev_warn("use counts of %zu keys could not be written to the store; kept for the "
+			"next flush",
+		    put_back(list));
+		return rv2;
+	}
 	for (p = list; p != NULL; p = next) {
 		next = p->next;
-		if (rv2 == CKR_OK)
-			pending_free(p);
-		else
-			push(p); /* for the next flush */
+		pending_free(p);
 	}
-	if (rv2 != CKR_OK)
-		ev_warn("use counts could not be written to the store; kept for the next flush");
-	return rv != CKR_OK ? rv : rv2;
+	return rv;
 }
 
 void

@@ -21,7 +21,10 @@
  * An object freed with counts pending (destroyed, revoked, forgotten, or
  * let go by its last operation) hands them to ev_use_keep() first: they
  * wait, with the key's identity, on a lock-free list of the process for
- * the next flush. A flush that fails puts everything back there.
+ * the next flush. A flush that fails puts everything back there, the
+ * counts of one key added up into one entry (so a store that keeps
+ * failing holds one entry per key, however many flushes fail), to be
+ * written by the next flush.
  *
  * Off: with [audit] enabled = false nothing is counted. C_Initialize sets
  * the process-wide ev_uses_on from the configuration (ev_use_enable());

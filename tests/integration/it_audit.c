@@ -503,6 +503,20 @@ START_TEST(test_zone_and_pins)
 	expect_none();
 	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
 
+	/* In a public R/W session C_SetPIN changes the user's PIN: the line says so. */
+	h = env_session(z, 1, 0);
+	ck_assert_int_eq(F->C_SetPIN(h, (CK_UTF8CHAR *)"bad-pin-000", 11, (CK_UTF8CHAR *)USER_PIN,
+			     strlen(USER_PIN)),
+	    CKR_PIN_INCORRECT);
+	EXPECT({ "pin.set", "refused", (long long)z, "user", NULL, NULL, -1, "wrong PIN" });
+	ck_assert_int_eq(F->C_SetPIN(h, (CK_UTF8CHAR *)"pin-2-new", 9, (CK_UTF8CHAR *)USER_PIN,
+			     strlen(USER_PIN)),
+	    CKR_OK);
+	EXPECT({ "pin.set", "ok", (long long)z, "user", NULL, NULL, -1, "" });
+	ck_assert_int_eq(login(h, CKU_USER, USER_PIN), CKR_OK);
+	skip();
+	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
+
 	/* Re-initialising: refused with a wrong SO PIN, then done. */
 	env_label(lab, "zone-a2");
 	ck_assert_int_eq(F->C_InitToken(z, (CK_UTF8CHAR *)"not-the-so", 10, lab), CKR_PIN_INCORRECT);

@@ -5,6 +5,7 @@
  * [audit] counters_flush seconds, processes add up, a destroyed key's
  * counts are kept, and the hot path writes no audit line.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,28 @@ sign_n(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, int n)
 		ck_assert_int_eq(F->C_SignInit(h, &m, key), CKR_OK);
 		ck_assert_int_eq(F->C_Sign(h, (CK_BYTE *)"msg", 3, sig, &len), CKR_OK);
 	}
+}
+
+/*
+ * Write the configuration (conf: its extra lines), initialise, make a
+ * zone named label with a token EC key pair labelled label: a R/W user
+ * session; *slot (slot may be NULL) the zone's.
+ */
+static CK_SESSION_HANDLE
+ec_start(const char *conf, const char *label, CK_SLOT_ID *slot, CK_OBJECT_HANDLE *pub,
+    CK_OBJECT_HANDLE *priv)
+{
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID s;
+
+	env_write_config(conf);
+	env_init();
+	s = env_new_zone(label);
+	h = env_session(s, 1, 1);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), label, CK_TRUE, pub, priv);
+	if (slot != NULL)
+		*slot = s;
+	return h;
 }
 
 /* An AES-256 key (token or session) that encrypts, decrypts, wraps and can be wrapped. */
@@ -223,13 +246,8 @@ START_TEST(test_live_flush)
 {
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
-	CK_SLOT_ID slot;
 
-	env_write_config("[audit]\ncounters_flush = 1\n");
-	env_init();
-	slot = env_new_zone("live");
-	h = env_session(slot, 1, 1);
-	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "live", CK_TRUE, &pub, &priv);
+	h = ec_start("[audit]\ncounters_flush = 1\n", "live", NULL, &pub, &priv);
 	sign_n(h, priv, 3);
 	ck_assert_int_eq(wait_uses(priv, "sign", 3), 3);
 	sign_n(h, priv, 2);
@@ -283,12 +301,7 @@ START_TEST(test_processes_add_up)
 
 	/* Only C_Finalize flushes here: a periodic flush would not change the sums, but the
 	 * parent's counts must still be pending when the children run. */
-	env_write_config("[audit]\ncounters_flush = 86400\n");
-	env_init();
-	slot = env_new_zone("procs");
-	h = env_session(slot, 1, 1);
-	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "shared", CK_TRUE, &pub,
-	    &priv);
+	h = ec_start("[audit]\ncounters_flush = 86400\n", "shared", &slot, &pub, &priv);
 	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "other", CK_TRUE, &opub,
 	    &opriv);
 	sign_n(h, priv, 4);
@@ -393,15 +406,9 @@ START_TEST(test_signing_writes_no_audit_line)
 {
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
-	CK_SLOT_ID slot;
 	long before;
 
-	env_write_config("[audit]\nenabled = true\ncounters_flush = 1\n");
-	env_init();
-	slot = env_new_zone("quiet");
-	h = env_session(slot, 1, 1);
-	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "quiet", CK_TRUE, &pub,
-	    &priv);
+	h = ec_start("[audit]\nenabled = true\ncounters_flush = 1\n", "quiet", NULL, &pub, &priv);
 	sign_n(h, priv, 1);
 	before = audit_lines();
 	sign_n(h, priv, 200);
@@ -419,14 +426,9 @@ START_TEST(test_disabled_counts_nothing)
 {
 	CK_OBJECT_HANDLE pub, priv, k;
 	CK_SESSION_HANDLE h;
-	CK_SLOT_ID slot;
 	CK_BYTE ct[32];
 
-	env_write_config("[audit]\nenabled = false\ncounters_flush = 1\n");
-	env_init();
-	slot = env_new_zone("off");
-	h = env_session(slot, 1, 1);
-	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "off", CK_TRUE, &pub, &priv);
+	h = ec_start("[audit]\nenabled = false\ncounters_flush = 1\n", "off", NULL, &pub, &priv);
 	k = gen_aes(h, "offenc", CK_TRUE);
 	sign_n(h, priv, 5);
 	encrypt_once(h, k, ct);
@@ -435,6 +437,85 @@ START_TEST(test_disabled_counts_nothing)
 	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM uses"), 0);
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
 	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM uses"), 0);
+}
+END_TEST
+
+/* Make every write to the uses table fail (on 1), or work again (on 0). */
+static void
+uses_fail(int on)
+{
+	if (on)
+		env_sh("sqlite3 -cmd '.timeout 10000' '%s/store/edgevault.db' "
+		       "\"CREATE TRIGGER uses_fail_i BEFORE INSERT ON uses BEGIN SELECT RAISE(ABORT, 'test'); END; "
+		       "CREATE TRIGGER uses_fail_u BEFORE UPDATE ON uses BEGIN SELECT RAISE(ABORT, 'test'); END;\"",
+		    env.dir);
+	else
+		env_sh("sqlite3 -cmd '.timeout 10000' '%s/store/edgevault.db' "
+		       "'DROP TRIGGER uses_fail_i; DROP TRIGGER uses_fail_u;'",
+		    env.dir);
+}
+
+/* Sign once, then wait past a flush (counters_flush = 1), n times. */
+static void
+sign_and_wait(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		sign_n(h, key, 1);
+		nap_ms(1500);
+	}
+}
+
+/*
+ * A store that keeps failing: what a failed flush took is put back and
+ * written once the store works, nothing lost nor counted twice; and
+ * merged, one entry per key however many flushes fail, as the warning
+ * of C_Finalize (whose flush fails too) says.
+ */
+START_TEST(test_store_failing)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	char *err, *log = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int saved, fd;
+
+	h = ec_start("[audit]\ncounters_flush = 1\n", "failing", NULL, &pub, &priv);
+	uses_fail(1);
+	sign_and_wait(h, priv, 3);
+	ck_assert_int_eq(uses(priv, "sign"), 0);
+	uses_fail(0);
+	ck_assert_int_eq(wait_uses(priv, "sign", 3), 3);
+
+	/* Failing again, up to C_Finalize: the process's messages in a file. */
+	uses_fail(1);
+	err = fmt("%s/stderr", env.dir);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+	setenv("EDGEVAULT_DEBUG", "1", 1);
+	sign_and_wait(h, priv, 3);
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	unsetenv("EDGEVAULT_DEBUG");
+	fflush(stderr);
+	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	f = fopen(err, "re");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ne(getdelim(&log, &cap, '\0', f), -1);
+	fclose(f);
+	ck_assert_msg(strstr(log, "use counts of 1 keys could not be written") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "use counts of 1 keys were not written") != NULL, "%s", log);
+	ck_assert_ptr_null(strstr(log, "use counts of 2 keys"));
+	free(log);
+	free(err);
+	ck_assert_int_eq(uses(priv, "sign"), 3);
 }
 END_TEST
 
@@ -459,6 +540,7 @@ main(void)
 	tcase_add_test(tc, test_destroyed_key_kept);
 	tcase_add_test(tc, test_signing_writes_no_audit_line);
 	tcase_add_test(tc, test_disabled_counts_nothing);
+	tcase_add_test(tc, test_store_failing);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }

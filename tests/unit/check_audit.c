@@ -26,7 +26,9 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_event.h"
 #include "config.h"
+#include "module.h"
 #include "root/root.h"
 #include "store.h"
 #include "testutil.h"
@@ -249,6 +251,38 @@ emit_simple(ev_audit *a, const char *kind, int64_t zone)
 	e.zone = zone;
 	ev_audit_emit_to(a, &e);
 }
+
+#ifndef __SANITIZE_ADDRESS__
+/*
+ * Out of memory on demand: while alloc_fail is set, this thread's
+ * malloc() and realloc() (strdup() goes through malloc()) answer NULL.
+ * Not under AddressSanitizer, which owns the allocator.
+ */
+#define ALLOC_FAIL_TESTS 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_realloc(void *p, size_t n);
+static _Thread_local int alloc_fail;
+
+void *
+malloc(size_t n)
+{
+	if (alloc_fail) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __libc_malloc(n);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+	if (alloc_fail) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __libc_realloc(p, n);
+}
+#endif
 
 /* ---- lines and the chain ------------------------------------------------------------- */
 
@@ -702,6 +736,9 @@ END_TEST
  * setup; the real roots are in tests/integration/it_audit_key.c.
  */
 static int fake_fail;
+/* When set: at each unseal, whether this second connection could take the write lock. */
+static ev_store *fake_probe;
+static CK_RV fake_probe_rv;
 
 static CK_RV
 fake_seal(ev_root *r, const unsigned char *aad, size_t aadlen, const ev_secret *plain,
@@ -729,6 +766,11 @@ fake_unseal(ev_root *r, const unsigned char *aad, size_t aadlen, const unsigned 
 	(void)opts;
 	if (fake_fail)
 		return CKR_DEVICE_ERROR;
+	if (fake_probe != NULL) {
+		fake_probe_rv = ev_store_begin(fake_probe);
+		if (fake_probe_rv == CKR_OK)
+			ck_assert_int_eq(ev_store_rollback(fake_probe), CKR_OK);
+	}
 	crypto_generichash(h, 32, aad, aadlen, NULL, 0);
 	if (bloblen < 32 || memcmp(h, blob, 32) != 0)
 		return CKR_ENCRYPTED_DATA_INVALID;
@@ -1202,6 +1244,15 @@ START_TEST(test_key_setup)
 	ck_assert_uint_eq(sk->len, crypto_sign_SECRETKEYBYTES);
 	ev_secret_free(sk);
 
+	/* An existing key is unsealed without the write lock: another connection may write. */
+	fake_probe = store_open();
+	fake_probe_rv = CKR_GENERAL_ERROR;
+	ck_assert_int_eq(ev_audit_key_setup(a, &fake_root, s), CKR_OK);
+	ck_assert_int_eq(fake_probe_rv, CKR_OK);
+	ck_assert(!ev_store_in_transaction(s));
+	ev_store_close(fake_probe);
+	fake_probe = NULL;
+
 	/* The recorded public half replaced: refused. */
 	memcpy(bad, pk, 32);
 	bad[0] ^= 1;
@@ -1214,6 +1265,85 @@ START_TEST(test_key_setup)
 	ev_config_free(c);
 }
 END_TEST
+
+#ifdef ALLOC_FAIL_TESTS
+/* A batch's event that cannot be copied is lost, and a line says so (audit_event.h). */
+START_TEST(test_batch_lost)
+{
+	ev_config *c = config_with("");
+	ev_audit *a = writer_open(c);
+	ev_module m = {.pid = getpid(), .audit = a};
+	ev_audit_object ob = {.handle = 7,
+			      .cls = CKO_SECRET_KEY,
+			      .key_type = CKK_AES,
+			      .label = (const unsigned char *)"k1",
+			      .label_len = 2,
+			      .generation = 2};
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_RETIRED, EV_AUDIT_OK);
+	ev_audit_batch b = {0}, b2 = {0};
+	json_object *o, *dj;
+	lines l;
+
+	ev_audit_ident_clear(NULL); /* a no-op */
+	ev_mod = &m;
+	e.zone = 3;
+	e.object = &ob;
+	ev_audit_batch_add(&b, &e);
+	alloc_fail = 1;
+	ev_audit_batch_add(&b, &e); /* the label's copy fails */
+	alloc_fail = 0;
+	ev_audit_batch_add(&b, &e);
+	e.zone = 5;
+	alloc_fail = 1;
+	ev_audit_batch_add(&b, &e);
+	alloc_fail = 0;
+	ck_assert_uint_eq(b.n, 2);
+	ck_assert_uint_eq(b.lost, 2);
+	ev_audit_batch_emit(&b);
+	ck_assert_uint_eq(b.n, 0);
+	ck_assert_uint_eq(b.lost, 0);
+
+	/* Lost from an empty batch (its array cannot grow): the line alone. */
+	e.event = EV_AUDIT_KEY_DESTROYED;
+	e.zone = 6;
+	alloc_fail = 1;
+	ev_audit_batch_add(&b2, &e);
+	alloc_fail = 0;
+	ck_assert_uint_eq(b2.n, 0);
+	ck_assert_ptr_null(b2.v);
+	ev_audit_batch_emit(&b2);
+	ev_mod = NULL;
+	ev_audit_close(a);
+
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 4);
+	chain_check(&l, 0, 1);
+	o = parse(l.v[1]);
+	ck_assert_str_eq(str_of(o, "event"), "key.retired");
+	ck_assert_str_eq(str_of(o, "outcome"), "ok");
+	ck_assert(!has(o, "reason"));
+	json_object_put(o);
+	o = parse(l.v[2]);
+	ck_assert_str_eq(str_of(o, "event"), "key.retired");
+	ck_assert_str_eq(str_of(o, "outcome"), "failed");
+	ck_assert_str_eq(str_of(o, "reason"), EV_AUDIT_LOST_REASON);
+	ck_assert(!has(o, "zone")); /* zones 3 and 5 */
+	ck_assert(!has(o, "object"));
+	ck_assert(json_object_object_get_ex(o, "detail", &dj));
+	ck_assert_int_eq(int_of(dj, "lost"), 2);
+	json_object_put(o);
+	o = parse(l.v[3]);
+	ck_assert_str_eq(str_of(o, "event"), "key.destroyed");
+	ck_assert_str_eq(str_of(o, "outcome"), "failed");
+	ck_assert_int_eq(int_of(o, "zone"), 6);
+	ck_assert(json_object_object_get_ex(o, "detail", &dj));
+	ck_assert_int_eq(int_of(dj, "lost"), 1);
+	json_object_put(o);
+	free(l.buf);
+	ev_config_free(c);
+}
+END_TEST
+#endif
 
 /* A child after fork gives up its parent's writer without writing. */
 START_TEST(test_abandon)
@@ -1338,6 +1468,9 @@ audit_suite(void)
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_key_setup);
 	tcase_add_test(tc, test_abandon);
+#ifdef ALLOC_FAIL_TESTS
+	tcase_add_test(tc, test_batch_lost);
+#endif
 	tcase_add_test(tc, test_syslog_copy);
 	suite_add_tcase(s, tc);
 	return s;
