@@ -31,6 +31,18 @@
 #define LOCK_WAIT_MS 5000   /* the longest wait for another process's flock */
 #define LOCK_STEP_MS 10	    /* between tries */
 #define LOCK_LOG_EVERY 60   /* seconds between two logs of a lock not obtained */
+#define COPY_LINES 4	    /* lines one call writes at most: torn end, lost count, its own, checkpoint */
+
+/*
+ * What a call that writes works with (malloc'ed: too big for a host
+ * thread's stack): the line being built, and the lines written under the
+ * lock, copied to syslog only once the locks are released.
+ */
+typedef struct work {
+	char line[EV_AUDIT_LINE_MAX + 2]; /* one line, a torn end's '\n' before it, its '\n' */
+	char copies[COPY_LINES * (EV_AUDIT_LINE_MAX + 1)]; /* lines, each '\0' ended */
+	size_t copied;
+} work;
 
 struct ev_audit {
 	int enabled;
@@ -55,6 +67,12 @@ struct ev_audit {
 	int failed;		      /* the file's failure has been logged */
 	int locked;		      /* this process holds the flock */
 	int64_t lock_logged;	      /* unix time a lock timeout was last logged (0: never) */
+	int64_t busy_until;	      /* monotonic ms: a wait timed out; until then, no waiting */
+	int64_t dropped;	      /* lines not written to the file since (audit.h, "Failure") */
+	char dropped_kind[65];	      /* the first one's event */
+	int64_t dropped_zone;	      /* their zone, 0 when several */
+	const char *dropped_why;      /* the first one's cause (a string constant) */
+	work *work;		      /* the caller's, between file_lock() and file_unlock() */
 	int truncated; /* the file does not hold the head's checkpoint: logged, no checkpoints */
 	ev_secret *sk; /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
@@ -94,14 +112,20 @@ read_program(char out[16])
 	fclose(f);
 }
 
-/* The file could not be used: said once per writer, as an error. */
+/* The file could not be used: said once (until it works again: write_all()), as an error. */
 static void
 file_failed(ev_audit *a, const char *what)
 {
 	if (a->failed)
 		return;
 	a->failed = 1;
-	ev_error("audit: %s %s: %m; lines go to syslog only", what, a->path);
+	if (a->fd < 0)
+		ev_error("audit: %s %s: %m; lines go to syslog only", what, a->path);
+	else
+		ev_error("audit: %s %s: %m; lines that cannot be written go to syslog only, "
+			 "counted (a line says how many once the file is written again); "
+			 "later lines try the file again",
+			 what, a->path);
 }
 
 static char *text_clean(const char *s, size_t max);
@@ -622,21 +646,74 @@ line_build(const ev_audit *a, const ev_audit_event *e, int64_t seq,
 
 /* ---- Writing --------------------------------------------------------------------------- */
 
-/* One line (with its '\n') written with one write(). 0, or -1 (logged once). */
+/* Keep a copy of the line p (n bytes, '\n's around it left out) for syslog after the unlock. */
+static void
+copy_add(ev_audit *a, const char *p, size_t n)
+{
+	work *w = a->work;
+
+	if (n > 0 && p[0] == '\n')
+		p++, n--;
+	if (n > 0 && p[n - 1] == '\n')
+		n--;
+	if (!a->use_syslog || w == NULL || n == 0)
+		return;
+	if (w->copied + n + 1 > sizeof(w->copies)) {
+		ev_error("audit: a line is not copied to syslog (more lines than expected)");
+		return;
+	}
+	memcpy(w->copies + w->copied, p, n);
+	w->copies[w->copied + n] = '\0';
+	w->copied += n + 1;
+}
+
+/* The copies, to syslog: with no lock held (syslog() may block). w NULL: a no-op. */
+static void
+copies_send(work *w)
+{
+	size_t at;
+
+	for (at = 0; w != NULL && at < w->copied; at += strlen(w->copies + at) + 1)
+		syslog(LOG_AUTHPRIV | LOG_INFO, "edgevault audit: %s", w->copies + at);
+}
+
+/*
+ * One line (with its '\n', and a '\n' before it for a torn end) written
+ * with one write(), and kept for syslog. 0, or -1 (logged once).
+ */
 static int
 write_all(ev_audit *a, const char *buf, size_t len)
 {
 	ssize_t n = write(a->fd, buf, len);
 
-	if (n == (ssize_t)len)
+	if (n == (ssize_t)len) {
+		if (a->failed) {
+			a->failed = 0;
+			ev_notice("audit: %s is written again", a->path);
+		}
+		copy_add(a, buf, len);
 		return 0;
+	}
 	if (n >= 0)
 		errno = ENOSPC;
 	file_failed(a, "cannot write");
 	return -1;
 }
 
-/* 0, or -1 (logged once; the lines stay dirty). */
+/* Write the line buf (len bytes before its '\n') after the tail, and chain to it. 0, or -1. */
+static int
+line_append(ev_audit *a, char *buf, size_t len)
+{
+	if (write_all(a, buf, len + 1) != 0)
+		return -1;
+	a->seq++;
+	crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
+	a->mine = a->seq;
+	a->dirty = 1;
+	return 0;
+}
+
+/* Under the writer's mutex. 0, or -1 (logged once; the lines stay dirty). */
 static int
 sync_file(ev_audit *a)
 {
@@ -648,6 +725,25 @@ sync_file(ev_audit *a)
 	}
 	a->dirty = 0;
 	return 0;
+}
+
+/*
+ * fdatasync() with no lock held: the caller took the lines' dirty mark
+ * under the mutex, and puts it back when the sync fails (logged once).
+ */
+static void
+sync_unlocked(ev_audit *a)
+{
+	int err;
+
+	if (fdatasync(a->fd) == 0)
+		return;
+	err = errno;
+	pthread_mutex_lock(&a->mu);
+	a->dirty = 1;
+	errno = err;
+	file_failed(a, "cannot sync");
+	pthread_mutex_unlock(&a->mu);
 }
 
 /*
@@ -796,11 +892,8 @@ checkpoint_write(ev_audit *a, char *buf)
 	if (crypto_sign_detached(sig, NULL, msg, m, a->sk->data) != 0)
 		return -1;
 	len = line_build(a, &e, seq, a->hash, &cp, buf);
-	if (len == 0 || write_all(a, buf, len + 1) != 0)
+	if (len == 0 || line_append(a, buf, len) != 0)
 		return -1;
-	a->seq = seq;
-	crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
-	a->mine = seq;
 	/* Whatever [audit] fsync says: the head never names a checkpoint that is not on disk. */
 	if (sync_file(a) != 0)
 		return -1;
@@ -996,46 +1089,65 @@ checkpoint_maybe(ev_audit *a, int force, char *buf)
 	return checkpoint_write(a, buf);
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
- * Lock the file (and this process's mutex around it). 0, or -1 (nothing
- * held; logged). The wait is bounded (LOCK_WAIT_MS): callers hold the
+ * Take this process's mutex, then the file's flock; w (may be NULL)
+ * collects the lines written for syslog until file_unlock(). 0: both
+ * held (or the mutex only when there is no file); -1: the flock is not
+ * held (logged), the mutex is: call file_unlock() either way.
+ *
+ * The wait for the flock is bounded (LOCK_WAIT_MS): callers hold the
  * store lock, and a stopped process, or a child that inherited the lock,
- * must not hang every process of the store.
+ * must not hang every process of the store. The bound is the process's,
+ * not each thread's: threads queued on the mutex behind a wait that timed
+ * out, and every caller for LOCK_WAIT_MS after it, try once without
+ * waiting. wait 0: try once (the watcher, which tries again later).
  */
 static int
-file_lock(ev_audit *a)
+file_lock(ev_audit *a, work *w, int wait)
 {
 	struct timespec step = {.tv_sec = 0, .tv_nsec = LOCK_STEP_MS * 1000000L};
-	int waited = 0;
+	int waited = 0, limit;
 	int64_t now;
 
 	pthread_mutex_lock(&a->mu);
+	a->work = w;
 	if (a->fd < 0)
 		return 0;
+	limit = wait && mono_ms() >= a->busy_until ? LOCK_WAIT_MS : 0;
 	while (flock(a->fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EINTR)
 			continue;
-		if (errno == EWOULDBLOCK && waited < LOCK_WAIT_MS) {
+		if (errno == EWOULDBLOCK && waited < limit) {
 			nanosleep(&step, NULL);
 			waited += LOCK_STEP_MS;
 			continue;
 		}
 		if (errno != EWOULDBLOCK) {
 			file_failed(a, "cannot lock");
-		} else {
+		} else if (limit > 0) {
+			a->busy_until = mono_ms() + LOCK_WAIT_MS;
 			now = (int64_t)time(NULL);
 			if (a->lock_logged == 0 || now - a->lock_logged >= LOCK_LOG_EVERY) {
 				a->lock_logged = now;
 				ev_error("audit: %s stayed locked by another process for %d ms; "
-					 "lines go to syslog only until it is released",
+					 "lines go to syslog only (counted) until it is released",
 					 a->path, LOCK_WAIT_MS);
 			}
 		}
 		/* Whoever holds it may write: the tail is read again next time. */
 		a->known = 0;
-		pthread_mutex_unlock(&a->mu);
 		return -1;
 	}
+	a->busy_until = 0;
 	a->locked = 1;
 	return 0;
 }
@@ -1054,52 +1166,119 @@ file_unlock(ev_audit *a)
 			a->known = 0;
 		(void)flock(a->fd, LOCK_UN);
 	}
+	a->work = NULL;
 	pthread_mutex_unlock(&a->mu);
+}
+
+/* A line for e not written to the file, for why: counted (under the mutex). */
+static void
+dropped_add(ev_audit *a, const ev_audit_event *e, const char *why)
+{
+	if (a->fd < 0)
+		return; /* no file at all: syslog is the trail (logged at the open) */
+	if (a->dropped++ == 0) {
+		snprintf(a->dropped_kind, sizeof(a->dropped_kind), "%s", e->event);
+		a->dropped_zone = e->zone;
+		a->dropped_why = why;
+	} else if (a->dropped_zone != e->zone) {
+		a->dropped_zone = 0;
+	}
+}
+
+/*
+ * After lines were not written (dropped_add()), the line that says so,
+ * before anything else: the first one's event, outcome "failed", reason
+ * EV_AUDIT_UNWRITTEN_REASON and the first cause, their zone (0: several),
+ * detail "lost". Under the flock, after tail_sync(). 0, or -1 (still
+ * counted).
+ */
+static int
+lost_write(ev_audit *a, char *buf)
+{
+	char why[128];
+	ev_audit_detail d = {.name = "lost", .num = a->dropped};
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(a->dropped_kind, EV_AUDIT_FAILED);
+	size_t len;
+
+	if (a->dropped == 0)
+		return 0;
+	snprintf(why, sizeof(why), "%s (%s)", EV_AUDIT_UNWRITTEN_REASON, a->dropped_why);
+	e.zone = a->dropped_zone;
+	e.reason = why;
+	e.detail = &d;
+	e.ndetail = 1;
+	len = line_build(a, &e, a->seq + 1, a->hash, NULL, buf);
+	if (len == 0) {
+		ev_error("audit: out of memory; the line counting %lld lines not written is "
+			 "not written yet",
+			 (long long)a->dropped);
+		return -1;
+	}
+	if (line_append(a, buf, len) != 0)
+		return -1;
+	ev_notice("audit: %lld lines that were not written to %s are counted in line %lld",
+		  (long long)a->dropped, a->path, (long long)a->seq);
+	a->dropped = 0;
+	return 0;
+}
+
+/* Whether a sync is due after the unlock ([audit] fsync = always), taken under the mutex. */
+static int
+sync_take(ev_audit *a, int ok)
+{
+	if (!ok || a->fsync != EV_AUDIT_FSYNC_ALWAYS || hold_depth > 0 || !a->dirty)
+		return 0;
+	a->dirty = 0;
+	return 1;
 }
 
 void
 ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 {
-	char *buf;
+	work *w;
 	size_t len = 0;
-	int ok = 0, locked;
+	int ok = 0, sync;
+	const char *why = "lock held";
 
 	if (a == NULL || !a->enabled || e == NULL || e->event == NULL)
 		return;
-	/* Two lines at most (a torn line's, then this one's), and a '\n'. */
-	buf = malloc(EV_AUDIT_LINE_MAX + 2);
-	if (buf == NULL) {
-		ev_error("audit: out of memory; a %s line is lost", e->event);
+	w = malloc(sizeof(*w));
+	if (w == NULL) {
+		ev_error("audit: out of memory; a %s line is lost (counted)", e->event);
+		pthread_mutex_lock(&a->mu);
+		dropped_add(a, e, "out of memory");
+		pthread_mutex_unlock(&a->mu);
 		return;
 	}
-	locked = file_lock(a) == 0;
-	if (locked && a->fd >= 0 && tail_sync(a, buf) == 0) {
-		len = line_build(a, e, a->seq + 1, a->hash, NULL, buf);
-		if (len > 0 && write_all(a, buf, len + 1) == 0) {
-			a->seq++;
-			crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf, len, NULL, 0);
-			a->mine = a->seq;
-			a->dirty = 1;
-			ok = 1;
+	w->copied = 0;
+	if (file_lock(a, w, 1) == 0 && a->fd >= 0) {
+		why = "file error";
+		if (tail_sync(a, w->line) == 0 && lost_write(a, w->line) == 0) {
+			len = line_build(a, e, a->seq + 1, a->hash, NULL, w->line);
+			if (len == 0) {
+				why = "out of memory";
+				ev_error("audit: out of memory; a %s line is not written (counted)",
+					 e->event);
+			} else if (line_append(a, w->line, len) == 0) {
+				ok = 1;
+			}
 		}
 	}
 	if (!ok) {
-		if (locked)
-			a->known = 0;
-		/* Syslog still gets the line, chained to nothing. */
-		len = line_build(a, e, 0, (const unsigned char[HASH_LEN]){0}, NULL, buf);
-	}
-	if (a->use_syslog && len > 0) {
-		buf[len] = '\0';
-		syslog(LOG_AUTHPRIV | LOG_INFO, "edgevault audit: %s", buf);
-	}
-	if (ok && a->fsync == EV_AUDIT_FSYNC_ALWAYS && hold_depth == 0)
-		sync_file(a);
-	if (ok && checkpoint_maybe(a, 0, buf) != 0)
 		a->known = 0;
-	if (locked)
-		file_unlock(a);
-	free(buf);
+		dropped_add(a, e, why);
+		/* Syslog still gets the line, chained to nothing. */
+		len = line_build(a, e, 0, (const unsigned char[HASH_LEN]){0}, NULL, w->line);
+		copy_add(a, w->line, len);
+	}
+	if (ok && checkpoint_maybe(a, 0, w->line) != 0)
+		a->known = 0;
+	sync = sync_take(a, ok);
+	file_unlock(a);
+	copies_send(w);
+	if (sync)
+		sync_unlocked(a);
+	free(w);
 }
 
 void
@@ -1120,69 +1299,122 @@ void
 ev_audit_release(void)
 {
 	ev_audit *a;
+	int sync;
 
 	if (hold_depth == 0 || --hold_depth > 0)
 		return;
 	if (ev_check_init() != CKR_OK)
 		return;
 	a = ev_mod->audit;
-	if (a == NULL || !a->enabled || a->fsync != EV_AUDIT_FSYNC_ALWAYS)
+	if (a == NULL || !a->enabled || a->fd < 0)
 		return;
 	pthread_mutex_lock(&a->mu);
-	if (a->dirty)
-		sync_file(a);
+	sync = sync_take(a, 1);
 	pthread_mutex_unlock(&a->mu);
+	if (sync)
+		sync_unlocked(a);
 }
 
 CK_RV
 ev_audit_checkpoint(ev_audit *a)
 {
-	char *buf;
+	work *w;
 	CK_RV rv = CKR_OK;
 
 	if (a == NULL || !a->enabled)
 		return CKR_FUNCTION_REJECTED;
-	buf = malloc(EV_AUDIT_LINE_MAX + 2);
-	if (buf == NULL)
+	w = malloc(sizeof(*w));
+	if (w == NULL)
 		return CKR_HOST_MEMORY;
-	if (file_lock(a) != 0) {
-		free(buf);
-		return CKR_DEVICE_ERROR;
-	}
-	if (a->sk == NULL)
+	w->copied = 0;
+	if (file_lock(a, w, 1) != 0)
+		rv = CKR_DEVICE_ERROR;
+	else if (a->sk == NULL)
 		rv = CKR_FUNCTION_REJECTED;
-	else if (a->fd < 0 || tail_sync(a, buf) != 0 || checkpoint_maybe(a, 1, buf) != 0)
+	else if (a->fd < 0 || tail_sync(a, w->line) != 0 || lost_write(a, w->line) != 0 ||
+		 checkpoint_maybe(a, 1, w->line) != 0)
 		rv = CKR_DEVICE_ERROR;
 	else if (a->truncated)
 		rv = CKR_DEVICE_ERROR;
 	if (rv == CKR_DEVICE_ERROR)
 		a->known = 0;
 	file_unlock(a);
-	free(buf);
+	copies_send(w);
+	free(w);
 	return rv;
+}
+
+void
+ev_audit_checkpoint_if_due(ev_audit *a)
+{
+	work *w;
+	head h;
+	int may;
+
+	if (a == NULL || !a->enabled || a->cp_interval == 0)
+		return;
+	pthread_mutex_lock(&a->mu);
+	may = a->sk != NULL && !a->truncated && a->fd >= 0;
+	pthread_mutex_unlock(&a->mu);
+	/* The head (path and start time fixed at the open) is read without the locks first. */
+	if (!may)
+		return;
+	head_read(a, &h);
+	if ((int64_t)time(NULL) - h.time < a->cp_interval)
+		return;
+	w = malloc(sizeof(*w));
+	if (w == NULL)
+		return;
+	w->copied = 0;
+	if (file_lock(a, w, 0) == 0 && a->fd >= 0) {
+		if (tail_sync(a, w->line) != 0 || lost_write(a, w->line) != 0 ||
+		    checkpoint_maybe(a, 0, w->line) != 0)
+			a->known = 0;
+	}
+	file_unlock(a);
+	copies_send(w);
+	free(w);
+}
+
+/*
+ * At close, under the flock: the count of lines not written, and a
+ * checkpoint over what this process wrote since the last one.
+ */
+static void
+close_write(ev_audit *a, char *buf)
+{
+	head h;
+
+	if (a->dropped == 0 && (a->sk == NULL || a->mine == 0))
+		return;
+	if (tail_sync(a, buf) != 0 || lost_write(a, buf) != 0 || a->sk == NULL || a->mine == 0)
+		return;
+	head_read(a, &h);
+	if (a->mine > h.seq && checkpoint_maybe(a, 1, buf) != 0)
+		ev_warn("audit: no checkpoint could be written at close");
 }
 
 void
 ev_audit_close(ev_audit *a)
 {
-	char *buf;
+	work *w;
 
 	if (a == NULL)
 		return;
-	if (a->enabled && a->fd >= 0 && file_lock(a) == 0) {
-		buf = malloc(EV_AUDIT_LINE_MAX + 2);
-		/* A checkpoint over what this process wrote since the last one. */
-		if (buf != NULL && a->sk != NULL && a->mine > 0 && tail_sync(a, buf) == 0) {
-			head h;
-
-			head_read(a, &h);
-			if (a->mine > h.seq && checkpoint_maybe(a, 1, buf) != 0)
-				ev_warn("audit: no checkpoint could be written at close");
-		}
-		if (a->fsync != EV_AUDIT_FSYNC_NEVER && a->dirty)
+	if (a->enabled && a->fd >= 0) {
+		w = malloc(sizeof(*w));
+		if (w != NULL)
+			w->copied = 0;
+		if (file_lock(a, w, 1) == 0 && w != NULL)
+			close_write(a, w->line);
+		if (a->locked && a->fsync != EV_AUDIT_FSYNC_NEVER && a->dirty)
 			sync_file(a);
-		free(buf);
+		if (a->dropped > 0)
+			ev_error("audit: %lld lines were not written to %s (sent to syslog only)",
+				 (long long)a->dropped, a->path);
 		file_unlock(a);
+		copies_send(w);
+		free(w);
 	}
 	if (a->fd >= 0)
 		close(a->fd);

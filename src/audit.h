@@ -8,14 +8,23 @@
  * doc/audit.md gives the format exactly; src/audit_read.h reads it.
  *
  * Writing. A line is written with one write() on an O_APPEND descriptor
- * while holding an exclusive flock() on the file (waited for 5 s at most:
- * then the line goes to syslog only), after reading the last
+ * while holding an exclusive flock() on the file (waited for 5 s at most,
+ * once per process: after a wait timed out, callers in the next 5 s try
+ * once without waiting; a line not written goes to syslog only), after
+ * reading the last
  * line (its "seq" and its hash) when another process has written since
  * this one last did: so processes writing at once neither interleave
- * nor fork the chain. [audit] fsync says when the file is synced.
+ * nor fork the chain. [audit] fsync says when the file is synced. The
+ * syslog copies (every line written, checkpoints and audit.torn lines
+ * too) and the per-line sync are done after the locks are released.
  *
  * Failure. The audit never fails the operation it records: a line that
- * cannot be written is logged (ev_error) and still goes to syslog. The
+ * cannot be written (the flock not had in time, out of memory, a write
+ * error) is logged (ev_error), still goes to syslog, and is counted; the
+ * next line written to the file is then one that says so (event: the
+ * first one's, outcome "failed", reason EV_AUDIT_UNWRITTEN_REASON and the
+ * first cause in brackets, zone: theirs or none, detail "lost": how
+ * many), so a reader of the file alone sees the gap. The
  * hot path (signing, encrypting) writes no line: use is counted per key
  * (doc/audit.md, "Use counters").
  *
@@ -43,6 +52,9 @@ typedef struct ev_audit ev_audit;
 #define EV_AUDIT_LINE_MAX 4096
 #define EV_AUDIT_LABEL_MAX 256  /* label bytes kept in a line ("label_cut": true beyond) */
 #define EV_AUDIT_REASON_MAX 512 /* reason bytes kept in a line */
+
+/* The reason of the line counting lines not written to the file (then the cause, in brackets). */
+#define EV_AUDIT_UNWRITTEN_REASON "audit lines not written to the file"
 
 /*
  * Event kinds: the "event" member. doc/audit.md says which action
@@ -217,6 +229,19 @@ int ev_audit_has_key(ev_audit *a);
  * CKR_HOST_MEMORY.
  */
 CK_RV ev_audit_checkpoint(ev_audit *a) EV_MUST_CHECK;
+
+/*
+ * The watcher thread's periodic call (src/event.c): a checkpoint when
+ * [audit] checkpoint_interval seconds passed since the last one (the
+ * head's mtime, or the writer's start without a head) and lines came
+ * after it, so the lines of an idle device are sealed too; the line
+ * count rule and forcing are left to writes and ev_audit_checkpoint().
+ * Only when this writer holds the checkpoint key; the flock is tried
+ * once, without waiting (the next call tries again). Also writes the
+ * line counting lines not written, when there are. Problems are logged.
+ * NULL, or a disabled writer, or an interval of 0: a no-op.
+ */
+void ev_audit_checkpoint_if_due(ev_audit *a);
 
 /* Meta keys in the store: the checkpoint key's sealed private half and its public half. */
 #define EV_META_AUDIT_KEY_SEALED "audit_key_sealed"

@@ -82,7 +82,9 @@ void ev_audit_note(const char *kind, ev_audit_outcome outcome, int64_t zone, CK_
  * writes, after the events gathered, one line in its place: the first
  * lost event's kind, outcome "failed", reason EV_AUDIT_LOST_REASON, its
  * zone (0 when the lost events were of several zones) and detail "lost":
- * how many. That line needs no memory but the writer's own.
+ * how many. That line is made from the batch's counts alone (no copy to
+ * fail), but writing it takes the writer's memory like any line: when
+ * that fails too, the writer counts it in turn (audit.h, "Failure").
  */
 typedef struct ev_audit_batch {
 	struct ev_audit_pending *v;

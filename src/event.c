@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "event.h"
 #include "log.h"
 #include "module.h"
@@ -499,6 +500,8 @@ watcher(void *arg)
 		watch_once(e, r == 0);
 		sweep_if_due(e);
 		flush_if_due(e);
+		/* [audit] checkpoint_interval also seals the lines of an idle device. */
+		ev_audit_checkpoint_if_due(ev_mod->audit);
 		pthread_mutex_unlock(&watch_mu);
 	}
 	return NULL;

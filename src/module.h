@@ -17,8 +17,11 @@
  *   audit writer's a->mu    innermost (audit.c): ev_audit_emit() may be
  *     then its file's flock called with any lock above held and takes no
  *                           other; the flock (another process's) is waited
- *                           for 5 s at most, since callers may hold the
- *                           store lock
+ *                           for 5 s at most, once per process (callers in
+ *                           the 5 s after a timeout try once), since
+ *                           callers may hold the store lock; syslog() and
+ *                           the per-line fdatasync() run after both are
+ *                           released
  *
  * The use counters' flush (ev_use_flush(), uses.h) is called with none of
  * the locks from the refresh lock down held (by the watcher under watch_mu,

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -243,6 +245,25 @@ chain_check(const lines *l, size_t from, int64_t first_seq)
 	}
 }
 
+/* line is one counting lost lines: event, outcome "failed", zone (0: none), reason, detail "lost". */
+static void
+lost_check(const char *line, const char *event, int64_t zone, const char *reason, int64_t lost)
+{
+	json_object *o = parse(line), *dj;
+
+	ck_assert_str_eq(str_of(o, "event"), event);
+	ck_assert_str_eq(str_of(o, "outcome"), "failed");
+	if (zone != 0)
+		ck_assert_int_eq(int_of(o, "zone"), zone);
+	else
+		ck_assert(!has(o, "zone"));
+	ck_assert(!has(o, "object"));
+	ck_assert_str_eq(str_of(o, "reason"), reason);
+	ck_assert(json_object_object_get_ex(o, "detail", &dj));
+	ck_assert_int_eq(int_of(dj, "lost"), lost);
+	json_object_put(o);
+}
+
 static void
 emit_simple(ev_audit *a, const char *kind, int64_t zone)
 {
@@ -283,6 +304,22 @@ realloc(void *p, size_t n)
 	return __libc_realloc(p, n);
 }
 #endif
+
+/* fdatasync() counted (the writer's calls resolve to this one in the test program). */
+static atomic_int syncs;
+
+int
+fdatasync(int fd)
+{
+	atomic_fetch_add(&syncs, 1);
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+static int
+sync_count(void)
+{
+	return atomic_load(&syncs);
+}
 
 /* ---- lines and the chain ------------------------------------------------------------- */
 
@@ -707,21 +744,36 @@ START_TEST(test_hold)
 {
 	ev_config *c = config_with("fsync = always");
 	ev_audit *a = writer_open(c);
+	ev_module m = {.pid = getpid(), .audit = a};
 	lines l;
 
+	/* The release acts on the module's writer. */
+	ev_mod = &m;
+	atomic_store(&syncs, 0);
+	emit_simple(a, EV_AUDIT_KEY_REVOKED, 1);
+	ck_assert_int_eq(sync_count(), 1); /* fsync = always: after each line */
 	/* Lines are written as usual while held (the sync waits); nested holds count. */
 	ev_audit_hold();
 	ev_audit_hold();
 	emit_simple(a, EV_AUDIT_KEY_REVOKED, 1);
 	ev_audit_release();
 	emit_simple(a, EV_AUDIT_KEY_REVOKED, 1);
-	ck_assert_uint_eq(count_lines(), 2);
-	ev_audit_release();
+	ck_assert_uint_eq(count_lines(), 3);
+	ck_assert_int_eq(sync_count(), 1);
+	ev_audit_release(); /* the last: one sync for both */
+	ck_assert_int_eq(sync_count(), 2);
 	ev_audit_release(); /* one too many: ignored */
+	ck_assert_int_eq(sync_count(), 2);
 	emit_simple(a, EV_AUDIT_KEY_REVOKED, 1);
+	ck_assert_int_eq(sync_count(), 3);
+	ev_audit_hold();
+	ev_audit_release(); /* nothing written: no sync */
+	ck_assert_int_eq(sync_count(), 3);
+	ev_mod = NULL;
 	ev_audit_close(a);
+	ck_assert_int_eq(sync_count(), 3); /* nothing left to sync */
 	lines_read(&l, audit_file());
-	ck_assert_uint_eq(l.n, 3);
+	ck_assert_uint_eq(l.n, 4);
 	chain_check(&l, 0, 1);
 	free(l.buf);
 	ev_config_free(c);
@@ -979,6 +1031,50 @@ START_TEST(test_checkpoint_interval)
 }
 END_TEST
 
+/* The watcher's call: the interval seals the lines of an idle device. */
+START_TEST(test_checkpoint_if_due)
+{
+	struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+	char head[600];
+	ev_config *c;
+	ev_audit *a;
+	lines l;
+	keyed k;
+
+	ev_audit_checkpoint_if_due(NULL); /* a no-op */
+	keyed_open(&k, "checkpoint_lines = 1000\ncheckpoint_interval = 3600");
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(ev_audit_checkpoint(k.a), CKR_OK);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ev_audit_checkpoint_if_due(k.a);
+	ck_assert_uint_eq(count_lines(), 3); /* the head is new: not due */
+	snprintf(head, sizeof(head), "%s.head", audit_file());
+	ck_assert_int_eq(utimensat(AT_FDCWD, head, old, 0), 0);
+	ev_audit_checkpoint_if_due(k.a);
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 4);
+	chain_check(&l, 0, 1);
+	head_check(&l, 4);
+	free(l.buf);
+	/* Nothing since the checkpoint: none added, even when the interval passed. */
+	ck_assert_int_eq(utimensat(AT_FDCWD, head, old, 0), 0);
+	ev_audit_checkpoint_if_due(k.a);
+	ck_assert_uint_eq(count_lines(), 4);
+
+	/* A writer without the key signs nothing. */
+	c = config_with("checkpoint_lines = 1000\ncheckpoint_interval = 3600");
+	a = writer_open(c);
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	ck_assert_int_eq(utimensat(AT_FDCWD, head, old, 0), 0);
+	ev_audit_checkpoint_if_due(a);
+	ck_assert_uint_eq(count_lines(), 5);
+	ev_audit_close(a);
+	ev_config_free(c);
+	keyed_close(&k);
+	ck_assert_uint_eq(count_lines(), 5); /* k wrote nothing since its checkpoint */
+}
+END_TEST
+
 /* A head ahead of the file: truncated; no checkpoint is written over it. */
 START_TEST(test_truncated_no_checkpoint)
 {
@@ -1173,6 +1269,7 @@ START_TEST(test_lock_held)
 	struct timespec t0, t1;
 	ev_config *c = config_with("checkpoint_lines = 1000");
 	ev_audit *a = writer_open(c);
+	json_object *o;
 	double secs;
 	pid_t pid;
 	char ch;
@@ -1196,14 +1293,25 @@ START_TEST(test_lock_held)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	ck_assert_msg(secs >= 4.0 && secs < 8.0, "waited %.2f s", secs);
+	/* The process waited once: the next caller tries without waiting. */
+	emit_simple(a, EV_AUDIT_LOGIN, 2);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	secs = (double)(t0.tv_sec - t1.tv_sec) + (double)(t0.tv_nsec - t1.tv_nsec) / 1e9;
+	ck_assert_msg(secs < 1.0, "waited %.2f s again", secs);
 	ck_assert_uint_eq(count_lines(), 1);
 	ck_assert_int_eq(write(go[1], "g", 1), 1);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	emit_simple(a, EV_AUDIT_LOGIN, 3);
 	lines_read(&l, audit_file());
-	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.n, 3);
 	chain_check(&l, 0, 1);
+	/* The file says what it is missing, before the next line. */
+	lost_check(l.v[1], "login", 2, EV_AUDIT_UNWRITTEN_REASON " (lock held)", 2);
+	o = parse(l.v[2]);
+	ck_assert_str_eq(str_of(o, "outcome"), "ok");
+	ck_assert_int_eq(int_of(o, "zone"), 3);
+	json_object_put(o);
 	free(l.buf);
 	close(ready[0]);
 	close(ready[1]);
@@ -1323,22 +1431,40 @@ START_TEST(test_batch_lost)
 	ck_assert_str_eq(str_of(o, "outcome"), "ok");
 	ck_assert(!has(o, "reason"));
 	json_object_put(o);
-	o = parse(l.v[2]);
-	ck_assert_str_eq(str_of(o, "event"), "key.retired");
-	ck_assert_str_eq(str_of(o, "outcome"), "failed");
-	ck_assert_str_eq(str_of(o, "reason"), EV_AUDIT_LOST_REASON);
-	ck_assert(!has(o, "zone")); /* zones 3 and 5 */
-	ck_assert(!has(o, "object"));
-	ck_assert(json_object_object_get_ex(o, "detail", &dj));
-	ck_assert_int_eq(int_of(dj, "lost"), 2);
-	json_object_put(o);
-	o = parse(l.v[3]);
-	ck_assert_str_eq(str_of(o, "event"), "key.destroyed");
-	ck_assert_str_eq(str_of(o, "outcome"), "failed");
-	ck_assert_int_eq(int_of(o, "zone"), 6);
-	ck_assert(json_object_object_get_ex(o, "detail", &dj));
-	ck_assert_int_eq(int_of(dj, "lost"), 1);
-	json_object_put(o);
+	lost_check(l.v[2], "key.retired", 0, EV_AUDIT_LOST_REASON, 2); /* zones 3 and 5 */
+	lost_check(l.v[3], "key.destroyed", 6, EV_AUDIT_LOST_REASON, 1);
+	free(l.buf);
+	ev_config_free(c);
+}
+END_TEST
+
+/*
+ * A line that cannot be made (out of memory) is counted, and the next
+ * line written says so; at close too.
+ */
+START_TEST(test_emit_lost)
+{
+	ev_config *c = config_with("");
+	ev_audit *a = writer_open(c);
+	lines l;
+
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	alloc_fail = 1;
+	emit_simple(a, EV_AUDIT_ZONE_REMOVED, 4);
+	emit_simple(a, EV_AUDIT_ZONE_REMOVED, 5);
+	alloc_fail = 0;
+	ck_assert_uint_eq(count_lines(), 1);
+	emit_simple(a, EV_AUDIT_LOGIN, 1);
+	alloc_fail = 1;
+	emit_simple(a, EV_AUDIT_ZONE_CREATED, 6);
+	alloc_fail = 0;
+	ev_audit_close(a); /* writes the count it still has */
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 4);
+	chain_check(&l, 0, 1);
+	/* zones 4 and 5: none */
+	lost_check(l.v[1], "zone.removed", 0, EV_AUDIT_UNWRITTEN_REASON " (out of memory)", 2);
+	lost_check(l.v[3], "zone.created", 6, EV_AUDIT_UNWRITTEN_REASON " (out of memory)", 1);
 	free(l.buf);
 	ev_config_free(c);
 }
@@ -1386,7 +1512,9 @@ syslog_child(const ev_config *c)
 	struct timeval tv = {.tv_sec = 5};
 	char got[EV_AUDIT_LINE_MAX + 128], want[EV_AUDIT_LINE_MAX + 64];
 	ev_audit *a = NULL;
+	ev_store *s;
 	ssize_t n;
+	size_t i;
 	lines l;
 	int fd;
 
@@ -1400,31 +1528,40 @@ syslog_child(const ev_config *c)
 		return 11;
 	if (ev_audit_open(c, &a) != CKR_OK)
 		return 12;
+	s = store_open();
+	if (ev_audit_key_setup(a, &fake_root, s) != CKR_OK)
+		return 17;
 	emit_simple(a, EV_AUDIT_ZONE_CREATED, 3);
+	/* A checkpoint's line is copied too. */
+	if (ev_audit_checkpoint(a) != CKR_OK)
+		return 18;
 	ev_audit_close(a);
+	ev_store_close(s);
 	lines_read(&l, audit_file());
-	if (l.n != 1)
+	if (l.n != 2)
 		return 13;
-	/* <86>: LOG_AUTHPRIV (10 << 3) | LOG_INFO (6); the host's ident, then our message. */
-	snprintf(want, sizeof(want), "edgevault audit: %s", l.v[0]);
-	do {
-		n = recv(fd, got, sizeof(got) - 1, 0);
-		if (n <= 0)
-			return 14;
-		got[n] = '\0';
-	} while (strstr(got, "edgevault audit:") == NULL);
-	if (strncmp(got, "<86>", 4) != 0)
-		return 15;
-	n = (ssize_t)strlen(got) - (ssize_t)strlen(want);
-	if (n < 0 || strcmp(got + n, want) != 0)
-		return 16;
+	for (i = 0; i < l.n; i++) {
+		/* <86>: LOG_AUTHPRIV (10 << 3) | LOG_INFO (6); the host's ident, then our message. */
+		snprintf(want, sizeof(want), "edgevault audit: %s", l.v[i]);
+		do {
+			n = recv(fd, got, sizeof(got) - 1, 0);
+			if (n <= 0)
+				return 14;
+			got[n] = '\0';
+		} while (strstr(got, "edgevault audit:") == NULL);
+		if (strncmp(got, "<86>", 4) != 0)
+			return 15;
+		n = (ssize_t)strlen(got) - (ssize_t)strlen(want);
+		if (n < 0 || strcmp(got + n, want) != 0)
+			return 16;
+	}
 	free(l.buf);
 	return 0;
 }
 
 START_TEST(test_syslog_copy)
 {
-	ev_config *c = config_with("syslog = true");
+	ev_config *c = config_with("syslog = true\ncheckpoint_lines = 1000");
 	int status;
 	pid_t pid;
 
@@ -1459,6 +1596,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_hold);
 	tcase_add_test(tc, test_checkpoints);
 	tcase_add_test(tc, test_checkpoint_interval);
+	tcase_add_test(tc, test_checkpoint_if_due);
 	tcase_add_test(tc, test_truncated_no_checkpoint);
 	tcase_add_test(tc, test_head_removed);
 	tcase_add_test(tc, test_head_unwritable);
@@ -1470,6 +1608,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_abandon);
 #ifdef ALLOC_FAIL_TESTS
 	tcase_add_test(tc, test_batch_lost);
+	tcase_add_test(tc, test_emit_lost);
 #endif
 	tcase_add_test(tc, test_syslog_copy);
 	suite_add_tcase(s, tc);
