@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "json.h"
 #include "log.h"
 #include "module.h"
 #include "root/root.h"
@@ -279,6 +280,36 @@ line_seq(int fd, off_t from, off_t to)
 	return seq > 0 ? seq : 0;
 }
 
+/*
+ * Whether the bytes [from, to), which do not end in '\n', are a whole
+ * line of ours that lost only its '\n' (a crash between the write and
+ * the disk): strict JSON, an object, its integer "seq" the one after
+ * prev_seq and its "prev" prev_hash in hex. Its seq, or 0.
+ */
+static int64_t
+line_whole(int fd, off_t from, off_t to, int64_t prev_seq, const unsigned char prev_hash[HASH_LEN])
+{
+	unsigned char buf[EV_AUDIT_LINE_MAX];
+	char hex[2 * HASH_LEN + 1], err[128];
+	json_object *o = NULL, *v;
+	int64_t seq = 0;
+
+	if (to - from > EV_AUDIT_LINE_MAX || to <= from)
+		return 0;
+	if (pread(fd, buf, (size_t)(to - from), from) != to - from)
+		return 0;
+	if (ev_json_parse_strict(buf, (size_t)(to - from), &o, err, sizeof(err)) != CKR_OK)
+		return 0;
+	sodium_bin2hex(hex, sizeof(hex), prev_hash, HASH_LEN);
+	if (json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "seq", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) == prev_seq + 1 && json_object_object_get_ex(o, "prev", &v) &&
+	    json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), hex) == 0)
+		seq = prev_seq + 1;
+	json_object_put(o);
+	return seq;
+}
+
 /* What the end of the file holds. */
 typedef struct tail {
 	int64_t seq;		      /* of the last whole line of ours (0: none) */
@@ -289,14 +320,17 @@ typedef struct tail {
 } tail;
 
 /*
- * Read the tail of a file of size bytes. A last line that does not end
- * in '\n', or is not one of ours (no integer "seq"), is torn: t->hash is
- * the hash of its bytes and t->seq that of the line before it.
- * 0, or -1 when the file cannot be read.
+ * Read the tail of a file of size bytes. A last line that is not one of
+ * ours (no integer "seq"), or does not end in '\n' and is not a whole
+ * line of ours (line_whole()), is torn: t->hash is the hash of its bytes
+ * and t->seq that of the line before it. A whole line without its '\n'
+ * is not torn (t->need_nl only). 0, or -1 when the file cannot be read.
  */
 static int
 tail_read(int fd, off_t size, tail *t)
 {
+	unsigned char prev_hash[HASH_LEN] = {0};
+	int64_t prev_seq = 0;
 	off_t end, nl, start;
 
 	memset(t, 0, sizeof(*t));
@@ -322,16 +356,22 @@ tail_read(int fd, off_t size, tail *t)
 		if (t->seq > 0)
 			return 0;
 	}
+	/* The line before the last bytes. */
+	if (start > 0) {
+		nl = last_newline(fd, start - 1);
+		if (nl == -2 || hash_range(fd, nl + 1, start - 1, prev_hash) != 0)
+			return -1;
+		prev_seq = line_seq(fd, nl + 1, start - 1);
+	}
+	if (t->need_nl && (start == 0 || prev_seq > 0)) {
+		t->seq = line_whole(fd, start, end, prev_seq, prev_hash);
+		if (t->seq > 0)
+			return 0;
+	}
 	t->torn = 1;
 	t->torn_len = end - start;
-	/* The line before the torn bytes. */
-	if (start == 0)
-		return 0;
-	nl = last_newline(fd, start - 1);
-	if (nl == -2)
-		return -1;
-	t->seq = line_seq(fd, nl + 1, start - 1);
-	if (t->seq == 0)
+	t->seq = prev_seq;
+	if (start > 0 && t->seq == 0)
 		ev_error("audit: the line before the torn end of the file has no seq; the chain "
 			 "goes on from 1");
 	return 0;
@@ -513,25 +553,32 @@ object_json(const ev_audit_object *ob, int shrink)
 	if (ob->key_type != CK_UNAVAILABLE_INFORMATION)
 		r |= add_str(o, "key_type", key_type_name(ob->key_type, buf));
 	if (ob->label != NULL && shrink < SHRINK_LABEL) {
-		n = ob->label_len;
-		if (ev_utf8_valid(ob->label, n, EV_UTF8_ANY)) {
-			n = utf8_cut(ob->label, n, EV_AUDIT_LABEL_MAX);
+		/*
+		 * The reader refuses strings holding NUL (and a control character
+		 * misleads a terminal): as token.c's token labels, "hex:..." unless
+		 * printable UTF-8 once cut.
+		 */
+		n = utf8_cut(ob->label, ob->label_len, EV_AUDIT_LABEL_MAX);
+		if (ev_utf8_valid(ob->label, n, EV_UTF8_PRINTABLE)) {
 			json_object *v =
 			    json_object_new_string_len((const char *)ob->label, (int)n);
 
 			r |= v == NULL ? -1 : json_object_object_add(o, "label", v);
 		} else {
-			if (n > EV_AUDIT_LABEL_MAX)
-				n = EV_AUDIT_LABEL_MAX;
+			n = ob->label_len < EV_AUDIT_LABEL_MAX ? ob->label_len : EV_AUDIT_LABEL_MAX;
 			r |= add_hex(o, "label", "hex:", ob->label, n);
 		}
 		if (n < ob->label_len)
 			r |= add_bool(o, "label_cut", 1);
 	} else if (ob->label != NULL) {
-		r |= add_bool(o, "label_cut", 1);
+		r |= add_bool(o, "label_cut", 1); /* dropped to fit EV_AUDIT_LINE_MAX */
 	}
-	if (ob->ckid != NULL)
-		r |= add_hex(o, "id", "", ob->ckid, ob->ckid_len > 128 ? 128 : ob->ckid_len);
+	if (ob->ckid != NULL) {
+		n = ob->ckid_len < EV_AUDIT_ID_MAX ? ob->ckid_len : EV_AUDIT_ID_MAX;
+		r |= add_hex(o, "id", "", ob->ckid, n);
+		if (n < ob->ckid_len)
+			r |= add_bool(o, "id_cut", 1);
+	}
 	if (ob->generation != 0)
 		r |= add_int(o, "generation", ob->generation);
 	if (r != 0) {
@@ -787,6 +834,13 @@ tail_sync(ev_audit *a, char *buf)
 		a->seq++;
 		crypto_generichash(a->hash, HASH_LEN, (unsigned char *)buf + 1, len, NULL, 0);
 		a->mine = a->seq;
+		a->dirty = 1;
+	} else if (t.need_nl) {
+		/* A whole line of ours that lost only its '\n': ended, and it counts. */
+		ev_warn("audit: %s: the last line (seq %lld) had no '\\n'; one is added",
+			a->path, (long long)t.seq);
+		if (write_all(a, "\n", 1) != 0)
+			return -1;
 		a->dirty = 1;
 	}
 	a->known = 1;

@@ -51,6 +51,7 @@ typedef struct ev_audit ev_audit;
 /* The longest line written (the last member, "prev", always fits; longer labels are cut). */
 #define EV_AUDIT_LINE_MAX 4096
 #define EV_AUDIT_LABEL_MAX 256  /* label bytes kept in a line ("label_cut": true beyond) */
+#define EV_AUDIT_ID_MAX 128     /* CKA_ID bytes kept in a line ("id_cut": true beyond) */
 #define EV_AUDIT_REASON_MAX 512 /* reason bytes kept in a line */
 
 /* The reason of the line counting lines not written to the file (then the cause, in brackets). */

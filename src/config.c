@@ -890,6 +890,19 @@ check_config(const ev_config *c, const struct parse_ctx *p, char *err, size_t er
 			c->path);
 		return CKR_GENERAL_ERROR;
 	}
+	/*
+	 * The id is sealed keys' associated data, every audit line's "device"
+	 * and what checkpoints sign: bounded so all of them hold it whole.
+	 */
+	if (strlen(c->device_id) < 1 || strlen(c->device_id) > EV_DEVICE_ID_MAX ||
+	    !ev_utf8_valid((const unsigned char *)c->device_id, strlen(c->device_id),
+			   EV_UTF8_PRINTABLE)) {
+		ev_errf(err, errlen,
+			"%s: [device] id must be 1 to %d bytes of printable UTF-8 (no control "
+			"characters)",
+			c->path, EV_DEVICE_ID_MAX);
+		return CKR_GENERAL_ERROR;
+	}
 	rv = check_attestation(c, p, err, errlen);
 	if (rv != CKR_OK)
 		return rv;

@@ -10,6 +10,7 @@
 #include "secmem.h"
 
 #define EV_CONFIG_DEFAULT_PATH "/etc/edgevault/edgevault.conf"
+#define EV_DEVICE_ID_MAX 255 /* [device] id bytes at most (audit lines carry it whole) */
 
 /*
  * A zone's policy: [policy] gives the defaults for every zone, [zone N]
@@ -50,7 +51,7 @@ typedef struct ev_zone_policy {
 typedef struct ev_config {
 	char *path;             /* the file it was read from */
 	char *store_dir;        /* [store] dir (required) */
-	char *device_id;        /* [device] id (default: the host name) */
+	char *device_id;        /* [device] id (default: the host name), 1..EV_DEVICE_ID_MAX bytes, printable UTF-8 */
 	char *root_backend;     /* [root] backend: "pkcs11" (default) or "tpm2" */
 	char *root_module;      /* [root] module: upstream PKCS#11 module path */
 	char *root_token_label; /* [root] token_label */

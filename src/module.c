@@ -254,11 +254,15 @@ audit_key_try(ev_module *m)
 		return;
 	/*
 	 * Failed (logged) or waiting for the caller's transaction: tried again
-	 * at the next call. A key that does not match its public half will
-	 * not at the next call either: given up (logged once, by the setup).
+	 * at the next call. A key that does not match its public half, or a
+	 * sealed half that does not open under this root (sealed under
+	 * another root key: CKR_ENCRYPTED_DATA_INVALID), will not at the next
+	 * call either: given up (logged once, by the setup), not unsealed
+	 * again under the store lock at every call.
 	 */
 	rv = ev_audit_key_setup(m->audit, m->root, m->store);
-	m->audit_key_pending = rv != CKR_OK && rv != EVR_AUDIT_KEY_MISMATCH;
+	m->audit_key_pending = rv != CKR_OK && rv != EVR_AUDIT_KEY_MISMATCH &&
+			       rv != CKR_ENCRYPTED_DATA_INVALID;
 }
 
 CK_RV

@@ -24,6 +24,50 @@
 
 struct ev_env env;
 
+static int log_saved = -1; /* stderr while env_log_start() has it go to a file */
+
+void
+env_log_start(void)
+{
+	char *path = fmt("%s/stderr.log", env.dir);
+	int fd;
+
+	ck_assert_int_eq(log_saved, -1);
+	fflush(stderr);
+	log_saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(log_saved, 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+	free(path);
+	setenv("EDGEVAULT_DEBUG", "1", 1);
+}
+
+char *
+env_log_stop(void)
+{
+	char *path = fmt("%s/stderr.log", env.dir), *log = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	unsetenv("EDGEVAULT_DEBUG");
+	fflush(stderr);
+	ck_assert_int_eq(dup2(log_saved, STDERR_FILENO), STDERR_FILENO);
+	close(log_saved);
+	log_saved = -1;
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	if (getdelim(&log, &cap, '\0', f) == -1) {
+		free(log);
+		log = strdup("");
+	}
+	ck_assert_ptr_nonnull(log);
+	fclose(f);
+	free(path);
+	return log;
+}
+
 void
 env_sh(const char *fmt, ...)
 {

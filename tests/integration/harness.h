@@ -81,6 +81,14 @@ int env_run(Suite *s);
 /* Run a shell command; fail the test when it fails. */
 void env_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * The module's log (EDGEVAULT_DEBUG) from env_log_start() to
+ * env_log_stop(): this process's stderr goes to a file meanwhile.
+ * env_log_stop() gives it back, malloc'ed (the caller frees it).
+ */
+void env_log_start(void);
+char *env_log_stop(void);
+
 #include <sys/types.h>
 
 /*

@@ -236,6 +236,8 @@ START_TEST(test_other_root_key)
 {
 	unsigned char pk[32];
 	CK_ULONG len = sizeof(pk);
+	char *log, *p;
+	int n = 0;
 
 	env_init();
 	public_key(pk);
@@ -245,9 +247,18 @@ START_TEST(test_other_root_key)
 	env_sh(
 	    "sed -i 's/^key_label = edgevault-root$/key_label = another-root/' %s/edgevault.conf",
 	    env.dir);
+	env_log_start();
 	env_init();
 	ck_assert_int_eq(admin13()->EV_AuditPublicKey(pk, &len), CKR_DEVICE_ERROR);
 	ck_assert_int_eq(admin13()->EV_AuditCheckpoint(), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(admin13()->EV_AuditCheckpoint(), CKR_DEVICE_ERROR);
+	ck_assert_int_eq(admin13()->EV_AuditPublicKey(pk, &len), CKR_DEVICE_ERROR);
+	log = env_log_stop();
+	/* A blob that will not open under this root is given up once: not unsealed again at every call. */
+	for (p = log; (p = strstr(p, "the checkpoint key cannot be used")) != NULL; p++)
+		n++;
+	ck_assert_msg(n == 1, "%d times:\n%s", n, log);
+	free(log);
 }
 END_TEST
 

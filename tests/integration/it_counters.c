@@ -477,10 +477,7 @@ START_TEST(test_store_failing)
 {
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE h;
-	char *err, *log = NULL;
-	size_t cap = 0;
-	FILE *f;
-	int saved, fd;
+	char *log;
 
 	h = ec_start("[audit]\ncounters_flush = 1\n", "failing", NULL, &pub, &priv);
 	uses_fail(1);
@@ -491,30 +488,14 @@ START_TEST(test_store_failing)
 
 	/* Failing again, up to C_Finalize: the process's messages in a file. */
 	uses_fail(1);
-	err = fmt("%s/stderr", env.dir);
-	fflush(stderr);
-	saved = dup(STDERR_FILENO);
-	ck_assert_int_ge(saved, 0);
-	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
-	close(fd);
-	setenv("EDGEVAULT_DEBUG", "1", 1);
+	env_log_start();
 	sign_and_wait(h, priv, 3);
 	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
-	unsetenv("EDGEVAULT_DEBUG");
-	fflush(stderr);
-	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
-	close(saved);
-	f = fopen(err, "re");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ne(getdelim(&log, &cap, '\0', f), -1);
-	fclose(f);
+	log = env_log_stop();
 	ck_assert_msg(strstr(log, "use counts of 1 keys could not be written") != NULL, "%s", log);
 	ck_assert_msg(strstr(log, "use counts of 1 keys were not written") != NULL, "%s", log);
 	ck_assert_ptr_null(strstr(log, "use counts of 2 keys"));
 	free(log);
-	free(err);
 	ck_assert_int_eq(uses(priv, "sign"), 3);
 }
 END_TEST

@@ -1193,35 +1193,6 @@ START_TEST(test_head_unwritable)
 }
 END_TEST
 
-/* A device id that is not UTF-8: the signature covers the bytes the line carries. */
-START_TEST(test_device_not_utf8)
-{
-	ev_config *c = config_dev("dev-\xff\xfe", "checkpoint_lines = 1000");
-	ev_store *s;
-	ev_audit *a;
-	unsigned char pk[32];
-	json_object *o;
-	lines l;
-
-	s = store_open();
-	a = writer_open(c);
-	ck_assert_int_eq(ev_audit_key_setup(a, &fake_root, s), CKR_OK);
-	public_key(s, pk);
-	emit_simple(a, EV_AUDIT_LOGIN, 1);
-	ck_assert_int_eq(ev_audit_checkpoint(a), CKR_OK);
-	lines_read(&l, audit_file());
-	ck_assert_uint_eq(l.n, 2);
-	o = parse(l.v[1]);
-	ck_assert_str_eq(str_of(o, "device"), "dev-??");
-	json_object_put(o);
-	sig_check(l.v[1], pk);
-	free(l.buf);
-	ev_audit_close(a);
-	ev_store_close(s);
-	ev_config_free(c);
-}
-END_TEST
-
 /* Symlinks at the file's name or the head's temporary name are not followed. */
 START_TEST(test_symlinks)
 {
@@ -1601,7 +1572,6 @@ audit_suite(void)
 	tcase_add_test(tc, test_head_removed);
 	tcase_add_test(tc, test_head_unwritable);
 	tcase_add_test(tc, test_cut_and_regrown);
-	tcase_add_test(tc, test_device_not_utf8);
 	tcase_add_test(tc, test_symlinks);
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_key_setup);

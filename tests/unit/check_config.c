@@ -89,6 +89,46 @@ START_TEST(test_full_file)
 }
 END_TEST
 
+/* [device] id: 1..255 bytes of printable UTF-8; audit lines and checkpoints carry it whole. */
+START_TEST(test_device_id_bounded)
+{
+	static const char *const bad[] = {"edge\x01x", "edge\x7fx", "edge\xff", "a\tb"};
+	char text[1024], id[300];
+	const char *e;
+	ev_config *c;
+	size_t i;
+
+	/* As long as libinih's line (INI_MAX_LINE, 200 here) allows. */
+	memset(id, 'd', sizeof(id));
+	id[180] = '\0';
+	snprintf(text, sizeof(text), "[store]\ndir = /s\n[device]\nid = %s\n"
+		 "[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n", id);
+	c = load_ok(text);
+	ck_assert_uint_eq(strlen(c->device_id), 180);
+	ev_config_free(c);
+	c = load_ok("[store]\ndir = /s\n[device]\nid = \xc3\xa9\x64ge 1\n"
+		    "[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n");
+	ck_assert_str_eq(c->device_id, "\xc3\xa9\x64ge 1");
+	ev_config_free(c);
+
+	/* Refused by the bound, or before it by a libinih with a short line. */
+	memset(id, 'd', sizeof(id));
+	id[EV_DEVICE_ID_MAX + 1] = '\0';
+	snprintf(text, sizeof(text), "[store]\ndir = /s\n[device]\nid = %s\n"
+		 "[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n", id);
+	e = load_fails(text);
+	ck_assert_msg(strstr(e, "[device] id must be 1 to 255 bytes of printable UTF-8") != NULL ||
+			  strstr(e, "line longer than") != NULL,
+		      "%s", e);
+	for (i = 0; i < EV_ARRAY_SIZE(bad); i++) {
+		snprintf(text, sizeof(text), "[store]\ndir = /s\n[device]\nid = %s\n"
+			 "[root]\nmodule = /m.so\ntoken_label = t\npin_env = X\n", bad[i]);
+		e = load_fails(text);
+		ck_assert_err_has(e, "[device] id must be");
+	}
+}
+END_TEST
+
 START_TEST(test_defaults)
 {
 	char host[256];
@@ -1419,6 +1459,7 @@ config_suite(void)
 	tcase_add_checked_fixture(tc, setup, tmpdir_remove);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_device_id_bounded);
 	tcase_add_test(tc, test_tpm2_backend);
 	tcase_add_test(tc, test_tpm2_backend_refused);
 	tcase_add_test(tc, test_missing_required);
