@@ -1360,7 +1360,7 @@ START_TEST(test_batch_lost)
 			      .generation = 2};
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_RETIRED, EV_AUDIT_OK);
 	ev_audit_batch b = {0}, b2 = {0};
-	json_object *o, *dj;
+	json_object *o;
 	lines l;
 
 	ev_audit_ident_clear(NULL); /* a no-op */
