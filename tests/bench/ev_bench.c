@@ -692,8 +692,9 @@ unprepare(CK_SESSION_HANDLE s, struct run *r)
 {
 	CK_RV rv = CKR_OK;
 
-	if (r->op->kind == K_LOGIN)
-		return f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	if (r->op->kind == K_LOGIN) /* no PIN: prepare refused before logging out */
+		return pin == NULL ? CKR_OK :
+				     f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
 	if (r->key != CK_INVALID_HANDLE)
 		rv = f->C_DestroyObject(s, r->key);
 	if (r->pub != CK_INVALID_HANDLE && r->pub != r->key && rv == CKR_OK)
