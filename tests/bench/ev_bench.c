@@ -78,37 +78,36 @@ static double seconds = 3.0;
 static const char *pin;
 static unsigned long objects = 1000;
 
-static const CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-static const CK_BYTE p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const CK_BYTE ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const CK_BYTE p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 
 enum kind { K_EC, K_RSA, K_AES, K_HMAC, K_FIND, K_KEYGEN, K_WRAP, K_LOGIN };
 
 struct op {
 	const char *name;
 	enum kind kind;
-	CK_MECHANISM_TYPE gen;   /* generation mechanism */
-	CK_MECHANISM_TYPE mech;  /* the operation's */
-	const CK_BYTE *params;   /* EC: curve OID */
+	CK_MECHANISM_TYPE gen;	/* generation mechanism */
+	CK_MECHANISM_TYPE mech; /* the operation's */
+	const CK_BYTE *params;	/* EC: curve OID */
 	CK_ULONG plen;
-	size_t datalen;          /* input size */
-	int encrypt;             /* 1: C_Encrypt, 0: C_Sign */
+	size_t datalen; /* input size */
+	int encrypt;	/* 1: C_Encrypt, 0: C_Sign */
 };
 
 static const struct op ops[] = {
-	{ "ecdsa-p256", K_EC, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p256, sizeof(p256), 32, 0 },
-	{ "ecdsa-p384", K_EC, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p384, sizeof(p384), 48, 0 },
-	{ "ed25519", K_EC, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, ed25519, sizeof(ed25519), 64,
-	    0 },
-	{ "rsa2048-pss", K_RSA, CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_SHA256_RSA_PKCS_PSS, NULL, 0, 64, 0 },
-	{ "rsa2048-pkcs", K_RSA, CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_SHA256_RSA_PKCS, NULL, 0, 64, 0 },
-	{ "hmac-sha256", K_HMAC, CKM_GENERIC_SECRET_KEY_GEN, CKM_SHA256_HMAC, NULL, 0, 32, 0 },
-	{ "aes256-gcm-4k", K_AES, CKM_AES_KEY_GEN, CKM_AES_GCM, NULL, 0, 4096, 1 },
-	{ "aes256-gcm-1m", K_AES, CKM_AES_KEY_GEN, CKM_AES_GCM, NULL, 0, 1u << 20, 1 },
-	{ "find", K_FIND, 0, 0, NULL, 0, 64, 0 },
-	{ "keygen-p256", K_KEYGEN, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p256, sizeof(p256), 32, 0 },
-	{ "wrap-unwrap", K_WRAP, CKM_AES_KEY_GEN, CKM_AES_KEY_WRAP_PAD, NULL, 0, 16, 0 },
-	{ "login", K_LOGIN, 0, 0, NULL, 0, 16, 0 },
+    {"ecdsa-p256", K_EC, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p256, sizeof(p256), 32, 0},
+    {"ecdsa-p384", K_EC, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p384, sizeof(p384), 48, 0},
+    {"ed25519", K_EC, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, ed25519, sizeof(ed25519), 64, 0},
+    {"rsa2048-pss", K_RSA, CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_SHA256_RSA_PKCS_PSS, NULL, 0, 64, 0},
+    {"rsa2048-pkcs", K_RSA, CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_SHA256_RSA_PKCS, NULL, 0, 64, 0},
+    {"hmac-sha256", K_HMAC, CKM_GENERIC_SECRET_KEY_GEN, CKM_SHA256_HMAC, NULL, 0, 32, 0},
+    {"aes256-gcm-4k", K_AES, CKM_AES_KEY_GEN, CKM_AES_GCM, NULL, 0, 4096, 1},
+    {"aes256-gcm-1m", K_AES, CKM_AES_KEY_GEN, CKM_AES_GCM, NULL, 0, 1u << 20, 1},
+    {"find", K_FIND, 0, 0, NULL, 0, 64, 0},
+    {"keygen-p256", K_KEYGEN, CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, p256, sizeof(p256), 32, 0},
+    {"wrap-unwrap", K_WRAP, CKM_AES_KEY_GEN, CKM_AES_KEY_WRAP_PAD, NULL, 0, 16, 0},
+    {"login", K_LOGIN, 0, 0, NULL, 0, 16, 0},
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -128,14 +127,14 @@ struct run {
 struct call {
 	CK_SESSION_HANDLE s;
 	const struct run *r;
-	CK_BYTE *in, *out;       /* input (datalen), output (outmax) */
+	CK_BYTE *in, *out; /* input (datalen), output (outmax) */
 	CK_ULONG outlen;
 	size_t outmax;
 	CK_BYTE iv[12];
 	CK_OBJECT_HANDLE made[2]; /* objects the call made, destroyed after it */
-	unsigned long idx;        /* find: the label's number */
+	unsigned long idx;	  /* find: the label's number */
 	CK_OBJECT_HANDLE found;
-	unsigned int rnd;         /* find: xorshift state */
+	unsigned int rnd; /* find: xorshift state */
 };
 
 struct worker {
@@ -143,9 +142,9 @@ struct worker {
 	struct run *run;
 	unsigned int seed;
 	unsigned long count, checked;
-	double *lat;           /* seconds, one per call, up to MAX_SAMPLES / threads */
+	double *lat; /* seconds, one per call, up to MAX_SAMPLES / threads */
 	size_t nlat, maxlat;
-	CK_RV rv;              /* first failure */
+	CK_RV rv; /* first failure */
 	const char *what;
 };
 
@@ -154,24 +153,27 @@ now_s(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+		perror("ev_bench: clock_gettime");
+		exit(2);
+	}
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A session AES key (32 bytes) or HMAC key, with the attribute pair a, b true. */
 static CK_RV
 gen_secret(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE gen, CK_ATTRIBUTE_TYPE a, CK_ATTRIBUTE_TYPE b,
-    CK_BBOOL extractable, CK_OBJECT_HANDLE *key)
+	   CK_BBOOL extractable, CK_OBJECT_HANDLE *key)
 {
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_MECHANISM m = { gen, NULL, 0 };
+	CK_MECHANISM m = {gen, NULL, 0};
 	CK_ULONG len = 32;
 	CK_ATTRIBUTE t[] = {
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_VALUE_LEN, &len, sizeof(len) },
-		{ a, &yes, sizeof(yes) },
-		{ b, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &extractable, sizeof(extractable) },
+	    {CKA_TOKEN, &no, sizeof(no)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	    {a, &yes, sizeof(yes)},
+	    {b, &yes, sizeof(yes)},
+	    {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
 	};
 
 	return f->C_GenerateKey(s, &m, t, 5, key);
@@ -181,22 +183,22 @@ static CK_RV
 gen_pair(CK_SESSION_HANDLE s, const struct op *op, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *pub)
 {
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_MECHANISM m = { op->gen, NULL, 0 };
+	CK_MECHANISM m = {op->gen, NULL, 0};
 	CK_ULONG bits = 2048;
-	CK_BYTE e[] = { 1, 0, 1 };
+	CK_BYTE e[] = {1, 0, 1};
 	CK_ATTRIBUTE pubt[] = {
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-		{ op->kind == K_RSA ? CKA_MODULUS_BITS : CKA_EC_PARAMS,
-		    op->kind == K_RSA ? (void *)&bits : (void *)op->params,
-		    op->kind == K_RSA ? sizeof(bits) : op->plen },
-		{ CKA_PUBLIC_EXPONENT, e, sizeof(e) },
+	    {CKA_TOKEN, &no, sizeof(no)},
+	    {CKA_VERIFY, &yes, sizeof(yes)},
+	    {op->kind == K_RSA ? CKA_MODULUS_BITS : CKA_EC_PARAMS,
+	     op->kind == K_RSA ? (void *)&bits : (void *)op->params,
+	     op->kind == K_RSA ? sizeof(bits) : op->plen},
+	    {CKA_PUBLIC_EXPONENT, e, sizeof(e)},
 	};
 	CK_ATTRIBUTE privt[] = {
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
+	    {CKA_TOKEN, &no, sizeof(no)},
+	    {CKA_SIGN, &yes, sizeof(yes)},
+	    {CKA_SENSITIVE, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},
 	};
 
 	return f->C_GenerateKeyPair(s, &m, pubt, op->kind == K_RSA ? 4 : 3, privt, 4, pub, key);
@@ -205,9 +207,9 @@ gen_pair(CK_SESSION_HANDLE s, const struct op *op, CK_OBJECT_HANDLE *key, CK_OBJ
 /* The operation's mechanism, its parameters in pss or gcm (IV iv). */
 static void
 mech_of(CK_MECHANISM_TYPE type, CK_RSA_PKCS_PSS_PARAMS *pss, CK_GCM_PARAMS *gcm, CK_BYTE iv[12],
-    CK_MECHANISM *m)
+	CK_MECHANISM *m)
 {
-	static const CK_RSA_PKCS_PSS_PARAMS pss_sha256 = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
+	static const CK_RSA_PKCS_PSS_PARAMS pss_sha256 = {CKM_SHA256, CKG_MGF1_SHA256, 32};
 
 	m->mechanism = type;
 	m->pParameter = NULL;
@@ -230,7 +232,7 @@ mech_of(CK_MECHANISM_TYPE type, CK_RSA_PKCS_PSS_PARAMS *pss, CK_GCM_PARAMS *gcm,
 /* in (inlen bytes) signed or encrypted by key with the mechanism type into out. */
 static CK_RV
 sign_or_encrypt(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE type, int encrypt, CK_OBJECT_HANDLE key,
-    CK_BYTE iv[12], const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
+		CK_BYTE iv[12], const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss;
 	CK_GCM_PARAMS gcm;
@@ -249,7 +251,7 @@ sign_or_encrypt(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE type, int encrypt, CK_OBJ
 /* A signature (or MAC) checked with C_Verify, or a ciphertext decrypted to the input. */
 static CK_RV
 verify_or_decrypt(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE type, int encrypt, CK_OBJECT_HANDLE key,
-    CK_BYTE iv[12], const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG outlen)
+		  CK_BYTE iv[12], const CK_BYTE *in, CK_ULONG inlen, CK_BYTE *out, CK_ULONG outlen)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss;
 	CK_GCM_PARAMS gcm;
@@ -287,7 +289,7 @@ xorshift(unsigned int *x)
 /* The handles of the objects matching t (n attributes), at most max; *count found. */
 static CK_RV
 find(CK_SESSION_HANDLE s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *h, CK_ULONG max,
-    CK_ULONG *count)
+     CK_ULONG *count)
 {
 	CK_RV rv, rv2;
 
@@ -306,7 +308,7 @@ find_one(struct call *c)
 	CK_OBJECT_HANDLE h[2];
 	CK_ULONG n = 0;
 	char label[64];
-	CK_ATTRIBUTE t[] = { { CKA_LABEL, label, 0 } };
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, label, 0}};
 	CK_RV rv;
 
 	c->idx = xorshift(&c->rnd) % objects;
@@ -354,12 +356,12 @@ one(struct call *c)
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE kt = CKK_AES;
 	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_TOKEN, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+	    {CKA_TOKEN, &no, sizeof(no)},
+	    {CKA_ENCRYPT, &yes, sizeof(yes)},
 	};
-	CK_MECHANISM m = { op->mech, NULL, 0 };
+	CK_MECHANISM m = {op->mech, NULL, 0};
 	CK_RV rv;
 
 	c->outlen = (CK_ULONG)c->outmax;
@@ -370,16 +372,17 @@ one(struct call *c)
 		return gen_pair(c->s, op, &c->made[0], &c->made[1]);
 	case K_WRAP:
 		rv = f->C_WrapKey(c->s, &m, r->key, r->pub, c->out, &c->outlen);
-		return rv != CKR_OK ? rv :
-				      f->C_UnwrapKey(c->s, &m, r->key, c->out, c->outlen, t, 4,
-					  &c->made[0]);
+		return rv != CKR_OK
+			   ? rv
+			   : f->C_UnwrapKey(c->s, &m, r->key, c->out, c->outlen, t, 4, &c->made[0]);
 	case K_LOGIN:
 		return login_cycle(&s, NULL, NULL);
 	default:
-		if (op->mech == CKM_AES_GCM && ++c->iv[11] == 0) /* a new IV each call: GCM's rule */
+		if (op->mech == CKM_AES_GCM &&
+		    ++c->iv[11] == 0) /* a new IV each call: GCM's rule */
 			c->iv[10]++;
 		return sign_or_encrypt(c->s, op->mech, op->encrypt, r->key, c->iv, c->in,
-		    op->datalen, c->out, &c->outlen);
+				       op->datalen, c->out, &c->outlen);
 	}
 }
 
@@ -389,10 +392,10 @@ check(struct call *c, const char **what)
 {
 	const struct run *r = c->r;
 	const struct op *op = r->op;
-	CK_BYTE a[64], b[64], iv[12] = { 0 };
+	CK_BYTE a[64], b[64], iv[12] = {0};
 	CK_ULONG alen = sizeof(a), blen = sizeof(b);
 	char label[64], want[64];
-	CK_ATTRIBUTE t[] = { { CKA_LABEL, label, sizeof(label) } };
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, label, sizeof(label)}};
 	CK_SESSION_HANDLE s;
 	CK_STATE in = CKS_RW_SO_FUNCTIONS, after = CKS_RW_SO_FUNCTIONS;
 	CK_RV rv;
@@ -409,17 +412,17 @@ check(struct call *c, const char **what)
 	case K_KEYGEN:
 		*what = "a signature by the new key pair";
 		rv = sign_or_encrypt(c->s, op->mech, 0, c->made[0], iv, c->in, op->datalen, a,
-		    &alen);
-		return rv != CKR_OK ? rv :
-				      verify_or_decrypt(c->s, op->mech, 0, c->made[1], iv, c->in,
-					  op->datalen, a, alen);
+				     &alen);
+		return rv != CKR_OK ? rv
+				    : verify_or_decrypt(c->s, op->mech, 0, c->made[1], iv, c->in,
+							op->datalen, a, alen);
 	case K_WRAP:
 		*what = "the unwrapped key against the wrapped one (AES-GCM)";
-		rv = sign_or_encrypt(c->s, CKM_AES_GCM, 1, r->pub, iv, c->in, op->datalen, a,
-		    &alen);
+		rv =
+		    sign_or_encrypt(c->s, CKM_AES_GCM, 1, r->pub, iv, c->in, op->datalen, a, &alen);
 		if (rv == CKR_OK)
 			rv = sign_or_encrypt(c->s, CKM_AES_GCM, 1, c->made[0], iv, c->in,
-			    op->datalen, b, &blen);
+					     op->datalen, b, &blen);
 		if (rv == CKR_OK && (alen != blen || memcmp(a, b, alen) != 0))
 			rv = CKR_GENERAL_ERROR;
 		return rv;
@@ -432,7 +435,7 @@ check(struct call *c, const char **what)
 	default:
 		*what = op->encrypt ? "a decryption of the result" : "a verification of the result";
 		return verify_or_decrypt(c->s, op->mech, op->encrypt, r->pub, c->iv, c->in,
-		    op->datalen, c->out, c->outlen);
+					 op->datalen, c->out, c->outlen);
 	}
 }
 
@@ -506,7 +509,7 @@ work(void *arg)
 	}
 	step(w, &c, 1, &lat); /* the first result checked, before the clock starts */
 wait:
-	pthread_barrier_wait(&r->start);
+	(void)pthread_barrier_wait(&r->start); /* 0 or PTHREAD_BARRIER_SERIAL_THREAD */
 	while (w->rv == CKR_OK && !r->stop) {
 		step(w, &c, (w->count + 1) % CHECK_EVERY == 0, &lat);
 		if (w->rv != CKR_OK)
@@ -553,17 +556,17 @@ fill(void *arg)
 {
 	struct filler *fl = arg;
 	CK_SESSION_HANDLE s;
-	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
 	CK_BBOOL yes = CK_TRUE;
 	CK_ULONG len = 32;
 	CK_OBJECT_HANDLE h;
 	char label[64];
 	CK_ATTRIBUTE t[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_VALUE_LEN, &len, sizeof(len) },
-		{ CKA_ENCRYPT, &yes, sizeof(yes) },
-		{ CKA_ID, FIND_ID, sizeof(FIND_ID) - 1 },
-		{ CKA_LABEL, label, 0 },
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	    {CKA_ENCRYPT, &yes, sizeof(yes)},
+	    {CKA_ID, FIND_ID, sizeof(FIND_ID) - 1},
+	    {CKA_LABEL, label, 0},
 	};
 	unsigned long i;
 
@@ -594,8 +597,8 @@ populate(CK_SESSION_HANDLE s, int threads, unsigned long *made)
 	CK_OBJECT_HANDLE h[1024];
 	CK_ULONG n, j;
 	char label[64], *end;
-	CK_ATTRIBUTE id[] = { { CKA_ID, FIND_ID, sizeof(FIND_ID) - 1 } };
-	CK_ATTRIBUTE t[] = { { CKA_LABEL, label, 0 } };
+	CK_ATTRIBUTE id[] = {{CKA_ID, FIND_ID, sizeof(FIND_ID) - 1}};
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, label, 0}};
 	unsigned long i;
 	int k, started = 0;
 	CK_RV rv;
@@ -641,7 +644,10 @@ populate(CK_SESSION_HANDLE s, int threads, unsigned long *made)
 			started++;
 	}
 	for (k = 0; k < started; k++) {
-		pthread_join(fl[k].tid, NULL);
+		if (pthread_join(fl[k].tid, NULL) != 0) {
+			fprintf(stderr, "ev_bench: cannot join a thread\n");
+			exit(2);
+		}
 		*made += fl[k].made;
 		if (rv == CKR_OK)
 			rv = fl[k].rv;
@@ -663,22 +669,22 @@ prepare(CK_SESSION_HANDLE s, struct run *r, int threads, struct result *res)
 	case K_FIND:
 		t0 = now_s();
 		rv = populate(s, threads > FILL_THREADS_MIN ? threads : FILL_THREADS_MIN,
-		    &res->created);
+			      &res->created);
 		res->create_s = now_s() - t0;
 		return rv;
 	case K_KEYGEN:
 		return CKR_OK;
 	case K_WRAP:
 		rv = gen_secret(s, op->gen, CKA_WRAP, CKA_UNWRAP, CK_FALSE, &r->key);
-		return rv != CKR_OK ? rv :
-				      gen_secret(s, op->gen, CKA_ENCRYPT, CKA_DECRYPT, CK_TRUE,
-					  &r->pub);
+		return rv != CKR_OK
+			   ? rv
+			   : gen_secret(s, op->gen, CKA_ENCRYPT, CKA_DECRYPT, CK_TRUE, &r->pub);
 	case K_LOGIN:
 		return pin == NULL ? CKR_PIN_INCORRECT : f->C_Logout(s);
 	case K_AES:
 	case K_HMAC:
 		rv = gen_secret(s, op->gen, op->encrypt ? CKA_ENCRYPT : CKA_SIGN,
-		    op->encrypt ? CKA_DECRYPT : CKA_VERIFY, CK_FALSE, &r->key);
+				op->encrypt ? CKA_DECRYPT : CKA_VERIFY, CK_FALSE, &r->key);
 		r->pub = r->key;
 		return rv;
 	default:
@@ -693,8 +699,8 @@ unprepare(CK_SESSION_HANDLE s, struct run *r)
 	CK_RV rv = CKR_OK;
 
 	if (r->op->kind == K_LOGIN) /* no PIN: prepare refused before logging out */
-		return pin == NULL ? CKR_OK :
-				     f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+		return pin == NULL ? CKR_OK
+				   : f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
 	if (r->key != CK_INVALID_HANDLE)
 		rv = f->C_DestroyObject(s, r->key);
 	if (r->pub != CK_INVALID_HANDLE && r->pub != r->key && rv == CKR_OK)
@@ -722,7 +728,7 @@ bench(CK_SESSION_HANDLE s, const struct op *op, int threads, struct result *res)
 	rv = prepare(s, &r, threads, res);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "%s: preparation (keys, login state) failed: 0x%lx\n", op->name,
-		    (unsigned long)rv);
+			(unsigned long)rv);
 		(void)unprepare(s, &r);
 		return 0;
 	}
@@ -740,13 +746,17 @@ bench(CK_SESSION_HANDLE s, const struct op *op, int threads, struct result *res)
 			exit(2);
 		}
 	}
-	pthread_barrier_wait(&r.start);
+	(void)pthread_barrier_wait(&r.start);
 	t0 = now_s();
 	while (now_s() - t0 < seconds)
-		usleep(10000);
+		(void)usleep(10000); /* EINTR: the loop looks at the clock again */
 	r.stop = 1;
-	for (i = 0; i < threads; i++)
-		pthread_join(w[i].tid, NULL);
+	for (i = 0; i < threads; i++) {
+		if (pthread_join(w[i].tid, NULL) != 0) {
+			fprintf(stderr, "%s: cannot join thread %d\n", op->name, i);
+			exit(2);
+		}
+	}
 	t1 = now_s();
 	all = malloc(MAX_SAMPLES * sizeof(double));
 	if (all == NULL)
@@ -754,7 +764,7 @@ bench(CK_SESSION_HANDLE s, const struct op *op, int threads, struct result *res)
 	for (i = 0; i < threads; i++) {
 		if (w[i].rv != CKR_OK) {
 			fprintf(stderr, "%s: thread %d: %s: 0x%lx\n", op->name, i, w[i].what,
-			    (unsigned long)w[i].rv);
+				(unsigned long)w[i].rv);
 			ok = 0;
 		}
 		res->count += w[i].count;
@@ -770,11 +780,11 @@ bench(CK_SESSION_HANDLE s, const struct op *op, int threads, struct result *res)
 		res->p99_us = all[(n * 99) / 100] * 1e6;
 	}
 	free(all);
-	pthread_barrier_destroy(&r.start);
+	(void)pthread_barrier_destroy(&r.start); /* no thread waits on it any more */
 	rv = unprepare(s, &r);
 	if (rv != CKR_OK) {
 		fprintf(stderr, "%s: clean-up (keys destroyed, login again) failed: 0x%lx\n",
-		    op->name, (unsigned long)rv);
+			op->name, (unsigned long)rv);
 		ok = 0;
 	}
 	return ok && res->count > 0;
@@ -794,7 +804,7 @@ find_slot(const char *label)
 		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
 			continue;
 		if (label == NULL || (l <= 32 && memcmp(ti.label, label, l) == 0 &&
-					 (l == 32 || ti.label[l] == ' '))) {
+				      (l == 32 || ti.label[l] == ' '))) {
 			slot = slots[i];
 			return 1;
 		}
@@ -857,10 +867,10 @@ report(int json, int first, const struct op *op, const struct result *res)
 {
 	if (!json) {
 		printf("%-16s %12.1f %10.1f %10.1f %8d", op->name, res->ops_s, res->p50_us,
-		    res->p99_us, res->threads);
+		       res->p99_us, res->threads);
 		if (op->kind == K_FIND)
 			printf("   %lu objects (%lu made in %.1f s)", objects, res->created,
-			    res->create_s);
+			       res->create_s);
 		if (op->kind == K_LOGIN)
 			printf("   one thread: the login state is the application's");
 		printf("\n");
@@ -868,8 +878,8 @@ report(int json, int first, const struct op *op, const struct result *res)
 	}
 	printf("%s\n  {\"op\": \"%s\", \"threads\": %d, \"ops_per_s\": %.1f, \"p50_us\": %.1f, "
 	       "\"p99_us\": %.1f, \"count\": %lu, \"checked\": %lu",
-	    first ? "" : ",", op->name, res->threads, res->ops_s, res->p50_us, res->p99_us,
-	    res->count, res->checked);
+	       first ? "" : ",", op->name, res->threads, res->ops_s, res->p50_us, res->p99_us,
+	       res->count, res->checked);
 	if (op->kind == K_FIND)
 		printf(", \"created\": %lu, \"create_s\": %.3f", res->created, res->create_s);
 	printf("}");
@@ -878,7 +888,7 @@ report(int json, int first, const struct op *op, const struct result *res)
 int
 main(int argc, char **argv)
 {
-	CK_C_INITIALIZE_ARGS init = { NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL };
+	CK_C_INITIALIZE_ARGS init = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
 	CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR);
 	const char *label = NULL;
 	unsigned char want[NOPS];
@@ -895,7 +905,9 @@ main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "t:s:o:n:l:p:j")) != -1) {
 		switch (c) {
 		case 't':
-			threads = atoi(optarg);
+			threads = (int)strtol(optarg, &end, 10);
+			if (*end != '\0')
+				usage();
 			break;
 		case 's':
 			seconds = strtod(optarg, &end);
@@ -944,7 +956,7 @@ main(int argc, char **argv)
 	}
 	if (!find_slot(label)) {
 		fprintf(stderr, "ev_bench: no token%s%s\n", label ? " labelled " : "",
-		    label ? label : "");
+			label ? label : "");
 		return 2;
 	}
 	rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
@@ -958,10 +970,10 @@ main(int argc, char **argv)
 		printf("{\"module\": ");
 		json_str(argv[optind]);
 		printf(", \"threads\": %d, \"seconds\": %g, \"objects\": %lu, \"results\": [",
-		    threads, seconds, objects);
+		       threads, seconds, objects);
 	} else {
 		printf("%-16s %12s %10s %10s %8s\n", "operation", "ops/s", "p50 us", "p99 us",
-		    "threads");
+		       "threads");
 	}
 	for (i = 0; i < NOPS; i++) {
 		if (!want[i])
@@ -972,12 +984,17 @@ main(int argc, char **argv)
 		}
 		report(json, first, &ops[i], &res);
 		first = 0;
-		fflush(stdout);
+		(void)fflush(stdout); /* a failure shows in ferror at the end */
 	}
 	if (json)
 		printf("\n]}\n");
+	/* Only the figures count from here: the process ends either way. */
 	(void)f->C_Logout(s);
 	(void)f->C_CloseSession(s);
 	(void)f->C_Finalize(NULL);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		perror("ev_bench: standard output");
+		return 2;
+	}
 	return failed ? 1 : 0;
 }
