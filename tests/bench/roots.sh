@@ -27,16 +27,7 @@ shift $((OPTIND - 1))
 bench_paths roots "${1:-}"
 command -v swtpm >/dev/null || { echo "roots: swtpm not installed" >&2; exit 2; }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-roots-XXXXXX") || exit 1
-SWTPM_PID=
-cleanup() {
-	[ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null && wait "$SWTPM_PID" 2>/dev/null
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmp roots
 
 # SoftHSMv2: the root token for one edgevault, and a token benchmarked directly.
 bench_softhsm_root
@@ -48,25 +39,11 @@ mkdir -p "$TMP/tpm"
 swtpm socket --tpm2 --tpmstate dir="$TMP/tpm" --flags not-need-init,startup-clear \
 	--server type=tcp,bindaddr=127.0.0.1,port="$port" \
 	--ctrl type=tcp,bindaddr=127.0.0.1,port=$((port + 1)) >"$TMP/swtpm.log" 2>&1 &
-SWTPM_PID=$!
+BENCH_PIDS="$BENCH_PIDS $!"
 sleep 0.5
 
-setup() { # name, root section
-	mkdir -p "$TMP/$1"
-	printf '[store]\ndir = %s/%s/store\n[device]\nid = bench\n[root]\n%s\n' \
-		"$TMP" "$1" "$2" >"$TMP/$1/edgevault.conf"
-	EDGEVAULT_CONF="$TMP/$1/edgevault.conf" step "$TOOL" init
-	EDGEVAULT_CONF="$TMP/$1/edgevault.conf" step pkcs11-tool --module "$MODULE" \
-		--init-token --label bench --so-pin so-secret
-	EDGEVAULT_CONF="$TMP/$1/edgevault.conf" step pkcs11-tool --module "$MODULE" \
-		--token-label bench --login --login-type so --so-pin so-secret \
-		--init-pin --pin user-secret
-}
-setup softhsm-root "backend = pkcs11
-module = $EV_SOFTHSM
-token_label = root
-pin_file = $TMP/root.pin"
-setup tpm-root "backend = tpm2
+bench_zone "$TMP/softhsm-root" "$BENCH_SOFTHSM_ROOT"
+bench_zone "$TMP/tpm-root" "backend = tpm2
 tcti = swtpm:host=127.0.0.1,port=$port"
 
 run() { # title, module, [config]
