@@ -96,6 +96,26 @@ uint64_t ev_audit_reader_size(const ev_audit_reader *r);
 CK_RV ev_audit_reader_next(ev_audit_reader *r, const ev_audit_line **l, char *err,
 			   size_t errlen) EV_MUST_CHECK;
 
+/* What `status` and `metrics` show of a trail (ev_audit_reader_stat). */
+typedef struct ev_audit_stat {
+	uint64_t size;	      /* the file's, when the reader opened it */
+	uint64_t lines;	      /* lines ended by '\n' */
+	int64_t head_seq;     /* the seq <path>.head names; 0: no head, or not well formed */
+	int64_t head_time_us; /* the time of the checkpoint line it names; 0: not found */
+} ev_audit_stat;
+
+/*
+ * The size, lines and head of the trail r (just opened) reads, without
+ * parsing or hashing it all: the '\n' bytes up to the size are counted,
+ * and the head's checkpoint line is found scanning back from the end
+ * (lines after it hashed, only it parsed: a line whose seq, hash or kind
+ * is not the head's is not it). Memory as ev_audit_reader_next(); r gives
+ * no line after it. CKR_OK; CKR_DEVICE_ERROR when the file cannot be read
+ * (err says why); CKR_HOST_MEMORY.
+ */
+CK_RV ev_audit_reader_stat(ev_audit_reader *r, ev_audit_stat *s, char *err,
+			   size_t errlen) EV_MUST_CHECK;
+
 /* Close r; NULL is a no-op. */
 void ev_audit_reader_free(ev_audit_reader *r);
 

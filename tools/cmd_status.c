@@ -307,16 +307,16 @@ read_revocation(ev_store *s, struct status *st)
 /*
  * The audit file: size, lines, and the last checkpoint <file>.head names
  * (doc/audit.md), with its time from the checkpoint line of that seq;
- * read by src/audit_read.h (under its lock, strict lines). A file that
- * cannot be read is said on stderr and shown as far as it was read.
+ * read by src/audit_read.h (a snapshot under its lock), without parsing
+ * or hashing every line: the cost does not grow with the trail's
+ * history. A file that cannot be read is said on stderr.
  */
 static void
 read_audit(struct status *st)
 {
 	struct audit_state *a = &st->audit;
 	ev_audit_reader *r = NULL;
-	const ev_audit_head *h;
-	const ev_audit_line *l = NULL;
+	ev_audit_stat s;
 	char err[512] = "";
 	CK_RV rv;
 
@@ -330,17 +330,12 @@ read_audit(struct status *st)
 	}
 	a->exists = 1;
 	a->size = (int64_t)ev_audit_reader_size(r);
-	h = ev_audit_reader_head(r);
-	if (h->present && h->problem == NULL)
-		a->cp_seq = h->seq;
-	while ((rv = ev_audit_reader_next(r, &l, err, sizeof(err))) == CKR_OK && l != NULL) {
-		if (l->ended)
-			a->lines++;
-		if (a->cp_seq != 0 && l->problem == NULL && l->seq == a->cp_seq &&
-		    strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0)
-			a->cp_time = l->time_us / 1000000;
-	}
-	if (rv != CKR_OK)
+	rv = ev_audit_reader_stat(r, &s, err, sizeof(err));
+	if (rv == CKR_OK) {
+		a->lines = (int64_t)s.lines;
+		a->cp_seq = s.head_seq;
+		a->cp_time = s.head_time_us / 1000000;
+	} else
 		fprintf(stderr, "edgevault: audit: %s\n", err);
 	ev_audit_reader_free(r);
 }

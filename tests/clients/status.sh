@@ -135,6 +135,9 @@ assert s[\"revocation\"] == {\"sequence\": None}, s
 # ---- The audit file as status reads it: lines, size, the checkpoint <file>.head names ----
 mkdir fake
 "$EV_PYTHON" - <<'EOF'
+import hashlib
+def h(l):
+    return hashlib.blake2b(l.encode(), digest_size=32).hexdigest()
 def line(seq, time, event, prev, extra=""):
     return ('{"seq":%d,"time":"%s","device":"test-device","pid":7,"program":"test",'
             '"event":"%s","outcome":"ok"%s,"prev":"%s"}' % (seq, time, event, extra, prev * 64))
@@ -147,11 +150,14 @@ lines = [
     line(4, "2026-01-02T04:00:00.000000Z", "audit.checkpoint", "3", cp),
 ]
 open("fake/audit.log", "w").write("".join(l + "\n" for l in lines))
-open("fake/audit.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
+open("fake/audit.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % h(lines[1]))
+# The same head with a hash no line has: the line is not the head's.
+open("fake/other.log", "w").write("".join(l + "\n" for l in lines))
+open("fake/other.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
 # The same, its checkpoint line not well formed (no "key"): its time is not taken.
 lines[1] = line(2, "2026-01-02T03:04:05.123456Z", "audit.checkpoint", "1")
 open("fake/bad.log", "w").write("".join(l + "\n" for l in lines))
-open("fake/bad.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
+open("fake/bad.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % h(lines[1]))
 EOF
 cp "$EDGEVAULT_CONF" fake.conf
 printf '[audit]\nfile = %s/fake/audit.log\n' "$EV_TMP" >>fake.conf
@@ -177,6 +183,10 @@ cp "$EDGEVAULT_CONF" bad.conf
 printf '[audit]\nfile = %s/fake/bad.log\n' "$EV_TMP" >>bad.conf
 out_has "status takes no time from a checkpoint line that is not well formed" \
 	"^checkpoint: +seq 2 at \(time unknown\)$" "$EV_TOOL" --config bad.conf status
+cp "$EDGEVAULT_CONF" other.conf
+printf '[audit]\nfile = %s/fake/other.log\n' "$EV_TMP" >>other.conf
+out_has "status takes no time from a line whose hash is not the head's" \
+	"^checkpoint: +seq 2 at \(time unknown\)$" "$EV_TOOL" --config other.conf status
 rm fake/audit.log.head
 out_has "status without a head shows no checkpoint" "^checkpoint: +none$" \
 	"$EV_TOOL" --config fake.conf status
