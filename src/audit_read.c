@@ -290,6 +290,45 @@ slurp(int fd, size_t max, unsigned char **buf, size_t *len)
 	return rc == 0 ? 0 : -1;
 }
 
+/*
+ * Open path for reading as a regular file only: a FIFO or device at its
+ * name would block the open (or the reads) while the reader holds the
+ * lock writers wait for, a symlink would read another file (the writer
+ * does not follow one either). The fd, or -1 with errno (EINVAL: not a
+ * regular file).
+ */
+static int
+open_regular(const char *path)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK), flags, e;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &sb) != 0)
+		goto fail;
+	if (!S_ISREG(sb.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+/* "not a regular file" for EINVAL from open_regular(), else strerror. */
+static const char *
+open_error(int e)
+{
+	return e == EINVAL ? "not a regular file" : strerror(e);
+}
+
 /* A shared flock on fd, waiting at most LOCK_WAIT_MS. 0, or -1 with errno. */
 static int
 lock_shared(int fd)
@@ -315,20 +354,22 @@ read_head(ev_audit_reader *r, char *err, size_t errlen)
 	char hpath[4096];
 	size_t len = 0;
 	CK_RV rv;
-	int fd;
+	int fd, e;
 
 	if ((size_t)snprintf(hpath, sizeof(hpath), "%s.head", r->path) >= sizeof(hpath)) {
 		ev_errf(err, errlen, "%s: path too long", r->path);
 		return CKR_DEVICE_ERROR;
 	}
-	fd = open(hpath, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open_regular(hpath);
 	if (fd < 0 && errno == ENOENT)
 		return CKR_OK;
 	if (fd < 0 || slurp(fd, HEAD_MAX, &buf, &len) != 0) {
-		ev_errf(err, errlen, "%s: %s", hpath, strerror(errno));
+		/* errno before close() may change it. */
+		e = errno;
+		ev_errf(err, errlen, "%s: %s", hpath, open_error(e));
 		if (fd >= 0)
 			close(fd);
-		return errno == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+		return e == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
 	}
 	close(fd);
 	r->head.present = 1;
@@ -351,9 +392,9 @@ ev_audit_reader_open(const char *path, ev_audit_reader **out, char *err, size_t 
 	r->fd = -1;
 	if ((r->path = strdup(path)) == NULL)
 		goto out;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	r->fd = open_regular(path);
 	if (r->fd < 0) {
-		ev_errf(err, errlen, "%s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "%s: %s", path, open_error(errno));
 		rv = errno == ENOENT ? EVR_NOT_FOUND : CKR_DEVICE_ERROR;
 		goto out;
 	}
@@ -974,10 +1015,9 @@ ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdic
 }
 
 /*
- * tm's fields as strptime() read them, turned into seconds since the
- * epoch (UTC); -1 when they name no such time (2026-02-30, 24:00:00,
- * a leap second): timegm() would roll them over, so they must come back
- * the same.
+ * tm's fields as read, turned into seconds since the epoch (UTC); -1
+ * when they name no such time (2026-02-30, 24:00:00, a leap second):
+ * timegm() would roll them over, so they must come back the same.
  */
 static time_t
 utc_seconds(const struct tm *tm)
@@ -994,20 +1034,48 @@ utc_seconds(const struct tm *tm)
 	return secs;
 }
 
+/* The n digits at s as a number; -1 when one is not a digit (strptime() would skip spaces). */
+static int
+digits_at(const char *s, int n)
+{
+	int v = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* "YYYY-MM-DD" at s into tm; 0, or -1. */
+static int
+date_at(const char *s, struct tm *tm)
+{
+	int y = digits_at(s, 4), m = digits_at(s + 5, 2), d = digits_at(s + 8, 2);
+
+	if (y < 0 || m < 1 || d < 1 || s[4] != '-' || s[7] != '-')
+		return -1;
+	tm->tm_year = y - 1900;
+	tm->tm_mon = m - 1;
+	tm->tm_mday = d;
+	return 0;
+}
+
 int
 ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 {
 	struct tm tm;
 	const char *p;
 	int64_t frac = 0, unit = 1000000;
+	size_t len = strlen(s);
 	time_t secs;
 	int digits = 0;
 
 	memset(&tm, 0, sizeof(tm));
-	if (strlen(s) == 10) {
-		p = strptime(s, "%Y-%m-%d", &tm);
-		if (p == NULL || *p != '\0' || s[4] != '-' || s[7] != '-')
-			return -1;
+	if (len < 10 || date_at(s, &tm) != 0)
+		return -1;
+	if (len == 10) {
 		secs = utc_seconds(&tm);
 		if (secs == (time_t)-1)
 			return -1;
@@ -1015,12 +1083,14 @@ ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 		*end = *start + (int64_t)86400 * 1000000;
 		return 0;
 	}
-	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-	    s[16] != ':')
+	if (len < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':')
 		return -1;
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (p == NULL || p != s + 19)
+	tm.tm_hour = digits_at(s + 11, 2);
+	tm.tm_min = digits_at(s + 14, 2);
+	tm.tm_sec = digits_at(s + 17, 2);
+	if (tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
 		return -1;
+	p = s + 19;
 	if (*p == '.') {
 		for (p++; *p >= '0' && *p <= '9' && digits < 6; p++, digits++) {
 			frac = frac * 10 + (*p - '0');
@@ -1061,9 +1131,9 @@ ev_audit_match(const ev_audit_line *l, const ev_audit_filter *f)
 		return 0;
 	if (f->id != NULL && (l->id == NULL || strcasecmp(l->id, f->id) != 0))
 		return 0;
-	if (f->since != 0 && l->time_us < f->since)
+	if (f->has_since && l->time_us < f->since)
 		return 0;
-	if (f->until != 0 && l->time_us >= f->until)
+	if (f->has_until && l->time_us >= f->until)
 		return 0;
 	for (i = 0; i < f->nevents; i++)
 		if (kind_matches(l->event, f->events[i]))
@@ -1192,7 +1262,10 @@ CK_RV
 ev_audit_summarize(ev_audit_reader *r, const ev_audit_filter *f, ev_audit_summary *s, char *err,
 		   size_t errlen)
 {
-	ev_audit_filter times = {.since = f->since, .until = f->until};
+	ev_audit_filter times = {.has_since = f->has_since,
+				  .since = f->since,
+				  .has_until = f->has_until,
+				  .until = f->until};
 	const ev_audit_line *l = NULL;
 	CK_RV rv;
 

@@ -172,8 +172,10 @@ typedef struct ev_audit_filter {
 	const char *id;		   /* object.id equal to it (hex, any case); NULL: any */
 	const char *const *events; /* kinds: "key.rotated", or a family "key" (key.*) */
 	size_t nevents;		   /* 0: any kind */
-	int64_t since;		   /* time_us >= since; 0: no bound */
-	int64_t until;		   /* time_us < until; 0: no bound */
+	int has_since;		   /* 0: no lower bound */
+	int64_t since;		   /* time_us >= since (when has_since) */
+	int has_until;		   /* 0: no upper bound */
+	int64_t until;		   /* time_us < until (when has_until) */
 } ev_audit_filter;
 
 /* 1 when line l is well formed and f takes it, else 0. */

@@ -199,9 +199,11 @@ audit_options(const char *cmd, int argc, char **argv, struct audit_opts *o)
 			break;
 		case 's':
 			rc = parse_time_opt(cmd, "--since", optarg, &o->f.since, 0);
+			o->f.has_since = 1;
 			break;
 		case 'u':
 			rc = parse_time_opt(cmd, "--until", optarg, &o->f.until, 1);
+			o->f.has_until = 1;
 			break;
 		case 'z':
 			rc = parse_zone(optarg, &zone);
@@ -226,7 +228,7 @@ audit_options(const char *cmd, int argc, char **argv, struct audit_opts *o)
 			argv[optind]);
 		rc = 2;
 	}
-	if (rc == 0 && o->f.since != 0 && o->f.until != 0 && o->f.until <= o->f.since) {
+	if (rc == 0 && o->f.has_since && o->f.has_until && o->f.until <= o->f.since) {
 		fprintf(stderr, "edgevault audit %s: --until is not after --since\n", cmd);
 		rc = 2;
 	}

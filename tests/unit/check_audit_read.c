@@ -727,6 +727,42 @@ START_TEST(test_stat)
 }
 END_TEST
 
+/* A FIFO or a symlink at the file's or the head's name: refused at once, not waited on. */
+START_TEST(test_not_regular)
+{
+	ev_audit_reader *r = NULL;
+	char err[512] = "";
+	char t[4096], head[4096], real[4096];
+
+	standard_trail();
+	snprintf(t, sizeof(t), "%s", write_trail(0));
+	snprintf(head, sizeof(head), "%s", path_of("audit.log.head"));
+	snprintf(real, sizeof(real), "%s", path_of("real.log"));
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(mkfifo(head, 0600), 0);
+	ck_assert_int_eq(ev_audit_reader_open(t, &r, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(r);
+	ck_assert_err_has(err, "audit.log.head: not a regular file");
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(symlink("audit.log", head), 0);
+	ck_assert_int_eq(ev_audit_reader_open(t, &r, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(rename(t, real), 0);
+	ck_assert_int_eq(mkfifo(t, 0600), 0);
+	ck_assert_int_eq(ev_audit_reader_open(t, &r, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_err_has(err, "audit.log: not a regular file");
+	ck_assert_int_eq(unlink(t), 0);
+	ck_assert_int_eq(symlink("real.log", t), 0);
+	ck_assert_int_eq(ev_audit_reader_open(t, &r, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(unlink(t), 0);
+	ck_assert_int_eq(rename(real, t), 0);
+	r = load(t);
+	ev_audit_reader_free(r);
+}
+END_TEST
+
 START_TEST(test_bad_signature)
 {
 	char *sig;
@@ -1120,6 +1156,13 @@ START_TEST(test_time_parse)
 	ck_assert_int_eq(ev_audit_time_parse("2028-02-29", &s, &e), 0);
 	ck_assert_int_eq(ev_audit_time_parse("2026-12-31T23:59:59.999999Z", &s, &e), 0);
 	ck_assert_int_eq(e, (int64_t)1798761600 * 1000000);
+	/* Digits at their places only (strptime() skips spaces, takes signs). */
+	ck_assert_int_eq(ev_audit_time_parse("2026-11- 4T10:00: 1Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11- 4", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse(" 026-11-24", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("+026-11-24", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T+1:00:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:0a:00Z", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("yesterday", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("", &s, &e), -1);
 }
@@ -1216,15 +1259,26 @@ START_TEST(test_filters)
 	f.nevents = 0;
 	/* Line N's time is BASE_TIME + N seconds (and 123 microseconds). */
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:05Z", &s, &e), 0);
+	f.has_since = 1;
 	f.since = s;
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:08.000123Z", &s, &e), 0);
+	f.has_until = 1;
 	f.until = e;
 	ck_assert_str_eq(matching(t, &f), "5,6,7,8");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-25", &s, &e), 0);
 	f.since = s;
+	f.has_until = 0;
+	ck_assert_str_eq(matching(t, &f), "");
+	/* A bound at the epoch (0) is a bound: before it, nothing. */
+	f.has_since = 0;
+	f.has_until = 1;
 	f.until = 0;
 	ck_assert_str_eq(matching(t, &f), "");
+	ck_assert_int_eq(ev_audit_time_parse("1969-12-31", &s, &e), 0);
+	f.until = e;
+	ck_assert_str_eq(matching(t, &f), "");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24", &s, &e), 0);
+	f.has_since = 1;
 	f.since = s;
 	f.until = e;
 	f.zone = 1;
@@ -1294,8 +1348,10 @@ START_TEST(test_summary)
 	ck_assert_ptr_null(s.zones);
 	/* A period: lines 9 to 12. */
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:09Z", &a, &b), 0);
+	f.has_since = 1;
 	f.since = a;
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:12.5Z", &a, &b), 0);
+	f.has_until = 1;
 	f.until = a;
 	summarize(t, &f, &s);
 	ck_assert_uint_eq(s.lines, 4);
@@ -1358,7 +1414,7 @@ START_TEST(test_summary_origin)
 	/* Another device's line, even outside the period. */
 	edit_line(1, "\"edge-0042\"", "\"edge-0043\"");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:02Z", &f.since, &f.until), 0);
-	f.until = 0;
+	f.has_since = 1;
 	summarize(write_trail(0), &f, &s);
 	ck_assert_uint_eq(s.lines, 7);
 	ck_assert_str_eq(s.device, "edge-0043");
@@ -1396,6 +1452,7 @@ main(void)
 	tcase_add_test(tc, test_torn_without_marker);
 	tcase_add_test(tc, test_torn_marker_mismatch);
 	tcase_add_test(tc, test_stat);
+	tcase_add_test(tc, test_not_regular);
 	tcase_add_test(tc, test_bad_signature);
 	tcase_add_test(tc, test_signed_by_other_key);
 	tcase_add_test(tc, test_other_key_member);
