@@ -748,7 +748,9 @@ static int
 check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why, size_t whylen)
 {
 	static const char prefix[] = EV_AUDIT_SIG_PREFIX;
-	unsigned char k[32], sig[crypto_sign_BYTES], prev[HASH_LEN], *msg;
+	/* The device is a member of a line: shorter than the line, so this holds the message. */
+	unsigned char k[32], sig[crypto_sign_BYTES], prev[HASH_LEN],
+	    msg[sizeof(prefix) - 1 + 8 + HASH_LEN + EV_AUDIT_LINE_MAX];
 	char mine[KEY_B64_LEN + 1];
 	size_t dlen = strlen(l->device), mlen, plen = sizeof(prefix) - 1, i;
 	int rc = -1;
@@ -773,11 +775,8 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 	if (sodium_hex2bin(prev, sizeof(prev), l->prev, 2 * HASH_LEN, NULL, NULL, NULL) != 0)
 		return -1; /* checked when parsed */
 	mlen = plen + 8 + HASH_LEN + dlen;
-	msg = malloc(mlen);
-	if (msg == NULL) {
-		ev_errf(why, whylen, "out of memory");
-		return -1;
-	}
+	if (dlen > EV_AUDIT_LINE_MAX)
+		return -1; /* a line is no longer */
 	memcpy(msg, prefix, plen);
 	for (i = 0; i < 8; i++)
 		msg[plen + i] = (unsigned char)((uint64_t)l->seq >> (56 - 8 * i));
@@ -790,7 +789,6 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 			"line %zu: the checkpoint's signature does not verify (lines up to it "
 			"were changed, or it was forged)",
 			l->no);
-	free(msg);
 	return rc;
 }
 

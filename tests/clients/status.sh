@@ -214,6 +214,19 @@ ok "metrics --out wrote the file and left no temporary file" sh -c \
 	"test -s textfile/edgevault.prom && [ \$(ls -A textfile | wc -l) -eq 1 ]"
 ok "metrics --out writes what stdout shows" sh -c \
 	"'$EV_TOOL' metrics | cmp - textfile/edgevault.prom"
+ok "metrics --out makes the file readable as 0644 under the umask" sh -c \
+	"[ \$(stat -c %a textfile/edgevault.prom) = \$(printf '%o' \$((0644 & ~\$(umask)))) ]"
+# Overlapping runs (a timer's) each write a temporary of their own: a
+# fixed name (here taken by a directory) would make them clobber or fail.
+mkdir textfile/.edgevault.prom.tmp
+ok "metrics --out, eight at once: all succeed, the file whole, no temporary left" sh -c \
+	"pids=; for i in 1 2 3 4 5 6 7 8; do
+		'$EV_TOOL' metrics --out textfile/edgevault.prom & pids=\"\$pids \$!\"
+	 done
+	 fail=0; for p in \$pids; do wait \$p || fail=1; done
+	 [ \$fail -eq 0 ] && '$EV_TOOL' metrics | cmp - textfile/edgevault.prom &&
+	 [ \$(ls -A textfile | wc -l) -eq 2 ]"
+rmdir textfile/.edgevault.prom.tmp
 fails "metrics --out to a missing directory fails" "cannot create" \
 	"$EV_TOOL" metrics --out nowhere/edgevault.prom
 
