@@ -230,4 +230,7 @@ CK_RV ev_audit_checkpoint(ev_audit *a) EV_MUST_CHECK;
  */
 #define EV_AUDIT_SIG_PREFIX "edgevault-audit-checkpoint-v1"
 
+/* A line's hash: BLAKE2b-256 of its bytes without the '\n' (the next line's "prev"). */
+#define EV_AUDIT_HASH_LEN 32
+
 #endif

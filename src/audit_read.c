@@ -19,8 +19,7 @@
 #include "audit_read.h"
 #include "json.h"
 
-#define HASH_LEN 32
-#define KEY_B64_LEN 44
+#define HASH_LEN EV_AUDIT_HASH_LEN
 #define SIG_B64_LEN 88
 #define HEAD_MAX 256
 #define LOCK_WAIT_MS 10000
@@ -751,11 +750,11 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 	/* The device is a member of a line: shorter than the line, so this holds the message. */
 	unsigned char k[32], sig[crypto_sign_BYTES], prev[HASH_LEN],
 	    msg[sizeof(prefix) - 1 + 8 + HASH_LEN + EV_AUDIT_LINE_MAX];
-	char mine[KEY_B64_LEN + 1];
+	char mine[EV_AUDIT_KEY_B64_LEN + 1];
 	size_t dlen = strlen(l->device), mlen, plen = sizeof(prefix) - 1, i;
 	int rc = -1;
 
-	if (b64_decode(l->key, KEY_B64_LEN, k, sizeof(k)) != 0) {
+	if (b64_decode(l->key, EV_AUDIT_KEY_B64_LEN, k, sizeof(k)) != 0) {
 		ev_errf(why, whylen,
 			"line %zu: the checkpoint's \"key\" is not a base64 Ed25519 key", l->no);
 		return -1;

@@ -221,8 +221,8 @@ typedef struct ev_audit_counts {
 
 /* Room for a line's "time" (ev_audit_time_parse() takes at most 27 characters). */
 #define EV_AUDIT_TIME_MAX 32
-/* Room for a checkpoint's "key" (44 base64 characters). */
-#define EV_AUDIT_KEY_B64_MAX 48
+/* A checkpoint's "key": an Ed25519 public key in base64 (44 characters; room: + 1). */
+#define EV_AUDIT_KEY_B64_LEN 44
 
 typedef struct ev_audit_summary {
 	ev_audit_counts *zones; /* ascending by zone; only zones with lines in the period */
@@ -234,7 +234,7 @@ typedef struct ev_audit_summary {
 	/* Whose trail it is, from all its well-formed lines (in the period or not): */
 	char *device;				   /* the first line's "device"; NULL: no line */
 	int several_devices;			   /* a later line names another device */
-	char checkpoint_key[EV_AUDIT_KEY_B64_MAX]; /* the last checkpoint's "key"; "": none */
+	char checkpoint_key[EV_AUDIT_KEY_B64_LEN + 1]; /* the last checkpoint's "key"; "": none */
 } ev_audit_summary;
 
 /*

@@ -29,7 +29,6 @@
 
 /* The admin interface version with EV_AuditCheckpoint and EV_AuditPublicKey. */
 #define AUDIT_ADMIN_MINOR 3
-#define KEY_B64_MAX 64
 
 static void
 audit_usage(void)
@@ -411,7 +410,7 @@ cmd_audit_verify(int argc, char **argv)
 	ev_audit_reader *r = NULL;
 	ev_audit_verdict v;
 	unsigned char key[32];
-	char b64[KEY_B64_MAX], err[512] = "";
+	char b64[EV_AUDIT_KEY_B64_LEN + 1], err[512] = "";
 	const char *source;
 	int rc;
 
@@ -600,7 +599,7 @@ trail_is_ours(const ev_config *cfg, ev_store *st, const ev_audit_summary *s, cha
 	      size_t whylen)
 {
 	unsigned char *pk = NULL;
-	char b64[KEY_B64_MAX];
+	char b64[EV_AUDIT_KEY_B64_LEN + 1];
 	size_t len = 0;
 	int ours = 0;
 

@@ -229,6 +229,14 @@ ok "metrics --out, eight at once: all succeed, the file whole, no temporary left
 rmdir textfile/.edgevault.prom.tmp
 fails "metrics --out to a missing directory fails" "cannot create" \
 	"$EV_TOOL" metrics --out nowhere/edgevault.prom
+ok "metrics has the signing key's last use, a time of this run" "$EV_PYTHON" -c '
+import re, sys, time
+for line in sys.stdin:
+    m = re.match(r"edgevault_key_last_use_timestamp_seconds\{(.*)\} (\S+)$", line)
+    if m and "handle=\"%s\"" % sys.argv[1] in m.group(1) and "operation=\"sign\"" in m.group(1):
+        assert abs(float(m.group(2)) - time.time()) < 600, line
+        sys.exit(0)
+sys.exit("no sample")' "$PRIV" <textfile/edgevault.prom
 
 # ---- node_exporter reads them ----
 if [ ! -x "$NODE_EXPORTER" ]; then
@@ -295,6 +303,24 @@ got = sorted((o[\"class\"], o[\"generation\"], o[\"state\"]) for o in z[\"object
 assert got == [(\"private\", 1, \"retired\"), (\"private\", 2, \"current\"),
                (\"public\", 1, \"retired\"), (\"public\", 2, \"current\")], got
 '"
+
+# ---- A destroyed key: its counts still shown, as destroyed ----
+run pkcs11-tool --module "$EV_MODULE" --token-label zone-one --login --pin "$USER_PIN" \
+	--delete-object --type secrkey --id 02
+out_has "status shows the destroyed key with its uses" \
+	"^  key $AES secret \"we\\\\\"ird\\\\\\\\key\\\\x0ax\" id 02 generation 1, destroyed: encrypt 2 \(last [0-9T:-]+Z\)$" \
+	"$EV_TOOL" status
+ok "status --json lists the destroyed key once, with its uses" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+(z,) = json.load(sys.stdin)[\"zones\"]
+got = [o for o in z[\"objects\"] if o[\"handle\"] == $AES]
+assert len(got) == 1 and got[0][\"state\"] == \"destroyed\", got
+assert got[0][\"uses\"][\"encrypt\"][\"count\"] == 2, got
+'"
+out_has "metrics keep the destroyed key's count" \
+	"^edgevault_key_operations_total\\{.*handle=\"$AES\",operation=\"encrypt\"\\} 2$" \
+	"$EV_TOOL" metrics
 
 # ---- A zone label that is not UTF-8 ----
 sqlite3 store/edgevault.db "UPDATE zones SET label = X'ff41$(printf '20%.0s' $(seq 30))' WHERE id = 1"
