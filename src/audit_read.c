@@ -1170,7 +1170,7 @@ static const struct {
     [EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = {"revocation_lists_refused", EV_AUDIT_REVOCATION_LIST,
 					     "refused"},
     [EV_AUDIT_C_ROOT_UNREACHABLE] = {"root_unreachable", EV_AUDIT_ROOT_UNREACHABLE, "failed"},
-    [EV_AUDIT_C_DEGRADED] = {"degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL},
+    [EV_AUDIT_C_DEGRADED_ENTERED] = {"degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL},
     [EV_AUDIT_C_CHECKPOINTS] = {"checkpoints", EV_AUDIT_CHECKPOINT, "ok"},
     [EV_AUDIT_C_REFUSALS] = {"refusals", NULL, "refused"},
     [EV_AUDIT_C_FAILURES] = {"failures", NULL, "failed"},

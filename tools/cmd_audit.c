@@ -449,12 +449,22 @@ out:
 	return rc;
 }
 
-/* " name=" and s, escaped (quoted: in double quotes); nothing when s is NULL. */
+/* show_member()'s quoting: always (free text), or when needed (a name). */
+enum { Q_ALWAYS = 1, Q_NEEDED };
+
+/*
+ * " name=" and s, escaped; in double quotes always, or when needed: when
+ * s is empty or holds a space, '"', '\\' or '=' (unquoted, the rest would
+ * read as other members). Nothing when s is NULL.
+ */
 static void
-show_member(const char *name, const char *s, int quoted)
+show_member(const char *name, const char *s, int how)
 {
+	int quoted;
+
 	if (s == NULL)
 		return;
+	quoted = how == Q_ALWAYS || *s == '\0' || strpbrk(s, " \"\\=") != NULL;
 	printf(" %s=%s", name, quoted ? "\"" : "");
 	print_text((const unsigned char *)s, strlen(s), quoted);
 	if (quoted)
@@ -471,17 +481,17 @@ show_line_text(const ev_audit_line *l)
 	printf(" %s", l->outcome);
 	if (l->zone != 0)
 		printf(" zone=%lld", (long long)l->zone);
-	show_member("user", l->user, 0);
-	show_member("class", l->cls, 0);
-	show_member("key_type", l->key_type, 0);
-	show_member("label", l->label, 1);
+	show_member("user", l->user, Q_NEEDED);
+	show_member("class", l->cls, Q_NEEDED);
+	show_member("key_type", l->key_type, Q_NEEDED);
+	show_member("label", l->label, Q_ALWAYS);
 	if (l->id != NULL)
 		printf(" id=%s", l->id);
 	if (l->generation != 0)
 		printf(" generation=%lld", (long long)l->generation);
-	show_member("reason", l->reason, 1);
+	show_member("reason", l->reason, Q_ALWAYS);
 	printf(" pid=%lld", (long long)l->pid);
-	show_member("program", l->program, 0);
+	show_member("program", l->program, Q_NEEDED);
 	printf("\n");
 }
 

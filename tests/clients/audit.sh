@@ -214,6 +214,10 @@ copy escape
 sed -i '0,/"user":"user"/s//"user":"u\\u001b[2Jx"/' copies/escape.log
 out_has "show escapes what the file holds" 'user=u\\x1b\[2Jx ' \
 	"$EV_TOOL" audit show --file copies/escape.log
+copy spaced
+sed -i '0,/"program":"[^"]*"/s//"program":"my prog user=so"/' copies/spaced.log
+out_has "show quotes a program name with a space or '='" ' program="my prog user=so"$' \
+	"$EV_TOOL" audit show --file copies/spaced.log
 
 # ---- summary ----
 
