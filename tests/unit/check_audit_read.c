@@ -572,19 +572,33 @@ START_TEST(test_head_edited_checkpoint)
 }
 END_TEST
 
+/*
+ * The writer's audit.torn line after torn bytes (src/audit.c tail_sync):
+ * seq the given one, a reason, detail.bytes, prev the torn bytes' hash.
+ */
 static void
-torn_trail(void)
+add_torn_marker(int64_t seq)
 {
-	char prev[65];
-	json_object *o;
+	json_object *o = line_start(seq, EV_AUDIT_TORN, "failed", 0), *d = json_object_new_object();
+	char prev[65], why[96];
+	size_t n = strlen(T.lines[T.n - 1]);
 
-	add_n(5);
-	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
-	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
-	o = line_start(6, EV_AUDIT_TORN, "failed", 0);
+	snprintf(why, sizeof(why), "the end of the file (%zu bytes) is not a whole line", n);
+	json_object_object_add(o, "reason", json_object_new_string(why));
+	json_object_object_add(d, "bytes", json_object_new_int64((int64_t)n));
+	json_object_object_add(o, "detail", d);
 	next_prev(prev);
 	json_object_object_add(o, "prev", json_object_new_string(prev));
 	push(o);
+}
+
+static void
+torn_trail(void)
+{
+	add_n(5);
+	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
+	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
+	add_torn_marker(6);
 	add_n(2);
 }
 
@@ -612,18 +626,28 @@ END_TEST
  */
 START_TEST(test_torn_seq_skipped)
 {
-	char prev[65];
-	json_object *o;
-
 	add_n(5);
 	add_raw("{\"seq\":6,\"ti");
-	o = line_start(7, EV_AUDIT_TORN, "failed", 0);
 	T.seq = 7;
-	next_prev(prev);
-	json_object_object_add(o, "prev", json_object_new_string(prev));
-	push(o);
+	add_torn_marker(7);
 	add_checkpoint();
 	assert_bad(0, 7, "line 7: seq is 7, expected 6");
+}
+END_TEST
+
+/* Torn bytes as the file's first line: the writer's audit.torn is seq 1. */
+START_TEST(test_torn_first_line)
+{
+	ev_audit_verdict v;
+
+	add_raw("{\"seq\":1,\"time\":\"2026");
+	add_torn_marker(1);
+	add_n(1);
+	add_checkpoint();
+	verify_as(0, &v);
+	ck_assert_msg(v.valid, "%s", v.why);
+	ck_assert_uint_eq(v.torn, 1);
+	ck_assert_int_eq(v.last_checkpoint_seq, 3);
 }
 END_TEST
 
@@ -1452,6 +1476,7 @@ main(void)
 	tcase_add_test(tc, test_head_edited_checkpoint);
 	tcase_add_test(tc, test_torn_recovered);
 	tcase_add_test(tc, test_torn_seq_skipped);
+	tcase_add_test(tc, test_torn_first_line);
 	tcase_add_test(tc, test_torn_not_covered);
 	tcase_add_test(tc, test_torn_without_marker);
 	tcase_add_test(tc, test_torn_marker_mismatch);
