@@ -256,4 +256,7 @@ void ev_audit_checkpoint_if_due(ev_audit *a);
  */
 #define EV_AUDIT_SIG_PREFIX "edgevault-audit-checkpoint-v1"
 
+/* A line's hash: BLAKE2b-256 of its bytes without the '\n' (the next line's "prev"). */
+#define EV_AUDIT_HASH_LEN 32
+
 #endif

@@ -19,8 +19,7 @@
 #include "audit_read.h"
 #include "json.h"
 
-#define HASH_LEN 32
-#define KEY_B64_LEN 44
+#define HASH_LEN EV_AUDIT_HASH_LEN
 #define SIG_B64_LEN 88
 #define HEAD_MAX 256
 #define LOCK_WAIT_MS 10000
@@ -290,6 +289,45 @@ slurp(int fd, size_t max, unsigned char **buf, size_t *len)
 	return rc == 0 ? 0 : -1;
 }
 
+/*
+ * Open path for reading as a regular file only: a FIFO or device at its
+ * name would block the open (or the reads) while the reader holds the
+ * lock writers wait for, a symlink would read another file (the writer
+ * does not follow one either). The fd, or -1 with errno (EINVAL: not a
+ * regular file).
+ */
+static int
+open_regular(const char *path)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK), flags, e;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &sb) != 0)
+		goto fail;
+	if (!S_ISREG(sb.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+/* "not a regular file" for EINVAL from open_regular(), else strerror. */
+static const char *
+open_error(int e)
+{
+	return e == EINVAL ? "not a regular file" : strerror(e);
+}
+
 /* A shared flock on fd, waiting at most LOCK_WAIT_MS. 0, or -1 with errno. */
 static int
 lock_shared(int fd)
@@ -315,20 +353,22 @@ read_head(ev_audit_reader *r, char *err, size_t errlen)
 	char hpath[4096];
 	size_t len = 0;
 	CK_RV rv;
-	int fd;
+	int fd, e;
 
 	if ((size_t)snprintf(hpath, sizeof(hpath), "%s.head", r->path) >= sizeof(hpath)) {
 		ev_errf(err, errlen, "%s: path too long", r->path);
 		return CKR_DEVICE_ERROR;
 	}
-	fd = open(hpath, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open_regular(hpath);
 	if (fd < 0 && errno == ENOENT)
 		return CKR_OK;
 	if (fd < 0 || slurp(fd, HEAD_MAX, &buf, &len) != 0) {
-		ev_errf(err, errlen, "%s: %s", hpath, strerror(errno));
+		/* errno before close() may change it. */
+		e = errno;
+		ev_errf(err, errlen, "%s: %s", hpath, open_error(e));
 		if (fd >= 0)
 			close(fd);
-		return errno == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+		return e == ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
 	}
 	close(fd);
 	r->head.present = 1;
@@ -351,9 +391,9 @@ ev_audit_reader_open(const char *path, ev_audit_reader **out, char *err, size_t 
 	r->fd = -1;
 	if ((r->path = strdup(path)) == NULL)
 		goto out;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	r->fd = open_regular(path);
 	if (r->fd < 0) {
-		ev_errf(err, errlen, "%s: %s", path, strerror(errno));
+		ev_errf(err, errlen, "%s: %s", path, open_error(errno));
 		rv = errno == ENOENT ? EVR_NOT_FOUND : CKR_DEVICE_ERROR;
 		goto out;
 	}
@@ -505,6 +545,189 @@ ev_audit_reader_free(ev_audit_reader *r)
 	free(r);
 }
 
+/* pread() all n bytes at off into buf; 0, or -1 with err. */
+static int
+read_at(ev_audit_reader *r, unsigned char *buf, size_t n, uint64_t off, char *err, size_t errlen)
+{
+	size_t got = 0;
+	ssize_t k;
+
+	while (got < n) {
+		k = pread(r->fd, buf + got, n - got, (off_t)(off + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			ev_errf(err, errlen, "%s: %s", r->path,
+				k < 0 ? strerror(errno) : "cut shorter while being read");
+			return -1;
+		}
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+/* The '\n' bytes of the file up to r->size. 0, or -1 with err. */
+static int
+count_lines(ev_audit_reader *r, uint64_t *lines, char *err, size_t errlen)
+{
+	uint64_t off = 0;
+	size_t n;
+	unsigned char *p, *e;
+
+	*lines = 0;
+	for (off = 0; off < r->size; off += n) {
+		n = r->size - off < sizeof(r->chunk) ? (size_t)(r->size - off) : sizeof(r->chunk);
+		if (read_at(r, r->chunk, n, off, err, errlen) != 0)
+			return -1;
+		for (p = r->chunk, e = r->chunk + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL;
+		     p++)
+			(*lines)++;
+	}
+	return 0;
+}
+
+/* The seq a line of ours starts with ({"seq":N,...), or 0. */
+static int64_t
+seq_prefix(const unsigned char *p, size_t len)
+{
+	static const char pre[] = "{\"seq\":";
+	size_t i = sizeof(pre) - 1;
+	int64_t seq = 0;
+
+	if (len <= i || memcmp(p, pre, i) != 0)
+		return 0;
+	for (; i < len && p[i] >= '0' && p[i] <= '9' && seq < EV_JSON_SAFE_MAX; i++)
+		seq = seq * 10 + (p[i] - '0');
+	return seq;
+}
+
+/*
+ * The line [start, start + len) of the file, line number no, when it is
+ * the checkpoint the head names: its time into *time_us. 1 it is, 0 not,
+ * -1 out of memory.
+ */
+static int
+head_line_time(ev_audit_reader *r, const unsigned char *p, size_t len, size_t no,
+	       int64_t *time_us)
+{
+	ev_audit_line *l = &r->line;
+	int found;
+
+	line_clear(l);
+	crypto_generichash(l->hash, HASH_LEN, p, len, NULL, 0);
+	if (sodium_memcmp(l->hash, r->head.hash, HASH_LEN) != 0)
+		return 0;
+	memcpy(r->text, p, len);
+	r->text[len] = '\0';
+	l->text = r->text;
+	l->len = len;
+	l->ended = 1;
+	l->no = no;
+	if (parse_line(l) != CKR_OK)
+		return -1;
+	found = l->problem == NULL && l->seq == r->head.seq &&
+		strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0;
+	if (found)
+		*time_us = l->time_us;
+	line_clear(l);
+	return found;
+}
+
+/* The bytes [lo, hi) of the file, in r->chunk. */
+struct window {
+	uint64_t lo, hi;
+};
+
+/*
+ * The last '\n' before offset hi, into *at, reading back a chunk at a
+ * time through w. 1 found; 0 none; -1 with err.
+ */
+static int
+prev_newline(ev_audit_reader *r, uint64_t hi, struct window *w, uint64_t *at, char *err,
+	     size_t errlen)
+{
+	unsigned char *nl;
+
+	while (hi > 0) {
+		if (!(w->lo < hi && hi <= w->hi)) {
+			w->hi = hi;
+			w->lo = hi > sizeof(r->chunk) ? hi - sizeof(r->chunk) : 0;
+			if (read_at(r, r->chunk, (size_t)(w->hi - w->lo), w->lo, err, errlen) != 0)
+				return -1;
+		}
+		nl = memrchr(r->chunk, '\n', (size_t)(hi - w->lo));
+		if (nl != NULL) {
+			*at = w->lo + (uint64_t)(nl - r->chunk);
+			return 1;
+		}
+		hi = w->lo;
+	}
+	return 0;
+}
+
+/*
+ * The time of the checkpoint line the head names, found scanning back
+ * from the end (the head is written after its line, so it is among the
+ * last): lines of ours start with their seq ({"seq":N,...), so the scan
+ * stops at the first line before it; only the lines after it are hashed
+ * and only it is parsed. *time_us 0: not found. CKR_OK;
+ * CKR_DEVICE_ERROR, CKR_HOST_MEMORY with err.
+ */
+static CK_RV
+find_head_line(ev_audit_reader *r, uint64_t lines, int64_t *time_us, char *err, size_t errlen)
+{
+	struct window w = {0, 0};
+	uint64_t hi = r->size, start, at;
+	size_t no = (size_t)lines + 1; /* the line ending at hi: after the last '\n' */
+	int64_t seq;
+	int rc;
+
+	*time_us = 0;
+	for (;;) {
+		rc = prev_newline(r, hi, &w, &at, err, errlen);
+		if (rc < 0)
+			return CKR_DEVICE_ERROR;
+		start = rc > 0 ? at + 1 : 0;
+		/* Longer lines, or lines across chunks (longer than EV_AUDIT_LINE_MAX), are not it. */
+		if (hi > start && hi - start <= EV_AUDIT_LINE_MAX && start >= w.lo && hi <= w.hi) {
+			const unsigned char *p = r->chunk + (start - w.lo);
+			size_t len = (size_t)(hi - start);
+
+			seq = seq_prefix(p, len);
+			if (seq != 0 && seq < r->head.seq)
+				return CKR_OK; /* before it: not there */
+			if (seq == 0 || seq == r->head.seq) {
+				rc = head_line_time(r, p, len, no, time_us);
+				if (rc < 0) {
+					ev_errf(err, errlen, "out of memory");
+					return CKR_HOST_MEMORY;
+				}
+				if (rc > 0)
+					return CKR_OK;
+			}
+		}
+		if (start == 0)
+			return CKR_OK;
+		hi = start - 1;
+		no--;
+	}
+}
+
+CK_RV
+ev_audit_reader_stat(ev_audit_reader *r, ev_audit_stat *s, char *err, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	s->size = r->size;
+	r->left = 0; /* read through: no line left to hand out */
+	r->pos = r->end = 0;
+	if (count_lines(r, &s->lines, err, errlen) != 0)
+		return CKR_DEVICE_ERROR;
+	if (!r->head.present || r->head.problem != NULL)
+		return CKR_OK;
+	s->head_seq = r->head.seq;
+	return find_head_line(r, s->lines, &s->head_time_us, err, errlen);
+}
+
 /* A base64 member of exactly n bytes; 0, or -1. */
 static int
 b64_decode(const char *s, size_t b64len, unsigned char *out, size_t n)
@@ -524,12 +747,14 @@ static int
 check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why, size_t whylen)
 {
 	static const char prefix[] = EV_AUDIT_SIG_PREFIX;
-	unsigned char k[32], sig[crypto_sign_BYTES], prev[HASH_LEN], *msg;
-	char mine[KEY_B64_LEN + 1];
+	/* The device is a member of a line: shorter than the line, so this holds the message. */
+	unsigned char k[32], sig[crypto_sign_BYTES], prev[HASH_LEN],
+	    msg[sizeof(prefix) - 1 + 8 + HASH_LEN + EV_AUDIT_LINE_MAX];
+	char mine[EV_AUDIT_KEY_B64_LEN + 1];
 	size_t dlen = strlen(l->device), mlen, plen = sizeof(prefix) - 1, i;
 	int rc = -1;
 
-	if (b64_decode(l->key, KEY_B64_LEN, k, sizeof(k)) != 0) {
+	if (b64_decode(l->key, EV_AUDIT_KEY_B64_LEN, k, sizeof(k)) != 0) {
 		ev_errf(why, whylen,
 			"line %zu: the checkpoint's \"key\" is not a base64 Ed25519 key", l->no);
 		return -1;
@@ -549,11 +774,8 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 	if (sodium_hex2bin(prev, sizeof(prev), l->prev, 2 * HASH_LEN, NULL, NULL, NULL) != 0)
 		return -1; /* checked when parsed */
 	mlen = plen + 8 + HASH_LEN + dlen;
-	msg = malloc(mlen);
-	if (msg == NULL) {
-		ev_errf(why, whylen, "out of memory");
-		return -1;
-	}
+	if (dlen > EV_AUDIT_LINE_MAX)
+		return -1; /* a line is no longer */
 	memcpy(msg, prefix, plen);
 	for (i = 0; i < 8; i++)
 		msg[plen + i] = (unsigned char)((uint64_t)l->seq >> (56 - 8 * i));
@@ -566,7 +788,6 @@ check_checkpoint(const ev_audit_line *l, const unsigned char key[32], char *why,
 			"line %zu: the checkpoint's signature does not verify (lines up to it "
 			"were changed, or it was forged)",
 			l->no);
-	free(msg);
 	return rc;
 }
 
@@ -594,7 +815,6 @@ struct verify_state {
 	size_t prev_no;		      /* its number; 0: none */
 	int64_t seq;		      /* the seq expected next */
 	int64_t last_seq;
-	int after_torn; /* the line before was torn: its seq may have been taken */
 	size_t torn_no; /* the first torn line no checkpoint covers yet; 0: none */
 	size_t head_no; /* the line the head names, when reached */
 	size_t pend_no; /* a line with a problem, torn if the next is audit.torn after it */
@@ -623,7 +843,6 @@ verify_pending(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict
 		st->torn_no = st->pend_no;
 	memcpy(st->prev, st->pend_hash, HASH_LEN);
 	st->prev_no = st->pend_no;
-	st->after_torn = 1;
 	st->pend_no = 0;
 	return 0;
 }
@@ -671,8 +890,11 @@ verify_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v
 		snprintf(st->pend_problem, sizeof(st->pend_problem), "%s", l->problem);
 		return 0;
 	}
-	/* The cut line's seq may have been taken or not: both are the writer's. */
-	if (l->seq != st->seq && !(st->after_torn && l->seq == st->seq + 1)) {
+	/*
+	 * A torn line took no seq: the writer's audit.torn after it has the seq
+	 * after the last whole line's (src/audit.c tail_sync), as any next line.
+	 */
+	if (l->seq != st->seq) {
 		bad(v, l->no,
 		    "line %zu: seq is %lld, expected %lld (deleted, inserted or reordered lines)",
 		    l->no, (long long)l->seq, (long long)st->seq);
@@ -707,7 +929,6 @@ verify_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v
 	st->prev_no = l->no;
 	st->seq = l->seq + 1;
 	st->last_seq = l->seq;
-	st->after_torn = 0;
 	return 0;
 }
 
@@ -791,10 +1012,9 @@ ev_audit_verify(ev_audit_reader *r, const unsigned char key[32], ev_audit_verdic
 }
 
 /*
- * tm's fields as strptime() read them, turned into seconds since the
- * epoch (UTC); -1 when they name no such time (2026-02-30, 24:00:00,
- * a leap second): timegm() would roll them over, so they must come back
- * the same.
+ * tm's fields as read, turned into seconds since the epoch (UTC); -1
+ * when they name no such time (2026-02-30, 24:00:00, a leap second):
+ * timegm() would roll them over, so they must come back the same.
  */
 static time_t
 utc_seconds(const struct tm *tm)
@@ -811,20 +1031,48 @@ utc_seconds(const struct tm *tm)
 	return secs;
 }
 
+/* The n digits at s as a number; -1 when one is not a digit (strptime() would skip spaces). */
+static int
+digits_at(const char *s, int n)
+{
+	int v = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* "YYYY-MM-DD" at s into tm; 0, or -1. */
+static int
+date_at(const char *s, struct tm *tm)
+{
+	int y = digits_at(s, 4), m = digits_at(s + 5, 2), d = digits_at(s + 8, 2);
+
+	if (y < 0 || m < 1 || d < 1 || s[4] != '-' || s[7] != '-')
+		return -1;
+	tm->tm_year = y - 1900;
+	tm->tm_mon = m - 1;
+	tm->tm_mday = d;
+	return 0;
+}
+
 int
 ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 {
 	struct tm tm;
 	const char *p;
 	int64_t frac = 0, unit = 1000000;
+	size_t len = strlen(s);
 	time_t secs;
 	int digits = 0;
 
 	memset(&tm, 0, sizeof(tm));
-	if (strlen(s) == 10) {
-		p = strptime(s, "%Y-%m-%d", &tm);
-		if (p == NULL || *p != '\0' || s[4] != '-' || s[7] != '-')
-			return -1;
+	if (len < 10 || date_at(s, &tm) != 0)
+		return -1;
+	if (len == 10) {
 		secs = utc_seconds(&tm);
 		if (secs == (time_t)-1)
 			return -1;
@@ -832,12 +1080,14 @@ ev_audit_time_parse(const char *s, int64_t *start, int64_t *end)
 		*end = *start + (int64_t)86400 * 1000000;
 		return 0;
 	}
-	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-	    s[16] != ':')
+	if (len < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':')
 		return -1;
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (p == NULL || p != s + 19)
+	tm.tm_hour = digits_at(s + 11, 2);
+	tm.tm_min = digits_at(s + 14, 2);
+	tm.tm_sec = digits_at(s + 17, 2);
+	if (tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
 		return -1;
+	p = s + 19;
 	if (*p == '.') {
 		for (p++; *p >= '0' && *p <= '9' && digits < 6; p++, digits++) {
 			frac = frac * 10 + (*p - '0');
@@ -878,9 +1128,9 @@ ev_audit_match(const ev_audit_line *l, const ev_audit_filter *f)
 		return 0;
 	if (f->id != NULL && (l->id == NULL || strcasecmp(l->id, f->id) != 0))
 		return 0;
-	if (f->since != 0 && l->time_us < f->since)
+	if (f->has_since && l->time_us < f->since)
 		return 0;
-	if (f->until != 0 && l->time_us >= f->until)
+	if (f->has_until && l->time_us >= f->until)
 		return 0;
 	for (i = 0; i < f->nevents; i++)
 		if (kind_matches(l->event, f->events[i]))
@@ -888,36 +1138,40 @@ ev_audit_match(const ev_audit_line *l, const ev_audit_filter *f)
 	return f->nevents == 0 || i < f->nevents;
 }
 
-/* What each count counts: an event kind, and an outcome or any (NULL). */
+/*
+ * What each count counts: an event kind, and an outcome or any (NULL).
+ * Events done count only with outcome ok: a refusal or failure of one is
+ * counted in refusals or failures, not as done.
+ */
 static const struct {
 	const char *name;
 	const char *event;
 	const char *outcome;
 } counts[EV_AUDIT_C_COUNT] = {
-    [EV_AUDIT_C_ZONES_CREATED] = {"zones_created", EV_AUDIT_ZONE_CREATED, NULL},
-    [EV_AUDIT_C_ZONES_REINITIALISED] = {"zones_reinitialised", EV_AUDIT_ZONE_REINITIALISED, NULL},
-    [EV_AUDIT_C_ZONES_REMOVED] = {"zones_removed", EV_AUDIT_ZONE_REMOVED, NULL},
-    [EV_AUDIT_C_ZONES_REVOKED] = {"zones_revoked", EV_AUDIT_ZONE_REVOKED, NULL},
-    [EV_AUDIT_C_ZONES_REKEYED] = {"zones_rekeyed", EV_AUDIT_ZONE_REKEYED, NULL},
-    [EV_AUDIT_C_KEYS_GENERATED] = {"keys_generated", EV_AUDIT_KEY_GENERATED, NULL},
-    [EV_AUDIT_C_KEYS_IMPORTED] = {"keys_imported", EV_AUDIT_KEY_IMPORTED, NULL},
-    [EV_AUDIT_C_KEYS_ROTATED] = {"keys_rotated", EV_AUDIT_KEY_ROTATED, NULL},
-    [EV_AUDIT_C_KEYS_RETIRED] = {"keys_retired", EV_AUDIT_KEY_RETIRED, NULL},
-    [EV_AUDIT_C_KEYS_DESTROYED] = {"keys_destroyed", EV_AUDIT_KEY_DESTROYED, NULL},
-    [EV_AUDIT_C_KEYS_REVOKED] = {"keys_revoked", EV_AUDIT_KEY_REVOKED, NULL},
+    [EV_AUDIT_C_ZONES_CREATED] = {"zones_created", EV_AUDIT_ZONE_CREATED, "ok"},
+    [EV_AUDIT_C_ZONES_REINITIALISED] = {"zones_reinitialised", EV_AUDIT_ZONE_REINITIALISED, "ok"},
+    [EV_AUDIT_C_ZONES_REMOVED] = {"zones_removed", EV_AUDIT_ZONE_REMOVED, "ok"},
+    [EV_AUDIT_C_ZONES_REVOKED] = {"zones_revoked", EV_AUDIT_ZONE_REVOKED, "ok"},
+    [EV_AUDIT_C_ZONES_REKEYED] = {"zones_rekeyed", EV_AUDIT_ZONE_REKEYED, "ok"},
+    [EV_AUDIT_C_KEYS_GENERATED] = {"keys_generated", EV_AUDIT_KEY_GENERATED, "ok"},
+    [EV_AUDIT_C_KEYS_IMPORTED] = {"keys_imported", EV_AUDIT_KEY_IMPORTED, "ok"},
+    [EV_AUDIT_C_KEYS_ROTATED] = {"keys_rotated", EV_AUDIT_KEY_ROTATED, "ok"},
+    [EV_AUDIT_C_KEYS_RETIRED] = {"keys_retired", EV_AUDIT_KEY_RETIRED, "ok"},
+    [EV_AUDIT_C_KEYS_DESTROYED] = {"keys_destroyed", EV_AUDIT_KEY_DESTROYED, "ok"},
+    [EV_AUDIT_C_KEYS_REVOKED] = {"keys_revoked", EV_AUDIT_KEY_REVOKED, "ok"},
     [EV_AUDIT_C_LOGINS_OK] = {"logins_ok", EV_AUDIT_LOGIN, "ok"},
     [EV_AUDIT_C_LOGINS_REFUSED] = {"logins_refused", EV_AUDIT_LOGIN, "refused"},
-    [EV_AUDIT_C_PIN_LOCKS] = {"pin_locks", EV_AUDIT_PIN_LOCKED, NULL},
-    [EV_AUDIT_C_PINS_SET] = {"pins_set", EV_AUDIT_PIN_SET, NULL},
+    [EV_AUDIT_C_PIN_LOCKS] = {"pin_locks", EV_AUDIT_PIN_LOCKED, "refused"},
+    [EV_AUDIT_C_PINS_SET] = {"pins_set", EV_AUDIT_PIN_SET, "ok"},
     [EV_AUDIT_C_ATTESTATIONS_OK] = {"attestations_ok", EV_AUDIT_ATTESTATION, "ok"},
     [EV_AUDIT_C_ATTESTATIONS_REFUSED] = {"attestations_refused", EV_AUDIT_ATTESTATION, "refused"},
     [EV_AUDIT_C_REVOCATION_LISTS_APPLIED] = {"revocation_lists_applied", EV_AUDIT_REVOCATION_LIST,
 					     "ok"},
     [EV_AUDIT_C_REVOCATION_LISTS_REFUSED] = {"revocation_lists_refused", EV_AUDIT_REVOCATION_LIST,
 					     "refused"},
-    [EV_AUDIT_C_ROOT_UNREACHABLE] = {"root_unreachable", EV_AUDIT_ROOT_UNREACHABLE, NULL},
-    [EV_AUDIT_C_DEGRADED] = {"degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL},
-    [EV_AUDIT_C_CHECKPOINTS] = {"checkpoints", EV_AUDIT_CHECKPOINT, NULL},
+    [EV_AUDIT_C_ROOT_UNREACHABLE] = {"root_unreachable", EV_AUDIT_ROOT_UNREACHABLE, "failed"},
+    [EV_AUDIT_C_DEGRADED_ENTERED] = {"degraded_entered", EV_AUDIT_DEGRADED_ENTERED, NULL},
+    [EV_AUDIT_C_CHECKPOINTS] = {"checkpoints", EV_AUDIT_CHECKPOINT, "ok"},
     [EV_AUDIT_C_REFUSALS] = {"refusals", NULL, "refused"},
     [EV_AUDIT_C_FAILURES] = {"failures", NULL, "failed"},
 };
@@ -965,11 +1219,27 @@ note_origin(ev_audit_summary *s, const ev_audit_line *l)
 	return 0;
 }
 
+/*
+ * The line the writer puts in place of events it lost (out of memory;
+ * src/audit_event.h): it has the first lost event's kind, but records no
+ * such event, only a failure.
+ */
+static int
+is_lost_line(const ev_audit_line *l)
+{
+	json_object *d;
+
+	return strcmp(l->outcome, "failed") == 0 &&
+	       json_object_object_get_ex(l->obj, "detail", &d) &&
+	       json_object_is_type(d, json_type_object) && json_object_object_get_ex(d, "lost", NULL);
+}
+
 /* Count line l (well formed, in the period). CKR_OK, CKR_HOST_MEMORY. */
 static CK_RV
 count_line(ev_audit_summary *s, const ev_audit_line *l)
 {
 	ev_audit_counts *c = zone_counts(s, l->zone);
+	int lost = is_lost_line(l);
 	unsigned k;
 
 	if (c == NULL)
@@ -979,7 +1249,7 @@ count_line(ev_audit_summary *s, const ev_audit_line *l)
 		snprintf(s->first, sizeof(s->first), "%s", l->time);
 	snprintf(s->last, sizeof(s->last), "%s", l->time);
 	for (k = 0; k < EV_AUDIT_C_COUNT; k++)
-		if ((counts[k].event == NULL || strcmp(l->event, counts[k].event) == 0) &&
+		if ((counts[k].event == NULL || (!lost && strcmp(l->event, counts[k].event) == 0)) &&
 		    (counts[k].outcome == NULL || strcmp(l->outcome, counts[k].outcome) == 0))
 			c->n[k]++;
 	return CKR_OK;
@@ -989,7 +1259,10 @@ CK_RV
 ev_audit_summarize(ev_audit_reader *r, const ev_audit_filter *f, ev_audit_summary *s, char *err,
 		   size_t errlen)
 {
-	ev_audit_filter times = {.since = f->since, .until = f->until};
+	ev_audit_filter times = {.has_since = f->has_since,
+				  .since = f->since,
+				  .has_until = f->has_until,
+				  .until = f->until};
 	const ev_audit_line *l = NULL;
 	CK_RV rv;
 

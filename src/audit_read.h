@@ -96,6 +96,26 @@ uint64_t ev_audit_reader_size(const ev_audit_reader *r);
 CK_RV ev_audit_reader_next(ev_audit_reader *r, const ev_audit_line **l, char *err,
 			   size_t errlen) EV_MUST_CHECK;
 
+/* What `status` and `metrics` show of a trail (ev_audit_reader_stat). */
+typedef struct ev_audit_stat {
+	uint64_t size;	      /* the file's, when the reader opened it */
+	uint64_t lines;	      /* lines ended by '\n' */
+	int64_t head_seq;     /* the seq <path>.head names; 0: no head, or not well formed */
+	int64_t head_time_us; /* the time of the checkpoint line it names; 0: not found */
+} ev_audit_stat;
+
+/*
+ * The size, lines and head of the trail r (just opened) reads, without
+ * parsing or hashing it all: the '\n' bytes up to the size are counted,
+ * and the head's checkpoint line is found scanning back from the end
+ * (lines after it hashed, only it parsed: a line whose seq, hash or kind
+ * is not the head's is not it). Memory as ev_audit_reader_next(); r gives
+ * no line after it. CKR_OK; CKR_DEVICE_ERROR when the file cannot be read
+ * (err says why); CKR_HOST_MEMORY.
+ */
+CK_RV ev_audit_reader_stat(ev_audit_reader *r, ev_audit_stat *s, char *err,
+			   size_t errlen) EV_MUST_CHECK;
+
 /* Close r; NULL is a no-op. */
 void ev_audit_reader_free(ev_audit_reader *r);
 
@@ -152,8 +172,10 @@ typedef struct ev_audit_filter {
 	const char *id;		   /* object.id equal to it (hex, any case); NULL: any */
 	const char *const *events; /* kinds: "key.rotated", or a family "key" (key.*) */
 	size_t nevents;		   /* 0: any kind */
-	int64_t since;		   /* time_us >= since; 0: no bound */
-	int64_t until;		   /* time_us < until; 0: no bound */
+	int has_since;		   /* 0: no lower bound */
+	int64_t since;		   /* time_us >= since (when has_since) */
+	int has_until;		   /* 0: no upper bound */
+	int64_t until;		   /* time_us < until (when has_until) */
 } ev_audit_filter;
 
 /* 1 when line l is well formed and f takes it, else 0. */
@@ -181,7 +203,7 @@ enum {
 	EV_AUDIT_C_REVOCATION_LISTS_APPLIED,
 	EV_AUDIT_C_REVOCATION_LISTS_REFUSED,
 	EV_AUDIT_C_ROOT_UNREACHABLE,
-	EV_AUDIT_C_DEGRADED,
+	EV_AUDIT_C_DEGRADED_ENTERED,
 	EV_AUDIT_C_CHECKPOINTS,
 	EV_AUDIT_C_REFUSALS, /* lines of any kind with outcome refused */
 	EV_AUDIT_C_FAILURES, /* lines of any kind with outcome failed */
@@ -199,8 +221,8 @@ typedef struct ev_audit_counts {
 
 /* Room for a line's "time" (ev_audit_time_parse() takes at most 27 characters). */
 #define EV_AUDIT_TIME_MAX 32
-/* Room for a checkpoint's "key" (44 base64 characters). */
-#define EV_AUDIT_KEY_B64_MAX 48
+/* A checkpoint's "key": an Ed25519 public key in base64 (44 characters; room: + 1). */
+#define EV_AUDIT_KEY_B64_LEN 44
 
 typedef struct ev_audit_summary {
 	ev_audit_counts *zones; /* ascending by zone; only zones with lines in the period */
@@ -212,7 +234,7 @@ typedef struct ev_audit_summary {
 	/* Whose trail it is, from all its well-formed lines (in the period or not): */
 	char *device;				   /* the first line's "device"; NULL: no line */
 	int several_devices;			   /* a later line names another device */
-	char checkpoint_key[EV_AUDIT_KEY_B64_MAX]; /* the last checkpoint's "key"; "": none */
+	char checkpoint_key[EV_AUDIT_KEY_B64_LEN + 1]; /* the last checkpoint's "key"; "": none */
 } ev_audit_summary;
 
 /*

@@ -29,7 +29,6 @@
 
 /* The admin interface version with EV_AuditCheckpoint and EV_AuditPublicKey. */
 #define AUDIT_ADMIN_MINOR 3
-#define KEY_B64_MAX 64
 
 static void
 audit_usage(void)
@@ -199,9 +198,11 @@ audit_options(const char *cmd, int argc, char **argv, struct audit_opts *o)
 			break;
 		case 's':
 			rc = parse_time_opt(cmd, "--since", optarg, &o->f.since, 0);
+			o->f.has_since = 1;
 			break;
 		case 'u':
 			rc = parse_time_opt(cmd, "--until", optarg, &o->f.until, 1);
+			o->f.has_until = 1;
 			break;
 		case 'z':
 			rc = parse_zone(optarg, &zone);
@@ -226,7 +227,7 @@ audit_options(const char *cmd, int argc, char **argv, struct audit_opts *o)
 			argv[optind]);
 		rc = 2;
 	}
-	if (rc == 0 && o->f.since != 0 && o->f.until != 0 && o->f.until <= o->f.since) {
+	if (rc == 0 && o->f.has_since && o->f.has_until && o->f.until <= o->f.since) {
 		fprintf(stderr, "edgevault audit %s: --until is not after --since\n", cmd);
 		rc = 2;
 	}
@@ -409,7 +410,7 @@ cmd_audit_verify(int argc, char **argv)
 	ev_audit_reader *r = NULL;
 	ev_audit_verdict v;
 	unsigned char key[32];
-	char b64[KEY_B64_MAX], err[512] = "";
+	char b64[EV_AUDIT_KEY_B64_LEN + 1], err[512] = "";
 	const char *source;
 	int rc;
 
@@ -448,12 +449,22 @@ out:
 	return rc;
 }
 
-/* " name=" and s, escaped (quoted: in double quotes); nothing when s is NULL. */
+/* show_member()'s quoting: always (free text), or when needed (a name). */
+enum { Q_ALWAYS = 1, Q_NEEDED };
+
+/*
+ * " name=" and s, escaped; in double quotes always, or when needed: when
+ * s is empty or holds a space, '"', '\\' or '=' (unquoted, the rest would
+ * read as other members). Nothing when s is NULL.
+ */
 static void
-show_member(const char *name, const char *s, int quoted)
+show_member(const char *name, const char *s, int how)
 {
+	int quoted;
+
 	if (s == NULL)
 		return;
+	quoted = how == Q_ALWAYS || *s == '\0' || strpbrk(s, " \"\\=") != NULL;
 	printf(" %s=%s", name, quoted ? "\"" : "");
 	print_text((const unsigned char *)s, strlen(s), quoted);
 	if (quoted)
@@ -470,17 +481,17 @@ show_line_text(const ev_audit_line *l)
 	printf(" %s", l->outcome);
 	if (l->zone != 0)
 		printf(" zone=%lld", (long long)l->zone);
-	show_member("user", l->user, 0);
-	show_member("class", l->cls, 0);
-	show_member("key_type", l->key_type, 0);
-	show_member("label", l->label, 1);
+	show_member("user", l->user, Q_NEEDED);
+	show_member("class", l->cls, Q_NEEDED);
+	show_member("key_type", l->key_type, Q_NEEDED);
+	show_member("label", l->label, Q_ALWAYS);
 	if (l->id != NULL)
 		printf(" id=%s", l->id);
 	if (l->generation != 0)
 		printf(" generation=%lld", (long long)l->generation);
-	show_member("reason", l->reason, 1);
+	show_member("reason", l->reason, Q_ALWAYS);
 	printf(" pid=%lld", (long long)l->pid);
-	show_member("program", l->program, 0);
+	show_member("program", l->program, Q_NEEDED);
 	printf("\n");
 }
 
@@ -598,7 +609,7 @@ trail_is_ours(const ev_config *cfg, ev_store *st, const ev_audit_summary *s, cha
 	      size_t whylen)
 {
 	unsigned char *pk = NULL;
-	char b64[KEY_B64_MAX];
+	char b64[EV_AUDIT_KEY_B64_LEN + 1];
 	size_t len = 0;
 	int ours = 0;
 

@@ -126,15 +126,35 @@ key_add(struct status *st)
 	return &v[st->nkeys++];
 }
 
-static struct key *
-key_find(struct status *st, int64_t handle)
+/* The stored keys by handle, for finding a use row's key (not one search of all per row). */
+struct key_ref {
+	int64_t handle;
+	size_t i; /* in st->keys */
+};
+
+static int
+key_ref_cmp(const void *a, const void *b)
 {
+	const struct key_ref *x = a, *y = b;
+
+	return x->handle < y->handle ? -1 : x->handle > y->handle;
+}
+
+/* The index of the stored keys (st->keys now) by handle; NULL when out of memory. */
+static struct key_ref *
+key_index(const struct status *st)
+{
+	struct key_ref *v = malloc((st->nkeys ? st->nkeys : 1) * sizeof(*v));
 	size_t i;
 
-	for (i = 0; i < st->nkeys; i++)
-		if (st->keys[i].handle == handle)
-			return &st->keys[i];
-	return NULL;
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < st->nkeys; i++) {
+		v[i].handle = st->keys[i].handle;
+		v[i].i = i;
+	}
+	qsort(v, st->nkeys, sizeof(*v), key_ref_cmp);
+	return v;
 }
 
 /* Copy an attribute's bytes (NULL when absent); -1 when out of memory. */
@@ -209,40 +229,56 @@ op_index(const char *name)
 	return -1;
 }
 
-/* The use counts, onto the keys; a key no longer stored is listed as destroyed. */
+/*
+ * The use counts, onto the keys; a key no longer stored is listed as
+ * destroyed. The rows come by zone, object and operation: a key's rows
+ * follow each other, so each object is looked up once, by bsearch.
+ */
 static CK_RV
 read_uses(ev_store *s, struct status *st)
 {
 	ev_use_rec *v = NULL;
-	size_t n = 0, i;
+	struct key_ref *idx = NULL, want, *found;
+	size_t n = 0, i, nstored = st->nkeys, cur = 0;
+	int64_t cur_object = 0;
 	struct key *k;
 	int op;
 	CK_RV rv;
 
 	rv = ev_store_use_list(s, &v, &n);
+	if (rv == CKR_OK && n > 0 && (idx = key_index(st)) == NULL)
+		rv = CKR_HOST_MEMORY;
 	for (i = 0; rv == CKR_OK && i < n; i++) {
 		op = op_index(v[i].op);
 		if (op < 0)
 			continue; /* an operation a later version counts */
-		k = key_find(st, v[i].object);
-		if (k == NULL) {
-			k = key_add(st);
-			if (k == NULL) {
-				rv = CKR_HOST_MEMORY;
-				break;
+		if (cur_object == 0 || v[i].object != cur_object) {
+			want.handle = v[i].object;
+			found = bsearch(&want, idx, nstored, sizeof(*idx), key_ref_cmp);
+			if (found != NULL)
+				cur = found->i;
+			else {
+				k = key_add(st);
+				if (k == NULL) {
+					rv = CKR_HOST_MEMORY;
+					break;
+				}
+				k->handle = v[i].object;
+				k->zone = v[i].zone;
+				k->cls = v[i].cls;
+				k->generation = v[i].generation;
+				k->state = "destroyed";
+				k->label = v[i].label;
+				k->label_len = v[i].label_len;
+				v[i].label = NULL; /* transferred */
+				k->ckid = v[i].ckid;
+				k->ckid_len = v[i].ckid_len;
+				v[i].ckid = NULL; /* transferred */
+				cur = st->nkeys - 1;
 			}
-			k->handle = v[i].object;
-			k->zone = v[i].zone;
-			k->cls = v[i].cls;
-			k->generation = v[i].generation;
-			k->state = "destroyed";
-			k->label = v[i].label;
-			k->label_len = v[i].label_len;
-			v[i].label = NULL; /* transferred */
-			k->ckid = v[i].ckid;
-			k->ckid_len = v[i].ckid_len;
-			v[i].ckid = NULL; /* transferred */
+			cur_object = v[i].object;
 		}
+		k = &st->keys[cur];
 		k->count[op] += v[i].count;
 		if (v[i].last_use > k->last[op])
 			k->last[op] = v[i].last_use;
@@ -250,6 +286,7 @@ read_uses(ev_store *s, struct status *st)
 	for (i = 0; i < n; i++)
 		ev_use_rec_clear(&v[i]);
 	free(v);
+	free(idx);
 	return rv;
 }
 
@@ -307,16 +344,16 @@ read_revocation(ev_store *s, struct status *st)
 /*
  * The audit file: size, lines, and the last checkpoint <file>.head names
  * (doc/audit.md), with its time from the checkpoint line of that seq;
- * read by src/audit_read.h (under its lock, strict lines). A file that
- * cannot be read is said on stderr and shown as far as it was read.
+ * read by src/audit_read.h (a snapshot under its lock), without parsing
+ * or hashing every line: the cost does not grow with the trail's
+ * history. A file that cannot be read is said on stderr.
  */
 static void
 read_audit(struct status *st)
 {
 	struct audit_state *a = &st->audit;
 	ev_audit_reader *r = NULL;
-	const ev_audit_head *h;
-	const ev_audit_line *l = NULL;
+	ev_audit_stat s;
 	char err[512] = "";
 	CK_RV rv;
 
@@ -330,17 +367,12 @@ read_audit(struct status *st)
 	}
 	a->exists = 1;
 	a->size = (int64_t)ev_audit_reader_size(r);
-	h = ev_audit_reader_head(r);
-	if (h->present && h->problem == NULL)
-		a->cp_seq = h->seq;
-	while ((rv = ev_audit_reader_next(r, &l, err, sizeof(err))) == CKR_OK && l != NULL) {
-		if (l->ended)
-			a->lines++;
-		if (a->cp_seq != 0 && l->problem == NULL && l->seq == a->cp_seq &&
-		    strcmp(l->event, EV_AUDIT_CHECKPOINT) == 0)
-			a->cp_time = l->time_us / 1000000;
-	}
-	if (rv != CKR_OK)
+	rv = ev_audit_reader_stat(r, &s, err, sizeof(err));
+	if (rv == CKR_OK) {
+		a->lines = (int64_t)s.lines;
+		a->cp_seq = s.head_seq;
+		a->cp_time = s.head_time_us / 1000000;
+	} else
 		fprintf(stderr, "edgevault: audit: %s\n", err);
 	ev_audit_reader_free(r);
 }

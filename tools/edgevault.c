@@ -552,9 +552,11 @@ write_all(int fd, const void *p, size_t n)
 }
 
 /*
- * Write a file whole or not at all: a hidden temporary name in the same
- * directory (".NAME.tmp": a watched directory skips names starting with
- * '.'), fsync, then rename over NAME.
+ * Write a file whole or not at all: a hidden temporary file of a unique
+ * name in the same directory (".NAME.XXXXXX" by mkstemp: a watched
+ * directory skips names starting with '.', and two runs at once, as
+ * overlapping timer runs, each write their own), fsync, then rename over
+ * NAME: the last rename wins, whole.
  */
 int
 write_file_atomic(const char *path, const void *data, size_t len)
@@ -562,23 +564,27 @@ write_file_atomic(const char *path, const void *data, size_t len)
 	const char *slash = strrchr(path, '/');
 	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
 	char *tmp, *dir;
+	mode_t mask;
 	int fd, rc = -1;
 
 	if (path[dirlen] == '\0') {
 		fprintf(stderr, "edgevault: %s: not a file name\n", path);
 		return -1;
 	}
-	tmp = malloc(strlen(path) + 6);
+	tmp = malloc(strlen(path) + 9);
 	if (tmp == NULL)
 		return -1;
-	sprintf(tmp, "%.*s.%s.tmp", (int)dirlen, path, path + dirlen);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+	sprintf(tmp, "%.*s.%s.XXXXXX", (int)dirlen, path, path + dirlen);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		fprintf(stderr, "edgevault: cannot create %s: %s\n", tmp, strerror(errno));
 		free(tmp);
 		return -1;
 	}
-	if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+	/* mkstemp() makes it 0600: readable as a file created 0644 would be. */
+	mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0644 & ~mask) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
 		fprintf(stderr, "edgevault: cannot write %s: %s\n", tmp, strerror(errno));
 		close(fd);
 		goto out;

@@ -203,6 +203,10 @@ ok "show --since today --until tomorrow: every line" sh -c \
 FIRST=$(sed -n '2s/.*"time":"\([^"]*\)".*/\1/p' "$LOG")
 ok "show --until the second line's time: two lines" sh -c \
 	'[ "$("$1" audit show --until "$2" | wc -l)" -eq 2 ]' sh "$EV_TOOL" "$FIRST"
+ok "show --until 1969-12-31 (before the epoch): nothing" sh -c \
+	'[ -z "$("$1" audit show --until 1969-12-31)" ]' sh "$EV_TOOL"
+exits "show with a space in a time is a usage error" 2 \
+	"$EV_TOOL" audit show --since "2026-11- 4T10:00: 1Z"
 out_has "show leaves out a line not well formed, and says so" \
 	"1 line not well formed, left out" "$EV_TOOL" audit show --file copies/json.log
 exits "show of a file that is not there exits 1" 1 "$EV_TOOL" audit show --file copies/none.log
@@ -210,6 +214,10 @@ copy escape
 sed -i '0,/"user":"user"/s//"user":"u\\u001b[2Jx"/' copies/escape.log
 out_has "show escapes what the file holds" 'user=u\\x1b\[2Jx ' \
 	"$EV_TOOL" audit show --file copies/escape.log
+copy spaced
+sed -i '0,/"program":"[^"]*"/s//"program":"my prog user=so"/' copies/spaced.log
+out_has "show quotes a program name with a space or '='" ' program="my prog user=so"$' \
+	"$EV_TOOL" audit show --file copies/spaced.log
 
 # ---- summary ----
 

@@ -135,6 +135,9 @@ assert s[\"revocation\"] == {\"sequence\": None}, s
 # ---- The audit file as status reads it: lines, size, the checkpoint <file>.head names ----
 mkdir fake
 "$EV_PYTHON" - <<'EOF'
+import hashlib
+def h(l):
+    return hashlib.blake2b(l.encode(), digest_size=32).hexdigest()
 def line(seq, time, event, prev, extra=""):
     return ('{"seq":%d,"time":"%s","device":"test-device","pid":7,"program":"test",'
             '"event":"%s","outcome":"ok"%s,"prev":"%s"}' % (seq, time, event, extra, prev * 64))
@@ -147,11 +150,14 @@ lines = [
     line(4, "2026-01-02T04:00:00.000000Z", "audit.checkpoint", "3", cp),
 ]
 open("fake/audit.log", "w").write("".join(l + "\n" for l in lines))
-open("fake/audit.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
+open("fake/audit.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % h(lines[1]))
+# The same head with a hash no line has: the line is not the head's.
+open("fake/other.log", "w").write("".join(l + "\n" for l in lines))
+open("fake/other.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
 # The same, its checkpoint line not well formed (no "key"): its time is not taken.
 lines[1] = line(2, "2026-01-02T03:04:05.123456Z", "audit.checkpoint", "1")
 open("fake/bad.log", "w").write("".join(l + "\n" for l in lines))
-open("fake/bad.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % ("4" * 64))
+open("fake/bad.log.head", "w").write('{"seq":2,"hash":"%s"}\n' % h(lines[1]))
 EOF
 cp "$EDGEVAULT_CONF" fake.conf
 printf '[audit]\nfile = %s/fake/audit.log\n' "$EV_TMP" >>fake.conf
@@ -177,6 +183,10 @@ cp "$EDGEVAULT_CONF" bad.conf
 printf '[audit]\nfile = %s/fake/bad.log\n' "$EV_TMP" >>bad.conf
 out_has "status takes no time from a checkpoint line that is not well formed" \
 	"^checkpoint: +seq 2 at \(time unknown\)$" "$EV_TOOL" --config bad.conf status
+cp "$EDGEVAULT_CONF" other.conf
+printf '[audit]\nfile = %s/fake/other.log\n' "$EV_TMP" >>other.conf
+out_has "status takes no time from a line whose hash is not the head's" \
+	"^checkpoint: +seq 2 at \(time unknown\)$" "$EV_TOOL" --config other.conf status
 rm fake/audit.log.head
 out_has "status without a head shows no checkpoint" "^checkpoint: +none$" \
 	"$EV_TOOL" --config fake.conf status
@@ -204,8 +214,29 @@ ok "metrics --out wrote the file and left no temporary file" sh -c \
 	"test -s textfile/edgevault.prom && [ \$(ls -A textfile | wc -l) -eq 1 ]"
 ok "metrics --out writes what stdout shows" sh -c \
 	"'$EV_TOOL' metrics | cmp - textfile/edgevault.prom"
+ok "metrics --out makes the file readable as 0644 under the umask" sh -c \
+	"[ \$(stat -c %a textfile/edgevault.prom) = \$(printf '%o' \$((0644 & ~\$(umask)))) ]"
+# Overlapping runs (a timer's) each write a temporary of their own: a
+# fixed name (here taken by a directory) would make them clobber or fail.
+mkdir textfile/.edgevault.prom.tmp
+ok "metrics --out, eight at once: all succeed, the file whole, no temporary left" sh -c \
+	"pids=; for i in 1 2 3 4 5 6 7 8; do
+		'$EV_TOOL' metrics --out textfile/edgevault.prom & pids=\"\$pids \$!\"
+	 done
+	 fail=0; for p in \$pids; do wait \$p || fail=1; done
+	 [ \$fail -eq 0 ] && '$EV_TOOL' metrics | cmp - textfile/edgevault.prom &&
+	 [ \$(ls -A textfile | wc -l) -eq 2 ]"
+rmdir textfile/.edgevault.prom.tmp
 fails "metrics --out to a missing directory fails" "cannot create" \
 	"$EV_TOOL" metrics --out nowhere/edgevault.prom
+ok "metrics has the signing key's last use, a time of this run" "$EV_PYTHON" -c '
+import re, sys, time
+for line in sys.stdin:
+    m = re.match(r"edgevault_key_last_use_timestamp_seconds\{(.*)\} (\S+)$", line)
+    if m and "handle=\"%s\"" % sys.argv[1] in m.group(1) and "operation=\"sign\"" in m.group(1):
+        assert abs(float(m.group(2)) - time.time()) < 600, line
+        sys.exit(0)
+sys.exit("no sample")' "$PRIV" <textfile/edgevault.prom
 
 # ---- node_exporter reads them ----
 if [ ! -x "$NODE_EXPORTER" ]; then
@@ -272,6 +303,24 @@ got = sorted((o[\"class\"], o[\"generation\"], o[\"state\"]) for o in z[\"object
 assert got == [(\"private\", 1, \"retired\"), (\"private\", 2, \"current\"),
                (\"public\", 1, \"retired\"), (\"public\", 2, \"current\")], got
 '"
+
+# ---- A destroyed key: its counts still shown, as destroyed ----
+run pkcs11-tool --module "$EV_MODULE" --token-label zone-one --login --pin "$USER_PIN" \
+	--delete-object --type secrkey --id 02
+out_has "status shows the destroyed key with its uses" \
+	"^  key $AES secret \"we\\\\\"ird\\\\\\\\key\\\\x0ax\" id 02 generation 1, destroyed: encrypt 2 \(last [0-9T:-]+Z\)$" \
+	"$EV_TOOL" status
+ok "status --json lists the destroyed key once, with its uses" sh -c \
+	"'$EV_TOOL' status --json | '$EV_PYTHON' -c '
+import json, sys
+(z,) = json.load(sys.stdin)[\"zones\"]
+got = [o for o in z[\"objects\"] if o[\"handle\"] == $AES]
+assert len(got) == 1 and got[0][\"state\"] == \"destroyed\", got
+assert got[0][\"uses\"][\"encrypt\"][\"count\"] == 2, got
+'"
+out_has "metrics keep the destroyed key's count" \
+	"^edgevault_key_operations_total\\{.*handle=\"$AES\",operation=\"encrypt\"\\} 2$" \
+	"$EV_TOOL" metrics
 
 # ---- A zone label that is not UTF-8 ----
 sqlite3 store/edgevault.db "UPDATE zones SET label = X'ff41$(printf '20%.0s' $(seq 30))' WHERE id = 1"

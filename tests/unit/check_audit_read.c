@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,6 +129,21 @@ add(const char *event, const char *outcome, int64_t zone, const char *label, con
 		json_object_object_add(obj, "generation", json_object_new_int64(1));
 		json_object_object_add(o, "object", obj);
 	}
+	next_prev(prev);
+	json_object_object_add(o, "prev", json_object_new_string(prev));
+	push(o);
+}
+
+/* Append the line the writer puts in place of lost events of kind event (src/audit_event.h). */
+static void
+add_lost(const char *event, int64_t zone)
+{
+	json_object *o = line_start(T.seq, event, "failed", zone), *d = json_object_new_object();
+	char prev[65];
+
+	json_object_object_add(o, "reason", json_object_new_string("audit lines lost: out of memory"));
+	json_object_object_add(d, "lost", json_object_new_int64(2));
+	json_object_object_add(o, "detail", d);
 	next_prev(prev);
 	json_object_object_add(o, "prev", json_object_new_string(prev));
 	push(o);
@@ -556,19 +572,33 @@ START_TEST(test_head_edited_checkpoint)
 }
 END_TEST
 
+/*
+ * The writer's audit.torn line after torn bytes (src/audit.c tail_sync):
+ * seq the given one, a reason, detail.bytes, prev the torn bytes' hash.
+ */
 static void
-torn_trail(void)
+add_torn_marker(int64_t seq)
 {
-	char prev[65];
-	json_object *o;
+	json_object *o = line_start(seq, EV_AUDIT_TORN, "failed", 0), *d = json_object_new_object();
+	char prev[65], why[96];
+	size_t n = strlen(T.lines[T.n - 1]);
 
-	add_n(5);
-	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
-	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
-	o = line_start(6, EV_AUDIT_TORN, "failed", 0);
+	snprintf(why, sizeof(why), "the end of the file (%zu bytes) is not a whole line", n);
+	json_object_object_add(o, "reason", json_object_new_string(why));
+	json_object_object_add(d, "bytes", json_object_new_int64((int64_t)n));
+	json_object_object_add(o, "detail", d);
 	next_prev(prev);
 	json_object_object_add(o, "prev", json_object_new_string(prev));
 	push(o);
+}
+
+static void
+torn_trail(void)
+{
+	add_n(5);
+	/* Line 6: a crash while writing seq 6; the writer goes on after it. */
+	add_raw("{\"seq\":6,\"time\":\"2026-11-24T10:00:06.000123Z\",\"dev");
+	add_torn_marker(6);
 	add_n(2);
 }
 
@@ -589,25 +619,35 @@ START_TEST(test_torn_recovered)
 }
 END_TEST
 
-/* The torn line's seq taken by the writer: audit.torn one further on. */
-START_TEST(test_torn_seq_taken)
+/*
+ * The writer's audit.torn takes the seq after the last whole line's (the
+ * torn line took none, src/audit.c tail_sync): one further on is a line
+ * deleted after the torn one, not a shape the writer makes.
+ */
+START_TEST(test_torn_seq_skipped)
 {
-	char prev[65];
-	json_object *o;
-	ev_audit_verdict v;
-
 	add_n(5);
 	add_raw("{\"seq\":6,\"ti");
-	o = line_start(7, EV_AUDIT_TORN, "failed", 0);
 	T.seq = 7;
-	next_prev(prev);
-	json_object_object_add(o, "prev", json_object_new_string(prev));
-	push(o);
+	add_torn_marker(7);
+	add_checkpoint();
+	assert_bad(0, 7, "line 7: seq is 7, expected 6");
+}
+END_TEST
+
+/* Torn bytes as the file's first line: the writer's audit.torn is seq 1. */
+START_TEST(test_torn_first_line)
+{
+	ev_audit_verdict v;
+
+	add_raw("{\"seq\":1,\"time\":\"2026");
+	add_torn_marker(1);
+	add_n(1);
 	add_checkpoint();
 	verify_as(0, &v);
 	ck_assert_msg(v.valid, "%s", v.why);
 	ck_assert_uint_eq(v.torn, 1);
-	ck_assert_int_eq(v.last_checkpoint_seq, 8);
+	ck_assert_int_eq(v.last_checkpoint_seq, 3);
 }
 END_TEST
 
@@ -637,6 +677,117 @@ START_TEST(test_torn_marker_mismatch)
 	add_checkpoint();
 	set_line(6, "{\"seq\":6,\"tx");
 	assert_bad(0, 6, "line 6: not valid JSON");
+}
+END_TEST
+
+static uint64_t
+file_size(const char *path)
+{
+	struct stat sb;
+
+	ck_assert_int_eq(stat(path, &sb), 0);
+	return (uint64_t)sb.st_size;
+}
+
+/* The stat of the file at path. */
+static void
+stat_of(const char *path, ev_audit_stat *st)
+{
+	ev_audit_reader *r = load(path);
+	char err[512] = "";
+
+	ck_assert_msg(ev_audit_reader_stat(r, st, err, sizeof(err)) == CKR_OK, "%s", err);
+	ck_assert_ptr_null(next_line(r));
+	ev_audit_reader_free(r);
+}
+
+/* status and metrics: lines counted, the head's line found scanning back, not all parsed. */
+START_TEST(test_stat)
+{
+	const int64_t cp_time = (BASE_TIME + 11) * 1000000 + 123;
+	ev_audit_stat st;
+	char *big;
+
+	standard_trail();
+	stat_of(write_trail(0), &st);
+	ck_assert_uint_eq(st.lines, 13);
+	ck_assert_uint_eq(st.size, file_size(path_of("audit.log")));
+	ck_assert_int_eq(st.head_seq, 11);
+	ck_assert_int_eq(st.head_time_us, cp_time);
+	/* After it: a line longer than a chunk (a problem, not ours), the last line unended. */
+	big = malloc(200001);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', 200000);
+	big[200000] = '\0';
+	add_raw(big);
+	free(big);
+	add_n(3);
+	stat_of(write_trail(1), &st);
+	ck_assert_uint_eq(st.lines, 16);
+	ck_assert_int_eq(st.head_time_us, cp_time);
+	/* The head's seq, but another line's hash: not found. */
+	write_head(11, 10);
+	stat_of(write_trail(0), &st);
+	ck_assert_uint_eq(st.lines, 17);
+	ck_assert_int_eq(st.head_seq, 11);
+	ck_assert_int_eq(st.head_time_us, 0);
+	/* The head's line, but line 11 is not a checkpoint (an edit): not found. */
+	write_head(11, 11);
+	edit_line(11, "audit.checkpoint", "audit.checkpoinT");
+	write_head(11, 11);
+	stat_of(write_trail(0), &st);
+	ck_assert_int_eq(st.head_time_us, 0);
+	/* No head. */
+	ck_assert_int_eq(unlink(path_of("audit.log.head")), 0);
+	stat_of(write_trail(0), &st);
+	ck_assert_int_eq(st.head_seq, 0);
+	ck_assert_uint_eq(st.lines, 17);
+	/* Empty. */
+	while (T.n > 0)
+		delete_line(T.n);
+	stat_of(write_trail(0), &st);
+	ck_assert_uint_eq(st.lines, 0);
+	ck_assert_uint_eq(st.size, 0);
+}
+END_TEST
+
+/* Opening path fails at once, and err holds s ("" for any). */
+static void
+assert_open_refused(const char *path, const char *s)
+{
+	ev_audit_reader *r = NULL;
+	char err[512] = "";
+
+	ck_assert_int_eq(ev_audit_reader_open(path, &r, err, sizeof(err)), CKR_DEVICE_ERROR);
+	ck_assert_ptr_null(r);
+	ck_assert_err_has(err, s);
+}
+
+/* A FIFO or a symlink at the file's or the head's name: refused at once, not waited on. */
+START_TEST(test_not_regular)
+{
+	char t[4096], head[4096], real[4096];
+
+	standard_trail();
+	snprintf(t, sizeof(t), "%s", write_trail(0));
+	snprintf(head, sizeof(head), "%s", path_of("audit.log.head"));
+	snprintf(real, sizeof(real), "%s", path_of("real.log"));
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(mkfifo(head, 0600), 0);
+	assert_open_refused(t, "audit.log.head: not a regular file");
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(symlink("audit.log", head), 0);
+	assert_open_refused(t, "audit.log.head: ");
+	ck_assert_int_eq(unlink(head), 0);
+	ck_assert_int_eq(rename(t, real), 0);
+	ck_assert_int_eq(mkfifo(t, 0600), 0);
+	assert_open_refused(t, "audit.log: not a regular file");
+	ck_assert_int_eq(unlink(t), 0);
+	ck_assert_int_eq(symlink("real.log", t), 0);
+	assert_open_refused(t, "audit.log: ");
+	ck_assert_int_eq(unlink(t), 0);
+	ck_assert_int_eq(rename(real, t), 0);
+	ev_audit_reader_free(load(t));
 }
 END_TEST
 
@@ -1033,6 +1184,13 @@ START_TEST(test_time_parse)
 	ck_assert_int_eq(ev_audit_time_parse("2028-02-29", &s, &e), 0);
 	ck_assert_int_eq(ev_audit_time_parse("2026-12-31T23:59:59.999999Z", &s, &e), 0);
 	ck_assert_int_eq(e, (int64_t)1798761600 * 1000000);
+	/* Digits at their places only (strptime() skips spaces, takes signs). */
+	ck_assert_int_eq(ev_audit_time_parse("2026-11- 4T10:00: 1Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11- 4", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse(" 026-11-24", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("+026-11-24", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T+1:00:00Z", &s, &e), -1);
+	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:0a:00Z", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("yesterday", &s, &e), -1);
 	ck_assert_int_eq(ev_audit_time_parse("", &s, &e), -1);
 }
@@ -1129,15 +1287,26 @@ START_TEST(test_filters)
 	f.nevents = 0;
 	/* Line N's time is BASE_TIME + N seconds (and 123 microseconds). */
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:05Z", &s, &e), 0);
+	f.has_since = 1;
 	f.since = s;
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:08.000123Z", &s, &e), 0);
+	f.has_until = 1;
 	f.until = e;
 	ck_assert_str_eq(matching(t, &f), "5,6,7,8");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-25", &s, &e), 0);
 	f.since = s;
+	f.has_until = 0;
+	ck_assert_str_eq(matching(t, &f), "");
+	/* A bound at the epoch (0) is a bound: before it, nothing. */
+	f.has_since = 0;
+	f.has_until = 1;
 	f.until = 0;
 	ck_assert_str_eq(matching(t, &f), "");
+	ck_assert_int_eq(ev_audit_time_parse("1969-12-31", &s, &e), 0);
+	f.until = e;
+	ck_assert_str_eq(matching(t, &f), "");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24", &s, &e), 0);
+	f.has_since = 1;
 	f.since = s;
 	f.until = e;
 	f.zone = 1;
@@ -1207,8 +1376,10 @@ START_TEST(test_summary)
 	ck_assert_ptr_null(s.zones);
 	/* A period: lines 9 to 12. */
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:09Z", &a, &b), 0);
+	f.has_since = 1;
 	f.since = a;
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:12.5Z", &a, &b), 0);
+	f.has_until = 1;
 	f.until = a;
 	summarize(t, &f, &s);
 	ck_assert_uint_eq(s.lines, 4);
@@ -1225,7 +1396,7 @@ START_TEST(test_summary)
 }
 END_TEST
 
-/* zone.reinitialised and pin.set are counted; whose trail it is (device, checkpoint key). */
+/* zone.reinitialised and pin.set are counted when ok, lost lines as failures; whose trail it is (device, checkpoint key). */
 START_TEST(test_summary_origin)
 {
 	ev_audit_filter f = {0};
@@ -1243,15 +1414,20 @@ START_TEST(test_summary_origin)
 	add(EV_AUDIT_ZONE_REINITIALISED, "ok", 1, NULL, NULL);
 	add(EV_AUDIT_ZONE_REINITIALISED, "refused", 1, NULL, NULL);
 	add(EV_AUDIT_PIN_SET, "ok", 2, NULL, NULL);
+	add(EV_AUDIT_PIN_SET, "failed", 1, NULL, NULL);
+	add_lost(EV_AUDIT_KEY_GENERATED, 1);
 	add_checkpoint();
 	add_raw("not a line");
 	summarize(write_trail(0), &f, &s);
-	ck_assert_uint_eq(s.lines, 6);
+	ck_assert_uint_eq(s.lines, 8);
 	ck_assert_uint_eq(s.skipped, 1);
 	ck_assert_uint_eq(s.nzones, 3);
+	/* Only what was done: refusals and failures are counted as such. */
 	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_PINS_SET], 1);
-	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_ZONES_REINITIALISED], 2);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_ZONES_REINITIALISED], 1);
 	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_REFUSALS], 1);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_KEYS_GENERATED], 0);
+	ck_assert_uint_eq(s.zones[1].n[EV_AUDIT_C_FAILURES], 2);
 	ck_assert_uint_eq(s.zones[2].n[EV_AUDIT_C_PINS_SET], 1);
 	ck_assert_uint_eq(s.zones[2].n[EV_AUDIT_C_ZONES_REINITIALISED], 0);
 	ck_assert_str_eq(s.device, "edge-0042");
@@ -1266,9 +1442,9 @@ START_TEST(test_summary_origin)
 	/* Another device's line, even outside the period. */
 	edit_line(1, "\"edge-0042\"", "\"edge-0043\"");
 	ck_assert_int_eq(ev_audit_time_parse("2026-11-24T10:00:02Z", &f.since, &f.until), 0);
-	f.until = 0;
+	f.has_since = 1;
 	summarize(write_trail(0), &f, &s);
-	ck_assert_uint_eq(s.lines, 5);
+	ck_assert_uint_eq(s.lines, 7);
 	ck_assert_str_eq(s.device, "edge-0043");
 	ck_assert_int_eq(s.several_devices, 1);
 	ck_assert_str_eq(s.first, "2026-11-24T10:00:02.000123Z");
@@ -1299,10 +1475,13 @@ main(void)
 	tcase_add_test(tc, test_last_line_cut_short);
 	tcase_add_test(tc, test_head_edited_checkpoint);
 	tcase_add_test(tc, test_torn_recovered);
-	tcase_add_test(tc, test_torn_seq_taken);
+	tcase_add_test(tc, test_torn_seq_skipped);
+	tcase_add_test(tc, test_torn_first_line);
 	tcase_add_test(tc, test_torn_not_covered);
 	tcase_add_test(tc, test_torn_without_marker);
 	tcase_add_test(tc, test_torn_marker_mismatch);
+	tcase_add_test(tc, test_stat);
+	tcase_add_test(tc, test_not_regular);
 	tcase_add_test(tc, test_bad_signature);
 	tcase_add_test(tc, test_signed_by_other_key);
 	tcase_add_test(tc, test_other_key_member);
