@@ -75,6 +75,8 @@ struct ev_audit {
 	const char *dropped_why;      /* the first one's cause (a string constant) */
 	work *work;		      /* the caller's, between file_lock() and file_unlock() */
 	int truncated; /* the file does not hold the head's checkpoint: logged, no checkpoints */
+	int64_t cp_failed_seq;	/* a checkpoint written at this seq whose head could not be */
+	int64_t cp_failed_time; /* and when: the next is due from there (0: none failed) */
 	ev_secret *sk; /* the checkpoint key (Ed25519, 64 bytes); NULL: none */
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
 };
@@ -949,9 +951,37 @@ checkpoint_write(ev_audit *a, char *buf)
 	if (len == 0 || line_append(a, buf, len) != 0)
 		return -1;
 	/* Whatever [audit] fsync says: the head never names a checkpoint that is not on disk. */
-	if (sync_file(a) != 0)
+	if (sync_file(a) != 0 || head_write(a, seq, a->hash) != 0) {
+		/*
+		 * The line is there and the head is not (or is older): the
+		 * next checkpoint is due counting from this one, not from the
+		 * head, or every line and every watcher tick would write one.
+		 */
+		a->cp_failed_seq = seq;
+		a->cp_failed_time = (int64_t)time(NULL);
 		return -1;
-	return head_write(a, seq, a->hash);
+	}
+	a->cp_failed_seq = 0;
+	a->cp_failed_time = 0;
+	return 0;
+}
+
+/*
+ * Whether a checkpoint is due after head h: checkpoint_lines lines since
+ * it, or checkpoint_interval seconds, both counted from a later checkpoint
+ * whose head could not be written when there is one. Under a->mu.
+ */
+static int
+checkpoint_due(const ev_audit *a, const head *h)
+{
+	int64_t seq = h->seq, t = h->time;
+
+	if (a->cp_failed_seq > seq) {
+		seq = a->cp_failed_seq;
+		t = a->cp_failed_time;
+	}
+	return a->seq - seq >= (int64_t)a->cp_lines ||
+	       (a->cp_interval > 0 && (int64_t)time(NULL) - t >= a->cp_interval);
 }
 
 /*
@@ -1109,8 +1139,7 @@ checkpoint_maybe(ev_audit *a, int force, char *buf)
 	}
 	if (h.seq == a->seq)
 		return 0;
-	if (!force && a->seq - h.seq < (int64_t)a->cp_lines &&
-	    (a->cp_interval == 0 || (int64_t)time(NULL) - h.time < a->cp_interval))
+	if (!force && !checkpoint_due(a, &h))
 		return 0;
 	/*
 	 * No head, but checkpoints in the file: the head was removed (or
@@ -1401,20 +1430,24 @@ ev_audit_checkpoint(ev_audit *a)
 void
 ev_audit_checkpoint_if_due(ev_audit *a)
 {
+	struct stat st;
 	work *w;
 	head h;
 	int may;
 
 	if (a == NULL || !a->enabled || a->cp_interval == 0)
 		return;
-	pthread_mutex_lock(&a->mu);
-	may = a->sk != NULL && !a->truncated && a->fd >= 0;
-	pthread_mutex_unlock(&a->mu);
-	/* The head (path and start time fixed at the open) is read without the locks first. */
-	if (!may)
-		return;
+	/*
+	 * First without the flock: not due, or nothing written since the
+	 * head (this process knows the tail, it is the head's line, and the
+	 * file has not grown since), is the idle device's every tick.
+	 */
 	head_read(a, &h);
-	if ((int64_t)time(NULL) - h.time < a->cp_interval)
+	pthread_mutex_lock(&a->mu);
+	may = a->sk != NULL && !a->truncated && a->fd >= 0 && checkpoint_due(a, &h) &&
+	      !(a->known && a->seq == h.seq && fstat(a->fd, &st) == 0 && st.st_size == a->size);
+	pthread_mutex_unlock(&a->mu);
+	if (!may)
 		return;
 	w = malloc(sizeof(*w));
 	if (w == NULL)

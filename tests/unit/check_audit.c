@@ -1193,6 +1193,40 @@ START_TEST(test_head_unwritable)
 }
 END_TEST
 
+/*
+ * The head cannot be replaced (its temporary name is taken), the old one
+ * stays: the failed checkpoint's line is in the file, and the next one is
+ * due counting from it, not from the old head (or every line would write
+ * one). Once the head can be written again, it names the new checkpoint.
+ */
+START_TEST(test_head_stale)
+{
+	char tmp[700];
+	lines l;
+	keyed k;
+
+	keyed_open(&k, "checkpoint_lines = 2\ncheckpoint_interval = 0");
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 3); /* 1, 2, checkpoint 3 and its head */
+	snprintf(tmp, sizeof(tmp), "%s.head.%ld.tmp", audit_file(), (long)getpid());
+	ck_assert_int_eq(mkdir(tmp, 0700), 0);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 6); /* 4, 5, checkpoint 6: its head failed */
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 7); /* one line since 6: not due */
+	ck_assert_int_eq(rmdir(tmp), 0);
+	emit_simple(k.a, EV_AUDIT_LOGIN, 1);
+	ck_assert_uint_eq(count_lines(), 9); /* two since 6: checkpoint 9, its head written */
+	lines_read(&l, audit_file());
+	chain_check(&l, 0, 1);
+	head_check(&l, 9);
+	free(l.buf);
+	keyed_close(&k);
+}
+END_TEST
+
 /* Symlinks at the file's name or the head's temporary name are not followed. */
 START_TEST(test_symlinks)
 {
@@ -1571,6 +1605,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_truncated_no_checkpoint);
 	tcase_add_test(tc, test_head_removed);
 	tcase_add_test(tc, test_head_unwritable);
+	tcase_add_test(tc, test_head_stale);
 	tcase_add_test(tc, test_cut_and_regrown);
 	tcase_add_test(tc, test_symlinks);
 	tcase_add_test(tc, test_lock_held);
