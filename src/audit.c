@@ -312,6 +312,28 @@ line_whole(int fd, off_t from, off_t to, int64_t prev_seq, const unsigned char p
 	return seq;
 }
 
+/*
+ * The seq of the last line of ours that ends before from (a line start),
+ * over torn lines without one (a crash while recovering from a crash):
+ * at most EV_AUDIT_TORN_RUN_MAX lines back. > 0; 0: none; -1: a read error.
+ */
+static int64_t
+seq_before(int fd, off_t from)
+{
+	for (int i = 0; i < EV_AUDIT_TORN_RUN_MAX && from > 0; i++) {
+		off_t nl = last_newline(fd, from - 1);
+		int64_t seq;
+
+		if (nl == -2)
+			return -1;
+		seq = line_seq(fd, nl + 1, from - 1);
+		if (seq > 0)
+			return seq;
+		from = nl + 1;
+	}
+	return 0;
+}
+
 /* What the end of the file holds. */
 typedef struct tail {
 	int64_t seq;		      /* of the last whole line of ours (0: none) */
@@ -325,8 +347,9 @@ typedef struct tail {
  * Read the tail of a file of size bytes. A last line that is not one of
  * ours (no integer "seq"), or does not end in '\n' and is not a whole
  * line of ours (line_whole()), is torn: t->hash is the hash of its bytes
- * and t->seq that of the line before it. A whole line without its '\n'
- * is not torn (t->need_nl only). 0, or -1 when the file cannot be read.
+ * and t->seq that of the line before it (torn too: of the last line of
+ * ours before, seq_before()). A whole line without its '\n' is not torn
+ * (t->need_nl only). 0, or -1 when the file cannot be read.
  */
 static int
 tail_read(int fd, off_t size, tail *t)
@@ -364,6 +387,14 @@ tail_read(int fd, off_t size, tail *t)
 		if (nl == -2 || hash_range(fd, nl + 1, start - 1, prev_hash) != 0)
 			return -1;
 		prev_seq = line_seq(fd, nl + 1, start - 1);
+		/*
+		 * Torn too: the writer's audit.torn line after it has the seq
+		 * after the last whole line's, and prev its hash (prev_hash).
+		 */
+		if (prev_seq == 0)
+			prev_seq = seq_before(fd, nl + 1);
+		if (prev_seq < 0)
+			return -1;
 	}
 	if (t->need_nl && (start == 0 || prev_seq > 0)) {
 		t->seq = line_whole(fd, start, end, prev_seq, prev_hash);

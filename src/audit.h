@@ -53,6 +53,8 @@ typedef struct ev_audit ev_audit;
 #define EV_AUDIT_LABEL_MAX 256  /* label bytes kept in a line ("label_cut": true beyond) */
 #define EV_AUDIT_ID_MAX 128     /* CKA_ID bytes kept in a line ("id_cut": true beyond) */
 #define EV_AUDIT_REASON_MAX 512 /* reason bytes kept in a line */
+/* Torn lines in a row (a crash while recovering from one) the writer looks back over and the reader accepts. */
+#define EV_AUDIT_TORN_RUN_MAX 8
 
 /* The reason of the line counting lines not written to the file (then the cause, in brackets). */
 #define EV_AUDIT_UNWRITTEN_REASON "audit lines not written to the file"

@@ -676,6 +676,7 @@ prev_newline(ev_audit_reader *r, uint64_t hi, struct window *w, uint64_t *at, ch
 static CK_RV
 find_head_line(ev_audit_reader *r, uint64_t lines, int64_t *time_us, char *err, size_t errlen)
 {
+	unsigned char line[EV_AUDIT_LINE_MAX];
 	struct window w = {0, 0};
 	uint64_t hi = r->size, start, at;
 	size_t no = (size_t)lines + 1; /* the line ending at hi: after the last '\n' */
@@ -688,11 +689,17 @@ find_head_line(ev_audit_reader *r, uint64_t lines, int64_t *time_us, char *err, 
 		if (rc < 0)
 			return CKR_DEVICE_ERROR;
 		start = rc > 0 ? at + 1 : 0;
-		/* Longer lines, or lines across chunks (longer than EV_AUDIT_LINE_MAX), are not it. */
-		if (hi > start && hi - start <= EV_AUDIT_LINE_MAX && start >= w.lo && hi <= w.hi) {
+		/* Longer lines (than EV_AUDIT_LINE_MAX) are not it. */
+		if (hi > start && hi - start <= EV_AUDIT_LINE_MAX) {
 			const unsigned char *p = r->chunk + (start - w.lo);
 			size_t len = (size_t)(hi - start);
 
+			/* Across two windows (the scan moved back to its start): read on its own. */
+			if (hi > w.hi) {
+				if (read_at(r, line, len, start, err, errlen) != 0)
+					return CKR_DEVICE_ERROR;
+				p = line;
+			}
 			seq = seq_prefix(p, len);
 			if (seq != 0 && seq < r->head.seq)
 				return CKR_OK; /* before it: not there */
@@ -818,31 +825,60 @@ struct verify_state {
 	size_t torn_no; /* the first torn line no checkpoint covers yet; 0: none */
 	size_t head_no; /* the line the head names, when reached */
 	size_t pend_no; /* a line with a problem, torn if the next is audit.torn after it */
+	size_t pend_last; /* the last of a run of them (a crash while recovering): pend_hash's */
 	unsigned char pend_hash[HASH_LEN];
 	char pend_problem[EV_AUDIT_WHY_MAX];
 };
 
-/* A problem line, pend_no, followed by l: torn (the writer's audit.torn after it), or bad. */
+/*
+ * Whether l, a problem line after a problem line, is the start of the
+ * audit.torn line the writer wrote after it, cut by a second crash: its
+ * bytes a prefix of {"seq":<the seq expected>, or starting with it.
+ */
+static int
+torn_again(const struct verify_state *st, const ev_audit_line *l)
+{
+	char want[48];
+	size_t n;
+
+	n = (size_t)snprintf(want, sizeof(want), "{\"seq\":%lld,", (long long)st->seq);
+	if (l->len < n)
+		n = l->len;
+	return l->ended && n > 0 && memcmp(l->text, want, n) == 0;
+}
+
+/*
+ * A problem line, pend_no (to pend_last), followed by l: torn (the
+ * writer's audit.torn after it), or bad. 0 (torn); 1: l is torn too, the
+ * run goes on; -1 bad.
+ */
 static int
 verify_pending(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v)
 {
 	char hex[2 * HASH_LEN + 1];
 
+	if (l != NULL && l->problem != NULL && l->no - st->pend_no < EV_AUDIT_TORN_RUN_MAX &&
+	    torn_again(st, l)) {
+		st->pend_last = l->no;
+		memcpy(st->pend_hash, l->hash, HASH_LEN);
+		return 1;
+	}
 	sodium_bin2hex(hex, sizeof(hex), st->pend_hash, HASH_LEN);
 	if (l == NULL || l->problem != NULL || strcmp(l->event, EV_AUDIT_TORN) != 0 ||
 	    strcmp(hex, l->prev) != 0) {
 		bad(v, st->pend_no, "%s", st->pend_problem);
 		return -1;
 	}
-	if (v->torn++ == 0)
+	if (v->torn == 0)
 		snprintf(v->warning, sizeof(v->warning),
 			 "line %zu: cut short by a crash while writing; the writer went on after "
 			 "it (line %zu: %s)",
-			 st->pend_no, st->pend_no + 1, EV_AUDIT_TORN);
+			 st->pend_no, st->pend_last + 1, EV_AUDIT_TORN);
+	v->torn += st->pend_last - st->pend_no + 1;
 	if (st->torn_no == 0)
 		st->torn_no = st->pend_no;
 	memcpy(st->prev, st->pend_hash, HASH_LEN);
-	st->prev_no = st->pend_no;
+	st->prev_no = st->pend_last;
 	st->pend_no = 0;
 	return 0;
 }
@@ -874,8 +910,12 @@ verify_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v
 {
 	char hex[2 * HASH_LEN + 1];
 
-	if (st->pend_no != 0 && verify_pending(st, l, v) != 0)
-		return -1;
+	if (st->pend_no != 0) {
+		int r = verify_pending(st, l, v);
+
+		if (r != 0)
+			return r < 0 ? -1 : 0;
+	}
 	if (!l->ended) {
 		bad(v, l->no,
 		    "line %zu: cut short, no line end (a write interrupted, or the file "
@@ -886,6 +926,7 @@ verify_line(struct verify_state *st, const ev_audit_line *l, ev_audit_verdict *v
 	if (l->problem != NULL) {
 		/* Bad, unless the next line is the writer's audit.torn after it. */
 		st->pend_no = l->no;
+		st->pend_last = l->no;
 		memcpy(st->pend_hash, l->hash, HASH_LEN);
 		snprintf(st->pend_problem, sizeof(st->pend_problem), "%s", l->problem);
 		return 0;

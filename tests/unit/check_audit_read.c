@@ -751,6 +751,38 @@ START_TEST(test_stat)
 }
 END_TEST
 
+/* The head's checkpoint line across a 64 KiB boundary from the end of the file: found. */
+START_TEST(test_stat_across_chunks)
+{
+	const int64_t cp_time = (BASE_TIME + 11) * 1000000 + 123;
+	size_t start = 0, size = 0, len, fill, i;
+	ev_audit_stat st;
+	char *big;
+
+	standard_trail();
+	for (i = 0; i < T.n; i++) {
+		if (i == 10)
+			start = size;
+		size += strlen(T.lines[i]) + 1;
+	}
+	len = strlen(T.lines[10]);
+	ck_assert_uint_ge(len, 16);
+	/* A line not of ours after it, so that the end less 64 KiB falls in line 11's middle. */
+	fill = start + len / 2 + 65536 - size - 1;
+	big = malloc(fill + 1);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', fill);
+	big[fill] = '\0';
+	add_raw(big);
+	free(big);
+	stat_of(write_trail(0), &st);
+	ck_assert_uint_eq(st.size, start + len / 2 + 65536);
+	ck_assert_uint_eq(st.lines, 14);
+	ck_assert_int_eq(st.head_seq, 11);
+	ck_assert_int_eq(st.head_time_us, cp_time);
+}
+END_TEST
+
 /* Opening path fails at once, and err holds s ("" for any). */
 static void
 assert_open_refused(const char *path, const char *s)
@@ -1481,6 +1513,7 @@ main(void)
 	tcase_add_test(tc, test_torn_without_marker);
 	tcase_add_test(tc, test_torn_marker_mismatch);
 	tcase_add_test(tc, test_stat);
+	tcase_add_test(tc, test_stat_across_chunks);
 	tcase_add_test(tc, test_not_regular);
 	tcase_add_test(tc, test_bad_signature);
 	tcase_add_test(tc, test_signed_by_other_key);

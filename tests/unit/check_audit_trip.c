@@ -294,21 +294,28 @@ crash_after_checkpoint(const char *left)
 	ev_audit_close(a);
 }
 
+/* Valid, with lines lines of which torn torn, and its checkpoints at seq 2 and 5. */
+static void
+verify_torn(size_t lines, size_t torn)
+{
+	ev_audit_verdict v;
+
+	verify(&v);
+	ck_assert_uint_eq(v.lines, lines);
+	ck_assert_uint_eq(v.torn, torn);
+	ck_assert_str_ne(v.warning, "");
+	ck_assert_uint_eq(v.checkpoints, 2);
+	ck_assert_int_eq(v.last_checkpoint_seq, 5);
+}
+
 /* A crash in the middle of a line: an audit.torn line, a warning once a checkpoint follows. */
 START_TEST(test_torn_mid_line)
 {
 	static const char part[] = "{\"seq\":3,\"time\":\"2026-11-24T10:";
-	ev_audit_verdict v;
 
 	/* The torn bytes, audit.torn (seq 3), seq 4, checkpoint (seq 5). */
 	crash_after_checkpoint(part);
-
-	verify(&v);
-	ck_assert_uint_eq(v.lines, 6);
-	ck_assert_uint_eq(v.torn, 1);
-	ck_assert_str_ne(v.warning, "");
-	ck_assert_uint_eq(v.checkpoints, 2);
-	ck_assert_int_eq(v.last_checkpoint_seq, 5);
+	verify_torn(6, 1);
 }
 END_TEST
 
@@ -395,6 +402,80 @@ START_TEST(test_torn_not_chained)
 }
 END_TEST
 
+/* The offset of the file's no-th '\n' (1-based). */
+static off_t
+newline_at(size_t no)
+{
+	FILE *f = fopen(audit_file(), "re");
+	off_t off = 0;
+	int c;
+
+	ck_assert_ptr_nonnull(f);
+	while ((c = getc(f)) != EOF) {
+		if (c == '\n' && --no == 0)
+			break;
+		off++;
+	}
+	ck_assert_int_ne(c, EOF);
+	fclose(f);
+	return off;
+}
+
+/*
+ * Torn bytes (line 3), then a crash while recovering from them: the
+ * writer's audit.torn line after them (line 4) cut to its first keep
+ * bytes (-1: all of them, only its '\n' lost); then a writer that finds
+ * that, writes a line and its checkpoint.
+ */
+static void
+crash_in_recovery(off_t keep)
+{
+	static const char part[] = "{\"seq\":3,\"time\":\"2026-11-24T10:";
+	ev_audit *a = writer(1);
+
+	emit_key(a, "one", 3, NULL, 0);
+	ev_audit_close(a); /* lines 1, 2 (checkpoint) */
+	append(part, strlen(part));
+	a = writer(0);
+	emit_key(a, "two", 3, NULL, 0); /* line 4: audit.torn (seq 3); line 5: seq 4 */
+	ev_audit_close(a);
+	ck_assert_int_eq(truncate(audit_file(), keep < 0 ? newline_at(4)
+						      : newline_at(3) + 1 + keep),
+			 0);
+	a = writer(1);
+	emit_key(a, "three", 5, NULL, 0);
+	ev_audit_close(a);
+}
+
+/*
+ * A crash that lost only the '\n' of the audit.torn line after torn
+ * bytes: the line counts (seq 3, after the checkpoint before the torn
+ * bytes), the chain goes on at seq 4.
+ */
+START_TEST(test_torn_recovery_newline_lost)
+{
+	crash_in_recovery(-1); /* line 5: seq 4, line 6: checkpoint (seq 5) */
+	verify_torn(6, 1);
+}
+END_TEST
+
+/*
+ * A crash in the middle of the audit.torn line after torn bytes: torn
+ * too, and a second audit.torn line (seq 3 again: the first took none).
+ */
+START_TEST(test_torn_recovery_cut)
+{
+	off_t keep[] = {1, 8, 30};
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		crash_in_recovery(keep[i]); /* line 5: audit.torn (seq 3), seq 4, checkpoint */
+		verify_torn(7, 2);
+		ck_assert_int_eq(unlink(audit_file()), 0);
+		ck_assert_int_eq(unlink(path_of("store/" EV_AUDIT_FILE ".head")), 0);
+	}
+}
+END_TEST
+
 static Suite *
 trip_suite(void)
 {
@@ -406,6 +487,8 @@ trip_suite(void)
 	tcase_add_test(tc, test_torn_mid_line);
 	tcase_add_test(tc, test_torn_before_newline);
 	tcase_add_test(tc, test_torn_not_chained);
+	tcase_add_test(tc, test_torn_recovery_newline_lost);
+	tcase_add_test(tc, test_torn_recovery_cut);
 	suite_add_tcase(s, tc);
 	return s;
 }
