@@ -34,33 +34,26 @@ shift $((OPTIND - 1))
 . "$(dirname "$0")/lib.sh"
 bench_paths "audit bench" "${1:-}"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ev-audit-bench-XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+bench_tmp audit-bench
 bench_softhsm_root
-
+bench_zone "$TMP" "$BENCH_SOFTHSM_ROOT"
 for a in on off; do
 	[ $a = on ] && enabled=true || enabled=false
-	printf '[store]\ndir = %s/store\n[device]\nid = bench\n[root]\nbackend = pkcs11\nmodule = %s\ntoken_label = root\npin_file = %s/root.pin\n[audit]\nenabled = %s\ncounters_flush = 1\n' \
-		"$TMP" "$EV_SOFTHSM" "$TMP" "$enabled" >"$TMP/$a.conf"
+	{
+		cat "$TMP/edgevault.conf"
+		printf '[audit]\nenabled = %s\ncounters_flush = 1\n' "$enabled"
+	} >"$TMP/$a.conf"
 done
-export EDGEVAULT_CONF="$TMP/on.conf"
-step "$TOOL" init
-step pkcs11-tool --module "$MODULE" --init-token --label bench --so-pin so-secret
-step pkcs11-tool --module "$MODULE" --token-label bench --login --login-type so \
-	--so-pin so-secret --init-pin --pin user-secret
 
 for threads in 1 2; do
 	r=1
 	while [ "$r" -le "$ROUNDS" ]; do
 		for a in on off; do
 			echo "== audit $a, $threads thread(s), round $r" >&2
-			EDGEVAULT_CONF="$TMP/$a.conf" "$BENCH" -t "$threads" -s "$SECONDS_" -o "$OPS" \
-				-l bench -p user-secret -j "$MODULE" >"$TMP/$a-$threads-$r.json" ||
-				{ cat "$TMP/$a-$threads-$r.json"; exit 1; }
+			out=$TMP/$a-$threads-$r.json
+			bench_measure "$out" env EDGEVAULT_CONF="$TMP/$a.conf" "$BENCH" \
+				-t "$threads" -s "$SECONDS_" -o "$OPS" -l bench -p user-secret -j \
+				"$MODULE" || { cat "$out" "$out.err"; exit 1; }
 		done
 		r=$((r + 1))
 	done
