@@ -195,6 +195,7 @@ env_setup(void)
 void
 env_teardown(void)
 {
+	env_kill_children();
 	if (env.f != NULL)
 		(void)env.f->C_Finalize(NULL);
 	env_root_tpm_stop();

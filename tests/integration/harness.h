@@ -33,7 +33,10 @@ extern struct ev_env env;
  */
 void env_setup(void);
 
-/* Finalize (if needed), unload, remove the directory. */
+/*
+ * Kill the test's recorded children (env_kill_children), finalize (if
+ * needed), unload, remove the directory.
+ */
 void env_teardown(void);
 
 /* Write the config with extra lines appended (for tests that change it). */

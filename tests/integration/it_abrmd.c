@@ -39,13 +39,6 @@ setup(void)
 	env_setup();
 }
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 /*
  * A child that makes a zone on the free slot (SO_PIN, USER_PIN) with the
  * key pair LABEL in it and signs with it: its first failure, the zone's
@@ -273,7 +266,7 @@ main(void)
 
 	/* This suite is about the root through tpm2-abrmd, whatever EV_ROOT says. */
 	setenv("EV_ROOT", "tpm2-abrmd", 1);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, env_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_zone_key_sign_restart);
 	tcase_add_test(tc, test_processes_at_once);

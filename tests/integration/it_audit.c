@@ -80,13 +80,6 @@ setup(void)
 	seen = 0;
 }
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 /* Reading the file. */
 
 struct lines {
@@ -1138,7 +1131,7 @@ main(void)
 	Suite *s = suite_create("audit");
 	TCase *tc = tcase_create("events");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, env_teardown);
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_zone_and_pins);
 	tcase_add_test(tc, test_login_and_lock);

@@ -290,20 +290,13 @@ START_TEST(test_disabled_and_versions)
 }
 END_TEST
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 int
 main(void)
 {
 	Suite *s = suite_create("audit_key");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_checked_fixture(tc, env_setup, teardown);
+	tcase_add_checked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_key_made_once);
 	tcase_add_test(tc, test_checkpoint_and_root_lines);

@@ -500,20 +500,13 @@ START_TEST(test_store_failing)
 }
 END_TEST
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 int
 main(void)
 {
 	Suite *s = suite_create("counters");
 	TCase *tc = tcase_create(env_root()); /* the root the suite runs on (EV_ROOT) */
 
-	tcase_add_checked_fixture(tc, env_setup, teardown);
+	tcase_add_checked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_counts_at_finalize);
 	tcase_add_test(tc, test_live_flush);

@@ -49,13 +49,6 @@ setup(void)
 	env_revocation_config(pk64, NULL);
 }
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 /* Lists and envelopes. */
 
 /* A list document (entries: the JSON members of the array, comma-separated). */
@@ -1435,7 +1428,7 @@ main(void)
 	TCase *tc = tcase_create("revocation");
 	TCase *te = tcase_create("events");
 
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, setup, env_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_key_list_revokes_in_every_process);
 	tcase_add_test(tc, test_key_list_narrowed_by_id_and_generation);
@@ -1450,7 +1443,7 @@ main(void)
 	tcase_add_test(tc, test_destroy_seen_by_other_process);
 	suite_add_tcase(s, tc);
 
-	tcase_add_checked_fixture(te, setup, teardown);
+	tcase_add_checked_fixture(te, setup, env_teardown);
 	tcase_set_timeout(te, 120);
 	tcase_add_test(te, test_event_arguments_and_none);
 	tcase_add_test(te, test_event_for_revocation_elsewhere);

@@ -218,13 +218,6 @@ setup(void)
 	conf(NULL);
 }
 
-static void
-teardown(void)
-{
-	env_kill_children();
-	env_teardown();
-}
-
 /* Evidence. */
 
 /* An attestation result document; zones: the members of the array ("1" or "1,2"). */
@@ -2957,7 +2950,7 @@ main(void)
 	TCase *tz = tcase_create("zone key");
 	TCase *to = tcase_create("policy and objects");
 
-	tcase_add_checked_fixture(ta, setup, teardown);
+	tcase_add_checked_fixture(ta, setup, env_teardown);
 	tcase_set_timeout(ta, 120);
 	tcase_add_test(ta, test_login_gate);
 	tcase_add_test(ta, test_refusal_rate_limit);
@@ -2965,7 +2958,7 @@ main(void)
 	tcase_add_test(ta, test_expiry_during_session);
 	suite_add_tcase(s, ta);
 
-	tcase_add_checked_fixture(tr, setup, teardown);
+	tcase_add_checked_fixture(tr, setup, env_teardown);
 	tcase_set_timeout(tr, 120);
 	tcase_add_test(tr, test_rotate_ec_pair);
 	tcase_add_test(tr, test_rotate_operation_under_way);
@@ -2983,7 +2976,7 @@ main(void)
 	tcase_add_test(tr, test_concurrent_rotation);
 	suite_add_tcase(s, tr);
 
-	tcase_add_checked_fixture(tz, setup, teardown);
+	tcase_add_checked_fixture(tz, setup, env_teardown);
 	tcase_set_timeout(tz, 120);
 	tcase_add_test(tz, test_zone_key_rotation);
 	tcase_add_test(tz, test_zone_key_rotation_while_in_use);
@@ -2991,7 +2984,7 @@ main(void)
 	tcase_add_test(tz, test_zone_key_rotation_killed);
 	suite_add_tcase(s, tz);
 
-	tcase_add_checked_fixture(to, setup, teardown);
+	tcase_add_checked_fixture(to, setup, env_teardown);
 	tcase_set_timeout(to, 120);
 	tcase_add_test(to, test_start_end_dates);
 	tcase_add_test(to, test_zone_policy);

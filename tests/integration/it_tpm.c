@@ -4,7 +4,6 @@
  * that another TPM cannot open, a malformed sealed blob, a TPM that cannot
  * be reached. Each test runs its own swtpm in its own directory.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,35 +48,11 @@ teardown(void)
 static CK_RV
 logged(CK_RV (*fn)(void *), void *arg, char **log)
 {
-	char path[512];
-	int fd, saved;
-	long n;
-	FILE *f;
 	CK_RV rv;
 
-	snprintf(path, sizeof(path), "%s/stderr.log", env.dir);
-	fflush(stderr);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	saved = dup(2);
-	ck_assert_int_ge(saved, 0);
-	ck_assert_int_ge(dup2(fd, 2), 0);
-	close(fd);
-	setenv("EDGEVAULT_DEBUG", "1", 1);
+	env_log_start();
 	rv = fn(arg);
-	unsetenv("EDGEVAULT_DEBUG");
-	fflush(stderr);
-	ck_assert_int_ge(dup2(saved, 2), 0);
-	close(saved);
-	f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	*log = calloc(1, (size_t)n + 1);
-	ck_assert_ptr_nonnull(*log);
-	ck_assert_uint_eq(fread(*log, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
+	*log = env_log_stop();
 	return rv;
 }
 
