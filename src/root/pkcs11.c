@@ -12,15 +12,25 @@
  * restarted, session closed by someone else): a call that answers as if
  * the session were gone reconnects once and retries once. After fork() the
  * child never touches the parent's sessions; it re-initialises the module.
+ *
+ * Connecting (the module's C_Initialize, the login, finding or creating
+ * the root key) runs under an exclusive flock on <store dir>/root.lock,
+ * shared by every process of the device: SoftHSMv2 rewrites its token
+ * file at each login, and a process that initialises the module meanwhile
+ * does not see the token at all; two processes that found no root key
+ * would each create one, and then neither could choose.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* strdup */
 #endif
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +45,7 @@
 #define SEAL_OVERHEAD (1 + GCM_IV_LEN + GCM_TAG_LEN)
 #define ROOT_KEY_LEN 32
 #define TOKEN_LABEL_LEN 32
+#define CONNECT_LOCK_WAIT_MS 10000 /* then connect without the lock, and say so */
 
 /*
  * Upstream modules this process initialised, shared by every ev_root on
@@ -65,6 +76,7 @@ struct p11_root {
 	char *key_label;
 	char *pin_file;
 	char *pin_env;
+	char *lock_path; /* <store dir>/root.lock; NULL: no store dir configured */
 	CK_SESSION_HANDLE sess;
 	int have_sess;
 	CK_OBJECT_HANDLE key;
@@ -368,8 +380,10 @@ out:
 /*
  * The upstream token, looked for again for a moment when it is missing:
  * SoftHSMv2's file store rewrites a token's file in place at each login,
- * and another process reading it meanwhile sees no token (or one without
- * its label) for a few milliseconds.
+ * and a process reading it meanwhile sees no token (or one without its
+ * label). Our own processes do not (connect_lock()), but softhsm2-util or
+ * another program may. SoftHSMv2 reads its tokens at C_Initialize only:
+ * when this root is the module's only user here, it is initialised again.
  */
 static CK_RV
 find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
@@ -384,6 +398,13 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 		if (rv == CKR_OK || !missing || tries == 9)
 			return rv;
 		nanosleep(&pause, NULL);
+		pthread_mutex_lock(&up_lock);
+		if (r->up->owned && r->up->refs == 1 && r->up->pid == getpid()) {
+			(void)r->f->C_Finalize(NULL);
+			if (up_initialize(r->up) != CKR_OK)
+				r->up->pid = 0; /* the next use tries again */
+		}
+		pthread_mutex_unlock(&up_lock);
 	}
 }
 
@@ -574,6 +595,44 @@ drop_session(struct p11_root *r)
 	r->key = CK_INVALID_HANDLE;
 }
 
+/*
+ * Take the device's connect lock: an exclusive flock on lock_path, waited
+ * for at most CONNECT_LOCK_WAIT_MS. The descriptor to give connect_unlock(),
+ * or -1 when there is none (no store dir, or the file cannot be opened or
+ * locked in time: connecting goes on without it, as before the lock).
+ */
+static int
+connect_lock(struct p11_root *r)
+{
+	const struct timespec pause = { 0, 5 * 1000 * 1000 };
+	int fd, waited;
+
+	if (r->lock_path == NULL)
+		return -1;
+	fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		ev_warn("cannot open %s (%m); connecting to the root without it", r->lock_path);
+		return -1;
+	}
+	for (waited = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited += 5) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= CONNECT_LOCK_WAIT_MS) {
+			ev_warn("cannot lock %s (%s); connecting to the root without it",
+				r->lock_path, errno == EWOULDBLOCK ? "held too long" : strerror(errno));
+			(void)close(fd);
+			return -1;
+		}
+		nanosleep(&pause, NULL);
+	}
+	return fd;
+}
+
+static void
+connect_unlock(int fd)
+{
+	if (fd >= 0)
+		(void)close(fd); /* releases the flock */
+}
+
 /* Find the token, open a session, log in, find (or create) the key. */
 static CK_RV
 connect_token(struct p11_root *r, unsigned flags, char *err, size_t errlen)
@@ -616,7 +675,10 @@ reconnect(struct p11_root *r, CK_RV why)
 	char err[256] = "";
 	CK_RV rv = CKR_OK;
 
+	int lock;
+
 	drop_session(r);
+	lock = connect_lock(r);
 	pthread_mutex_lock(&up_lock);
 	if (r->forked || r->up->pid != getpid())
 		rv = up_make_current(r->up);
@@ -624,11 +686,13 @@ reconnect(struct p11_root *r, CK_RV why)
 		rv = up_initialize(r->up); /* finalized under us by someone else */
 	pthread_mutex_unlock(&up_lock);
 	if (rv != CKR_OK) {
+		connect_unlock(lock);
 		ev_error("cannot re-initialise upstream module %s: %s", r->module, RVNAME(rv));
 		return map_rv(rv);
 	}
 	r->forked = 0;
 	rv = connect_token(r, 0, err, sizeof(err));
+	connect_unlock(lock);
 	if (rv != CKR_OK)
 		ev_error("reconnecting to the root failed: %s", err);
 	return rv;
@@ -929,6 +993,7 @@ p11_free(ev_root *base)
 	free(r->key_label);
 	free(r->pin_file);
 	free(r->pin_env);
+	free(r->lock_path);
 	ev_secret_free(r->pin_memo);
 	free(r);
 }
@@ -956,6 +1021,7 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 	struct p11_root *r = NULL;
 	const char *key_label;
 	CK_RV rv;
+	int lock;
 
 	if (out == NULL || cfg == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -1001,14 +1067,20 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 	    dup_opt(&r->pin_file, cfg->root_pin_file) != 0 ||
 	    dup_opt(&r->pin_env, cfg->root_pin_env) != 0)
 		goto out;
+	if (cfg->store_dir != NULL && asprintf(&r->lock_path, "%s/root.lock", cfg->store_dir) < 0) {
+		r->lock_path = NULL;
+		goto out;
+	}
 
 	r->f = ev_p11kit_load(r->module, err, errlen);
 	if (r->f == NULL) {
 		rv = CKR_DEVICE_ERROR;
 		goto out;
 	}
+	lock = connect_lock(r);
 	rv = up_acquire(r->f, &r->up);
 	if (rv != CKR_OK) {
+		connect_unlock(lock);
 		ev_errf(err, errlen, "upstream module %s: C_Initialize failed: %s", r->module,
 			RVNAME(rv));
 		rv = map_rv(rv) == CKR_HOST_MEMORY ? rv : CKR_DEVICE_ERROR;
@@ -1016,6 +1088,7 @@ ev_root_pkcs11_open(const ev_config *cfg, unsigned flags, ev_root **out, char *e
 	}
 	r->pid = getpid();
 	rv = connect_token(r, flags, err, errlen);
+	connect_unlock(lock);
 	if (rv != CKR_OK)
 		goto out;
 	*out = &r->base;

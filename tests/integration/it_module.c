@@ -1136,6 +1136,86 @@ START_TEST(test_threads_login_sign_close)
 }
 END_TEST
 
+#define RACERS 6
+
+/* A child: wait for the start, C_Initialize, C_Finalize. */
+static void
+kid_first_use(int rd, int wr, void *arg)
+{
+	CK_RV rv;
+
+	(void)arg;
+	(void)take(rd);
+	rv = kid_init();
+	if (rv == CKR_OK)
+		rv = env.f->C_Finalize(NULL);
+	put(wr, rv);
+}
+
+/* A child: wait for the start, C_Initialize, log in, sign with "race", C_Finalize. */
+static void
+kid_first_sign(int rd, int wr, void *arg)
+{
+	const CK_SLOT_ID *slot = arg;
+	CK_SESSION_HANDLE h;
+	CK_BYTE sig[128];
+	CK_ULONG len = sizeof(sig);
+	CK_RV rv;
+
+	(void)take(rd);
+	rv = kid_init();
+	if (rv == CKR_OK)
+		rv = kid_session(*slot, 0, &h);
+	if (rv == CKR_OK)
+		rv = kid_sign_label(h, "race", "msg", sig, &len);
+	if (rv == CKR_OK)
+		rv = env.f->C_Finalize(NULL);
+	put(wr, rv);
+}
+
+/* Start RACERS children running fn at the same moment; each must answer CKR_OK. */
+static void
+race(kid_fn *fn, void *arg, const char *what)
+{
+	struct kid k[RACERS];
+	int i;
+
+	for (i = 0; i < RACERS; i++)
+		kid_start(&k[i], fn, arg);
+	for (i = 0; i < RACERS; i++)
+		kid_put(&k[i], 1);
+	for (i = 0; i < RACERS; i++)
+		kid_expect(&k[i], CKR_OK, what);
+	for (i = 0; i < RACERS; i++)
+		kid_done(&k[i]);
+}
+
+/*
+ * Processes that start at once on one SoftHSMv2 root: on a new device
+ * they make one root key between them (not one each, which would leave
+ * the device unable to choose), and processes logging in to the upstream
+ * token do not hide it from one initialising the upstream module.
+ */
+START_TEST(test_processes_connect_at_once)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+	int round;
+
+	race(kid_first_use, NULL, "first use of a new device");
+	/* One root key: with two, the root cannot be opened and no zone made. */
+	env_init();
+	slot = env_new_zone("race");
+	h = env_session(slot, 1, 1);
+	env_gen_ec(h, CKM_EC_KEY_PAIR_GEN, env_p256, sizeof(env_p256), "race", CK_TRUE, &pub,
+	    &priv);
+	for (round = 0; round < 3; round++)
+		race(kid_first_sign, &slot, "sign in a new process");
+	sign_and_check(h, priv, pub, CKM_ECDSA_SHA256, EVP_sha256(), 1, 64);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1168,6 +1248,8 @@ main(void)
 	tcase_add_test(tc, test_logout_drops_private_session_objects);
 	tcase_add_test(tc, test_always_authenticate);
 	tcase_add_test(tc, test_threads_login_sign_close);
+	if (env_root_is("pkcs11"))
+		tcase_add_test(tc, test_processes_connect_at_once);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }
