@@ -42,9 +42,31 @@ ev_session_so(const ev_session *s)
 	return s->token->login == CKU_SO;
 }
 
-void
-ev_active_end(ev_active *a)
+static void
+drop_spare(ev_active *a)
 {
+	ev_op_free(a->spare);
+	a->spare = NULL;
+	ev_key_free(a->spare_mat);
+	a->spare_mat = NULL;
+}
+
+/*
+ * End the operation. keep: its contexts become the spare when they can
+ * serve again; else the spare goes too.
+ */
+static void
+active_close(ev_active *a, int keep)
+{
+	if (!keep) {
+		drop_spare(a);
+	} else if (a->op != NULL && a->mat != NULL && ev_op_park(a->op)) {
+		drop_spare(a);
+		a->spare = a->op;
+		a->op = NULL; /* transferred */
+		a->spare_mat = a->mat;
+		a->mat = NULL; /* transferred */
+	}
 	ev_op_free(a->op);
 	a->op = NULL;
 	ev_key_free(a->mat);
@@ -53,6 +75,12 @@ ev_active_end(ev_active *a)
 	a->key = NULL;
 	a->need_login = 0;
 	a->dead = CKR_OK;
+}
+
+void
+ev_active_end(ev_active *a)
+{
+	active_close(a, 0);
 }
 
 static void
@@ -395,6 +423,8 @@ end_dead(ev_session *s)
 	size_t i;
 
 	for (i = 0; i < EV_ARRAY_SIZE(all); i++) {
+		/* Kept contexts go whatever their key: they hold material, and this is rare. */
+		drop_spare(all[i]);
 		if (all[i]->key != NULL && atomic_load(&all[i]->key->destroyed)) {
 			ev_active_end(all[i]);
 			all[i]->dead = CKR_KEY_HANDLE_INVALID;
@@ -593,6 +623,24 @@ usage_attr(ev_op_kind kind)
 	}
 }
 
+/* The spare re-initialised for the same material and mechanism, or NULL (and none kept). */
+static ev_op *
+take_spare(ev_active *a, ev_op_kind kind, const CK_MECHANISM *mech, const ev_key *key)
+{
+	ev_op *op = a->spare;
+
+	if (op == NULL)
+		return NULL;
+	if (key == NULL || a->spare_mat != key || ev_op_reuse(op, kind, mech, key) != CKR_OK) {
+		drop_spare(a);
+		return NULL;
+	}
+	a->spare = NULL; /* transferred; key, the caller's reference, now backs it */
+	ev_key_free(a->spare_mat);
+	a->spare_mat = NULL;
+	return op;
+}
+
 CK_RV
 ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_OBJECT_HANDLE hkey)
 {
@@ -633,9 +681,12 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 		need_login = (kind == EV_OP_SIGN || kind == EV_OP_DECRYPT) &&
 		    o->cls == CKO_PRIVATE_KEY && ev_object_is_true(o, CKA_ALWAYS_AUTHENTICATE, 0);
 	}
-	rv = ev_op_new(kind, mech, key, &op);
-	if (rv != CKR_OK)
-		goto out;
+	op = take_spare(a, kind, mech, key);
+	if (op == NULL) {
+		rv = ev_op_new(kind, mech, key, &op);
+		if (rv != CKR_OK)
+			goto out;
+	}
 	a->op = op;
 	a->key = o;
 	o = NULL; /* transferred */
@@ -772,7 +823,7 @@ data_call_body(CK_SESSION_HANDLE h, ev_op_kind kind, ev_step step, const CK_BYTE
 	if (rv == CKR_OK && step != EV_STEP_UPDATE && !ev_op_active(a->op) && a->key != NULL)
 		ev_object_count(a->key, use_of(kind));
 	if (!ev_op_active(a->op))
-		ev_active_end(a);
+		active_close(a, 1);
 out:
 	ev_session_release(s);
 	return rv;
@@ -833,7 +884,7 @@ verify_call_body(CK_SESSION_HANDLE h, ev_step step, const CK_BYTE *data, CK_ULON
 	    s->verify.key != NULL)
 		ev_object_count(s->verify.key, EV_USE_VERIFY);
 	if (!ev_op_active(s->verify.op))
-		ev_active_end(&s->verify);
+		active_close(&s->verify, 1);
 out:
 	ev_session_release(s);
 	return rv;

@@ -21,13 +21,25 @@
 
 struct ev_object;
 
-/* One active cryptographic operation and the key object it holds. */
+/*
+ * One active cryptographic operation and the key object it holds.
+ *
+ * The last ended operation of the kind is kept (spare, ev_op_park()) with
+ * a reference to its material, so the next C_*Init with the same key
+ * material and mechanism re-initialises its OpenSSL contexts instead of
+ * making and keying new ones (ev_op_reuse()). Every check of an init is
+ * made again first; only the set-up is saved. The spare goes with
+ * ev_active_end(): C_CloseSession, C_Logout, revocation and destruction
+ * (ev_session_end_dead_ops()), so no material outlives what ends its use.
+ */
 typedef struct ev_active {
 	ev_op *op;
 	struct ev_object *key; /* a reference; NULL for digests */
 	ev_key *mat;           /* a reference to the key's material, which op borrows */
 	int need_login;        /* CKA_ALWAYS_AUTHENTICATE: no data call before C_Login(CKU_CONTEXT_SPECIFIC) */
 	CK_RV dead;            /* ended because its key was revoked, destroyed or retired: the next call's answer */
+	ev_op *spare;          /* a parked op, or NULL */
+	ev_key *spare_mat;     /* the reference spare borrows its key from */
 } ev_active;
 
 typedef struct ev_session {
@@ -70,7 +82,7 @@ int ev_session_rw(const ev_session *s);
 int ev_session_user(const ev_session *s); /* the normal user is logged in */
 int ev_session_so(const ev_session *s);
 
-/* End one operation (frees op and drops the key references). */
+/* End one operation (frees op and the spare, drops the key references). */
 void ev_active_end(ev_active *a);
 
 /*

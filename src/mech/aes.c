@@ -126,6 +126,54 @@ gcm_params(ev_op *op, const CK_MECHANISM *mech, const CK_BYTE **iv, size_t *ivle
 	return CKR_OK;
 }
 
+/* The mechanism parameter of a mode: its IV and, for GCM, its AAD. */
+static CK_RV
+aes_params(ev_op *op, const CK_MECHANISM *mech, const CK_BYTE **iv, size_t *ivlen,
+	   const CK_BYTE **aad, size_t *aadlen)
+{
+	int variant = op->mech->variant;
+
+	switch (variant) {
+	case EV_AES_ECB:
+		if (mech->ulParameterLen != 0)
+			return CKR_MECHANISM_PARAM_INVALID;
+		return CKR_OK;
+	case EV_AES_CBC:
+	case EV_AES_CBC_PAD:
+		if (mech->pParameter == NULL || mech->ulParameterLen != AES_BLOCK)
+			return CKR_MECHANISM_PARAM_INVALID;
+		*iv = mech->pParameter;
+		return CKR_OK;
+	case EV_AES_CTR:
+		return ctr_params(op, mech, iv);
+	case EV_AES_GCM:
+		return gcm_params(op, mech, iv, ivlen, aad, aadlen);
+	case EV_AES_KW:
+	case EV_AES_KW_PAD:
+	case EV_AES_KWP:
+		/* An optional alternative initial value; NULL: the RFC's. */
+		*ivlen = variant == EV_AES_KWP ? KWP_IV_LEN : KW_IV_LEN;
+		if (mech->pParameter == NULL && mech->ulParameterLen == 0)
+			return CKR_OK;
+		if (mech->pParameter == NULL || mech->ulParameterLen != *ivlen)
+			return CKR_MECHANISM_PARAM_INVALID;
+		*iv = mech->pParameter;
+		return CKR_OK;
+	}
+	return CKR_MECHANISM_INVALID;
+}
+
+/* GCM: the additional data goes in before any text. */
+static CK_RV
+gcm_aad(ev_op *op, const CK_BYTE *aad, size_t aadlen)
+{
+	int outl;
+
+	if (aadlen > 0 && !EVP_CipherUpdate(op->cctx, NULL, &outl, aad, (int)aadlen))
+		return CKR_FUNCTION_FAILED;
+	return CKR_OK;
+}
+
 static CK_RV
 aes_init(ev_op *op, const CK_MECHANISM *mech)
 {
@@ -135,46 +183,13 @@ aes_init(ev_op *op, const CK_MECHANISM *mech)
 	size_t ivlen = 0, aadlen = 0;
 	const EVP_CIPHER *cipher;
 	OSSL_PARAM params[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
-	int outl;
 	CK_RV rv;
 
 	if (op->kind != EV_OP_ENCRYPT && op->kind != EV_OP_DECRYPT)
 		return CKR_MECHANISM_INVALID;
-	switch (variant) {
-	case EV_AES_ECB:
-		if (mech->ulParameterLen != 0)
-			return CKR_MECHANISM_PARAM_INVALID;
-		break;
-	case EV_AES_CBC:
-	case EV_AES_CBC_PAD:
-		if (mech->pParameter == NULL || mech->ulParameterLen != AES_BLOCK)
-			return CKR_MECHANISM_PARAM_INVALID;
-		iv = mech->pParameter;
-		break;
-	case EV_AES_CTR:
-		rv = ctr_params(op, mech, &iv);
-		if (rv != CKR_OK)
-			return rv;
-		break;
-	case EV_AES_GCM:
-		rv = gcm_params(op, mech, &iv, &ivlen, &aad, &aadlen);
-		if (rv != CKR_OK)
-			return rv;
-		break;
-	case EV_AES_KW:
-	case EV_AES_KW_PAD:
-	case EV_AES_KWP:
-		/* An optional alternative initial value; NULL: the RFC's. */
-		ivlen = variant == EV_AES_KWP ? KWP_IV_LEN : KW_IV_LEN;
-		if (mech->pParameter == NULL && mech->ulParameterLen == 0)
-			break;
-		if (mech->pParameter == NULL || mech->ulParameterLen != ivlen)
-			return CKR_MECHANISM_PARAM_INVALID;
-		iv = mech->pParameter;
-		break;
-	default:
-		return CKR_MECHANISM_INVALID;
-	}
+	rv = aes_params(op, mech, &iv, &ivlen, &aad, &aadlen);
+	if (rv != CKR_OK)
+		return rv;
 	if (is_wrap(variant))
 		op->buffered = 1; /* the wrap ciphers are one-shot */
 
@@ -186,18 +201,47 @@ aes_init(ev_op *op, const CK_MECHANISM *mech)
 		return CKR_HOST_MEMORY;
 	if (is_wrap(variant))
 		EVP_CIPHER_CTX_set_flags(op->cctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-	if (variant == EV_AES_GCM)
+	if (variant == EV_AES_GCM) {
 		params[0] = OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen);
+		op->u.gcm.ivlen = ivlen;
+	}
 	if (!EVP_CipherInit_ex2(op->cctx, cipher, NULL, NULL, enc, params))
 		return CKR_FUNCTION_FAILED;
 	if (!EVP_CipherInit_ex2(op->cctx, NULL, key->data, iv, enc, NULL))
 		return CKR_FUNCTION_FAILED;
 	if (!EVP_CIPHER_CTX_set_padding(op->cctx, variant == EV_AES_CBC_PAD))
 		return CKR_FUNCTION_FAILED;
-	if (variant == EV_AES_GCM && aadlen > 0 &&
-	    !EVP_CipherUpdate(op->cctx, NULL, &outl, aad, (int)aadlen))
+	return variant == EV_AES_GCM ? gcm_aad(op, aad, aadlen) : CKR_OK;
+}
+
+/*
+ * The same key again: the context keeps its key schedule and takes only
+ * the new IV (ECB: none), which also empties OpenSSL's partial block. The
+ * wrap modes, one call each and rare, start afresh.
+ */
+static CK_RV
+aes_reinit(ev_op *op, const CK_MECHANISM *mech)
+{
+	int variant = op->mech->variant, enc = op->kind == EV_OP_ENCRYPT;
+	const CK_BYTE *iv = NULL, *aad = NULL;
+	size_t ivlen = 0, aadlen = 0;
+	OSSL_PARAM params[2] = {OSSL_PARAM_END, OSSL_PARAM_END};
+	CK_RV rv;
+
+	if (is_wrap(variant))
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	rv = aes_params(op, mech, &iv, &ivlen, &aad, &aadlen);
+	if (rv != CKR_OK)
+		return rv;
+	if (variant == EV_AES_GCM && ivlen != op->u.gcm.ivlen) {
+		params[0] = OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen);
+		if (!EVP_CIPHER_CTX_set_params(op->cctx, params))
+			return CKR_FUNCTION_FAILED;
+		op->u.gcm.ivlen = ivlen;
+	}
+	if (!EVP_CipherInit_ex2(op->cctx, NULL, NULL, iv, enc, NULL))
 		return CKR_FUNCTION_FAILED;
-	return CKR_OK;
+	return variant == EV_AES_GCM ? gcm_aad(op, aad, aadlen) : CKR_OK;
 }
 
 /* Output of ECB/CBC/CBC_PAD updates after total input bytes: what OpenSSL releases. */
@@ -551,6 +595,7 @@ aes_final(ev_op *op, CK_BYTE *out, CK_ULONG *outlen)
 
 const ev_mech_ops ev_aes_ops = {
     .init = aes_init,
+    .reinit = aes_reinit,
     .out_len = aes_out_len,
     .oneshot = aes_oneshot,
     .update = aes_update,

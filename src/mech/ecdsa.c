@@ -48,11 +48,22 @@ ecdsa_init(ev_op *op, const CK_MECHANISM *mech)
 	op->mdctx = EVP_MD_CTX_new();
 	if (op->mdctx == NULL)
 		return CKR_HOST_MEMORY;
-	if (op->kind == EV_OP_SIGN)
-		ok = EVP_DigestSignInit(op->mdctx, NULL, op->md, NULL, pkey);
-	else
-		ok = EVP_DigestVerifyInit(op->mdctx, NULL, op->md, NULL, pkey);
-	return ok > 0 ? CKR_OK : CKR_FUNCTION_FAILED;
+	return ev_op_digest_sign_init(op, op->md, pkey, NULL);
+}
+
+/*
+ * The same key again. CKM_ECDSA: a context initialised for signing or
+ * verifying signs or verifies any number of times; the hashing forms
+ * re-initialise the digest context OpenSSL keeps (NULL key).
+ */
+static CK_RV
+ecdsa_reinit(ev_op *op, const CK_MECHANISM *mech)
+{
+	if (mech->ulParameterLen != 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (op->mdctx == NULL)
+		return op->pctx != NULL ? CKR_OK : CKR_FUNCTION_FAILED;
+	return ev_op_digest_sign_init(op, op->md, NULL, NULL);
 }
 
 /* DER ECDSA-Sig-Value to r || s of op->outsize bytes. */
@@ -192,6 +203,7 @@ ecdsa_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 
 const ev_mech_ops ev_ecdsa_ops = {
     .init = ecdsa_init,
+    .reinit = ecdsa_reinit,
     .oneshot = ecdsa_oneshot,
     .update = ecdsa_update,
     .final = ecdsa_final,

@@ -27,7 +27,6 @@ static CK_RV
 eddsa_init(ev_op *op, const CK_MECHANISM *mech)
 {
 	CK_RV rv;
-	int ok;
 
 	rv = eddsa_params_ok(mech);
 	if (rv != CKR_OK)
@@ -39,11 +38,16 @@ eddsa_init(ev_op *op, const CK_MECHANISM *mech)
 	op->mdctx = EVP_MD_CTX_new();
 	if (op->mdctx == NULL)
 		return CKR_HOST_MEMORY;
-	if (op->kind == EV_OP_SIGN)
-		ok = EVP_DigestSignInit(op->mdctx, NULL, NULL, NULL, op->key->pkey);
-	else
-		ok = EVP_DigestVerifyInit(op->mdctx, NULL, NULL, NULL, op->key->pkey);
-	return ok > 0 ? CKR_OK : CKR_FUNCTION_FAILED;
+	return ev_op_digest_sign_init(op, NULL, op->key->pkey, NULL);
+}
+
+/* The same key again: OpenSSL re-initialises the context it has (NULL key). */
+static CK_RV
+eddsa_reinit(ev_op *op, const CK_MECHANISM *mech)
+{
+	CK_RV rv = eddsa_params_ok(mech);
+
+	return rv != CKR_OK ? rv : ev_op_digest_sign_init(op, NULL, NULL, NULL);
 }
 
 static CK_RV
@@ -69,6 +73,7 @@ eddsa_verify(ev_op *op, const CK_BYTE *in, CK_ULONG inlen, const CK_BYTE *sig, C
 
 const ev_mech_ops ev_eddsa_ops = {
     .init = eddsa_init,
+    .reinit = eddsa_reinit,
     .oneshot = eddsa_oneshot,
     .verify = eddsa_verify,
 };

@@ -1,6 +1,7 @@
 /*
  * CKM_SHA256_HMAC, CKM_SHA384_HMAC, CKM_SHA512_HMAC over EVP_MAC. The MAC
- * is keyed once at init; verification compares in constant time.
+ * is keyed once at init, and re-initialised without the key when a session
+ * uses the same key again; verification compares in constant time.
  */
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -33,6 +34,15 @@ hmac_init(ev_op *op, const CK_MECHANISM *mech)
 	if (!EVP_MAC_init(op->macctx, key->data, key->len, params))
 		return CKR_FUNCTION_FAILED;
 	return CKR_OK;
+}
+
+/* The same key again: the keyed pads are kept, only the state is reset. */
+static CK_RV
+hmac_reinit(ev_op *op, const CK_MECHANISM *mech)
+{
+	if (mech->ulParameterLen != 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	return EVP_MAC_init(op->macctx, NULL, 0, NULL) ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
 static CK_RV
@@ -99,6 +109,7 @@ hmac_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 
 const ev_mech_ops ev_hmac_ops = {
     .init = hmac_init,
+    .reinit = hmac_reinit,
     .oneshot = hmac_oneshot,
     .update = hmac_update,
     .final = hmac_final,

@@ -465,6 +465,18 @@ ev_op_buffer(ev_op *op, const CK_BYTE *in, CK_ULONG inlen)
 	return CKR_OK;
 }
 
+CK_RV
+ev_op_digest_sign_init(ev_op *op, const EVP_MD *md, EVP_PKEY *pkey, EVP_PKEY_CTX **pctx)
+{
+	int ok;
+
+	if (op->kind == EV_OP_SIGN)
+		ok = EVP_DigestSignInit(op->mdctx, pctx, md, NULL, pkey);
+	else
+		ok = EVP_DigestVerifyInit(op->mdctx, pctx, md, NULL, pkey);
+	return ok > 0 ? CKR_OK : CKR_FUNCTION_FAILED;
+}
+
 static void
 op_end(ev_op *op)
 {
@@ -685,6 +697,38 @@ ev_op_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 		rv = op->mech->ops->verify_final(op, sig != NULL ? sig : empty, siglen);
 	op_end(op);
 	return rv;
+}
+
+int
+ev_op_park(ev_op *op)
+{
+	if (op == NULL || op->active || op->key == NULL || op->mech->ops->reinit == NULL)
+		return 0;
+	if (op->buf != NULL)
+		OPENSSL_cleanse(op->buf, op->buflen);
+	op->buflen = 0;
+	ev_secret_free(op->held);
+	op->held = NULL;
+	op->heldlen = 0;
+	return 1;
+}
+
+CK_RV
+ev_op_reuse(ev_op *op, ev_op_kind kind, const CK_MECHANISM *mech, const ev_key *key)
+{
+	CK_RV rv;
+
+	if (op == NULL || mech == NULL || op->active || op->kind != kind || op->key != key ||
+	    key == NULL || op->mech->type != mech->mechanism || op->mech->ops->reinit == NULL)
+		return CKR_OPERATION_NOT_INITIALIZED;
+	/* ev_op_park() emptied buf and held; the rest is per operation. */
+	op->multipart = 0;
+	op->total = 0;
+	rv = op->mech->ops->reinit(op, mech);
+	if (rv != CKR_OK)
+		return rv;
+	op->active = 1;
+	return CKR_OK;
 }
 
 void

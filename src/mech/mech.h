@@ -98,6 +98,25 @@ CK_RV ev_op_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen) EV_MUST
 void ev_op_free(ev_op *op);
 
 /*
+ * Keep an ended operation for ev_op_reuse(): wipes what it buffered or
+ * held, keeps its keyed OpenSSL contexts. 1 when it can be reused, 0 when
+ * not (still active, or a family that never reuses): the caller frees it.
+ * A kept op still borrows its key, which must outlive it.
+ */
+int ev_op_park(ev_op *op);
+
+/*
+ * ev_op_new() on the contexts of a parked op: the same kind, mechanism
+ * type and key (the same ev_key, held by the caller since ev_op_park(),
+ * so no other key can have its address) start a new operation without
+ * the key set-up. CKR_OK and op is active again; any other answer (a
+ * different kind, mechanism or key, a bad parameter, an OpenSSL failure)
+ * means op must be freed, and ev_op_new() answers for the parameter.
+ */
+CK_RV ev_op_reuse(ev_op *op, ev_op_kind kind, const CK_MECHANISM *mech, const ev_key *key)
+    EV_MUST_CHECK;
+
+/*
  * C_WrapKey: encrypt key's serialized secret (ev_key_export_secret for
  * private keys, the bytes for secret keys) with wrapping key, by
  * CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP,

@@ -33,6 +33,17 @@ typedef struct ev_mech_ops {
 	CK_RV (*init)(ev_op *op, const CK_MECHANISM *mech);
 
 	/*
+	 * Start a new operation on the contexts of an ended one of the same
+	 * kind, mechanism type and key (ev_op_reuse()): check the new
+	 * parameter and re-initialise the contexts without the key, so no
+	 * key schedule, fetch or allocation is repeated. Any error (the
+	 * parameter's included) leaves the op to be freed: the caller then
+	 * starts afresh with init, which answers for the parameter. NULL: the
+	 * family never reuses.
+	 */
+	CK_RV (*reinit)(ev_op *op, const CK_MECHANISM *mech);
+
+	/*
 	 * The output size of a stage given inlen more input bytes. *exact 0
 	 * means an upper bound (decryption). May answer an input length
 	 * error (CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE). NULL:
@@ -122,6 +133,7 @@ struct ev_op {
 	union {
 		struct {
 			CK_ULONG taglen;
+			size_t ivlen; /* the context's IV length */
 		} gcm;
 		struct {
 			uint64_t blocks_left; /* before the counter bits wrap */
@@ -149,6 +161,13 @@ const EVP_MD *ev_md_get(CK_MECHANISM_TYPE hash);	     /* CKM_SHA_1, CKM_SHA256, 
 const EVP_MD *ev_md_for_mgf(CK_RSA_PKCS_MGF_TYPE mgf);	     /* CKG_MGF1_SHA1, ... */
 const EVP_CIPHER *ev_cipher_get(int variant, size_t keylen); /* EV_AES_* */
 EVP_MAC *ev_hmac_get(void);
+
+/*
+ * EVP_DigestSignInit() or EVP_DigestVerifyInit() on op->mdctx, by op's
+ * kind; pkey NULL re-initialises the context for the key it has. *pctx
+ * (may be NULL) gets the context's EVP_PKEY_CTX. CKR_FUNCTION_FAILED.
+ */
+CK_RV ev_op_digest_sign_init(ev_op *op, const EVP_MD *md, EVP_PKEY *pkey, EVP_PKEY_CTX **pctx);
 
 /* Append inlen bytes from in to op->buf. CKR_DATA_LEN_RANGE past the
  * buffering limit, CKR_HOST_MEMORY. */

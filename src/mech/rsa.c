@@ -100,13 +100,17 @@ oaep_setup(ev_op *op, const CK_MECHANISM *mech)
 	return CKR_OK;
 }
 
-/* Hash-and-sign: streamed through an EVP_MD_CTX. */
+/*
+ * Hash-and-sign: streamed through an EVP_MD_CTX. fresh: a new context
+ * for the key; else the one kept, re-initialised by OpenSSL (NULL key).
+ */
 static CK_RV
-init_hashed(ev_op *op, const CK_MECHANISM *mech)
+init_hashed(ev_op *op, const CK_MECHANISM *mech, int fresh)
 {
+	EVP_PKEY *pkey = fresh ? op->key->pkey : NULL;
 	const EVP_MD *mgf_md = NULL;
 	EVP_PKEY_CTX *pctx = NULL; /* owned by mdctx */
-	int slen = 0, ok;
+	int slen = 0;
 	CK_RV rv;
 
 	if (op->mech->variant == EV_RSA_PSS) {
@@ -120,33 +124,57 @@ init_hashed(ev_op *op, const CK_MECHANISM *mech)
 	}
 	if (op->md == NULL)
 		return CKR_MECHANISM_INVALID;
-	op->mdctx = EVP_MD_CTX_new();
-	if (op->mdctx == NULL)
-		return CKR_HOST_MEMORY;
-	if (op->kind == EV_OP_SIGN)
-		ok = EVP_DigestSignInit(op->mdctx, &pctx, op->md, NULL, op->key->pkey);
-	else
-		ok = EVP_DigestVerifyInit(op->mdctx, &pctx, op->md, NULL, op->key->pkey);
-	if (ok <= 0)
-		return CKR_FUNCTION_FAILED;
+	if (fresh) {
+		op->mdctx = EVP_MD_CTX_new();
+		if (op->mdctx == NULL)
+			return CKR_HOST_MEMORY;
+	}
+	rv = ev_op_digest_sign_init(op, op->md, pkey, &pctx);
+	if (rv != CKR_OK)
+		return rv;
 	if (op->mech->variant == EV_RSA_PSS)
 		return set_pss(pctx, mgf_md, slen);
 	return ossl_rv(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING));
 }
 
+/* The padding of the one-shot forms, on an initialised op->pctx. */
+static CK_RV
+raw_padding(ev_op *op, const CK_MECHANISM *mech)
+{
+	const EVP_MD *md = NULL, *mgf_md = NULL;
+	int slen = 0;
+	CK_RV rv;
+
+	switch (op->mech->variant) {
+	case EV_RSA_PKCS:
+		if (mech->ulParameterLen != 0)
+			return CKR_MECHANISM_PARAM_INVALID;
+		return ossl_rv(EVP_PKEY_CTX_set_rsa_padding(op->pctx, RSA_PKCS1_PADDING));
+	case EV_RSA_PSS:
+		rv = pss_params(op, mech, &md, &mgf_md, &slen);
+		if (rv != CKR_OK)
+			return rv;
+		rv = set_pss(op->pctx, mgf_md, slen);
+		if (rv != CKR_OK)
+			return rv;
+		return ossl_rv(EVP_PKEY_CTX_set_signature_md(op->pctx, md));
+	case EV_RSA_OAEP:
+		return oaep_setup(op, mech);
+	}
+	return CKR_MECHANISM_INVALID;
+}
+
 static CK_RV
 rsa_init(ev_op *op, const CK_MECHANISM *mech)
 {
-	const EVP_MD *md = NULL, *mgf_md = NULL;
-	int slen = 0, size, ok = 0;
-	CK_RV rv;
+	int size, ok = 0;
 
 	size = EVP_PKEY_get_size(op->key->pkey);
 	if (size <= 0)
 		return CKR_KEY_SIZE_RANGE;
 	op->outsize = (CK_ULONG)size;
 	if (op->mech->hash != 0)
-		return init_hashed(op, mech);
+		return init_hashed(op, mech, 1);
 
 	op->buffered = 1;
 	op->pctx = EVP_PKEY_CTX_new_from_pkey(NULL, op->key->pkey, NULL);
@@ -170,24 +198,21 @@ rsa_init(ev_op *op, const CK_MECHANISM *mech)
 	}
 	if (ok <= 0)
 		return CKR_FUNCTION_FAILED;
+	return raw_padding(op, mech);
+}
 
-	switch (op->mech->variant) {
-	case EV_RSA_PKCS:
-		if (mech->ulParameterLen != 0)
-			return CKR_MECHANISM_PARAM_INVALID;
-		return ossl_rv(EVP_PKEY_CTX_set_rsa_padding(op->pctx, RSA_PKCS1_PADDING));
-	case EV_RSA_PSS:
-		rv = pss_params(op, mech, &md, &mgf_md, &slen);
-		if (rv != CKR_OK)
-			return rv;
-		rv = set_pss(op->pctx, mgf_md, slen);
-		if (rv != CKR_OK)
-			return rv;
-		return ossl_rv(EVP_PKEY_CTX_set_signature_md(op->pctx, md));
-	case EV_RSA_OAEP:
-		return oaep_setup(op, mech);
-	}
-	return CKR_MECHANISM_INVALID;
+/*
+ * The same key again: the key's context stays initialised, only the
+ * padding is set anew. OAEP (a label handed to the context) starts afresh.
+ */
+static CK_RV
+rsa_reinit(ev_op *op, const CK_MECHANISM *mech)
+{
+	if (op->mech->hash != 0)
+		return init_hashed(op, mech, 0);
+	if (op->mech->variant == EV_RSA_OAEP || op->pctx == NULL)
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	return raw_padding(op, mech);
 }
 
 /* At most room bytes fit in a modulus of k bytes (written so that no sum can wrap). */
@@ -312,6 +337,7 @@ rsa_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 
 const ev_mech_ops ev_rsa_ops = {
     .init = rsa_init,
+    .reinit = rsa_reinit,
     .out_len = rsa_out_len,
     .oneshot = rsa_oneshot,
     .update = rsa_update,

@@ -1339,6 +1339,190 @@ START_TEST(test_hmac)
 }
 END_TEST
 
+/* Reuse: what a session does with the last ended op (ev_op_park, ev_op_reuse). */
+
+/* One single-part call (a verification when sig is not NULL) on the spare when it can be reused. */
+static CK_RV
+on_spare(ev_op **spare, ev_op_kind kind, CK_MECHANISM *m, const ev_key *k, const CK_BYTE *in,
+	 CK_ULONG inlen, CK_BYTE *out, CK_ULONG *outlen, const CK_BYTE *sig, CK_ULONG siglen,
+	 int *reused)
+{
+	ev_op *op = *spare;
+	CK_RV rv;
+
+	*spare = NULL;
+	*reused = op != NULL && ev_op_reuse(op, kind, m, k) == CKR_OK;
+	if (!*reused) {
+		ev_op_free(op);
+		op = NULL;
+		rv = ev_op_new(kind, m, k, &op);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	ck_assert(ev_op_active(op));
+	if (kind == EV_OP_VERIFY)
+		rv = ev_op_verify(op, in, inlen, sig, siglen);
+	else
+		rv = ev_op_oneshot(op, in, inlen, out, outlen);
+	if (ev_op_park(op))
+		*spare = op;
+	else
+		ev_op_free(op);
+	return rv;
+}
+
+START_TEST(test_reuse)
+{
+	static const CK_BYTE aad[] = "header";
+	ev_key *hk = secret_key(CKK_GENERIC_SECRET, "Jefe", 4), *hk2 = secret_key(CKK_GENERIC_SECRET, "Jeff", 4);
+	ev_key *ak = secret_key(CKK_AES, key32, 32);
+	CK_MECHANISM hm = {CKM_SHA256_HMAC, NULL, 0}, h384 = {CKM_SHA384_HMAC, NULL, 0};
+	CK_BYTE iv12[12] = {9}, in[100], out[200], ref[200], back[200], mac[64], want[64];
+	CK_GCM_PARAMS gp = {iv12, 12, 96, (CK_BYTE *)aad, sizeof(aad) - 1, 128};
+	CK_MECHANISM gm = {CKM_AES_GCM, &gp, sizeof(gp)}, cm = {CKM_AES_CBC_PAD, (void *)iv16, 16};
+	CK_MECHANISM em = {CKM_ECDSA, NULL, 0}, esm = {CKM_ECDSA_SHA256, NULL, 0};
+	CK_MECHANISM edm = {CKM_EDDSA, NULL, 0}, rm = {CKM_SHA256_RSA_PKCS, NULL, 0};
+	CK_MECHANISM rraw = {CKM_RSA_PKCS, NULL, 0}, kw = {CKM_AES_KEY_WRAP, NULL, 0};
+	CK_MECHANISM bad = {CKM_SHA256_HMAC, (void *)iv16, 16};
+	CK_ULONG len, len2;
+	ev_op *spare = NULL, *op = NULL;
+	size_t refn, i;
+	int reused, round;
+
+	for (i = 0; i < sizeof(in); i++)
+		in[i] = (CK_BYTE)(i * 5 + 1);
+
+	/* HMAC: the same MAC every time, also after a failed verification. */
+	len = sizeof(want);
+	ck_assert_int_eq(run(EV_OP_SIGN, &hm, hk, in, 32, want, &len), CKR_OK);
+	for (round = 0; round < 3; round++) {
+		len2 = sizeof(mac);
+		ck_assert_int_eq(on_spare(&spare, EV_OP_SIGN, &hm, hk, in, 32, mac, &len2, NULL, 0,
+					  &reused), CKR_OK);
+		ck_assert_int_eq(reused, round > 0);
+		ck_assert_uint_eq(len2, len);
+		ck_assert_mem_eq(mac, want, len);
+	}
+	/* Another key, mechanism, kind or a bad parameter: no reuse, the right answer. */
+	ck_assert_int_ne(ev_op_reuse(spare, EV_OP_SIGN, &hm, hk2), CKR_OK);
+	ck_assert_int_ne(ev_op_reuse(spare, EV_OP_SIGN, &h384, hk), CKR_OK);
+	ck_assert_int_ne(ev_op_reuse(spare, EV_OP_VERIFY, &hm, hk), CKR_OK);
+	ck_assert_int_eq(ev_op_reuse(spare, EV_OP_SIGN, &bad, hk), CKR_MECHANISM_PARAM_INVALID);
+	ev_op_free(spare);
+	spare = NULL;
+	for (round = 0; round < 3; round++) {
+		want[0] ^= round == 1; /* the middle one fails */
+		ck_assert_int_eq(on_spare(&spare, EV_OP_VERIFY, &hm, hk, in, 32, NULL, NULL, want, len,
+					  &reused), round == 1 ? CKR_SIGNATURE_INVALID : CKR_OK);
+		want[0] ^= round == 1;
+		ck_assert_int_eq(reused, round > 0);
+	}
+	ev_op_free(spare);
+	spare = NULL;
+
+	/* GCM: new IVs (of another length too), AAD and tag sizes, as a fresh context. */
+	for (round = 0; round < 4; round++) {
+		iv12[0] = (CK_BYTE)round;
+		gp.ulIvLen = round == 2 ? 8 : 12;
+		gp.ulAADLen = round == 1 ? 0 : sizeof(aad) - 1;
+		gp.ulTagBits = round == 3 ? 96 : 128;
+		refn = ossl_cipher("AES-256-GCM", key32, iv12, gp.ulIvLen, 0, aad, gp.ulAADLen,
+				   gp.ulTagBits / 8, in, 61, ref);
+		len = sizeof(out);
+		ck_assert_int_eq(on_spare(&spare, EV_OP_ENCRYPT, &gm, ak, in, 61, out, &len, NULL, 0,
+					  &reused), CKR_OK);
+		ck_assert_int_eq(reused, round > 0);
+		ck_assert_uint_eq(len, refn);
+		ck_assert_mem_eq(out, ref, refn);
+	}
+	ev_op_free(spare);
+	spare = NULL;
+	/* Decryption: a bad tag, then the good one on the same context. */
+	for (round = 0; round < 2; round++) {
+		ref[0] ^= round == 0;
+		len = sizeof(back);
+		ck_assert_int_eq(on_spare(&spare, EV_OP_DECRYPT, &gm, ak, ref, refn, back, &len, NULL,
+					  0, &reused), round == 0 ? CKR_ENCRYPTED_DATA_INVALID : CKR_OK);
+		ref[0] ^= round == 0;
+	}
+	ck_assert_int_eq(reused, 1);
+	ck_assert_uint_eq(len, 61);
+	ck_assert_mem_eq(back, in, 61);
+	ev_op_free(spare);
+	spare = NULL;
+
+	/* CBC_PAD: a partial block left by an operation that failed is gone. */
+	ck_assert_int_eq(ev_op_new(EV_OP_ENCRYPT, &cm, ak, &op), CKR_OK);
+	len = sizeof(out);
+	ck_assert_int_eq(ev_op_update(op, in, 7, out, &len), CKR_OK);
+	ck_assert_int_eq(ev_op_update(op, NULL, 5, out, &len), CKR_ARGUMENTS_BAD);
+	ck_assert(ev_op_park(op));
+	spare = op;
+	refn = ossl_cipher("AES-256-CBC", key32, iv16, 16, 1, NULL, 0, 0, in, 40, ref);
+	len = sizeof(out);
+	ck_assert_int_eq(on_spare(&spare, EV_OP_ENCRYPT, &cm, ak, in, 40, out, &len, NULL, 0,
+				  &reused), CKR_OK);
+	ck_assert_int_eq(reused, 1);
+	ck_assert_uint_eq(len, refn);
+	ck_assert_mem_eq(out, ref, refn);
+	ev_op_free(spare);
+	spare = NULL;
+
+	/* The wrap modes start afresh. */
+	ck_assert_int_eq(ev_op_new(EV_OP_ENCRYPT, &kw, ak, &op), CKR_OK);
+	len = sizeof(out);
+	ck_assert_int_eq(ev_op_oneshot(op, in, 32, out, &len), CKR_OK);
+	ck_assert(ev_op_park(op));
+	ck_assert_int_ne(ev_op_reuse(op, EV_OP_ENCRYPT, &kw, ak), CKR_OK);
+	ev_op_free(op);
+
+	/* Signatures: each one verifies; the deterministic ones equal a fresh op's. */
+	{
+		struct {
+			CK_MECHANISM *m;
+			ev_key *k, *pub;
+			CK_ULONG inlen;
+			int deterministic;
+		} sigs[] = {
+		    {&em, p256, p256_pub, 32, 0},   {&esm, p256, p256_pub, 100, 0},
+		    {&edm, ed, ed_pub, 100, 1},	    {&rm, rsa, rsa_pub, 100, 1},
+		    {&rraw, rsa, rsa_pub, 51, 1},
+		};
+		CK_BYTE sig[512], fresh[512];
+		CK_ULONG flen;
+		ev_op *vspare = NULL;
+
+		for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+			flen = sizeof(fresh);
+			ck_assert_int_eq(run(EV_OP_SIGN, sigs[i].m, sigs[i].k, in, sigs[i].inlen,
+					     fresh, &flen), CKR_OK);
+			for (round = 0; round < 3; round++) {
+				len = sizeof(sig);
+				ck_assert_int_eq(on_spare(&spare, EV_OP_SIGN, sigs[i].m, sigs[i].k, in,
+							  sigs[i].inlen, sig, &len, NULL, 0, &reused),
+						 CKR_OK);
+				ck_assert_int_eq(reused, round > 0);
+				ck_assert_uint_eq(len, flen);
+				if (sigs[i].deterministic)
+					ck_assert_mem_eq(sig, fresh, flen);
+				sig[0] ^= round == 1; /* the middle verification fails */
+				ck_assert_int_eq(on_spare(&vspare, EV_OP_VERIFY, sigs[i].m,
+							  sigs[i].pub, in, sigs[i].inlen, NULL, NULL,
+							  sig, len, &reused),
+						 round == 1 ? CKR_SIGNATURE_INVALID : CKR_OK);
+				ck_assert_int_eq(reused, round > 0);
+			}
+			ev_op_free(spare);
+			ev_op_free(vspare);
+			spare = vspare = NULL;
+		}
+	}
+	ev_key_free(hk);
+	ev_key_free(hk2);
+	ev_key_free(ak);
+}
+END_TEST
+
 /* Conventions */
 
 START_TEST(test_conventions)
@@ -1748,6 +1932,7 @@ mech_suite(void)
 	tcase_add_test(tc, test_kw_pad);
 	tcase_add_test(tc, test_digest);
 	tcase_add_test(tc, test_hmac);
+	tcase_add_test(tc, test_reuse);
 	tcase_add_test(tc, test_conventions);
 	tcase_add_test(tc, test_wrap);
 	tcase_add_test(tc, test_ecdh);
