@@ -217,8 +217,17 @@ ev_audit_batch_add(ev_audit_batch *b, const ev_audit_event *e)
 		size_t cap = b->cap ? b->cap * 2 : 16;
 		struct ev_audit_pending *v = realloc(b->v, cap * sizeof(*v));
 
+		size_t i;
+
 		if (v == NULL)
 			goto lost;
+		/* The pending events point into their own slots: follow the move. */
+		for (i = 0; i < b->n; i++) {
+			if (v[i].e.object != NULL)
+				v[i].e.object = &v[i].ident.obj;
+			if (v[i].e.detail != NULL)
+				v[i].e.detail = v[i].detail;
+		}
 		b->v = v;
 		b->cap = cap;
 	}

@@ -15,6 +15,13 @@
  *	naming key i (sequence FIRST_SEQ + i) beside WATCH_DIR and renames it
  *	in, noting CLOCK_MONOTONIC just before the rename; the children note
  *	it when they see the revocation and report through pipes.
+ *   ev_revoke_bench -b [-n KEYS] [-p PREFIX] [-d DEVICE] [-s SEQ] [-P PIN]
+ *       MODULE KEYFILE WATCH_DIR ZONE_LABEL
+ *	bulk (tests/bench/scale.sh): one list naming the KEYS keys PREFIX0 ..
+ *	PREFIX<KEYS-1>; the signer signs with the last of them. One trial,
+ *	timed from the rename to the waiter's slot event and to the signer's
+ *	refusal (one of the two children applies the list: the parent has
+ *	finalized the module).
  *
  * Lists are made here with libsodium, the module is loaded with dlopen()
  * as applications load it. EDGEVAULT_CONF must name the configuration
@@ -37,11 +44,13 @@
 
 #include <sodium.h>
 
+#include "bench_p11.h"
 #include "pkcs11/pkcs11.h"
 
 #define B64 sodium_base64_VARIANT_ORIGINAL
 #define TRIAL_DEADLINE 10.0 /* seconds for both children to see one list */
 #define TARGET_P99_MS 20.0
+#define BULK_DEADLINE 600.0 /* seconds for a list naming many keys (-b) */
 
 enum { MSG_READY = 1, MSG_EVENT, MSG_REFUSED, MSG_FAILED };
 
@@ -133,32 +142,61 @@ read_key(const char *path, unsigned char sk[crypto_sign_SECRETKEYBYTES])
 	return rc;
 }
 
-/* The signed list naming one key, malloc'ed. */
+/*
+ * The signed list naming the keys PREFIX0 .. PREFIX<count-1>, or the one
+ * key label when prefix is NULL; malloc'ed.
+ */
 static char *
 make_list(const unsigned char *sk, const char *device, long seq, CK_SLOT_ID zone,
-    const char *label, size_t *len)
+    const char *label, const char *prefix, unsigned long count, size_t *len)
 {
-	char doc[1024], *payload, *out;
+	char *doc, *payload, *out;
 	unsigned char sig[crypto_sign_BYTES];
 	char sig64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, B64)];
-	size_t dlen, plen, olen;
-	int n;
+	size_t dlen, plen, olen, cap = 256 + (count + 1) * (128 + strlen(label) +
+	    (prefix != NULL ? strlen(prefix) : 0));
+	unsigned long i;
+	int n, m;
 
-	n = snprintf(doc, sizeof(doc),
-	    "{\"version\":1,\"device\":\"%s\",\"sequence\":%ld,\"issued_at\":%lld,"
-	    "\"entries\":[{\"kind\":\"key\",\"zone\":%lu,\"label\":\"%s\","
-	    "\"reason\":\"benchmark\"}]}",
-	    device, seq, (long long)time(NULL), (unsigned long)zone, label);
-	if (n < 0 || (size_t)n >= sizeof(doc))
+	doc = malloc(cap);
+	if (doc == NULL)
 		return NULL;
+	n = snprintf(doc, cap,
+	    "{\"version\":1,\"device\":\"%s\",\"sequence\":%ld,\"issued_at\":%lld,"
+	    "\"entries\":[",
+	    device, seq, (long long)time(NULL));
+	for (i = 0; n > 0 && (size_t)n < cap && i < (prefix != NULL ? count : 1); i++) {
+		if (prefix != NULL)
+			m = snprintf(doc + n, cap - (size_t)n,
+			    "%s{\"kind\":\"key\",\"zone\":%lu,\"label\":\"%s%lu\","
+			    "\"reason\":\"benchmark\"}",
+			    i > 0 ? "," : "", (unsigned long)zone, prefix, i);
+		else
+			m = snprintf(doc + n, cap - (size_t)n,
+			    "{\"kind\":\"key\",\"zone\":%lu,\"label\":\"%s\","
+			    "\"reason\":\"benchmark\"}",
+			    (unsigned long)zone, label);
+		n = m < 0 ? -1 : n + m;
+	}
+	if (n > 0 && (size_t)n < cap) {
+		m = snprintf(doc + n, cap - (size_t)n, "]}");
+		n = m < 0 ? -1 : n + m;
+	}
+	if (n < 0 || (size_t)n >= cap) {
+		free(doc);
+		return NULL;
+	}
 	dlen = (size_t)n;
 	crypto_sign_detached(sig, NULL, (const unsigned char *)doc, dlen, sk);
 	sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), B64);
 	plen = sodium_base64_ENCODED_LEN(dlen, B64);
 	payload = malloc(plen);
-	if (payload == NULL)
+	if (payload == NULL) {
+		free(doc);
 		return NULL;
+	}
 	sodium_bin2base64(payload, plen, (const unsigned char *)doc, dlen, B64);
+	free(doc);
 	olen = plen + sizeof(sig64) + 128;
 	out = malloc(olen);
 	if (out != NULL) {
@@ -170,40 +208,6 @@ make_list(const unsigned char *sk, const char *device, long seq, CK_SLOT_ID zone
 	}
 	free(payload);
 	return out;
-}
-
-static CK_RV
-init_module(void)
-{
-	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
-
-	return f->C_Initialize(&args);
-}
-
-/* The slot whose token has this label. */
-static CK_RV
-find_zone(const char *label, CK_SLOT_ID *slot)
-{
-	CK_SLOT_ID slots[64];
-	CK_ULONG n = 64, i;
-	CK_TOKEN_INFO ti;
-	char lab[32];
-	size_t len = strlen(label);
-	CK_RV rv;
-
-	memset(lab, ' ', sizeof(lab));
-	memcpy(lab, label, len > 32 ? 32 : len);
-	rv = f->C_GetSlotList(CK_TRUE, slots, &n);
-	if (rv != CKR_OK)
-		return rv;
-	for (i = 0; i < n; i++) {
-		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
-		    memcmp(ti.label, lab, sizeof(lab)) == 0) {
-			*slot = slots[i];
-			return CKR_OK;
-		}
-	}
-	return CKR_TOKEN_NOT_PRESENT;
 }
 
 static CK_RV
@@ -282,7 +286,7 @@ static void
 waiter(int wr)
 {
 	CK_SLOT_ID slot;
-	CK_RV rv = init_module();
+	CK_RV rv = bench_init(f);
 
 	send_report(wr, rv == CKR_OK ? MSG_READY : MSG_FAILED, 0, 0, rv);
 	if (rv != CKR_OK)
@@ -301,7 +305,7 @@ signer(int wr, CK_SLOT_ID zone, const char *pin, const CK_OBJECT_HANDLE *keys, u
 {
 	CK_SESSION_HANDLE h;
 	unsigned long i;
-	CK_RV rv = init_module();
+	CK_RV rv = bench_init(f);
 
 	if (rv == CKR_OK)
 		rv = user_session(zone, pin, &h);
@@ -362,7 +366,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: ev_revoke_bench keygen KEYFILE\n"
-	    "       ev_revoke_bench [-n TRIALS] [-p PREFIX] [-d DEVICE] [-s FIRST_SEQ] [-P PIN]\n"
+	    "       ev_revoke_bench [-b] [-n TRIALS] [-p PREFIX] [-d DEVICE] [-s FIRST_SEQ] [-P PIN]\n"
 	    "                       MODULE KEYFILE WATCH_DIR ZONE_LABEL\n");
 }
 
@@ -388,7 +392,7 @@ main(int argc, char **argv)
 	CK_SLOT_ID zone = 0;
 	double *ev_ms = NULL, *rf_ms = NULL, end, t0;
 	pid_t wpid = -1, spid = -1;
-	int wfd = -1, sfd = -1, c, rc = 1;
+	int wfd = -1, sfd = -1, c, rc = 1, bulk = 0;
 	char tmp[4096], dst[4096], label[256];
 	void *dl;
 	CK_RV rv;
@@ -397,8 +401,11 @@ main(int argc, char **argv)
 		return 1;
 	if (argc == 3 && strcmp(argv[1], "keygen") == 0)
 		return keygen(argv[2]);
-	while ((c = getopt(argc, argv, "n:p:d:s:P:")) != -1) {
+	while ((c = getopt(argc, argv, "bn:p:d:s:P:")) != -1) {
 		switch (c) {
+		case 'b':
+			bulk = 1;
+			break;
 		case 'n':
 			trials = strtoul(optarg, NULL, 10);
 			break;
@@ -442,9 +449,9 @@ main(int argc, char **argv)
 		goto out;
 
 	/* The keys, found once here (handles are the same in every process). */
-	rv = init_module();
+	rv = bench_init(f);
 	if (rv == CKR_OK)
-		rv = find_zone(argv[optind + 3], &zone);
+		rv = bench_find_token(f, argv[optind + 3], &zone);
 	if (rv == CKR_OK)
 		rv = user_session(zone, pin, &h);
 	for (i = 0; rv == CKR_OK && i < trials; i++) {
@@ -464,7 +471,7 @@ main(int argc, char **argv)
 		waiter(wfd);
 	spid = spawn(&sfd);
 	if (spid == 0)
-		signer(sfd, zone, pin, keys, trials);
+		signer(sfd, zone, pin, bulk ? keys + trials - 1 : keys, bulk ? 1 : trials);
 	if (wpid < 0 || spid < 0) {
 		fprintf(stderr, "ev_revoke_bench: fork: %s\n", strerror(errno));
 		goto out;
@@ -480,7 +487,7 @@ main(int argc, char **argv)
 		}
 	}
 
-	for (i = 0; i < trials; i++) {
+	for (i = 0; i < (bulk ? 1 : trials); i++) {
 		struct report r;
 		size_t len;
 		char *list;
@@ -488,7 +495,8 @@ main(int argc, char **argv)
 		int got_ev = 0, got_rf = 0;
 
 		snprintf(label, sizeof(label), "%s%lu", prefix, i);
-		list = make_list(sk, device, first_seq + (long)i, zone, label, &len);
+		list = bulk ? make_list(sk, device, first_seq, zone, "", prefix, trials, &len) :
+			      make_list(sk, device, first_seq + (long)i, zone, label, NULL, 1, &len);
 		if (list == NULL)
 			goto out;
 		snprintf(tmp, sizeof(tmp), "%s/../.bench-list.tmp", argv[optind + 2]);
@@ -506,7 +514,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "ev_revoke_bench: rename %s: %s\n", dst, strerror(errno));
 			goto out;
 		}
-		end = t0 + TRIAL_DEADLINE;
+		end = t0 + (bulk ? BULK_DEADLINE : TRIAL_DEADLINE);
 		while (!got_ev || !got_rf) {
 			/* A child that has reported for this trial is not listened to. */
 			struct pollfd p[2] = { { got_ev ? -1 : wfd, POLLIN, 0 },
@@ -515,7 +523,8 @@ main(int argc, char **argv)
 
 			if (left <= 0 || poll(p, 2, (int)(left * 1000) + 1) <= 0) {
 				fprintf(stderr, "ev_revoke_bench: trial %lu: no %s in %.0f s\n",
-				    i, !got_ev ? "slot event" : "refusal", TRIAL_DEADLINE);
+				    i, !got_ev ? "slot event" : "refusal",
+				    bulk ? BULK_DEADLINE : TRIAL_DEADLINE);
 				goto out;
 			}
 			if ((p[0].revents & (POLLIN | POLLHUP)) && get_report(wfd, &r, end) == 0) {
@@ -552,7 +561,11 @@ main(int argc, char **argv)
 out:
 	stop(wpid);
 	stop(spid);
-	if (done > 0) {
+	if (bulk && done > 0) {
+		printf("{\"bench\":\"revoke-bulk\",\"keys\":%lu,\"event_s\":%.3f,"
+		       "\"refused_s\":%.3f}\n",
+		    trials, ev_ms[0] / 1e3, rf_ms[0] / 1e3);
+	} else if (done > 0) {
 		qsort(ev_ms, done, sizeof(*ev_ms), cmp_double);
 		qsort(rf_ms, done, sizeof(*rf_ms), cmp_double);
 		printf("revocation latency, %lu trials (ms):\n", done);

@@ -1379,6 +1379,65 @@ START_TEST(test_key_setup)
 }
 END_TEST
 
+/*
+ * A batch of many events (its array moves as it grows): every line names
+ * its own object and detail, as added.
+ */
+START_TEST(test_batch_grows)
+{
+	ev_config *c = config_with("");
+	ev_audit *a = writer_open(c);
+	ev_module m = {.pid = getpid(), .audit = a};
+	ev_audit_batch b = {0};
+	char label[32], want[32];
+	json_object *o, *ob, *d;
+	size_t i;
+	lines l;
+
+	ev_mod = &m;
+	for (i = 0; i < 100; i++) {
+		ev_audit_object obj = {.handle = 1000 + i,
+				       .cls = CKO_SECRET_KEY,
+				       .key_type = CKK_AES,
+				       .generation = 1};
+		ev_audit_detail det[] = {{"source", "bench-list", 0}, {"sequence", NULL, (int64_t)i}};
+		ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_REVOKED, EV_AUDIT_OK);
+
+		snprintf(label, sizeof(label), "key-%zu", i);
+		obj.label = (const unsigned char *)label;
+		obj.label_len = strlen(label);
+		e.zone = 1;
+		e.object = &obj;
+		e.reason = "benchmark";
+		e.detail = det;
+		e.ndetail = EV_ARRAY_SIZE(det);
+		ev_audit_batch_add(&b, &e);
+		memset(label, 'x', sizeof(label)); /* the batch holds its own copies */
+	}
+	ck_assert_uint_eq(b.n, 100);
+	ev_audit_batch_emit(&b);
+	ev_mod = NULL;
+	ev_audit_close(a);
+
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 100);
+	chain_check(&l, 0, 1);
+	for (i = 0; i < 100; i++) {
+		o = parse(l.v[i]);
+		ck_assert(json_object_object_get_ex(o, "object", &ob));
+		snprintf(want, sizeof(want), "key-%zu", i);
+		ck_assert_str_eq(str_of(ob, "label"), want);
+		ck_assert_int_eq(int_of(ob, "handle"), (int64_t)(1000 + i));
+		ck_assert(json_object_object_get_ex(o, "detail", &d));
+		ck_assert_int_eq(int_of(d, "sequence"), (int64_t)i);
+		ck_assert_str_eq(str_of(d, "source"), "bench-list");
+		json_object_put(o);
+	}
+	free(l.buf);
+	ev_config_free(c);
+}
+END_TEST
+
 #ifdef ALLOC_FAIL_TESTS
 /* A batch's event that cannot be copied is lost, and a line says so (audit_event.h). */
 START_TEST(test_batch_lost)
@@ -1611,6 +1670,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_lock_held);
 	tcase_add_test(tc, test_key_setup);
 	tcase_add_test(tc, test_abandon);
+	tcase_add_test(tc, test_batch_grows);
 #ifdef ALLOC_FAIL_TESTS
 	tcase_add_test(tc, test_batch_lost);
 	tcase_add_test(tc, test_emit_lost);
