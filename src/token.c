@@ -23,8 +23,32 @@ ev_token_free(ev_token *t)
 		return;
 	ev_secret_free(t->zone_key);
 	ev_secret_free(t->so_auth);
+	ev_pin_memo_free(t->user_memo);
 	ev_mutex_free(t->lock);
 	free(t);
+}
+
+/* Forget the user PIN's memo (wiped). Caller holds ev_mod->store_lock. */
+static void
+memo_drop_locked(ev_token *t)
+{
+	ev_pin_memo_free(t->user_memo);
+	t->user_memo = NULL;
+}
+
+/* The same, taking ev_mod->store_lock. */
+static void
+memo_drop(ev_token *t)
+{
+	if (ev_mutex_lock(ev_mod->store_lock) != CKR_OK) {
+		/* Never left behind: without the lock it goes all the same (a
+		 * failed lock means a broken mutex, not a concurrent user). */
+		ev_error("zone %lld: PIN memo dropped without the store lock", (long long)t->id);
+		memo_drop_locked(t);
+		return;
+	}
+	memo_drop_locked(t);
+	ev_mutex_unlock(ev_mod->store_lock);
 }
 
 /* Zone ids and the free slot's id, read under the store lock. */
@@ -441,6 +465,7 @@ reinit_end(ev_token *t, int done)
 		t->login = EV_NOBODY;
 		ev_object_forget_token(t);
 		ev_mutex_unlock(t->lock);
+		memo_drop(t);
 	}
 	if (ev_rwlock_wrlock(ev_mod->lock) == CKR_OK) {
 		t->reinit = 0;
@@ -635,39 +660,89 @@ audit_locked(int64_t zone, CK_USER_TYPE who, unsigned fails)
 		      EV_ARRAY_SIZE(d));
 }
 
-/* ev_token_check_pin(); *digest (may be NULL) identifies the hash checked against. */
+/*
+ * ev_token_check_pin(); *digest (may be NULL) identifies the hash checked against.
+ *
+ * The user PIN's memo (issue 8: C_Login after the first in a process in
+ * well under 1 ms). Argon2id is what makes a guessed PIN expensive for
+ * whoever holds a copy of the store; once this process has checked a PIN
+ * with it, checking the same PIN again proves nothing new, so the memo
+ * (src/pin.h: a random key and the keyed BLAKE2b of the stored hash string
+ * and the PIN) answers instead, in about a microsecond. The rules:
+ *
+ * - The zone row is read at every check, as before: the lockout and the
+ *   failure counter are the store's (shared by every process, persistent),
+ *   and the memo is bound to the hash string read now. A PIN set by
+ *   another process (new salt, new string) matches no memo here; the
+ *   next login goes through Argon2id against the new hash. Locked out:
+ *   refused before the memo is looked at, and the memo is dropped.
+ * - The memo only accepts. A PIN it does not match (wrong, or right for a
+ *   hash the memo was not made for) goes through Argon2id exactly as
+ *   before and counts as before when wrong. Refusing on a mismatch would
+ *   answer a guess in microseconds instead of a fifth of a second and
+ *   would make the memo, not the stored hash, the judge of what is wrong;
+ *   a memo gone stale for whatever reason could then only cost a slow
+ *   check, never a false failure counted against the user.
+ * - The user's PIN only: the SO logs in rarely, derives its recovery auth
+ *   value from the PIN anyway, and a memo of the PIN that can re-initialise
+ *   the zone is one more thing to find in memory for little gain.
+ * - A success by the memo resets the failure counter like any success.
+ */
 static CK_RV
 check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 	  unsigned char *digest)
 {
 	unsigned max = ev_mod->cfg->pin_max_fails, fails = 0;
+	ev_pin_memo *memo = NULL;
 	ev_zone_rec z = { 0 };
 	const char *hash = NULL;
-	int ok;
+	int ok = 0, by_memo = 0;
 	CK_RV rv;
 
-	rv = zone_read(t->id, &z);
+	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
-		goto out;
-	hash = who == CKU_SO ? z.so_pin : z.user_pin;
+		return rv;
+	rv = ev_store_zone_get(ev_mod->store, t->id, &z);
+	if (rv == CKR_OK) {
+		hash = who == CKU_SO ? z.so_pin : z.user_pin;
+		if (hash == NULL)
+			rv = CKR_USER_PIN_NOT_INITIALIZED;
+		else if ((who == CKU_SO ? z.so_fails : z.user_fails) >= max)
+			rv = CKR_PIN_LOCKED;
+	}
+	if (rv == CKR_PIN_LOCKED && who == CKU_USER)
+		memo_drop_locked(t);
+	if (rv == CKR_OK && who == CKU_USER)
+		ok = by_memo = ev_pin_memo_match(t->user_memo, hash, pin, len);
+	ev_mutex_unlock(ev_mod->store_lock);
 	if (digest != NULL)
 		pin_hash_digest(hash, digest);
-	if (hash == NULL) {
-		rv = CKR_USER_PIN_NOT_INITIALIZED;
+	if (rv != CKR_OK)
 		goto out;
-	}
-	if ((who == CKU_SO ? z.so_fails : z.user_fails) >= max) {
-		rv = CKR_PIN_LOCKED;
-		goto out;
-	}
 	/* The slow hash runs without the store lock, so the store stays usable meanwhile. */
-	ok = len >= EV_PIN_MIN_LEN && len <= EV_PIN_MAX_LEN && ev_pin_verify(hash, pin, len);
+	/* Said in the debug log, so tests can tell which check answered. */
+	if (by_memo)
+		ev_debug("zone %lld: user PIN accepted by this process's memo", (long long)t->id);
+	else {
+		ev_debug("zone %lld: %s PIN checked with Argon2id", (long long)t->id,
+			 who == CKU_SO ? "SO" : "user");
+		ok = len >= EV_PIN_MIN_LEN && len <= EV_PIN_MAX_LEN && ev_pin_verify(hash, pin, len);
+		/* Made before the lock; without secure memory to spare, no memo: the next login is slow. */
+		if (ok && who == CKU_USER && ev_pin_memo_new(hash, pin, len, &memo) != CKR_OK)
+			memo = NULL;
+	}
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
 		goto out;
 	if (ok) {
 		if ((who == CKU_SO ? z.so_fails : z.user_fails) != 0)
 			rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, 0);
+		/* Bound to the hash checked: harmless if another thread set a PIN meanwhile. */
+		if (rv == CKR_OK && memo != NULL) {
+			memo_drop_locked(t);
+			t->user_memo = memo;
+			memo = NULL; /* transferred */
+		}
 	} else {
 		/*
 		 * Counted atomically in the store, so no failure of a parallel
@@ -681,6 +756,8 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 		rv = ev_store_zone_add_fail(ev_mod->store, t->id, who, &fails);
 		if (rv == CKR_OK)
 			rv = fails >= max ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+		if (rv == CKR_PIN_LOCKED && who == CKU_USER)
+			memo_drop_locked(t);
 		/* The failure that reached the maximum; those in flight beyond it are refusals. */
 		if (rv == CKR_PIN_LOCKED && fails == max)
 			audit_locked(t->id, who, fails);
@@ -689,6 +766,7 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 	}
 	ev_mutex_unlock(ev_mod->store_lock);
 out:
+	ev_pin_memo_free(memo);
 	ev_zone_rec_clear(&z);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
@@ -736,6 +814,9 @@ ev_token_set_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv == CKR_OK) {
 		rv = ev_store_zone_set_pin(ev_mod->store, t->id, who, hash);
+		/* The new hash would match no memo anyway; the old PIN's goes now. */
+		if (who == CKU_USER)
+			memo_drop_locked(t);
 		ev_mutex_unlock(ev_mod->store_lock);
 	}
 	free(hash);
@@ -1078,6 +1159,7 @@ ev_token_removed(CK_SLOT_ID slot, int revoked)
 	ev_token_forget_so(t);
 	ev_object_forget_token(t);
 	ev_mutex_unlock(t->lock);
+	memo_drop(t);
 }
 
 void

@@ -30,6 +30,15 @@ typedef struct ev_token {
 	/* what identifies the SO PIN hash so_auth's PIN was checked against (under lock) */
 	unsigned char so_pin_digest[32];
 	unsigned char sealed_digest[32]; /* BLAKE2b of the sealed blob zone_key came from */
+	/*
+	 * The user PIN this process last checked with Argon2id, as a keyed
+	 * tag bound to the stored hash (src/pin.h): a later login with the
+	 * same PIN against the same stored hash skips the slow hash. Under
+	 * ev_mod->store_lock (taken by every PIN check anyway); dropped when
+	 * a PIN is set, the zone is re-initialised, removed or locked out,
+	 * and with the token (C_Finalize; a child's C_Initialize after fork).
+	 */
+	struct ev_pin_memo *user_memo;
 	CK_ULONG sessions;       /* open sessions of this process (under ev_mod->lock) */
 	CK_ULONG rw_sessions;
 	int reinit;              /* C_InitToken is re-creating the zone (under ev_mod->lock) */
@@ -83,7 +92,11 @@ CK_RV ev_token_init(CK_SLOT_ID slot, const CK_UTF8CHAR *pin, CK_ULONG pinlen,
  * Check a PIN of a zone against the store, counting failures (atomically
  * in the store: no failure of a parallel thread or process is lost) and
  * locking out at the configured maximum. Call without ev_mod->store_lock:
- * it is taken here, and not held while the slow hash runs.
+ * it is taken here, and not held while the slow hash runs. The user's
+ * PIN, once checked with Argon2id in this process, is accepted again
+ * against the same stored hash by its memo (t->user_memo) without the
+ * slow hash; anything the memo does not match goes through Argon2id, so
+ * only Argon2id refuses a PIN, and every refusal counts as before.
  * CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_USER_PIN_NOT_INITIALIZED,
  * CKR_TOKEN_NOT_PRESENT.
  */

@@ -121,6 +121,50 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+/* A memo matches its own PIN with its own hash string, and nothing else. */
+START_TEST(test_memo_match)
+{
+	char *h = hash_of(pin1, 6), *h2 = hash_of(pin1, 6);
+	ev_pin_memo *m = NULL;
+
+	ck_assert_uint_eq(ev_pin_memo_new(h, pin1, 6, &m), CKR_OK);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(ev_pin_memo_match(m, h, pin1, 6), 1);
+	/* Another PIN, a prefix, an extension. */
+	ck_assert_int_eq(ev_pin_memo_match(m, h, pin2, 6), 0);
+	ck_assert_int_eq(ev_pin_memo_match(m, h, pin1, 5), 0);
+	ck_assert_int_eq(ev_pin_memo_match(m, h, (const CK_UTF8CHAR *)"1234567", 7), 0);
+	/* The same PIN set again (another salt, another string): no match. */
+	ck_assert_int_eq(ev_pin_memo_match(m, h2, pin1, 6), 0);
+	/* The hash/PIN boundary is not movable: "...x" + "23456" is not "..." + "x23456". */
+	h[strlen(h) - 1] = '\0';
+	ck_assert_int_eq(ev_pin_memo_match(m, h, pin1, 6), 0);
+	ck_assert_int_eq(ev_pin_memo_match(NULL, h2, pin1, 6), 0);
+	ck_assert_int_eq(ev_pin_memo_match(m, NULL, pin1, 6), 0);
+	ck_assert_int_eq(ev_pin_memo_match(m, h2, NULL, 6), 0);
+	ev_pin_memo_free(m);
+	ev_pin_memo_free(NULL);
+	free(h);
+	free(h2);
+}
+END_TEST
+
+START_TEST(test_memo_arguments)
+{
+	char *h = hash_of(pin1, 6);
+	ev_pin_memo *m = (ev_pin_memo *)1;
+
+	ck_assert_uint_eq(ev_pin_memo_new(NULL, pin1, 6, &m), CKR_ARGUMENTS_BAD);
+	ck_assert_ptr_null(m);
+	ck_assert_uint_eq(ev_pin_memo_new(h, NULL, 6, &m), CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(ev_pin_memo_new(h, pin1, 6, NULL), CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(ev_pin_memo_new(h, pin1, EV_PIN_MIN_LEN - 1, &m), CKR_PIN_LEN_RANGE);
+	ck_assert_uint_eq(ev_pin_memo_new(h, pin1, EV_PIN_MAX_LEN + 1, &m), CKR_PIN_LEN_RANGE);
+	ck_assert_ptr_null(m);
+	free(h);
+}
+END_TEST
+
 static Suite *
 pin_suite(void)
 {
@@ -134,6 +178,8 @@ pin_suite(void)
 	tcase_add_test(tc, test_salted);
 	tcase_add_test(tc, test_not_terminated);
 	tcase_add_test(tc, test_bad_arguments);
+	tcase_add_test(tc, test_memo_match);
+	tcase_add_test(tc, test_memo_arguments);
 	suite_add_tcase(s, tc);
 	return s;
 }
