@@ -65,6 +65,7 @@ struct ev_audit {
 	off_t size;		      /* the file's size after this process's last write */
 	int64_t mine;		      /* seq of the last line this process wrote (0: none) */
 	int dirty;		      /* lines written and not synced (hold, fsync checkpoint) */
+	int watched;		      /* a watcher calls ev_audit_sync_later() (sync_later) */
 	int failed;		      /* the file's failure has been logged */
 	int locked;		      /* this process holds the flock */
 	int64_t lock_logged;	      /* unix time a lock timeout was last logged (0: never) */
@@ -1336,11 +1337,17 @@ lost_write(ev_audit *a, char *buf)
 	return 0;
 }
 
-/* Whether a sync is due after the unlock ([audit] fsync = always), taken under the mutex. */
+/*
+ * Whether a sync is due after the unlock ([audit] fsync = always), taken
+ * under the mutex. A line that may be synced later leaves the mark for
+ * the watcher's ev_audit_sync_later().
+ */
 static int
-sync_take(ev_audit *a, int ok)
+sync_take(ev_audit *a, int ok, int later)
 {
 	if (!ok || a->fsync != EV_AUDIT_FSYNC_ALWAYS || hold_depth > 0 || !a->dirty)
+		return 0;
+	if (later && a->watched)
 		return 0;
 	a->dirty = 0;
 	return 1;
@@ -1387,12 +1394,38 @@ ev_audit_emit_to(ev_audit *a, const ev_audit_event *e)
 	}
 	if (ok && checkpoint_maybe(a, 0, w->line) != 0)
 		a->known = 0;
-	sync = sync_take(a, ok);
+	sync = sync_take(a, ok, e->sync_later);
 	file_unlock(a);
 	copies_send(w);
 	if (sync)
 		sync_unlocked(a);
 	free(w);
+}
+
+void
+ev_audit_watched(ev_audit *a, int on)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->watched = on;
+	pthread_mutex_unlock(&a->mu);
+}
+
+void
+ev_audit_sync_later(ev_audit *a)
+{
+	int sync;
+
+	if (a == NULL || !a->enabled)
+		return;
+	pthread_mutex_lock(&a->mu);
+	sync = a->fd >= 0 && a->fsync == EV_AUDIT_FSYNC_ALWAYS && a->dirty;
+	if (sync)
+		a->dirty = 0;
+	pthread_mutex_unlock(&a->mu);
+	if (sync)
+		sync_unlocked(a);
 }
 
 void
@@ -1423,7 +1456,7 @@ ev_audit_release(void)
 	if (a == NULL || !a->enabled || a->fd < 0)
 		return;
 	pthread_mutex_lock(&a->mu);
-	sync = sync_take(a, 1);
+	sync = sync_take(a, 1, 0);
 	pthread_mutex_unlock(&a->mu);
 	if (sync)
 		sync_unlocked(a);

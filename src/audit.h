@@ -121,6 +121,17 @@ typedef struct ev_audit_event {
 	const char *reason;             /* words; NULL: none */
 	const ev_audit_detail *detail;  /* NULL: none */
 	size_t ndetail;
+	/*
+	 * [audit] fsync = always: 1 lets the sync wait for the watcher's next
+	 * tick (at most WATCH_PERIOD_MS, src/event.c), the next line synced at
+	 * once, a checkpoint or C_Finalize, whichever comes first, instead of
+	 * an fdatasync() before the call returns. For a successful login, the
+	 * routine event of every process: its sync costs more than the rest of
+	 * a login. A power cut can lose such lines of the last second; a crash
+	 * of the process loses nothing (the line is written). Without a
+	 * watcher thread, ignored.
+	 */
+	int sync_later;
 } ev_audit_event;
 
 /* An event with nothing but its kind and outcome set (zone 0, no user, no object). */
@@ -245,6 +256,20 @@ CK_RV ev_audit_checkpoint(ev_audit *a) EV_MUST_CHECK;
  * NULL, or a disabled writer, or an interval of 0: a no-op.
  */
 void ev_audit_checkpoint_if_due(ev_audit *a);
+
+/*
+ * The watcher thread is running (on = 1, after it started) or is about
+ * to stop (on = 0, before it is joined): whether ev_audit_event's
+ * sync_later may wait for ev_audit_sync_later(). NULL: a no-op.
+ */
+void ev_audit_watched(ev_audit *a, int on);
+
+/*
+ * The watcher thread's periodic call: sync the lines written with
+ * sync_later and not synced since ([audit] fsync = always). A failed sync
+ * is logged once; the lines stay unsynced until the next call. NULL: a no-op.
+ */
+void ev_audit_sync_later(ev_audit *a);
 
 /* Meta keys in the store: the checkpoint key's sealed private half and its public half. */
 #define EV_META_AUDIT_KEY_SEALED "audit_key_sealed"

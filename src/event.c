@@ -61,6 +61,7 @@ struct ev_events {
 	int ino_fd;               /* -1 when inotify is unavailable */
 	int wd_epoch, wd_dir;
 	int stop_fd;              /* eventfd: tells the watcher to stop */
+	ev_audit *audit;          /* the module's writer: told whether the watcher runs */
 	pthread_t thread;
 	int has_thread;
 	char *dir;                /* the revocation directory, or NULL */
@@ -502,6 +503,7 @@ watcher(void *arg)
 		flush_if_due(e);
 		/* [audit] checkpoint_interval also seals the lines of an idle device. */
 		ev_audit_checkpoint_if_due(ev_mod->audit);
+		ev_audit_sync_later(ev_mod->audit);
 		pthread_mutex_unlock(&watch_mu);
 	}
 	return NULL;
@@ -555,6 +557,8 @@ ev_events_start(ev_module *m, int may_thread)
 			return CKR_GENERAL_ERROR;
 		}
 		e->has_thread = 1;
+		e->audit = m->audit;
+		ev_audit_watched(e->audit, 1);
 	}
 	return CKR_OK;
 }
@@ -575,6 +579,8 @@ ev_events_stop(ev_events *e)
 	pthread_mutex_unlock(&q.mu);
 	if (e == NULL || !e->has_thread)
 		return;
+	/* From here on, lines sync at once (and C_Finalize syncs the rest). */
+	ev_audit_watched(e->audit, 0);
 	if (write(e->stop_fd, &one, sizeof(one)) != sizeof(one))
 		ev_error("events: cannot stop the watcher: %s", strerror(errno));
 	else

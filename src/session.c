@@ -552,9 +552,18 @@ ev_session_login(ev_session *s, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULO
 out:
 	ev_mutex_unlock(t->lock);
 	ev_secret_free(so_auth);
-	if (checked)
-		ev_audit_note(EV_AUDIT_LOGIN, rv == CKR_OK ? EV_AUDIT_OK : ev_audit_outcome_of(rv),
-			      t->id, who, NULL, rv == CKR_OK ? NULL : ev_audit_reason(rv), NULL, 0);
+	if (checked) {
+		ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_LOGIN, rv == CKR_OK
+									   ? EV_AUDIT_OK
+									   : ev_audit_outcome_of(rv));
+
+		e.zone = t->id;
+		e.user = who;
+		e.reason = rv == CKR_OK ? NULL : ev_audit_reason(rv);
+		/* A refusal is synced at once; a success within the watcher's tick (audit.h). */
+		e.sync_later = rv == CKR_OK;
+		ev_audit_emit(&e);
+	}
 	return rv;
 }
 

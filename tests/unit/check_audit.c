@@ -780,6 +780,48 @@ START_TEST(test_hold)
 }
 END_TEST
 
+/* A line with sync_later waits for the watcher's tick, only while a watcher runs. */
+START_TEST(test_sync_later)
+{
+	ev_config *c = config_with("fsync = always");
+	ev_audit *a = writer_open(c);
+	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_LOGIN, EV_AUDIT_OK);
+	lines l;
+
+	e.zone = 1;
+	e.sync_later = 1;
+	atomic_store(&syncs, 0);
+	/* No watcher: synced at once like any line. */
+	ev_audit_emit_to(a, &e);
+	ck_assert_int_eq(sync_count(), 1);
+	ev_audit_watched(a, 1);
+	ev_audit_emit_to(a, &e);
+	ev_audit_emit_to(a, &e);
+	ck_assert_int_eq(sync_count(), 1);
+	ev_audit_sync_later(a); /* the tick: one sync for both */
+	ck_assert_int_eq(sync_count(), 2);
+	ev_audit_sync_later(a); /* nothing written since: no sync */
+	ck_assert_int_eq(sync_count(), 2);
+	/* A line synced at once covers the waiting ones. */
+	ev_audit_emit_to(a, &e);
+	emit_simple(a, EV_AUDIT_KEY_REVOKED, 1);
+	ck_assert_int_eq(sync_count(), 3);
+	ev_audit_sync_later(a);
+	ck_assert_int_eq(sync_count(), 3);
+	/* Waiting at close: C_Finalize syncs it. */
+	ev_audit_emit_to(a, &e);
+	ck_assert_int_eq(sync_count(), 3);
+	ev_audit_watched(a, 0);
+	ev_audit_close(a);
+	ck_assert_int_eq(sync_count(), 4);
+	lines_read(&l, audit_file());
+	ck_assert_uint_eq(l.n, 6);
+	chain_check(&l, 0, 1);
+	free(l.buf);
+	ev_config_free(c);
+}
+END_TEST
+
 /* ---- checkpoints ---------------------------------------------------------------------- */
 
 /*
@@ -1658,6 +1700,7 @@ audit_suite(void)
 	tcase_add_test(tc, test_disabled);
 	tcase_add_test(tc, test_unwritable);
 	tcase_add_test(tc, test_hold);
+	tcase_add_test(tc, test_sync_later);
 	tcase_add_test(tc, test_checkpoints);
 	tcase_add_test(tc, test_checkpoint_interval);
 	tcase_add_test(tc, test_checkpoint_if_due);
