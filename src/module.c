@@ -99,6 +99,7 @@ free_state(ev_module *m)
 {
 	ev_map_each(&m->sessions, free_session_cb, NULL);
 	ev_map_clear(&m->sessions);
+	ev_map_clear(&m->session_objects); /* borrowed from objects */
 	ev_map_each(&m->objects, free_object_cb, NULL);
 	ev_map_clear(&m->objects);
 	ev_map_each(&m->tokens, free_token_cb, NULL);

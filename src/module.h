@@ -50,6 +50,7 @@ typedef struct ev_module {
 	ev_map sessions;         /* CK_SESSION_HANDLE -> ev_session */
 	ev_map tokens;           /* slot ID -> ev_token */
 	ev_map objects;          /* CK_OBJECT_HANDLE -> ev_object (loaded token objects and session objects) */
+	ev_map session_objects;  /* the session objects of objects alone (borrowed), for searches */
 	CK_ULONG next_session;
 	CK_ULONG next_object;    /* for session objects */
 	CK_ULONG drops;          /* objects forgotten so far (ev_object_forget() and friends) */

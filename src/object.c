@@ -198,6 +198,33 @@ visible(const ev_session *s, const ev_object *o)
 }
 
 /*
+ * Put an object in the module's map (ev_mod->lock held for writing); a
+ * session object also in the index searches walk, so that a search never
+ * walks the loaded token objects. CKR_HOST_MEMORY leaves it in neither.
+ */
+static CK_RV
+map_object(ev_object *o)
+{
+	CK_RV rv = ev_map_put(&ev_mod->objects, o->handle, o);
+
+	if (rv != CKR_OK || o->on_token)
+		return rv;
+	rv = ev_map_put(&ev_mod->session_objects, o->handle, o);
+	if (rv != CKR_OK)
+		(void)ev_map_del(&ev_mod->objects, o->handle);
+	return rv;
+}
+
+/* Take an object out of the module's map and index (ev_mod->lock held for writing). */
+static void
+unmap_object(ev_object *o)
+{
+	(void)ev_map_del(&ev_mod->objects, o->handle);
+	if (!o->on_token)
+		(void)ev_map_del(&ev_mod->session_objects, o->handle);
+}
+
+/*
  * A key's lifecycle as attributes: the store keeps it in columns (a
  * rotation changes them without rewriting attributes), the attributes
  * show it to callers and to template matching.
@@ -1215,7 +1242,7 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev
 	for (i = 0; i < n && rv == CKR_OK; i++) {
 		if (!objs[i]->on_token)
 			objs[i]->handle = EV_SESSION_OBJECT_BIT | ev_mod->next_object++;
-		rv = ev_map_put(&ev_mod->objects, objs[i]->handle, objs[i]);
+		rv = map_object(objs[i]);
 		if (rv == CKR_OK) {
 			handles[i] = objs[i]->handle;
 			objs[i] = NULL; /* transferred to the map */
@@ -1347,7 +1374,8 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h)
 	rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
 		goto out;
-	if (ev_map_del(&ev_mod->objects, h) == o) {
+	if (ev_map_get(&ev_mod->objects, h) == o) {
+		unmap_object(o);
 		o->destroyed = 1;
 		atomic_fetch_sub(&o->refs, 1); /* the map's; ours keeps it alive */
 	}
@@ -1777,6 +1805,57 @@ finds(const struct find_ctx *f, const ev_object *o)
 	return ev_attrs_match(o->attrs, f->tmpl, f->count);
 }
 
+/*
+ * Whether the store's search decides a template alone for token objects,
+ * so that what it returns needs no loading and no matching here: every
+ * attribute is one the store keeps in an indexed column, exactly as the
+ * object has it (CKA_CLASS, CKA_KEY_TYPE, CKA_LABEL, CKA_ID), or
+ * CKA_TOKEN as CK_TRUE or CK_FALSE (the search already chose token
+ * objects or none), each once. CKA_EV_GENERATION is not: the column is
+ * there for every class, the attribute only for keys.
+ */
+static int
+store_decides(const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	unsigned seen = 0, bit;
+	CK_ULONG i;
+
+	for (i = 0; i < count; i++) {
+		const CK_ATTRIBUTE *t = &tmpl[i];
+
+		switch (t->type) {
+		case CKA_TOKEN:
+			if (t->ulValueLen != sizeof(CK_BBOOL) ||
+			    (*(CK_BBOOL *)t->pValue != CK_TRUE && *(CK_BBOOL *)t->pValue != CK_FALSE))
+				return 0;
+			bit = 0x1;
+			break;
+		case CKA_CLASS:
+			if (t->ulValueLen != sizeof(CK_ULONG))
+				return 0;
+			bit = 0x2;
+			break;
+		case CKA_KEY_TYPE:
+			if (t->ulValueLen != sizeof(CK_ULONG))
+				return 0;
+			bit = 0x4;
+			break;
+		case CKA_LABEL:
+			bit = 0x8;
+			break;
+		case CKA_ID:
+			bit = 0x10;
+			break;
+		default:
+			return 0;
+		}
+		if (seen & bit)
+			return 0; /* twice: both values must match, the query binds one */
+		seen |= bit;
+	}
+	return 1;
+}
+
 static void
 find_session_cb(CK_ULONG key, void *val, void *arg)
 {
@@ -1853,13 +1932,16 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 	if (want_token) {
 		q.zone = s->token->id;
 		q.include_private = ev_session_user(s);
-		rv = ev_mutex_lock(ev_mod->store_lock);
+		/* The store's own readers: no module lock, another process's commits seen at once. */
+		rv = ev_store_obj_find_shared(ev_mod->store, &q, &ids, &nids);
 		if (rv != CKR_OK)
 			return rv;
-		rv = ev_store_obj_find(ev_mod->store, &q, &ids, &nids);
-		ev_mutex_unlock(ev_mod->store_lock);
-		if (rv != CKR_OK)
-			return rv;
+		if (store_decides(tmpl, count)) {
+			/* The query matched the whole template: nothing to load. */
+			for (i = 0; i < nids && f.rv == CKR_OK; i++)
+				push(&f, (CK_OBJECT_HANDLE)ids[i]);
+			nids = 0;
+		}
 		for (i = 0; i < nids && f.rv == CKR_OK; i++) {
 			ev_object *o;
 
@@ -1880,7 +1962,7 @@ ev_object_find(ev_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 			free(f.v);
 			return rv;
 		}
-		ev_map_each(&ev_mod->objects, find_session_cb, &f);
+		ev_map_each(&ev_mod->session_objects, find_session_cb, &f);
 		ev_rwlock_unlock(ev_mod->lock);
 	}
 	if (f.rv != CKR_OK) {
@@ -1971,7 +2053,7 @@ drop(struct drop_ctx *d)
 	ev_map_each(&ev_mod->objects, drop_cb, d);
 	if (d->v != NULL) {
 		for (i = 0; i < d->n; i++) {
-			ev_map_del(&ev_mod->objects, d->v[i]->handle);
+			unmap_object(d->v[i]);
 			atomic_store(&d->v[i]->destroyed, 1);
 		}
 	}

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@
 #include "store.h"
 
 /* The schema version this code writes and understands. */
-#define EV_SCHEMA_VERSION 5
+#define EV_SCHEMA_VERSION 6
 
 /* Writers wait this long for one another before giving up. */
 #define EV_BUSY_TIMEOUT_MS 10000
@@ -234,6 +235,20 @@ static const char *const st_sql[ST__COUNT] = {
 #define FIND_GENERATION 0x20u /* one generation, retired or not; else current ones only */
 #define FIND_VARIANTS 0x40u
 
+/* Read connections a store opens at most for ev_store_obj_find_shared(). */
+#define READERS 4
+
+/*
+ * One of a store's shared read connections (ev_store_obj_find_shared()):
+ * opened on first use, used by one thread at a time under mu, with its own
+ * search statements.
+ */
+struct reader {
+	pthread_mutex_t mu;
+	sqlite3 *db;
+	sqlite3_stmt *find_st[FIND_VARIANTS];
+};
+
 struct ev_store {
 	sqlite3 *db;
 	char *path;
@@ -242,6 +257,8 @@ struct ev_store {
 	int relock_fd[2]; /* after abandon: descriptors holding re-taken locks, or -1 */
 	sqlite3_stmt *st[ST__COUNT];
 	sqlite3_stmt *find_st[FIND_VARIANTS];
+	struct reader readers[READERS];
+	size_t nreaders; /* how many readers' mutexes are initialised */
 	ev_store *abandoned_next;
 };
 
@@ -395,19 +412,41 @@ static const char *const schema_v5[] = {
     NULL,
 };
 
+/*
+ * Searches answered from the index alone: a search by label or CKA_ID
+ * reads the retired, private, class and key type filters from the index
+ * entry instead of the object's row, so it touches one index page, not a
+ * row page too. They replace the (zone, label) and (zone, ckid) indexes,
+ * whose prefixes they are.
+ */
+static const char *const schema_v6[] = {
+    "CREATE INDEX objects_zone_label_find ON objects(zone, label, retired, private, class, key_type)",
+    "DROP INDEX objects_zone_label",
+    "CREATE INDEX objects_zone_ckid_find ON objects(zone, ckid, retired, private, class, key_type)",
+    "DROP INDEX objects_zone_ckid",
+    NULL,
+};
+
 static const char *const *const schema_steps[EV_SCHEMA_VERSION + 1] = {
     [1] = schema_v1,
     [2] = schema_v2,
     [3] = schema_v3,
     [4] = schema_v4,
     [5] = schema_v5,
+    [6] = schema_v6,
 };
+
+static CK_RV
+db_error_on(sqlite3 *db, const char *what)
+{
+	ev_error("store: %s: %s", what, sqlite3_errmsg(db));
+	return CKR_DEVICE_ERROR;
+}
 
 static CK_RV
 db_error(ev_store *s, const char *what)
 {
-	ev_error("store: %s: %s", what, sqlite3_errmsg(s->db));
-	return CKR_DEVICE_ERROR;
+	return db_error_on(s->db, what);
 }
 
 /* The cached statement, prepared on first use; NULL (logged) on failure. */
@@ -577,11 +616,15 @@ fail:
 	return -1;
 }
 
+static void reader_close(struct reader *r);
+
 static void
 store_free(ev_store *s)
 {
 	size_t i;
 
+	for (i = 0; i < s->nreaders; i++)
+		reader_close(&s->readers[i]);
 	for (i = 0; i < EV_ARRAY_SIZE(s->st); i++)
 		(void)sqlite3_finalize(s->st[i]);
 	for (i = 0; i < EV_ARRAY_SIZE(s->find_st); i++)
@@ -803,6 +846,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 	char mode[16];
 	int rc, fd, oflags;
 	int readonly = (flags & EV_STORE_READONLY) != 0;
+	size_t i;
 	CK_RV rv = CKR_DEVICE_ERROR;
 
 	if (err != NULL && errlen > 0)
@@ -819,6 +863,13 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 	if (s == NULL)
 		return CKR_HOST_MEMORY;
 	s->relock_fd[0] = s->relock_fd[1] = -1;
+	for (i = 0; i < READERS; i++) {
+		if (pthread_mutex_init(&s->readers[i].mu, NULL) != 0) {
+			rv = CKR_HOST_MEMORY;
+			goto out;
+		}
+		s->nreaders = i + 1;
+	}
 	if (asprintf(&s->path, "%s/%s", dir, EV_STORE_FILE) < 0) {
 		s->path = NULL;
 		rv = CKR_HOST_MEMORY;
@@ -1323,7 +1374,7 @@ grow(void *v, size_t *cap, size_t cnt, size_t sz)
 
 /* Collect the first column of every row as ids; *ids is NULL when there are none. */
 static CK_RV
-collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
+collect_ids_on(sqlite3 *db, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
 {
 	int64_t *v = NULL, *nv;
 	size_t cnt = 0, cap = 0;
@@ -1340,7 +1391,7 @@ collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size
 		v[cnt++] = sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE)
-		rv = db_error(s, what);
+		rv = db_error_on(db, what);
 out:
 	if (rv != CKR_OK) {
 		free(v);
@@ -1350,6 +1401,12 @@ out:
 	*ids = v;
 	*n = cnt;
 	return rv;
+}
+
+static CK_RV
+collect_ids(ev_store *s, sqlite3_stmt *st, const char *what, int64_t **ids, size_t *n)
+{
+	return collect_ids_on(s->db, st, what, ids, n);
 }
 
 CK_RV
@@ -1894,16 +1951,16 @@ ev_store_obj_delete(ev_store *s, int64_t id)
 	return by_id(s, ST_OBJ_DELETE, id, "object delete");
 }
 
-/* The search statement for a combination of filters, built and prepared once. */
+/* The search statement for a combination of filters, built and prepared once per connection. */
 static sqlite3_stmt *
-find_stmt(ev_store *s, unsigned variant)
+find_stmt(sqlite3 *db, sqlite3_stmt **cache, unsigned variant)
 {
 	const char *cls;
 	char sql[256];
 	int rc;
 
-	if (s->find_st[variant] != NULL)
-		return s->find_st[variant];
+	if (cache[variant] != NULL)
+		return cache[variant];
 	/*
 	 * Constant fragments only; fixed parameter numbers whichever are
 	 * present. With a label or CKA_ID, the unary + keeps the planner off
@@ -1912,6 +1969,10 @@ find_stmt(ev_store *s, unsigned variant)
 	 * retired filter always has it: "retired = 0" alone would draw the
 	 * planner to the (retired, destroy_at) index, which holds every
 	 * current object of every zone under 0.
+	 *
+	 * No ORDER BY: with one, a search by label would sort, since the
+	 * index that answers it alone orders its entries by retired,
+	 * private, class and key type before the id. find_on() sorts.
 	 */
 	if (!(variant & FIND_CLASS))
 		cls = "";
@@ -1919,23 +1980,44 @@ find_stmt(ev_store *s, unsigned variant)
 		cls = " AND +class = ?2";
 	else
 		cls = " AND class = ?2";
-	snprintf(sql, sizeof(sql), "SELECT id FROM objects WHERE zone = ?1%s%s%s%s%s%s ORDER BY id",
+	snprintf(sql, sizeof(sql), "SELECT id FROM objects WHERE zone = ?1%s%s%s%s%s%s",
 		 (variant & FIND_PRIVATE) ? "" : " AND private = 0", cls,
 		 (variant & FIND_KEY_TYPE) ? " AND key_type = ?3" : "",
 		 (variant & FIND_LABEL) ? " AND label = ?4" : "",
 		 (variant & FIND_CKID) ? " AND ckid = ?5" : "",
 		 (variant & FIND_GENERATION) ? " AND generation = ?6" : " AND +retired = 0");
-	rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->find_st[variant],
-				NULL);
+	rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cache[variant], NULL);
 	if (rc != SQLITE_OK) {
-		ev_error("store: prepare find %u: %s", variant, sqlite3_errmsg(s->db));
-		s->find_st[variant] = NULL;
+		ev_error("store: prepare find %u: %s", variant, sqlite3_errmsg(db));
+		cache[variant] = NULL;
 	}
-	return s->find_st[variant];
+	return cache[variant];
 }
 
-CK_RV
-ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
+static int
+cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Ascending, as the contract says; most searches find one id, or ids already in order. */
+static void
+sort_ids(int64_t *ids, size_t n)
+{
+	size_t i;
+
+	for (i = 1; i < n; i++)
+		if (ids[i - 1] > ids[i]) {
+			qsort(ids, n, sizeof(*ids), cmp_id);
+			return;
+		}
+}
+
+/* ev_store_obj_find() on a connection and its statement cache. */
+static CK_RV
+find_on(sqlite3 *db, sqlite3_stmt **cache, const ev_obj_query *q, int64_t **ids, size_t *n)
 {
 	sqlite3_stmt *st;
 	unsigned variant = 0;
@@ -1956,7 +2038,7 @@ ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
 		variant |= FIND_CKID;
 	if (q->has_generation)
 		variant |= FIND_GENERATION;
-	st = find_stmt(s, variant);
+	st = find_stmt(db, cache, variant);
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	rc = sqlite3_bind_int64(st, 1, q->zone);
@@ -1971,13 +2053,21 @@ ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
 	if (rc == SQLITE_OK && q->has_generation)
 		rc = sqlite3_bind_int64(st, 6, q->generation);
 	if (rc != SQLITE_OK) {
-		rv = db_error(s, "object find");
+		rv = db_error_on(db, "object find");
 		goto out;
 	}
-	rv = collect_ids(s, st, "object find", ids, n);
+	rv = collect_ids_on(db, st, "object find", ids, n);
+	if (rv == CKR_OK)
+		sort_ids(*ids, *n);
 out:
 	done(st);
 	return rv;
+}
+
+CK_RV
+ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
+{
+	return find_on(s->db, s->find_st, q, ids, n);
 }
 
 CK_RV
@@ -2668,5 +2758,115 @@ ev_store_use_list(ev_store *s, ev_use_rec **v, size_t *n)
 	CK_RV rv = list_rows(s, ST_USE_LIST, sizeof(**v), read_use, clear_use, "use list", &vv, n);
 
 	*v = vv;
+	return rv;
+}
+
+/*
+ * Shared readers (ev_store_obj_find_shared()).
+ *
+ * A search takes one of READERS connections, each under its own mutex,
+ * so searches of different threads run in parallel with each other and
+ * with the owner's writes: in WAL mode a reader neither waits for a
+ * writer nor holds one up. A thread keeps to the reader it was first
+ * given while that one is free, so with up to READERS threads no mutex
+ * is contended. The connections see every transaction committed before
+ * their statement starts, by this process or another, as the owner's
+ * connection does.
+ */
+
+static void
+reader_close(struct reader *r)
+{
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(r->find_st); i++) {
+		(void)sqlite3_finalize(r->find_st[i]);
+		r->find_st[i] = NULL;
+	}
+	if (r->db != NULL && sqlite3_close(r->db) != SQLITE_OK)
+		ev_error("store: close reader: %s", sqlite3_errmsg(r->db));
+	r->db = NULL;
+	(void)pthread_mutex_destroy(&r->mu);
+}
+
+/* Open r's connection if it has none yet (r->mu held). */
+static CK_RV
+reader_open(ev_store *s, struct reader *r)
+{
+	int rc;
+
+	if (r->db != NULL)
+		return CKR_OK;
+	/*
+	 * Read-write like the owner's: a read-only connection to a WAL
+	 * database may not set up the -shm file itself. query_only keeps
+	 * it to reading.
+	 */
+	rc = sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_extended_result_codes(r->db, 1);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_busy_timeout(r->db, EV_BUSY_TIMEOUT_MS);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(r->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
+	/*
+	 * Room for the search indexes of a large store (some 40 bytes a
+	 * key: 4 MiB for 100,000), so a search reads no page from the
+	 * file; filled only as far as searches go.
+	 */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(r->db, "PRAGMA cache_size = -8192", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return CKR_OK;
+	if (r->db == NULL)
+		return CKR_HOST_MEMORY;
+	ev_error("store: open reader %s: %s", s->path, sqlite3_errmsg(r->db));
+	(void)sqlite3_close(r->db);
+	r->db = NULL;
+	return CKR_DEVICE_ERROR;
+}
+
+/* The reader a thread tries first: handed out in turn on the thread's first search. */
+static _Thread_local unsigned reader_hint;
+static _Thread_local int reader_hinted;
+static atomic_uint reader_next;
+
+/* A reader, locked: the thread's own when free, else any free one, else wait for its own. */
+static struct reader *
+reader_take(ev_store *s)
+{
+	size_t i, first;
+
+	if (!reader_hinted) {
+		reader_hint = atomic_fetch_add_explicit(&reader_next, 1, memory_order_relaxed);
+		reader_hinted = 1;
+	}
+	first = reader_hint % s->nreaders;
+	for (i = 0; i < s->nreaders; i++) {
+		struct reader *r = &s->readers[(first + i) % s->nreaders];
+
+		if (pthread_mutex_trylock(&r->mu) == 0)
+			return r;
+	}
+	if (pthread_mutex_lock(&s->readers[first].mu) != 0)
+		return NULL;
+	return &s->readers[first];
+}
+
+CK_RV
+ev_store_obj_find_shared(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n)
+{
+	struct reader *r;
+	CK_RV rv;
+
+	*ids = NULL;
+	*n = 0;
+	r = s->nreaders > 0 ? reader_take(s) : NULL;
+	if (r == NULL)
+		return CKR_DEVICE_ERROR;
+	rv = reader_open(s, r);
+	if (rv == CKR_OK)
+		rv = find_on(r->db, r->find_st, q, ids, n);
+	(void)pthread_mutex_unlock(&r->mu);
 	return rv;
 }

@@ -259,6 +259,18 @@ typedef struct ev_obj_query {
 
 CK_RV ev_store_obj_find(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n);
 
+/*
+ * ev_store_obj_find() for any thread at any time, without the caller's
+ * lock: it runs on one of the store's own read connections (a few,
+ * opened on first use, each used by one thread at a time), so searches
+ * of several threads run in parallel and never wait for a writer (WAL).
+ * It sees every transaction committed before it starts, by this process
+ * or another; not the changes of a transaction still open on s. After
+ * ev_store_abandon() it must not be called (the child opens its own
+ * store).
+ */
+CK_RV ev_store_obj_find_shared(ev_store *s, const ev_obj_query *q, int64_t **ids, size_t *n);
+
 /* Number of objects in a zone (private ones included or not). */
 CK_RV ev_store_obj_count(ev_store *s, int64_t zone, int include_private, CK_ULONG *count);
 

@@ -542,6 +542,17 @@ nap_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
+CK_ULONG
+env_find(CK_SESSION_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out, CK_ULONG cap)
+{
+	CK_ULONG got = 0;
+
+	ck_assert_int_eq(env.f->C_FindObjectsInit(h, t, n), CKR_OK);
+	ck_assert_int_eq(env.f->C_FindObjects(h, out, cap, &got), CKR_OK);
+	ck_assert_int_eq(env.f->C_FindObjectsFinal(h), CKR_OK);
+	return got;
+}
+
 CK_RV
 get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {

@@ -156,6 +156,10 @@ double now_s(void);
 /* Sleep for ms milliseconds. */
 void nap_ms(long ms);
 
+/* One whole search (Init, FindObjects up to cap handles into out, Final), each asserted CKR_OK: how many. */
+CK_ULONG env_find(CK_SESSION_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out,
+    CK_ULONG cap);
+
 /* C_GetAttributeValue of CKA_LABEL (up to 64 bytes): its return code, not asserted. */
 CK_RV get_label(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 

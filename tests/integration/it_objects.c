@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -2010,6 +2011,116 @@ START_TEST(test_private_values_readable)
 END_TEST
 
 /* C_CreateObject refusals for keys. */
+/*
+ * Searches follow another process's changes at once: a key it makes is
+ * found by the next search here, one it renames is found by its new label
+ * only, one it destroys is found no more; by templates the store answers
+ * alone (label, class, CKA_TOKEN) and by one that needs the object loaded
+ * (CKA_ENCRYPT). Session objects are found beside token objects, and
+ * CKA_TOKEN picks one kind.
+ */
+struct find_kid_arg {
+	CK_SLOT_ID slot;
+};
+
+static void
+kid_find_changes(int rd, int wr, void *arg)
+{
+	const struct find_kid_arg *a = arg;
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_ULONG len = 32;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_VALUE_LEN, &len, sizeof(len) },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_LABEL, "from-child", 10 },
+	};
+	CK_ATTRIBUTE rename[] = { { CKA_LABEL, "renamed-by-child", 16 } };
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+	CK_RV rv = kid_init();
+
+	if (rv == CKR_OK)
+		rv = kid_session(a->slot, 1, &h);
+	if (rv == CKR_OK)
+		rv = F->C_GenerateKey(h, &m, t, EV_ARRAY_LEN(t), &o);
+	put(wr, rv);
+	put(wr, o);
+	(void)take(rd);
+	put(wr, F->C_SetAttributeValue(h, o, rename, 1));
+	(void)take(rd);
+	put(wr, F->C_DestroyObject(h, o));
+	(void)F->C_Finalize(NULL);
+	_exit(0);
+}
+
+START_TEST(test_find_follows_other_process)
+{
+	struct find_kid_arg a;
+	struct kid k;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE child, sess, found[4];
+	CK_ATTRIBUTE by_label[] = { { CKA_LABEL, "from-child", 10 } };
+	CK_ATTRIBUTE by_new[] = { { CKA_LABEL, "renamed-by-child", 16 } };
+	CK_ATTRIBUTE by_new_cls[] = { { CKA_CLASS, &c_secret, sizeof(c_secret) },
+		{ CKA_LABEL, "renamed-by-child", 16 }, { CKA_TOKEN, &yes, sizeof(yes) } };
+	CK_ATTRIBUTE by_new_loaded[] = { { CKA_LABEL, "renamed-by-child", 16 },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) } };
+	CK_ATTRIBUTE by_new_session[] = { { CKA_LABEL, "renamed-by-child", 16 },
+		{ CKA_TOKEN, &no, sizeof(no) } };
+	CK_ATTRIBUTE sess_tmpl[] = {
+		{ CKA_CLASS, &c_secret, sizeof(c_secret) },
+		{ CKA_KEY_TYPE, &k_aes, sizeof(k_aes) },
+		{ CKA_VALUE, (void *)aes_value, sizeof(aes_value) },
+		{ CKA_LABEL, "renamed-by-child", 16 },
+	};
+	char label[32];
+	CK_ATTRIBUTE got = { CKA_LABEL, label, sizeof(label) };
+	CK_SESSION_INFO si;
+
+	h = user_session("findproc");
+	ck_assert_int_eq(F->C_GetSessionInfo(h, &si), CKR_OK);
+	a.slot = si.slotID;
+	ck_assert_uint_eq(env_find(h, by_label, 1, found, 4), 0);
+
+	kid_start(&k, kid_find_changes, &a);
+	kid_expect(&k, CKR_OK, "child: C_GenerateKey");
+	child = kid_get(&k);
+	ck_assert_uint_eq(env_find(h, by_label, 1, found, 4), 1);
+	ck_assert_uint_eq(found[0], child);
+	/* Loaded here before the rename: the rename must reach it too. */
+	ck_assert_int_eq(F->C_GetAttributeValue(h, child, &got, 1), CKR_OK);
+	ck_assert_uint_eq(got.ulValueLen, 10);
+
+	ck_assert_int_eq(F->C_CreateObject(h, sess_tmpl, EV_ARRAY_LEN(sess_tmpl), &sess),
+	    CKR_OK);
+	kid_put(&k, 1);
+	kid_expect(&k, CKR_OK, "child: C_SetAttributeValue");
+	ck_assert_uint_eq(env_find(h, by_label, 1, found, 4), 0);
+	ck_assert_uint_eq(env_find(h, by_new, 1, found, 4), 2); /* the token key, then ours */
+	ck_assert_uint_eq(found[0], child);
+	ck_assert_uint_eq(found[1], sess);
+	ck_assert_uint_eq(env_find(h, by_new_cls, 3, found, 4), 1);
+	ck_assert_uint_eq(found[0], child);
+	ck_assert_uint_eq(env_find(h, by_new_loaded, 2, found, 4), 2);
+	ck_assert_uint_eq(env_find(h, by_new_session, 2, found, 4), 1);
+	ck_assert_uint_eq(found[0], sess);
+	got.ulValueLen = sizeof(label);
+	ck_assert_int_eq(F->C_GetAttributeValue(h, child, &got, 1), CKR_OK);
+	ck_assert_mem_eq(label, "renamed-by-child", 16);
+
+	kid_put(&k, 1);
+	kid_expect(&k, CKR_OK, "child: C_DestroyObject");
+	kid_done(&k);
+	ck_assert_uint_eq(env_find(h, by_new_cls, 3, found, 4), 0);
+	ck_assert_uint_eq(env_find(h, by_new_loaded, 2, found, 4), 1);
+	ck_assert_uint_eq(env_find(h, by_new, 1, found, 4), 1);
+	ck_assert_uint_eq(found[0], sess);
+	ck_assert_int_eq(F->C_DestroyObject(h, sess), CKR_OK);
+	ck_assert_uint_eq(env_find(h, by_new, 1, found, 4), 0);
+}
+END_TEST
+
 START_TEST(test_create_key_refusals)
 {
 	CK_SESSION_HANDLE h;
@@ -2085,6 +2196,7 @@ main(void)
 	tcase_add_checked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_import_ec);
+	tcase_add_test(tc, test_find_follows_other_process);
 	tcase_add_test(tc, test_import_ed25519);
 	tcase_add_test(tc, test_import_rsa);
 	tcase_add_test(tc, test_import_secret_keys);

@@ -564,12 +564,7 @@ attr_bool(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
 static CK_ULONG
 find(CK_SESSION_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out, CK_ULONG cap)
 {
-	CK_ULONG got = 0;
-
-	ck_assert_int_eq(F->C_FindObjectsInit(h, t, n), CKR_OK);
-	ck_assert_int_eq(F->C_FindObjects(h, out, cap, &got), CKR_OK);
-	ck_assert_int_eq(F->C_FindObjectsFinal(h), CKR_OK);
-	return got;
+	return env_find(h, t, n, out, cap);
 }
 
 /* Objects with a label (and, with gen != 0, CKA_EV_GENERATION gen in the template). */

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,22 +139,31 @@ make_obj(ev_store *s, int64_t zone, CK_OBJECT_CLASS cls, CK_KEY_TYPE key_type, c
 	return o.id;
 }
 
+/* A search's answer (consumed): checked ascending (NULL when empty), up to max copied; n. */
+static size_t
+take_ids(int64_t *ids, size_t n, int64_t *out, size_t max)
+{
+	size_t i;
+
+	if (n == 0)
+		ck_assert_ptr_null(ids);
+	for (i = 1; i < n; i++)
+		ck_assert_int_lt(ids[i - 1], ids[i]);
+	for (i = 0; i < n && i < max; i++)
+		out[i] = ids[i];
+	free(ids);
+	return n;
+}
+
 /* Run a query; return the number of hits and copy up to max ids. */
 static size_t
 find(ev_store *s, const ev_obj_query *q, int64_t *out, size_t max)
 {
 	int64_t *ids = NULL;
-	size_t n = 0, i;
+	size_t n = 0;
 
 	ck_assert_int_eq(ev_store_obj_find(s, q, &ids, &n), CKR_OK);
-	for (i = 1; i < n; i++)
-		ck_assert_int_lt(ids[i - 1], ids[i]);
-	for (i = 0; i < n && i < max; i++)
-		out[i] = ids[i];
-	if (n == 0)
-		ck_assert_ptr_null(ids);
-	free(ids);
-	return n;
+	return take_ids(ids, n, out, max);
 }
 
 START_TEST(test_create_reopen)
@@ -309,10 +319,10 @@ START_TEST(test_schema_version)
 
 	ck_assert_int_eq(ev_store_meta_get(s, "schema_version", &val, &len), CKR_OK);
 	ck_assert_uint_eq(len, 1);
-	ck_assert_mem_eq(val, "5", 1);
+	ck_assert_mem_eq(val, "6", 1);
 	free(val);
 	ev_store_close(s);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 6);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
 				 "AND name LIKE 'objects_zone_%'"),
 			 3);
@@ -1029,6 +1039,141 @@ START_TEST(test_obj_find_many)
 }
 END_TEST
 
+/* ev_store_obj_find_shared() by label: the number of hits, up to max ids copied (checked ascending). */
+static size_t
+find_shared(ev_store *s, int64_t zone, const char *label, int64_t *out, size_t max)
+{
+	ev_obj_query q;
+	int64_t *ids = NULL;
+	size_t n = 0;
+
+	memset(&q, 0, sizeof(q));
+	q.zone = zone;
+	q.include_private = 1;
+	q.has_label = 1;
+	q.label = label;
+	q.label_len = strlen(label);
+	ck_assert_int_eq(ev_store_obj_find_shared(s, &q, &ids, &n), CKR_OK);
+	return take_ids(ids, n, out, max);
+}
+
+struct shared_finder {
+	ev_store *s;
+	int64_t want[50];
+	int bad;
+};
+
+static void *
+shared_finder(void *arg)
+{
+	struct shared_finder *f = arg;
+	ev_obj_query q;
+	char label[32];
+	int64_t *ids;
+	size_t n;
+	int i;
+
+	for (i = 0; i < 500; i++) {
+		memset(&q, 0, sizeof(q));
+		q.zone = 1;
+		q.include_private = 1;
+		q.has_label = 1;
+		q.label = label;
+		q.label_len = (size_t)snprintf(label, sizeof(label), "many-%d", i % 50);
+		ids = NULL;
+		if (ev_store_obj_find_shared(f->s, &q, &ids, &n) != CKR_OK || n != 1 ||
+		    ids[0] != f->want[i % 50])
+			f->bad++;
+		free(ids);
+	}
+	return NULL;
+}
+
+/*
+ * The shared search sees at once what another connection (another
+ * process) commits: a new object, a changed label, a deletion; not what
+ * the owner's open transaction has not committed yet. Entries the index
+ * orders otherwise (private before class) still come back ascending.
+ * Threads beyond the store's readers search at once and all get answers.
+ */
+START_TEST(test_obj_find_shared)
+{
+	ev_store *s = new_store(), *other;
+	int64_t a, b, c, hits[4];
+	struct shared_finder f[6];
+	pthread_t t[6];
+	ev_attrs *attrs;
+	char label[32];
+	int i;
+
+	make_zone(s, 1);
+	/* (zone, label, retired, private, ...) orders b (public) before a. */
+	a = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "same", NULL, 1);
+	b = make_obj(s, 1, CKO_DATA, (CK_KEY_TYPE)-1, "same", NULL, 0);
+	ck_assert_uint_eq(find_shared(s, 1, "same", hits, 4), 2);
+	ck_assert_int_eq(hits[0], a);
+	ck_assert_int_eq(hits[1], b);
+
+	other = open_store(0);
+	c = make_obj(other, 1, CKO_SECRET_KEY, CKK_AES, "theirs", NULL, 1);
+	ck_assert_uint_eq(find_shared(s, 1, "theirs", hits, 4), 1);
+	ck_assert_int_eq(hits[0], c);
+	attrs = ev_attrs_new();
+	ck_assert_ptr_nonnull(attrs);
+	ck_assert_int_eq(ev_attrs_set_ulong(attrs, CKA_CLASS, CKO_SECRET_KEY), CKR_OK);
+	ck_assert_int_eq(ev_attrs_set(attrs, CKA_LABEL, "renamed", 7), CKR_OK);
+	ck_assert_int_eq(ev_store_obj_set_attrs(other, c, attrs), CKR_OK);
+	ev_attrs_free(attrs);
+	ck_assert_uint_eq(find_shared(s, 1, "theirs", hits, 4), 0);
+	ck_assert_uint_eq(find_shared(s, 1, "renamed", hits, 4), 1);
+	ck_assert_int_eq(ev_store_obj_delete(other, c), CKR_OK);
+	ck_assert_uint_eq(find_shared(s, 1, "renamed", hits, 4), 0);
+
+	/* The owner's uncommitted insert is not seen, and does not hold the search up. */
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	c = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, "pending", NULL, 1);
+	ck_assert_uint_eq(find_shared(s, 1, "pending", hits, 4), 0);
+	ck_assert_uint_eq(find_shared(other, 1, "pending", hits, 4), 0);
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	ck_assert_uint_eq(find_shared(s, 1, "pending", hits, 4), 1);
+	ck_assert_uint_eq(find_shared(other, 1, "pending", hits, 4), 1);
+	ev_store_close(other);
+
+	ck_assert_int_eq(ev_store_begin(s), CKR_OK);
+	for (i = 0; i < 50; i++) {
+		snprintf(label, sizeof(label), "many-%d", i);
+		f[0].want[i] = make_obj(s, 1, CKO_SECRET_KEY, CKK_AES, label, NULL, 1);
+	}
+	ck_assert_int_eq(ev_store_commit(s), CKR_OK);
+	for (i = 0; i < 6; i++) {
+		f[i].s = s;
+		f[i].bad = 0;
+		memcpy(f[i].want, f[0].want, sizeof(f[i].want));
+		ck_assert_int_eq(pthread_create(&t[i], NULL, shared_finder, &f[i]), 0);
+	}
+	for (i = 0; i < 6; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		ck_assert_int_eq(f[i].bad, 0);
+	}
+	ev_store_close(s);
+}
+END_TEST
+
+/* Version 6: searches by label or CKA_ID have indexes that answer them alone. */
+START_TEST(test_find_indexes)
+{
+	ev_store *s = new_store();
+
+	ev_store_close(s);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				 "name IN ('objects_zone_label_find', 'objects_zone_ckid_find')"),
+	    2);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				 "name IN ('objects_zone_label', 'objects_zone_ckid')"),
+	    0);
+}
+END_TEST
+
 START_TEST(test_obj_count)
 {
 	ev_store *s = new_store();
@@ -1423,7 +1568,7 @@ START_TEST(test_migrate_v1)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 5);
+	ck_assert_int_eq(v, 6);
 	/* The zone and its object are kept as they were. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_mem_eq(z.label, "zone", 4);
@@ -1466,7 +1611,7 @@ START_TEST(test_migrate_v1)
 				 "WHERE \"table\" = 'revlog'"),
 			 1);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('revoked')"), 1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 6);
 	ck_assert_int_eq(raw_int("SELECT revoked FROM zones WHERE id = 4"), 1700000000);
 
 	/* Opening again runs no step twice. */
@@ -1786,19 +1931,12 @@ find_keys(ev_store *s, int64_t zone, const char *label, const char *ckid, int64_
 	  size_t max)
 {
 	int64_t *ids = (int64_t *)&ids;
-	size_t n = 99, i;
+	size_t n = 99;
 
 	ck_assert_int_eq(ev_store_obj_find_keys(s, zone, label, label ? strlen(label) : 0, ckid,
 						ckid ? strlen(ckid) : 0, gen, &ids, &n),
 			 CKR_OK);
-	if (n == 0)
-		ck_assert_ptr_null(ids);
-	for (i = 1; i < n; i++)
-		ck_assert_int_lt(ids[i - 1], ids[i]);
-	for (i = 0; i < n && i < max; i++)
-		out[i] = ids[i];
-	free(ids);
-	return n;
+	return take_ids(ids, n, out, max);
 }
 
 START_TEST(test_obj_find_keys)
@@ -3159,7 +3297,7 @@ START_TEST(test_migrate_v2)
 	s = open_store(0);
 	t1 = time(NULL);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 5);
+	ck_assert_int_eq(v, 6);
 
 	/* Existing objects: made "now" (the upgrade), current, not copies. */
 	ck_assert_int_eq(ev_store_obj_get(s, 9, &o), CKR_OK);
@@ -3222,7 +3360,7 @@ START_TEST(test_migrate_v2)
 				 "'attestlog_digest')"),
 			 3);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_index_info('objects_retired')"), 2);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 6);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM attestlog"), 1);
 
 	/* Opening again runs no step twice. */
@@ -3286,7 +3424,7 @@ START_TEST(test_migrate_v3)
 
 	s = open_store(0);
 	ck_assert_int_eq(ev_store_meta_get_int(s, "schema_version", &v), CKR_OK);
-	ck_assert_int_eq(v, 5);
+	ck_assert_int_eq(v, 6);
 	/* Zones made before: their key as it was, no SO copy; a revoked one stays revoked. */
 	ck_assert_int_eq(ev_store_zone_get(s, 4, &z), CKR_OK);
 	ck_assert_uint_eq(z.sealed_len, 2);
@@ -3314,7 +3452,7 @@ START_TEST(test_migrate_v3)
 	    raw_int("SELECT count(*) FROM pragma_table_info('zones') "
 		    "WHERE name = 'so_sealed_key' AND type = 'BLOB' AND \"notnull\" = 0"),
 	    1);
-	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 5);
+	ck_assert_int_eq(raw_int("SELECT value FROM meta WHERE key = 'schema_version'"), 6);
 
 	/* Opening again runs no step twice. */
 	s = open_store(0);
@@ -3353,6 +3491,8 @@ store_suite(void)
 	tcase_add_test(tc, test_obj_set_wrapped);
 	tcase_add_test(tc, test_obj_find);
 	tcase_add_test(tc, test_obj_find_many);
+	tcase_add_test(tc, test_obj_find_shared);
+	tcase_add_test(tc, test_find_indexes);
 	tcase_add_test(tc, test_obj_count);
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_two_connections);
