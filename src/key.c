@@ -6,6 +6,7 @@
  * Every EVP_PKEY made here is a provider-native key, complete when it is
  * made: the mechanisms share it between threads and never change it.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,58 @@ curve_of(EVP_PKEY *pkey)
 	if (nid == NID_undef)
 		nid = EC_curve_nist2nid(name);
 	return curve_by_nid(nid);
+}
+
+/*
+ * Domain parameters of each Weierstrass curve, made once: a key generated
+ * or a public key built from one of them copies its group, where naming
+ * the curve builds the group anew every time (a third of a P-256 key
+ * pair's cost). Shared read-only between threads, kept for the life of
+ * the process. NULL where making one failed: the named path is used.
+ */
+static EVP_PKEY *curve_params[EV_ARRAY_SIZE(curves)];
+static pthread_once_t curve_params_once = PTHREAD_ONCE_INIT;
+
+static void
+make_curve_params(void)
+{
+	EVP_PKEY_CTX *ctx;
+	size_t i;
+
+	for (i = 0; i < EV_ARRAY_SIZE(curves); i++) {
+		if (curves[i].type != CKK_EC)
+			continue;
+		ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+		if (ctx == NULL || EVP_PKEY_paramgen_init(ctx) <= 0 ||
+		    EVP_PKEY_CTX_set_group_name(ctx, curves[i].name) <= 0 ||
+		    EVP_PKEY_paramgen(ctx, &curve_params[i]) <= 0)
+			curve_params[i] = NULL;
+		EVP_PKEY_CTX_free(ctx);
+	}
+}
+
+/* The parameters of curve c (curve_params), or NULL. */
+static EVP_PKEY *
+params_of(const struct curve *c)
+{
+	if (pthread_once(&curve_params_once, make_curve_params) != 0)
+		return NULL;
+	return curve_params[c - curves];
+}
+
+/* The public point: uncompressed for EC, the 32 raw bytes for Ed25519. */
+static CK_RV
+point_of(EVP_PKEY *pkey, const struct curve *c, unsigned char point[EV_EC_POINT_MAX], size_t *len)
+{
+	*len = EV_EC_POINT_MAX;
+	if (c->type == CKK_EC_EDWARDS) {
+		if (!EVP_PKEY_get_raw_public_key(pkey, point, len))
+			return CKR_FUNCTION_FAILED;
+	} else if (!EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+						    EV_EC_POINT_MAX, len)) {
+		return CKR_FUNCTION_FAILED;
+	}
+	return CKR_OK;
 }
 
 ev_key *
@@ -200,6 +253,8 @@ generate_ec(CK_MECHANISM_TYPE mech, const ev_attrs *tmpl, EVP_PKEY **pkey, CK_KE
 {
 	const CK_ATTRIBUTE *a = ev_attrs_get(tmpl, CKA_EC_PARAMS);
 	const struct curve *c;
+	EVP_PKEY_CTX *ctx;
+	EVP_PKEY *params;
 	CK_RV rv;
 
 	if (a == NULL)
@@ -212,10 +267,17 @@ generate_ec(CK_MECHANISM_TYPE mech, const ev_attrs *tmpl, EVP_PKEY **pkey, CK_KE
 	*type = mech == CKM_EC_KEY_PAIR_GEN ? CKK_EC : CKK_EC_EDWARDS;
 	if (c->type != *type)
 		return CKR_CURVE_NOT_SUPPORTED;
-	if (c->type == CKK_EC)
+	if (c->type == CKK_EC && (params = params_of(c)) != NULL) {
+		ctx = EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL);
+		if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
+		    EVP_PKEY_generate(ctx, pkey) <= 0)
+			*pkey = NULL;
+		EVP_PKEY_CTX_free(ctx);
+	} else if (c->type == CKK_EC) {
 		*pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", c->name);
-	else
+	} else {
 		*pkey = EVP_PKEY_Q_keygen(NULL, NULL, c->name);
+	}
 	return *pkey != NULL ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
@@ -427,23 +489,60 @@ ec_public_attrs(const ev_key *k, ev_attrs *attrs)
 	rv = set_der(attrs, CKA_EC_PARAMS, der, n);
 	if (rv != CKR_OK || k->cls != CKO_PUBLIC_KEY)
 		return rv;
-	if (c->type == CKK_EC_EDWARDS) {
-		len = sizeof(point);
-		if (!EVP_PKEY_get_raw_public_key(k->pkey, point, &len))
-			return CKR_FUNCTION_FAILED;
-	} else if (!EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-						    point, sizeof(point), &len)) {
-		return CKR_FUNCTION_FAILED;
-	}
+	rv = point_of(k->pkey, c, point, &len);
+	if (rv != CKR_OK)
+		return rv;
 	return set_octet_string(attrs, CKA_EC_POINT, point, len);
+}
+
+/*
+ * CKA_PUBLIC_KEY_INFO. EC and Ed25519 keys: the SubjectPublicKeyInfo is
+ * put together from the algorithm, the curve and the point by OpenSSL's
+ * ASN.1 code; i2d_PUBKEY() would look up an encoder among all the
+ * providers' on every call (three quarters of a P-256 key pair's cost).
+ * RSA keys, rarely made, go through i2d_PUBKEY().
+ */
+static CK_RV
+set_spki(ev_attrs *attrs, EVP_PKEY *pkey)
+{
+	const struct curve *c = curve_of(pkey);
+	unsigned char point[EV_EC_POINT_MAX], *copy, *der = NULL;
+	X509_PUBKEY *xpk;
+	size_t len;
+	int ok, n;
+	CK_RV rv;
+
+	if (c == NULL) {
+		n = i2d_PUBKEY(pkey, &der);
+		return set_der(attrs, CKA_PUBLIC_KEY_INFO, der, n);
+	}
+	rv = point_of(pkey, c, point, &len);
+	if (rv != CKR_OK)
+		return rv;
+	xpk = X509_PUBKEY_new();
+	copy = OPENSSL_memdup(point, len);
+	if (xpk == NULL || copy == NULL) {
+		X509_PUBKEY_free(xpk);
+		OPENSSL_free(copy);
+		return CKR_HOST_MEMORY;
+	}
+	if (c->type == CKK_EC)
+		ok = X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+					    V_ASN1_OBJECT, OBJ_nid2obj(c->nid), copy, (int)len);
+	else
+		ok = X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(c->nid), V_ASN1_UNDEF, NULL, copy,
+					    (int)len);
+	if (!ok)
+		OPENSSL_free(copy); /* not transferred */
+	n = ok ? i2d_X509_PUBKEY(xpk, &der) : -1;
+	X509_PUBKEY_free(xpk);
+	return set_der(attrs, CKA_PUBLIC_KEY_INFO, der, n);
 }
 
 CK_RV
 ev_key_public_attrs(const ev_key *k, ev_attrs *attrs)
 {
-	unsigned char *der = NULL;
 	CK_RV rv;
-	int n;
 
 	if (k == NULL || attrs == NULL)
 		return CKR_ARGUMENTS_BAD;
@@ -457,8 +556,7 @@ ev_key_public_attrs(const ev_key *k, ev_attrs *attrs)
 	}
 	if (k->pkey == NULL)
 		return CKR_KEY_TYPE_INCONSISTENT;
-	n = i2d_PUBKEY(k->pkey, &der);
-	rv = set_der(attrs, CKA_PUBLIC_KEY_INFO, der, n);
+	rv = set_spki(attrs, k->pkey);
 	if (rv != CKR_OK)
 		return rv;
 	switch (k->type) {
@@ -852,6 +950,31 @@ out:
 	return rv;
 }
 
+/*
+ * The public key of an EC private key: its curve's parameters (copied
+ * from curve_params, not built by name) and its point, nothing else.
+ * NULL when that cannot be done: the caller takes the general path.
+ */
+static EVP_PKEY *
+ec_public_of(EVP_PKEY *priv)
+{
+	const struct curve *c = curve_of(priv);
+	unsigned char point[EV_EC_POINT_MAX];
+	EVP_PKEY *params, *pub;
+	size_t len;
+
+	if (c == NULL || c->type != CKK_EC || (params = params_of(c)) == NULL ||
+	    point_of(priv, c, point, &len) != CKR_OK)
+		return NULL;
+	pub = EVP_PKEY_new();
+	if (pub == NULL || EVP_PKEY_copy_parameters(pub, params) != 1 ||
+	    EVP_PKEY_set1_encoded_public_key(pub, point, len) != 1) {
+		EVP_PKEY_free(pub);
+		return NULL;
+	}
+	return pub;
+}
+
 CK_RV
 ev_key_public_of(const ev_key *priv, ev_key **pub)
 {
@@ -867,12 +990,16 @@ ev_key_public_of(const ev_key *priv, ev_key **pub)
 	if (priv->pkey == NULL)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	/* Only the public half crosses over: the new key cannot leak d. */
+	pkey = ec_public_of(priv->pkey);
+	if (pkey != NULL)
+		goto made;
 	if (EVP_PKEY_todata(priv->pkey, EVP_PKEY_PUBLIC_KEY, &params) <= 0)
 		goto out;
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv->pkey, NULL);
 	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
 	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
 		goto out;
+made:
 	k = key_new(CKO_PUBLIC_KEY, priv->type);
 	if (k == NULL) {
 		rv = CKR_HOST_MEMORY;

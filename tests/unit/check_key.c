@@ -79,18 +79,29 @@ ulong_of(const ev_attrs *a, CK_ATTRIBUTE_TYPE type)
 	return v;
 }
 
-/* CKA_PUBLIC_KEY_INFO parses as an SPKI of the same public key. */
+/*
+ * CKA_PUBLIC_KEY_INFO parses as an SPKI of the same public key, and is
+ * byte for byte what OpenSSL's own encoder makes of it (key.c builds EC
+ * and Ed25519 ones from their parts).
+ */
 static void
 check_spki(const ev_attrs *a, EVP_PKEY *pkey)
 {
 	const CK_ATTRIBUTE *at = need(a, CKA_PUBLIC_KEY_INFO);
 	const unsigned char *p = at->pValue;
 	EVP_PKEY *spki = d2i_PUBKEY(NULL, &p, (long)at->ulValueLen);
+	unsigned char *der = NULL;
+	int n;
 
 	ck_assert_ptr_nonnull(spki);
 	ck_assert_ptr_eq(p, (const unsigned char *)at->pValue + at->ulValueLen);
 	ck_assert_int_eq(EVP_PKEY_eq(spki, pkey), 1);
 	EVP_PKEY_free(spki);
+	n = i2d_PUBKEY(pkey, &der);
+	ck_assert_int_gt(n, 0);
+	ck_assert_uint_eq(at->ulValueLen, (CK_ULONG)n);
+	ck_assert_mem_eq(at->pValue, der, (size_t)n);
+	OPENSSL_free(der);
 }
 
 static void
