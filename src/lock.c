@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lock.h"
 
@@ -12,6 +13,13 @@ static struct {
 	CK_UNLOCKMUTEX unlock;
 } app;
 
+/*
+ * Every lock has cache lines of its own: taking one (a read lock too)
+ * writes it, so two locks sharing a line would make threads that take
+ * different locks wait for each other's cache.
+ */
+#define EV_LINE 64
+
 struct ev_mutex {
 	pthread_mutex_t os;
 	void *app;
@@ -21,6 +29,18 @@ struct ev_rwlock {
 	pthread_rwlock_t os;
 	void *app;
 };
+
+/* Zeroed memory for a lock, alone on its cache lines, or NULL. */
+static void *
+line_alloc(size_t size)
+{
+	size_t n = (size + EV_LINE - 1) / EV_LINE * EV_LINE;
+	void *p = aligned_alloc(EV_LINE, n);
+
+	if (p != NULL)
+		memset(p, 0, n);
+	return p;
+}
 
 CK_RV
 ev_lock_setup(const CK_C_INITIALIZE_ARGS *args)
@@ -58,7 +78,7 @@ app_new(void)
 ev_mutex *
 ev_mutex_new(void)
 {
-	ev_mutex *m = calloc(1, sizeof(*m));
+	ev_mutex *m = line_alloc(sizeof(*m));
 
 	if (m == NULL)
 		return NULL;
@@ -107,7 +127,7 @@ ev_mutex_unlock(ev_mutex *m)
 ev_rwlock *
 ev_rwlock_new(void)
 {
-	ev_rwlock *l = calloc(1, sizeof(*l));
+	ev_rwlock *l = line_alloc(sizeof(*l));
 
 	if (l == NULL)
 		return NULL;

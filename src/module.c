@@ -99,6 +99,7 @@ free_state(ev_module *m)
 {
 	ev_map_each(&m->sessions, free_session_cb, NULL);
 	ev_map_clear(&m->sessions);
+	ev_session_index_free();
 	ev_map_clear(&m->session_objects); /* borrowed from objects */
 	ev_map_each(&m->objects, free_object_cb, NULL);
 	ev_map_clear(&m->objects);
@@ -160,7 +161,7 @@ ev_module_init(const CK_C_INITIALIZE_ARGS *args)
 	inherited_root = NULL; /* transferred */
 	m->lock = ev_rwlock_new();
 	m->store_lock = ev_mutex_new();
-	if (m->lock == NULL || m->store_lock == NULL) {
+	if (m->lock == NULL || m->store_lock == NULL || ev_session_index_new() != CKR_OK) {
 		rv = CKR_CANT_LOCK;
 		goto out;
 	}

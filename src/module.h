@@ -11,6 +11,9 @@
  *   ev_mod->lock (rwlock)   the session table, the token table, the object
  *                           map; held only for a lookup or an insertion,
  *                           never across other work
+ *   session index shard     (session.c) a lookup, insertion or removal;
+ *     (rwlock)              nothing taken inside: alone (ev_session_acquire())
+ *                           or inside ev_mod->lock (write: open, close)
  *   object->lock (rwlock)   an object's attributes
  *   ev_mod->store_lock      the SQLite connection and the root (reached under
  *                           it; a quote, ev_root_quote(), runs outside it)

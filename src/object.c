@@ -2332,3 +2332,39 @@ ev_object_rotated(CK_OBJECT_HANDLE h)
 	if (retired != 0)
 		retire_copies(h, retired, destroy_at);
 }
+
+CK_RV
+ev_object_use(ev_session *s, ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech,
+    const ev_key *have, ev_key **key, int *cached, int *always_auth)
+{
+	ev_key *k;
+	CK_RV rv;
+
+	*key = NULL;
+	*cached = 0;
+	*always_auth = 0;
+	/* What ev_object_get(), ev_object_usable() and ev_object_key() check, in one lock. */
+	rv = ev_rwlock_rdlock(o->lock);
+	if (rv != CKR_OK)
+		return rv;
+	if (!visible(s, o))
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	else if (!is_key_class(o->cls))
+		rv = CKR_KEY_HANDLE_INVALID;
+	else if (!ev_attrs_is_true(o->attrs, usage, 0) || !date_ok(o->attrs) ||
+	    !retired_ok(o, usage))
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	else if (!mech_allowed(o->attrs, mech))
+		rv = CKR_MECHANISM_INVALID;
+	else if (o->retired != 0 && (int64_t)time(NULL) >= o->destroy_at)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv == CKR_OK) {
+		k = atomic_load(&o->key);
+		*cached = k != NULL;
+		if (k != NULL && k != have)
+			*key = ev_key_ref(k);
+		*always_auth = ev_attrs_is_true(o->attrs, CKA_ALWAYS_AUTHENTICATE, 0);
+	}
+	ev_rwlock_unlock(o->lock);
+	return rv;
+}

@@ -249,4 +249,21 @@ void ev_object_rewrapped(ev_token *t);
  */
 void ev_object_free(ev_object *o);
 
+/*
+ * C_*Init's one look at a key object: under one read lock of o (no
+ * reference taken or dropped), whether s may still see it (else
+ * CKR_OBJECT_HANDLE_INVALID, as ev_object_get() answers: destroyed, of
+ * another token, private without the user), that it is a key
+ * (CKR_KEY_HANDLE_INVALID), ev_object_usable()'s checks with its answers,
+ * then ev_object_key()'s (CKR_KEY_HANDLE_INVALID past a retired
+ * generation's grace period). Then the cached material: *cached = 0 when
+ * it is not unwrapped yet (call ev_object_key()); else *key is a new
+ * reference (the caller's), or NULL when the material is have, to which
+ * the caller already holds a reference (a parked operation's), so no
+ * reference count changes. *always_auth: CKA_ALWAYS_AUTHENTICATE (false
+ * when absent). On error *key is NULL. Call without o->lock.
+ */
+CK_RV ev_object_use(ev_session *s, ev_object *o, CK_ATTRIBUTE_TYPE usage, CK_MECHANISM_TYPE mech,
+    const ev_key *have, ev_key **key, int *cached, int *always_auth) EV_MUST_CHECK;
+
 #endif

@@ -42,6 +42,79 @@ ev_session_so(const ev_session *s)
 	return s->token->login == CKU_SO;
 }
 
+/*
+ * The session index: ev_session_acquire()'s lookup, spread over shards by
+ * handle (handles are consecutive, so sessions opened one after the other
+ * fall in different shards), each with its own lock on its own cache
+ * lines. Two threads working in their own sessions take different locks:
+ * a read lock writes its lock's line, and one lock shared by every call
+ * (ev_mod->lock) would make the second thread's calls wait for the
+ * first's cache. A shard's map changes only under ev_mod->lock (write)
+ * and then the shard's lock (write), at open and close; the locks are
+ * made at C_Initialize and freed at C_Finalize.
+ */
+#define SHARDS 64
+
+static struct shard {
+	ev_rwlock *lock;
+	ev_map map; /* CK_SESSION_HANDLE -> ev_session, as in ev_mod->sessions */
+} shards[SHARDS];
+
+static struct shard *
+shard_of(CK_SESSION_HANDLE h)
+{
+	return &shards[h % SHARDS];
+}
+
+CK_RV
+ev_session_index_new(void)
+{
+	size_t i;
+
+	for (i = 0; i < SHARDS; i++) {
+		shards[i].lock = ev_rwlock_new();
+		if (shards[i].lock == NULL) {
+			ev_session_index_free();
+			return CKR_CANT_LOCK;
+		}
+	}
+	return CKR_OK;
+}
+
+void
+ev_session_index_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < SHARDS; i++) {
+		ev_rwlock_free(shards[i].lock);
+		shards[i].lock = NULL;
+		ev_map_clear(&shards[i].map);
+	}
+}
+
+/* Add a session to the table and the index; the caller holds ev_mod->lock (write). */
+static CK_RV
+link_locked(ev_session *s)
+{
+	struct shard *sh = shard_of(s->handle);
+	CK_RV rv;
+
+	rv = ev_rwlock_wrlock(sh->lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_map_put(&sh->map, s->handle, s);
+	ev_rwlock_unlock(sh->lock);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_map_put(&ev_mod->sessions, s->handle, s);
+	if (rv != CKR_OK && ev_rwlock_wrlock(sh->lock) == CKR_OK) {
+		ev_map_del(&sh->map, s->handle);
+		ev_rwlock_unlock(sh->lock);
+	}
+	return rv;
+}
+
 static void
 drop_spare(ev_active *a)
 {
@@ -49,6 +122,8 @@ drop_spare(ev_active *a)
 	a->spare = NULL;
 	ev_key_free(a->spare_mat);
 	a->spare_mat = NULL;
+	ev_object_put(a->spare_key);
+	a->spare_key = NULL;
 }
 
 /*
@@ -66,6 +141,11 @@ active_close(ev_active *a, int keep)
 		a->op = NULL; /* transferred */
 		a->spare_mat = a->mat;
 		a->mat = NULL; /* transferred */
+	}
+	if (keep && a->key != NULL) {
+		ev_object_put(a->spare_key);
+		a->spare_key = a->key;
+		a->key = NULL; /* transferred */
 	}
 	ev_op_free(a->op);
 	a->op = NULL;
@@ -154,7 +234,7 @@ ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
 		goto unlock;
 	}
 	s->handle = ev_mod->next_session++;
-	rv = ev_map_put(&ev_mod->sessions, s->handle, s);
+	rv = link_locked(s);
 	if (rv != CKR_OK)
 		goto unlock;
 	t->sessions++;
@@ -173,19 +253,21 @@ out:
 CK_RV
 ev_session_acquire(CK_SESSION_HANDLE h, ev_session **out)
 {
+	struct shard *sh;
 	ev_session *s;
 	CK_RV rv;
 
 	rv = ev_sync();
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_rwlock_rdlock(ev_mod->lock);
+	sh = shard_of(h);
+	rv = ev_rwlock_rdlock(sh->lock);
 	if (rv != CKR_OK)
 		return rv;
-	s = ev_map_get(&ev_mod->sessions, h);
+	s = ev_map_get(&sh->map, h);
 	if (s != NULL)
 		atomic_fetch_add(&s->refs, 1);
-	ev_rwlock_unlock(ev_mod->lock);
+	ev_rwlock_unlock(sh->lock);
 	if (s == NULL)
 		return CKR_SESSION_HANDLE_INVALID;
 	rv = ev_mutex_lock(s->lock);
@@ -234,11 +316,27 @@ token_idle(ev_token *t)
 	ev_mutex_unlock(t->lock);
 }
 
-/* Unlink a session from the table; the caller holds the write lock. */
+/*
+ * Unlink a session from the table and the index; the caller holds
+ * ev_mod->lock (write). Whether it was its token's last.
+ */
 static int
 unlink_locked(ev_session *s)
 {
+	struct shard *sh = shard_of(s->handle);
+
 	ev_map_del(&ev_mod->sessions, s->handle);
+	if (ev_rwlock_wrlock(sh->lock) == CKR_OK) {
+		ev_map_del(&sh->map, s->handle);
+		ev_rwlock_unlock(sh->lock);
+	} else {
+		/*
+		 * Only the application's lock can fail. The index keeps the
+		 * session, closed (finish_close()), so it must never be
+		 * freed: a lookup answers CKR_SESSION_HANDLE_INVALID.
+		 */
+		atomic_fetch_add(&s->refs, 1);
+	}
 	s->token->sessions--;
 	if (s->flags & CKF_RW_SESSION)
 		s->token->rw_sessions--;
@@ -632,22 +730,45 @@ usage_attr(ev_op_kind kind)
 	}
 }
 
-/* The spare re-initialised for the same material and mechanism, or NULL (and none kept). */
+/*
+ * The spare re-initialised for the same material (ev_op_reuse() compares
+ * it) and mechanism, or NULL; either way no spare is kept after.
+ */
 static ev_op *
 take_spare(ev_active *a, ev_op_kind kind, const CK_MECHANISM *mech, const ev_key *key)
 {
 	ev_op *op = a->spare;
 
-	if (op == NULL)
-		return NULL;
-	if (key == NULL || a->spare_mat != key || ev_op_reuse(op, kind, mech, key) != CKR_OK) {
-		drop_spare(a);
-		return NULL;
+	a->spare = NULL; /* ours */
+	if (op != NULL && (key == NULL || ev_op_reuse(op, kind, mech, key) != CKR_OK)) {
+		ev_op_free(op);
+		op = NULL;
 	}
-	a->spare = NULL; /* transferred; key, the caller's reference, now backs it */
+	/* After op, which borrows it; key, the caller's reference, backs op now. */
 	ev_key_free(a->spare_mat);
 	a->spare_mat = NULL;
 	return op;
+}
+
+/*
+ * The key object of a C_*Init: the one the last operation of the kind
+ * used when it has the handle and was not destroyed since (no lookup, no
+ * reference taken), else ev_object_get()'s. A reference, the caller's.
+ */
+static CK_RV
+init_key(ev_session *s, ev_active *a, CK_OBJECT_HANDLE h, ev_object **out)
+{
+	ev_object *o = a->spare_key;
+	CK_RV rv;
+
+	a->spare_key = NULL; /* ours */
+	if (o != NULL && o->handle == h && !atomic_load(&o->destroyed)) {
+		*out = o;
+		return CKR_OK;
+	}
+	ev_object_put(o);
+	rv = ev_object_get(s, h, out);
+	return rv == CKR_OBJECT_HANDLE_INVALID ? CKR_KEY_HANDLE_INVALID : rv;
 }
 
 CK_RV
@@ -657,7 +778,7 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 	ev_key *key = NULL;
 	ev_object *o = NULL;
 	ev_op *op = NULL;
-	int need_login = 0;
+	int need_login = 0, cached = 0, always_auth = 0;
 	CK_RV rv;
 
 	if (a == NULL)
@@ -668,27 +789,28 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 	if (ev_mech_find(mech->mechanism) == NULL)
 		return CKR_MECHANISM_INVALID;
 	if (kind != EV_OP_DIGEST) {
-		rv = ev_object_get(s, hkey, &o);
-		if (rv == CKR_OBJECT_HANDLE_INVALID)
-			rv = CKR_KEY_HANDLE_INVALID;
+		rv = init_key(s, a, hkey, &o);
 		if (rv != CKR_OK)
 			return rv;
-		if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY &&
-		    o->cls != CKO_SECRET_KEY) {
+		/* The parked operation's material, when it is the key's, needs no new reference. */
+		rv = ev_object_use(s, o, usage_attr(kind), mech->mechanism,
+		    a->spare != NULL ? a->spare_mat : NULL, &key, &cached, &always_auth);
+		if (rv == CKR_OBJECT_HANDLE_INVALID)
 			rv = CKR_KEY_HANDLE_INVALID;
-			goto out;
-		}
-		rv = ev_object_usable(o, usage_attr(kind), mech->mechanism);
 		if (rv == CKR_OK && o->cls != CKO_PUBLIC_KEY)
 			rv = ev_gate_use(s->token);
+		if (rv == CKR_OK && !cached)
+			rv = ev_object_key(o, &key);
 		if (rv != CKR_OK)
 			goto out;
-		rv = ev_object_key(o, &key);
-		if (rv != CKR_OK)
-			goto out;
+		if (key == NULL) {
+			/* The material is the spare's: its reference becomes ours. */
+			key = a->spare_mat;
+			a->spare_mat = NULL; /* transferred; the spare still borrows it */
+		}
 		/* CKA_ALWAYS_AUTHENTICATE: each signature or decryption asks for the PIN. */
 		need_login = (kind == EV_OP_SIGN || kind == EV_OP_DECRYPT) &&
-		    o->cls == CKO_PRIVATE_KEY && ev_object_is_true(o, CKA_ALWAYS_AUTHENTICATE, 0);
+		    o->cls == CKO_PRIVATE_KEY && always_auth;
 	}
 	op = take_spare(a, kind, mech, key);
 	if (op == NULL) {

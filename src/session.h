@@ -1,13 +1,18 @@
 /*
  * Sessions: their state, their active operations and searches.
  *
- * A session is reference counted: ev_session_acquire() finds it under the
- * module's read lock, takes a reference and then its own lock, so a
- * concurrent C_CloseSession can never free it under a caller.
+ * A session is reference counted: ev_session_acquire() finds it in the
+ * session index under the read lock of the index's shard that holds its
+ * handle (no module-wide lock), takes a reference and then its own lock,
+ * so a concurrent C_CloseSession can never free it under a caller.
  *
  * Lock order, outermost first: a session's lock (one at a time: nothing
  * here holds two), its token's lock, ev_mod->lock (held briefly; only
- * object locks are taken inside it), an object's lock, ev_mod->store_lock.
+ * object locks and index shard locks are taken inside it), an object's
+ * lock, ev_mod->store_lock. An index shard's lock is held only for a
+ * lookup, insertion or removal, and nothing is taken inside it: taken
+ * alone by ev_session_acquire(), inside ev_mod->lock (write) by open
+ * and close.
  */
 #ifndef EV_SESSION_H
 #define EV_SESSION_H
@@ -28,8 +33,14 @@ struct ev_object;
  * a reference to its material, so the next C_*Init with the same key
  * material and mechanism re-initialises its OpenSSL contexts instead of
  * making and keying new ones (ev_op_reuse()). Every check of an init is
- * made again first; only the set-up is saved. The spare goes with
- * ev_active_end(): C_CloseSession, C_Logout, revocation and destruction
+ * made again first; only the set-up is saved. The last ended operation's
+ * key object is kept too (spare_key), so the next C_*Init with the same
+ * handle finds it without the module's object map (ev_mod->lock) and
+ * takes no reference: an object leaves the map only marked destroyed,
+ * and a destroyed one is looked up again. ev_object_use() makes every
+ * check of ev_object_get() again (visibility) with the usage checks, under
+ * one read lock of the object. The spares go with ev_active_end():
+ * C_CloseSession, C_Logout, revocation and destruction
  * (ev_session_end_dead_ops()), so no material outlives what ends its use.
  */
 typedef struct ev_active {
@@ -40,6 +51,7 @@ typedef struct ev_active {
 	CK_RV dead;            /* ended because its key was revoked, destroyed or retired: the next call's answer */
 	ev_op *spare;          /* a parked op, or NULL */
 	ev_key *spare_mat;     /* the reference spare borrows its key from */
+	struct ev_object *spare_key; /* the last ended operation's key (a reference), or NULL */
 } ev_active;
 
 typedef struct ev_session {
@@ -55,6 +67,15 @@ typedef struct ev_session {
 	size_t nfound, pos;
 	int finding;
 } ev_session;
+
+/*
+ * The session index's shard locks, made at C_Initialize after
+ * ev_lock_setup() (CKR_CANT_LOCK), freed (with the index's entries: the
+ * sessions themselves are ev_mod->sessions') when the module's state is.
+ * _free is a no-op on what was never made.
+ */
+CK_RV ev_session_index_new(void);
+void ev_session_index_free(void);
 
 /* C_OpenSession. */
 CK_RV ev_session_open(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *out);

@@ -123,14 +123,44 @@ static const ev_mech mechs[] = {
     ROW(CKM_SHA512, NO_KEY_T, CKF_DIGEST, &ev_digest_ops, CKM_SHA512, 0),
 };
 
+/*
+ * ev_mech_find()'s index: open addressing over the table's rows (row + 1;
+ * 0 is empty), at most half full, built once per process. Every C_*Init
+ * looks its mechanism up, so this is one multiplication and a probe or
+ * two instead of a scan of the table.
+ */
+#define MECH_SLOTS 128
+static uint8_t mech_index[MECH_SLOTS];
+static pthread_once_t mech_index_once = PTHREAD_ONCE_INIT;
+
+static size_t
+mech_slot(CK_MECHANISM_TYPE type)
+{
+	return (size_t)(((unsigned long long)type * 0x9E3779B97F4A7C15ULL) >> 57) & (MECH_SLOTS - 1);
+}
+
+static void
+mech_index_build(void)
+{
+	size_t i, s;
+
+	_Static_assert(EV_ARRAY_SIZE(mechs) * 2 <= MECH_SLOTS, "mechanism index too small");
+	for (i = 0; i < EV_ARRAY_SIZE(mechs); i++) {
+		for (s = mech_slot(mechs[i].type); mech_index[s] != 0; s = (s + 1) & (MECH_SLOTS - 1))
+			;
+		mech_index[s] = (uint8_t)(i + 1);
+	}
+}
+
 const ev_mech *
 ev_mech_find(CK_MECHANISM_TYPE type)
 {
-	size_t i;
+	size_t s;
 
-	for (i = 0; i < EV_ARRAY_SIZE(mechs); i++)
-		if (mechs[i].type == type)
-			return &mechs[i];
+	(void)pthread_once(&mech_index_once, mech_index_build);
+	for (s = mech_slot(type); mech_index[s] != 0; s = (s + 1) & (MECH_SLOTS - 1))
+		if (mechs[mech_index[s] - 1].type == type)
+			return &mechs[mech_index[s] - 1];
 	return NULL;
 }
 

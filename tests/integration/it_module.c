@@ -1136,6 +1136,87 @@ START_TEST(test_threads_login_sign_close)
 }
 END_TEST
 
+/*
+ * A session keeps the key object of its last operation for the next
+ * C_*Init with the same handle (session.h, spare_key): every check runs
+ * again on it. And sessions are found through an index spread over
+ * shards: more sessions than shards, closed in any order.
+ */
+static CK_RV
+hmac_once(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
+{
+	CK_MECHANISM m = { CKM_SHA256_HMAC, NULL, 0 };
+	CK_BYTE msg[32] = { 0 }, mac[32];
+	CK_ULONG maclen = sizeof(mac);
+	CK_RV rv = F->C_SignInit(h, &m, k);
+
+	return rv != CKR_OK ? rv : F->C_Sign(h, msg, sizeof(msg), mac, &maclen);
+}
+
+START_TEST(test_kept_key_checked_again)
+{
+	CK_MECHANISM hgen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+	CK_ULONG len32 = 32;
+	CK_ATTRIBUTE t[] = { { CKA_VALUE_LEN, &len32, sizeof(len32) } };
+	CK_ATTRIBUTE tt[] = {
+		{ CKA_VALUE_LEN, &len32, sizeof(len32) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE nosign = { CKA_SIGN, &no, sizeof(no) };
+	CK_SESSION_HANDLE h, other, many[70];
+	CK_OBJECT_HANDLE k, tk;
+	size_t i;
+	CK_SLOT_ID slot;
+
+	env_init();
+	h = env_session((slot = env_new_zone("kept")), 1, 1);
+	ck_assert_int_eq(F->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+				 &other), CKR_OK);
+
+	/* Destroyed from another session: the kept object is not used again. */
+	ck_assert_int_eq(F->C_GenerateKey(h, &hgen, t, 1, &k), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, k), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, k), CKR_OK);
+	ck_assert_int_eq(F->C_DestroyObject(other, k), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, k), CKR_KEY_HANDLE_INVALID);
+
+	/* Changed attributes are read again. */
+	ck_assert_int_eq(F->C_GenerateKey(h, &hgen, t, 1, &k), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, k), CKR_OK);
+	ck_assert_int_eq(F->C_SetAttributeValue(other, k, &nosign, 1), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, k), CKR_KEY_FUNCTION_NOT_PERMITTED);
+
+	/* A private token key, kept, is not seen once the user logged out. */
+	ck_assert_int_eq(F->C_GenerateKey(h, &hgen, tt, 3, &tk), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, tk), CKR_OK);
+	ck_assert_int_eq(F->C_Logout(h), CKR_OK);
+	ck_assert_int_eq(hmac_once(h, tk), CKR_KEY_HANDLE_INVALID);
+	ck_assert_int_eq(F->C_CloseSession(other), CKR_OK);
+	ck_assert_int_eq(hmac_once(other, tk), CKR_SESSION_HANDLE_INVALID);
+
+	/* More sessions than the index has shards: each found, each closed for good. */
+	for (i = 0; i < sizeof(many) / sizeof(many[0]); i++)
+		ck_assert_int_eq(F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &many[i]),
+		    CKR_OK);
+	for (i = 0; i < sizeof(many) / sizeof(many[0]); i += 2)
+		ck_assert_int_eq(F->C_CloseSession(many[i]), CKR_OK);
+	for (i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
+		CK_SESSION_INFO info;
+
+		ck_assert_int_eq(F->C_GetSessionInfo(many[i], &info),
+		    i % 2 == 0 ? CKR_SESSION_HANDLE_INVALID : CKR_OK);
+	}
+	ck_assert_int_eq(F->C_CloseAllSessions(slot), CKR_OK);
+	for (i = 1; i < sizeof(many) / sizeof(many[0]); i += 2) {
+		CK_SESSION_INFO info;
+
+		ck_assert_int_eq(F->C_GetSessionInfo(many[i], &info), CKR_SESSION_HANDLE_INVALID);
+	}
+	ck_assert_int_eq(hmac_once(h, tk), CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
 #define RACERS 6
 
 /* A child: wait for the start, C_Initialize, C_Finalize. */
@@ -1248,6 +1329,7 @@ main(void)
 	tcase_add_test(tc, test_logout_drops_private_session_objects);
 	tcase_add_test(tc, test_always_authenticate);
 	tcase_add_test(tc, test_threads_login_sign_close);
+	tcase_add_test(tc, test_kept_key_checked_again);
 	if (env_root_is("pkcs11"))
 		tcase_add_test(tc, test_processes_connect_at_once);
 	suite_add_tcase(s, tc);
