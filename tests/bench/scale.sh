@@ -94,18 +94,18 @@ use_conf() {
 	export SOFTHSM2_CONF="$1/softhsm2.conf" EDGEVAULT_CONF="$1/edgevault.conf"
 }
 
-# make_keys KIND PREFIX COUNT: in processes of at most 10000 keys (a process
-# keeps secure memory for every key it made: more fail with CKR_HOST_MEMORY),
-# 4 threads; each process's keys/s on stderr.
+# make_keys KIND PREFIX COUNT: in processes of at most 10000 keys, 4 threads
+# each; each process's keys/s on stderr. (Its variables are mk_*: sh has no
+# local ones, and the callers loop on n.)
 make_keys() {
-	from=0
-	while [ "$from" -lt "$3" ]; do
-		n=$(($3 - from))
-		[ "$n" -gt 10000 ] && n=10000
+	mk_from=0
+	while [ "$mk_from" -lt "$3" ]; do
+		mk_n=$(($3 - mk_from))
+		[ "$mk_n" -gt 10000 ] && mk_n=10000
 		LD_PRELOAD=$NOSYNC step "$SCALE" make "$MODULE" bench user-secret "$1" "$2" \
-			"$from" "$n" 4
+			"$mk_from" "$mk_n" 4
 		sed 's/^/scale: /' "$TMP/step.out" >&2
-		from=$((from + n))
+		mk_from=$((mk_from + mk_n))
 	done
 }
 
