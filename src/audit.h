@@ -123,11 +123,11 @@ typedef struct ev_audit_event {
 	size_t ndetail;
 	/*
 	 * [audit] fsync = always: 1 lets the sync wait for the watcher's next
-	 * tick (at most WATCH_PERIOD_MS, src/event.c), the next line synced at
+	 * tick (about WATCH_PERIOD_MS, src/event.c), the next line synced at
 	 * once, a checkpoint or C_Finalize, whichever comes first, instead of
-	 * an fdatasync() before the call returns. For a successful login, the
-	 * routine event of every process: its sync costs more than the rest of
-	 * a login. A power cut can lose such lines of the last second; a crash
+	 * an fdatasync() before the call returns. For a user's successful
+	 * login, the routine event of every process: its sync costs more than
+	 * the rest of a login. A power cut can lose such lines of the last second; a crash
 	 * of the process loses nothing (the line is written). Without a
 	 * watcher thread, ignored.
 	 */

@@ -503,8 +503,9 @@ watcher(void *arg)
 		flush_if_due(e);
 		/* [audit] checkpoint_interval also seals the lines of an idle device. */
 		ev_audit_checkpoint_if_due(ev_mod->audit);
-		ev_audit_sync_later(ev_mod->audit);
 		pthread_mutex_unlock(&watch_mu);
+		/* Not under watch_mu: a host's fork() (fork_prepare) must not wait for a disk sync. */
+		ev_audit_sync_later(e->audit);
 	}
 	return NULL;
 }
@@ -544,6 +545,7 @@ ev_events_start(ev_module *m, int may_thread)
 	queue_reset();
 	e->next_flush = (int64_t)time(NULL) + m->cfg->audit_counters_flush;
 	m->events = e;
+	e->audit = m->audit; /* before the watcher starts: it reads it */
 	if (may_thread) {
 		int err;
 
@@ -557,7 +559,6 @@ ev_events_start(ev_module *m, int may_thread)
 			return CKR_GENERAL_ERROR;
 		}
 		e->has_thread = 1;
-		e->audit = m->audit;
 		ev_audit_watched(e->audit, 1);
 	}
 	return CKR_OK;

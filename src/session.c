@@ -658,8 +658,9 @@ out:
 		e.zone = t->id;
 		e.user = who;
 		e.reason = rv == CKR_OK ? NULL : ev_audit_reason(rv);
-		/* A refusal is synced at once; a success within the watcher's tick (audit.h). */
-		e.sync_later = rv == CKR_OK;
+		/* A refusal, or the SO's, is synced at once; a user's success within the watcher's
+		 * tick (audit.h). */
+		e.sync_later = rv == CKR_OK && who != CKU_SO;
 		ev_audit_emit(&e);
 	}
 	return rv;
