@@ -7,6 +7,7 @@
  * made: the mechanisms share it between threads and never change it.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/encoder.h>
+#include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
@@ -82,20 +84,25 @@ curve_of(EVP_PKEY *pkey)
 }
 
 /*
- * Domain parameters of each Weierstrass curve, made once: a key generated
- * or a public key built from one of them copies its group, where naming
- * the curve builds the group anew every time (a third of a P-256 key
- * pair's cost). Shared read-only between threads, kept for the life of
- * the process. NULL where making one failed: the named path is used.
+ * Domain parameters of each Weierstrass curve, made on first use: a key
+ * generated or a public key built from one of them copies its group,
+ * where naming the curve builds the group anew every time (a third of a
+ * P-256 key pair's cost). Shared read-only between threads until
+ * ev_key_fini() (C_Finalize) frees them; a later C_Initialize makes them
+ * again, which is why a mutex guards the making and not pthread_once. NULL
+ * where making one failed: the named path is used.
  */
 static EVP_PKEY *curve_params[EV_ARRAY_SIZE(curves)];
-static pthread_once_t curve_params_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t curve_params_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int curve_params_made;
 
+/* Caller holds curve_params_mu. */
 static void
 make_curve_params(void)
 {
 	EVP_PKEY_CTX *ctx;
 	size_t i;
+	int failed = 0;
 
 	for (i = 0; i < EV_ARRAY_SIZE(curves); i++) {
 		if (curves[i].type != CKK_EC)
@@ -103,18 +110,43 @@ make_curve_params(void)
 		ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 		if (ctx == NULL || EVP_PKEY_paramgen_init(ctx) <= 0 ||
 		    EVP_PKEY_CTX_set_group_name(ctx, curves[i].name) <= 0 ||
-		    EVP_PKEY_paramgen(ctx, &curve_params[i]) <= 0)
+		    EVP_PKEY_paramgen(ctx, &curve_params[i]) <= 0) {
 			curve_params[i] = NULL;
+			failed = 1;
+		}
 		EVP_PKEY_CTX_free(ctx);
 	}
+	/* The named path is used instead: leave no stale error to the next caller. */
+	if (failed)
+		ERR_clear_error();
+}
+
+void
+ev_key_fini(void)
+{
+	size_t i;
+
+	(void)pthread_mutex_lock(&curve_params_mu);
+	for (i = 0; i < EV_ARRAY_SIZE(curves); i++) {
+		EVP_PKEY_free(curve_params[i]);
+		curve_params[i] = NULL;
+	}
+	atomic_store_explicit(&curve_params_made, 0, memory_order_release);
+	(void)pthread_mutex_unlock(&curve_params_mu);
 }
 
 /* The parameters of curve c (curve_params), or NULL. */
 static EVP_PKEY *
 params_of(const struct curve *c)
 {
-	if (pthread_once(&curve_params_once, make_curve_params) != 0)
-		return NULL;
+	if (!atomic_load_explicit(&curve_params_made, memory_order_acquire)) {
+		(void)pthread_mutex_lock(&curve_params_mu);
+		if (!atomic_load_explicit(&curve_params_made, memory_order_relaxed)) {
+			make_curve_params();
+			atomic_store_explicit(&curve_params_made, 1, memory_order_release);
+		}
+		(void)pthread_mutex_unlock(&curve_params_mu);
+	}
 	return curve_params[c - curves];
 }
 

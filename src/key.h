@@ -40,6 +40,13 @@ ev_key *ev_key_ref(ev_key *k);
 void ev_key_free(ev_key *k);
 
 /*
+ * Free what the key code keeps between calls (the curves' domain
+ * parameters). From ev_module_fini(), once no session is left; the next
+ * use makes them again.
+ */
+void ev_key_fini(void);
+
+/*
  * Generate a key pair for CKM_EC_KEY_PAIR_GEN (CKA_EC_PARAMS in pub: P-256
  * or P-384, as OID or printable name), CKM_EC_EDWARDS_KEY_PAIR_GEN
  * (CKA_EC_PARAMS Ed25519, OID or the printable "edwards25519"), or

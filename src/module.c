@@ -235,6 +235,8 @@ ev_module_fini(void)
 	ev_root_free(m->root);
 	free_state(m);
 	ev_mech_fini();
+	ev_key_fini();
+	ev_secmem_trim();
 }
 
 void

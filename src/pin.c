@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "log.h"
 #include "pin.h"
 #include "secmem.h"
 
@@ -149,6 +150,13 @@ ev_pin_memo_new(const char *hash, const CK_UTF8CHAR *pin, CK_ULONG len, ev_pin_m
 	m->s = ev_secret_new(MEMO_KEY_LEN + MEMO_TAG_LEN);
 	if (m->s == NULL)
 		goto out;
+	/* A memo that may be swapped out would put a fast PIN test on disk. */
+	if (!ev_secret_is_locked(m->s)) {
+		ev_debug("PIN memo: secure memory is not locked (RLIMIT_MEMLOCK); no memo, "
+			 "each login checks the PIN with Argon2id");
+		rv = CKR_DEVICE_MEMORY;
+		goto out;
+	}
 	crypto_generichash_keygen(m->s->data);
 	if (memo_tag(m->s->data, hash, pin, len, m->s->data + MEMO_KEY_LEN) != 0) {
 		rv = CKR_GENERAL_ERROR;

@@ -32,13 +32,17 @@ int ev_pin_verify(const char *hash, const CK_UTF8CHAR *pin, CK_ULONG len) EV_MUS
  * matching nothing, with no notice needed. What it costs: whoever can
  * read this process's secure memory can test PIN guesses against the
  * memo at BLAKE2b speed rather than Argon2id's; so it lives only in
- * guarded, locked memory, and only as long as its owner keeps it.
+ * memory that is mlock'ed (never swapped; ev_secret_is_locked()) and left
+ * out of core dumps, in an arena of the secure pool (guard pages around
+ * the arena, not around each secret), and only as long as its owner keeps
+ * it.
  */
 typedef struct ev_pin_memo ev_pin_memo;
 
 /*
  * A memo of pin as the PIN that matches hash (the caller checked it).
- * CKR_HOST_MEMORY (secure memory exhausted), CKR_ARGUMENTS_BAD (NULL),
+ * CKR_HOST_MEMORY (secure memory exhausted), CKR_DEVICE_MEMORY (secure
+ * memory cannot be locked: no memo is made), CKR_ARGUMENTS_BAD (NULL),
  * CKR_PIN_LEN_RANGE.
  */
 CK_RV ev_pin_memo_new(const char *hash, const CK_UTF8CHAR *pin, CK_ULONG len, ev_pin_memo **out)

@@ -17,7 +17,8 @@
  * again when handed out anew. Each class has its own lock, held only to
  * take or give back a chunk (wiping happens outside it). An arena that
  * becomes empty is unmapped, except one kept per class so that a
- * make/free cycle does not map and unmap each time. Secrets larger than
+ * make/free cycle does not map and unmap each time; ev_secmem_trim()
+ * (from C_Finalize) gives those back too. Secrets larger than
  * the largest class keep a guarded sodium_malloc() allocation each.
  *
  * What the guard pages no longer protect, and why that is acceptable:
@@ -28,9 +29,12 @@
  * explicit length, so such an overrun is a bug we can test for, not an
  * input a caller controls; the guard pages around each arena still stop a
  * linear overrun from ordinary heap memory into secrets and out of them
- * into the heap; and a header tag checked on free still detects a freed
- * pointer that was never a secret, a double free and a header overwritten
- * by an underrun (logged, the chunk left alone, the host not aborted).
+ * into the heap; and a header tag checked on free detects a freed pointer
+ * that was never a secret, a header overwritten by an underrun and a
+ * double free while the arena is still mapped (logged, the chunk left
+ * alone, the host not aborted). A double free after the arena was
+ * unmapped (its last secret freed) reads unmapped memory: that is not
+ * detected, it faults.
  * The per-secret guards could not be kept at the key counts the module
  * must hold, which is the stronger requirement.
  *
@@ -458,6 +462,65 @@ ev_secret_equal(const ev_secret *a, const ev_secret *b)
 	if (a->len == 0)
 		return 1;
 	return sodium_memcmp(a->data, b->data, a->len) == 0;
+}
+
+int
+ev_secret_is_locked(const ev_secret *s)
+{
+	const struct chunk_hdr *h;
+	struct sclass *c;
+	int locked;
+
+	if (s == NULL)
+		return 0;
+	h = (const struct chunk_hdr *)((const unsigned char *)s - sizeof(*h));
+	/* sodium_malloc() ignores an mlock failure: not known to be locked. */
+	if (h->arena == NULL)
+		return 0;
+	/* In a fork child the flags are the parent's until the arenas are locked again. */
+	if (atomic_load_explicit(&relock, memory_order_relaxed) && atomic_exchange(&relock, 0))
+		relock_after_fork();
+	c = &classes[h->arena->cls];
+	(void)pthread_mutex_lock(&c->lock);
+	locked = h->arena->locked;
+	(void)pthread_mutex_unlock(&c->lock);
+	return locked;
+}
+
+void
+ev_secmem_trim(void)
+{
+	struct node *n, *next;
+	struct arena *a, *doomed = NULL;
+	struct sclass *c;
+	size_t i;
+
+	if (atomic_load(&ready) != 1)
+		return;
+	for (i = 0; i < NCLASS; i++) {
+		c = &classes[i];
+		(void)pthread_mutex_lock(&c->lock);
+		for (n = c->all; n != NULL; n = next) {
+			next = n->next;
+			a = n->arena;
+			if (a->used != 0)
+				continue;
+			if (a->partial)
+				partial_remove(c, a);
+			node_remove(&c->all, &a->all);
+			c->narenas--;
+			c->nempty--;
+			/* Chained through the part node, unused once off the lists. */
+			a->part.next = doomed != NULL ? &doomed->part : NULL;
+			doomed = a;
+		}
+		(void)pthread_mutex_unlock(&c->lock);
+		while (doomed != NULL) {
+			a = doomed;
+			doomed = a->part.next != NULL ? a->part.next->arena : NULL;
+			arena_unmap(a);
+		}
+	}
 }
 
 void

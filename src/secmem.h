@@ -37,6 +37,23 @@ ev_secret *ev_secret_dup(const void *p, size_t len);
 /* Wipe and free. NULL is a no-op. */
 void ev_secret_free(ev_secret *s);
 
+/*
+ * 1 when s lies in memory locked with mlock() (an arena of the pool that
+ * could be locked), 0 otherwise: NULL, a pool arena that RLIMIT_MEMLOCK
+ * left unlocked, or a secret too large for the pool (its own allocation,
+ * whose lock is not known). In a fork child, locks the arenas again first.
+ * Secrets that must never reach swap (the PIN memo) are kept only when 1.
+ */
+int ev_secret_is_locked(const ev_secret *s);
+
+/*
+ * Unmap every arena that holds no secret (the pool keeps one per class
+ * otherwise). Called from ev_module_fini(), not from a destructor, so a
+ * module unloaded after C_Finalize leaves no mapping behind. Secrets still
+ * held are untouched; the pool stays usable and maps arenas again as needed.
+ */
+void ev_secmem_trim(void);
+
 /* Constant-time equality of two secrets (1 equal, 0 different). */
 int ev_secret_equal(const ev_secret *a, const ev_secret *b);
 

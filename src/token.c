@@ -694,7 +694,7 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 {
 	unsigned max = ev_mod->cfg->pin_max_fails, fails = 0;
 	ev_pin_memo *memo = NULL;
-	ev_zone_rec z = { 0 };
+	ev_zone_rec z = { 0 }, z2 = { 0 };
 	const char *hash = NULL;
 	int ok = 0, by_memo = 0;
 	CK_RV rv;
@@ -727,7 +727,10 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 		ev_debug("zone %lld: %s PIN checked with Argon2id", (long long)t->id,
 			 who == CKU_SO ? "SO" : "user");
 		ok = len >= EV_PIN_MIN_LEN && len <= EV_PIN_MAX_LEN && ev_pin_verify(hash, pin, len);
-		/* Made before the lock; without secure memory to spare, no memo: the next login is slow. */
+		/*
+		 * Made before the lock; without locked secure memory to spare,
+		 * no memo: the next login is slow.
+		 */
 		if (ok && who == CKU_USER && ev_pin_memo_new(hash, pin, len, &memo) != CKR_OK)
 			memo = NULL;
 	}
@@ -735,7 +738,18 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 	if (rv != CKR_OK)
 		goto out;
 	if (ok) {
-		if ((who == CKU_SO ? z.so_fails : z.user_fails) != 0)
+		/*
+		 * Read again: the first read is stale by the length of the check,
+		 * and another process may have reached the maximum meanwhile; a
+		 * success must not clear that lockout.
+		 */
+		rv = ev_store_zone_get(ev_mod->store, t->id, &z2);
+		fails = rv == CKR_OK ? (who == CKU_SO ? z2.so_fails : z2.user_fails) : 0;
+		if (rv == CKR_OK && fails >= max) {
+			rv = CKR_PIN_LOCKED;
+			if (who == CKU_USER)
+				memo_drop_locked(t);
+		} else if (rv == CKR_OK && fails != 0)
 			rv = ev_store_zone_set_fails(ev_mod->store, t->id, who, 0);
 		/* Bound to the hash checked: harmless if another thread set a PIN meanwhile. */
 		if (rv == CKR_OK && memo != NULL) {
@@ -768,6 +782,7 @@ check_pin(ev_token *t, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len,
 out:
 	ev_pin_memo_free(memo);
 	ev_zone_rec_clear(&z);
+	ev_zone_rec_clear(&z2);
 	if (rv == EVR_NOT_FOUND)
 		rv = CKR_TOKEN_NOT_PRESENT; /* removed by another process meanwhile */
 	return rv;

@@ -14,8 +14,8 @@
  * child never touches the parent's sessions; it re-initialises the module.
  *
  * Connecting (the module's C_Initialize, the login, finding or creating
- * the root key) runs under an exclusive flock on <store dir>/root.lock,
- * shared by every process of the device: SoftHSMv2 rewrites its token
+ * the root key) runs under an exclusive lock on <store dir>/root.lock
+ * (connect_lock()), shared by every process of the device: SoftHSMv2 rewrites its token
  * file at each login, and a process that initialises the module meanwhile
  * does not see the token at all; two processes that found no root key
  * would each create one, and then neither could choose.
@@ -30,7 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -401,8 +401,15 @@ find_slot(struct p11_root *r, CK_SLOT_ID *slot, char *err, size_t errlen)
 		pthread_mutex_lock(&up_lock);
 		if (r->up->owned && r->up->refs == 1 && r->up->pid == getpid()) {
 			(void)r->f->C_Finalize(NULL);
-			if (up_initialize(r->up) != CKR_OK)
+			rv = up_initialize(r->up);
+			if (rv != CKR_OK) {
+				/* Finalized: calling it again would only answer NOT_INITIALIZED. */
 				r->up->pid = 0; /* the next use tries again */
+				pthread_mutex_unlock(&up_lock);
+				ev_errf(err, errlen, "upstream module %s: C_Initialize failed: %s",
+					r->module, RVNAME(rv));
+				return rv;
+			}
 		}
 		pthread_mutex_unlock(&up_lock);
 	}
@@ -596,41 +603,116 @@ drop_session(struct p11_root *r)
 }
 
 /*
- * Take the device's connect lock: an exclusive flock on lock_path, waited
- * for at most CONNECT_LOCK_WAIT_MS. The descriptor to give connect_unlock(),
- * or -1 when there is none (no store dir, or the file cannot be opened or
- * locked in time: connecting goes on without it, as before the lock).
+ * The device's connect lock, across processes and across threads.
+ *
+ * Across processes: a POSIX record lock (fcntl F_SETLK, F_WRLCK) on the
+ * whole of lock_path. Not flock(): an flock belongs to the open file
+ * description, which fork() shares with the child, so a child forked by
+ * another thread of the host while we connect would hold the lock for
+ * its whole life. A record lock belongs to the process and is not
+ * inherited. Two of its rules shape the rest: it does not exclude the
+ * threads of one process, and closing any descriptor of the file in this
+ * process drops it. Hence the in-process lock below, which also makes
+ * sure only one descriptor of the file is open here at a time (only the
+ * holder opens it).
+ *
+ * Across threads: connect_owner holds the pid of the process whose thread
+ * holds the lock, 0 when free. Not a mutex: a mutex held by another thread
+ * at fork() stays held forever in the child, where a pid that is not ours
+ * is known to be stale and is taken over.
+ *
+ * Both are polled with a short sleep, for at most CONNECT_LOCK_WAIT_MS in
+ * all (F_SETLKW would wait without bound); then connecting goes on
+ * without the lock, as before the lock existed, and says so.
+ */
+static atomic_long connect_owner;
+
+/* The in-process part, taken by polling until *waited reaches the bound. */
+static int
+connect_lock_local(int *waited)
+{
+	const struct timespec pause = {0, 5 * 1000 * 1000};
+	long me = (long)getpid(), cur;
+
+	for (;; *waited += 5) {
+		cur = 0;
+		if (atomic_compare_exchange_strong(&connect_owner, &cur, me))
+			return 0;
+		/* Held by a thread of the parent we were forked from: gone here. */
+		if (cur != me && atomic_compare_exchange_strong(&connect_owner, &cur, me))
+			return 0;
+		if (*waited >= CONNECT_LOCK_WAIT_MS)
+			return -1;
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void
+connect_unlock_local(void)
+{
+	atomic_store(&connect_owner, 0);
+}
+
+/*
+ * Take the device's connect lock, waited for at most CONNECT_LOCK_WAIT_MS.
+ * Returns the descriptor to give connect_unlock(): >= 0 with both locks
+ * held; -2 with only the in-process lock (no file lock could be had: no
+ * store dir, a read-only one, an error, or held too long elsewhere); -1
+ * with neither (held too long in this process). Connecting goes on in
+ * every case.
  */
 static int
 connect_lock(struct p11_root *r)
 {
-	const struct timespec pause = { 0, 5 * 1000 * 1000 };
-	int fd, waited;
+	const struct timespec pause = {0, 5 * 1000 * 1000};
+	struct flock fl;
+	int fd, waited = 0;
 
-	if (r->lock_path == NULL)
-		return -1;
-	fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		ev_warn("cannot open %s (%m); connecting to the root without it", r->lock_path);
+	if (connect_lock_local(&waited) != 0) {
+		ev_warn("connect lock held too long in this process; connecting to the root "
+			"without it");
 		return -1;
 	}
-	for (waited = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited += 5) {
-		if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= CONNECT_LOCK_WAIT_MS) {
-			ev_warn("cannot lock %s (%s); connecting to the root without it",
-				r->lock_path, errno == EWOULDBLOCK ? "held too long" : strerror(errno));
+	if (r->lock_path == NULL)
+		return -2;
+	/* 0660: the store dir's group shares it, as it shares the audit file. */
+	fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0660);
+	if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		/* A read-only store dir: no write lock to be had there, every reconnect. */
+		ev_debug("cannot open %s for writing (%m); connecting to the root without "
+			 "the lock",
+			 r->lock_path);
+		return -2;
+	}
+	if (fd < 0) {
+		ev_warn("cannot open %s (%m); connecting to the root without it", r->lock_path);
+		return -2;
+	}
+	for (;; waited += 5) {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET; /* l_start 0, l_len 0: the whole file */
+		if (fcntl(fd, F_SETLK, &fl) == 0)
+			return fd;
+		if ((errno != EACCES && errno != EAGAIN && errno != EINTR) ||
+		    waited >= CONNECT_LOCK_WAIT_MS) {
+			ev_warn(
+			    "cannot lock %s (%s); connecting to the root without it", r->lock_path,
+			    errno == EACCES || errno == EAGAIN ? "held too long" : strerror(errno));
 			(void)close(fd);
-			return -1;
+			return -2;
 		}
 		nanosleep(&pause, NULL);
 	}
-	return fd;
 }
 
 static void
 connect_unlock(int fd)
 {
 	if (fd >= 0)
-		(void)close(fd); /* releases the flock */
+		(void)close(fd); /* drops the record lock: the only descriptor of it here */
+	if (fd != -1)
+		connect_unlock_local();
 }
 
 /* Find the token, open a session, log in, find (or create) the key. */

@@ -4,6 +4,8 @@
  * string, so verification does not depend on them.
  */
 #include <check.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,6 +167,29 @@ START_TEST(test_memo_arguments)
 }
 END_TEST
 
+/* No memo in memory that may be swapped out (RLIMIT_MEMLOCK 0, not root). */
+START_TEST(test_memo_needs_locked_memory)
+{
+	struct rlimit rl = {0, 0};
+	ev_pin_memo *m = (ev_pin_memo *)1;
+	char *h;
+
+	/* The limit and the user change would outlive this test in a shared process. */
+	if (getenv("CK_FORK") != NULL && strcmp(getenv("CK_FORK"), "no") == 0)
+		return;
+	/* Before the pool maps its first arena, so that none is locked. */
+	ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	if (geteuid() == 0) {
+		ck_assert_int_eq(setresgid(65534, 65534, 65534), 0);
+		ck_assert_int_eq(setresuid(65534, 65534, 65534), 0);
+	}
+	h = hash_of(pin1, 6);
+	ck_assert_uint_eq(ev_pin_memo_new(h, pin1, 6, &m), CKR_DEVICE_MEMORY);
+	ck_assert_ptr_null(m);
+	free(h);
+}
+END_TEST
+
 static Suite *
 pin_suite(void)
 {
@@ -180,6 +205,7 @@ pin_suite(void)
 	tcase_add_test(tc, test_bad_arguments);
 	tcase_add_test(tc, test_memo_match);
 	tcase_add_test(tc, test_memo_arguments);
+	tcase_add_test(tc, test_memo_needs_locked_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }

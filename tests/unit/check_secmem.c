@@ -215,6 +215,7 @@ END_TEST
 START_TEST(test_fork)
 {
 	ev_secret *inherited = ev_secret_dup("inherited secret", 16);
+	int parent_locked = ev_secret_is_locked(inherited);
 	pthread_t t[2];
 	int i, status;
 	pid_t pid;
@@ -231,6 +232,10 @@ START_TEST(test_fork)
 			ev_secret *mine = ev_secret_new(100);
 			int ok =
 			    mine != NULL && memcmp(inherited->data, "inherited secret", 16) == 0;
+
+			/* Locks are not inherited: the child's arenas are locked again. */
+			ok = ok && ev_secret_is_locked(inherited) == parent_locked &&
+			     ev_secret_is_locked(mine) == parent_locked;
 
 			ev_secret_free(mine);
 			ev_secret_free(inherited);
@@ -268,6 +273,9 @@ START_TEST(test_no_memlock)
 	ev_secret *s[3000];
 	size_t i;
 
+	/* The limit and the user change would outlive this test in a shared process. */
+	if (getenv("CK_FORK") != NULL && strcmp(getenv("CK_FORK"), "no") == 0)
+		return;
 	ev_log_set_sink(count_lock_warnings);
 	ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
 	/* root's CAP_IPC_LOCK ignores the limit: become nobody (this test's process only). */
@@ -285,6 +293,8 @@ START_TEST(test_no_memlock)
 	ck_assert_uint_gt(st.lock_failures, 2);
 	ck_assert_uint_eq(st.locked_bytes, 0);
 	ck_assert_int_eq(atomic_load(&lock_warnings), 1);
+	ck_assert_int_eq(ev_secret_is_locked(s[0]), 0);
+	ck_assert_int_eq(ev_secret_is_locked(s[2999]), 0);
 	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++)
 		ev_secret_free(s[i]);
 	ev_log_set_sink(NULL);
@@ -305,7 +315,54 @@ START_TEST(test_locked)
 	ck_assert_ptr_nonnull(s);
 	ev_secmem_get_stats(&st);
 	ck_assert_uint_gt(st.locked_bytes, 0);
+	ck_assert_int_eq(ev_secret_is_locked(s), 1);
 	ev_secret_free(s);
+	ck_assert_int_eq(ev_secret_is_locked(NULL), 0);
+	/* Too large for the pool: its own allocation, whose lock is not known. */
+	s = ev_secret_new(8192);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(ev_secret_is_locked(s), 0);
+	ev_secret_free(s);
+}
+END_TEST
+
+/* After trim, no secret held means no arena mapped; the pool still works. */
+START_TEST(test_trim)
+{
+	ev_secret *s[200], *keep;
+	ev_secmem_stats st;
+	size_t i, base;
+
+	ev_secmem_get_stats(&st);
+	base = st.in_use;
+	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		s[i] = ev_secret_new(16 + i * 20);
+		ck_assert_ptr_nonnull(s[i]);
+	}
+	keep = ev_secret_new(32);
+	ck_assert_ptr_nonnull(keep);
+	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+		ev_secret_free(s[i]);
+	ev_secmem_get_stats(&st);
+	ck_assert_uint_gt(st.arenas, 1); /* one empty arena kept per class */
+	ev_secmem_trim();
+	ev_secmem_get_stats(&st);
+	ck_assert_uint_eq(st.in_use, base + 1);
+	if (base == 0)
+		ck_assert_uint_eq(st.arenas, 1); /* keep's */
+	ck_assert_mem_eq(keep->data, (unsigned char[32]){0}, 32);
+	ev_secret_free(keep);
+	ev_secmem_trim();
+	ev_secmem_get_stats(&st);
+	if (base == 0) {
+		ck_assert_uint_eq(st.arenas, 0);
+		ck_assert_uint_eq(st.arena_bytes, 0);
+	}
+	/* Usable again. */
+	keep = ev_secret_dup("again", 5);
+	ck_assert_ptr_nonnull(keep);
+	ck_assert_mem_eq(keep->data, "again", 5);
+	ev_secret_free(keep);
 }
 END_TEST
 
@@ -342,6 +399,7 @@ secmem_suite(void)
 	tcase_add_test(tc, test_no_memlock);
 	tcase_add_test(tc, test_locked);
 	tcase_add_test(tc, test_bad_free_survives);
+	tcase_add_test(tc, test_trim);
 	suite_add_tcase(s, tc);
 	return s;
 }
