@@ -1,6 +1,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -22,35 +23,53 @@ ev_module *ev_mod;
 static void audit_key_try(ev_module *m);
 
 /*
- * This process's id, renewed in the child by a fork handler: getpid() is
- * a system call (glibc caches nothing since 2.25), slow on some virtual
- * machines (2.4 us measured), and every entry point asks twice per
- * operation. 0 until C_Initialize; without the handler (pthread_atfork
- * failed) getpid() is asked every time.
+ * This process's id, cached: getpid() is a system call (glibc caches
+ * nothing since 2.25), slow on some virtual machines (2.4 us measured),
+ * and every entry point asks twice per operation. The cache lives in a
+ * page of its own marked MADV_WIPEONFORK: the kernel zeroes it in every
+ * child, whatever made the child (a fork handler registered before ours
+ * that calls PKCS#11, or a raw clone or syscall(SYS_fork), which run no
+ * handler), so a child never answers with its parent's id. 0 reads as
+ * "ask getpid()", and the answer is kept for the next call. Without the
+ * page (mmap or madvise failed: kernels before 4.14) getpid() is asked
+ * every time. A child sharing our memory (CLONE_VM without
+ * CLONE_THREAD, vfork) is not told apart: it may call nothing here.
  */
-static atomic_int self_pid;
-static atomic_int self_cached;
+static atomic_int *self_pid;
 static pthread_once_t self_once = PTHREAD_ONCE_INIT;
-
-static void
-self_child(void)
-{
-	atomic_store(&self_pid, (int)getpid());
-}
 
 static void
 self_setup(void)
 {
-	atomic_store(&self_pid, (int)getpid());
-	atomic_store(&self_cached, pthread_atfork(NULL, NULL, self_child) == 0);
+	long pg = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	if (pg <= 0)
+		return;
+	p = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	if (madvise(p, (size_t)pg, MADV_WIPEONFORK) != 0) {
+		(void)munmap(p, (size_t)pg);
+		return;
+	}
+	self_pid = p; /* never unmapped: the pthread_once is not run again */
 }
 
 static pid_t
 self(void)
 {
-	if (atomic_load_explicit(&self_cached, memory_order_relaxed))
-		return (pid_t)atomic_load_explicit(&self_pid, memory_order_relaxed);
-	return getpid();
+	int pid;
+
+	if (self_pid == NULL)
+		return getpid();
+	pid = atomic_load_explicit(self_pid, memory_order_relaxed);
+	if (pid == 0) {
+		/* First call, or first in a child: the page was wiped. */
+		pid = (int)getpid();
+		atomic_store_explicit(self_pid, pid, memory_order_relaxed);
+	}
+	return (pid_t)pid;
 }
 
 CK_RV

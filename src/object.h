@@ -138,8 +138,13 @@ CK_RV ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG p
     const ev_attrs *priv_base, ev_key *priv, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE *hpub,
     CK_OBJECT_HANDLE *hpriv);
 
-/* C_DestroyObject. */
-CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h);
+/*
+ * C_DestroyObject, with s acquired. *was_key is set when the object
+ * destroyed was a key: the caller, once it released s, ends what every
+ * session holds of it (ev_session_end_dead_ops()), for the change log's
+ * pass finds nothing left to forget in this process.
+ */
+CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *was_key);
 
 /* C_GetAttributeValue / C_SetAttributeValue on an object. */
 CK_RV ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count);

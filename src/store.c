@@ -252,8 +252,9 @@ struct reader {
 struct ev_store {
 	sqlite3 *db;
 	char *path;
-	dev_t dev; /* identity of the database file, for ev_store_abandon() */
+	dev_t dev; /* identity of the database file, for ev_store_abandon() and the readers */
 	ino_t ino;
+	int readonly; /* EV_STORE_READONLY: the readers open read-only too */
 	int relock_fd[2]; /* after abandon: descriptors holding re-taken locks, or -1 */
 	sqlite3_stmt *st[ST__COUNT];
 	sqlite3_stmt *find_st[FIND_VARIANTS];
@@ -918,6 +919,7 @@ ev_store_open(const char *dir, unsigned flags, ev_store **out, char *err, size_t
 		s->dev = sb.st_dev;
 		s->ino = sb.st_ino;
 	}
+	s->readonly = readonly;
 	if (sqlite3_busy_timeout(s->db, EV_BUSY_TIMEOUT_MS) != SQLITE_OK)
 		goto db_fail;
 	if (pragma(s, "PRAGMA foreign_keys = ON", NULL, 0) != SQLITE_OK)
@@ -2793,16 +2795,27 @@ reader_close(struct reader *r)
 static CK_RV
 reader_open(ev_store *s, struct reader *r)
 {
+	struct stat sb;
 	int rc;
 
 	if (r->db != NULL)
 		return CKR_OK;
 	/*
-	 * Read-write like the owner's: a read-only connection to a WAL
-	 * database may not set up the -shm file itself. query_only keeps
-	 * it to reading.
+	 * Read-write like the owner's, unless the owner's is read-only: a
+	 * read-only connection to a WAL database may not set up the -shm
+	 * file itself, and query_only keeps a read-write one to reading.
 	 */
-	rc = sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(s->path, &r->db,
+	    (s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX,
+	    NULL);
+	/* The owner's file, not one put in its place since. */
+	if (rc == SQLITE_OK &&
+	    (stat(s->path, &sb) != 0 || sb.st_dev != s->dev || sb.st_ino != s->ino)) {
+		ev_error("store: %s is no longer the file this store opened", s->path);
+		(void)sqlite3_close(r->db);
+		r->db = NULL;
+		return CKR_DEVICE_ERROR;
+	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_extended_result_codes(r->db, 1);
 	if (rc == SQLITE_OK)
@@ -2815,7 +2828,7 @@ reader_open(ev_store *s, struct reader *r)
 	 * file; filled only as far as searches go.
 	 */
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(r->db, "PRAGMA cache_size = -8192", NULL, NULL, NULL);
+		rc = sqlite3_exec(r->db, "PRAGMA cache_size = -4096", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		return CKR_OK;
 	if (r->db == NULL)

@@ -244,6 +244,12 @@ aes_reinit(ev_op *op, const CK_MECHANISM *mech)
 	return variant == EV_AES_GCM ? gcm_aad(op, aad, aadlen) : CKR_OK;
 }
 
+static int
+aes_reusable(const ev_op *op)
+{
+	return !is_wrap(op->mech->variant);
+}
+
 /* Output of ECB/CBC/CBC_PAD updates after total input bytes: what OpenSSL releases. */
 static uint64_t
 block_released(const ev_op *op, uint64_t total)
@@ -596,6 +602,7 @@ aes_final(ev_op *op, CK_BYTE *out, CK_ULONG *outlen)
 const ev_mech_ops ev_aes_ops = {
     .init = aes_init,
     .reinit = aes_reinit,
+    .reusable = aes_reusable,
     .out_len = aes_out_len,
     .oneshot = aes_oneshot,
     .update = aes_update,

@@ -734,6 +734,8 @@ ev_op_park(ev_op *op)
 {
 	if (op == NULL || op->active || op->key == NULL || op->mech->ops->reinit == NULL)
 		return 0;
+	if (op->mech->ops->reusable != NULL && !op->mech->ops->reusable(op))
+		return 0;
 	if (op->buf != NULL)
 		OPENSSL_cleanse(op->buf, op->buflen);
 	op->buflen = 0;

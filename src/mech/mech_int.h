@@ -44,6 +44,14 @@ typedef struct ev_mech_ops {
 	CK_RV (*reinit)(ev_op *op, const CK_MECHANISM *mech);
 
 	/*
+	 * 0 when reinit would refuse this op whatever the parameter (a
+	 * variant that always starts afresh): ev_op_park() then keeps
+	 * nothing, so no context holds material it can never serve. NULL:
+	 * every op of the family with reinit can be reused.
+	 */
+	int (*reusable)(const ev_op *op);
+
+	/*
 	 * The output size of a stage given inlen more input bytes. *exact 0
 	 * means an upper bound (decryption). May answer an input length
 	 * error (CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE). NULL:

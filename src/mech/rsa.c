@@ -215,6 +215,12 @@ rsa_reinit(ev_op *op, const CK_MECHANISM *mech)
 	return raw_padding(op, mech);
 }
 
+static int
+rsa_reusable(const ev_op *op)
+{
+	return op->mech->hash != 0 || (op->mech->variant != EV_RSA_OAEP && op->pctx != NULL);
+}
+
 /* At most room bytes fit in a modulus of k bytes (written so that no sum can wrap). */
 static CK_RV
 fits(CK_ULONG inlen, CK_ULONG k, CK_ULONG overhead)
@@ -338,6 +344,7 @@ rsa_verify_final(ev_op *op, const CK_BYTE *sig, CK_ULONG siglen)
 const ev_mech_ops ev_rsa_ops = {
     .init = rsa_init,
     .reinit = rsa_reinit,
+    .reusable = rsa_reusable,
     .out_len = rsa_out_len,
     .oneshot = rsa_oneshot,
     .update = rsa_update,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -763,6 +764,63 @@ START_TEST(test_fork)
 }
 END_TEST
 
+/*
+ * Children the module's own fork handling cannot see coming: one made by
+ * syscall(SYS_fork), which runs no fork handler, and the child handler of
+ * a pthread_atfork registered before C_Initialize, which runs before any
+ * the module registers. Neither may use the parent's state.
+ */
+static CK_RV early_handler_rv = CKR_OK;
+
+static void
+early_child_handler(void)
+{
+	CK_ULONG n = 0;
+
+	early_handler_rv = F->C_GetSlotList(CK_FALSE, NULL, &n);
+}
+
+START_TEST(test_fork_without_handlers)
+{
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE h;
+	pid_t pid;
+	int status;
+
+	ck_assert_int_eq(pthread_atfork(NULL, NULL, early_child_handler), 0);
+	env_init();
+	slot = env_new_zone("rawfork");
+	h = env_session(slot, 1, 1);
+	pid = (pid_t)syscall(SYS_fork);
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		CK_SLOT_ID slots[4];
+		CK_ULONG n = 4;
+		CK_SESSION_HANDLE ch;
+		CK_SESSION_INFO info;
+		int ok = 1;
+
+		ok &= F->C_GetSlotList(CK_FALSE, slots, &n) == CKR_CRYPTOKI_NOT_INITIALIZED;
+		ok &= F->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ch) ==
+		    CKR_CRYPTOKI_NOT_INITIALIZED;
+		ok &= F->C_GetSessionInfo(h, &info) == CKR_CRYPTOKI_NOT_INITIALIZED;
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0)
+		_exit(early_handler_rv == CKR_CRYPTOKI_NOT_INITIALIZED ? 0 : 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(F->C_CloseSession(h), CKR_OK);
+}
+END_TEST
+
 /* Two processes on one store: one writes keys while the other signs and finds them. */
 START_TEST(test_two_processes)
 {
@@ -1321,6 +1379,7 @@ main(void)
 	tcase_add_test(tc, test_aes_hmac_digest);
 	tcase_add_test(tc, test_persistence);
 	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_fork_without_handlers);
 	tcase_add_test(tc, test_two_processes);
 	tcase_add_test(tc, test_reinit_token);
 	tcase_add_test(tc, test_random_and_unsupported);

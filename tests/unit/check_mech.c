@@ -1472,9 +1472,27 @@ START_TEST(test_reuse)
 	ck_assert_int_eq(ev_op_new(EV_OP_ENCRYPT, &kw, ak, &op), CKR_OK);
 	len = sizeof(out);
 	ck_assert_int_eq(ev_op_oneshot(op, in, 32, out, &len), CKR_OK);
-	ck_assert(ev_op_park(op));
 	ck_assert_int_ne(ev_op_reuse(op, EV_OP_ENCRYPT, &kw, ak), CKR_OK);
+	ck_assert(!ev_op_park(op)); /* never reused: not kept */
 	ev_op_free(op);
+	/* And so does OAEP. */
+	{
+		CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED,
+					     NULL, 0};
+		CK_MECHANISM om = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+		CK_BYTE ct[1024];
+
+		ck_assert_int_eq(ev_op_new(EV_OP_ENCRYPT, &om, rsa_pub, &op), CKR_OK);
+		len = sizeof(ct);
+		ck_assert_int_eq(ev_op_oneshot(op, in, 32, ct, &len), CKR_OK);
+		ck_assert(!ev_op_park(op));
+		ev_op_free(op);
+		ck_assert_int_eq(ev_op_new(EV_OP_ENCRYPT, &rraw, rsa_pub, &op), CKR_OK);
+		len = sizeof(ct);
+		ck_assert_int_eq(ev_op_oneshot(op, in, 32, ct, &len), CKR_OK);
+		ck_assert(ev_op_park(op)); /* raw PKCS #1 is */
+		ev_op_free(op);
+	}
 
 	/* Signatures: each one verifies; the deterministic ones equal a fresh op's. */
 	{

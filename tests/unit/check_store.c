@@ -1057,6 +1057,39 @@ find_shared(ev_store *s, int64_t zone, const char *label, int64_t *out, size_t m
 	return take_ids(ids, n, out, max);
 }
 
+/*
+ * A reader opens the owner's file, not one put in its place since (the
+ * same bytes, another file): the search fails rather than read it.
+ */
+START_TEST(test_reader_same_file)
+{
+	ev_store *s = new_store();
+	ev_obj_query q;
+	int64_t *ids = NULL;
+	size_t n = 0, got;
+	char path[400], moved[420], buf[4096];
+	FILE *in, *out;
+
+	make_zone(s, 1);
+	snprintf(path, sizeof(path), "%s/%s", store_dir(), EV_STORE_FILE);
+	snprintf(moved, sizeof(moved), "%s.moved", path);
+	ck_assert_int_eq(rename(path, moved), 0);
+	in = fopen(moved, "rb");
+	out = fopen(path, "wb");
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(out);
+	while ((got = fread(buf, 1, sizeof(buf), in)) > 0)
+		ck_assert_uint_eq(fwrite(buf, 1, got, out), got);
+	ck_assert_int_eq(fclose(in), 0);
+	ck_assert_int_eq(fclose(out), 0);
+	memset(&q, 0, sizeof(q));
+	q.zone = 1;
+	ck_assert_int_eq(ev_store_obj_find_shared(s, &q, &ids, &n), CKR_DEVICE_ERROR);
+	free(ids);
+	ev_store_close(s);
+}
+END_TEST
+
 struct shared_finder {
 	ev_store *s;
 	int64_t want[50];
@@ -3492,6 +3525,7 @@ store_suite(void)
 	tcase_add_test(tc, test_obj_find);
 	tcase_add_test(tc, test_obj_find_many);
 	tcase_add_test(tc, test_obj_find_shared);
+	tcase_add_test(tc, test_reader_same_file);
 	tcase_add_test(tc, test_find_indexes);
 	tcase_add_test(tc, test_obj_count);
 	tcase_add_test(tc, test_transactions);
