@@ -760,25 +760,27 @@ unique_id(ev_attrs *a)
 
 /*
  * Insert token objects and their wrapped material in one transaction: a
- * key pair is stored whole or not at all. within (may be NULL) does more
- * in the same transaction, with the store lock held.
+ * key pair (or a rotation's chunk of new generations) is stored whole or
+ * not at all. within (may be NULL) does more in the same transaction,
+ * with the store lock held.
  */
 static CK_RV
 store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), void *arg)
 {
-	ev_secret *plain[2] = { NULL, NULL };
+	ev_secret *few[2] = { NULL, NULL }, **plain = few;
 	const ev_secret *zk = NULL;
 	ev_wrap_binding b;
-	int in_tx = 0;
+	int in_tx = 0, any = 0;
 	size_t i;
 	CK_RV rv;
 
-	if (n > EV_ARRAY_SIZE(plain))
-		return CKR_GENERAL_ERROR;
+	/* A pair needs no allocation; a rotation's chunk does. */
+	if (n > EV_ARRAY_SIZE(few) && (plain = calloc(n, sizeof(*plain))) == NULL)
+		return CKR_HOST_MEMORY;
 	/* Lock order: token before store. */
 	rv = ev_mutex_lock(t->lock);
 	if (rv != CKR_OK)
-		return rv;
+		goto out_free;
 	for (i = 0; i < n; i++) {
 		ev_key *k = atomic_load(&objs[i]->key);
 
@@ -787,6 +789,7 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 		rv = ev_key_export_secret(k, &plain[i]);
 		if (rv != CKR_OK)
 			goto out_token;
+		any = 1;
 	}
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
@@ -800,7 +803,7 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 	 * rotated by another process since this one cached its key must not
 	 * leave a blob wrapped under a key no longer stored anywhere.
 	 */
-	if (plain[0] != NULL || plain[1] != NULL) {
+	if (any) {
 		rv = ev_token_zone_key_current(t, &zk);
 		if (rv != CKR_OK)
 			goto out;
@@ -844,8 +847,11 @@ out:
 	ev_mutex_unlock(ev_mod->store_lock);
 out_token:
 	ev_mutex_unlock(t->lock);
-	for (i = 0; i < EV_ARRAY_SIZE(plain); i++)
+	for (i = 0; i < n; i++)
 		ev_secret_free(plain[i]);
+out_free:
+	if (plain != few)
+		free(plain);
 	return rv;
 }
 
@@ -1216,14 +1222,19 @@ static CK_RV
 publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev_origin origin,
     CK_RV (*within)(void *), void *arg, ev_object *src, int *committed)
 {
-	ev_object *on_token[2];
+	ev_object *few[2], **on_token = few;
 	size_t i, nt = 0;
 	CK_RV rv = CKR_OK;
 
 	if (committed != NULL)
 		*committed = 0;
+	/* A pair needs no allocation; a rotation's chunk does. */
+	if (n > EV_ARRAY_SIZE(few) && (on_token = calloc(n, sizeof(*on_token))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
 	for (i = 0; i < n; i++)
-		if (objs[i]->on_token && nt < EV_ARRAY_SIZE(on_token))
+		if (objs[i]->on_token)
 			on_token[nt++] = objs[i];
 	if (nt > 0)
 		rv = store_objects(s->token, on_token, nt, within, arg);
@@ -1232,6 +1243,10 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev
 	/* Committed: recorded, even should mapping fail (the object is found on next use). */
 	for (i = 0; i < nt && rv == CKR_OK; i++)
 		audit_made(on_token[i], origin);
+	/* A stored object's handle is its row: valid even should mapping fail. */
+	for (i = 0; i < n && rv == CKR_OK; i++)
+		if (objs[i]->on_token)
+			handles[i] = objs[i]->handle;
 	if (rv == CKR_OK)
 		rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
@@ -1253,6 +1268,8 @@ out:
 	/* A token object stored but not mapped is found again on next use. */
 	for (i = 0; i < n; i++)
 		ev_object_free(objs[i]);
+	if (on_token != few)
+		free(on_token);
 	return rv;
 }
 

@@ -226,9 +226,10 @@ CK_RV ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key,
     CK_MECHANISM_TYPE mech, const void *id, size_t id_len, ev_object **out);
 
 /*
- * Store new generations (consumed, also on failure; n <= 2) and, in the
- * same transaction, run within(arg) (which retires the old ones), then
- * map them; handles[i] gets each handle. *committed: 1 once the
+ * Store new generations (consumed, also on failure; a rotation's chunk of
+ * any size) and, in the same transaction, run within(arg) (which retires
+ * the old ones), then map them; handles[i] gets each handle (set once
+ * committed, also when the mapping fails after). *committed: 1 once the
  * transaction has committed, also when the mapping fails after it (the
  * error is returned, but the rotation stands: record it), else 0.
  */
