@@ -1509,7 +1509,6 @@ START_TEST(test_rotate_errors)
 	CK_SLOT_ID z;
 	CK_SESSION_HANDLE h, ro, pub_s;
 	CK_OBJECT_HANDLE pub, priv, spriv, lpub, copy, data, got = 0;
-	CK_ATTRIBUTE ct[] = { { CKA_LABEL, "copy", 4 }, { CKA_TOKEN, &yes, sizeof(yes) } };
 	struct unrotatable u;
 	CK_ULONG five = 5;
 	CK_ATTRIBUTE with_gen[] = { { CKA_EV_GENERATION, &five, sizeof(five) } };
@@ -2034,8 +2033,6 @@ START_TEST(test_rotation_seen_by_other_process)
 	CK_OBJECT_HANDLE pub, priv, npriv = 0, npub;
 	struct signer_arg a;
 	struct kid k;
-	CK_BYTE sig[64];
-	CK_ULONG len;
 
 	env_init();
 	h = attested_zone("shared", &z);
@@ -3023,8 +3020,7 @@ START_TEST(test_rotate_batch)
 	CK_INTERFACE *iface = NULL;
 	CK_VERSION v13 = { 1, 3 };
 	CK_ULONG done = 99;
-	CK_BYTE id[64], sig[64];
-	CK_ULONG len;
+	CK_BYTE id[64];
 	struct signer_arg a;
 	struct kid k;
 	long long t0, t1;
