@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <sodium.h>
 
@@ -2250,6 +2251,24 @@ ev_object_wipe_token(ev_token *t, int private_only)
 	ev_map_each(&ev_mod->objects, wipe_cb, &d);
 }
 
+/*
+ * A rotated key pair's CKA_ID: the SHA-1 of the SubjectPublicKeyInfo its
+ * attributes hold already (made once, by prepare()).
+ */
+static CK_RV
+id_of_spki(ev_attrs *a)
+{
+	const CK_ATTRIBUTE *spki = ev_attrs_get(a, CKA_PUBLIC_KEY_INFO);
+	unsigned char id[20];
+	unsigned int len = 0;
+
+	if (spki == NULL || spki->ulValueLen == 0 ||
+	    EVP_Digest(spki->pValue, spki->ulValueLen, id, &len, EVP_sha1(), NULL) != 1 ||
+	    len != sizeof(id))
+		return CKR_GENERAL_ERROR;
+	return ev_attrs_set(a, CKA_ID, id, sizeof(id));
+}
+
 CK_RV
 ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANISM_TYPE mech,
     const void *id, size_t id_len, ev_object **out)
@@ -2278,7 +2297,7 @@ ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANI
 		else
 			i++;
 	}
-	rv = ev_attrs_set(base, CKA_ID, id, id_len);
+	rv = id != NULL ? ev_attrs_set(base, CKA_ID, id, id_len) : CKR_OK;
 	if (rv == CKR_OK)
 		rv = ev_attrs_set_ulong(base, CKA_EV_GENERATION, (CK_ULONG)(old->generation + 1));
 	if (rv != CKR_OK) {
@@ -2288,9 +2307,16 @@ ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANI
 	}
 	rv = prepare(s, EV_ORIGIN_ROTATE, NULL, 0, base, key, mech, out);
 	ev_attrs_free(base);
-	if (rv == CKR_OK)
-		(*out)->previous = old->handle;
-	return rv;
+	if (rv != CKR_OK)
+		return rv;
+	/* Not shared yet: its attributes are read and set without its lock. */
+	if (id == NULL && (rv = id_of_spki((*out)->attrs)) != CKR_OK) {
+		ev_object_free(*out);
+		*out = NULL;
+		return rv;
+	}
+	(*out)->previous = old->handle;
+	return CKR_OK;
 }
 
 CK_RV

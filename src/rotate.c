@@ -17,7 +17,7 @@
 #include "rotate.h"
 #include "token.h"
 
-/* The CKA_ID of a new secret key generation: random, as long as a SHA-1. */
+/* The CKA_ID of a new secret key generation: random, as long as a SHA-1 (a pair's). */
 #define SECRET_ID_LEN 20
 
 static int64_t
@@ -294,27 +294,6 @@ new_material(ev_object *o, ev_key **priv, ev_key **pub, CK_MECHANISM_TYPE *mech)
 	return rv;
 }
 
-/* SHA-1 of the public key's SubjectPublicKeyInfo: the new pair's CKA_ID. */
-static CK_RV
-pair_id(const ev_key *pub, unsigned char id[20])
-{
-	const CK_ATTRIBUTE *spki;
-	ev_attrs *a = ev_attrs_new();
-	unsigned int len = 0;
-	CK_RV rv;
-
-	if (a == NULL)
-		return CKR_HOST_MEMORY;
-	rv = ev_key_public_attrs(pub, a);
-	spki = rv == CKR_OK ? ev_attrs_get(a, CKA_PUBLIC_KEY_INFO) : NULL;
-	if (rv == CKR_OK && (spki == NULL ||
-	    EVP_Digest(spki->pValue, spki->ulValueLen, id, &len, EVP_sha1(), NULL) != 1 ||
-	    len != 20))
-		rv = CKR_GENERAL_ERROR;
-	ev_attrs_free(a);
-	return rv;
-}
-
 /* The partner of a key pair half: same label, CKA_ID and key type, current, not a copy. */
 static CK_RV
 partner(ev_session *s, ev_object *o, CK_OBJECT_CLASS want, ev_object **out)
@@ -402,18 +381,32 @@ rotatable(ev_object *o)
 /* What a chunk's transaction retires: the old generations, in order. */
 struct retire {
 	ev_object **old;
+	ev_audit_ident *ident; /* old[i]'s, for its audit line: read before the transaction */
 	size_t n;
 	int64_t now, destroy_at;
 	CK_USER_TYPE user;      /* who rotates, for the audit */
 	ev_audit_batch audit;   /* key.retired lines, written once committed */
 };
 
-/* Retire one object (a key or a copy of one) with its change row and its audit line. */
-static CK_RV
-retire_object(struct retire *r, int64_t zone, int64_t id)
+/* The key.retired audit line of an object (ident) retired by the chunk. */
+static void
+note_retired(struct retire *r, int64_t zone, const ev_audit_ident *ident)
 {
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_RETIRED, EV_AUDIT_OK);
 	ev_audit_detail d[] = { { "destroy_at", NULL, r->destroy_at } };
+
+	e.zone = zone;
+	e.user = r->user;
+	e.object = &ident->obj;
+	e.detail = d;
+	e.ndetail = EV_ARRAY_SIZE(d);
+	ev_audit_batch_add(&r->audit, &e);
+}
+
+/* Retire a token copy of a rotated key with its change row and its audit line. */
+static CK_RV
+retire_copy(struct retire *r, int64_t zone, int64_t id)
+{
 	ev_obj_rec rec = { 0 };
 	ev_audit_ident ident;
 	CK_RV rv;
@@ -426,30 +419,39 @@ retire_object(struct retire *r, int64_t zone, int64_t id)
 	if (rv != CKR_OK)
 		return rv;
 	ev_audit_ident_rec(&ident, &rec);
-	e.zone = zone;
-	e.user = r->user;
-	e.object = &ident.obj;
-	e.detail = d;
-	e.ndetail = EV_ARRAY_SIZE(d);
-	ev_audit_batch_add(&r->audit, &e);
+	note_retired(r, zone, &ident);
 	ev_audit_ident_clear(&ident);
 	ev_obj_rec_clear(&rec);
 	return CKR_OK;
 }
 
-/* Retire one object and its token copies. Store lock held. */
+/*
+ * Retire an old generation, still current (else nothing changes), with
+ * its change row and its audit line (ident: named from the object, read
+ * before the transaction, as object locks come before the store lock),
+ * then its token copies. Store lock held.
+ */
 static CK_RV
-retire_one(struct retire *r, int64_t zone, int64_t id)
+retire_one(struct retire *r, ev_object *o, const ev_audit_ident *ident)
 {
-	int64_t *copies = NULL;
+	int64_t zone = o->token->id, id = (int64_t)o->handle, was = 0, *copies = NULL;
 	size_t n = 0, i;
 	CK_RV rv;
 
-	rv = retire_object(r, zone, id);
+	/* Under the write lock: two rotations of one key never both succeed. */
+	rv = ev_store_obj_retire_current(ev_mod->store, id, r->now, r->destroy_at, &was);
+	if (rv == EVR_NOT_FOUND)
+		return CKR_KEY_HANDLE_INVALID; /* revoked or destroyed meanwhile */
+	if (rv == CKR_OK && was != 0)
+		return CKR_KEY_FUNCTION_NOT_PERMITTED; /* rotated meanwhile */
 	if (rv == CKR_OK)
-		rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone, id);
+	if (rv != CKR_OK)
+		return rv;
+	note_retired(r, zone, ident);
+	rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
 	for (i = 0; rv == CKR_OK && i < n; i++)
-		rv = retire_object(r, zone, copies[i]);
+		rv = retire_copy(r, zone, copies[i]);
 	free(copies);
 	return rv;
 }
@@ -462,20 +464,8 @@ retire_within(void *arg)
 	size_t i;
 	CK_RV rv = CKR_OK;
 
-	for (i = 0; i < r->n && rv == CKR_OK; i++) {
-		ev_obj_rec rec = { 0 };
-		int64_t id = (int64_t)r->old[i]->handle;
-
-		/* Under the write lock: two rotations of one key never both succeed. */
-		rv = ev_store_obj_get(ev_mod->store, id, &rec);
-		if (rv == EVR_NOT_FOUND)
-			rv = CKR_KEY_HANDLE_INVALID; /* revoked or destroyed meanwhile */
-		else if (rv == CKR_OK && rec.retired != 0)
-			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* rotated meanwhile */
-		ev_obj_rec_clear(&rec);
-		if (rv == CKR_OK)
-			rv = retire_one(r, r->old[i]->token->id, id);
-	}
+	for (i = 0; i < r->n && rv == CKR_OK; i++)
+		rv = retire_one(r, r->old[i], &r->ident[i]);
 	return rv;
 }
 
@@ -557,29 +547,34 @@ next_of(ev_session *s, struct rot_key *k, ev_object **fresh, size_t *nfresh, siz
 {
 	ev_key *kpriv = NULL, *kpub = NULL;
 	CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
-	unsigned char id[20];
+	const CK_ATTRIBUTE *pid = NULL;
+	unsigned char id[SECRET_ID_LEN];
 	CK_RV rv;
 
 	rv = new_material(k->priv, &kpriv, &kpub, &mech);
 	if (rv != CKR_OK)
 		return rv;
-	if (kpub != NULL)
-		rv = pair_id(kpub, id);
-	else
-		randombytes_buf(id, SECRET_ID_LEN);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_object_next_generation(s, k->priv, kpriv, mech, id,
-	    kpub != NULL ? 20 : SECRET_ID_LEN, &fresh[*nfresh]);
+	/* A pair's: the SHA-1 of the public key's SubjectPublicKeyInfo, made with the object. */
+	if (kpub == NULL)
+		randombytes_buf(id, sizeof(id));
+	rv = ev_object_next_generation(s, k->priv, kpriv, mech, kpub == NULL ? id : NULL,
+	    sizeof(id), &fresh[*nfresh]);
 	kpriv = NULL; /* consumed */
 	if (rv != CKR_OK)
 		goto out;
+	if (kpub != NULL && (pid = ev_attrs_get(fresh[*nfresh]->attrs, CKA_ID)) == NULL) {
+		ev_object_free(fresh[*nfresh]);
+		fresh[*nfresh] = NULL;
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
 	if (k->o == k->priv)
 		*mine = *nfresh;
 	r->old[r->n++] = k->priv;
 	(*nfresh)++;
 	if (k->pub != NULL) {
-		rv = ev_object_next_generation(s, k->pub, kpub, mech, id, 20, &fresh[*nfresh]);
+		rv = ev_object_next_generation(s, k->pub, kpub, mech, pid->pValue, pid->ulValueLen,
+		    &fresh[*nfresh]);
 		kpub = NULL; /* consumed */
 		if (rv != CKR_OK)
 			goto out;
@@ -614,12 +609,15 @@ rotate_chunk(ev_session *s, struct rot_key *keys, size_t n, CK_OBJECT_HANDLE *ou
 
 	*committed = 0;
 	r.old = calloc(2 * n, sizeof(*r.old));
-	if (fresh == NULL || h == NULL || mine == NULL || r.old == NULL)
+	r.ident = calloc(2 * n, sizeof(*r.ident));
+	if (fresh == NULL || h == NULL || mine == NULL || r.old == NULL || r.ident == NULL)
 		rv = CKR_HOST_MEMORY;
 	for (i = 0; i < n && rv == CKR_OK; i++)
 		rv = next_of(s, &keys[i], fresh, &nfresh, &mine[i], &r);
 	if (rv != CKR_OK)
 		goto out;
+	for (i = 0; i < r.n; i++)
+		ev_audit_ident_object(&r.ident[i], r.old[i]);
 	r.now = now_unix();
 	r.destroy_at = r.now + policy_of(s->token)->grace_period;
 	/* One sync of the trail for the chunk's lines, after the store's commit. */
@@ -652,6 +650,9 @@ out:
 	free(h);
 	free(mine);
 	free(r.old);
+	for (i = 0; r.ident != NULL && i < r.n; i++)
+		ev_audit_ident_clear(&r.ident[i]);
+	free(r.ident);
 	return rv;
 }
 
