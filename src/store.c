@@ -2148,8 +2148,8 @@ out:
 	return rv;
 }
 
-CK_RV
-ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
+static CK_RV
+retire_by(ev_store *s, enum st_id which, int64_t id, int64_t when, int64_t destroy_at)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -2160,7 +2160,7 @@ ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
 			 (long long)destroy_at);
 		return CKR_DEVICE_ERROR;
 	}
-	st = stmt(s, ST_OBJ_RETIRE);
+	st = stmt(s, which);
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	rc = sqlite3_bind_int64(st, 1, id);
@@ -2172,6 +2172,12 @@ ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
 }
 
 CK_RV
+ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
+{
+	return retire_by(s, ST_OBJ_RETIRE, id, when, destroy_at);
+}
+
+CK_RV
 ev_store_obj_retire_current(ev_store *s, int64_t id, int64_t when, int64_t destroy_at,
     int64_t *was)
 {
@@ -2180,20 +2186,7 @@ ev_store_obj_retire_current(ev_store *s, int64_t id, int64_t when, int64_t destr
 	int rc;
 
 	*was = 0;
-	if (when < 1 || destroy_at < 0) {
-		ev_error("store: object retire: invalid time %lld / %lld", (long long)when,
-			 (long long)destroy_at);
-		return CKR_DEVICE_ERROR;
-	}
-	st = stmt(s, ST_OBJ_RETIRE_CURRENT);
-	if (st == NULL)
-		return CKR_DEVICE_ERROR;
-	rc = sqlite3_bind_int64(st, 1, id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 2, when);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 3, destroy_at);
-	rv = finish_one(s, st, rc, "object retire");
+	rv = retire_by(s, ST_OBJ_RETIRE_CURRENT, id, when, destroy_at);
 	if (rv != EVR_NOT_FOUND)
 		return rv;
 	/* Nothing changed: absent, or retired already (when, is said). */
