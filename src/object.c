@@ -2115,7 +2115,8 @@ retire_cb(CK_ULONG key, void *val, void *arg)
 	const struct retire_ctx *r = arg;
 	ev_object *o = val;
 
-	if (!(key & EV_SESSION_OBJECT_BIT) || o->origin != r->origin)
+	(void)key;
+	if (o->origin != r->origin)
 		return;
 	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
 		return;
@@ -2128,7 +2129,11 @@ retire_cb(CK_ULONG key, void *val, void *arg)
 	ev_rwlock_unlock(o->lock);
 }
 
-/* Session copies of a token key are retired with it (and destroyed with it). */
+/*
+ * Session copies of a token key are retired with it (and destroyed with
+ * it). Only session objects are walked: a rotation of many keys retires
+ * each here, and the loaded token objects may be many more.
+ */
 static void
 retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
 {
@@ -2136,7 +2141,7 @@ retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
 
 	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
 		return;
-	ev_map_each(&ev_mod->objects, retire_cb, &r);
+	ev_map_each(&ev_mod->session_objects, retire_cb, &r);
 	ev_rwlock_unlock(ev_mod->lock);
 }
 
