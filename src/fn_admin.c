@@ -197,6 +197,33 @@ EV_RotateKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey, CK_OBJECT_HANDLE
 }
 
 static CK_RV
+EV_RotateKeys(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phKeys, CK_ULONG ulCount,
+    CK_OBJECT_HANDLE_PTR phNewKeys, CK_ULONG_PTR pulDone)
+{
+	ev_session *s;
+	size_t done = 0;
+	CK_RV rv = ev_check_init();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulDone != NULL)
+		*pulDone = 0;
+	if (phKeys == NULL && ulCount > 0)
+		return CKR_ARGUMENTS_BAD;
+	rv = ev_session_acquire(hSession, &s);
+	if (rv != CKR_OK)
+		return rv;
+	rv = ev_rotate_keys(s, phKeys, ulCount, phNewKeys, &done);
+	ev_session_release(s);
+	if (pulDone != NULL)
+		*pulDone = (CK_ULONG)done;
+	/* This process sees the old generations retired before the call returns. */
+	if (done > 0 && ev_sync() != CKR_OK)
+		ev_warn("keys rotated; this process will act on it at its next call");
+	return rv;
+}
+
+static CK_RV
 EV_RotateZoneKey(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulCount)
 {
 	ev_session *s;
@@ -307,9 +334,11 @@ EV_AuditPublicKey(CK_BYTE_PTR pKey, CK_ULONG_PTR pulKeyLen)
 		.EV_RotationCandidates = EV_RotationCandidates, .EV_RotateKey = EV_RotateKey,      \
 		.EV_RotateZoneKey = EV_RotateZoneKey, .EV_RebindZone = EV_RebindZone,              \
 		.EV_AuditCheckpoint = EV_AuditCheckpoint, .EV_AuditPublicKey = EV_AuditPublicKey,  \
+		.EV_RotateKeys = EV_RotateKeys,                                                    \
 	}
 
-EV_ADMIN_FUNCTION_LIST ev_admin_functions = ADMIN_FUNCTIONS(3);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions = ADMIN_FUNCTIONS(4);
+EV_ADMIN_FUNCTION_LIST ev_admin_functions_13 = ADMIN_FUNCTIONS(3);
 EV_ADMIN_FUNCTION_LIST ev_admin_functions_12 = ADMIN_FUNCTIONS(2);
 EV_ADMIN_FUNCTION_LIST ev_admin_functions_11 = ADMIN_FUNCTIONS(1);
 EV_ADMIN_FUNCTION_LIST ev_admin_functions_10 = ADMIN_FUNCTIONS(0);

@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <sodium.h>
 
@@ -760,25 +761,27 @@ unique_id(ev_attrs *a)
 
 /*
  * Insert token objects and their wrapped material in one transaction: a
- * key pair is stored whole or not at all. within (may be NULL) does more
- * in the same transaction, with the store lock held.
+ * key pair (or a rotation's chunk of new generations) is stored whole or
+ * not at all. within (may be NULL) does more in the same transaction,
+ * with the store lock held.
  */
 static CK_RV
 store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), void *arg)
 {
-	ev_secret *plain[2] = { NULL, NULL };
+	ev_secret *few[2] = { NULL, NULL }, **plain = few;
 	const ev_secret *zk = NULL;
 	ev_wrap_binding b;
-	int in_tx = 0;
+	int in_tx = 0, any = 0;
 	size_t i;
 	CK_RV rv;
 
-	if (n > EV_ARRAY_SIZE(plain))
-		return CKR_GENERAL_ERROR;
+	/* A pair needs no allocation; a rotation's chunk does. */
+	if (n > EV_ARRAY_SIZE(few) && (plain = calloc(n, sizeof(*plain))) == NULL)
+		return CKR_HOST_MEMORY;
 	/* Lock order: token before store. */
 	rv = ev_mutex_lock(t->lock);
 	if (rv != CKR_OK)
-		return rv;
+		goto out_free;
 	for (i = 0; i < n; i++) {
 		ev_key *k = atomic_load(&objs[i]->key);
 
@@ -787,6 +790,7 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 		rv = ev_key_export_secret(k, &plain[i]);
 		if (rv != CKR_OK)
 			goto out_token;
+		any = 1;
 	}
 	rv = ev_mutex_lock(ev_mod->store_lock);
 	if (rv != CKR_OK)
@@ -800,7 +804,7 @@ store_objects(ev_token *t, ev_object **objs, size_t n, CK_RV (*within)(void *), 
 	 * rotated by another process since this one cached its key must not
 	 * leave a blob wrapped under a key no longer stored anywhere.
 	 */
-	if (plain[0] != NULL || plain[1] != NULL) {
+	if (any) {
 		rv = ev_token_zone_key_current(t, &zk);
 		if (rv != CKR_OK)
 			goto out;
@@ -844,8 +848,11 @@ out:
 	ev_mutex_unlock(ev_mod->store_lock);
 out_token:
 	ev_mutex_unlock(t->lock);
-	for (i = 0; i < EV_ARRAY_SIZE(plain); i++)
+	for (i = 0; i < n; i++)
 		ev_secret_free(plain[i]);
+out_free:
+	if (plain != few)
+		free(plain);
 	return rv;
 }
 
@@ -1216,14 +1223,19 @@ static CK_RV
 publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev_origin origin,
     CK_RV (*within)(void *), void *arg, ev_object *src, int *committed)
 {
-	ev_object *on_token[2];
+	ev_object *few[2], **on_token = few;
 	size_t i, nt = 0;
 	CK_RV rv = CKR_OK;
 
 	if (committed != NULL)
 		*committed = 0;
+	/* A pair needs no allocation; a rotation's chunk does. */
+	if (n > EV_ARRAY_SIZE(few) && (on_token = calloc(n, sizeof(*on_token))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
 	for (i = 0; i < n; i++)
-		if (objs[i]->on_token && nt < EV_ARRAY_SIZE(on_token))
+		if (objs[i]->on_token)
 			on_token[nt++] = objs[i];
 	if (nt > 0)
 		rv = store_objects(s->token, on_token, nt, within, arg);
@@ -1232,6 +1244,10 @@ publish(ev_session *s, ev_object **objs, size_t n, CK_OBJECT_HANDLE *handles, ev
 	/* Committed: recorded, even should mapping fail (the object is found on next use). */
 	for (i = 0; i < nt && rv == CKR_OK; i++)
 		audit_made(on_token[i], origin);
+	/* A stored object's handle is its row: valid even should mapping fail. */
+	for (i = 0; i < n && rv == CKR_OK; i++)
+		if (objs[i]->on_token)
+			handles[i] = objs[i]->handle;
 	if (rv == CKR_OK)
 		rv = ev_rwlock_wrlock(ev_mod->lock);
 	if (rv != CKR_OK)
@@ -1253,6 +1269,8 @@ out:
 	/* A token object stored but not mapped is found again on next use. */
 	for (i = 0; i < n; i++)
 		ev_object_free(objs[i]);
+	if (on_token != few)
+		free(on_token);
 	return rv;
 }
 
@@ -2099,7 +2117,8 @@ retire_cb(CK_ULONG key, void *val, void *arg)
 	const struct retire_ctx *r = arg;
 	ev_object *o = val;
 
-	if (!(key & EV_SESSION_OBJECT_BIT) || o->origin != r->origin)
+	(void)key;
+	if (o->origin != r->origin)
 		return;
 	if (ev_rwlock_wrlock(o->lock) != CKR_OK)
 		return;
@@ -2112,7 +2131,11 @@ retire_cb(CK_ULONG key, void *val, void *arg)
 	ev_rwlock_unlock(o->lock);
 }
 
-/* Session copies of a token key are retired with it (and destroyed with it). */
+/*
+ * Session copies of a token key are retired with it (and destroyed with
+ * it). Only session objects are walked: a rotation of many keys retires
+ * each here, and the loaded token objects may be many more.
+ */
 static void
 retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
 {
@@ -2120,7 +2143,7 @@ retire_copies(CK_OBJECT_HANDLE origin, int64_t retired, int64_t destroy_at)
 
 	if (ev_rwlock_rdlock(ev_mod->lock) != CKR_OK)
 		return;
-	ev_map_each(&ev_mod->objects, retire_cb, &r);
+	ev_map_each(&ev_mod->session_objects, retire_cb, &r);
 	ev_rwlock_unlock(ev_mod->lock);
 }
 
@@ -2235,6 +2258,24 @@ ev_object_wipe_token(ev_token *t, int private_only)
 	ev_map_each(&ev_mod->objects, wipe_cb, &d);
 }
 
+/*
+ * A rotated key pair's CKA_ID: the SHA-1 of the SubjectPublicKeyInfo its
+ * attributes hold already (made once, by prepare()).
+ */
+static CK_RV
+id_of_spki(ev_attrs *a)
+{
+	const CK_ATTRIBUTE *spki = ev_attrs_get(a, CKA_PUBLIC_KEY_INFO);
+	unsigned char id[20];
+	unsigned int len = 0;
+
+	if (spki == NULL || spki->ulValueLen == 0 ||
+	    EVP_Digest(spki->pValue, spki->ulValueLen, id, &len, EVP_sha1(), NULL) != 1 ||
+	    len != sizeof(id))
+		return CKR_GENERAL_ERROR;
+	return ev_attrs_set(a, CKA_ID, id, sizeof(id));
+}
+
 CK_RV
 ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANISM_TYPE mech,
     const void *id, size_t id_len, ev_object **out)
@@ -2263,7 +2304,7 @@ ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANI
 		else
 			i++;
 	}
-	rv = ev_attrs_set(base, CKA_ID, id, id_len);
+	rv = id != NULL ? ev_attrs_set(base, CKA_ID, id, id_len) : CKR_OK;
 	if (rv == CKR_OK)
 		rv = ev_attrs_set_ulong(base, CKA_EV_GENERATION, (CK_ULONG)(old->generation + 1));
 	if (rv != CKR_OK) {
@@ -2273,9 +2314,16 @@ ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key, CK_MECHANI
 	}
 	rv = prepare(s, EV_ORIGIN_ROTATE, NULL, 0, base, key, mech, out);
 	ev_attrs_free(base);
-	if (rv == CKR_OK)
-		(*out)->previous = old->handle;
-	return rv;
+	if (rv != CKR_OK)
+		return rv;
+	/* Not shared yet: its attributes are read and set without its lock. */
+	if (id == NULL && (rv = id_of_spki((*out)->attrs)) != CKR_OK) {
+		ev_object_free(*out);
+		*out = NULL;
+		return rv;
+	}
+	(*out)->previous = old->handle;
+	return CKR_OK;
 }
 
 CK_RV

@@ -223,17 +223,20 @@ void ev_object_rotated(CK_OBJECT_HANDLE h);
  * Rotation's building blocks (rotate.c).
  *
  * The next generation of a token key: every attribute of old but its
- * material, CKA_ID (id, id_len) and CKA_UNIQUE_ID (new), with key (new
- * material, consumed) and the provenance of a key generated with mech;
- * CKA_EV_GENERATION one more than old's. Not stored yet.
+ * material, CKA_ID (id, id_len; id NULL: the SHA-1 of the new
+ * CKA_PUBLIC_KEY_INFO, for a key pair's half) and CKA_UNIQUE_ID (new),
+ * with key (new material, consumed) and the provenance of a key
+ * generated with mech; CKA_EV_GENERATION one more than old's. Not stored
+ * yet (*out not shared: its attributes may be read without its lock).
  */
 CK_RV ev_object_next_generation(ev_session *s, ev_object *old, ev_key *key,
     CK_MECHANISM_TYPE mech, const void *id, size_t id_len, ev_object **out);
 
 /*
- * Store new generations (consumed, also on failure; n <= 2) and, in the
- * same transaction, run within(arg) (which retires the old ones), then
- * map them; handles[i] gets each handle. *committed: 1 once the
+ * Store new generations (consumed, also on failure; a rotation's chunk of
+ * any size) and, in the same transaction, run within(arg) (which retires
+ * the old ones), then map them; handles[i] gets each handle (set once
+ * committed, also when the mapping fails after). *committed: 1 once the
  * transaction has committed, also when the mapping fails after it (the
  * error is returned, but the rotation stands: record it), else 0.
  */

@@ -127,6 +127,7 @@ static CK_UTF8CHAR admin_name[] = EV_ADMIN_INTERFACE_NAME;
 
 /* Offered by name only (see include/pkcs11/edgevault.h). */
 static CK_INTERFACE admin_interface = { admin_name, &ev_admin_functions, 0 };
+static CK_INTERFACE admin_interface_13 = {admin_name, &ev_admin_functions_13, 0};
 static CK_INTERFACE admin_interface_12 = {admin_name, &ev_admin_functions_12, 0};
 static CK_INTERFACE admin_interface_11 = {admin_name, &ev_admin_functions_11, 0};
 static CK_INTERFACE admin_interface_10 = { admin_name, &ev_admin_functions_10, 0 };
@@ -188,8 +189,12 @@ C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 		return CKR_ARGUMENTS_BAD;
 	/* Each version only adds functions at the end: an older caller gets them, labelled as
 	 * asked. */
-	if (pVersion == NULL || (pVersion->major == 1 && pVersion->minor == 3)) {
+	if (pVersion == NULL || (pVersion->major == 1 && pVersion->minor == 4)) {
 		*ppInterface = &admin_interface;
+		return CKR_OK;
+	}
+	if (pVersion->major == 1 && pVersion->minor == 3) {
+		*ppInterface = &admin_interface_13;
 		return CKR_OK;
 	}
 	if (pVersion->major == 1 && pVersion->minor == 2) {

@@ -17,7 +17,7 @@
 #include "rotate.h"
 #include "token.h"
 
-/* The CKA_ID of a new secret key generation: random, as long as a SHA-1. */
+/* The CKA_ID of a new secret key generation: random, as long as a SHA-1 (a pair's). */
 #define SECRET_ID_LEN 20
 
 static int64_t
@@ -294,27 +294,6 @@ new_material(ev_object *o, ev_key **priv, ev_key **pub, CK_MECHANISM_TYPE *mech)
 	return rv;
 }
 
-/* SHA-1 of the public key's SubjectPublicKeyInfo: the new pair's CKA_ID. */
-static CK_RV
-pair_id(const ev_key *pub, unsigned char id[20])
-{
-	const CK_ATTRIBUTE *spki;
-	ev_attrs *a = ev_attrs_new();
-	unsigned int len = 0;
-	CK_RV rv;
-
-	if (a == NULL)
-		return CKR_HOST_MEMORY;
-	rv = ev_key_public_attrs(pub, a);
-	spki = rv == CKR_OK ? ev_attrs_get(a, CKA_PUBLIC_KEY_INFO) : NULL;
-	if (rv == CKR_OK && (spki == NULL ||
-	    EVP_Digest(spki->pValue, spki->ulValueLen, id, &len, EVP_sha1(), NULL) != 1 ||
-	    len != 20))
-		rv = CKR_GENERAL_ERROR;
-	ev_attrs_free(a);
-	return rv;
-}
-
 /* The partner of a key pair half: same label, CKA_ID and key type, current, not a copy. */
 static CK_RV
 partner(ev_session *s, ev_object *o, CK_OBJECT_CLASS want, ev_object **out)
@@ -392,21 +371,42 @@ rotatable(ev_object *o)
 	return o->on_token && o->origin == 0 && !ev_object_is_true(o, CKA_EV_RETIRED, 0);
 }
 
-/* What the rotation transaction retires. */
+/*
+ * At most this many keys per transaction of a batch: each chunk is
+ * rotated whole or not at all (a crash leaves it old or new), with one
+ * sync of the store and one of the audit trail for all of it.
+ */
+#define ROTATE_CHUNK 256
+
+/* What a chunk's transaction retires: the old generations, in order. */
 struct retire {
-	ev_object *old[2];
+	ev_object **old;
+	ev_audit_ident *ident; /* old[i]'s, for its audit line: read before the transaction */
 	size_t n;
 	int64_t now, destroy_at;
 	CK_USER_TYPE user;      /* who rotates, for the audit */
 	ev_audit_batch audit;   /* key.retired lines, written once committed */
 };
 
-/* Retire one object (a key or a copy of one) with its change row and its audit line. */
-static CK_RV
-retire_object(struct retire *r, int64_t zone, int64_t id)
+/* The key.retired audit line of an object (ident) retired by the chunk. */
+static void
+note_retired(struct retire *r, int64_t zone, const ev_audit_ident *ident)
 {
 	ev_audit_event e = EV_AUDIT_EVENT_INIT(EV_AUDIT_KEY_RETIRED, EV_AUDIT_OK);
 	ev_audit_detail d[] = { { "destroy_at", NULL, r->destroy_at } };
+
+	e.zone = zone;
+	e.user = r->user;
+	e.object = &ident->obj;
+	e.detail = d;
+	e.ndetail = EV_ARRAY_SIZE(d);
+	ev_audit_batch_add(&r->audit, &e);
+}
+
+/* Retire a token copy of a rotated key with its change row and its audit line. */
+static CK_RV
+retire_copy(struct retire *r, int64_t zone, int64_t id)
+{
 	ev_obj_rec rec = { 0 };
 	ev_audit_ident ident;
 	CK_RV rv;
@@ -419,35 +419,44 @@ retire_object(struct retire *r, int64_t zone, int64_t id)
 	if (rv != CKR_OK)
 		return rv;
 	ev_audit_ident_rec(&ident, &rec);
-	e.zone = zone;
-	e.user = r->user;
-	e.object = &ident.obj;
-	e.detail = d;
-	e.ndetail = EV_ARRAY_SIZE(d);
-	ev_audit_batch_add(&r->audit, &e);
+	note_retired(r, zone, &ident);
 	ev_audit_ident_clear(&ident);
 	ev_obj_rec_clear(&rec);
 	return CKR_OK;
 }
 
-/* Retire one object and its token copies. Store lock held. */
+/*
+ * Retire an old generation, still current (else nothing changes), with
+ * its change row and its audit line (ident: named from the object, read
+ * before the transaction, as object locks come before the store lock),
+ * then its token copies. Store lock held.
+ */
 static CK_RV
-retire_one(struct retire *r, int64_t zone, int64_t id)
+retire_one(struct retire *r, ev_object *o, const ev_audit_ident *ident)
 {
-	int64_t *copies = NULL;
+	int64_t zone = o->token->id, id = (int64_t)o->handle, was = 0, *copies = NULL;
 	size_t n = 0, i;
 	CK_RV rv;
 
-	rv = retire_object(r, zone, id);
+	/* Under the write lock: two rotations of one key never both succeed. */
+	rv = ev_store_obj_retire_current(ev_mod->store, id, r->now, r->destroy_at, &was);
+	if (rv == EVR_NOT_FOUND)
+		return CKR_KEY_HANDLE_INVALID; /* revoked or destroyed meanwhile */
+	if (rv == CKR_OK && was != 0)
+		return CKR_KEY_FUNCTION_NOT_PERMITTED; /* rotated meanwhile */
 	if (rv == CKR_OK)
-		rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
+		rv = ev_store_change_add(ev_mod->store, EV_CHANGE_OBJECT_ROTATED, zone, id);
+	if (rv != CKR_OK)
+		return rv;
+	note_retired(r, zone, ident);
+	rv = ev_store_obj_copies(ev_mod->store, id, &copies, &n);
 	for (i = 0; rv == CKR_OK && i < n; i++)
-		rv = retire_object(r, zone, copies[i]);
+		rv = retire_copy(r, zone, copies[i]);
 	free(copies);
 	return rv;
 }
 
-/* Inside the rotation's transaction: the old generation is still current, and now retired. */
+/* Inside the chunk's transaction: each old generation is still current, and now retired. */
 static CK_RV
 retire_within(void *arg)
 {
@@ -455,113 +464,195 @@ retire_within(void *arg)
 	size_t i;
 	CK_RV rv = CKR_OK;
 
-	for (i = 0; i < r->n && rv == CKR_OK; i++) {
-		ev_obj_rec rec = { 0 };
-		int64_t id = (int64_t)r->old[i]->handle;
+	for (i = 0; i < r->n && rv == CKR_OK; i++)
+		rv = retire_one(r, r->old[i], &r->ident[i]);
+	return rv;
+}
 
-		/* Under the write lock: two rotations of one key never both succeed. */
-		rv = ev_store_obj_get(ev_mod->store, id, &rec);
-		if (rv == EVR_NOT_FOUND)
-			rv = CKR_KEY_HANDLE_INVALID; /* revoked or destroyed meanwhile */
-		else if (rv == CKR_OK && rec.retired != 0)
-			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* rotated meanwhile */
-		ev_obj_rec_clear(&rec);
-		if (rv == CKR_OK)
-			rv = retire_one(r, r->old[i]->token->id, id);
+/* One key of a rotation: the object named, and the halves that rotate with it. */
+struct rot_key {
+	ev_object *o;    /* a reference */
+	ev_object *priv; /* o, or a reference to o's private half */
+	ev_object *pub;  /* o, a reference to o's public half, or NULL */
+};
+
+static void
+rot_key_clear(struct rot_key *k)
+{
+	if (k->priv != k->o)
+		ev_object_put(k->priv);
+	if (k->pub != k->o)
+		ev_object_put(k->pub);
+	ev_object_put(k->o);
+	memset(k, 0, sizeof(*k));
+}
+
+/*
+ * A handle named for rotation: a current token key of its own (k->o).
+ * CKR_KEY_HANDLE_INVALID (no object, not a key),
+ * CKR_KEY_FUNCTION_NOT_PERMITTED (retired, a copy, a session object).
+ */
+static CK_RV
+named_key(ev_session *s, CK_OBJECT_HANDLE h, struct rot_key *k)
+{
+	CK_RV rv;
+
+	memset(k, 0, sizeof(*k));
+	rv = ev_object_get(s, h, &k->o);
+	if (rv == CKR_OBJECT_HANDLE_INVALID)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv != CKR_OK)
+		return rv;
+	if (k->o->cls != CKO_PRIVATE_KEY && k->o->cls != CKO_PUBLIC_KEY &&
+	    k->o->cls != CKO_SECRET_KEY)
+		rv = CKR_KEY_HANDLE_INVALID;
+	else if (!rotatable(k->o))
+		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (rv != CKR_OK)
+		rot_key_clear(k);
+	return rv;
+}
+
+/* The halves that rotate with k->o. CKR_KEY_FUNCTION_NOT_PERMITTED: a public key alone. */
+static CK_RV
+halves(ev_session *s, struct rot_key *k)
+{
+	CK_RV rv = CKR_OK;
+
+	switch (k->o->cls) {
+	case CKO_PRIVATE_KEY:
+		k->priv = k->o;
+		rv = partner(s, k->o, CKO_PUBLIC_KEY, &k->pub);
+		break;
+	case CKO_PUBLIC_KEY:
+		k->pub = k->o;
+		rv = partner(s, k->o, CKO_PRIVATE_KEY, &k->priv);
+		if (rv == CKR_OK && k->priv == NULL)
+			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* nothing to make a new pair of */
+		break;
+	default:
+		k->priv = k->o;
+		break;
 	}
 	return rv;
 }
 
 /*
- * Rotate one key (with its pair's other half). The caller checked the
- * session's rights and the evidence. *out gets o's new generation.
+ * The next generation of a key's halves, appended to fresh (*nfresh) and
+ * their old ones to r->old; *mine gets the index in fresh of k->o's.
  */
 static CK_RV
-rotate_one(ev_session *s, ev_object *o, CK_OBJECT_HANDLE *out)
+next_of(ev_session *s, struct rot_key *k, ev_object **fresh, size_t *nfresh, size_t *mine,
+    struct retire *r)
 {
-	struct retire r = { .user = ev_audit_user(s->token) };
-	ev_object *priv = NULL, *pub = NULL, *fresh[2] = { NULL, NULL };
 	ev_key *kpriv = NULL, *kpub = NULL;
-	CK_OBJECT_HANDLE h[2] = { 0, 0 };
 	CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
-	unsigned char id[20];
-	size_t nfresh = 0, i;
-	int committed = 0;
+	const CK_ATTRIBUTE *pid = NULL;
+	unsigned char id[SECRET_ID_LEN];
 	CK_RV rv;
 
-	if (!rotatable(o))
-		return CKR_KEY_FUNCTION_NOT_PERMITTED;
-	switch (o->cls) {
-	case CKO_PRIVATE_KEY:
-		priv = o;
-		rv = partner(s, o, CKO_PUBLIC_KEY, &pub);
-		break;
-	case CKO_PUBLIC_KEY:
-		pub = o;
-		rv = partner(s, o, CKO_PRIVATE_KEY, &priv);
-		if (rv == CKR_OK && priv == NULL)
-			rv = CKR_KEY_FUNCTION_NOT_PERMITTED; /* nothing to make a new pair of */
-		break;
-	case CKO_SECRET_KEY:
-		priv = o;
-		rv = CKR_OK;
-		break;
-	default:
-		return CKR_KEY_HANDLE_INVALID;
-	}
+	rv = new_material(k->priv, &kpriv, &kpub, &mech);
 	if (rv != CKR_OK)
-		goto out;
-	rv = new_material(priv, &kpriv, &kpub, &mech);
-	if (rv != CKR_OK)
-		goto out;
-	if (kpub != NULL)
-		rv = pair_id(kpub, id);
-	else
-		randombytes_buf(id, SECRET_ID_LEN);
-	if (rv != CKR_OK)
-		goto out;
-	rv = ev_object_next_generation(s, priv, kpriv, mech, id, kpub != NULL ? 20 : SECRET_ID_LEN,
-	    &fresh[nfresh]);
+		return rv;
+	/* A pair's: the SHA-1 of the public key's SubjectPublicKeyInfo, made with the object. */
+	if (kpub == NULL)
+		randombytes_buf(id, sizeof(id));
+	rv = ev_object_next_generation(s, k->priv, kpriv, mech, kpub == NULL ? id : NULL,
+	    sizeof(id), &fresh[*nfresh]);
 	kpriv = NULL; /* consumed */
 	if (rv != CKR_OK)
 		goto out;
-	nfresh++;
-	r.old[r.n++] = priv;
-	if (pub != NULL) {
-		rv = ev_object_next_generation(s, pub, kpub, mech, id, 20, &fresh[nfresh]);
+	if (kpub != NULL && (pid = ev_attrs_get(fresh[*nfresh]->attrs, CKA_ID)) == NULL) {
+		ev_object_free(fresh[*nfresh]);
+		fresh[*nfresh] = NULL;
+		rv = CKR_GENERAL_ERROR;
+		goto out;
+	}
+	if (k->o == k->priv)
+		*mine = *nfresh;
+	r->old[r->n++] = k->priv;
+	(*nfresh)++;
+	if (k->pub != NULL) {
+		rv = ev_object_next_generation(s, k->pub, kpub, mech, pid->pValue, pid->ulValueLen,
+		    &fresh[*nfresh]);
 		kpub = NULL; /* consumed */
 		if (rv != CKR_OK)
 			goto out;
-		nfresh++;
-		r.old[r.n++] = pub;
+		if (k->o == k->pub)
+			*mine = *nfresh;
+		r->old[r->n++] = k->pub;
+		(*nfresh)++;
 	}
+out:
+	ev_key_free(kpriv);
+	ev_key_free(kpub);
+	return rv;
+}
+
+/*
+ * Rotate a chunk of keys (halves resolved, evidence checked) in one
+ * transaction: every new generation stored and every old one retired,
+ * or nothing. out[i] (out may be NULL) gets keys[i].o's new generation.
+ * *committed: whether the transaction committed (also when an error
+ * follows it).
+ */
+static CK_RV
+rotate_chunk(ev_session *s, struct rot_key *keys, size_t n, CK_OBJECT_HANDLE *out,
+    int *committed)
+{
+	struct retire r = { .user = ev_audit_user(s->token) };
+	ev_object **fresh = calloc(2 * n, sizeof(*fresh));
+	CK_OBJECT_HANDLE *h = calloc(2 * n, sizeof(*h));
+	size_t *mine = calloc(n, sizeof(*mine));
+	size_t nfresh = 0, i;
+	CK_RV rv = CKR_OK;
+
+	*committed = 0;
+	r.old = calloc(2 * n, sizeof(*r.old));
+	r.ident = calloc(2 * n, sizeof(*r.ident));
+	if (fresh == NULL || h == NULL || mine == NULL || r.old == NULL || r.ident == NULL)
+		rv = CKR_HOST_MEMORY;
+	for (i = 0; i < n && rv == CKR_OK; i++)
+		rv = next_of(s, &keys[i], fresh, &nfresh, &mine[i], &r);
+	if (rv != CKR_OK)
+		goto out;
+	for (i = 0; i < r.n; i++)
+		ev_audit_ident_object(&r.ident[i], r.old[i]);
 	r.now = now_unix();
 	r.destroy_at = r.now + policy_of(s->token)->grace_period;
-	rv = ev_object_publish_rotation(s, fresh, nfresh, h, retire_within, &r, &committed);
+	/* One sync of the trail for the chunk's lines, after the store's commit. */
+	ev_audit_hold();
+	rv = ev_object_publish_rotation(s, fresh, nfresh, h, retire_within, &r, committed);
 	for (i = 0; i < nfresh; i++)
 		fresh[i] = NULL; /* consumed */
 	/* The lines and the notice follow what committed, whatever failed after it. */
-	if (committed) {
+	if (*committed)
 		ev_audit_batch_emit(&r.audit);
-		ev_events_announce();
-	}
-	if (rv != CKR_OK)
+	ev_audit_release();
+	if (!*committed)
 		goto out;
-	ev_notice("zone %lld: object %lu rotated to generation %lld (object %lu)",
-	    (long long)s->token->id, (unsigned long)o->handle, (long long)(o->generation + 1),
-	    (unsigned long)(o == priv ? h[0] : h[nfresh - 1]));
-	if (out != NULL)
-		*out = o == priv ? h[0] : h[nfresh - 1];
+	ev_events_announce();
+	for (i = 0; i < n && out != NULL; i++)
+		out[i] = h[mine[i]];
+	if (n == 1)
+		ev_notice("zone %lld: object %lu rotated to generation %lld (object %lu)",
+		    (long long)s->token->id, (unsigned long)keys[0].o->handle,
+		    (long long)(keys[0].o->generation + 1), (unsigned long)h[mine[0]]);
+	else
+		ev_notice("zone %lld: %zu keys rotated (objects %lu..%lu named)",
+		    (long long)s->token->id, n, (unsigned long)keys[0].o->handle,
+		    (unsigned long)keys[n - 1].o->handle);
 out:
 	ev_audit_batch_clear(&r.audit); /* emptied once emitted; else rolled back: nothing retired */
-	for (i = 0; i < nfresh; i++)
+	for (i = 0; fresh != NULL && i < nfresh; i++)
 		ev_object_free(fresh[i]);
-	ev_key_free(kpriv);
-	ev_key_free(kpub);
-	if (priv != o)
-		ev_object_put(priv);
-	if (pub != o)
-		ev_object_put(pub);
+	free(fresh);
+	free(h);
+	free(mine);
+	free(r.old);
+	for (i = 0; r.ident != NULL && i < r.n; i++)
+		ev_audit_ident_clear(&r.ident[i]);
+	free(r.ident);
 	return rv;
 }
 
@@ -578,35 +669,124 @@ rotation_evidence(ev_token *t)
 	return rv;
 }
 
-CK_RV
-ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
+static int
+cmp_handle(const void *a, const void *b)
 {
-	ev_object *o;
-	CK_RV rv;
+	CK_OBJECT_HANDLE x = *(const CK_OBJECT_HANDLE *)a, y = *(const CK_OBJECT_HANDLE *)b;
 
-	if (!ev_session_rw(s))
-		return CKR_SESSION_READ_ONLY;
-	if (!ev_session_user(s))
-		return CKR_USER_NOT_LOGGED_IN;
-	rv = ev_object_get(s, h, &o);
-	if (rv == CKR_OBJECT_HANDLE_INVALID)
-		rv = CKR_KEY_HANDLE_INVALID;
-	if (rv != CKR_OK)
-		return rv;
-	if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY && o->cls != CKO_SECRET_KEY)
-		rv = CKR_KEY_HANDLE_INVALID;
-	else if (!rotatable(o))
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-	if (rv == CKR_OK)
+	return x < y ? -1 : x > y;
+}
+
+/* Whether an object would rotate twice: named twice, or with both halves of a pair named. */
+static CK_RV
+distinct(const struct rot_key *keys, size_t n)
+{
+	CK_OBJECT_HANDLE *v = calloc(2 * n + 1, sizeof(*v));
+	size_t m = 0, i;
+	CK_RV rv = CKR_OK;
+
+	if (v == NULL)
+		return CKR_HOST_MEMORY;
+	for (i = 0; i < n; i++) {
+		v[m++] = keys[i].priv->handle;
+		if (keys[i].pub != NULL)
+			v[m++] = keys[i].pub->handle;
+	}
+	qsort(v, m, sizeof(*v), cmp_handle);
+	for (i = 1; i < m && rv == CKR_OK; i++)
+		if (v[i] == v[i - 1])
+			rv = CKR_ARGUMENTS_BAD;
+	free(v);
+	return rv;
+}
+
+/*
+ * Rotate keys in order, ROTATE_CHUNK to a transaction. Strict (the admin
+ * calls): every handle is checked first, then the evidence once, then the
+ * halves; any failure there rotates nothing. Then chunk by chunk: a chunk
+ * that fails (a key rotated, revoked or destroyed by another process
+ * meanwhile, the store) is rolled back and ends the call, the chunks
+ * before it stay rotated: *done (a prefix of hs) says how many.
+ * Lenient (automatic rotation; the evidence checked by the caller): keys
+ * that are gone or not rotatable any more are skipped, and a chunk that
+ * fails is logged and the next one tried; *done counts what rotated.
+ */
+static CK_RV
+rotate_keys(ev_session *s, const CK_OBJECT_HANDLE *hs, size_t n, CK_OBJECT_HANDLE *out,
+    size_t *done, int lenient)
+{
+	struct rot_key *keys = calloc(n + 1, sizeof(*keys));
+	size_t nk = 0, i, c, len;
+	int committed;
+	CK_RV rv = CKR_OK, crv;
+
+	*done = 0;
+	if (keys == NULL)
+		return CKR_HOST_MEMORY;
+	for (i = 0; i < n && rv == CKR_OK; i++) {
+		rv = named_key(s, hs[i], &keys[nk]);
+		if (rv == CKR_OK)
+			nk++;
+		else if (lenient && rv != CKR_HOST_MEMORY)
+			rv = CKR_OK; /* gone, or rotated by another process meanwhile */
+	}
+	if (rv == CKR_OK && !lenient && nk > 0)
 		rv = rotation_evidence(s->token);
+	for (i = 0; i < nk && rv == CKR_OK; i++) {
+		rv = halves(s, &keys[i]);
+		if (rv != CKR_OK && lenient && rv != CKR_HOST_MEMORY) {
+			ev_warn("zone %lld: object %lu: not rotated: CKR 0x%lx",
+			    (long long)s->token->id, (unsigned long)keys[i].o->handle,
+			    (unsigned long)rv);
+			rot_key_clear(&keys[i]);
+			memmove(&keys[i], &keys[i + 1], (nk - i - 1) * sizeof(*keys));
+			nk--;
+			i--;
+			rv = CKR_OK;
+		}
+	}
 	if (rv == CKR_OK)
-		rv = rotate_one(s, o, out);
-	ev_object_put(o);
-	if (rv == CKR_OK && ev_rotate_sweep(NULL) != CKR_OK)
+		rv = distinct(keys, nk);
+	for (c = 0; c < nk && rv == CKR_OK; c += len) {
+		len = nk - c < ROTATE_CHUNK ? nk - c : ROTATE_CHUNK;
+		crv = rotate_chunk(s, &keys[c], len, out != NULL ? &out[*done] : NULL, &committed);
+		if (committed)
+			*done += len;
+		if (crv != CKR_OK && lenient && !committed)
+			ev_warn("zone %lld: %zu key(s) not rotated: CKR 0x%lx",
+			    (long long)s->token->id, len, (unsigned long)crv);
+		else
+			rv = crv;
+	}
+	for (i = 0; i < nk; i++)
+		rot_key_clear(&keys[i]);
+	free(keys);
+	if (*done > 0 && ev_rotate_sweep(NULL) != CKR_OK)
 		ev_warn("retired generations past their grace period: not destroyed yet");
 	return rv;
 }
 
+CK_RV
+ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out)
+{
+	size_t done = 0;
+
+	return ev_rotate_keys(s, &h, 1, out, &done);
+}
+
+CK_RV
+ev_rotate_keys(ev_session *s, const CK_OBJECT_HANDLE *keys, size_t n, CK_OBJECT_HANDLE *out,
+    size_t *done)
+{
+	*done = 0;
+	if (!ev_session_rw(s))
+		return CKR_SESSION_READ_ONLY;
+	if (!ev_session_user(s))
+		return CKR_USER_NOT_LOGGED_IN;
+	if (n == 0)
+		return CKR_OK;
+	return rotate_keys(s, keys, n, out, done, 0);
+}
 /* The zone's rotation candidates; *ids malloc'ed. */
 static CK_RV
 candidates(ev_token *t, CK_ULONG which, int64_t **ids, size_t *n)
@@ -660,6 +840,7 @@ ev_rotate_due_at_login(ev_session *s)
 {
 	const ev_policy *p = policy_of(s->token);
 	int64_t *ids = NULL;
+	CK_OBJECT_HANDLE *hs = NULL;
 	size_t n = 0, i, done = 0;
 	CK_RV rv;
 
@@ -669,34 +850,25 @@ ev_rotate_due_at_login(ev_session *s)
 	rv = candidates(s->token, EV_ROTATE_DUE, &ids, &n);
 	if (rv != CKR_OK || n == 0)
 		goto out;
+	if ((hs = calloc(n, sizeof(*hs))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		hs[i] = (CK_OBJECT_HANDLE)ids[i];
 	/* Every rotation appraises evidence: once for the batch, just after the login's. */
 	rv = rotation_evidence(s->token);
-	ev_audit_hold(); /* one sync for the batch's lines */
-	for (i = 0; rv == CKR_OK && i < n; i++) {
-		ev_object *o;
-
-		if (ev_object_get(s, (CK_OBJECT_HANDLE)ids[i], &o) != CKR_OK)
-			continue; /* gone, or rotated by another process meanwhile */
-		if (rotate_one(s, o, NULL) == CKR_OK)
-			done++;
-		else
-			ev_warn("zone %lld: object %lu: automatic rotation failed",
-			    (long long)s->token->id, (unsigned long)o->handle);
-		ev_object_put(o);
-	}
-	ev_audit_release();
+	if (rv == CKR_OK)
+		rv = rotate_keys(s, hs, n, NULL, &done, 1);
 out:
 	if (rv != CKR_OK)
 		ev_warn("zone %lld: automatic rotation: CKR 0x%lx", (long long)s->token->id,
 		    (unsigned long)rv);
-	if (done > 0) {
+	if (done > 0)
 		ev_notice("zone %lld: %zu key(s) rotated at login", (long long)s->token->id, done);
-		if (ev_rotate_sweep(NULL) != CKR_OK)
-			ev_warn("retired generations past their grace period: not destroyed yet");
-	}
+	free(hs);
 	free(ids);
 }
-
 /* Wrap every blob of a zone again under a new key. Store lock held, in a transaction. */
 static CK_RV
 rewrap_all(int64_t zone, const ev_secret *old, const ev_secret *nk, CK_ULONG *count)

@@ -12,7 +12,8 @@
  * once when the zone goes stale, not at every refused call).
  *
  * Rotation: a key's new generation is made and the old one retired in
- * one transaction, with a change-log row for each retired object, so
+ * one transaction (a batch: up to 256 keys to a transaction), with a
+ * change-log row for each retired object, so
  * every process sees the new generation at its next search and its
  * handles to the old one behave as retired at their next use.
  */
@@ -81,6 +82,18 @@ CK_RV ev_rotate_candidates(ev_session *s, CK_ULONG which, CK_OBJECT_HANDLE *keys
 
 /* EV_RotateKey's body (s acquired); see include/pkcs11/edgevault.h. */
 CK_RV ev_rotate_key(ev_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_HANDLE *out);
+
+/*
+ * EV_RotateKeys' body (s acquired; see include/pkcs11/edgevault.h): n
+ * keys in order, in transactions of up to 256 keys each (new generations
+ * stored, old ones retired with their change-log rows, one sync of the
+ * store and one of the audit trail per transaction). Every handle is
+ * checked and the evidence appraised once before anything changes. out
+ * (may be NULL) gets keys[i]'s new generation for i < *done; *done (a
+ * prefix of keys) is how many rotated, also on failure.
+ */
+CK_RV ev_rotate_keys(ev_session *s, const CK_OBJECT_HANDLE *keys, size_t n,
+    CK_OBJECT_HANDLE *out, size_t *done);
 
 /* EV_RotateZoneKey's body (s acquired). */
 CK_RV ev_rotate_zone_key(ev_session *s, CK_ULONG *count);

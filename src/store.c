@@ -72,6 +72,8 @@ enum st_id {
 	ST_OBJ_DELETE_ZONE,
 	ST_OBJ_FIND_KEYS,
 	ST_OBJ_RETIRE,
+	ST_OBJ_RETIRE_CURRENT,
+	ST_OBJ_RETIRED_AT,
 	ST_OBJ_COPIES,
 	ST_OBJ_ROTATABLE,
 	ST_OBJ_EXPIRED,
@@ -166,6 +168,9 @@ static const char *const st_sql[ST__COUNT] = {
 			 "AND +class IN (?3, ?4, ?5) AND (?6 IS NULL OR ckid = ?6) "
 			 "AND (?7 = 0 OR generation = ?7) ORDER BY id",
     [ST_OBJ_RETIRE] = "UPDATE objects SET retired = ?2, destroy_at = ?3 WHERE id = ?1",
+    [ST_OBJ_RETIRE_CURRENT] = "UPDATE objects SET retired = ?2, destroy_at = ?3 "
+			      "WHERE id = ?1 AND retired = 0",
+    [ST_OBJ_RETIRED_AT] = "SELECT retired FROM objects WHERE id = ?1",
     [ST_OBJ_COPIES] = "SELECT id FROM objects WHERE origin = ?1 ORDER BY id",
     /*
      * Answered from the (zone, class) index; the unary + keeps the
@@ -2145,8 +2150,8 @@ out:
 	return rv;
 }
 
-CK_RV
-ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
+static CK_RV
+retire_by(ev_store *s, enum st_id which, int64_t id, int64_t when, int64_t destroy_at)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -2157,7 +2162,7 @@ ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
 			 (long long)destroy_at);
 		return CKR_DEVICE_ERROR;
 	}
-	st = stmt(s, ST_OBJ_RETIRE);
+	st = stmt(s, which);
 	if (st == NULL)
 		return CKR_DEVICE_ERROR;
 	rc = sqlite3_bind_int64(st, 1, id);
@@ -2166,6 +2171,39 @@ ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 3, destroy_at);
 	return finish_one(s, st, rc, "object retire");
+}
+
+CK_RV
+ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at)
+{
+	return retire_by(s, ST_OBJ_RETIRE, id, when, destroy_at);
+}
+
+CK_RV
+ev_store_obj_retire_current(ev_store *s, int64_t id, int64_t when, int64_t destroy_at,
+    int64_t *was)
+{
+	sqlite3_stmt *st;
+	CK_RV rv;
+	int rc;
+
+	*was = 0;
+	rv = retire_by(s, ST_OBJ_RETIRE_CURRENT, id, when, destroy_at);
+	if (rv != EVR_NOT_FOUND)
+		return rv;
+	/* Nothing changed: absent, or retired already (when, is said). */
+	st = stmt(s, ST_OBJ_RETIRED_AT);
+	if (st == NULL)
+		return CKR_DEVICE_ERROR;
+	rc = sqlite3_bind_int64(st, 1, id);
+	if (rc != SQLITE_OK)
+		rv = db_error(s, "object retired at");
+	else if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*was = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		rv = db_error(s, "object retired at");
+	done(st);
+	return rv == EVR_NOT_FOUND && *was != 0 ? CKR_OK : rv;
 }
 
 CK_RV

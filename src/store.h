@@ -183,6 +183,15 @@ CK_RV ev_store_obj_set_attrs(ev_store *s, int64_t id, const ev_attrs *attrs);
  */
 CK_RV ev_store_obj_retire(ev_store *s, int64_t id, int64_t when, int64_t destroy_at);
 
+/*
+ * Retire an object if it is current, in one statement (a rotation inside
+ * its transaction: two rotations of one key never both retire it).
+ * CKR_OK with *was = 0: retired now; CKR_OK with *was = when it was
+ * retired: nothing changed; EVR_NOT_FOUND when absent; CKR_DEVICE_ERROR.
+ */
+CK_RV ev_store_obj_retire_current(ev_store *s, int64_t id, int64_t when, int64_t destroy_at,
+    int64_t *was);
+
 /* The token objects copied from id (origin = id), ascending; *ids malloc'ed. */
 CK_RV ev_store_obj_copies(ev_store *s, int64_t id, int64_t **ids, size_t *n);
 

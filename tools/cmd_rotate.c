@@ -275,6 +275,33 @@ prefix(FILE *fp, const struct batch *b, size_t i, size_t n)
 		fprintf(fp, "[%zu/%zu] ", i + 1, n);
 }
 
+/* Say that key i of n (k: its old generation) rotated to nk. */
+static void
+said_rotated(struct batch *b, CK_SESSION_HANDLE h, const struct key_desc *k, CK_OBJECT_HANDLE nk,
+    size_t i, size_t n)
+{
+	CK_ULONG gen, idlen = 0;
+	unsigned char *id = NULL;
+	CK_ATTRIBUTE a = { CKA_EV_GENERATION, &gen, sizeof(gen) };
+
+	b->rotated++;
+	/* Rotated: what is read back now only completes the line. */
+	if (b->f->C_GetAttributeValue(h, nk, &a, 1) != CKR_OK)
+		gen = k->generation + 1;
+	(void)get_bytes(b->f, h, nk, CKA_ID, &id, &idlen);
+	prefix(stdout, b, i, n);
+	printf("rotated \"%s\" (%s, %s): generation %lu -> %lu, new id ",
+	    k->label != NULL ? k->label : "?", class_name(k->cls), type_name(k->type),
+	    (unsigned long)k->generation, (unsigned long)gen);
+	if (id != NULL && idlen > 0)
+		print_hex(id, idlen);
+	else
+		printf("(unknown)");
+	putchar('\n');
+	fflush(stdout);
+	free(id);
+}
+
 /*
  * Rotate key i of n and say so. 0 rotated, 1 failed, 2 failed for a
  * reason the next key would meet too (the batch stops).
@@ -284,9 +311,6 @@ rotate_one(struct batch *b, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, size_t i,
 {
 	struct key_desc k;
 	CK_OBJECT_HANDLE nk = CK_INVALID_HANDLE;
-	CK_ULONG gen, idlen = 0;
-	unsigned char *id = NULL;
-	CK_ATTRIBUTE a = { CKA_EV_GENERATION, &gen, sizeof(gen) };
 	CK_RV rv;
 
 	rv = key_desc_read(b->f, h, key, &k);
@@ -314,33 +338,17 @@ rotate_one(struct batch *b, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, size_t i,
 		b->failed++;
 		return zone_wide(rv) ? 2 : 1;
 	}
-	b->rotated++;
-	/* Rotated: what is read back now only completes the line. */
-	if (b->f->C_GetAttributeValue(h, nk, &a, 1) != CKR_OK)
-		gen = k.generation + 1;
-	(void)get_bytes(b->f, h, nk, CKA_ID, &id, &idlen);
-	prefix(stdout, b, i, n);
-	printf("rotated \"%s\" (%s, %s): generation %lu -> %lu, new id ", k.label,
-	    class_name(k.cls), type_name(k.type), (unsigned long)k.generation,
-	    (unsigned long)gen);
-	if (id != NULL && idlen > 0)
-		print_hex(id, idlen);
-	else
-		printf("(unknown)");
-	putchar('\n');
-	fflush(stdout);
-	free(id);
+	said_rotated(b, h, &k, nk, i, n);
 	key_desc_clear(&k);
 	return 0;
 }
 
-/* Rotate keys one by one; a zone-wide refusal stops the batch (the rest count as failed). */
+/* Rotate keys i..n one by one; a zone-wide refusal stops the batch (the rest count as failed). */
 static void
-rotate_keys(struct batch *b, CK_SESSION_HANDLE h, const CK_OBJECT_HANDLE *keys, size_t n)
+rotate_each(struct batch *b, CK_SESSION_HANDLE h, const CK_OBJECT_HANDLE *keys, size_t i,
+    size_t n)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++) {
+	for (; i < n; i++) {
 		if (rotate_one(b, h, keys[i], i, n) != 2)
 			continue;
 		if (i + 1 < n) {
@@ -349,6 +357,55 @@ rotate_keys(struct batch *b, CK_SESSION_HANDLE h, const CK_OBJECT_HANDLE *keys, 
 			b->failed += n - i - 1;
 		}
 		break;
+	}
+}
+
+/* Keys per EV_RotateKeys call: the progress lines come between calls. */
+#define ROTATE_BATCH 1024
+
+/*
+ * Rotate keys, by EV_RotateKeys (admin interface 1.4) in batches: one
+ * appraisal of the evidence per batch, and one sync per few hundred
+ * keys. A batch the module refuses for a key's sake is tried again
+ * key by key from where it stopped, so that each key's fate is told.
+ */
+static void
+rotate_keys(struct batch *b, CK_SESSION_HANDLE h, const CK_OBJECT_HANDLE *keys, size_t n)
+{
+	CK_OBJECT_HANDLE nk[ROTATE_BATCH];
+	CK_ULONG done, j;
+	size_t off, len;
+	struct key_desc k;
+	CK_RV rv;
+
+	if (b->admin->version.minor < 4 || b->admin->EV_RotateKeys == NULL) {
+		rotate_each(b, h, keys, 0, n);
+		return;
+	}
+	for (off = 0; off < n; off += len) {
+		len = n - off < ROTATE_BATCH ? n - off : ROTATE_BATCH;
+		done = 0;
+		rv = b->admin->EV_RotateKeys(h, (CK_OBJECT_HANDLE_PTR)&keys[off], (CK_ULONG)len, nk,
+		    &done);
+		for (j = 0; j < done; j++) {
+			/* The old generation stays readable: it names the key. */
+			if (key_desc_read(b->f, h, keys[off + j], &k) != CKR_OK)
+				key_desc_clear(&k); /* said without its label */
+			said_rotated(b, h, &k, nk[j], off + j, n);
+			key_desc_clear(&k);
+		}
+		if (rv == CKR_OK)
+			continue;
+		if (zone_wide(rv)) {
+			fprintf(stderr, "edgevault: zone %lu: not rotated: %s", b->zone,
+			    ckr_name(rv));
+			explain_zone_refusal(rv, b->zone);
+			fprintf(stderr, "; %zu key(s) not tried\n", n - off - done);
+			b->failed += n - off - done;
+			return;
+		}
+		/* Which key, and whether the others of the batch rotate: one by one. */
+		rotate_each(b, h, keys, off + done, off + len);
 	}
 }
 

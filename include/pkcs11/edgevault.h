@@ -41,10 +41,10 @@
 
 /*
  * The admin interface: a vendor interface offered by C_GetInterface
- * under the name below, version 1.3 (1.0 lacks the attestation and
- * rotation functions, 1.1 lacks EV_RebindZone, 1.2 the audit functions;
- * asking for 1.0, 1.1 or 1.2 gets the same list, labelled with the
- * version asked for). C_GetInterfaceList does not list
+ * under the name below, version 1.4 (1.0 lacks the attestation and
+ * rotation functions, 1.1 lacks EV_RebindZone, 1.2 the audit functions,
+ * 1.3 EV_RotateKeys; asking for 1.0, 1.1, 1.2 or 1.3 gets the same list,
+ * labelled with the version asked for). C_GetInterfaceList does not list
  * it: generic callers that walk that list take every entry for a PKCS#11
  * function list. Its functions work in the module initialised with
  * C_Initialize, like the standard ones, and answer
@@ -113,7 +113,7 @@ typedef struct EV_ATTESTATION {
 typedef struct EV_ADMIN_FUNCTION_LIST EV_ADMIN_FUNCTION_LIST;
 
 struct EV_ADMIN_FUNCTION_LIST {
-	CK_VERSION version; /* 1.3 (or the 1.0, 1.1 or 1.2 asked for) */
+	CK_VERSION version; /* 1.4 (or the 1.0, 1.1, 1.2 or 1.3 asked for) */
 	/*
 	 * Apply a signed revocation list (the bytes of a list file) as if it
 	 * had been dropped in the watched directory: verified against the
@@ -264,6 +264,38 @@ struct EV_ADMIN_FUNCTION_LIST {
 	 * CKR_FUNCTION_REJECTED when [audit] enabled is false.
 	 */
 	CK_RV (*EV_AuditPublicKey)(CK_BYTE_PTR pKey, CK_ULONG_PTR pulKeyLen);
+
+	/* Version 1.4: rotation in batches (doc/rotation.md, "Many keys"). */
+
+	/*
+	 * Rotate ulCount keys as EV_RotateKey rotates one (phKeys[i] as its
+	 * hKey; every phKeys[i] is a current private or secret key, or a
+	 * public key with its private key on the token), appraising the
+	 * evidence once for the whole call, and committing in order, in
+	 * transactions of up to 256 keys: each is durable when the next
+	 * starts, and a crash leaves each fully rotated (both halves of every
+	 * pair, every copy retired) or untouched. phNewKeys (may be NULL;
+	 * else ulCount entries) gets phKeys[i]'s new generation for every key
+	 * rotated; *pulDone (may be NULL) gets how many were rotated: always
+	 * the first *pulDone of phKeys, also when an error is returned.
+	 *
+	 * Before anything changes, every handle is checked and then the
+	 * evidence appraised: a bad one rotates none of them (*pulDone = 0):
+	 * CKR_ARGUMENTS_BAD (phKeys NULL with ulCount > 0; the same key named
+	 * twice, or both halves of a pair), CKR_SESSION_READ_ONLY,
+	 * CKR_USER_NOT_LOGGED_IN, CKR_KEY_HANDLE_INVALID (not a key),
+	 * CKR_KEY_FUNCTION_NOT_PERMITTED (retired, a copy, a session object,
+	 * a public key alone), CKR_FUNCTION_REJECTED (no fresh evidence,
+	 * recorded). A transaction that fails after that (a key rotated,
+	 * revoked or destroyed by another process meanwhile:
+	 * CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_KEY_HANDLE_INVALID;
+	 * CKR_DEVICE_ERROR; CKR_HOST_MEMORY) is rolled back and ends the
+	 * call: the keys before it stay rotated, it and the keys after it are
+	 * untouched. ulCount 0: CKR_OK, nothing done (the session is still
+	 * checked).
+	 */
+	CK_RV (*EV_RotateKeys)(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phKeys,
+	    CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewKeys, CK_ULONG_PTR pulDone);
 };
 
 #endif

@@ -9,7 +9,10 @@
 #       memory is compared with (default 1000); -r keys (P-256 pairs) rotated
 #       and revoked (default 10000); -k fresh processes per start-up figure
 #       (default 5; each line is printed); OPS: comma-separated, of startup,
-#       rotate, zonekey, revoke (default all).
+#       rotate, zonekey, revoke (default all). rotate: every rotatable key
+#       of the zone in one EV_RotateKeys call (admin interface 1.4; with an
+#       older module, EV_RotateKey per key); `ev_scale_bench rotate ... one`
+#       times EV_RotateKey per key on the same store.
 #   -c  CACHEDIR keeps the stores made (SoftHSMv2 root token, edgevault
 #       store, keys for attestation and revocation lists), one directory per
 #       size, so that a rerun with the same sizes skips the set-up. Without

@@ -6,8 +6,9 @@
  * grace periods (also ended with nothing swept), rotation candidates and
  * automatic rotation, what another process sees, zone key rotation (while
  * in use, racing key creation, killed halfway), CKA_START_DATE and
- * CKA_END_DATE, zone policies, and token and session copies following
- * their origin.
+ * CKA_END_DATE, zone policies, token and session copies following
+ * their origin, and rotation in batches (EV_RotateKeys: the same result,
+ * bad handles, more than one transaction, a process killed halfway).
  *
  * Evidence (signed attestation results) is made here with libsodium,
  * independently of the module's and the tool's code for the format, and
@@ -295,12 +296,12 @@ no_evidence(void)
 	ck_assert(unlink(evidence_path) == 0 || errno == ENOENT);
 }
 
-/* The admin interface, version 1.1; NULL when it is not there (usable in children). */
+/* The admin interface, version 1.minor; NULL when it is not there (usable in children). */
 static EV_ADMIN_FUNCTION_LIST *
-admin_or_null(void)
+admin_v_or_null(CK_BYTE minor)
 {
 	CK_INTERFACE *iface = NULL;
-	CK_VERSION v = { 1, 1 };
+	CK_VERSION v = { 1, minor };
 
 	if (F->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v, &iface, 0) != CKR_OK ||
 	    iface == NULL)
@@ -309,14 +310,27 @@ admin_or_null(void)
 }
 
 static EV_ADMIN_FUNCTION_LIST *
+admin_v(CK_BYTE minor)
+{
+	EV_ADMIN_FUNCTION_LIST *a = admin_v_or_null(minor);
+
+	ck_assert_msg(a != NULL, "C_GetInterface(\"%s\", 1.%u)", EV_ADMIN_INTERFACE_NAME, minor);
+	ck_assert_int_eq(a->version.major, 1);
+	ck_assert_int_eq(a->version.minor, minor);
+	return a;
+}
+
+/* Version 1.1: the rotation functions. */
+static EV_ADMIN_FUNCTION_LIST *
+admin_or_null(void)
+{
+	return admin_v_or_null(1);
+}
+
+static EV_ADMIN_FUNCTION_LIST *
 admin(void)
 {
-	EV_ADMIN_FUNCTION_LIST *a = admin_or_null();
-
-	ck_assert_msg(a != NULL, "C_GetInterface(\"%s\", 1.1)", EV_ADMIN_INTERFACE_NAME);
-	ck_assert_int_eq(a->version.major, 1);
-	ck_assert_int_eq(a->version.minor, 1);
-	return a;
+	return admin_v(1);
 }
 
 /* Keys. */
@@ -1465,11 +1479,14 @@ START_TEST(test_retired_material_stays)
 }
 END_TEST
 
-START_TEST(test_rotate_errors)
+/* Objects that do not rotate: a session pair, a public key alone, a data object, a copy of priv. */
+struct unrotatable {
+	CK_OBJECT_HANDLE spub, spriv, lpub, data, copy;
+};
+
+static void
+make_unrotatable(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, struct unrotatable *u)
 {
-	CK_SLOT_ID z;
-	CK_SESSION_HANDLE h, ro, pub_s;
-	CK_OBJECT_HANDLE pub, priv, spub, spriv, lpub, lpriv, copy, data, got = 0;
 	CK_OBJECT_CLASS dc = CKO_DATA;
 	CK_ATTRIBUTE dt[] = {
 		{ CKA_CLASS, &dc, sizeof(dc) },
@@ -1478,6 +1495,21 @@ START_TEST(test_rotate_errors)
 		{ CKA_VALUE, "some data", 9 },
 	};
 	CK_ATTRIBUTE ct[] = { { CKA_LABEL, "copy", 4 }, { CKA_TOKEN, &yes, sizeof(yes) } };
+	CK_OBJECT_HANDLE lpriv;
+
+	gen_pair_x(h, KT_EC, "session", CK_FALSE, NULL, 0, &u->spub, &u->spriv);
+	gen_pair(h, KT_EC, "lonely", &u->lpub, &lpriv);
+	ck_assert_int_eq(F->C_DestroyObject(h, lpriv), CKR_OK);
+	ck_assert_int_eq(F->C_CreateObject(h, dt, 4, &u->data), CKR_OK);
+	ck_assert_int_eq(F->C_CopyObject(h, priv, ct, 2, &u->copy), CKR_OK);
+}
+
+START_TEST(test_rotate_errors)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h, ro, pub_s;
+	CK_OBJECT_HANDLE pub, priv, spriv, lpub, copy, data, got = 0;
+	struct unrotatable u;
 	CK_ULONG five = 5;
 	CK_ATTRIBUTE with_gen[] = { { CKA_EV_GENERATION, &five, sizeof(five) } };
 	CK_ATTRIBUTE with_retired[] = { { CKA_EV_RETIRED, &yes, sizeof(yes) } };
@@ -1493,11 +1525,11 @@ START_TEST(test_rotate_errors)
 	pub_s = env_session(z, 1, 0);
 	h = env_session(z, 1, 1);
 	gen_pair(h, KT_EC, "key", &pub, &priv);
-	gen_pair_x(h, KT_EC, "session", CK_FALSE, NULL, 0, &spub, &spriv);
-	gen_pair(h, KT_EC, "lonely", &lpub, &lpriv);
-	ck_assert_int_eq(F->C_DestroyObject(h, lpriv), CKR_OK);
-	ck_assert_int_eq(F->C_CreateObject(h, dt, 4, &data), CKR_OK);
-	ck_assert_int_eq(F->C_CopyObject(h, priv, ct, 2, &copy), CKR_OK);
+	make_unrotatable(h, priv, &u);
+	spriv = u.spriv;
+	lpub = u.lpub;
+	data = u.data;
+	copy = u.copy;
 
 	/* The generation attributes are the module's to set. */
 	ck_assert_int_eq(F->C_CopyObject(h, priv, with_gen, 1, &x), CKR_ATTRIBUTE_READ_ONLY);
@@ -1968,6 +2000,32 @@ kid_rotation_view(int rd, int wr, void *arg)
 	_exit(0);
 }
 
+/*
+ * What kid_rotation_view reports once its key rotated to npriv (npub):
+ * refused at its next use, the new generation found at its next search,
+ * and a slot event. Ends the child.
+ */
+static void
+rotation_viewed(struct kid *k, CK_SESSION_HANDLE h, CK_SLOT_ID z, CK_OBJECT_HANDLE npriv,
+    CK_OBJECT_HANDLE npub)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len;
+
+	kid_expect(k, CKR_KEY_FUNCTION_NOT_PERMITTED, "child: the signing loop's end");
+	(void)kid_get(k); /* signatures made before */
+	kid_expect(k, CKR_OK, "child: a new search");
+	kid_expect(k, 2, "child: objects found by label");
+	kid_expect(k, 2, "child: of generation 2");
+	kid_expect(k, CKR_OK, "child: a signature by the new generation");
+	kid_expect(k, npriv, "child: the new generation's handle");
+	len = kid_get_bytes(k, sig, sizeof(sig));
+	ck_assert(ossl_verifies(h, KT_EC, npub, sig, len));
+	kid_expect(k, CKR_OK, "child: C_WaitForSlotEvent(CKF_DONT_BLOCK)");
+	kid_expect(k, z, "child: the slot of the event");
+	kid_done(k);
+}
+
 START_TEST(test_rotation_seen_by_other_process)
 {
 	CK_SLOT_ID z;
@@ -1975,8 +2033,6 @@ START_TEST(test_rotation_seen_by_other_process)
 	CK_OBJECT_HANDLE pub, priv, npriv = 0, npub;
 	struct signer_arg a;
 	struct kid k;
-	CK_BYTE sig[64];
-	CK_ULONG len;
 
 	env_init();
 	h = attested_zone("shared", &z);
@@ -1988,18 +2044,7 @@ START_TEST(test_rotation_seen_by_other_process)
 	ck_assert_int_eq(admin()->EV_RotateKey(h, priv, &npriv), CKR_OK);
 	npub = find_one(h, "shared", CKO_PUBLIC_KEY, 0);
 
-	kid_expect(&k, CKR_KEY_FUNCTION_NOT_PERMITTED, "child: the signing loop's end");
-	(void)kid_get(&k); /* signatures made before */
-	kid_expect(&k, CKR_OK, "child: a new search");
-	kid_expect(&k, 2, "child: objects found by label");
-	kid_expect(&k, 2, "child: of generation 2");
-	kid_expect(&k, CKR_OK, "child: a signature by the new generation");
-	kid_expect(&k, npriv, "child: the new generation's handle");
-	len = kid_get_bytes(&k, sig, sizeof(sig));
-	ck_assert(ossl_verifies(h, KT_EC, npub, sig, len));
-	kid_expect(&k, CKR_OK, "child: C_WaitForSlotEvent(CKF_DONT_BLOCK)");
-	kid_expect(&k, z, "child: the slot of the event");
-	kid_done(&k);
+	rotation_viewed(&k, h, z, npriv, npub);
 }
 END_TEST
 
@@ -2936,6 +2981,348 @@ START_TEST(test_session_copies_retire)
 }
 END_TEST
 
+/* 12. Rotation in batches (EV_RotateKeys, admin interface 1.4). */
+
+/* Version 1.4: EV_RotateKeys. */
+static EV_ADMIN_FUNCTION_LIST *
+admin14(void)
+{
+	EV_ADMIN_FUNCTION_LIST *a = admin_v(4);
+
+	ck_assert_ptr_nonnull(a->EV_RotateKeys);
+	return a;
+}
+
+/* Whether a key is as it was made: generation 1, current, still found by its label. */
+static void
+untouched(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, const char *label, CK_ULONG nobjs)
+{
+	CK_OBJECT_HANDLE found[16];
+
+	ck_assert_uint_eq(attr_ulong(h, k, CKA_EV_GENERATION), 1);
+	ck_assert_int_eq(attr_bool(h, k, CKA_EV_RETIRED), CK_FALSE);
+	ck_assert_uint_eq(find_label(h, label, 0, found, 16), nobjs);
+	ck_assert(listed(found, nobjs, k));
+	ck_assert_uint_eq(find_label(h, label, 2, found, 16), 0);
+}
+
+/*
+ * A batch of keys of every kind (EC pairs by their private key, an
+ * Ed25519 pair by its public key, an AES key) rotates as EV_RotateKey
+ * rotates each, and another process sees it as it sees one rotation.
+ */
+START_TEST(test_rotate_batch)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE pub0, priv0, pub1, priv1, edpub, edpriv, aes, npub, npriv, keys[4],
+	    out[4];
+	CK_INTERFACE *iface = NULL;
+	CK_VERSION v13 = { 1, 3 };
+	CK_ULONG done = 99;
+	CK_BYTE id[64];
+	struct signer_arg a;
+	struct kid k;
+	long long t0, t1;
+
+	env_init();
+	/* 1.4 by default; 1.3 asked for is the same list, labelled 1.3. */
+	ck_assert_int_eq(F->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, NULL, &iface,
+	    0), CKR_OK);
+	ck_assert_int_eq(((EV_ADMIN_FUNCTION_LIST *)iface->pFunctionList)->version.minor, 4);
+	ck_assert_int_eq(F->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v13, &iface,
+	    0), CKR_OK);
+	ck_assert_int_eq(((EV_ADMIN_FUNCTION_LIST *)iface->pFunctionList)->version.minor, 3);
+
+	h = attested_zone("batch", &z);
+	gen_pair(h, KT_EC, "b-ec0", &pub0, &priv0);
+	gen_pair(h, KT_EC, "b-ec1", &pub1, &priv1);
+	gen_pair(h, KT_ED, "b-ed", &edpub, &edpriv);
+	aes = gen_aes(h, "b-aes");
+
+	a = (struct signer_arg){ z, priv1, "b-ec1" };
+	kid_start(&k, kid_rotation_view, &a);
+	kid_expect(&k, CKR_OK, "child: set-up and first signature");
+
+	keys[0] = priv0;
+	keys[1] = aes;
+	keys[2] = edpub;
+	keys[3] = priv1;
+	t0 = now_unix();
+	ck_assert_int_eq(admin14()->EV_RotateKeys(h, keys, 4, out, &done), CKR_OK);
+	t1 = now_unix();
+	ck_assert_uint_eq(done, 4);
+
+	check_rotated_pair(h, KT_EC, "b-ec0", pub0, priv0, t0, t1, GRACE_DEFAULT, &npub, &npriv);
+	ck_assert_uint_eq(out[0], npriv);
+	signs(h, KT_EC, npriv, npub);
+	check_rotated_pair(h, KT_ED, "b-ed", edpub, edpriv, t0, t1, GRACE_DEFAULT, &npub, &npriv);
+	ck_assert_uint_eq(out[2], npub); /* the named half's new generation */
+	signs(h, KT_ED, npriv, npub);
+	check_rotated_pair(h, KT_EC, "b-ec1", pub1, priv1, t0, t1, GRACE_DEFAULT, &npub, &npriv);
+	ck_assert_uint_eq(out[3], npriv);
+	/* The AES key: a new generation with a random 20-byte CKA_ID; the old one retired. */
+	ck_assert_uint_eq(find_one(h, "b-aes", CKO_SECRET_KEY, 0), out[1]);
+	ck_assert_uint_eq(attr_ulong(h, out[1], CKA_EV_GENERATION), 2);
+	ck_assert_uint_eq(attr_bytes(h, out[1], CKA_ID, id, sizeof(id)), 20);
+	ck_assert_int_eq(attr_bool(h, aes, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_int_eq(aes_roundtrip(h, out[1]), CKR_OK);
+	/* One appraisal for the batch. */
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM attestlog WHERE purpose = 'rotate'"),
+	    1);
+
+	/* The other process: its key retired at its next use, the new one at its next search. */
+	rotation_viewed(&k, h, z, out[3], npub);
+}
+END_TEST
+
+/* n AES keys labelled <prefix><i>. */
+static void
+gen_aes_n(CK_SESSION_HANDLE h, const char *prefix, CK_ULONG n, CK_OBJECT_HANDLE *keys)
+{
+	char label[32];
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(label, sizeof(label), "%s%lu", prefix, i);
+		keys[i] = gen_aes(h, label);
+	}
+}
+
+/* Three keys refused with want, none rotated: ka (of the pair "a") and kc ("c") as made. */
+static void
+batch_refused(EV_ADMIN_FUNCTION_LIST *ad, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *keys, CK_RV want,
+    CK_OBJECT_HANDLE ka, CK_OBJECT_HANDLE kc)
+{
+	CK_OBJECT_HANDLE out[3];
+	CK_ULONG done = 7;
+
+	ck_assert_int_eq(ad->EV_RotateKeys(h, keys, 3, out, &done), want);
+	ck_assert_uint_eq(done, 0);
+	untouched(h, ka, "a", 2);
+	untouched(h, kc, "c", 1);
+}
+
+/*
+ * Bad arguments: every handle is checked before anything rotates, so one
+ * bad handle among good ones rotates none of them.
+ */
+START_TEST(test_rotate_batch_errors)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h, ro;
+	CK_OBJECT_HANDLE pa, ka, pb, kb, kc, rpub, rpriv;
+	CK_OBJECT_HANDLE keys[3], out[3], bad[6];
+	CK_RV want[6];
+	struct unrotatable u;
+	EV_ADMIN_FUNCTION_LIST *ad;
+	CK_ULONG done;
+	long rot0;
+	int i;
+
+	env_init();
+	z = env_new_zone("berrors");
+	good_evidence(z);
+	h = env_session(z, 1, 1);
+	ad = admin14();
+	gen_pair(h, KT_EC, "a", &pa, &ka);
+	gen_pair(h, KT_EC, "b", &pb, &kb);
+	kc = gen_aes(h, "c");
+	make_unrotatable(h, ka, &u);
+	gen_pair(h, KT_EC, "r", &rpub, &rpriv);
+	ck_assert_int_eq(admin()->EV_RotateKey(h, rpriv, NULL), CKR_OK);
+
+	/* NULL keys with a count (refused); no keys at all (nothing to do). */
+	for (i = 0; i < 2; i++) {
+		done = 7;
+		ck_assert_int_eq(ad->EV_RotateKeys(h, NULL, i == 0 ? 2 : 0, out, &done),
+		    i == 0 ? CKR_ARGUMENTS_BAD : CKR_OK);
+		ck_assert_uint_eq(done, 0);
+	}
+
+	/* One bad handle between two good ones: refused as EV_RotateKey refuses it, none rotated. */
+	bad[0] = rpriv;        want[0] = CKR_KEY_FUNCTION_NOT_PERMITTED; /* retired */
+	bad[1] = u.copy;       want[1] = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	bad[2] = u.spriv;      want[2] = CKR_KEY_FUNCTION_NOT_PERMITTED; /* a session object */
+	bad[3] = u.lpub;       want[3] = CKR_KEY_FUNCTION_NOT_PERMITTED; /* a public key alone */
+	bad[4] = u.data;       want[4] = CKR_KEY_HANDLE_INVALID;
+	bad[5] = 0x7fff0000UL; want[5] = CKR_KEY_HANDLE_INVALID;
+	for (i = 0; i < 6; i++)
+		batch_refused(ad, h, (CK_OBJECT_HANDLE[3]){ ka, bad[i], kc }, want[i], ka, kc);
+	/* An object named twice, or both halves of a pair. */
+	batch_refused(ad, h, (CK_OBJECT_HANDLE[3]){ ka, kc, ka }, CKR_ARGUMENTS_BAD, ka, kc);
+	batch_refused(ad, h, (CK_OBJECT_HANDLE[3]){ ka, kc, pa }, CKR_ARGUMENTS_BAD, ka, kc);
+
+	/* A read-only session; no evidence (refused once, recorded). */
+	keys[0] = ka;
+	keys[1] = kb;
+	keys[2] = kc;
+	ro = env_session(z, 0, 0);
+	ck_assert_int_eq(ad->EV_RotateKeys(ro, keys, 3, out, &done), CKR_SESSION_READ_ONLY);
+	rot0 = refusals_for("rotate");
+	no_evidence();
+	ck_assert_int_eq(ad->EV_RotateKeys(h, keys, 3, out, &done), CKR_FUNCTION_REJECTED);
+	ck_assert_uint_eq(done, 0);
+	ck_assert_int_eq(refusals_for("rotate"), rot0 + 1);
+	untouched(h, ka, "a", 2);
+	untouched(h, kb, "b", 2);
+	untouched(h, kc, "c", 1);
+
+	/* Put right, all three rotate; phNewKeys and pulDone may be NULL. */
+	good_evidence(z);
+	ck_assert_int_eq(ad->EV_RotateKeys(h, keys, 2, NULL, NULL), CKR_OK);
+	ck_assert_int_eq(ad->EV_RotateKeys(h, &keys[2], 1, out, &done), CKR_OK);
+	ck_assert_uint_eq(done, 1);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(attr_bool(h, keys[i], CKA_EV_RETIRED), CK_TRUE);
+	/* The token copy retired with its origin. */
+	ck_assert_int_eq(attr_bool(h, u.copy, CKA_EV_RETIRED), CK_TRUE);
+	ck_assert_uint_eq(attr_ulong(h, out[0], CKA_EV_GENERATION), 2);
+}
+END_TEST
+
+/* More keys than one transaction takes (256). */
+#define BATCH_KEYS 300
+
+START_TEST(test_rotate_batch_chunks)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE keys[BATCH_KEYS], out[BATCH_KEYS], again[BATCH_KEYS];
+	CK_BYTE lab[32];
+	CK_ULONG done, i;
+	char label[32];
+
+	env_init();
+	h = attested_zone("chunks", &z);
+	gen_aes_n(h, "c-", BATCH_KEYS, keys);
+	ck_assert_int_eq(admin14()->EV_RotateKeys(h, keys, BATCH_KEYS, out, &done), CKR_OK);
+	ck_assert_uint_eq(done, BATCH_KEYS);
+	for (i = 0; i < BATCH_KEYS; i++) {
+		snprintf(label, sizeof(label), "c-%lu", i);
+		ck_assert_int_eq(attr_bool(h, keys[i], CKA_EV_RETIRED), CK_TRUE);
+		ck_assert_uint_eq(find_one(h, label, CKO_SECRET_KEY, 0), out[i]);
+		ck_assert_uint_eq(attr_ulong(h, out[i], CKA_EV_GENERATION), 2);
+		ck_assert_uint_eq(attr_bytes(h, out[i], CKA_LABEL, lab, sizeof(lab)),
+		    strlen(label));
+	}
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM objects WHERE retired != 0"),
+	    BATCH_KEYS);
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM objects WHERE retired = 0 AND "
+				      "generation = 2"),
+	    BATCH_KEYS);
+
+	/* A bad handle in the second chunk: checked before the first is rotated. */
+	memcpy(again, out, sizeof(again));
+	again[280] = keys[280]; /* retired */
+	ck_assert_int_eq(admin14()->EV_RotateKeys(h, again, BATCH_KEYS, NULL, &done),
+	    CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_uint_eq(done, 0);
+	ck_assert_int_eq(env_sql_long("SELECT count(*) FROM objects WHERE generation = 3"), 0);
+	ck_assert_int_eq(attr_bool(h, out[0], CKA_EV_RETIRED), CK_FALSE);
+}
+END_TEST
+
+/* Keys the killed batch rotates: three transactions. */
+#define KILL_KEYS 600
+
+struct batch_kid_arg {
+	CK_SLOT_ID slot;
+	const CK_OBJECT_HANDLE *keys;
+};
+
+static void
+kid_rotate_batch(int rd, int wr, void *arg)
+{
+	const struct batch_kid_arg *a = arg;
+	EV_ADMIN_FUNCTION_LIST *adm;
+	CK_SESSION_HANDLE h;
+	CK_ULONG done = 0;
+	CK_RV rv = kid_init();
+
+	(void)rd;
+	if (rv == CKR_OK)
+		rv = kid_session(a->slot, 1, &h);
+	adm = admin_v_or_null(4);
+	if (rv == CKR_OK && adm == NULL)
+		rv = CKR_FUNCTION_NOT_SUPPORTED;
+	put(wr, rv); /* ready */
+	if (rv != CKR_OK)
+		_exit(1);
+	rv = adm->EV_RotateKeys(h, (CK_OBJECT_HANDLE_PTR)a->keys, KILL_KEYS, NULL, &done);
+	put(wr, rv);
+	put(wr, done);
+	(void)F->C_Finalize(NULL);
+	_exit(0);
+}
+
+/*
+ * A process killed in the middle of a batch, once its first transaction
+ * is seen committed (retired rows in the store): every key is fully old
+ * (current, generation 1, no generation 2) or fully new (retired, one
+ * current generation 2 that works), whole transactions of 256 at a time.
+ */
+START_TEST(test_rotate_batch_killed)
+{
+	CK_SLOT_ID z;
+	CK_SESSION_HANDLE h;
+	static CK_OBJECT_HANDLE keys[KILL_KEYS];
+	CK_OBJECT_HANDLE found[4], nk;
+	struct batch_kid_arg arg;
+	struct kid k;
+	CK_ULONG i, rotated = 0;
+	long retired = 0;
+	char label[32];
+	double end;
+	CK_RV rv;
+
+	env_init();
+	h = attested_zone("bkill", &z);
+	gen_aes_n(h, "k-", KILL_KEYS, keys);
+	ck_assert_int_eq(F->C_Finalize(NULL), CKR_OK);
+	arg = (struct batch_kid_arg){ z, keys };
+	kid_start(&k, kid_rotate_batch, &arg);
+	kid_expect(&k, CKR_OK, "child: ready");
+	end = now_s() + CHILD_DEADLINE;
+	while ((retired = env_sql_long("SELECT count(*) FROM objects WHERE retired != 0")) == 0 &&
+	    now_s() < end)
+		nap_ms(1);
+	ck_assert_int_eq(kill(k.pid, SIGKILL), 0);
+	(void)env_wait_child(k.pid, DEADLINE);
+	close(k.rd);
+	close(k.wr);
+	ck_assert_int_gt(retired, 0);
+	env_root_flush_leaks();
+
+	env_init();
+	rv = F->C_OpenSession(z, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+	if (rv == CKR_OK)
+		rv = login_user(h);
+	ck_assert_int_eq(rv, CKR_OK);
+	for (i = 0; i < KILL_KEYS; i++) {
+		snprintf(label, sizeof(label), "k-%lu", i);
+		ck_assert_uint_eq(find_label(h, label, 0, found, 4), 1);
+		if (attr_bool(h, keys[i], CKA_EV_RETIRED) == CK_TRUE) {
+			nk = found[0];
+			ck_assert_uint_ne(nk, keys[i]);
+			ck_assert_uint_eq(attr_ulong(h, nk, CKA_EV_GENERATION), 2);
+			ck_assert_int_eq(aes_roundtrip(h, nk), CKR_OK);
+			rotated++;
+		} else {
+			ck_assert_uint_eq(found[0], keys[i]);
+			ck_assert_uint_eq(find_label(h, label, 2, found, 4), 0);
+			ck_assert_int_eq(aes_roundtrip(h, keys[i]), CKR_OK);
+		}
+	}
+	/* Whole transactions, in order. */
+	ck_assert_msg(rotated % 256 == 0 || rotated == KILL_KEYS, "%lu keys rotated", rotated);
+	for (i = 0; i < rotated; i++)
+		ck_assert_int_eq(attr_bool(h, keys[i], CKA_EV_RETIRED), CK_TRUE);
+	fprintf(stderr, "it_rotate: the killed batch had rotated %lu of %d keys\n", rotated,
+	    KILL_KEYS);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -2944,6 +3331,7 @@ main(void)
 	TCase *tr = tcase_create("rotation");
 	TCase *tz = tcase_create("zone key");
 	TCase *to = tcase_create("policy and objects");
+	TCase *tb = tcase_create("batches");
 
 	tcase_add_checked_fixture(ta, setup, env_teardown);
 	tcase_set_timeout(ta, 120);
@@ -2986,5 +3374,13 @@ main(void)
 	tcase_add_test(to, test_copies_follow_origin);
 	tcase_add_test(to, test_session_copies_retire);
 	suite_add_tcase(s, to);
+
+	tcase_add_checked_fixture(tb, setup, env_teardown);
+	tcase_set_timeout(tb, 240);
+	tcase_add_test(tb, test_rotate_batch);
+	tcase_add_test(tb, test_rotate_batch_errors);
+	tcase_add_test(tb, test_rotate_batch_chunks);
+	tcase_add_test(tb, test_rotate_batch_killed);
+	suite_add_tcase(s, tb);
 	return env_run(s);
 }
