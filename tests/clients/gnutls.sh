@@ -64,10 +64,8 @@ pubkey() {
 		--export-pubkey "$T;object=$1;type=public" --outfile "$1.pub.pem"
 	out_has "OpenSSL reads the exported $1 key as such" "$2" \
 		openssl pkey -pubin -in "$1.pub.pem" -noout -text_pub
-	run $P11 --token-label gnutls --read-object --type pubkey --label "$1" \
-		--output-file "$1.p11.der"
-	# (pkcs11-tool 0.23 writes DER, or PEM for Ed25519: OpenSSL 3 reads both.)
-	run openssl pkey -pubin -in "$1.p11.der" -out "$1.p11.pem"
+	run pubkey_der gnutls label "$1" "$1.p11.der"
+	run openssl pkey -pubin -inform DER -in "$1.p11.der" -out "$1.p11.pem"
 	ok "the exported $1 key is the token's key" same_key "$1.pub.pem" "$1.p11.pem"
 }
 pubkey ec '^Public-Key: \(256 bit\)'

@@ -235,6 +235,12 @@ if [ "$EV_ROOT" = tpm2-abrmd ]; then
 fi
 
 # ok NAME COMMAND...: a check that must succeed; its output is shown if not.
+# pubkey_der TOKEN (id HEX | label LABEL) OUT: the token's public key as DER
+# SubjectPublicKeyInfo in OUT (tests/clients/pubkey.py says why not pkcs11-tool).
+pubkey_der() {
+	"$EV_PYTHON" "$EV_SRCDIR/tests/clients/pubkey.py" "$EV_MODULE" "$@"
+}
+
 ok() {
 	name=$1
 	shift

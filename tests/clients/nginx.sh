@@ -147,8 +147,7 @@ served_key() {
 		</dev/null >s_client.out 2>&1 || { cat s_client.out; return 1; }
 	openssl x509 -in s_client.out -noout -pubkey >served.pem &&
 		openssl pkey -pubin -in served.pem -outform DER -out served.der &&
-		$P11 --token-label web --read-object --type pubkey --label "web-$1" \
-			--output-file token.der && cmp served.der token.der
+		pubkey_der web label "web-$1" token.der && cmp served.der token.der
 }
 ok "the EC server presents the token's EC key" served_key ec "$port_ec"
 ok "the RSA server presents the token's RSA key" served_key rsa "$port_rsa"

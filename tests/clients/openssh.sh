@@ -37,7 +37,7 @@ ok "ssh-keygen -D lists the EC key" sh -c \
 out_has "ssh-keygen -D lists the RSA key" '^ssh-rsa .* ssh-rsa$' cat keys.pub
 # same_as_token LABEL: the key ssh-keygen -D listed under LABEL is the token's.
 same_as_token() {
-	$P11 --token-label ssh --read-object --type pubkey --label "$1" --output-file "$1.der" &&
+	pubkey_der ssh label "$1" "$1.der" &&
 		openssl pkey -pubin -in "$1.der" -out "$1.pem" &&
 		ssh-keygen -i -m PKCS8 -f "$1.pem" | cut -d' ' -f2 >"$1.want" &&
 		grep " $1\$" keys.pub | cut -d' ' -f2 | cmp - "$1.want"

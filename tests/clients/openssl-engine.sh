@@ -44,8 +44,8 @@ printf 'other\n' >other
 run openssl dgst -sha256 -binary -out other.dgst other
 
 for k in ec rsa; do
-	ok "export the $k public key" sh -c "$P11 --token-label ossl --read-object --type pubkey \
-		--label $k --output-file $k.der && openssl pkey -pubin -inform DER -in $k.der -out $k.pem"
+	ok "export the $k public key" pubkey_der ossl label $k $k.der
+	run openssl pkey -pubin -inform DER -in $k.der -out $k.pem
 done
 
 ok "pkeyutl -sign with the EC key" openssl pkeyutl -engine pkcs11 -keyform engine \

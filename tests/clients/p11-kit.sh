@@ -29,7 +29,7 @@ run $P11 --token-label kit --login --pin "$USER_PIN" --keypairgen --key-type EC:
 	--label kit-ec --id 4b01
 run $P11 --token-label kit --login --pin "$USER_PIN" --keypairgen --key-type rsa:2048 \
 	--label kit-rsa --id 4b02
-run $P11 --token-label kit --read-object --type pubkey --label kit-ec --output-file ec.der
+run pubkey_der kit label kit-ec ec.der
 run openssl pkey -pubin -inform DER -in ec.der -out ec.pem
 printf 'through p11-kit\n' >data
 
