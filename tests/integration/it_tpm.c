@@ -862,10 +862,10 @@ START_TEST(test_pcr_rebind)
 	ck_assert_str_eq(sealed_hex(1, "sealed_key"), before);
 	ck_assert_int_eq(admin12()->EV_RebindZone(CK_INVALID_HANDLE, &pcrs),
 			 CKR_SESSION_HANDLE_INVALID);
-	/* A 1.1 caller gets the same list, labelled 1.1; no 1.4 yet. */
+	/* A 1.1 caller gets the same list, labelled 1.1; no 1.5 yet. */
 	{
 		CK_INTERFACE *iface = NULL;
-		CK_VERSION v11 = {1, 1}, v13 = {1, 4};
+		CK_VERSION v11 = {1, 1}, v15 = {1, 5};
 		EV_ADMIN_FUNCTION_LIST *a11;
 
 		ck_assert_int_eq(
@@ -875,7 +875,7 @@ START_TEST(test_pcr_rebind)
 		ck_assert_int_eq(a11->version.minor, 1);
 		ck_assert_ptr_eq(a11->EV_RebindZone, admin12()->EV_RebindZone);
 		ck_assert_int_eq(
-		    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v13, &iface, 0),
+		    env.f->C_GetInterface((CK_UTF8CHAR *)EV_ADMIN_INTERFACE_NAME, &v15, &iface, 0),
 		    CKR_ARGUMENTS_BAD);
 	}
 
