@@ -1,5 +1,6 @@
 /* Helpers shared by the bench programs (bench_p11.h). */
 #include <string.h>
+#include <time.h>
 
 #include "bench_p11.h"
 
@@ -33,4 +34,13 @@ bench_find_token(CK_FUNCTION_LIST *f, const char *label, CK_SLOT_ID *slot)
 			return CKR_OK;
 		}
 	return CKR_TOKEN_NOT_PRESENT;
+}
+
+double
+bench_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -65,19 +65,10 @@ struct report {
 
 static CK_FUNCTION_LIST *f;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 send_report(int fd, int type, unsigned long key, unsigned long slot, CK_RV rv)
 {
-	struct report r = { type, key, slot, rv, now_s() };
+	struct report r = { type, key, slot, rv, bench_now_s() };
 
 	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
 		_exit(4);
@@ -329,7 +320,7 @@ static int
 get_report(int fd, struct report *r, double end)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
-	double left = end - now_s();
+	double left = end - bench_now_s();
 	ssize_t n;
 
 	if (left <= 0)
@@ -479,7 +470,7 @@ main(int argc, char **argv)
 	{
 		struct report r;
 
-		end = now_s() + 30;
+		end = bench_now_s() + 30;
 		if (get_report(wfd, &r, end) != 0 || r.type != MSG_READY ||
 		    get_report(sfd, &r, end) != 0 || r.type != MSG_READY) {
 			fprintf(stderr, "ev_revoke_bench: a child did not start\n");
@@ -509,7 +500,7 @@ main(int argc, char **argv)
 			goto out;
 		}
 		free(list);
-		t0 = now_s();
+		t0 = bench_now_s();
 		if (rename(tmp, dst) != 0) {
 			fprintf(stderr, "ev_revoke_bench: rename %s: %s\n", dst, strerror(errno));
 			goto out;
@@ -519,7 +510,7 @@ main(int argc, char **argv)
 			/* A child that has reported for this trial is not listened to. */
 			struct pollfd p[2] = { { got_ev ? -1 : wfd, POLLIN, 0 },
 				{ got_rf ? -1 : sfd, POLLIN, 0 } };
-			double left = end - now_s();
+			double left = end - bench_now_s();
 
 			if (left <= 0 || poll(p, 2, (int)(left * 1000) + 1) <= 0) {
 				fprintf(stderr, "ev_revoke_bench: trial %lu: no %s in %.0f s\n",

@@ -39,15 +39,6 @@
 static CK_FUNCTION_LIST_3_0 *f;
 static EV_ADMIN_FUNCTION_LIST *admin;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int
 load(const char *path)
 {
@@ -194,7 +185,7 @@ cmd_make(char **av)
 	th = calloc(nt, sizeof(*th));
 	if (m == NULL || th == NULL)
 		return 1;
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (i = 0; i < nt; i++) {
 		m[i] = (struct maker){ slot, av[3], av[4], from, count, nt, from + i, CKR_OK };
 		if (pthread_create(&th[i], NULL, maker_run, &m[i]) != 0)
@@ -205,7 +196,7 @@ cmd_make(char **av)
 		if (m[i].rv != CKR_OK)
 			rc = 1;
 	}
-	t0 = now_s() - t0;
+	t0 = bench_now_s() - t0;
 	printf("{\"bench\":\"make\",\"kind\":\"%s\",\"keys\":%lu,\"s\":%.3f,\"keys_per_s\":%.1f}\n",
 	    av[3], count, t0, (double)count / t0);
 	free(m);
@@ -232,17 +223,17 @@ cmd_startup(char **av)
 	long rss, hwm;
 	CK_RV rv;
 
-	t0 = now_s();
+	t0 = bench_now_s();
 	rv = bench_init((CK_FUNCTION_LIST *)f);
-	t_init = now_s();
+	t_init = bench_now_s();
 	if (rv == CKR_OK)
 		rv = bench_find_token((CK_FUNCTION_LIST *)f, av[1], &slot);
 	if (rv == CKR_OK)
 		rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
-	t_open = now_s();
+	t_open = bench_now_s();
 	if (rv == CKR_OK)
 		rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)av[2], strlen(av[2]));
-	t_login = now_s();
+	t_login = bench_now_s();
 	if (rv == CKR_OK)
 		rv = f->C_FindObjectsInit(h, t, 2);
 	if (rv == CKR_OK)
@@ -255,7 +246,7 @@ cmd_startup(char **av)
 		rv = f->C_SignInit(h, &mech, key);
 	if (rv == CKR_OK)
 		rv = f->C_Sign(h, hash, sizeof(hash), sig, &slen);
-	t_sign = now_s();
+	t_sign = bench_now_s();
 	if (rv != CKR_OK) {
 		fprintf(stderr, "ev_scale_bench: startup: 0x%lx\n", rv);
 		return 1;
@@ -301,7 +292,7 @@ cmd_rotate(char **av)
 	CK_RV rv;
 
 	rv = login_session(av[1], CKU_USER, av[2], &h);
-	t0 = now_s();
+	t0 = bench_now_s();
 	if (rv == CKR_OK)
 		rv = admin->EV_RotationCandidates(h, EV_ROTATE_ALL, NULL, &n);
 	if (rv == CKR_OK && (keys = calloc(n + 1, sizeof(*keys))) == NULL)
@@ -315,7 +306,7 @@ cmd_rotate(char **av)
 	for (i = 0; rv == CKR_OK && !batch && i < n; i++)
 		if (admin->EV_RotateKey(h, keys[i], NULL) != CKR_OK)
 			failed++;
-	t1 = now_s();
+	t1 = bench_now_s();
 	free(keys);
 	if (rv != CKR_OK || failed > 0) {
 		fprintf(stderr, "ev_scale_bench: rotate: 0x%lx, %lu failed\n", rv, failed);
@@ -337,10 +328,10 @@ cmd_zonekey(char **av)
 	CK_RV rv;
 
 	rv = login_session(av[1], CKU_SO, av[2], &h);
-	t0 = now_s();
+	t0 = bench_now_s();
 	if (rv == CKR_OK)
 		rv = admin->EV_RotateZoneKey(h, &n);
-	t1 = now_s();
+	t1 = bench_now_s();
 	if (rv != CKR_OK) {
 		fprintf(stderr, "ev_scale_bench: zonekey: 0x%lx\n", rv);
 		return 1;
