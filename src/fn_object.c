@@ -81,7 +81,7 @@ CK_RV
 C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
 	ev_session *s;
-	int was_key;
+	int held;
 	CK_RV rv = ev_check_init();
 
 	if (rv != CKR_OK)
@@ -89,13 +89,13 @@ C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	rv = ev_session_acquire(hSession, &s);
 	if (rv != CKR_OK)
 		return rv;
-	rv = ev_object_destroy(s, hObject, &was_key);
+	rv = ev_object_destroy(s, hObject, &held);
 	ev_session_release(s);
 	/*
 	 * Unmapped here, the key is not found by the change log's pass: the
 	 * operations and kept contexts of every session holding it end now.
 	 */
-	if (rv == CKR_OK && was_key)
+	if (rv == CKR_OK && held)
 		ev_session_end_dead_ops();
 	return rv;
 }

@@ -1360,14 +1360,14 @@ store_change(ev_object *o, ev_change_kind kind, const ev_attrs *attrs)
 }
 
 CK_RV
-ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *was_key)
+ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *held)
 {
 	ev_audit_detail d[] = { { "method", "destroy", 0 } };
 	ev_audit_ident id = { 0 };
 	ev_object *o;
 	CK_RV rv;
 
-	*was_key = 0;
+	*held = 0;
 	rv = ev_object_get(s, h, &o);
 	if (rv != CKR_OK)
 		return rv;
@@ -1399,7 +1399,11 @@ ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *was_key)
 		atomic_fetch_sub(&o->refs, 1); /* the map's; ours keeps it alive */
 	}
 	ev_rwlock_unlock(ev_mod->lock);
-	*was_key = is_key_class(o->cls);
+	/*
+	 * Unmapped, it can gain no reference: one besides ours is held by a
+	 * session's operation or kept context (or a call under way).
+	 */
+	*held = is_key_class(o->cls) && atomic_load(&o->refs) > 1;
 out:
 	ev_audit_ident_clear(&id);
 	ev_object_put(o);

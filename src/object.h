@@ -139,12 +139,14 @@ CK_RV ev_object_new_pair(ev_session *s, const CK_ATTRIBUTE *pub_tmpl, CK_ULONG p
     CK_OBJECT_HANDLE *hpriv);
 
 /*
- * C_DestroyObject, with s acquired. *was_key is set when the object
- * destroyed was a key: the caller, once it released s, ends what every
- * session holds of it (ev_session_end_dead_ops()), for the change log's
- * pass finds nothing left to forget in this process.
+ * C_DestroyObject, with s acquired. *held is set when the object
+ * destroyed was a key that something besides this call still holds (a
+ * session's operation or kept context): the caller, once it released s,
+ * ends what every session holds of it (ev_session_end_dead_ops()), for
+ * the change log's pass finds nothing left to forget in this process. A
+ * key nobody holds is gone with this call, and no session is disturbed.
  */
-CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *was_key);
+CK_RV ev_object_destroy(ev_session *s, CK_OBJECT_HANDLE h, int *held);
 
 /* C_GetAttributeValue / C_SetAttributeValue on an object. */
 CK_RV ev_object_get_attrs(ev_session *s, ev_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG count);

@@ -792,7 +792,7 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 	if (kind != EV_OP_DIGEST) {
 		rv = init_key(s, a, hkey, &o);
 		if (rv != CKR_OK)
-			return rv;
+			goto out;
 		/* The parked operation's material, when it is the key's, needs no new reference. */
 		rv = ev_object_use(s, o, usage_attr(kind), mech->mechanism,
 		    a->spare != NULL ? a->spare_mat : NULL, &key, &cached, &always_auth);
@@ -826,6 +826,13 @@ ev_session_op_init(ev_session *s, ev_op_kind kind, const CK_MECHANISM *mech, CK_
 	key = NULL; /* transferred */
 	a->need_login = need_login;
 out:
+	/*
+	 * A failed init took the spare's key reference: the spare goes too,
+	 * for a kept context is always held through its key object, which is
+	 * how C_DestroyObject knows whether any session holds a key.
+	 */
+	if (rv != CKR_OK && a->spare_key == NULL)
+		drop_spare(a);
 	ev_key_free(key);
 	ev_object_put(o);
 	return rv;

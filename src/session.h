@@ -42,6 +42,8 @@ struct ev_object;
  * one read lock of the object. The spares go with ev_active_end():
  * C_CloseSession, C_Logout, revocation and destruction
  * (ev_session_end_dead_ops()), so no material outlives what ends its use.
+ * A key's spare is always kept with spare_key, its object's reference:
+ * C_DestroyObject of a key no one else references skips that walk.
  */
 typedef struct ev_active {
 	ev_op *op;

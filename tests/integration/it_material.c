@@ -47,11 +47,15 @@ hmac_once(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
 /*
  * A key destroyed by another session of this process: the context the
  * signing session parked for it, and the key object it kept, go with it
- * (the change log's pass finds the key unmapped already).
+ * (the change log's pass finds the key unmapped already). failed_init: a
+ * C_SignInit with a handle that is no key comes between; the parked
+ * context must still be found (C_DestroyObject walks the sessions only
+ * for a key some session holds).
  */
 static void
-destroyed_elsewhere(int on_token)
+destroyed_elsewhere(int on_token, int failed_init)
 {
+	CK_MECHANISM hmac = { CKM_SHA256_HMAC, NULL, 0 };
 	CK_MECHANISM hgen = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
 	CK_ULONG len32 = 32;
 	CK_BBOOL tok = on_token ? CK_TRUE : CK_FALSE;
@@ -75,6 +79,8 @@ destroyed_elsewhere(int on_token)
 	ck_assert_int_eq(hmac_once(a, k), CKR_OK);
 	parked = secrets_in_use();
 	ck_assert_uint_gt(parked, before);
+	if (failed_init)
+		ck_assert_int_eq(env.f->C_SignInit(a, &hmac, k + 1000), CKR_KEY_HANDLE_INVALID);
 	ck_assert_int_eq(env.f->C_DestroyObject(b, k), CKR_OK);
 	ck_assert_uint_eq(secrets_in_use(), before);
 	ck_assert_int_eq(hmac_once(a, k), CKR_KEY_HANDLE_INVALID);
@@ -82,13 +88,19 @@ destroyed_elsewhere(int on_token)
 
 START_TEST(test_destroyed_session_key_leaves_no_material)
 {
-	destroyed_elsewhere(0);
+	destroyed_elsewhere(0, 0);
 }
 END_TEST
 
 START_TEST(test_destroyed_token_key_leaves_no_material)
 {
-	destroyed_elsewhere(1);
+	destroyed_elsewhere(1, 0);
+}
+END_TEST
+
+START_TEST(test_failed_init_then_destroyed_leaves_no_material)
+{
+	destroyed_elsewhere(0, 1);
 }
 END_TEST
 
@@ -102,6 +114,7 @@ main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_destroyed_session_key_leaves_no_material);
 	tcase_add_test(tc, test_destroyed_token_key_leaves_no_material);
+	tcase_add_test(tc, test_failed_init_then_destroyed_leaves_no_material);
 	suite_add_tcase(s, tc);
 	return env_run(s);
 }
